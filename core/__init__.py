@@ -1,0 +1,1 @@
+"""Framework-free core of the heatmap toolkit: settings, model wrapper, images, scores, figure, runs."""

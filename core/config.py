@@ -1,0 +1,112 @@
+"""Settings: settings.py read into a plain dict, `--set key=value` overrides, and validation.
+
+Every key has a rule: the global ones below, the method dicts' in methods/registry.py.
+A value that breaks its rule, or a key nobody reads, is a UsageError naming the fix.
+"""
+from __future__ import annotations
+
+import ast
+import copy
+import difflib
+import types
+
+from core.errors import UsageError
+from core.rules import Bool, Choice, Float, Int, Text
+from methods.registry import SETTINGS_RULES
+
+SEED = Int(min=0, max=2**32 - 1)
+DIVERGING_CMAPS = ("RdBu_r", "bwr", "seismic", "coolwarm", "PuOr_r", "PiYG", "PRGn", "BrBG", "RdGy_r")
+
+GLOBAL_RULES = {
+    "image_size": Int(min=3, odd=True),
+    "num_classes": Int(min=2, max=256),
+    "model_path": Text(),
+    "center_pixel": {
+        "alpha": Float(min=0.0, exclusive_min=True),
+        "relu": Bool(),
+        "weight_seed": SEED,
+        "noise_weight_scale": Float(min=0.0),
+        "verify_per_class": Int(min=1),
+        "verify_seed": SEED,
+    },
+    "seed": SEED,
+    "out_path": Text(),
+    "backend": Choice(("keras",)),
+    "figure": {
+        "crop": Int(min=1, odd=True),
+        "column_width": Float(min=0.5, max=10.0),
+        "dpi": Int(min=30, max=600),
+        "cmap": Choice(DIVERGING_CMAPS),
+        "top_k": Int(min=1, max=20),
+    },
+}
+
+RULES = {**GLOBAL_RULES, **SETTINGS_RULES}
+
+
+def load(module: types.ModuleType | None = None, overrides: list[str] = ()) -> dict:
+    """The settings as a dict (from settings.py unless a module is given), overridden and validated."""
+    if module is None:
+        import settings as module
+    cfg = {
+        name: copy.deepcopy(value)
+        for name, value in vars(module).items()
+        if not name.startswith("_") and not isinstance(value, types.ModuleType)
+    }
+    _check_tree(cfg, RULES, origin="settings.py")
+    for item in overrides:
+        _override(cfg, item)
+    return cfg
+
+
+def _override(cfg: dict, item: str) -> None:
+    key, sep, text = item.partition("=")
+    if not sep or not key:
+        raise UsageError(f"--set takes KEY=VALUE, got {item!r}; for example --set sg.noise_scale=0.2")
+    *parents, name = key.strip().split(".")
+    rules, target = RULES, cfg
+    for part in parents:
+        if not isinstance(rules.get(part), dict):
+            raise UsageError(_unknown(key, rules, parents[: parents.index(part)]))
+        rules, target = rules[part], target[part]
+    rule = rules.get(name)
+    if rule is None or isinstance(rule, dict):
+        raise UsageError(_unknown(key, rules, parents))
+    target[name] = _check_value(key, _parse(text.strip()), rule, origin="--set")
+
+
+def _parse(text: str):
+    """A Python literal where the text is one (3, 0.2, None, True, 'x'), else the text itself."""
+    try:
+        return ast.literal_eval(text)
+    except (ValueError, SyntaxError):
+        return text
+
+
+def _check_tree(values: dict, rules: dict, origin: str, prefix: str = "") -> None:
+    for name in sorted(set(values) | set(rules)):
+        key = prefix + name
+        if name not in rules:
+            raise UsageError(f"{origin}: unknown setting {key!r}; remove it or add a rule for it")
+        if name not in values:
+            raise UsageError(f"{origin}: setting {key!r} is missing; restore it from the repository's settings.py")
+        if isinstance(rules[name], dict):
+            if not isinstance(values[name], dict):
+                raise UsageError(f"{origin}: {key!r} must be a dict of settings")
+            _check_tree(values[name], rules[name], origin, key + ".")
+        else:
+            values[name] = _check_value(key, values[name], rules[name], origin)
+
+
+def _check_value(key: str, value, rule, origin: str):
+    problem = rule.check(value)
+    if problem:
+        raise UsageError(f"{origin}: {key} {problem}")
+    return float(value) if isinstance(rule, Float) else value
+
+
+def _unknown(key: str, rules: dict, parents: list[str]) -> str:
+    names = [".".join([*parents, name]) for name in rules]
+    close = difflib.get_close_matches(key, names, n=1)
+    hint = f"did you mean {close[0]!r}?" if close else f"known here: {', '.join(names)}"
+    return f"--set: unknown setting {key!r}; {hint}"

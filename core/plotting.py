@@ -1,0 +1,126 @@
+"""The heatmap figure, a pure function of arrays: no pyplot state, no rcParams changes.
+
+Per image, a pair of rows: the input and every method's full map, then the center crop of
+each. Maps use a diverging colormap symmetric about 0 with a colorbar; crops share their full
+map's scale, so a crop shows how the center compares with the whole map.
+"""
+from __future__ import annotations
+
+import textwrap
+from dataclasses import dataclass, field
+
+import numpy as np
+from matplotlib.figure import Figure
+from matplotlib.patches import Rectangle
+
+from core.scores import center_crop
+
+LEFT_MARGIN = 1.9  # inches, for the label text
+RIGHT_MARGIN = 1.9  # inches, for the top-k list
+ROW_HEIGHT = 2.0  # inches per row of panels
+TITLE_HEIGHT = 0.75  # inches above each row pair for the column titles
+
+
+@dataclass
+class ImageResult:
+    """Everything the figure shows for one input image."""
+
+    name: str
+    image: np.ndarray  # (H, W, C) in [0, 1]
+    predicted: int
+    target: int
+    target_probability: float
+    top: list[tuple[int, float]]  # (class, probability), most probable first
+    true_label: int | None = None
+    maps: dict[str, np.ndarray] = field(default_factory=dict)  # method key -> (H, W)
+    failures: dict[str, str] = field(default_factory=dict)  # method key -> reason
+    seconds: dict[str, float] = field(default_factory=dict)  # method key -> time taken
+
+
+def heatmap_figure(results: list[ImageResult], names: dict[str, str], *, crop: int, column_width: float,
+                   cmap: str, class_names: list[str] | None = None) -> Figure:
+    """One row pair per image; `names` gives each method key's display name, in column order."""
+    keys = [key for key in names if any(key in r.maps or key in r.failures for r in results)]
+    columns = 1 + len(keys)
+    width = LEFT_MARGIN + columns * column_width + RIGHT_MARGIN
+    height = len(results) * (2 * ROW_HEIGHT + TITLE_HEIGHT)
+    fig = Figure(figsize=(width, height))
+    grid = fig.add_gridspec(
+        3 * len(results), columns, height_ratios=[TITLE_HEIGHT, ROW_HEIGHT, ROW_HEIGHT] * len(results),
+        left=LEFT_MARGIN / width, right=1 - RIGHT_MARGIN / width, top=1.0, bottom=0.1 / height,
+        wspace=0.45, hspace=0.08)
+    label = (lambda c: f"{c} {class_names[c]}") if class_names else str
+    for index, result in enumerate(results):
+        full_row, crop_row = 3 * index + 1, 3 * index + 2
+        _input_panels(fig, grid, full_row, crop_row, result, crop)
+        for column, key in enumerate(keys, start=1):
+            full, cropped = fig.add_subplot(grid[full_row, column]), fig.add_subplot(grid[crop_row, column])
+            if key in result.maps:
+                _map_panels(full, cropped, result.maps[key], names[key], crop, cmap)
+            else:
+                _failed_panels(full, cropped, names[key], result.failures.get(key, "not computed"))
+        _margins(fig, grid, full_row, crop_row, columns, result, label)
+    return fig
+
+
+def _input_panels(fig, grid, full_row, crop_row, result, crop):
+    image = result.image[..., 0] if result.image.shape[-1] == 1 else result.image
+    full, cropped = fig.add_subplot(grid[full_row, 0]), fig.add_subplot(grid[crop_row, 0])
+    full.imshow(image, cmap="gray", vmin=0, vmax=1, interpolation="nearest")
+    height, width = image.shape[:2]
+    full.add_patch(Rectangle((width // 2 - crop / 2, height // 2 - crop / 2), crop, crop,
+                             fill=False, edgecolor="red", linewidth=0.8))
+    cropped.imshow(center_crop(image, crop), cmap="gray", vmin=0, vmax=1, interpolation="nearest")
+    _outline_center(cropped, crop)
+    full.set_title(f"{result.name}\nInput", fontsize=9)
+    cropped.set_title(f"center {crop}x{crop}", fontsize=8)
+    for axes in (full, cropped):
+        _bare(axes)
+
+
+def _map_panels(full, cropped, attribution, name, crop, cmap):
+    extreme = float(np.abs(attribution).max()) or 1.0
+    for axes, values in ((full, attribution), (cropped, center_crop(attribution, crop))):
+        shown = axes.imshow(values, cmap=cmap, vmin=-extreme, vmax=extreme, interpolation="nearest")
+        colorbar = axes.figure.colorbar(shown, ax=axes, fraction=0.046, pad=0.03, ticks=[-extreme, 0, extreme])
+        colorbar.ax.set_yticklabels([f"{-extreme:.3g}", "0", f"{extreme:.3g}"], fontsize=6)
+        _bare(axes)
+    _outline_center(cropped, crop)
+    full.set_title(f"{name}\nmax {attribution.max():.3g}\nmin {attribution.min():.3g}", fontsize=9)
+
+
+def _failed_panels(full, cropped, name, reason):
+    full.set_title(name, fontsize=9)
+    full.text(0.5, 0.5, textwrap.fill(reason, 28, max_lines=8), ha="center", va="center", fontsize=7, color="0.3",
+              transform=full.transAxes)
+    for axes in (full, cropped):
+        _bare(axes)
+        axes.set_frame_on(False)
+
+
+def _margins(fig, grid, full_row, crop_row, columns, result, label):
+    lines = [f"true: {label(result.true_label)}" if result.true_label is not None else "true: unknown",
+             f"predicted: {label(result.predicted)}",
+             f"explained: {label(result.target)}",
+             f"p(explained) = {_probability(result.target_probability)}"]
+    first = grid[full_row, 0].get_position(fig)
+    fig.text(first.x0 - 0.1 / fig.get_figwidth(), (first.y0 + first.y1) / 2, "\n".join(lines),
+             ha="right", va="center", fontsize=9)
+    last = grid[full_row, columns - 1].get_position(fig)
+    top = "\n".join(f"{label(c)}: {_probability(p)}" for c, p in result.top)
+    fig.text(last.x1 + 0.55 / fig.get_figwidth(), (last.y0 + last.y1) / 2, f"top {len(result.top)}\n{top}",
+             ha="left", va="center", fontsize=9)
+
+
+def _probability(p: float) -> str:
+    return f"{p:.5f}" if p >= 1e-3 else f"{p:.2e}"
+
+
+def _outline_center(axes, crop):
+    axes.add_patch(Rectangle((crop // 2 - 0.5, crop // 2 - 0.5), 1, 1, fill=False, edgecolor="black", linewidth=1))
+
+
+def _bare(axes):
+    axes.set_xticks([])
+    axes.set_yticks([])
+

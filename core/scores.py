@@ -1,0 +1,42 @@
+"""How much of a map's attribution falls on the center pixel and the center crop.
+
+For the center-pixel model, whose probabilities depend on the center pixel alone, these
+are ground-truth scores: a faithful map has center_rank 1 and center_share near 1.
+"""
+from __future__ import annotations
+
+import numpy as np
+
+
+def center_crop(array: np.ndarray, size: int) -> np.ndarray:
+    """The size x size block around the center of an (H, W, ...) array."""
+    row, col = array.shape[0] // 2, array.shape[1] // 2
+    half = size // 2
+    return array[row - half:row + half + 1, col - half:col + half + 1]
+
+
+def center_scores(attribution: np.ndarray, crop: int) -> dict[str, float | int]:
+    magnitude = np.abs(attribution.astype(np.float64))
+    total = magnitude.sum()
+    center = attribution[attribution.shape[0] // 2, attribution.shape[1] // 2]
+    return {
+        "center_value": float(center),
+        "center_rank": int(1 + np.count_nonzero(magnitude > abs(float(center)))),
+        "center_share": float(abs(float(center)) / total) if total > 0 else 0.0,
+        "crop_share": float(center_crop(magnitude, crop).sum() / total) if total > 0 else 0.0,
+    }
+
+
+def format_table(table: dict[str, dict], names: dict[str, str]) -> str:
+    """The scores as a fixed-width text table, one method per line."""
+    width = max(len(f"{names[key]} ({key})") for key in table) + 2
+    header = f"{'method':<{width}}{'center_value':>14}{'center_rank':>13}{'center_share':>14}{'crop_share':>12}{'seconds':>10}"
+    lines = [header, "-" * len(header)]
+    for key, row in table.items():
+        label = f"{names[key]} ({key})"
+        if "error" in row:
+            lines.append(f"{label:<{width}}  failed: {row['error']}")
+            continue
+        lines.append(f"{label:<{width}}{row['center_value']:>14.4g}{row['center_rank']:>13d}"
+                     f"{row['center_share']:>14.3g}{row['crop_share']:>12.3g}{row['seconds']:>10.2f}")
+    return "\n".join(lines)

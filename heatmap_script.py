@@ -1,0 +1,124 @@
+"""Explain an image classifier with many attribution methods in one run, side by side.
+
+    python heatmap_script.py -ip images/chelsea.png -hm grad gb lrp
+    python heatmap_script.py -hm all --set sg.noise_scale=0.2      # a seeded random image
+
+Each run writes <out_path>/<image>_<time>/ holding heatmaps.png (the figure), heatmaps.npz
+(raw maps and the input), scores.json (center scores, also printed) and run.json (the record).
+"""
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+import settings
+from core import config, frameworks
+from core.errors import UsageError
+from methods.registry import METHODS, REGISTRY, expand, groups
+
+
+class Parser(argparse.ArgumentParser):
+    def error(self, message):
+        """Argument errors as one line and exit code 2."""
+        print(f"error: {message}; see {self.prog} -h", file=sys.stderr)
+        sys.exit(2)
+
+
+def build_parser() -> Parser:
+    families = ", ".join(f"{name} ({len(keys)} maps)" for name, keys in groups().items() if name != "all")
+    methods = "\n".join(f"  {m.key:<17}{m.name}, {m.paper.cite}" + (f"  [--set {m.settings}.*]" if m.settings else "")
+                        for m in METHODS)
+    parser = Parser(
+        prog="heatmap_script.py", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter,
+        epilog=f"methods (-hm):\n{methods}\n  all              every method above\nfamilies: {families}\n\n"
+               "Settings and their defaults are in settings.py; override any with --set KEY=VALUE.")
+    parser.add_argument("-ip", "--img_path", type=Path, help="image file (any format PIL reads); "
+                        "default: a seeded random image")
+    parser.add_argument("-mp", "--model_path", type=Path, default=Path(settings.model_path),
+                        help=f"Keras model (.h5/.keras); its PyTorch twin is the same stem with .pt "
+                             f"(default: {settings.model_path})")
+    parser.add_argument("-hm", "--heatmap_methods", nargs="+", default=["all"], metavar="KEY",
+                        help="methods to run: keys below, a family, or all (default: all)")
+    parser.add_argument("-cl", "--clamp_label", type=int, metavar="CLASS",
+                        help="class to explain (default: the predicted class)")
+    parser.add_argument("-cp", "--centre_pixel", type=int, metavar="LEVEL",
+                        help="set the center pixel to this 8-bit gray level (0-255) before explaining")
+    parser.add_argument("-op", "--out_path", type=Path, default=Path(settings.out_path),
+                        help=f"folder that receives the run folder (default: {settings.out_path}/)")
+    parser.add_argument("--seed", type=int, help="seed of the random input image (default: settings.seed)")
+    parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                        help="override a setting for this run, e.g. --set ig.steps=128 (repeatable)")
+    parser.add_argument("-v", "--verbose", action="store_true", help="show framework logs and tracebacks")
+    return parser
+
+
+def run(args, argv: list[str]) -> int:
+    from core.explain import explain, scores
+    from core.images import check_image_path, load_image, random_image, set_center
+    from core.model import Model
+    from core.output import RunFolder, write_json, write_npz
+    from core.plotting import heatmap_figure
+    from core.record import run_record
+    from core.scores import format_table
+
+    cfg = config.load(overrides=args.set + ([f"seed={args.seed}"] if args.seed is not None else []))
+    keys = expand(args.heatmap_methods)
+    if args.centre_pixel is not None and not 0 <= args.centre_pixel <= 255:
+        raise UsageError(f"-cp {args.centre_pixel} is not an 8-bit gray level; give 0 to 255")
+    if args.img_path is not None:
+        check_image_path(args.img_path)  # before the model loads, to fail fast
+
+    model = Model(args.model_path, backend=cfg["backend"])
+    if args.img_path is None:
+        image, stem = random_image(model.input_shape, cfg["seed"]), f"random_seed{cfg['seed']}"
+    else:
+        image, stem = load_image(args.img_path, model.input_shape), args.img_path.stem
+    if args.centre_pixel is not None:
+        image = set_center(image, args.centre_pixel)
+    if args.clamp_label is not None and not 0 <= args.clamp_label < model.num_classes:
+        raise UsageError(f"-cl {args.clamp_label} is not a class of this model; give 0 to {model.num_classes - 1}")
+
+    folder = RunFolder(args.out_path, stem)
+    try:
+        result = explain(model, image, stem, keys, cfg, args.clamp_label, verbose=args.verbose)
+        names = {key: REGISTRY[key].name for key in keys}
+        table = scores(result, cfg["figure"]["crop"])
+        figure = heatmap_figure([result], names, crop=cfg["figure"]["crop"],
+                                column_width=cfg["figure"]["column_width"], cmap=cfg["figure"]["cmap"])
+        figure.savefig(folder.path / "heatmaps.png", dpi=cfg["figure"]["dpi"])
+        write_npz(folder.path / "heatmaps.npz", {"input": image.squeeze(-1) if image.shape[-1] == 1 else image,
+                                                 **result.maps})
+        write_json(folder.path / "scores.json", {
+            "image": str(args.img_path) if args.img_path else stem,
+            "model": str(args.model_path),
+            "ground_truth": model.ground_truth is not None,
+            "true_label": result.true_label,
+            "predicted_label": result.predicted,
+            "explained_class": result.target,
+            "explained_probability": result.target_probability,
+            "methods": table,
+        })
+        write_json(folder.path / "run.json", run_record(argv, cfg, keys, args.model_path, args.img_path))
+    except BaseException:
+        folder.discard()
+        raise
+    final = folder.publish()
+    print(format_table(table, names))
+    print(f"\nfigure: {final / 'heatmaps.png'}")
+    return 1 if result.failures else 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    args = build_parser().parse_args(argv)
+    frameworks.verbose(args.verbose)
+    try:
+        return run(args, argv)
+    except UsageError as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,115 @@
+"""The registry: the one list of attribution methods.
+
+Each entry gives the method's key, display name, paper, what it needs from the model,
+the settings.py dict it reads and where its code lives. The CLI's choices and help and the
+README's method table are generated from here. Importing this module imports no framework.
+"""
+from __future__ import annotations
+
+import importlib
+from dataclasses import dataclass
+from enum import Enum
+
+from core.errors import UsageError
+from core.rules import Choice, Float, Int
+
+
+class Needs(Enum):
+    """What a method asks of the model wrapper."""
+
+    GRADIENTS = "gradients of the logits"
+    PROBABILITIES = "batch probabilities only"
+
+
+@dataclass(frozen=True)
+class Paper:
+    cite: str
+    title: str
+    url: str
+
+
+@dataclass(frozen=True)
+class Method:
+    key: str
+    name: str
+    paper: Paper
+    needs: Needs
+    impl: str  # "module:function" under methods/, called as function(model, image, target, params)
+    settings: str | None = None  # the settings.py dict this method reads
+
+    def function(self):
+        module, function = self.impl.split(":")
+        return getattr(importlib.import_module(f"methods.{module}"), function)
+
+
+# Rules for every key of every method dict in settings.py (a test keeps the two in step).
+SETTINGS_RULES = {
+    "sg": {
+        "augment_by_n": Int(min=1),
+        "noise_scale": Float(min=0.0),
+        "postprocess": Choice((None, "abs", "square")),
+        "seed": Int(min=0, max=2**32 - 1),
+    },
+    "ig": {
+        "reference": Float(),
+        "steps": Int(min=1),
+    },
+    "lrp": {
+        "epsilon": Float(min=0.0, exclusive_min=True),
+    },
+}
+
+_LRP = Paper(
+    "Bach et al. 2015",
+    "On Pixel-Wise Explanations for Non-Linear Classifier Decisions by Layer-Wise Relevance Propagation",
+    "https://doi.org/10.1371/journal.pone.0130140",
+)
+
+METHODS = [
+    Method("grad", "Gradient", Paper(
+        "Simonyan et al. 2014",
+        "Deep Inside Convolutional Networks: Visualising Image Classification Models and Saliency Maps",
+        "https://arxiv.org/abs/1312.6034"), Needs.GRADIENTS, "gradient:attribute"),
+    Method("gb", "Guided Backprop", Paper(
+        "Springenberg et al. 2015", "Striving for Simplicity: The All Convolutional Net",
+        "https://arxiv.org/abs/1412.6806"), Needs.GRADIENTS, "guided_backprop:attribute"),
+    Method("deconvnet", "DeConvNet", Paper(
+        "Zeiler & Fergus 2014", "Visualizing and Understanding Convolutional Networks",
+        "https://arxiv.org/abs/1311.2901"), Needs.GRADIENTS, "deconvnet:attribute"),
+    Method("sg", "SmoothGrad", Paper(
+        "Smilkov et al. 2017", "SmoothGrad: removing noise by adding noise",
+        "https://arxiv.org/abs/1706.03825"), Needs.GRADIENTS, "smoothgrad:attribute", "sg"),
+    Method("inpgrad", "Input x Gradient", Paper(
+        "Shrikumar et al. 2016",
+        "Not Just a Black Box: Learning Important Features Through Propagating Activation Differences",
+        "https://arxiv.org/abs/1605.01713"), Needs.GRADIENTS, "input_x_gradient:attribute"),
+    Method("ig", "Integrated Gradients", Paper(
+        "Sundararajan et al. 2017", "Axiomatic Attribution for Deep Networks",
+        "https://arxiv.org/abs/1703.01365"), Needs.GRADIENTS, "integrated_gradients:attribute", "ig"),
+    Method("lrp.z", "LRP-Z", _LRP, Needs.GRADIENTS, "lrp:z"),
+    Method("lrp.epsilon", "LRP-Epsilon", _LRP, Needs.GRADIENTS, "lrp:epsilon", "lrp"),
+    Method("lrp.alpha1beta0", "LRP-Alpha1Beta0", _LRP, Needs.GRADIENTS, "lrp:alpha1beta0"),
+    Method("lrp.alpha2beta1", "LRP-Alpha2Beta1", _LRP, Needs.GRADIENTS, "lrp:alpha2beta1"),
+]
+
+REGISTRY = {method.key: method for method in METHODS}
+
+
+def groups() -> dict[str, list[str]]:
+    """Names that stand for several keys: 'all', and each dotted family ('lrp' for lrp.*)."""
+    families: dict[str, list[str]] = {}
+    for key in REGISTRY:
+        if "." in key:
+            families.setdefault(key.split(".")[0], []).append(key)
+    return {"all": list(REGISTRY), **families}
+
+
+def expand(names: list[str]) -> list[str]:
+    """Method keys for the names given on the command line, in order, without repeats."""
+    known = groups()
+    keys: list[str] = []
+    for name in names:
+        if name not in REGISTRY and name not in known:
+            raise UsageError(f"unknown method {name!r}; choose from {', '.join([*REGISTRY, *known])}")
+        keys += [key for key in known.get(name, [name]) if key not in keys]
+    return keys

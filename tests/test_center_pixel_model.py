@@ -1,0 +1,84 @@
+"""The center-pixel model is a measuring instrument: its known answers, checked on the built files."""
+import json
+
+import numpy as np
+import pytest
+
+import create_model
+from conftest import SMALL, build, dense_weights
+from core.center_pixel import build_weights, random_images
+from core.model import Model
+from core.verify import center_pixel_checks
+
+
+def test_small_twin_passes_every_check(small_model):
+    checks = center_pixel_checks(small_model.keras, small_model.torch, 256, alpha=10.0, per_class=10, seed=1)
+    assert [c.name for c in checks if not c.passed] == []
+    card = json.loads(small_model.path.with_suffix(".json").read_text())
+    assert card["ground_truth"] == "center_pixel" and card["arguments"]["image_size"] == SMALL
+
+
+def test_probabilities_depend_on_the_center_alone_but_logits_on_every_pixel(small_model, rng):
+    images = random_images(8, SMALL, 256, seed=5)
+    edited = images.copy()
+    edited[:, :SMALL // 2] = rng.integers(0, 256, edited[:, :SMALL // 2].shape) / 255  # rows above the center
+    for net in (small_model.keras, small_model.torch):
+        assert np.abs(net.probabilities(edited) - net.probabilities(images)).max() <= 1e-9
+        assert np.abs(net.logits(edited) - net.logits(images)).min() > 1.0
+
+
+def test_predicted_class_is_the_center_gray_level(small_model):
+    centers = np.arange(0, 256, 17)
+    images = random_images(centers.size, SMALL, 256, seed=9, centers=centers)
+    assert small_model.probabilities(images).argmax(1).tolist() == centers.tolist()
+    assert [small_model.true_label(image) for image in images] == centers.tolist()
+
+
+def test_relu_never_clips(small_model, rng):
+    kernel, bias = dense_weights(small_model)
+    worst = np.minimum(kernel, 0).sum(0) + bias  # every pixel at the value that lowers the logit most
+    assert worst.min() > 0
+
+
+def test_same_settings_give_identical_weights():
+    first = build_weights(SMALL, 256, 10.0, True, weight_seed=0, noise_weight_scale=1.0)
+    again = build_weights(SMALL, 256, 10.0, True, weight_seed=0, noise_weight_scale=1.0)
+    other = build_weights(SMALL, 256, 10.0, True, weight_seed=1, noise_weight_scale=1.0)
+    assert np.array_equal(first.kernel, again.kernel) and np.array_equal(first.bias, again.bias)
+    assert not np.array_equal(first.kernel, other.kernel)
+
+
+def test_saved_files_hold_the_built_weights(small_model):
+    weights = build_weights(SMALL, 256, 10.0, True, weight_seed=0, noise_weight_scale=1.0)
+    kernel, bias = dense_weights(small_model)
+    assert np.array_equal(kernel, weights.kernel) and np.array_equal(bias, weights.bias)
+    linear = small_model.torch.module[1]
+    assert np.array_equal(linear.weight.detach().numpy().T, weights.kernel)
+
+
+def test_linear_variant_passes_too(linear_model):
+    checks = center_pixel_checks(linear_model.keras, linear_model.torch, 256, alpha=10.0, per_class=2, seed=1)
+    assert all(c.passed for c in checks)
+
+
+def test_failed_verification_saves_nothing(tmp_path, capsys):
+    # Non-center weights of 1e8 x alpha x 255^2 push the logits past float64's resolution.
+    code = create_model.main(["--image-size", "5", "--out", str(tmp_path), "--set",
+                              "center_pixel.noise_weight_scale=1e8"])
+    assert code == 1
+    assert "FAIL" in capsys.readouterr().out
+    assert list(tmp_path.iterdir()) == []
+
+
+@pytest.mark.parametrize("argv", [["--image-size", "4"], ["--set", "center_pixel.alpha=-1"]])
+def test_bad_arguments_exit_2(tmp_path, argv, capsys):
+    assert create_model.main([*argv, "--out", str(tmp_path)]) == 2
+    assert capsys.readouterr().err.startswith("error: ")
+
+
+def test_full_size_model_passes_every_check(tmp_path, capsys):
+    """The one 227 x 227 build: 2,560 images per twin, every check of the core issue."""
+    path = build(tmp_path, size=227)
+    printed = capsys.readouterr().out
+    assert printed.count("PASS") == 7 and "FAIL" not in printed
+    assert Model(path).input_shape == (227, 227, 1)

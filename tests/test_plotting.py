@@ -1,0 +1,59 @@
+"""The figure is a function of arrays: panels, titles and colour scales follow the data."""
+import subprocess
+import sys
+from pathlib import Path
+
+import matplotlib
+import numpy as np
+
+from core.plotting import ImageResult, heatmap_figure
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def result(maps, failures=None):
+    image = np.random.default_rng(0).random((15, 15, 1))
+    return ImageResult(name="x", image=image, predicted=3, target=3, target_probability=0.99, true_label=3,
+                       top=[(3, 0.99), (2, 0.01)], maps=maps, failures=failures or {})
+
+
+def test_fifteen_columns_with_titles_and_symmetric_scales():
+    rng = np.random.default_rng(1)
+    maps = {f"m{i}": rng.normal(size=(15, 15)).astype(np.float32) for i in range(14)}
+    before = dict(matplotlib.rcParams)
+    fig = heatmap_figure([result(maps)], {k: k.upper() for k in maps}, crop=5, column_width=2.0, cmap="RdBu_r")
+    images = [ax for ax in fig.axes if ax.images]
+    assert len(images) == 2 * 15  # full + crop row, input + 14 maps
+    titles = {ax.get_title().split("\n")[0] for ax in images}
+    assert {k.upper() for k in maps} <= titles
+    m0 = maps["m0"]
+    [panel] = [ax for ax in images if ax.get_title().startswith("M0\n")]
+    assert panel.get_title() == f"M0\nmax {m0.max():.3g}\nmin {m0.min():.3g}"
+    low, high = panel.images[0].get_clim()
+    assert low == -high == -np.abs(m0).max()
+    assert dict(matplotlib.rcParams) == before
+
+
+def test_the_figure_needs_no_pyplot():
+    code = ("import sys, numpy as np; from core.plotting import ImageResult, heatmap_figure;"
+            "r = ImageResult('x', np.zeros((9, 9, 1)), 1, 1, 1.0, [(1, 1.0)], maps={'a': np.ones((9, 9), 'f4')});"
+            "heatmap_figure([r], {'a': 'A'}, crop=3, column_width=2, cmap='bwr').savefig('/dev/null', format='png');"
+            "print('matplotlib.pyplot' in sys.modules)")
+    done = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, check=True)
+    assert done.stdout.strip() == "False"
+
+
+def test_crop_panels_use_the_full_maps_scale():
+    attribution = np.zeros((15, 15), np.float32)
+    attribution[0, 0] = 10.0  # far from the center crop
+    fig = heatmap_figure([result({"a": attribution})], {"a": "A"}, crop=5, column_width=2.0, cmap="RdBu_r")
+    scales = {panel.images[0].get_clim() for panel in fig.axes if panel.images and panel.images[0].get_cmap().name == "RdBu_r"}
+    assert scales == {(-10.0, 10.0)}
+
+
+def test_a_failed_method_gets_a_blank_panel_with_its_reason():
+    fig = heatmap_figure([result({}, {"a": "ValueError: no conv layer"})], {"a": "A"}, crop=5, column_width=2.0,
+                         cmap="RdBu_r")
+    texts = [t.get_text() for ax in fig.axes for t in ax.texts]
+    assert any("no conv layer" in t for t in texts)
+    assert sum(1 for ax in fig.axes if ax.images) == 2  # only the input panels
