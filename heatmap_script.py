@@ -50,6 +50,7 @@ def build_parser() -> Parser:
     parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                         help="override a setting for this run, e.g. --set ig.steps=128 (repeatable)")
     parser.add_argument("-v", "--verbose", action="store_true", help="show framework logs and tracebacks")
+    parser.add_argument("-q", "--quiet", action="store_true", help="no progress bars")
     return parser
 
 
@@ -58,6 +59,7 @@ def run(args, argv: list[str]) -> int:
     from core.images import check_image_path, load_image, random_image, set_center
     from core.model import Model
     from core.output import RunFolder, write_json, write_npz
+    from core.perturb import EngineOptions
     from core.plotting import heatmap_figure
     from core.record import run_record
     from core.scores import format_table
@@ -69,7 +71,8 @@ def run(args, argv: list[str]) -> int:
     if args.img_path is not None:
         check_image_path(args.img_path)  # before the model loads, to fail fast
 
-    model = Model(args.model_path, backend=cfg["backend"])
+    model = Model(args.model_path, backend=cfg["backend"], evaluate_with=cfg["evaluate_with"],
+                  engine_options=EngineOptions(**cfg["perturbation"], progress=not args.quiet))
     if args.img_path is None:
         image, stem = random_image(model.input_shape, cfg["seed"]), f"random_seed{cfg['seed']}"
     else:

@@ -12,9 +12,8 @@ import types
 
 from core.errors import UsageError
 from core.rules import Bool, Choice, Float, Int, Text
-from methods.registry import SETTINGS_RULES
+from methods.registry import SEED, SETTINGS_RULES
 
-SEED = Int(min=0, max=2**32 - 1)
 DIVERGING_CMAPS = ("RdBu_r", "bwr", "seismic", "coolwarm", "PuOr_r", "PiYG", "PRGn", "BrBG", "RdGy_r")
 
 GLOBAL_RULES = {
@@ -32,6 +31,13 @@ GLOBAL_RULES = {
     "seed": SEED,
     "out_path": Text(),
     "backend": Choice(("keras",)),
+    "evaluate_with": Choice(("auto", "keras", "torch")),
+    "perturbation": {
+        "fast": Bool(),
+        "memory_mb": Int(min=16, max=65536),
+        "max_fast_fraction": Float(min=0.0, max=1.0),
+        "workers": Int(min=0, max=256),
+    },
     "figure": {
         "crop": Int(min=1, odd=True),
         "column_width": Float(min=0.5, max=10.0),
@@ -102,7 +108,7 @@ def _check_value(key: str, value, rule, origin: str):
     problem = rule.check(value)
     if problem:
         raise UsageError(f"{origin}: {key} {problem}")
-    return float(value) if isinstance(rule, Float) else value
+    return rule.normalize(value)
 
 
 def _unknown(key: str, rules: dict, parents: list[str]) -> str:

@@ -19,7 +19,7 @@ def verbose(on: bool) -> None:
     _verbose = on
     if not on:
         os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
-        warnings.filterwarnings("ignore", module=r"(keras|tensorflow|innvestigate)(\.|$)")
+        warnings.filterwarnings("ignore", module=r"(keras|tensorflow|innvestigate|shap|lime)(\.|$)")
 
 
 def tensorflow():
@@ -45,8 +45,8 @@ def tensorflow():
 
 
 def torch():
-    """PyTorch, deterministic."""
+    """PyTorch. Its CPU kernels that the toolkit uses are deterministic as they are (the tests rerun
+    every method and compare bits); use_deterministic_algorithms would add 2 s to start-up."""
     import torch
 
-    torch.use_deterministic_algorithms(True)
     return torch

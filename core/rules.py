@@ -4,8 +4,18 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 
+class Rule:
+    def check(self, value) -> str | None:
+        """None if `value` is allowed, else what is wrong with it."""
+        raise NotImplementedError
+
+    def normalize(self, value):
+        """The value as stored, once it has passed `check`."""
+        return value
+
+
 @dataclass(frozen=True)
-class Int:
+class Int(Rule):
     min: int | None = None
     max: int | None = None
     odd: bool = False
@@ -21,13 +31,9 @@ class Int:
             return f"must be odd, got {value}"
         return None
 
-    def describe(self):
-        bounds = _bounds(self.min, self.max)
-        return ("odd integer" if self.odd else "integer") + bounds
-
 
 @dataclass(frozen=True)
-class Float:
+class Float(Rule):
     min: float | None = None
     max: float | None = None
     exclusive_min: bool = False
@@ -41,46 +47,38 @@ class Float:
             return f"must be at most {self.max}, got {value}"
         return None
 
-    def describe(self):
-        if self.exclusive_min:
-            return f"number > {self.min}" + ("" if self.max is None else f", <= {self.max}")
-        return "number" + _bounds(self.min, self.max)
+    def normalize(self, value):
+        return float(value)
 
 
 @dataclass(frozen=True)
-class Bool:
+class Bool(Rule):
     def check(self, value):
         return None if isinstance(value, bool) else f"must be True or False, got {value!r}"
 
-    def describe(self):
-        return "True or False"
-
 
 @dataclass(frozen=True)
-class Choice:
+class Choice(Rule):
     options: tuple
 
     def check(self, value):
         return None if value in self.options else f"must be one of {', '.join(map(repr, self.options))}; got {value!r}"
 
-    def describe(self):
-        return " | ".join(map(repr, self.options))
-
 
 @dataclass(frozen=True)
-class Text:
+class Text(Rule):
     def check(self, value):
         return None if isinstance(value, str) and value else f"must be a non-empty string, got {value!r}"
 
-    def describe(self):
-        return "text"
 
+@dataclass(frozen=True)
+class Optional(Rule):
+    """None, or a value that passes `rule`."""
 
-def _bounds(low, high):
-    if low is not None and high is not None:
-        return f" in [{low}, {high}]"
-    if low is not None:
-        return f" >= {low}"
-    if high is not None:
-        return f" <= {high}"
-    return ""
+    rule: Rule
+
+    def check(self, value):
+        return None if value is None else self.rule.check(value)
+
+    def normalize(self, value):
+        return None if value is None else self.rule.normalize(value)

@@ -11,7 +11,9 @@ from dataclasses import dataclass
 from enum import Enum
 
 from core.errors import UsageError
-from core.rules import Choice, Float, Int
+from core.rules import Choice, Float, Int, Optional
+
+SEED = Int(min=0, max=2**32 - 1)
 
 
 class Needs(Enum):
@@ -48,7 +50,7 @@ SETTINGS_RULES = {
         "augment_by_n": Int(min=1),
         "noise_scale": Float(min=0.0),
         "postprocess": Choice((None, "abs", "square")),
-        "seed": Int(min=0, max=2**32 - 1),
+        "seed": SEED,
     },
     "ig": {
         "reference": Float(),
@@ -56,6 +58,45 @@ SETTINGS_RULES = {
     },
     "lrp": {
         "epsilon": Float(min=0.0, exclusive_min=True),
+    },
+    "occlusion": {
+        "patch": Int(min=1),
+        "stride": Int(min=1),
+        "fill": Float(),
+    },
+    "pda": {
+        "train_samples": Int(min=1),
+        "levels": Int(min=2, max=256),
+    },
+    "shapley": {
+        "samples": Int(min=1),
+        "baseline": Float(),
+        "seed": SEED,
+    },
+    "lime": {
+        "kernel_size": Float(min=0.0, exclusive_min=True),
+        "max_dist": Float(min=0.0, exclusive_min=True),
+        "ratio": Float(min=0.0, max=1.0),
+        "num_samples": Int(min=2),
+        "hide_color": Optional(Float()),
+        "num_features": Int(min=1),
+        "seed": SEED,
+    },
+    "shap": {
+        "n_segments": Int(min=1),
+        "compactness": Float(min=0.0, exclusive_min=True),
+        "sigma": Float(min=0.0),
+        "nsamples": Int(min=2),
+        "background": Float(),
+        "l1_reg": Float(min=0.0),
+        "seed": SEED,
+    },
+    "rise": {
+        "num_masks": Int(min=1),
+        "cell_size": Int(min=1),
+        "keep_probability": Float(min=0.0, max=1.0, exclusive_min=True),
+        "batch_size": Int(min=1),
+        "seed": SEED,
     },
 }
 
@@ -90,6 +131,32 @@ METHODS = [
     Method("lrp.epsilon", "LRP-Epsilon", _LRP, Needs.GRADIENTS, "lrp:epsilon", "lrp"),
     Method("lrp.alpha1beta0", "LRP-Alpha1Beta0", _LRP, Needs.GRADIENTS, "lrp:alpha1beta0"),
     Method("lrp.alpha2beta1", "LRP-Alpha2Beta1", _LRP, Needs.GRADIENTS, "lrp:alpha2beta1"),
+]
+
+_PAPERS = {
+    "occlusion": Paper("Zeiler & Fergus 2014", "Visualizing and Understanding Convolutional Networks",
+                       "https://arxiv.org/abs/1311.2901"),
+    "pda": Paper("Zintgraf et al. 2017",
+                 "Visualizing Deep Neural Network Decisions: Prediction Difference Analysis",
+                 "https://arxiv.org/abs/1702.04595"),
+    "shapley": Paper("Castro et al. 2009; Strumbelj & Kononenko 2010",
+                     "Polynomial calculation of the Shapley value based on sampling",
+                     "https://doi.org/10.1016/j.cor.2008.04.004"),
+    "lime": Paper("Ribeiro et al. 2016", '"Why Should I Trust You?": Explaining the Predictions of Any Classifier',
+                  "https://arxiv.org/abs/1602.04938"),
+    "shap": Paper("Lundberg & Lee 2017", "A Unified Approach to Interpreting Model Predictions",
+                  "https://arxiv.org/abs/1705.07874"),
+    "rise": Paper("Petsiuk et al. 2018", "RISE: Randomized Input Sampling for Explanation of Black-box Models",
+                  "https://arxiv.org/abs/1806.07421"),
+}
+
+METHODS += [
+    Method("occlusion", "Occlusion", _PAPERS["occlusion"], Needs.PROBABILITIES, "occlusion:attribute", "occlusion"),
+    Method("pda", "PDA", _PAPERS["pda"], Needs.PROBABILITIES, "pda:attribute", "pda"),
+    Method("shapley", "Shapley Sampling", _PAPERS["shapley"], Needs.PROBABILITIES, "shapley:attribute", "shapley"),
+    Method("lime", "LIME", _PAPERS["lime"], Needs.PROBABILITIES, "lime:attribute", "lime"),
+    Method("shap", "KernelSHAP", _PAPERS["shap"], Needs.PROBABILITIES, "kernel_shap:attribute", "shap"),
+    Method("rise", "RISE", _PAPERS["rise"], Needs.PROBABILITIES, "rise:attribute", "rise"),
 ]
 
 REGISTRY = {method.key: method for method in METHODS}

@@ -3,7 +3,6 @@ import numpy as np
 import pytest
 
 from conftest import SMALL, dense_weights
-from core import frameworks
 from core.center_pixel import random_images
 from core.model import Model
 from methods import deconvnet, gradient, guided_backprop, input_x_gradient, integrated_gradients, lrp, smoothgrad
@@ -87,17 +86,9 @@ def test_lrp_alpha_beta_is_innvestigates_formula(small_model, rule, alpha, beta)
 
 
 @pytest.fixture(scope="module")
-def nonlinear_model(tmp_path_factory):
-    """A 15 x 15 MLP whose hidden ReLUs clip, so that its gradient changes with the input."""
-    tf = frameworks.tensorflow()
-    layers = tf.keras.layers
-    inputs = tf.keras.Input((SMALL, SMALL, 1))
-    hidden = layers.Dense(32, activation="relu", kernel_initializer=tf.keras.initializers.GlorotNormal(seed=1),
-                          bias_initializer=tf.keras.initializers.RandomNormal(stddev=0.5, seed=2))(layers.Flatten()(inputs))
-    outputs = layers.Activation("softmax")(layers.Dense(10, kernel_initializer=tf.keras.initializers.GlorotNormal(seed=3))(hidden))
-    path = tmp_path_factory.mktemp("mlp") / "mlp.h5"
-    tf.keras.Model(inputs, outputs).save(path)
-    return Model(path)
+def nonlinear_model(mlp_path):
+    """An MLP whose hidden ReLUs clip, so that its gradient changes with the input."""
+    return Model(mlp_path)
 
 
 def test_smoothgrad_is_identical_for_the_same_seed(nonlinear_model):

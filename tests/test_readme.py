@@ -17,6 +17,6 @@ def test_opens_with_the_two_commands():
 
 def test_referenced_images_exist():
     root = Path(__file__).resolve().parent.parent
-    assert (root / "docs/demo-gradient-family.png").is_file() and "docs/demo-gradient-family.png" in README
+    assert (root / "docs/demo.png").is_file() and "docs/demo.png" in README
     for image in (root / "images").glob("*.png"):
         assert f"`{image.name}`" in README

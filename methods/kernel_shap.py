@@ -1,0 +1,36 @@
+"""KernelSHAP (Lundberg & Lee 2017) from the shap package, over SLIC superpixels.
+
+It explains the explained class's probability; a superpixel left out of a coalition takes the
+background value. shap samples coalitions with numpy's global generator, so the call runs
+with that generator seeded and restores its state afterwards.
+"""
+from contextlib import contextmanager
+
+import numpy as np
+import shap
+from skimage.segmentation import slic
+
+
+def attribute(model, image, target, params):
+    gray = image.shape[-1] == 1
+    segments = slic(image[..., 0] if gray else image, n_segments=params["n_segments"],
+                    compactness=params["compactness"], sigma=params["sigma"], start_label=0,
+                    channel_axis=None if gray else -1)
+    count = segments.max() + 1
+    engine = model.engine(image, target)
+    explainer = shap.KernelExplainer(lambda masks: engine.segments(segments, masks, params["background"], "shap"),
+                                     np.zeros((1, count)))
+    with _seeded_global_numpy(params["seed"]):
+        values = explainer.shap_values(np.ones((1, count)), nsamples=params["nsamples"], l1_reg=params["l1_reg"],
+                                       silent=True)
+    return np.asarray(values).reshape(count)[segments].astype(np.float32)
+
+
+@contextmanager
+def _seeded_global_numpy(seed: int):
+    state = np.random.get_state()
+    np.random.seed(seed)
+    try:
+        yield
+    finally:
+        np.random.set_state(state)

@@ -1,0 +1,36 @@
+"""LIME (Ribeiro et al. 2016) from the lime package, on quickshift superpixels, seeded.
+
+The map paints each superpixel with its signed weight for the explained class.
+"""
+import numpy as np
+from lime import lime_image
+from lime.wrappers.scikit_image import SegmentationAlgorithm
+
+
+def attribute(model, image, target, params):
+    engine = model.engine(image, target)
+
+    class EngineLime(lime_image.LimeImageExplainer):
+        """lime's explainer, with the samples evaluated by the perturbation engine.
+
+        lime 0.2.0.1 builds every sample image in a Python loop behind a progress bar that
+        cannot be turned off; the sampling below is lime's own, unchanged.
+        """
+
+        def data_labels(self, rgb, fudged_image, segments, classifier_fn, num_samples, batch_size=10):
+            data = self.random_state.randint(0, 2, num_samples * (segments.max() + 1)).reshape(num_samples, -1)
+            data[0, :] = 1  # the first sample is the image itself
+            fill = fudged_image[..., :image.shape[-1]]  # lime works in RGB; the model may be gray
+            return data, engine.segments(segments, data, fill, "lime", all_classes=True)
+
+    segmenter = SegmentationAlgorithm("quickshift", kernel_size=params["kernel_size"], max_dist=params["max_dist"],
+                                      ratio=params["ratio"], random_seed=params["seed"])
+    rgb = np.repeat(image, 3, axis=-1) if image.shape[-1] == 1 else image
+    explanation = EngineLime(random_state=params["seed"]).explain_instance(
+        rgb, None, labels=(target,), top_labels=None, hide_color=params["hide_color"],
+        num_features=params["num_features"], num_samples=params["num_samples"],
+        segmentation_fn=segmenter, random_seed=params["seed"])  # data_labels above evaluates the samples
+    weights = np.zeros(explanation.segments.max() + 1)
+    for segment, weight in explanation.local_exp[target]:
+        weights[segment] = weight
+    return weights[explanation.segments].astype(np.float32)

@@ -1,0 +1,192 @@
+"""Perturbation and sampling methods against answers known in closed form."""
+import numpy as np
+import pytest
+from PIL import Image
+
+import heatmap_script
+from conftest import SMALL, build
+from core.center_pixel import random_images
+from core.model import Model
+from core.perturb import AffineSplit, Engine, EngineOptions
+from core.scores import center_scores
+from methods import kernel_shap, lime, occlusion, pda, rise, shapley
+
+QUIET = EngineOptions(progress=False)
+NAIVE = EngineOptions(fast=False, progress=False)
+ALPHA, LEVELS = 10.0, np.arange(256)
+CENTER = (SMALL // 2, SMALL // 2)
+PARAMS = {
+    "occlusion": {"patch": 1, "stride": 1, "fill": 0.0},
+    "pda": {"train_samples": 256_000, "levels": 256},
+    "shapley": {"samples": 3, "baseline": 0.0, "seed": 0},
+    "lime": {"kernel_size": 2, "max_dist": 20, "ratio": 0.5, "num_samples": 200, "hide_color": 0.0,
+             "num_features": 1000, "seed": 0},
+    "shap": {"n_segments": 30, "compactness": 0.1, "sigma": 0.5, "nsamples": 200, "background": 0.0, "l1_reg": 0,
+             "seed": 0},
+    "rise": {"num_masks": 60, "cell_size": 4, "keep_probability": 0.5, "batch_size": 16, "seed": 0},
+}
+FUNCTIONS = {"occlusion": occlusion.attribute, "pda": pda.attribute, "shapley": shapley.attribute,
+             "lime": lime.attribute, "shap": kernel_shap.attribute, "rise": rise.attribute}
+
+
+def analytic(level: float) -> np.ndarray:
+    """The center-pixel model's probabilities for a center gray level, softmax(-alpha (j - level)^2)."""
+    z = -ALPHA * (LEVELS - level) ** 2
+    e = np.exp(z - z.max())
+    return e / e.sum()
+
+
+@pytest.fixture(scope="module")
+def case(small_model_path):
+    model = Model(small_model_path, engine_options=QUIET)
+    image = random_images(1, SMALL, 256, seed=21)[0]
+    target = model.true_label(image)
+    return model, image, target
+
+
+def only_the_center(attribution):
+    rest = attribution.astype(np.float64).copy()
+    rest[CENTER] = 0.0
+    return np.abs(rest).max()
+
+
+def test_single_pixel_occlusion_is_the_drop_at_the_center_and_zero_elsewhere(case):
+    model, image, target = case
+    attribution = occlusion.attribute(model, image, target, PARAMS["occlusion"])
+    assert attribution[CENTER] == np.float32(analytic(target)[target] - analytic(0)[target])
+    assert only_the_center(attribution) <= 1e-9
+
+
+def test_patch_occlusion_spreads_the_drop_over_the_patches_covering_the_center(case):
+    model, image, target = case
+    attribution = occlusion.attribute(model, image, target, {"patch": 3, "stride": 1, "fill": 0.0})
+    drop = analytic(target)[target] - analytic(0)[target]
+    expected = np.zeros((SMALL, SMALL))
+    for dy in range(-2, 3):
+        for dx in range(-2, 3):  # a pixel shares (3 - |dy|)(3 - |dx|) of its 9 patches with the center
+            expected[CENTER[0] + dy, CENTER[1] + dx] = drop * (3 - abs(dy)) * (3 - abs(dx)) / 9
+    np.testing.assert_allclose(attribution, expected, atol=1e-8)
+
+
+def test_pda_is_the_log_odds_difference_at_the_center_and_zero_elsewhere(case):
+    model, image, target = case
+    attribution = pda.attribute(model, image, target, PARAMS["pda"])
+    marginal = np.mean([analytic(level)[target] for level in LEVELS])
+
+    def log_odds(p):
+        p = (p * 256_000 + 1) / (256_000 + 256)
+        return np.log2(p / (1 - p))
+    assert attribution[CENTER] == pytest.approx(log_odds(analytic(target)[target]) - log_odds(marginal), rel=1e-6)
+    assert only_the_center(attribution) <= 1e-9
+
+
+def test_shapley_gives_the_center_its_whole_effect_and_the_rest_zero(case):
+    model, image, target = case
+    attribution = shapley.attribute(model, image, target, PARAMS["shapley"])
+    # whatever the order, the only switch that changes the probability is the center's
+    assert attribution[CENTER] == np.float32(analytic(target)[target] - analytic(0)[target])
+    assert only_the_center(attribution) <= 1e-9
+
+
+class LinearModel:
+    """f(x) = w.x + b with no softmax: its Shapley values are w_i (x_i - baseline_i) exactly."""
+
+    num_classes = 1
+
+    def __init__(self, weight, bias, options):
+        self.weight, self.bias, self.options = weight, bias, options
+
+    def probabilities(self, batch):
+        return batch.reshape(len(batch), -1) @ self.weight[:, None] + self.bias
+
+    def affine_split(self):
+        return AffineSplit(self.weight[:, None], np.array([self.bias]), lambda z: z)
+
+    def engine(self, image, target):
+        return Engine(self, image, target, self.options)
+
+
+@pytest.mark.parametrize("options", [QUIET, NAIVE], ids=["fast", "naive"])
+def test_shapley_of_a_linear_model_is_weight_times_input_change(rng, options):
+    weight, image = rng.normal(size=SMALL * SMALL), rng.random((SMALL, SMALL, 1))
+    attribution = shapley.attribute(LinearModel(weight, 0.3, options), image, 0, {**PARAMS["shapley"], "baseline": 0.2})
+    np.testing.assert_allclose(attribution, (weight * (image.reshape(-1) - 0.2)).reshape(SMALL, SMALL), atol=1e-6)
+
+
+@pytest.mark.parametrize("name", FUNCTIONS)
+def test_fast_path_equals_full_passes(case, small_model_path, name):
+    model, image, target = case
+    naive = Model(small_model_path, engine_options=NAIVE)
+    fast_map = FUNCTIONS[name](model, image, target, PARAMS[name])
+    naive_map = FUNCTIONS[name](naive, image, target, PARAMS[name])
+    # probabilities agree to 1e-9; PDA's log-odds amplify that by up to 1 / (p'(1 - p') ln 2) ~ 1300
+    np.testing.assert_allclose(fast_map, naive_map, rtol=0, atol=2e-6 if name == "pda" else 1e-8)
+
+
+@pytest.mark.parametrize("name", ["shapley", "lime", "shap", "rise"])
+def test_seeded_methods_repeat_exactly(case, name):
+    model, image, target = case
+    first = FUNCTIONS[name](model, image, target, PARAMS[name])
+    assert np.array_equal(first, FUNCTIONS[name](model, image, target, PARAMS[name]))
+
+
+@pytest.mark.parametrize("name", ["shapley", "lime", "shap", "rise"])
+def test_a_different_seed_gives_a_different_map(mlp_path, name):
+    """On an MLP: the center-pixel model is additive in any partition, so the estimates there are exact."""
+    model, image, target = Model(mlp_path, engine_options=QUIET), random_images(1, SMALL, 256, seed=4)[0], 2
+    first = FUNCTIONS[name](model, image, target, PARAMS[name])
+    assert not np.array_equal(first, FUNCTIONS[name](model, image, target, {**PARAMS[name], "seed": 1}))
+
+
+def test_rise_equals_a_slow_obvious_rise(case):
+    """Mask by mask with scikit-image's resize, as the paper's code does."""
+    from skimage.transform import resize
+
+    model, image, target = case
+    params = PARAMS["rise"]
+    cells, count, keep = params["cell_size"], params["num_masks"], params["keep_probability"]
+    rng = np.random.default_rng(params["seed"])
+    grids = rng.random((count, cells, cells)) < keep
+    cell = -(-SMALL // cells)
+    shifts = np.stack([rng.integers(0, cell, count), rng.integers(0, cell, count)], axis=1)
+    saliency = np.zeros((SMALL, SMALL))
+    for grid, (dy, dx) in zip(grids, shifts):
+        mask = resize(grid.astype(float), ((cells + 1) * cell,) * 2, order=1, mode="reflect",
+                      anti_aliasing=False)[dy:dy + SMALL, dx:dx + SMALL]
+        saliency += model.probabilities((image * mask[..., None])[None])[0, target] * mask
+    np.testing.assert_allclose(rise.attribute(model, image, target, params), saliency / (count * keep), rtol=1e-6)
+
+
+@pytest.fixture(scope="module")
+def photo_case(tmp_path_factory):
+    """A 41 x 41 twin explaining a photograph, so that superpixels follow edges."""
+    from skimage import data
+
+    path = build(tmp_path_factory.mktemp("center_pixel_41"), size=41)
+    model = Model(path, engine_options=QUIET)
+    image = np.asarray(Image.fromarray(data.camera()).resize((41, 41)), dtype=np.float64)[..., None] / 255
+    return model, image, model.true_label(image)
+
+
+@pytest.mark.parametrize("name", ["lime", "shap"])
+def test_the_superpixel_holding_the_center_weighs_most(photo_case, name):
+    model, image, target = photo_case
+    params = {**PARAMS[name], "kernel_size": 3, "max_dist": 40} if name == "lime" else PARAMS[name]
+    attribution = FUNCTIONS[name](model, image, target, params)
+    center = attribution[20, 20]
+    assert center > 0 and center == np.abs(attribution).max()
+    assert center_scores(attribution, 5)["center_rank"] == 1
+
+
+def test_full_size_perturbation_run(full_model_path, tmp_path, capsys):
+    """The suite's one 227 x 227 perturbation run, through the command line."""
+    code = heatmap_script.main(["-q", "-mp", str(full_model_path), "-ip", "images/chelsea.png", "-op", str(tmp_path),
+                                "-hm", "occlusion", "pda", "shapley", "--set", "pda.levels=16",
+                                "--set", "shapley.samples=2"])
+    assert code == 0
+    [folder] = tmp_path.iterdir()
+    maps = np.load(folder / "heatmaps.npz")
+    for key in ("occlusion", "pda", "shapley"):
+        scores = center_scores(maps[key], 5)
+        assert scores["center_rank"] == 1 and scores["center_share"] == pytest.approx(1.0, abs=1e-9)
+    assert "PDA (pda)" in capsys.readouterr().out
