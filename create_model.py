@@ -52,6 +52,8 @@ def build_center_pixel(cfg: dict, out: Path) -> bool:
             "architecture": "center_pixel",
             "arguments": {"image_size": weights.image_size, "num_classes": cfg["num_classes"],
                           "relu": weights.relu},
+            "input_shape": [weights.image_size, weights.image_size, 1],
+            "num_classes": cfg["num_classes"],
             "ground_truth": "center_pixel",
             "settings": params,
         }

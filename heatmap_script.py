@@ -2,6 +2,7 @@
 
     python heatmap_script.py -ip images/chelsea.png -hm grad gb lrp
     python heatmap_script.py -hm all --set sg.noise_scale=0.2      # a seeded random image
+    python heatmap_script.py -ip images/astronaut.png --compare-backends   # innvestigate vs captum
 
 Each run writes <out_path>/<image>_<time>/ holding heatmaps.png (the figure), heatmaps.npz
 (raw maps and the input), scores.json (center scores, also printed) and run.json (the record).
@@ -15,7 +16,7 @@ from pathlib import Path
 import settings
 from core import config, frameworks
 from core.errors import UsageError
-from methods.registry import METHODS, REGISTRY, expand, groups
+from methods.registry import ANY, BACKENDS, METHODS, REGISTRY, expand, groups
 
 
 class Parser(argparse.ArgumentParser):
@@ -28,6 +29,7 @@ class Parser(argparse.ArgumentParser):
 def build_parser() -> Parser:
     families = ", ".join(f"{name} ({len(keys)} maps)" for name, keys in groups().items() if name != "all")
     methods = "\n".join(f"  {m.key:<17}{m.name}, {m.paper.cite}" + (f"  [--set {m.settings}.*]" if m.settings else "")
+                        + ("" if ANY in m.impl or len(m.impl) > 1 else f"  ({next(iter(m.impl))} only)")
                         for m in METHODS)
     parser = Parser(
         prog="heatmap_script.py", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter,
@@ -46,6 +48,11 @@ def build_parser() -> Parser:
                         help="set the center pixel to this 8-bit gray level (0-255) before explaining")
     parser.add_argument("-op", "--out_path", type=Path, default=Path(settings.out_path),
                         help=f"folder that receives the run folder (default: {settings.out_path}/)")
+    parser.add_argument("--backend", choices=BACKENDS, help="framework of the gradient family: keras "
+                        "(innvestigate) or torch (captum, on the PyTorch twin) (default: settings.backend)")
+    parser.add_argument("--compare-backends", action="store_true",
+                        help="compute the gradient family on both twins and report how far they agree "
+                             f"(-hm defaults to: {' '.join(comparable())})")
     parser.add_argument("--seed", type=int, help="seed of the random input image (default: settings.seed)")
     parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                         help="override a setting for this run, e.g. --set ig.steps=128 (repeatable)")
@@ -54,18 +61,37 @@ def build_parser() -> Parser:
     return parser
 
 
+def comparable() -> list[str]:
+    """The methods that run on both frameworks."""
+    return [m.key for m in METHODS if set(m.impl) == set(BACKENDS)]
+
+
+def chosen_methods(args) -> list[str]:
+    keys = expand(args.heatmap_methods)
+    if not args.compare_backends:
+        return keys
+    if args.heatmap_methods == ["all"]:
+        return comparable()
+    single = [key for key in keys if key not in comparable()]
+    if single:
+        raise UsageError(f"--compare-backends compares methods that run on both frameworks; drop {', '.join(single)}")
+    return keys
+
+
 def run(args, argv: list[str]) -> int:
+    from core.compare import agreement, format_agreement
     from core.explain import explain, scores
     from core.images import check_image_path, load_image, random_image, set_center
     from core.model import Model
     from core.output import RunFolder, write_json, write_npz
     from core.perturb import EngineOptions
-    from core.plotting import heatmap_figure
+    from core.plotting import extras_figure, heatmap_figure
     from core.record import run_record
     from core.scores import format_table
 
-    cfg = config.load(overrides=args.set + ([f"seed={args.seed}"] if args.seed is not None else []))
-    keys = expand(args.heatmap_methods)
+    flags = [f"seed={args.seed}"] * (args.seed is not None) + [f"backend={args.backend!r}"] * (args.backend is not None)
+    cfg = config.load(overrides=args.set + flags)
+    keys = chosen_methods(args)
     if args.centre_pixel is not None and not 0 <= args.centre_pixel <= 255:
         raise UsageError(f"-cp {args.centre_pixel} is not an 8-bit gray level; give 0 to 255")
     if args.img_path is not None:
@@ -81,17 +107,37 @@ def run(args, argv: list[str]) -> int:
         image = set_center(image, args.centre_pixel)
     if args.clamp_label is not None and not 0 <= args.clamp_label < model.num_classes:
         raise UsageError(f"-cl {args.clamp_label} is not a class of this model; give 0 to {model.num_classes - 1}")
+    backends = list(BACKENDS) if args.compare_backends else [cfg["backend"]]
+    if args.compare_backends and "torch" not in model.frameworks:
+        raise UsageError(f"--compare-backends needs the PyTorch twin {args.model_path.with_suffix('.pt')}; "
+                         "build it with create_model.py")
 
     folder = RunFolder(args.out_path, stem)
     try:
-        result = explain(model, image, stem, keys, cfg, args.clamp_label, verbose=args.verbose)
+        results = [explain(model, image, stem + (f" ({backend})" if len(backends) > 1 else ""), keys, cfg,
+                           args.clamp_label, backend, verbose=args.verbose) for backend in backends]
+        result = results[0]
         names = {key: REGISTRY[key].name for key in keys}
         table = scores(result, cfg["figure"]["crop"])
-        figure = heatmap_figure([result], names, crop=cfg["figure"]["crop"],
+        figure = heatmap_figure(results, names, crop=cfg["figure"]["crop"],
                                 column_width=cfg["figure"]["column_width"], cmap=cfg["figure"]["cmap"])
         figure.savefig(folder.path / "heatmaps.png", dpi=cfg["figure"]["dpi"])
-        write_npz(folder.path / "heatmaps.npz", {"input": image.squeeze(-1) if image.shape[-1] == 1 else image,
-                                                 **result.maps})
+        maps = {"input": image.squeeze(-1) if image.shape[-1] == 1 else image, **result.maps}
+        compared = {}
+        if args.compare_backends:
+            second = results[1]
+            maps.update({f"{backends[1]}/{key}": value for key, value in second.maps.items()})
+            compared = {"compare_backends": {
+                "backends": backends,
+                f"methods_{backends[1]}": scores(second, cfg["figure"]["crop"]),
+                "agreement": {key: agreement(result.maps[key], second.maps[key])
+                              for key in keys if key in result.maps and key in second.maps}}}
+        write_npz(folder.path / "heatmaps.npz", maps)
+        for key, extras in result.extras.items():
+            (folder.path / key).mkdir()
+            write_npz(folder.path / key / "extras.npz", extras)
+            extras_figure(extras, f"{names[key]}: {stem}").savefig(folder.path / key / "panels.png",
+                                                                      dpi=cfg["figure"]["dpi"])
         write_json(folder.path / "scores.json", {
             "image": str(args.img_path) if args.img_path else stem,
             "model": str(args.model_path),
@@ -100,7 +146,9 @@ def run(args, argv: list[str]) -> int:
             "predicted_label": result.predicted,
             "explained_class": result.target,
             "explained_probability": result.target_probability,
+            "backend": cfg["backend"],
             "methods": table,
+            **compared,
         })
         write_json(folder.path / "run.json", run_record(argv, cfg, keys, args.model_path, args.img_path))
     except BaseException:
@@ -108,8 +156,10 @@ def run(args, argv: list[str]) -> int:
         raise
     final = folder.publish()
     print(format_table(table, names))
+    if compared:
+        print("\n" + format_agreement(compared["compare_backends"]["agreement"], names, *backends))
     print(f"\nfigure: {final / 'heatmaps.png'}")
-    return 1 if result.failures else 0
+    return 1 if any(r.failures for r in results) else 0
 
 
 def main(argv: list[str] | None = None) -> int:

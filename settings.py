@@ -26,7 +26,7 @@ center_pixel = dict(
 # ---- Runs (heatmap_script.py) ------------------------------------------------------
 seed = 0  # seed of the random input image used when no -ip is given (--seed overrides)
 out_path = "results"  # default -op
-backend = "keras"  # framework that runs the gradient family: keras (innvestigate)
+backend = "keras"  # framework of the gradient family: keras (innvestigate) or torch (captum); --backend
 # Framework behind probabilities (perturbation methods, the predicted class): "auto" takes the
 # PyTorch twin where the model has one (1.7x faster for PDA on a CPU; verified equal to 1e-9 when built).
 evaluate_with = "auto"
@@ -56,11 +56,19 @@ sg = dict(
     seed=0,  # seed of the noise
 )
 
-# ig: Integrated Gradients (Sundararajan et al. 2017), innvestigate's path rule:
-# the mean gradient at `steps` points evenly spaced from the reference to the input, both ends included.
+# ig: Integrated Gradients (Sundararajan et al. 2017): (x - reference) times the path integral of
+# the gradient, by a quadrature rule that both backends apply alike (captum's names).
 ig = dict(
     reference=0.0,  # the reference image's value at every pixel (0.0 is black)
     steps=64,  # points on the path
+    # gausslegendre (captum's default) or riemann_left/right/middle/trapezoid; captum's
+    # riemann_trapezoid weights sum to 1 - 1/steps, which breaks completeness by 1/steps
+    rule="gausslegendre",
+)
+
+# deeplift: DeepLIFT (Shrikumar et al. 2017), Rescale rule, explaining the logit.
+deeplift = dict(
+    baseline=0.0,  # the baseline image's value at every pixel (0.0: the all-zero image)
 )
 
 # lrp: Layer-wise Relevance Propagation (Bach et al. 2015). Of the four rules only lrp.epsilon
@@ -117,6 +125,24 @@ shap = dict(
     background=0.0,  # value of a superpixel that is left out
     l1_reg=0,  # shap's feature selection; 0 estimates every superpixel
     seed=0,  # shap samples with numpy's global generator: seeded for the call, then restored
+)
+
+# mp: Meaningful Perturbation (Fong & Vedaldi 2017) on the PyTorch twin. A low-resolution mask m,
+# upsampled to the image, keeps the image where m = 1 and shows a blurred copy where m = 0; it
+# is optimized to lower the explained class's probability with a small, smooth deletion:
+# loss = l1_coeff * mean|1 - m| + tv_coeff * TV_beta(m) + p(class). The map is 1 - m.
+mp = dict(
+    mask_size=29,  # mask cells per side; odd, so that one cell is centered on the center pixel
+    blur_sigma=10.0,  # Gaussian blur of the deletion image, in pixels of the input
+    l1_coeff=0.01,
+    tv_coeff=0.2,
+    tv_beta=3.0,  # exponent of the total-variation term
+    learning_rate=0.1,
+    iterations=300,
+    optimizer="adam",  # adam or sgd
+    mask_init="ones",  # ones (nothing deleted) or random (seeded uniform)
+    noise=0.0,  # std of seeded Gaussian noise added to the perturbed image at each step
+    seed=0,
 )
 
 # rise: RISE (Petsiuk et al. 2018): the mean of random smooth masks weighted by the class

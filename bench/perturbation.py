@@ -45,7 +45,7 @@ def measure(key: str, model_path: Path, image_path: Path) -> dict:
     target = int(fast.probabilities(image[None])[0].argmax())
     naive.probabilities(image[None])  # load both before timing
 
-    function = method.function()  # imports the method's libraries before the timing
+    function = method.function("keras")  # imports the method's libraries before the timing
     start = time.perf_counter()
     function(fast, image, target, params)
     seconds = time.perf_counter() - start

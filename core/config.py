@@ -12,7 +12,7 @@ import types
 
 from core.errors import UsageError
 from core.rules import Bool, Choice, Float, Int, Text
-from methods.registry import SEED, SETTINGS_RULES
+from methods.registry import BACKENDS, SEED, SETTINGS_RULES
 
 DIVERGING_CMAPS = ("RdBu_r", "bwr", "seismic", "coolwarm", "PuOr_r", "PiYG", "PRGn", "BrBG", "RdGy_r")
 
@@ -30,7 +30,7 @@ GLOBAL_RULES = {
     },
     "seed": SEED,
     "out_path": Text(),
-    "backend": Choice(("keras",)),
+    "backend": Choice(BACKENDS),
     "evaluate_with": Choice(("auto", "keras", "torch")),
     "perturbation": {
         "fast": Bool(),

@@ -6,16 +6,20 @@ import traceback
 
 import numpy as np
 
+from core import contract
+from core.errors import NotApplicable
 from core.plotting import ImageResult
 from core.scores import center_scores
 from methods.registry import REGISTRY
 
 
 def explain(model, image: np.ndarray, name: str, keys: list[str], cfg: dict, target: int | None,
-            verbose: bool = False) -> ImageResult:
-    """Every method's map for `image`, explaining `target` (default: the predicted class).
+            backend: str, verbose: bool = False) -> ImageResult:
+    """Every method's map for `image`, explaining `target` (default: the predicted class), with the
+    gradient family on `backend`.
 
-    A method that raises is recorded as a failure with its message; the others still run.
+    A method that raises is recorded as a failure with its message, one that does not apply to
+    this model as skipped with the reason; the others still run.
     """
     probabilities = model.probabilities(image[None])[0]
     predicted = int(probabilities.argmax())
@@ -28,11 +32,15 @@ def explain(model, image: np.ndarray, name: str, keys: list[str], cfg: dict, tar
     for key in keys:
         method = REGISTRY[key]
         params = cfg[method.settings] if method.settings else {}
+        framework = method.runs_on(backend)
         try:
-            function = method.function()  # imports the method's libraries, outside the timing
+            model.require(framework, key)
+            function = method.function(framework)  # imports the method's libraries, outside the timing
             start = time.perf_counter()
-            attribution = function(model, image, target, params)
-            _check_contract(key, attribution, image.shape[:2])
+            attribution, extras = contract.check(key, function(model, image, target, params), image.shape[:2])
+        except NotApplicable as reason:
+            result.skipped[key] = str(reason)
+            continue
         except Exception as error:  # reported in the table, scores.json and the figure
             if verbose:
                 traceback.print_exc()
@@ -40,6 +48,8 @@ def explain(model, image: np.ndarray, name: str, keys: list[str], cfg: dict, tar
             continue
         result.seconds[key] = time.perf_counter() - start
         result.maps[key] = attribution
+        if extras:
+            result.extras[key] = extras
     return result
 
 
@@ -47,12 +57,8 @@ def scores(result: ImageResult, crop: int) -> dict[str, dict]:
     table = {}
     for key, attribution in result.maps.items():
         table[key] = {**center_scores(attribution, crop), "seconds": round(result.seconds[key], 4)}
+    for key, reason in result.skipped.items():
+        table[key] = {"not_applicable": reason}
     for key, reason in result.failures.items():
         table[key] = {"error": reason}
     return table
-
-
-def _check_contract(key: str, attribution, shape) -> None:
-    if not (isinstance(attribution, np.ndarray) and attribution.dtype == np.float32 and attribution.shape == shape):
-        got = f"{getattr(attribution, 'dtype', type(attribution).__name__)} {getattr(attribution, 'shape', '')}"
-        raise TypeError(f"method {key} returned {got}, not a float32 {shape} map")

@@ -19,7 +19,7 @@ def verbose(on: bool) -> None:
     _verbose = on
     if not on:
         os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
-        warnings.filterwarnings("ignore", module=r"(keras|tensorflow|innvestigate|shap|lime)(\.|$)")
+        warnings.filterwarnings("ignore", module=r"(keras|tensorflow|innvestigate|shap|lime|captum)(\.|$)")
 
 
 def tensorflow():

@@ -19,7 +19,7 @@ import numpy as np
 
 from core import frameworks
 from core.center_pixel import true_label
-from core.errors import UsageError
+from core.errors import NotApplicable, UsageError
 from core.perturb import AffineSplit, Engine, EngineOptions
 
 class Model:
@@ -39,11 +39,12 @@ class Model:
     # ---- what the model is ----
     @property
     def input_shape(self) -> tuple[int, int, int]:
-        return self.keras.input_shape
+        """(H, W, C), from the card where there is one, so that a PyTorch run never loads Keras."""
+        return tuple(self.card["input_shape"]) if "input_shape" in self.card else self.evaluator.input_shape
 
     @property
     def num_classes(self) -> int:
-        return self.keras.num_classes
+        return self.card["num_classes"] if "num_classes" in self.card else self.evaluator.num_classes
 
     @property
     def ground_truth(self) -> str | None:
@@ -53,12 +54,22 @@ class Model:
     def true_label(self, image: np.ndarray) -> int | None:
         return true_label(image, self.num_classes) if self.ground_truth == "center_pixel" else None
 
+    @property
+    def frameworks(self) -> tuple[str, ...]:
+        """The frameworks this model runs on: Keras, and PyTorch where it has a twin."""
+        has_twin = "architecture" in self.card and self.path.with_suffix(".pt").is_file()
+        return ("keras", "torch") if has_twin else ("keras",)
+
+    def require(self, framework: str, key: str) -> None:
+        """NotApplicable unless this model runs on `framework`, which method `key` needs."""
+        if framework not in self.frameworks:
+            raise NotApplicable(f"{key} runs on {framework} and {self.path} has no {framework} twin")
+
     # ---- evaluation ----
     @cached_property
     def evaluator(self) -> "KerasNet | TorchNet":
         if self.evaluate_with == "auto":
-            has_twin = "architecture" in self.card and self.path.with_suffix(".pt").is_file()
-            return self.torch if has_twin else self.keras
+            return self.torch if "torch" in self.frameworks else self.keras
         return self.keras if self.evaluate_with == "keras" else self.torch
 
     def logits(self, batch: np.ndarray) -> np.ndarray:
@@ -83,7 +94,7 @@ class Model:
     @cached_property
     def torch(self) -> "TorchNet":
         twin = self.path.with_suffix(".pt")
-        if "architecture" not in self.card or not twin.is_file():
+        if "torch" not in self.frameworks:
             raise UsageError(f"{self.path} has no PyTorch twin ({twin} and its card); rebuild it with create_model.py")
         return TorchNet.load(twin, self.card)
 

@@ -36,6 +36,11 @@ from tqdm import tqdm
 CACHE_BYTES = 2 << 20  # fast-path working set per chunk: PDA measured fastest at 2 MB (L2 is 512 KB a core)
 
 
+def progress_bar(total: int, desc: str, unit: str, enabled: bool) -> tqdm:
+    """The toolkit's progress bar: on stderr, gone when done, off with -q."""
+    return tqdm(total=total, desc=desc, unit=unit, unit_scale=True, file=sys.stderr, disable=not enabled, leave=False)
+
+
 @dataclass(frozen=True)
 class AffineSplit:
     """A model seen as z = x.weight + bias followed by `head(z) -> probabilities`."""
@@ -211,8 +216,7 @@ class Engine:
         return max(1, min((self.options.memory_mb << 20) // per_image, max_batch or count))
 
     def _bar(self, total: int, desc: str) -> tqdm:
-        return tqdm(total=total, desc=desc, unit="eval", unit_scale=True, file=sys.stderr,
-                    disable=not self.options.progress, leave=False)
+        return progress_bar(total, desc, "eval", self.options.progress)
 
     def _chunks(self, count: int, size: int, desc: str):
         """(start, stop) spans of at most `size`, in order, advancing the progress bar."""

@@ -33,14 +33,16 @@ class ImageResult:
     top: list[tuple[int, float]]  # (class, probability), most probable first
     true_label: int | None = None
     maps: dict[str, np.ndarray] = field(default_factory=dict)  # method key -> (H, W)
-    failures: dict[str, str] = field(default_factory=dict)  # method key -> reason
+    failures: dict[str, str] = field(default_factory=dict)  # method key -> the error it raised
+    skipped: dict[str, str] = field(default_factory=dict)  # method key -> why it does not apply
+    extras: dict[str, dict[str, np.ndarray]] = field(default_factory=dict)  # method key -> its extra arrays
     seconds: dict[str, float] = field(default_factory=dict)  # method key -> time taken
 
 
 def heatmap_figure(results: list[ImageResult], names: dict[str, str], *, crop: int, column_width: float,
                    cmap: str, class_names: list[str] | None = None) -> Figure:
     """One row pair per image; `names` gives each method key's display name, in column order."""
-    keys = [key for key in names if any(key in r.maps or key in r.failures for r in results)]
+    keys = [key for key in names if any(key in r.maps or key in r.failures or key in r.skipped for r in results)]
     columns = 1 + len(keys)
     width = LEFT_MARGIN + columns * column_width + RIGHT_MARGIN
     height = len(results) * (2 * ROW_HEIGHT + TITLE_HEIGHT)
@@ -57,6 +59,8 @@ def heatmap_figure(results: list[ImageResult], names: dict[str, str], *, crop: i
             full, cropped = fig.add_subplot(grid[full_row, column]), fig.add_subplot(grid[crop_row, column])
             if key in result.maps:
                 _map_panels(full, cropped, result.maps[key], names[key], crop, cmap)
+            elif key in result.skipped:
+                _failed_panels(full, cropped, names[key], f"not applicable: {result.skipped[key]}")
             else:
                 _failed_panels(full, cropped, names[key], result.failures.get(key, "not computed"))
         _margins(fig, grid, full_row, crop_row, columns, result, label)
@@ -124,3 +128,30 @@ def _bare(axes):
     axes.set_xticks([])
     axes.set_yticks([])
 
+
+
+def extras_figure(extras: dict[str, np.ndarray], title: str) -> Figure:
+    """A method's extra arrays: each image in a panel, then every curve on one set of axes."""
+    images = {name: values for name, values in extras.items() if values.ndim >= 2}
+    curves = {name: values for name, values in extras.items() if values.ndim == 1}
+    columns = len(images) + bool(curves)
+    fig = Figure(figsize=(3.2 * columns, 3.4))
+    axes = fig.subplots(1, columns, squeeze=False)[0]
+    for panel, (name, values) in zip(axes, images.items()):
+        gray = values.ndim == 2 or values.shape[-1] == 1
+        panel.imshow(values[..., 0] if values.ndim == 3 and gray else values, cmap="gray" if gray else None,
+                     vmin=0, vmax=1, interpolation="nearest")
+        panel.set_title(name, fontsize=9)
+        _bare(panel)
+    if curves:
+        plot = axes[-1]
+        for name, values in curves.items():
+            plot.plot(np.arange(1, len(values) + 1), values, label=name, linewidth=1)
+        plot.set_xlabel("step", fontsize=8)
+        if all((values > 0).all() for values in curves.values()):
+            plot.set_yscale("log")
+        plot.legend(fontsize=7)
+        plot.tick_params(labelsize=7)
+    fig.suptitle(title, fontsize=10)
+    fig.tight_layout()
+    return fig

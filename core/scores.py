@@ -37,6 +37,9 @@ def format_table(table: dict[str, dict], names: dict[str, str]) -> str:
         if "error" in row:
             lines.append(f"{label:<{width}}  failed: {row['error']}")
             continue
+        if "not_applicable" in row:
+            lines.append(f"{label:<{width}}  not applicable: {row['not_applicable']}")
+            continue
         lines.append(f"{label:<{width}}{row['center_value']:>14.4g}{row['center_rank']:>13d}"
                      f"{row['center_share']:>14.3g}{row['crop_share']:>12.3g}{row['seconds']:>10.2f}")
     return "\n".join(lines)

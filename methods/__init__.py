@@ -1,8 +1,15 @@
-"""Attribution methods, one module each, all behind one contract:
+"""Attribution methods, one module each, all behind one contract (core/contract.py):
 
     function(model, image, target, params) -> float32 array (H, W)
 
 `model` is a core.model.Model, `image` one preprocessed input (H, W, C) in the model's
 input scale, `target` the class explained, `params` the method's settings dict. The map is
-raw: normalizing is for plotting only. methods/registry.py lists them all.
+raw: normalizing is for plotting only. A gradient-family module has one such function per
+framework, `keras` (innvestigate) and `torch` (captum). methods/registry.py lists them all.
 """
+import numpy as np
+
+
+def channel_sum(attribution: np.ndarray) -> np.ndarray:
+    """An (H, W, C) attribution as the contract's float32 (H, W) map."""
+    return attribution.sum(axis=-1).astype(np.float32)

@@ -24,8 +24,3 @@ def analyze(model, analyzer: str, batch: np.ndarray, target: int, **kwargs) -> n
     else:
         instance = innvestigate.create_analyzer(analyzer, net, neuron_selection_mode="index", **kwargs)
     return instance.analyze(batch, neuron_selection=[target] * len(batch))
-
-
-def channel_sum(attribution: np.ndarray) -> np.ndarray:
-    """An (H, W, C) attribution as the contract's float32 (H, W) map."""
-    return attribution.sum(axis=-1).astype(np.float32)

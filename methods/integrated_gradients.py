@@ -1,12 +1,42 @@
-"""Integrated Gradients (Sundararajan et al. 2017): (x - reference) times the mean gradient on the path.
+"""Integrated Gradients (Sundararajan et al. 2017): (x - reference) times the path integral of the
+gradient from the reference to the input.
 
-innvestigate averages the gradient at `steps` evenly spaced points from the reference to the
-input, both ends included.
+Both backends use the same quadrature, captum's rules by their captum names: gradients at the
+rule's points alpha_k on the path, weighted by its step sizes. captum's riemann_trapezoid
+weights, copied here so that the backends agree, are 1/steps with both ends halved: they sum to
+1 - 1/steps, not 1, so that rule's total falls short of logit(x) - logit(reference) by 1/steps.
+On Keras the gradients come from
+innvestigate's Gradient analyzer (innvestigate's own IntegratedGradients has one fixed rule, the
+mean over evenly spaced points, both ends included, which no captum rule equals).
 """
-from methods._innvestigate import analyze, channel_sum
+import numpy as np
+
+from methods import _captum, _innvestigate, channel_sum
 
 
-def attribute(model, image, target, params):
-    attribution = analyze(model, "integrated_gradients", image[None], target,
-                          reference_inputs=params["reference"], steps=params["steps"])
+def keras(model, image, target, params):
+    reference = np.full_like(image, params["reference"])
+    alphas, weights = path_rule(params["rule"], params["steps"])
+    points = reference[None] + alphas[:, None, None, None] * (image - reference)[None]
+    gradients = _innvestigate.analyze(model, "gradient", points, target)
+    return channel_sum((image - reference) * np.tensordot(weights, gradients, axes=1))
+
+
+def torch(model, image, target, params):
+    attribution = _captum.attribute(model, "IntegratedGradients", image[None], target, baselines=params["reference"],
+                                    n_steps=params["steps"], method=params["rule"])
     return channel_sum(attribution[0])
+
+
+def path_rule(rule: str, steps: int) -> tuple[np.ndarray, np.ndarray]:
+    """Points in [0, 1] and their weights of `rule` with `steps` points, as captum 0.9 defines them."""
+    if rule == "gausslegendre":
+        nodes, weights = np.polynomial.legendre.leggauss(steps)
+        return (nodes + 1) / 2, weights / 2
+    weights = np.full(steps, 1 / steps)
+    if rule == "riemann_trapezoid":
+        weights[[0, -1]] /= 2
+        return np.linspace(0, 1, steps), weights
+    first, last = {"riemann_left": (0, 1 - 1 / steps), "riemann_right": (1 / steps, 1),
+                   "riemann_middle": (1 / (2 * steps), 1 - 1 / (2 * steps))}[rule]
+    return np.linspace(first, last, steps), weights

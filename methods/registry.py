@@ -20,7 +20,12 @@ class Needs(Enum):
     """What a method asks of the model wrapper."""
 
     GRADIENTS = "gradients of the logits"
+    TORCH_MODULE = "the PyTorch module"
     PROBABILITIES = "batch probabilities only"
+
+
+BACKENDS = ("keras", "torch")  # frameworks a gradient-family method can run on
+ANY = "any"  # the backend of a method that only asks for probabilities
 
 
 @dataclass(frozen=True)
@@ -36,12 +41,36 @@ class Method:
     name: str
     paper: Paper
     needs: Needs
-    impl: str  # "module:function" under methods/, called as function(model, image, target, params)
+    # backend ("keras", "torch", or ANY) -> "module:function" under methods/,
+    # called as function(model, image, target, params)
+    impl: dict[str, str]
     settings: str | None = None  # the settings.py dict this method reads
 
-    def function(self):
-        module, function = self.impl.split(":")
+    @property
+    def backends(self) -> tuple[str, ...]:
+        return BACKENDS if ANY in self.impl else tuple(self.impl)
+
+    def runs_on(self, backend: str) -> str:
+        """The framework that runs this method when `backend` is chosen: that one where the method
+        has it, else the only one it has (Meaningful Perturbation always runs on PyTorch)."""
+        if ANY in self.impl or backend in self.impl:
+            return backend
+        return next(iter(self.impl))
+
+    def function(self, backend: str):
+        module, function = self.impl.get(ANY, self.impl.get(backend, "")).partition(":")[::2]
+        if not module:
+            raise UsageError(f"method {self.key} has no {backend} implementation; it runs on {self.backends}")
         return getattr(importlib.import_module(f"methods.{module}"), function)
+
+
+def _both(module: str, rule: str = "") -> dict[str, str]:
+    """The Keras and PyTorch functions of a gradient-family module: `<rule>keras` and `<rule>torch`."""
+    return {backend: f"{module}:{rule}{backend}" for backend in BACKENDS}
+
+
+def _any(module: str) -> dict[str, str]:
+    return {ANY: f"{module}:attribute"}
 
 
 # Rules for every key of every method dict in settings.py (a test keeps the two in step).
@@ -54,7 +83,24 @@ SETTINGS_RULES = {
     },
     "ig": {
         "reference": Float(),
-        "steps": Int(min=1),
+        "steps": Int(min=2),
+        "rule": Choice(("riemann_left", "riemann_right", "riemann_middle", "riemann_trapezoid", "gausslegendre")),
+    },
+    "deeplift": {
+        "baseline": Float(),
+    },
+    "mp": {
+        "mask_size": Int(min=1),
+        "blur_sigma": Float(min=0.0, exclusive_min=True),
+        "l1_coeff": Float(min=0.0),
+        "tv_coeff": Float(min=0.0),
+        "tv_beta": Float(min=1.0),
+        "learning_rate": Float(min=0.0, exclusive_min=True),
+        "iterations": Int(min=1),
+        "optimizer": Choice(("adam", "sgd")),
+        "mask_init": Choice(("ones", "random")),
+        "noise": Float(min=0.0),
+        "seed": SEED,
     },
     "lrp": {
         "epsilon": Float(min=0.0, exclusive_min=True),
@@ -110,27 +156,30 @@ METHODS = [
     Method("grad", "Gradient", Paper(
         "Simonyan et al. 2014",
         "Deep Inside Convolutional Networks: Visualising Image Classification Models and Saliency Maps",
-        "https://arxiv.org/abs/1312.6034"), Needs.GRADIENTS, "gradient:attribute"),
+        "https://arxiv.org/abs/1312.6034"), Needs.GRADIENTS, _both("gradient")),
     Method("gb", "Guided Backprop", Paper(
         "Springenberg et al. 2015", "Striving for Simplicity: The All Convolutional Net",
-        "https://arxiv.org/abs/1412.6806"), Needs.GRADIENTS, "guided_backprop:attribute"),
+        "https://arxiv.org/abs/1412.6806"), Needs.GRADIENTS, _both("guided_backprop")),
     Method("deconvnet", "DeConvNet", Paper(
         "Zeiler & Fergus 2014", "Visualizing and Understanding Convolutional Networks",
-        "https://arxiv.org/abs/1311.2901"), Needs.GRADIENTS, "deconvnet:attribute"),
+        "https://arxiv.org/abs/1311.2901"), Needs.GRADIENTS, _both("deconvnet")),
     Method("sg", "SmoothGrad", Paper(
         "Smilkov et al. 2017", "SmoothGrad: removing noise by adding noise",
-        "https://arxiv.org/abs/1706.03825"), Needs.GRADIENTS, "smoothgrad:attribute", "sg"),
+        "https://arxiv.org/abs/1706.03825"), Needs.GRADIENTS, _both("smoothgrad"), "sg"),
     Method("inpgrad", "Input x Gradient", Paper(
         "Shrikumar et al. 2016",
         "Not Just a Black Box: Learning Important Features Through Propagating Activation Differences",
-        "https://arxiv.org/abs/1605.01713"), Needs.GRADIENTS, "input_x_gradient:attribute"),
+        "https://arxiv.org/abs/1605.01713"), Needs.GRADIENTS, _both("input_x_gradient")),
     Method("ig", "Integrated Gradients", Paper(
         "Sundararajan et al. 2017", "Axiomatic Attribution for Deep Networks",
-        "https://arxiv.org/abs/1703.01365"), Needs.GRADIENTS, "integrated_gradients:attribute", "ig"),
-    Method("lrp.z", "LRP-Z", _LRP, Needs.GRADIENTS, "lrp:z"),
-    Method("lrp.epsilon", "LRP-Epsilon", _LRP, Needs.GRADIENTS, "lrp:epsilon", "lrp"),
-    Method("lrp.alpha1beta0", "LRP-Alpha1Beta0", _LRP, Needs.GRADIENTS, "lrp:alpha1beta0"),
-    Method("lrp.alpha2beta1", "LRP-Alpha2Beta1", _LRP, Needs.GRADIENTS, "lrp:alpha2beta1"),
+        "https://arxiv.org/abs/1703.01365"), Needs.GRADIENTS, _both("integrated_gradients"), "ig"),
+    Method("deeplift", "DeepLIFT", Paper(
+        "Shrikumar et al. 2017", "Learning Important Features Through Propagating Activation Differences",
+        "https://arxiv.org/abs/1704.02685"), Needs.GRADIENTS, _both("deeplift"), "deeplift"),
+    Method("lrp.z", "LRP-Z", _LRP, Needs.GRADIENTS, _both("lrp", "z_")),
+    Method("lrp.epsilon", "LRP-Epsilon", _LRP, Needs.GRADIENTS, _both("lrp", "epsilon_"), "lrp"),
+    Method("lrp.alpha1beta0", "LRP-Alpha1Beta0", _LRP, Needs.GRADIENTS, _both("lrp", "alpha1beta0_")),
+    Method("lrp.alpha2beta1", "LRP-Alpha2Beta1", _LRP, Needs.GRADIENTS, _both("lrp", "alpha2beta1_")),
 ]
 
 _PAPERS = {
@@ -146,17 +195,21 @@ _PAPERS = {
                   "https://arxiv.org/abs/1602.04938"),
     "shap": Paper("Lundberg & Lee 2017", "A Unified Approach to Interpreting Model Predictions",
                   "https://arxiv.org/abs/1705.07874"),
+    "mp": Paper("Fong & Vedaldi 2017", "Interpretable Explanations of Black Boxes by Meaningful Perturbation",
+                "https://arxiv.org/abs/1704.03296"),
     "rise": Paper("Petsiuk et al. 2018", "RISE: Randomized Input Sampling for Explanation of Black-box Models",
                   "https://arxiv.org/abs/1806.07421"),
 }
 
 METHODS += [
-    Method("occlusion", "Occlusion", _PAPERS["occlusion"], Needs.PROBABILITIES, "occlusion:attribute", "occlusion"),
-    Method("pda", "PDA", _PAPERS["pda"], Needs.PROBABILITIES, "pda:attribute", "pda"),
-    Method("shapley", "Shapley Sampling", _PAPERS["shapley"], Needs.PROBABILITIES, "shapley:attribute", "shapley"),
-    Method("lime", "LIME", _PAPERS["lime"], Needs.PROBABILITIES, "lime:attribute", "lime"),
-    Method("shap", "KernelSHAP", _PAPERS["shap"], Needs.PROBABILITIES, "kernel_shap:attribute", "shap"),
-    Method("rise", "RISE", _PAPERS["rise"], Needs.PROBABILITIES, "rise:attribute", "rise"),
+    Method("occlusion", "Occlusion", _PAPERS["occlusion"], Needs.PROBABILITIES, _any("occlusion"), "occlusion"),
+    Method("pda", "PDA", _PAPERS["pda"], Needs.PROBABILITIES, _any("pda"), "pda"),
+    Method("shapley", "Shapley Sampling", _PAPERS["shapley"], Needs.PROBABILITIES, _any("shapley"), "shapley"),
+    Method("lime", "LIME", _PAPERS["lime"], Needs.PROBABILITIES, _any("lime"), "lime"),
+    Method("shap", "KernelSHAP", _PAPERS["shap"], Needs.PROBABILITIES, _any("kernel_shap"), "shap"),
+    Method("rise", "RISE", _PAPERS["rise"], Needs.PROBABILITIES, _any("rise"), "rise"),
+    Method("mp", "Meaningful Perturbation", _PAPERS["mp"], Needs.TORCH_MODULE,
+           {"torch": "meaningful_perturbation:attribute"}, "mp"),
 ]
 
 REGISTRY = {method.key: method for method in METHODS}

@@ -9,18 +9,20 @@ import sys
 from pathlib import Path
 
 import settings
-from methods.registry import METHODS
+from methods.registry import ANY, METHODS
 
 START, END = "<!-- methods:start -->", "<!-- methods:end -->"
 
 
 def markdown() -> str:
-    rows = ["| key | method | paper | needs | settings (defaults) |", "|---|---|---|---|---|"]
+    rows = ["| key | method | paper | needs | runs on | settings (defaults) |", "|---|---|---|---|---|---|"]
     for method in METHODS:
         params = getattr(settings, method.settings) if method.settings else {}
         defaults = ", ".join(f"`{method.settings}.{k}={v!r}`" for k, v in params.items()) or "none"
         paper = f"[{method.paper.cite}]({method.paper.url})"
-        rows.append(f"| `{method.key}` | {method.name} | {paper} | {method.needs.value} | {defaults} |")
+        runs_on = ("either twin (`evaluate_with`)" if ANY in method.impl else
+                   " or ".join(method.backends) + (" (`--backend`)" if len(method.backends) > 1 else ""))
+        rows.append(f"| `{method.key}` | {method.name} | {paper} | {method.needs.value} | {runs_on} | {defaults} |")
     return "\n".join(rows)
 
 

@@ -121,7 +121,7 @@ BAD_INPUTS = {
     "label not a number": (lambda t, m: ["-mp", m, "-cl", "cat"], "invalid int value"),
     "unknown setting": (lambda t, m: ["-mp", m, "--set", "ig.step=3"], "did you mean 'ig.steps'"),
     "wrong type": (lambda t, m: ["-mp", m, "--set", "ig.steps=many"], "ig.steps must be an integer"),
-    "out of range": (lambda t, m: ["-mp", m, "--set", "ig.steps=0"], "ig.steps must be at least 1"),
+    "out of range": (lambda t, m: ["-mp", m, "--set", "ig.steps=0"], "ig.steps must be at least 2"),
     "set without =": (lambda t, m: ["-mp", m, "--set", "ig.steps"], "--set takes KEY=VALUE"),
 }
 

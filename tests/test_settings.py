@@ -49,7 +49,7 @@ def test_overrides_leave_the_module_untouched():
     ("nothing.here=3", "unknown setting 'nothing.here'"),
     ("ig=3", "unknown setting 'ig'"),
     ("ig.steps=2.5", "must be an integer"),
-    ("ig.steps=-4", "must be at least 1"),
+    ("ig.steps=-4", "must be at least 2"),
     ("sg.postprocess=cube", "must be one of None, 'abs', 'square'"),
     ("image_size=8", "must be odd"),
     ("seed=-1", "must be at least 0"),

@@ -1,0 +1,71 @@
+"""Meaningful Perturbation (Fong & Vedaldi 2017) on the PyTorch twin.
+
+A mask m of mask_size x mask_size cells, upsampled bilinearly to the image, blends the image
+(m = 1) with a Gaussian-blurred copy (m = 0). Gradient steps minimize
+
+    l1_coeff * mean|1 - m| + tv_coeff * TV_beta(m) + p(target | blended image)
+
+with m kept in [0, 1]: the smallest, smoothest deletion that removes the class. The map is
+1 - m, upsampled, so higher means more important. The mask, the blurred and the perturbed image
+and the loss curves are returned as extras (the run saves them under mp/).
+"""
+import numpy as np
+from skimage.filters import gaussian
+
+from core import frameworks
+from core.contract import WithExtras
+from core.perturb import progress_bar
+
+
+def attribute(model, image, target, params):
+    torch = frameworks.torch()
+    functional = torch.nn.functional
+    net = model.torch
+    generator = torch.Generator().manual_seed(params["seed"])
+    height, width = image.shape[:2]
+    original = net.tensor(image[None])
+    blurred = net.tensor(gaussian(image, sigma=params["blur_sigma"], channel_axis=-1, preserve_range=True)[None])
+
+    size = (1, 1, params["mask_size"], params["mask_size"])
+    start = torch.ones(size, dtype=original.dtype) if params["mask_init"] == "ones" else \
+        torch.rand(size, generator=generator, dtype=original.dtype)
+    mask = start.requires_grad_()
+    optimizer = {"adam": torch.optim.Adam, "sgd": torch.optim.SGD}[params["optimizer"]]([mask], lr=params["learning_rate"])
+
+    def perturbed(cells):
+        upsampled = functional.interpolate(cells, size=(height, width), mode="bilinear", align_corners=False)
+        return original * upsampled + blurred * (1 - upsampled), upsampled
+
+    curves = {name: np.empty(params["iterations"]) for name in ("loss", "l1", "tv", "probability")}
+    with progress_bar(params["iterations"], "mp", "step", model.engine_options.progress) as bar:
+        for step in range(params["iterations"]):
+            blended, _ = perturbed(mask)
+            if params["noise"] > 0:
+                blended = blended + params["noise"] * torch.randn(blended.shape, generator=generator, dtype=blended.dtype)
+            probability = torch.softmax(net.module(blended), dim=-1)[0, target]
+            l1 = params["l1_coeff"] * (1 - mask).abs().mean()
+            tv = params["tv_coeff"] * total_variation(mask[0, 0], params["tv_beta"])
+            loss = l1 + tv + probability
+            # the mask's gradient alone: loss.backward() would also fill the weights' (a 100 MB
+            # outer product per step on the 227 x 227 model)
+            (mask.grad,) = torch.autograd.grad(loss, [mask])
+            optimizer.step()
+            with torch.no_grad():
+                mask.clamp_(0, 1)
+            for name, value in (("loss", loss), ("l1", l1), ("tv", tv), ("probability", probability)):
+                curves[name][step] = value.item()
+            bar.update()
+
+    with torch.no_grad():
+        blended, upsampled = perturbed(mask)
+    extras = {"mask": upsampled[0, 0].numpy(), "blurred": _hwc(blurred), "perturbed": _hwc(blended), **curves}
+    return WithExtras((1 - upsampled[0, 0]).numpy().astype(np.float32), extras)
+
+
+def _hwc(batch) -> np.ndarray:
+    return batch[0].numpy().transpose(1, 2, 0)
+
+
+def total_variation(mask, beta: float):
+    """Mean |difference of neighbours|^beta, down and across (Fong & Vedaldi's TV norm)."""
+    return ((mask[1:, :] - mask[:-1, :]).abs() ** beta).mean() + ((mask[:, 1:] - mask[:, :-1]).abs() ** beta).mean()
