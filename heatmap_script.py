@@ -78,6 +78,17 @@ def chosen_methods(args) -> list[str]:
     return keys
 
 
+def display_names(keys: list[str], results) -> dict[str, str]:
+    """Figure and table names by map key, in column order (a method run on several layers, as
+    `gradcam@conv2`, gets one column per layer)."""
+    names = {}
+    for key in keys:
+        layered = dict.fromkeys(name for result in results for name in result.maps if name.startswith(f"{key}@"))
+        names.update({name: f"{REGISTRY[key].name} @{name.split('@', 1)[1]}" for name in layered} or
+                     {key: REGISTRY[key].name})
+    return names
+
+
 def run(args, argv: list[str]) -> int:
     from core.compare import agreement, format_agreement
     from core.explain import explain, scores
@@ -117,7 +128,7 @@ def run(args, argv: list[str]) -> int:
         results = [explain(model, image, stem + (f" ({backend})" if len(backends) > 1 else ""), keys, cfg,
                            args.clamp_label, backend, verbose=args.verbose) for backend in backends]
         result = results[0]
-        names = {key: REGISTRY[key].name for key in keys}
+        names = display_names(keys, results)
         table = scores(result, cfg["figure"]["crop"])
         figure = heatmap_figure(results, names, crop=cfg["figure"]["crop"],
                                 column_width=cfg["figure"]["column_width"], cmap=cfg["figure"]["cmap"])
@@ -131,7 +142,7 @@ def run(args, argv: list[str]) -> int:
                 "backends": backends,
                 f"methods_{backends[1]}": scores(second, cfg["figure"]["crop"]),
                 "agreement": {key: agreement(result.maps[key], second.maps[key])
-                              for key in keys if key in result.maps and key in second.maps}}}
+                              for key in names if key in result.maps and key in second.maps}}}
         write_npz(folder.path / "heatmaps.npz", maps)
         for key, extras in result.extras.items():
             (folder.path / key).mkdir()

@@ -23,6 +23,18 @@ center_pixel = dict(
     verify_seed=1,  # seed of the verification images
 )
 
+# The digits CNN (create_model.py --model digits): trained on scikit-learn's 8 x 8 digits.
+digits = dict(
+    image_size=32,  # the digits are upsampled (bilinear) to this side
+    channels=16,  # filters of conv1; conv2 and conv3 have twice as many
+    epochs=40,
+    batch_size=32,
+    learning_rate=0.003,
+    held_out=0.2,  # share of the digits kept out of training, for the accuracy check
+    min_accuracy=0.95,  # the build fails below this held-out accuracy
+    seed=0,  # initializers, the split and the batch order
+)
+
 # ---- Runs (heatmap_script.py) ------------------------------------------------------
 seed = 0  # seed of the random input image used when no -ip is given (--seed overrides)
 out_path = "results"  # default -op
@@ -64,6 +76,13 @@ ig = dict(
     # gausslegendre (captum's default) or riemann_left/right/middle/trapezoid; captum's
     # riemann_trapezoid weights sum to 1 - 1/steps, which breaks completeness by 1/steps
     rule="gausslegendre",
+)
+
+# gradcam: the conv layers explained by Grad-CAM (Selvaraju et al. 2017), Grad-CAM++ and Guided
+# Grad-CAM, by their Keras names; several give one map each. CAM (Zhou et al. 2016) always uses the
+# layer before the global average pooling.
+gradcam = dict(
+    layers=None,  # None: the last conv layer; or a list, e.g. ["conv2", "conv3"]
 )
 
 # deeplift: DeepLIFT (Shrikumar et al. 2017), Rescale rule, explaining the logit.

@@ -2,7 +2,8 @@
 
 The map is raw: not normalized, not clipped (normalizing is for plotting only). A method with
 more to show (Meaningful Perturbation's mask and loss curves) returns `WithExtras`; its arrays
-are saved, and drawn, in the run folder's subfolder named after the method.
+are saved, and drawn, in the run folder's subfolder named after the method. A method asked for
+several layers at once (Grad-CAM) returns `Several`, one map per layer, shown as `key@layer`.
 """
 from __future__ import annotations
 
@@ -18,10 +19,19 @@ class WithExtras:
     extras: dict[str, np.ndarray] = field(default_factory=dict)
 
 
-def check(key: str, returned, shape: tuple[int, int]) -> tuple[np.ndarray, dict[str, np.ndarray]]:
-    """The attribution and extras a method returned, or TypeError if it broke the contract."""
-    attribution, extras = (returned.attribution, returned.extras) if isinstance(returned, WithExtras) else (returned, {})
-    if not (isinstance(attribution, np.ndarray) and attribution.dtype == np.float32 and attribution.shape == shape):
-        got = f"{getattr(attribution, 'dtype', type(attribution).__name__)} {getattr(attribution, 'shape', '')}"
-        raise TypeError(f"method {key} returned {got}, not a float32 {shape} map")
-    return attribution, extras
+@dataclass
+class Several:
+    maps: dict[str, np.ndarray]  # layer name -> its map
+
+
+def check(key: str, returned, shape: tuple[int, int]) -> tuple[dict[str, np.ndarray], dict[str, np.ndarray]]:
+    """The maps (by key, or `key@layer`) and extras a method returned; TypeError if it broke the contract."""
+    extras = returned.extras if isinstance(returned, WithExtras) else {}
+    attribution = returned.attribution if isinstance(returned, WithExtras) else returned
+    maps = {f"{key}@{layer}": value for layer, value in attribution.maps.items()} \
+        if isinstance(attribution, Several) else {key: attribution}
+    for value in maps.values():
+        if not (isinstance(value, np.ndarray) and value.dtype == np.float32 and value.shape == shape):
+            got = f"{getattr(value, 'dtype', type(value).__name__)} {getattr(value, 'shape', '')}"
+            raise TypeError(f"method {key} returned {got}, not a float32 {shape} map")
+    return maps, extras

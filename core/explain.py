@@ -37,7 +37,7 @@ def explain(model, image: np.ndarray, name: str, keys: list[str], cfg: dict, tar
             model.require(framework, key)
             function = method.function(framework)  # imports the method's libraries, outside the timing
             start = time.perf_counter()
-            attribution, extras = contract.check(key, function(model, image, target, params), image.shape[:2])
+            maps, extras = contract.check(key, function(model, image, target, params), image.shape[:2])
         except NotApplicable as reason:
             result.skipped[key] = str(reason)
             continue
@@ -46,8 +46,9 @@ def explain(model, image: np.ndarray, name: str, keys: list[str], cfg: dict, tar
                 traceback.print_exc()
             result.failures[key] = f"{type(error).__name__}: {error}"
             continue
-        result.seconds[key] = time.perf_counter() - start
-        result.maps[key] = attribution
+        seconds = time.perf_counter() - start
+        for name, attribution in maps.items():
+            result.maps[name], result.seconds[name] = attribution, seconds / len(maps)
         if extras:
             result.extras[key] = extras
     return result

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 from core import frameworks
+from core.center_cnn import CenterCnnWeights
 from core.center_pixel import CenterPixelWeights
 
 tf = frameworks.tensorflow()
@@ -17,4 +18,21 @@ def center_pixel(weights: CenterPixelWeights) -> "tf.keras.Model":
     outputs = tf.keras.layers.Activation("softmax", name="softmax")(dense)
     model = tf.keras.Model(inputs, outputs, name="center_pixel")
     model.get_layer("dense").set_weights([weights.kernel, weights.bias])
+    return model
+
+
+def center_cnn(weights: CenterCnnWeights) -> "tf.keras.Model":
+    """Input (H, W, 1) -> conv1 -> box1..boxN (dilated 3x3) -> Flatten -> Dense -> softmax, float64."""
+    size, layers = weights.image_size, tf.keras.layers
+    inputs = tf.keras.Input((size, size, 1), name="image")
+    hidden = layers.Conv2D(2, 3, padding="same", activation="relu", name="conv1")(inputs)
+    for index, (dilation, _) in enumerate(weights.boxes, start=1):
+        hidden = layers.Conv2D(2, 3, padding="same", dilation_rate=dilation, activation="relu", use_bias=False,
+                               name=f"box{index}")(hidden)
+    logits = layers.Dense(weights.dense[1].size, name="dense")(layers.Flatten(name="flatten")(hidden))
+    model = tf.keras.Model(inputs, layers.Activation("softmax", name="softmax")(logits), name="center_cnn")
+    model.get_layer("conv1").set_weights(list(weights.conv1))
+    for index, (_, kernel) in enumerate(weights.boxes, start=1):
+        model.get_layer(f"box{index}").set_weights([kernel])
+    model.get_layer("dense").set_weights(list(weights.dense))
     return model

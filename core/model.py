@@ -150,10 +150,9 @@ class TorchNet:
     def load(cls, path: Path, card: dict) -> "TorchNet":
         from core.torch_models import ARCHITECTURES
 
-        arguments = card["arguments"]
-        module = ARCHITECTURES[card["architecture"]](**arguments)
+        module = ARCHITECTURES[card["architecture"]](**card["arguments"])
         module.load_state_dict(frameworks.torch().load(path, weights_only=True))
-        return cls(module, (arguments["image_size"], arguments["image_size"], 1))
+        return cls(module, tuple(card["input_shape"]))
 
     def tensor(self, batch: np.ndarray):
         return self.torch.from_numpy(np.ascontiguousarray(batch.transpose(0, 3, 1, 2)))

@@ -82,3 +82,18 @@ class Optional(Rule):
 
     def normalize(self, value):
         return None if value is None else self.rule.normalize(value)
+
+
+@dataclass(frozen=True)
+class ListOf(Rule):
+    """A non-empty list (or tuple) of values that pass `rule`."""
+
+    rule: Rule
+
+    def check(self, value):
+        if not isinstance(value, (list, tuple)) or not value:
+            return f"must be a non-empty list, got {value!r}"
+        return next((problem for problem in map(self.rule.check, value) if problem), None)
+
+    def normalize(self, value):
+        return [self.rule.normalize(item) for item in value]

@@ -37,4 +37,11 @@ class CenterPixelNet(torch.nn.Sequential):
         return net.eval()
 
 
-ARCHITECTURES = {"center_pixel": CenterPixelNet}
+def sequential(spec: list[dict]) -> torch.nn.Sequential:
+    """A twin of a Keras chain model (core/twins.py), from the spec in its card."""
+    from core.twins import build
+
+    return build(spec)
+
+
+ARCHITECTURES = {"center_pixel": CenterPixelNet, "sequential": sequential}

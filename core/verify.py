@@ -9,6 +9,11 @@ from core.center_pixel import random_images
 
 CHUNK = 128  # images per forward pass: 128 x 227 x 227 float64 is 53 MB
 EXACT = 1e-9  # probability tolerance of the twins and of the non-center invariance
+# The center-pixel CNN's logits reach 7e8 (its Dense layer sums a fixed 227 x 227 box map):
+# PyTorch's float64 matmul then rounds each class's logit differently by up to 4e-5, which moved
+# probabilities by 1.7e-9 against Keras (whose logits match a long-double sum). Its twins are
+# held to this; its invariance still to EXACT.
+CNN_TWINS = 1e-8
 
 
 @dataclass(frozen=True)
@@ -23,7 +28,7 @@ class Check:
 
 
 def center_pixel_checks(keras_net, torch_net, num_classes: int, alpha: float, per_class: int,
-                        seed: int, invariance_pixels: int = 64) -> list[Check]:
+                        seed: int, invariance_pixels: int = 64, twin_tolerance: float = EXACT) -> list[Check]:
     """Accuracy, confidence, twin agreement and non-center invariance of a center-pixel model."""
     size = keras_net.input_shape[0]
     labels = np.repeat(np.arange(num_classes), per_class)
@@ -45,8 +50,8 @@ def center_pixel_checks(keras_net, torch_net, num_classes: int, alpha: float, pe
     checks.append(Check("probabilities = softmax(-alpha (j - p)^2)", analytic, analytic <= EXACT,
                         f"max |difference| {analytic:.2e} (limit {EXACT:g})"))
     twins = float(np.abs(keras_probs - torch_probs).max())
-    checks.append(Check("Keras and PyTorch probabilities agree", twins, twins <= EXACT,
-                        f"max |difference| {twins:.2e} (limit {EXACT:g})"))
+    checks.append(Check("Keras and PyTorch probabilities agree", twins, twins <= twin_tolerance,
+                        f"max |difference| {twins:.2e} (limit {twin_tolerance:g})"))
     sampled = min(invariance_pixels, size * size - 1)
     for name, net in (("Keras", keras_net), ("PyTorch", torch_net)):
         change = _invariance(net, images[:: labels.size // 4], sampled, seed)

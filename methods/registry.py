@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from enum import Enum
 
 from core.errors import UsageError
-from core.rules import Choice, Float, Int, Optional
+from core.rules import Choice, Float, Int, ListOf, Optional, Text
 
 SEED = Int(min=0, max=2**32 - 1)
 
@@ -20,6 +20,7 @@ class Needs(Enum):
     """What a method asks of the model wrapper."""
 
     GRADIENTS = "gradients of the logits"
+    CONV_LAYER = "a conv layer's activations and gradients"
     TORCH_MODULE = "the PyTorch module"
     PROBABILITIES = "batch probabilities only"
 
@@ -86,6 +87,9 @@ SETTINGS_RULES = {
         "steps": Int(min=2),
         "rule": Choice(("riemann_left", "riemann_right", "riemann_middle", "riemann_trapezoid", "gausslegendre")),
     },
+    "gradcam": {
+        "layers": Optional(ListOf(Text())),
+    },
     "deeplift": {
         "baseline": Float(),
     },
@@ -146,6 +150,8 @@ SETTINGS_RULES = {
     },
 }
 
+_GRAD_CAM = Paper("Selvaraju et al. 2017", "Grad-CAM: Visual Explanations from Deep Networks via Gradient-based "
+                  "Localization", "https://arxiv.org/abs/1610.02391")
 _LRP = Paper(
     "Bach et al. 2015",
     "On Pixel-Wise Explanations for Non-Linear Classifier Decisions by Layer-Wise Relevance Propagation",
@@ -176,6 +182,14 @@ METHODS = [
     Method("deeplift", "DeepLIFT", Paper(
         "Shrikumar et al. 2017", "Learning Important Features Through Propagating Activation Differences",
         "https://arxiv.org/abs/1704.02685"), Needs.GRADIENTS, _both("deeplift"), "deeplift"),
+    Method("cam", "CAM", Paper(
+        "Zhou et al. 2016", "Learning Deep Features for Discriminative Localization",
+        "https://arxiv.org/abs/1512.04150"), Needs.CONV_LAYER, _both("cam")),
+    Method("gradcam", "Grad-CAM", _GRAD_CAM, Needs.CONV_LAYER, _both("grad_cam", "gradcam_"), "gradcam"),
+    Method("gradcampp", "Grad-CAM++", Paper(
+        "Chattopadhyay et al. 2018", "Grad-CAM++: Improved Visual Explanations for Deep Convolutional Networks",
+        "https://arxiv.org/abs/1710.11063"), Needs.CONV_LAYER, _both("grad_cam", "gradcampp_"), "gradcam"),
+    Method("guided_gradcam", "Guided Grad-CAM", _GRAD_CAM, Needs.CONV_LAYER, _both("guided_grad_cam"), "gradcam"),
     Method("lrp.z", "LRP-Z", _LRP, Needs.GRADIENTS, _both("lrp", "z_")),
     Method("lrp.epsilon", "LRP-Epsilon", _LRP, Needs.GRADIENTS, _both("lrp", "epsilon_"), "lrp"),
     Method("lrp.alpha1beta0", "LRP-Alpha1Beta0", _LRP, Needs.GRADIENTS, _both("lrp", "alpha1beta0_")),

@@ -1,0 +1,40 @@
+"""CAM (Zhou et al. 2016), for models whose head is global average pooling then one Dense layer:
+the last feature maps A_k weighted by the Dense weights of the class, sum_k w_k,c A_k,
+upsampled (bilinear) to the input. Not rectified: CAM's sign is part of its answer."""
+import numpy as np
+
+from core import frameworks
+from core.errors import NotApplicable
+from core.twins import layer_modules
+from methods import _layers
+
+NOT_APPLICABLE = "CAM needs a global-average-pooling + Dense head"
+
+
+def keras(model, image, target, params):
+    tf = frameworks.tensorflow()
+    layers = [layer for layer in model.keras.model.layers if not isinstance(layer, tf.keras.layers.Dropout)]
+    kinds = [type(layer).__name__ for layer in layers]
+    if "GlobalAveragePooling2D" not in kinds or kinds[kinds.index("GlobalAveragePooling2D") + 1:-1] != ["Dense"]:
+        raise NotApplicable(NOT_APPLICABLE)
+    pooling = kinds.index("GlobalAveragePooling2D")
+    dense = layers[pooling + 1]
+    if dense.activation is not tf.keras.activations.linear:
+        raise NotApplicable(NOT_APPLICABLE)
+    [(features, _)] = _layers.keras(model, [layers[pooling - 1].name], image, target)
+    return _cam(features, dense.get_weights()[0][:, target], image.shape[:2])
+
+
+def torch(model, image, target, params):
+    spec = model.card.get("arguments", {}).get("spec", [])
+    kinds = [entry["layer"] for entry in spec]
+    if "global_average" not in kinds or kinds[kinds.index("global_average") + 1:] != ["dense"]:
+        raise NotApplicable(NOT_APPLICABLE)
+    pooling = kinds.index("global_average")
+    [dense] = layer_modules(model.torch.module, spec[pooling + 1]["name"])
+    [(features, _)] = _layers.torch(model, [spec[pooling - 1]["name"]], image, target)
+    return _cam(features, dense.weight[target].detach().numpy(), image.shape[:2])
+
+
+def _cam(features: np.ndarray, class_weights: np.ndarray, shape) -> np.ndarray:
+    return _layers.upsample(features @ class_weights, shape)

@@ -1,0 +1,47 @@
+"""Grad-CAM (Selvaraju et al. 2017) and Grad-CAM++ (Chattopadhyay et al. 2018).
+
+At a conv layer with feature maps A_k: Grad-CAM weights each map by the spatial mean of
+d logit / d A_k and keeps the positive part of the weighted sum. Grad-CAM++ weights each
+position's positive gradient by g^2 / (2 g^2 + sum(A_k) g^3), the closed form for an
+exponential of the logit. Maps are upsampled (bilinear) to the input. `layers` in settings
+chooses the layers (default the last conv layer); several give one map each.
+"""
+import numpy as np
+
+from core.contract import Several
+from methods import _layers
+
+
+def gradcam_keras(model, image, target, params):
+    return _maps(model, image, target, params, _layers.keras, _gradcam)
+
+
+def gradcam_torch(model, image, target, params):
+    return _maps(model, image, target, params, _layers.torch, _gradcam)
+
+
+def gradcampp_keras(model, image, target, params):
+    return _maps(model, image, target, params, _layers.keras, _gradcampp)
+
+
+def gradcampp_torch(model, image, target, params):
+    return _maps(model, image, target, params, _layers.torch, _gradcampp)
+
+
+def _maps(model, image, target, params, activations_and_gradients, combine):
+    names = _layers.target_layers(model, params["layers"])
+    maps = {name: _layers.upsample(combine(activations, gradients), image.shape[:2])
+            for name, (activations, gradients) in zip(names, activations_and_gradients(model, names, image, target))}
+    return next(iter(maps.values())) if len(maps) == 1 else Several(maps)
+
+
+def _gradcam(activations: np.ndarray, gradients: np.ndarray) -> np.ndarray:
+    return np.maximum(activations @ gradients.mean(axis=(0, 1)), 0.0)
+
+
+def _gradcampp(activations: np.ndarray, gradients: np.ndarray) -> np.ndarray:
+    squared, cubed = gradients**2, gradients**3
+    denominator = 2 * squared + activations.sum(axis=(0, 1)) * cubed
+    alpha = np.divide(squared, denominator, out=np.zeros_like(squared), where=denominator != 0)
+    weights = (alpha * np.maximum(gradients, 0.0)).sum(axis=(0, 1))
+    return np.maximum(activations @ weights, 0.0)

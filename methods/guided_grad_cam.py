@@ -1,0 +1,17 @@
+"""Guided Grad-CAM (Selvaraju et al. 2017): Guided Backprop times Grad-CAM, pixel by pixel, for
+each of Grad-CAM's layers (settings `gradcam.layers`)."""
+from core.contract import Several
+from methods import grad_cam, guided_backprop
+
+
+def keras(model, image, target, params):
+    return _guided(guided_backprop.keras(model, image, target, {}), grad_cam.gradcam_keras(model, image, target, params))
+
+
+def torch(model, image, target, params):
+    return _guided(guided_backprop.torch(model, image, target, {}), grad_cam.gradcam_torch(model, image, target, params))
+
+
+def _guided(guided, cam):
+    return Several({layer: guided * value for layer, value in cam.maps.items()}) if isinstance(cam, Several) \
+        else guided * cam

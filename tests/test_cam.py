@@ -1,0 +1,157 @@
+"""Convolutional twins, the center-pixel CNN, the digits CNN, and the CAM family."""
+import json
+
+import numpy as np
+import pytest
+
+import create_model
+from conftest import SMALL
+from core import frameworks
+from core.center_pixel import random_images
+from core.model import Model
+from core.twins import twin_of
+from methods import _layers, cam, grad_cam, guided_grad_cam, guided_backprop
+
+BACKENDS = ["keras", "torch"]
+
+
+def save_with_twin(keras_model, folder):
+    """A Keras model saved with its PyTorch twin and card, as create_model.py saves its models."""
+    torch = frameworks.torch()
+    twin, spec = twin_of(keras_model)
+    path = folder / "model.h5"
+    keras_model.save(path, save_format="h5")
+    torch.save(twin.state_dict(), folder / "model.pt")
+    card = {"architecture": "sequential", "arguments": {"spec": spec},
+            "input_shape": list(keras_model.input_shape[1:]), "num_classes": int(keras_model.output_shape[-1])}
+    (folder / "model.json").write_text(json.dumps(card))
+    return path
+
+
+@pytest.fixture(scope="module")
+def gap_model(tmp_path_factory):
+    """An untrained 12 x 12 RGB CNN with a GAP + Dense head: conv, max pool, conv, GAP, Dense."""
+    tf = frameworks.tensorflow()
+    layers, init = tf.keras.layers, tf.keras.initializers
+    inputs = tf.keras.Input((12, 12, 3))
+    hidden = layers.Conv2D(4, 3, padding="same", activation="relu", name="conv1",
+                           kernel_initializer=init.GlorotNormal(seed=1), bias_initializer=init.RandomNormal(seed=2))(inputs)
+    hidden = layers.MaxPooling2D(2, name="pool")(hidden)
+    hidden = layers.Conv2D(5, 3, padding="valid", activation="relu", name="conv2",
+                           kernel_initializer=init.GlorotNormal(seed=3), bias_initializer=init.RandomNormal(seed=4))(hidden)
+    logits = layers.Dense(3, name="logits", kernel_initializer=init.GlorotNormal(seed=5))(
+        layers.GlobalAveragePooling2D(name="gap")(hidden))
+    model = tf.keras.Model(inputs, layers.Activation("softmax")(logits))
+    return Model(save_with_twin(model, tmp_path_factory.mktemp("gap")))
+
+
+@pytest.fixture(scope="module")
+def flatten_model(tmp_path_factory):
+    """A CNN whose Dense reads a flattened feature map: the twin must reorder the Dense rows."""
+    tf = frameworks.tensorflow()
+    layers, init = tf.keras.layers, tf.keras.initializers
+    inputs = tf.keras.Input((9, 9, 2))
+    hidden = layers.Conv2D(3, 3, padding="same", dilation_rate=2, activation="relu",
+                           kernel_initializer=init.GlorotNormal(seed=6), bias_initializer=init.RandomNormal(seed=7))(inputs)
+    hidden = layers.AveragePooling2D(3, name="pool")(hidden)
+    logits = layers.Dense(4, kernel_initializer=init.GlorotNormal(seed=8))(layers.Flatten()(hidden))
+    model = tf.keras.Model(inputs, layers.Activation("softmax")(logits))
+    return Model(save_with_twin(model, tmp_path_factory.mktemp("flatten")))
+
+
+def image_for(model, seed=0):
+    return np.random.default_rng(seed).random(model.input_shape)
+
+
+@pytest.mark.parametrize("fixture", ["gap_model", "flatten_model"])
+def test_twins_of_conv_models_give_the_same_probabilities(request, fixture):
+    model = request.getfixturevalue(fixture)
+    batch = np.random.default_rng(1).random((6, *model.input_shape))
+    np.testing.assert_allclose(model.torch.probabilities(batch), model.keras.probabilities(batch), atol=1e-12)
+
+
+def cam_by_hand(model, image, target):
+    """sum_k w_k,target A_k at conv2's resolution (4 x 4), from the Keras layers."""
+    tf = frameworks.tensorflow()
+    keras_model = model.keras.model
+    features = tf.keras.Model(keras_model.inputs, keras_model.get_layer("conv2").output).predict(image[None])[0]
+    return np.einsum("hwk,k->hw", features, keras_model.get_layer("logits").get_weights()[0][:, target])
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_cam_is_the_class_weighted_sum_of_the_last_feature_maps(gap_model, backend):
+    image = image_for(gap_model)
+    for target in range(3):
+        by_hand = _layers.upsample(cam_by_hand(gap_model, image, target), (12, 12))
+        np.testing.assert_allclose(getattr(cam, backend)(gap_model, image, target, {}), by_hand, rtol=1e-5, atol=1e-6)
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_grad_cam_on_a_gap_dense_head_is_relu_of_cam_over_the_pooled_size(gap_model, backend):
+    """d logit / d A_k(i, j) = w_k / Z for a GAP over Z positions, so Grad-CAM = ReLU(CAM) / Z
+    at the layer's resolution (both are then upsampled alike)."""
+    image = image_for(gap_model)
+    pooled_positions = 4 * 4  # conv2's output: (12 / 2) - 2 = 4 on each side
+    for target in range(3):
+        gradcam = getattr(grad_cam, f"gradcam_{backend}")(gap_model, image, target, {"layers": None})
+        expected = _layers.upsample(np.maximum(cam_by_hand(gap_model, image, target), 0) / pooled_positions, (12, 12))
+        np.testing.assert_allclose(gradcam, expected, rtol=1e-5, atol=1e-7)
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_guided_grad_cam_is_guided_backprop_times_grad_cam(gap_model, backend):
+    image = image_for(gap_model)
+    expected = getattr(guided_backprop, backend)(gap_model, image, 1, {}) * \
+        getattr(grad_cam, f"gradcam_{backend}")(gap_model, image, 1, {"layers": None})
+    np.testing.assert_allclose(getattr(guided_grad_cam, backend)(gap_model, image, 1, {"layers": None}), expected,
+                               rtol=1e-6)
+
+
+def test_several_layers_give_one_map_each(gap_model):
+    maps = grad_cam.gradcampp_keras(gap_model, image_for(gap_model), 0, {"layers": ["conv1", "conv2"]}).maps
+    assert list(maps) == ["conv1", "conv2"] and all(m.shape == (12, 12) for m in maps.values())
+
+
+def test_cam_family_agrees_between_twins(gap_model):
+    image = image_for(gap_model)
+    for keras, torch in [(cam.keras, cam.torch), (grad_cam.gradcampp_keras, grad_cam.gradcampp_torch)]:
+        np.testing.assert_allclose(keras(gap_model, image, 2, {"layers": None}),
+                                   torch(gap_model, image, 2, {"layers": None}), rtol=1e-6, atol=1e-9)
+
+
+@pytest.fixture(scope="module")
+def center_cnn(tmp_path_factory):
+    out = tmp_path_factory.mktemp("center_cnn")
+    assert create_model.main(["--model", "center_cnn", "--image-size", str(SMALL), "--out", str(out)]) == 0
+    return Model(out / "center_cnn.h5")
+
+
+def test_center_cnn_passes_its_checks(center_cnn):
+    checks = center_cnn.card["verification"]
+    assert checks["Keras top-1 = center value"] == 1.0 and checks["PyTorch top-1 = center value"] == 1.0
+    assert checks["Keras: non-center pixels leave probabilities unchanged"] <= 1e-9
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_grad_cam_on_the_center_cnn_peaks_at_the_center(center_cnn, backend):
+    for seed, target in [(0, None), (1, 0), (2, 255), (3, 77)]:
+        image = random_images(1, SMALL, 256, seed)[0]
+        target = int(center_cnn.probabilities(image[None])[0].argmax()) if target is None else target
+        gradcam = getattr(grad_cam, f"gradcam_{backend}")(center_cnn, image, target, {"layers": None})
+        assert np.unravel_index(np.argmax(gradcam), gradcam.shape) == (SMALL // 2, SMALL // 2)
+
+
+def test_cam_is_not_applicable_without_a_gap_head(center_cnn, small_model):
+    from core.errors import NotApplicable
+
+    with pytest.raises(NotApplicable):
+        cam.keras(center_cnn, random_images(1, SMALL, 256, 0)[0], 0, {})
+    with pytest.raises(NotApplicable, match="no convolutional layer"):
+        grad_cam.gradcam_keras(small_model, random_images(1, SMALL, 256, 0)[0], 0, {"layers": None})
+
+
+def test_digits_cnn_reaches_95_percent(tmp_path):
+    assert create_model.main(["--model", "digits", "--out", str(tmp_path)]) == 0
+    card = json.loads((tmp_path / "digits.json").read_text())
+    assert card["verification"]["Keras held-out accuracy"] >= 0.95
+    assert card["verification"]["Keras and PyTorch probabilities agree"] <= 1e-9
