@@ -35,11 +35,11 @@ def build_parser() -> Parser:
         prog="heatmap_script.py", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter,
         epilog=f"methods (-hm):\n{methods}\n  all              every method above\nfamilies: {families}\n\n"
                "Settings and their defaults are in settings.py; override any with --set KEY=VALUE.")
-    parser.add_argument("-ip", "--img_path", type=Path, help="image file (any format PIL reads); "
-                        "default: a seeded random image")
+    parser.add_argument("-ip", "--img_path", type=Path, nargs="+", metavar="IMAGE",
+                        help="image files (any format PIL reads) and folders of them; default: a seeded random image")
     parser.add_argument("-mp", "--model_path", type=Path, default=Path(settings.model_path),
-                        help=f"Keras model (.h5/.keras); its PyTorch twin is the same stem with .pt "
-                             f"(default: {settings.model_path})")
+                        help=f"Keras classifier (.h5/.keras) or TorchScript classifier (.pt); a model from "
+                             f"create_model.py brings its twin (default: {settings.model_path})")
     parser.add_argument("-hm", "--heatmap_methods", nargs="+", default=["all"], metavar="KEY",
                         help="methods to run: keys below, a family, or all (default: all)")
     parser.add_argument("-cl", "--clamp_label", type=int, metavar="CLASS",
@@ -53,6 +53,12 @@ def build_parser() -> Parser:
     parser.add_argument("--compare-backends", action="store_true",
                         help="compute the gradient family on both twins and report how far they agree "
                              f"(-hm defaults to: {' '.join(comparable())})")
+    parser.add_argument("--preprocess", choices=("unit", "byte", "imagenet"),
+                        help="input scaling: pixels in [0, 1], in [0, 255], or ImageNet mean/std "
+                             "(default: settings.preprocess)")
+    parser.add_argument("--labels", type=Path, metavar="FILE", help="class names, one per line, shown in the figure")
+    parser.add_argument("--device", choices=("auto", "cpu", "cuda"), help="where the PyTorch path runs "
+                        "(default: settings.device, auto: cuda when available)")
     parser.add_argument("--seed", type=int, help="seed of the random input image (default: settings.seed)")
     parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                         help="override a setting for this run, e.g. --set ig.steps=128 (repeatable)")
@@ -90,87 +96,93 @@ def display_names(keys: list[str], results) -> dict[str, str]:
 
 
 def run(args, argv: list[str]) -> int:
-    from core.compare import agreement, format_agreement
-    from core.explain import explain, scores
-    from core.images import check_image_path, load_image, random_image, set_center
+    from core.compare import format_agreement
+    from core.explain import explain
+    from core.images import Preprocess, image_files, load_image, random_image, set_center
     from core.model import Model
-    from core.output import RunFolder, write_json, write_npz
+    from core.output import RunFolder, write_json
     from core.perturb import EngineOptions
-    from core.plotting import extras_figure, heatmap_figure
     from core.record import run_record
+    from core.report import Explained, unique_stems, write
     from core.scores import format_table
 
     flags = [f"seed={args.seed}"] * (args.seed is not None) + [f"backend={args.backend!r}"] * (args.backend is not None)
+    flags += [f"device={args.device!r}"] * (args.device is not None) + preprocess_flags(args.preprocess)
     cfg = config.load(overrides=args.set + flags)
     keys = chosen_methods(args)
     if args.centre_pixel is not None and not 0 <= args.centre_pixel <= 255:
         raise UsageError(f"-cp {args.centre_pixel} is not an 8-bit gray level; give 0 to 255")
-    if args.img_path is not None:
-        check_image_path(args.img_path)  # before the model loads, to fail fast
+    files = image_files(args.img_path) if args.img_path else []  # before the model loads, to fail fast
+    if cfg["device"] == "cuda" and not frameworks.torch().cuda.is_available():
+        raise UsageError("--device cuda: PyTorch finds no CUDA device here; use --device cpu or auto")
+    class_names = read_labels(args.labels) if args.labels else None
 
+    preprocess = Preprocess(**cfg["preprocess"])
     model = Model(args.model_path, backend=cfg["backend"], evaluate_with=cfg["evaluate_with"],
-                  engine_options=EngineOptions(**cfg["perturbation"], progress=not args.quiet))
-    if args.img_path is None:
-        image, stem = random_image(model.input_shape, cfg["seed"]), f"random_seed{cfg['seed']}"
-    else:
-        image, stem = load_image(args.img_path, model.input_shape), args.img_path.stem
-    if args.centre_pixel is not None:
-        image = set_center(image, args.centre_pixel)
+                  engine_options=EngineOptions(**cfg["perturbation"], progress=not args.quiet),
+                  preprocess=preprocess, device=cfg["device"])
+    preprocess.check(model.input_shape[-1])
+    class_names = class_names or model.card.get("class_names")
+    if class_names is not None and len(class_names) != model.num_classes:
+        raise UsageError(f"{args.labels} has {len(class_names)} names and the model {model.num_classes} classes; "
+                         "give one name per line, one line per class")
     if args.clamp_label is not None and not 0 <= args.clamp_label < model.num_classes:
         raise UsageError(f"-cl {args.clamp_label} is not a class of this model; give 0 to {model.num_classes - 1}")
     backends = list(BACKENDS) if args.compare_backends else [cfg["backend"]]
-    if args.compare_backends and "torch" not in model.frameworks:
-        raise UsageError(f"--compare-backends needs the PyTorch twin {args.model_path.with_suffix('.pt')}; "
-                         "build it with create_model.py")
+    if args.compare_backends and set(model.frameworks) != set(BACKENDS):
+        raise UsageError(f"--compare-backends needs a Keras model and its PyTorch twin; {args.model_path} has "
+                         f"{' and '.join(model.frameworks)} only")
 
-    folder = RunFolder(args.out_path, stem)
+    if files:
+        inputs = [(stem, str(path), load_image(path, model.input_shape))
+                  for stem, path in zip(unique_stems([p.stem for p in files]), files)]
+    else:
+        inputs = [(f"random_seed{cfg['seed']}", f"random_seed{cfg['seed']}", random_image(model.input_shape, cfg["seed"]))]
+    if args.centre_pixel is not None:
+        inputs = [(stem, source, set_center(pixels, args.centre_pixel)) for stem, source, pixels in inputs]
+
+    folder = RunFolder(args.out_path, inputs[0][0] if len(inputs) == 1 else f"{inputs[0][0]}+{len(inputs) - 1}")
     try:
-        results = [explain(model, image, stem + (f" ({backend})" if len(backends) > 1 else ""), keys, cfg,
-                           args.clamp_label, backend, verbose=args.verbose) for backend in backends]
-        result = results[0]
-        names = display_names(keys, results)
-        table = scores(result, cfg["figure"]["crop"])
-        figure = heatmap_figure(results, names, crop=cfg["figure"]["crop"],
-                                column_width=cfg["figure"]["column_width"], cmap=cfg["figure"]["cmap"])
-        figure.savefig(folder.path / "heatmaps.png", dpi=cfg["figure"]["dpi"])
-        maps = {"input": image.squeeze(-1) if image.shape[-1] == 1 else image, **result.maps}
-        compared = {}
-        if args.compare_backends:
-            second = results[1]
-            maps.update({f"{backends[1]}/{key}": value for key, value in second.maps.items()})
-            compared = {"compare_backends": {
-                "backends": backends,
-                f"methods_{backends[1]}": scores(second, cfg["figure"]["crop"]),
-                "agreement": {key: agreement(result.maps[key], second.maps[key])
-                              for key in names if key in result.maps and key in second.maps}}}
-        write_npz(folder.path / "heatmaps.npz", maps)
-        for key, extras in result.extras.items():
-            (folder.path / key).mkdir()
-            write_npz(folder.path / key / "extras.npz", extras)
-            extras_figure(extras, f"{names[key]}: {stem}").savefig(folder.path / key / "panels.png",
-                                                                      dpi=cfg["figure"]["dpi"])
-        write_json(folder.path / "scores.json", {
-            "image": str(args.img_path) if args.img_path else stem,
-            "model": str(args.model_path),
-            "ground_truth": model.ground_truth is not None,
-            "true_label": result.true_label,
-            "predicted_label": result.predicted,
-            "explained_class": result.target,
-            "explained_probability": result.target_probability,
-            "backend": cfg["backend"],
-            "methods": table,
-            **compared,
-        })
-        write_json(folder.path / "run.json", run_record(argv, cfg, keys, args.model_path, args.img_path))
+        items = [Explained(stem, source, [
+            explain(model, preprocess(pixels), pixels, stem + (f" ({backend})" if len(backends) > 1 else ""), keys,
+                    cfg, args.clamp_label, backend, verbose=args.verbose) for backend in backends])
+            for stem, source, pixels in inputs]
+        names = display_names(keys, [r for item in items for r in item.results])
+        header = {"model": str(args.model_path), "backend": cfg["backend"], "ground_truth": model.ground_truth is not None}
+        rows = write(folder.path, items, backends, names, cfg, header, class_names)
+        write_json(folder.path / "run.json", run_record(argv, cfg, keys, args.model_path, files))
     except BaseException:
         folder.discard()
         raise
     final = folder.publish()
-    print(format_table(table, names))
-    if compared:
-        print("\n" + format_agreement(compared["compare_backends"]["agreement"], names, *backends))
-    print(f"\nfigure: {final / 'heatmaps.png'}")
-    return 1 if any(r.failures for r in results) else 0
+    for item, row in zip(items, rows):
+        if len(items) > 1:
+            print(f"\n== {item.source} ==")
+        print(format_table(row["methods"], names))
+        if "compare_backends" in row:
+            print("\n" + format_agreement(row["compare_backends"]["agreement"], names, *backends))
+    if model.ground_truth is None:
+        print("\n(this model declares no ground truth: the center scores describe the maps, they do not grade them)")
+    figures = sorted(final.glob("heatmaps*.png"))
+    print(f"\nfigure{'s' if len(figures) > 1 else ''}: {', '.join(map(str, figures))}")
+    return 1 if any(r.failures for item in items for r in item.results) else 0
+
+
+def preprocess_flags(scheme: str | None) -> list[str]:
+    """--set overrides for a named input scaling."""
+    from core.images import IMAGENET
+
+    return {None: [], "unit": ["preprocess.range='unit'"], "byte": ["preprocess.range='byte'"],
+            "imagenet": ["preprocess.range='unit'", f"preprocess.mean={IMAGENET['mean']}",
+                         f"preprocess.std={IMAGENET['std']}"]}[scheme]
+
+
+def read_labels(path: Path) -> list[str]:
+    try:
+        names = [line.strip() for line in path.read_text().splitlines() if line.strip()]
+    except (OSError, UnicodeDecodeError) as error:
+        raise UsageError(f"cannot read labels file {path} ({error}); give a text file, one class name per line") from None
+    return names
 
 
 def main(argv: list[str] | None = None) -> int:

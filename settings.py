@@ -43,6 +43,15 @@ backend = "keras"  # framework of the gradient family: keras (innvestigate) or t
 # PyTorch twin where the model has one (1.7x faster for PDA on a CPU; verified equal to 1e-9 when built).
 evaluate_with = "auto"
 
+device = "auto"  # where the PyTorch path runs: cpu, cuda, or auto (cuda when available); --device
+
+# How image pixels in [0, 1] become the model's input (--preprocess sets these for a named scheme).
+preprocess = dict(
+    range="unit",  # "unit": [0, 1]; "byte": [0, 255]
+    mean=None,  # per-channel mean subtracted after scaling, e.g. [0.485, 0.456, 0.406]; None: none
+    std=None,  # per-channel std divided by after that, e.g. [0.229, 0.224, 0.225]; None: none
+)
+
 # The perturbation engine that every perturbation and sampling method evaluates through.
 perturbation = dict(
     fast=True,  # exact incremental evaluation where the first layer is affine (False: full passes)
@@ -57,6 +66,7 @@ figure = dict(
     dpi=120,
     cmap="RdBu_r",  # diverging blue-white-red, symmetric about 0
     top_k=5,  # classes listed in the right margin
+    max_images=8,  # up to this many images share one figure (a row pair each); more get one figure each
 )
 
 # ---- Methods: one dict per method key, read by that method only --------------------

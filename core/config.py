@@ -11,7 +11,7 @@ import difflib
 import types
 
 from core.errors import UsageError
-from core.rules import Bool, Choice, Float, Int, Text
+from core.rules import Bool, Choice, Float, Int, ListOf, Optional, Text
 from methods.registry import BACKENDS, SEED, SETTINGS_RULES
 
 DIVERGING_CMAPS = ("RdBu_r", "bwr", "seismic", "coolwarm", "PuOr_r", "PiYG", "PRGn", "BrBG", "RdGy_r")
@@ -42,6 +42,12 @@ GLOBAL_RULES = {
     "out_path": Text(),
     "backend": Choice(BACKENDS),
     "evaluate_with": Choice(("auto", "keras", "torch")),
+    "device": Choice(("auto", "cpu", "cuda")),
+    "preprocess": {
+        "range": Choice(("unit", "byte")),
+        "mean": Optional(ListOf(Float())),
+        "std": Optional(ListOf(Float(min=0.0, exclusive_min=True))),
+    },
     "perturbation": {
         "fast": Bool(),
         "memory_mb": Int(min=16, max=65536),
@@ -54,6 +60,7 @@ GLOBAL_RULES = {
         "dpi": Int(min=30, max=600),
         "cmap": Choice(DIVERGING_CMAPS),
         "top_k": Int(min=1, max=20),
+        "max_images": Int(min=1, max=64),
     },
 }
 

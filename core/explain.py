@@ -13,10 +13,10 @@ from core.scores import center_scores
 from methods.registry import REGISTRY
 
 
-def explain(model, image: np.ndarray, name: str, keys: list[str], cfg: dict, target: int | None,
-            backend: str, verbose: bool = False) -> ImageResult:
-    """Every method's map for `image`, explaining `target` (default: the predicted class), with the
-    gradient family on `backend`.
+def explain(model, image: np.ndarray, display: np.ndarray, name: str, keys: list[str], cfg: dict,
+            target: int | None, backend: str, verbose: bool = False) -> ImageResult:
+    """Every method's map for `image` (the model's input; `display` is it in [0, 1] for the figure),
+    explaining `target` (default: the predicted class), with the gradient family on `backend`.
 
     A method that raises is recorded as a failure with its message, one that does not apply to
     this model as skipped with the reason; the others still run.
@@ -25,14 +25,14 @@ def explain(model, image: np.ndarray, name: str, keys: list[str], cfg: dict, tar
     predicted = int(probabilities.argmax())
     target = predicted if target is None else target
     order = np.argsort(-probabilities, kind="stable")[: cfg["figure"]["top_k"]]
-    result = ImageResult(name=name, image=image, predicted=predicted, target=target,
+    result = ImageResult(name=name, image=display, predicted=predicted, target=target,
                          target_probability=float(probabilities[target]),
                          top=[(int(c), float(probabilities[c])) for c in order],
-                         true_label=model.true_label(image))
+                         true_label=model.true_label(display))
     for key in keys:
         method = REGISTRY[key]
         params = cfg[method.settings] if method.settings else {}
-        framework = method.runs_on(backend)
+        framework = method.runs_on(backend, model.frameworks)
         try:
             model.require(framework, key)
             function = method.function(framework)  # imports the method's libraries, outside the timing

@@ -1,9 +1,11 @@
 """Model inputs: image files read, converted and resized to the model's input, or seeded noise.
 
-Inputs are float64 (H, W, C) arrays of 8-bit levels scaled to [0, 1].
+Images are float64 (H, W, C) arrays of 8-bit levels scaled to [0, 1]; `Preprocess` maps them
+to the model's input scale.
 """
 from __future__ import annotations
 
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -12,6 +14,47 @@ from PIL import Image, ImageOps, UnidentifiedImageError
 from core.errors import UsageError
 
 MODES = {1: "L", 3: "RGB"}
+IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".gif", ".webp")
+IMAGENET = {"mean": [0.485, 0.456, 0.406], "std": [0.229, 0.224, 0.225]}
+
+
+@dataclass(frozen=True)
+class Preprocess:
+    """Pixels in [0, 1] to the model's input: times 255 for range "byte", then (x - mean) / std
+    per channel where mean and std are given."""
+
+    range: str = "unit"
+    mean: tuple[float, ...] | None = None
+    std: tuple[float, ...] | None = None
+
+    def __call__(self, pixels: np.ndarray) -> np.ndarray:
+        scaled = pixels * (255.0 if self.range == "byte" else 1.0)
+        if self.mean is not None:
+            scaled = scaled - np.asarray(self.mean)
+        if self.std is not None:
+            scaled = scaled / np.asarray(self.std)
+        return scaled
+
+    def check(self, channels: int) -> None:
+        for name, values in (("mean", self.mean), ("std", self.std)):
+            if values is not None and len(values) not in (1, channels):
+                raise UsageError(f"preprocess.{name} has {len(values)} values and the model {channels} channels; "
+                                 f"give 1 or {channels}")
+
+
+def image_files(paths: list[Path]) -> list[Path]:
+    """The image files named on the command line: files as given, folders' images sorted by name."""
+    files = []
+    for path in paths:
+        if path.is_dir():
+            found = sorted(p for p in path.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES and p.is_file())
+            if not found:
+                raise UsageError(f"folder {path} holds no image files ({', '.join(IMAGE_SUFFIXES)})")
+            files += found
+        else:
+            check_image_path(path)
+            files.append(path)
+    return files
 
 
 def load_image(path: str | Path, shape: tuple[int, int, int]) -> np.ndarray:
@@ -34,8 +77,6 @@ def load_image(path: str | Path, shape: tuple[int, int, int]) -> np.ndarray:
 def check_image_path(path: Path) -> None:
     if not path.exists():
         raise UsageError(f"image file {path} not found; check the path given to -ip")
-    if path.is_dir():
-        raise UsageError(f"{path} is a folder; give an image file to -ip")
 
 
 def random_image(shape: tuple[int, int, int], seed: int) -> np.ndarray:

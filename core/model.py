@@ -6,7 +6,8 @@ Frameworks are imported only when a handle is first used.
 
 A model made by create_model.py is three files with one stem: `<stem>.h5` (Keras),
 `<stem>.pt` (the PyTorch twin's state dict) and `<stem>.json` (its card: the architecture,
-its arguments, the ground truth it declares, and the figures it was verified with).
+its input shape and classes, the ground truth it declares, and its verification figures).
+Any other model is one file: a Keras classifier (.h5 or .keras) or a TorchScript module (.pt).
 """
 from __future__ import annotations
 
@@ -20,21 +21,41 @@ import numpy as np
 from core import frameworks
 from core.center_pixel import true_label
 from core.errors import NotApplicable, UsageError
+from core.images import Preprocess
 from core.perturb import AffineSplit, Engine, EngineOptions
+
+KERAS_SUFFIXES = (".h5", ".keras")
+PROBE_SIZES = (224, 227, 32, 28, 64, 128, 256, 299)  # tried for a TorchScript conv net's input side
+
 
 class Model:
     """`backend` runs the gradient family; `evaluate_with` serves logits and probabilities:
     "auto" takes the PyTorch twin where there is one (faster on a CPU, and verified equal to
-    the Keras model to 1e-9 when built), else the Keras model."""
+    the Keras model to 1e-9 when built), else the one framework the model has."""
 
     def __init__(self, path: str | Path, backend: str = "keras", evaluate_with: str = "auto",
-                 engine_options: EngineOptions = EngineOptions()):
+                 engine_options: EngineOptions = EngineOptions(), preprocess: Preprocess = Preprocess(),
+                 device: str = "auto"):
         self.path = Path(path)
         if not self.path.is_file():
             raise UsageError(f"model file {self.path} not found; build the models with: python create_model.py")
+        if self.path.suffix not in (*KERAS_SUFFIXES, ".pt"):
+            raise UsageError(f"{self.path}: give a Keras model (.h5, .keras) or a PyTorch model (.pt)")
         self.backend, self.evaluate_with, self.engine_options = backend, evaluate_with, engine_options
+        self.preprocess, self.device = preprocess, device
         card_path = self.path.with_suffix(".json")
         self.card = json.loads(card_path.read_text()) if card_path.is_file() else {}
+
+    @cached_property
+    def files(self) -> dict[str, Path]:
+        """The model's file per framework: the one given, and its twin where the card names one."""
+        own = "torch" if self.path.suffix == ".pt" else "keras"
+        files = {own: self.path}
+        if "architecture" in self.card:
+            twin = self.path.with_suffix(".h5" if own == "torch" else ".pt")
+            if twin.is_file():
+                files["keras" if own == "torch" else "torch"] = twin
+        return files
 
     # ---- what the model is ----
     @property
@@ -56,21 +77,21 @@ class Model:
 
     @property
     def frameworks(self) -> tuple[str, ...]:
-        """The frameworks this model runs on: Keras, and PyTorch where it has a twin."""
-        has_twin = "architecture" in self.card and self.path.with_suffix(".pt").is_file()
-        return ("keras", "torch") if has_twin else ("keras",)
+        """The frameworks this model runs on."""
+        return tuple(name for name in ("keras", "torch") if name in self.files)
 
     def require(self, framework: str, key: str) -> None:
         """NotApplicable unless this model runs on `framework`, which method `key` needs."""
         if framework not in self.frameworks:
-            raise NotApplicable(f"{key} runs on {framework} and {self.path} has no {framework} twin")
+            raise NotApplicable(f"{key} runs on {framework} and {self.path} has no {framework} version")
 
     # ---- evaluation ----
     @cached_property
     def evaluator(self) -> "KerasNet | TorchNet":
-        if self.evaluate_with == "auto":
-            return self.torch if "torch" in self.frameworks else self.keras
-        return self.keras if self.evaluate_with == "keras" else self.torch
+        framework = self.evaluate_with
+        if framework == "auto" or framework not in self.frameworks:
+            framework = "torch" if "torch" in self.frameworks else "keras"
+        return self.torch if framework == "torch" else self.keras
 
     def logits(self, batch: np.ndarray) -> np.ndarray:
         return self.evaluator.logits(batch)
@@ -89,27 +110,41 @@ class Model:
     # ---- framework handles ----
     @cached_property
     def keras(self) -> "KerasNet":
-        return KerasNet(self.path)
+        if "keras" not in self.files:
+            raise UsageError(f"{self.path} has no Keras version; run with --backend torch")
+        return KerasNet(self.files["keras"])
 
     @cached_property
     def torch(self) -> "TorchNet":
-        twin = self.path.with_suffix(".pt")
-        if "torch" not in self.frameworks:
-            raise UsageError(f"{self.path} has no PyTorch twin ({twin} and its card); rebuild it with create_model.py")
-        return TorchNet.load(twin, self.card)
+        if "torch" not in self.files:
+            raise UsageError(f"{self.path} has no PyTorch twin ({self.path.with_suffix('.pt')} and its card); "
+                             "rebuild it with create_model.py")
+        device = self.device
+        if device == "auto":
+            device = "cuda" if frameworks.torch().cuda.is_available() else "cpu"
+        if "architecture" in self.card:
+            return TorchNet.load(self.files["torch"], self.card, device)
+        return TorchNet.load_script(self.files["torch"], device)
 
 
 class KerasNet:
-    """A Keras classifier whose last layer is a softmax; `logits_model` stops before it."""
+    """A Keras image classifier. `logits_model` ends before the softmax: at a softmax Activation
+    layer's input, at a copy of a softmax Dense layer without its activation, or, for a model
+    without a softmax, at its output (the softmax is then applied here)."""
 
     def __init__(self, path: Path):
         tf = frameworks.tensorflow()
-        self.model = tf.keras.models.load_model(path, compile=False)
-        last = self.model.layers[-1]
-        if getattr(last, "activation", None) is not tf.keras.activations.softmax:
-            raise UsageError(f"{path}: the last layer must be a softmax Activation layer")
-        self.logits_model = tf.keras.Model(self.model.inputs, last.input, name=f"{self.model.name}_logits")
-        self._run = _callable(tf, [last.input, self.model.output], self.model.inputs[0])
+        try:
+            self.model = tf.keras.models.load_model(path, compile=False)
+        except (OSError, ValueError, TypeError, KeyError) as error:
+            raise UsageError(f"cannot load {path} as a Keras model ({_first_line(error)}); "
+                             "give a Keras .h5 or .keras classifier") from None
+        if len(self.model.inputs) != 1 or len(self.model.input_shape) != 4 or len(self.model.output_shape) != 2:
+            raise UsageError(f"{path}: the model must take one (H, W, C) image and give one vector of classes, "
+                             f"not {self.model.input_shape} -> {self.model.output_shape}")
+        logits = _logits_tensor(tf, self.model)
+        self.logits_model = tf.keras.Model(self.model.inputs, logits, name=f"{self.model.name}_logits")
+        self._run = _callable(tf, [logits, tf.nn.softmax(logits)], self.model.inputs[0])
         self.input_shape = tuple(self.model.input_shape[1:])
         self.num_classes = int(self.model.output_shape[-1])
 
@@ -137,33 +172,92 @@ class KerasNet:
 
 
 class TorchNet:
-    """A PyTorch module returning logits, fed NHWC numpy batches."""
+    """A PyTorch module returning logits, fed NHWC numpy batches, on `device`."""
 
-    def __init__(self, module, input_shape: tuple[int, int, int]):
+    def __init__(self, module, input_shape: tuple[int, int, int], device: str = "cpu"):
         self.torch = frameworks.torch()
-        self.module = module.eval()
+        self.device = device
+        self.module = module.to(device).eval()
         self.input_shape = input_shape
         height, width, channels = input_shape
         self._chw = (channels, height, width)
 
     @classmethod
-    def load(cls, path: Path, card: dict) -> "TorchNet":
+    def load(cls, path: Path, card: dict, device: str = "cpu") -> "TorchNet":
+        """A twin made by create_model.py: its module class from the card, its weights a state dict."""
         from core.torch_models import ARCHITECTURES
 
+        torch = frameworks.torch()
         module = ARCHITECTURES[card["architecture"]](**card["arguments"])
-        module.load_state_dict(frameworks.torch().load(path, weights_only=True))
-        return cls(module, tuple(card["input_shape"]))
+        try:
+            module.load_state_dict(torch.load(path, weights_only=True, map_location="cpu"))
+        except (RuntimeError, OSError, EOFError, ValueError) as error:
+            raise UsageError(f"cannot load {path} as the state dict its card describes ({_first_line(error)}); "
+                             "rebuild it with create_model.py") from None
+        return cls(module, tuple(card["input_shape"]), device)
+
+    @classmethod
+    def load_script(cls, path: Path, device: str = "cpu") -> "TorchNet":
+        """A TorchScript classifier. Its input's channels come from its first Conv2d or Linear
+        layer; the side from a Linear's inputs, or the first of PROBE_SIZES that runs."""
+        torch = frameworks.torch()
+        try:
+            module = torch.jit.load(str(path), map_location="cpu")
+        except (RuntimeError, ValueError) as error:
+            raise UsageError(f"cannot load {path} as TorchScript ({_first_line(error)}); save the model with "
+                             "torch.jit.script(model).save(path), or give a create_model.py twin with its card") from None
+        module = module.double().eval()
+        first = next((m for m in module.modules() if m.original_name in ("Conv2d", "Linear")), None)
+        if first is None:
+            raise UsageError(f"{path}: found no Conv2d or Linear layer to read the input's shape from")
+        weight = first.weight
+        if first.original_name == "Linear":
+            inputs = weight.shape[1]
+            channels = 3 if inputs % 3 == 0 and _is_square(inputs // 3) else 1
+            sizes = [round((inputs / channels) ** 0.5)]
+        else:
+            channels, sizes = weight.shape[1], PROBE_SIZES
+        for size in sizes:
+            try:
+                with torch.no_grad():
+                    output = module(torch.zeros(1, channels, size, size, dtype=torch.float64))
+            except RuntimeError:
+                continue
+            if output.dim() == 2:
+                net = cls(module, (size, size, channels), device)
+                net.softmax_inside = bool(torch.all(output >= 0) and torch.allclose(output.sum(), torch.ones((), dtype=output.dtype)))
+                return net
+        raise UsageError(f"{path}: no input of {channels} channels and side {', '.join(map(str, sizes))} gives "
+                         "a (batch, classes) output")
+
+    softmax_inside = False  # a TorchScript module that outputs probabilities: its log is the logits
+
+    @property
+    def scripted(self) -> bool:
+        return isinstance(self.module, self.torch.jit.ScriptModule)
 
     def tensor(self, batch: np.ndarray):
-        return self.torch.from_numpy(np.ascontiguousarray(batch.transpose(0, 3, 1, 2)))
+        return self.torch.from_numpy(np.ascontiguousarray(batch.transpose(0, 3, 1, 2))).to(self.device)
+
+    def array(self, tensor) -> np.ndarray:
+        return tensor.detach().cpu().numpy()
+
+    def forward(self, inputs):
+        """The logits of an NCHW tensor."""
+        output = self.module(inputs)
+        return self.torch.log(output) if self.softmax_inside else output
+
+    @property
+    def num_classes(self) -> int:
+        return int(self.logits(np.zeros((1, *self.input_shape))).shape[-1])
 
     def logits(self, batch: np.ndarray) -> np.ndarray:
         with self.torch.no_grad():
-            return self.module(self.tensor(batch)).numpy()
+            return self.array(self.forward(self.tensor(batch)))
 
     def probabilities(self, batch: np.ndarray) -> np.ndarray:
         with self.torch.no_grad():
-            return self.torch.softmax(self.module(self.tensor(batch)), dim=-1).numpy()
+            return self.array(self.torch.softmax(self.forward(self.tensor(batch)), dim=-1))
 
     @cached_property
     def affine_split(self) -> AffineSplit | None:
@@ -173,14 +267,14 @@ class TorchNet:
         if len(layers) < 2 or not isinstance(layers[0], nn.Flatten) or not isinstance(layers[1], nn.Linear):
             return None
         linear, rest = layers[1], nn.Sequential(*layers[2:])
-        kernel = linear.weight.detach().numpy().T  # rows in (C, H, W) order; the engine's are (H, W, C)
+        kernel = self.array(linear.weight).T  # rows in (C, H, W) order; the engine's are (H, W, C)
         channels, height, width = self._chw
         kernel = kernel.reshape(channels, height, width, -1).transpose(1, 2, 0, 3).reshape(kernel.shape)
-        bias = np.zeros(linear.out_features) if linear.bias is None else linear.bias.detach().numpy()
+        bias = np.zeros(linear.out_features) if linear.bias is None else self.array(linear.bias)
 
         def head(z):
             with self.torch.no_grad():
-                return self.torch.softmax(rest(self.torch.from_numpy(z)), dim=-1).numpy()
+                return self.array(self.torch.softmax(rest(self.torch.from_numpy(z).to(self.device)), dim=-1))
         # Softmax inputs far below their row's maximum make subnormal exponentials, which the CPU
         # computes slowly; flushing them to zero (only probabilities below 2.2e-308 change) ran
         # the center-pixel head 35% faster. The mode is per thread: only the engine's workers get it.
@@ -195,6 +289,29 @@ class TorchNet:
             yield
         finally:
             self.torch.set_num_threads(threads)
+
+
+def _logits_tensor(tf, model):
+    """The pre-softmax output of a Keras classifier (see KerasNet)."""
+    last = model.layers[-1]
+    softmax = tf.keras.activations.softmax
+    if isinstance(last, tf.keras.layers.Activation) and last.activation is softmax:
+        return last.input
+    if isinstance(last, tf.keras.layers.Dense) and last.activation is softmax:
+        linear = tf.keras.layers.Dense.from_config({**last.get_config(), "activation": "linear",
+                                                    "name": f"{last.name}_logits"})
+        logits = linear(last.input)
+        linear.set_weights(last.get_weights())
+        return logits
+    return model.output
+
+
+def _is_square(number: int) -> bool:
+    return round(number**0.5) ** 2 == number
+
+
+def _first_line(error: Exception) -> str:
+    return (str(error).strip().splitlines() or [type(error).__name__])[0][:200]
 
 
 def _is_chain(model) -> bool:

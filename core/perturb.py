@@ -131,23 +131,25 @@ class Engine:
 
     # ---- every pixel at every level ----
     def pixel_levels(self, levels: np.ndarray, desc: str) -> np.ndarray:
-        """(inputs, levels) target probabilities, input i set to each level in turn."""
-        levels = np.asarray(levels, dtype=np.float64)
-        count = self.flat.size
+        """(inputs, levels) target probabilities, input i set to each level in turn. `levels` is
+        (L,), or (channels, L) for levels that differ by channel (per-channel normalization)."""
+        levels = np.atleast_2d(np.asarray(levels, dtype=np.float64))
+        count, channels, per_input = self.flat.size, len(levels), levels.shape[1]
         if not self.fast:
-            pixels = np.repeat(np.arange(count), levels.size)[:, None]
-            values = np.tile(levels, count)[:, None]
+            pixels = np.repeat(np.arange(count), per_input)[:, None]
+            values = levels[pixels[:, 0] % channels, np.tile(np.arange(per_input), count)][:, None]
             return self.images(pixels.shape[0], lambda a, b: self._edited(pixels[a:b], values[a:b]),
-                               desc).reshape(count, levels.size)
+                               desc).reshape(count, per_input)
         weight = self.split.weight
-        out = np.empty((count, levels.size))
+        out = np.empty((count, per_input))
 
         def work(start, stop):
-            hidden = (levels[None, :] - self.flat[start:stop, None])[:, :, None] * weight[start:stop, None, :]
+            chosen = levels[np.arange(start, stop) % channels]
+            hidden = (chosen - self.flat[start:stop, None])[:, :, None] * weight[start:stop, None, :]
             hidden += self.z
             out[start:stop] = self._head(hidden.reshape(-1, weight.shape[1])).reshape(stop - start, -1)
-        self._parallel(count, max(1, CACHE_BYTES // (8 * levels.size * weight.shape[1])), desc, work,
-                       unit_scale=levels.size)
+        self._parallel(count, max(1, CACHE_BYTES // (8 * per_input * weight.shape[1])), desc, work,
+                       unit_scale=per_input)
         return out
 
     # ---- walks from one image to the input ----

@@ -42,7 +42,8 @@ class ImageResult:
 def heatmap_figure(results: list[ImageResult], names: dict[str, str], *, crop: int, column_width: float,
                    cmap: str, class_names: list[str] | None = None) -> Figure:
     """One row pair per image; `names` gives each method key's display name, in column order."""
-    keys = [key for key in names if any(key in r.maps or key in r.failures or key in r.skipped for r in results)]
+    # a method that applies to none of the images gets no column (the table says why)
+    keys = [key for key in names if any(key in r.maps or key in r.failures for r in results)]
     columns = 1 + len(keys)
     width = LEFT_MARGIN + columns * column_width + RIGHT_MARGIN
     height = len(results) * (2 * ROW_HEIGHT + TITLE_HEIGHT)
@@ -51,7 +52,7 @@ def heatmap_figure(results: list[ImageResult], names: dict[str, str], *, crop: i
         3 * len(results), columns, height_ratios=[TITLE_HEIGHT, ROW_HEIGHT, ROW_HEIGHT] * len(results),
         left=LEFT_MARGIN / width, right=1 - RIGHT_MARGIN / width, top=1.0, bottom=0.1 / height,
         wspace=0.45, hspace=0.08)
-    label = (lambda c: f"{c} {class_names[c]}") if class_names else str
+    label = (lambda c: str(c) if class_names[c] == str(c) else f"{c} {class_names[c]}") if class_names else str
     for index, result in enumerate(results):
         full_row, crop_row = 3 * index + 1, 3 * index + 2
         _input_panels(fig, grid, full_row, crop_row, result, crop)

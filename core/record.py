@@ -12,13 +12,13 @@ PACKAGES = ("numpy", "tensorflow", "keras", "innvestigate", "torch", "captum", "
             "scikit-image", "scikit-learn", "scipy", "matplotlib", "pillow", "tqdm")
 
 
-def run_record(argv: list[str], cfg: dict, keys: list[str], model_path: Path, image_path: Path | None) -> dict:
+def run_record(argv: list[str], cfg: dict, keys: list[str], model_path: Path, image_paths: list[Path]) -> dict:
     return {
         "command": [Path(sys.argv[0]).name, *argv],
         "started": datetime.now(timezone.utc).isoformat(timespec="seconds"),
         "methods": keys,
         "model": {"path": str(model_path), "sha256": _sha256(model_path)},
-        "image": {"path": str(image_path), "sha256": _sha256(image_path)} if image_path else None,
+        "images": [{"path": str(path), "sha256": _sha256(path)} for path in image_paths],  # none: a random image
         "seeds": seeds(cfg),
         "settings": cfg,
         "python": sys.version.split()[0],

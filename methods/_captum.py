@@ -11,4 +11,4 @@ def attribute(model, algorithm: str, batch: np.ndarray, target: int, **kwargs) -
     net = model.torch
     inputs = net.tensor(batch).requires_grad_()
     attribution = getattr(captum.attr, algorithm)(net.module).attribute(inputs, target=target, **kwargs)
-    return attribution.detach().numpy().transpose(0, 2, 3, 1)
+    return net.array(attribution).transpose(0, 2, 3, 1)

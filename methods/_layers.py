@@ -10,12 +10,15 @@ from core.errors import NotApplicable, UsageError
 
 
 def conv_layers(model) -> list[str]:
-    """Names of the model's convolutional layers, input to output."""
+    """Names of the model's convolutional layers, input to output: Keras layer names, or for a
+    TorchScript model its modules' names."""
     spec = model.card.get("arguments", {}).get("spec")
     if spec is not None:
         return [entry["name"] for entry in spec if entry["layer"] == "conv2d"]
-    tf = frameworks.tensorflow()
-    return [layer.name for layer in model.keras.model.layers if isinstance(layer, tf.keras.layers.Conv2D)]
+    if "keras" in model.frameworks:
+        tf = frameworks.tensorflow()
+        return [layer.name for layer in model.keras.model.layers if isinstance(layer, tf.keras.layers.Conv2D)]
+    return [name for name, module in model.torch.module.named_modules() if _kind(module) == "Conv2d"]
 
 
 def target_layers(model, chosen: list[str] | None) -> list[str]:
@@ -40,21 +43,37 @@ def keras(model, names: list[str], image: np.ndarray, target: int) -> list[tuple
 
 
 def torch(model, names: list[str], image: np.ndarray, target: int) -> list[tuple[np.ndarray, np.ndarray]]:
+    """Runs the model's modules in order (TorchScript modules take no hooks), keeping the
+    outputs of the named layers."""
     from core.twins import layer_modules
 
     torch = frameworks.torch()
     net = model.torch
-    captured = {}
-    hooks = [layer_modules(net.module, name)[-1].register_forward_hook(
-        lambda module, inputs, output, name=name: captured.__setitem__(name, output)) for name in names]
-    try:
-        logits = net.module(net.tensor(image[None]).requires_grad_())
-    finally:
-        for hook in hooks:
-            hook.remove()
+    modules = dict(net.module.named_modules())
+    targets = {id(layer_modules(net.module, name)[-1] if "spec" in model.card.get("arguments", {}) else modules[name]):
+               name for name in names}
+    captured, hidden = {}, net.tensor(image[None]).requires_grad_()
+    for module in _sequence(net.module):
+        hidden = module(hidden)
+        if id(module) in targets:
+            captured[targets[id(module)]] = hidden
+    logits = torch.log(hidden) if net.softmax_inside else hidden
     gradients = torch.autograd.grad(logits[0, target], [captured[name] for name in names])
-    return [(captured[name][0].detach().numpy().transpose(1, 2, 0), gradient[0].numpy().transpose(1, 2, 0))
+    return [(net.array(captured[name][0]).transpose(1, 2, 0), net.array(gradient[0]).transpose(1, 2, 0))
             for name, gradient in zip(names, gradients)]
+
+
+def _kind(module) -> str:
+    return getattr(module, "original_name", type(module).__name__)
+
+
+def _sequence(module) -> list:
+    """The modules a sequential model applies in order, nested Sequentials opened."""
+    if _kind(module) != "Sequential":
+        return [module]
+    if not list(module.children()):
+        raise NotApplicable("layer methods on PyTorch need a model made of nn.Sequential containers")
+    return [leaf for child in module.children() for leaf in _sequence(child)]
 
 
 def upsample(cam: np.ndarray, shape: tuple[int, int]) -> np.ndarray:

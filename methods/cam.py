@@ -13,13 +13,16 @@ NOT_APPLICABLE = "CAM needs a global-average-pooling + Dense head"
 
 def keras(model, image, target, params):
     tf = frameworks.tensorflow()
+    softmax, linear = tf.keras.activations.softmax, tf.keras.activations.linear
     layers = [layer for layer in model.keras.model.layers if not isinstance(layer, tf.keras.layers.Dropout)]
+    if isinstance(layers[-1], tf.keras.layers.Activation) and layers[-1].activation is softmax:
+        layers = layers[:-1]
     kinds = [type(layer).__name__ for layer in layers]
-    if "GlobalAveragePooling2D" not in kinds or kinds[kinds.index("GlobalAveragePooling2D") + 1:-1] != ["Dense"]:
+    if "GlobalAveragePooling2D" not in kinds or kinds[kinds.index("GlobalAveragePooling2D") + 1:] != ["Dense"]:
         raise NotApplicable(NOT_APPLICABLE)
     pooling = kinds.index("GlobalAveragePooling2D")
     dense = layers[pooling + 1]
-    if dense.activation is not tf.keras.activations.linear:
+    if dense.activation not in (linear, softmax):
         raise NotApplicable(NOT_APPLICABLE)
     [(features, _)] = _layers.keras(model, [layers[pooling - 1].name], image, target)
     return _cam(features, dense.get_weights()[0][:, target], image.shape[:2])
@@ -33,7 +36,7 @@ def torch(model, image, target, params):
     pooling = kinds.index("global_average")
     [dense] = layer_modules(model.torch.module, spec[pooling + 1]["name"])
     [(features, _)] = _layers.torch(model, [spec[pooling - 1]["name"]], image, target)
-    return _cam(features, dense.weight[target].detach().numpy(), image.shape[:2])
+    return _cam(features, model.torch.array(dense.weight[target]), image.shape[:2])
 
 
 def _cam(features: np.ndarray, class_weights: np.ndarray, shape) -> np.ndarray:

@@ -18,6 +18,8 @@ NEAR_ZERO = 1e-10  # captum's threshold below which the secant becomes the deriv
 
 
 def torch(model, image, target, params):
+    if model.torch.scripted:
+        raise NotApplicable("captum's DeepLift sets hooks, which TorchScript modules do not take")
     attribution = _captum.attribute(model, "DeepLift", image[None], target, baselines=params["baseline"])
     return channel_sum(attribution[0])
 

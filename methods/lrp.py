@@ -87,7 +87,7 @@ def _captum_epsilon(model, image, target, epsilon):
         for module in layers:
             vars(module).pop("rule", None)
             vars(module).pop("activations", None)
-    return channel_sum(relevance.detach().numpy().transpose(0, 2, 3, 1)[0])
+    return channel_sum(net.array(relevance).transpose(0, 2, 3, 1)[0])
 
 
 def _alpha_beta(model, image, target, alpha, beta):
@@ -108,7 +108,7 @@ def _alpha_beta(model, image, target, alpha, beta):
             relevance = relevance.reshape(inputs.shape)
         else:  # pooling: the z-rule, as innvestigate applies to it
             relevance = _share(module, inputs, relevance, positive=None)
-    return channel_sum(relevance.numpy().transpose(0, 2, 3, 1)[0])
+    return channel_sum(net.array(relevance).transpose(0, 2, 3, 1)[0])
 
 
 def _share(module, inputs, relevance, positive):

@@ -29,7 +29,7 @@ def attribute(model, image, target, params):
     size = (1, 1, params["mask_size"], params["mask_size"])
     start = torch.ones(size, dtype=original.dtype) if params["mask_init"] == "ones" else \
         torch.rand(size, generator=generator, dtype=original.dtype)
-    mask = start.requires_grad_()
+    mask = start.to(original.device).requires_grad_()
     optimizer = {"adam": torch.optim.Adam, "sgd": torch.optim.SGD}[params["optimizer"]]([mask], lr=params["learning_rate"])
 
     def perturbed(cells):
@@ -41,8 +41,9 @@ def attribute(model, image, target, params):
         for step in range(params["iterations"]):
             blended, _ = perturbed(mask)
             if params["noise"] > 0:
-                blended = blended + params["noise"] * torch.randn(blended.shape, generator=generator, dtype=blended.dtype)
-            probability = torch.softmax(net.module(blended), dim=-1)[0, target]
+                noise = torch.randn(blended.shape, generator=generator, dtype=blended.dtype)
+                blended = blended + params["noise"] * noise.to(blended.device)
+            probability = torch.softmax(net.forward(blended), dim=-1)[0, target]
             l1 = params["l1_coeff"] * (1 - mask).abs().mean()
             tv = params["tv_coeff"] * total_variation(mask[0, 0], params["tv_beta"])
             loss = l1 + tv + probability
@@ -58,12 +59,13 @@ def attribute(model, image, target, params):
 
     with torch.no_grad():
         blended, upsampled = perturbed(mask)
-    extras = {"mask": upsampled[0, 0].numpy(), "blurred": _hwc(blurred), "perturbed": _hwc(blended), **curves}
-    return WithExtras((1 - upsampled[0, 0]).numpy().astype(np.float32), extras)
+    extras = {"mask": net.array(upsampled[0, 0]), "blurred": _hwc(net, blurred), "perturbed": _hwc(net, blended),
+              **curves}
+    return WithExtras(net.array(1 - upsampled[0, 0]).astype(np.float32), extras)
 
 
-def _hwc(batch) -> np.ndarray:
-    return batch[0].numpy().transpose(1, 2, 0)
+def _hwc(net, batch) -> np.ndarray:
+    return net.array(batch[0]).transpose(1, 2, 0)
 
 
 def total_variation(mask, beta: float):

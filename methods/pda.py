@@ -1,15 +1,17 @@
 """Prediction Difference Analysis (Zintgraf et al. 2017) with marginal sampling over gray levels.
 
 relevance_i = log2-odds(p'(c | x)) - log2-odds(mean over v of p'(c | x, x_i = v)), with the
-Laplace correction p' = (p N + 1) / (N + K). Each input element is set to the levels in turn;
-a pixel's relevance is the sum over its channels.
+Laplace correction p' = (p N + 1) / (N + K). Each input element is set to the levels in turn
+(8-bit levels, put through the model's preprocessing); a pixel's relevance is the sum over its
+channels.
 """
 import numpy as np
 
 
 def attribute(model, image, target, params):
     engine = model.engine(image, target)
-    levels = np.linspace(0, 255, params["levels"]).round() / 255.0
+    gray = np.linspace(0, 255, params["levels"]).round() / 255.0
+    levels = model.preprocess(np.repeat(gray[:, None], image.shape[-1], axis=1)).T  # in the model's input scale
     changed = engine.pixel_levels(levels, "pda").mean(axis=1)
     train, classes = params["train_samples"], model.num_classes
 

@@ -51,12 +51,14 @@ class Method:
     def backends(self) -> tuple[str, ...]:
         return BACKENDS if ANY in self.impl else tuple(self.impl)
 
-    def runs_on(self, backend: str) -> str:
-        """The framework that runs this method when `backend` is chosen: that one where the method
-        has it, else the only one it has (Meaningful Perturbation always runs on PyTorch)."""
-        if ANY in self.impl or backend in self.impl:
-            return backend
-        return next(iter(self.impl))
+    def runs_on(self, backend: str, available: tuple[str, ...] = BACKENDS) -> str:
+        """The framework that runs this method when `backend` is chosen and the model has the
+        `available` ones: `backend` where both allow it, else one that does (Meaningful
+        Perturbation always runs on PyTorch; a TorchScript model runs everything on PyTorch)."""
+        if ANY in self.impl:
+            return backend if backend in available else available[0]
+        usable = [framework for framework in self.impl if framework in available] or list(self.impl)
+        return backend if backend in usable else usable[0]
 
     def function(self, backend: str):
         module, function = self.impl.get(ANY, self.impl.get(backend, "")).partition(":")[::2]

@@ -111,7 +111,7 @@ def truncated_image(tmp_path):
 
 BAD_INPUTS = {
     "missing image": (lambda t, m: ["-ip", t / "nope.png", "-mp", m], "not found"),
-    "folder as image": (lambda t, m: ["-ip", t, "-mp", m], "is a folder"),
+    "empty folder as images": (lambda t, m: ["-ip", t, "-mp", m], "holds no image files"),
     "text as image": (lambda t, m: ["-ip", bad_text_image(t), "-mp", m], "cannot read"),
     "truncated image": (lambda t, m: ["-ip", truncated_image(t), "-mp", m], "cannot read"),
     "missing model": (lambda t, m: ["-mp", t / "none.h5"], "create_model.py"),

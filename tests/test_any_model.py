@@ -1,0 +1,149 @@
+"""Models the toolkit did not make (TorchScript, Keras), several images per run, labels, devices."""
+import json
+
+import numpy as np
+import pytest
+from PIL import Image
+
+import heatmap_script
+from core import frameworks
+
+
+def run_cli(*argv):
+    try:
+        return heatmap_script.main([str(a) for a in argv])
+    except SystemExit as exit:
+        return exit.code
+
+
+@pytest.fixture(scope="module")
+def rgb_images(tmp_path_factory):
+    folder = tmp_path_factory.mktemp("rgb")
+    rng = np.random.default_rng(5)
+    for name in ("b", "a", "c"):
+        Image.fromarray(rng.integers(0, 256, (20, 24, 3), dtype=np.uint8)).save(folder / f"{name}.png")
+    (folder / "notes.txt").write_text("not an image")
+    return folder
+
+
+@pytest.fixture(scope="module")
+def torchscript_path(tmp_path_factory):
+    """A small RGB CNN with a softmax at its end, scripted: no card, no twin."""
+    torch = frameworks.torch()
+    nn = torch.nn
+    torch.manual_seed(0)
+    net = nn.Sequential(nn.Conv2d(3, 4, 3, padding=1), nn.ReLU(), nn.MaxPool2d(2), nn.Conv2d(4, 6, 3), nn.ReLU(),
+                        nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(6, 5), nn.Softmax(dim=-1))
+    path = tmp_path_factory.mktemp("script") / "net.pt"
+    torch.jit.script(net).save(str(path))
+    return path
+
+
+@pytest.fixture(scope="module")
+def keras_path(tmp_path_factory):
+    """A Keras RGB classifier whose Dense layer carries the softmax, on 16 x 16 inputs."""
+    tf = frameworks.tensorflow()
+    layers, init = tf.keras.layers, tf.keras.initializers
+    inputs = tf.keras.Input((16, 16, 3))
+    hidden = layers.Conv2D(4, 3, activation="relu", kernel_initializer=init.GlorotNormal(seed=1))(inputs)
+    hidden = layers.GlobalAveragePooling2D()(hidden)
+    outputs = layers.Dense(4, activation="softmax", kernel_initializer=init.GlorotNormal(seed=2))(hidden)
+    path = tmp_path_factory.mktemp("keras") / "user.h5"
+    tf.keras.Model(inputs, outputs).save(path)
+    return path
+
+
+def finished(out):
+    [folder] = out.iterdir()
+    return folder, json.loads((folder / "scores.json").read_text()), np.load(folder / "heatmaps.npz")
+
+
+def test_a_torchscript_model_runs_end_to_end(torchscript_path, rgb_images, tmp_path, capsys):
+    methods = ["grad", "gb", "ig", "deeplift", "lrp.epsilon", "gradcam", "cam", "occlusion", "lime", "mp"]
+    code = run_cli("-mp", torchscript_path, "-ip", rgb_images / "a.png", "-hm", *methods, "-op", tmp_path, "-q",
+                   "--set", "mp.iterations=3", "--set", "lime.num_samples=50", "--set", "ig.steps=4",
+                   "--set", "occlusion.patch=32", "--set", "occlusion.stride=32")
+    assert code == 0
+    _, scores, maps = finished(tmp_path)
+    ran = set(scores["methods"]) - {key for key, row in scores["methods"].items() if "not_applicable" in row}
+    assert {"grad", "gb", "ig", "gradcam", "occlusion", "lime", "mp"} <= ran
+    assert "TorchScript" in scores["methods"]["deeplift"]["not_applicable"]
+    assert maps["grad"].shape == (224, 224) and maps["input"].shape == (224, 224, 3)  # the first side that runs
+    probabilities = scores["explained_probability"]
+    assert 0 < probabilities < 1
+
+
+def test_a_keras_model_with_a_softmax_dense_runs(keras_path, rgb_images, tmp_path):
+    code = run_cli("-mp", keras_path, "-ip", rgb_images / "a.png", "-hm", "grad", "lrp.z", "gradcam", "cam",
+                   "occlusion", "mp", "-op", tmp_path, "-q")
+    assert code == 0
+    _, scores, maps = finished(tmp_path)
+    assert maps["grad"].shape == (16, 16) and maps["input"].shape == (16, 16, 3)
+    assert "not_applicable" in scores["methods"]["mp"]  # it needs a PyTorch version
+    assert "center_value" in scores["methods"]["cam"] and scores["ground_truth"] is False
+
+
+def test_logits_stop_before_the_softmax_of_a_dense_layer(keras_path):
+    from core.model import Model
+
+    model = Model(keras_path)
+    batch = np.random.default_rng(0).random((3, 16, 16, 3))
+    logits, probabilities = model.keras.logits(batch), model.keras.probabilities(batch)
+    np.testing.assert_allclose(np.exp(logits) / np.exp(logits).sum(1, keepdims=True), probabilities, rtol=1e-12)
+    np.testing.assert_allclose(probabilities, model.keras.model.predict(batch), rtol=1e-12)
+
+
+def test_several_images_equal_single_runs(small_model_path, tmp_path):
+    folder = tmp_path / "images"
+    folder.mkdir()
+    rng = np.random.default_rng(2)
+    for name in ("x", "y"):
+        Image.fromarray(rng.integers(0, 256, (15, 15), dtype=np.uint8)).save(folder / f"{name}.png")
+    methods = ["grad", "occlusion", "shapley"]
+    settings = ["--set", "shapley.samples=2"]
+    assert run_cli("-mp", small_model_path, "-ip", folder, "-hm", *methods, "-op", tmp_path / "both", "-q",
+                   *settings) == 0
+    _, scores, maps = finished(tmp_path / "both")
+    assert [row["image"] for row in scores["images"]] == [str(folder / "x.png"), str(folder / "y.png")]
+    for name in ("x", "y"):
+        assert run_cli("-mp", small_model_path, "-ip", folder / f"{name}.png", "-hm", *methods, "-op",
+                       tmp_path / name, "-q", *settings) == 0
+        _, alone, single = finished(tmp_path / name)
+        for key in methods:
+            assert np.array_equal(maps[f"{name}/{key}"], single[key])
+        assert alone["methods"]["grad"]["center_rank"] == \
+            scores["images"][0 if name == "x" else 1]["methods"]["grad"]["center_rank"]
+
+
+def test_a_folder_gives_its_images_sorted_and_more_than_max_images_get_a_figure_each(
+        torchscript_path, rgb_images, tmp_path):
+    assert run_cli("-mp", torchscript_path, "-ip", rgb_images, "-hm", "grad", "-op", tmp_path, "-q",
+                   "--set", "figure.max_images=2") == 0
+    folder, scores, _ = finished(tmp_path)
+    assert [row["image"].rsplit("/", 1)[1] for row in scores["images"]] == ["a.png", "b.png", "c.png"]
+    assert sorted(p.name for p in folder.glob("*.png")) == ["heatmaps_a.png", "heatmaps_b.png", "heatmaps_c.png"]
+
+
+def test_labels_must_name_every_class(torchscript_path, rgb_images, tmp_path, capsys):
+    labels = tmp_path / "labels.txt"
+    labels.write_text("cat\ndog\n")
+    assert run_cli("-mp", torchscript_path, "-ip", rgb_images / "a.png", "--labels", labels, "-op", tmp_path / "o") == 2
+    assert "2 names and the model 5 classes" in capsys.readouterr().err
+    labels.write_text("cat\ndog\nfox\nowl\nyak\n")
+    assert run_cli("-mp", torchscript_path, "-ip", rgb_images / "a.png", "--labels", labels, "-hm", "grad",
+                   "-op", tmp_path / "o", "-q") == 0
+
+
+def test_byte_preprocessing_scales_the_input(torchscript_path, rgb_images):
+    from core.images import Preprocess, load_image
+
+    pixels = load_image(rgb_images / "a.png", (8, 8, 3))
+    np.testing.assert_allclose(Preprocess("byte")(pixels), pixels * 255)
+    imagenet = Preprocess("unit", (0.485, 0.456, 0.406), (0.229, 0.224, 0.225))(pixels)
+    np.testing.assert_allclose(imagenet[..., 1], (pixels[..., 1] - 0.456) / 0.224)
+
+
+@pytest.mark.skipif(frameworks.torch().cuda.is_available(), reason="this machine has CUDA")
+def test_cuda_without_a_gpu_is_one_line(small_model_path, tmp_path, capsys):
+    assert run_cli("-mp", small_model_path, "--device", "cuda", "-op", tmp_path) == 2
+    assert "no CUDA device" in capsys.readouterr().err
