@@ -59,6 +59,14 @@ def build_parser() -> Parser:
     parser.add_argument("--labels", type=Path, metavar="FILE", help="class names, one per line, shown in the figure")
     parser.add_argument("--device", choices=("auto", "cpu", "cuda"), help="where the PyTorch path runs "
                         "(default: settings.device, auto: cuda when available)")
+    parser.add_argument("--sanity", choices=("cascading", "independent", "noise"),
+                        help="sanity check: re-initialize the layers top down, cumulatively (cascading) or one at a "
+                             "time (independent), or add weight noise; writes sanity_*.png/.csv instead of heatmaps")
+    parser.add_argument("--growing-patch", action="store_true",
+                        help="occlude a patch growing over growing_patch.sizes and recompute the maps")
+    parser.add_argument("--sweep", action="append", default=[], metavar="KEY=V1,V2,...",
+                        help="run the methods that read KEY at each value, e.g. --sweep sg.noise_scale=0.05,0.1 "
+                             "(repeatable); writes sweep.png/.csv")
     parser.add_argument("--seed", type=int, help="seed of the random input image (default: settings.seed)")
     parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                         help="override a setting for this run, e.g. --set ig.steps=128 (repeatable)")
@@ -141,6 +149,13 @@ def run(args, argv: list[str]) -> int:
     if args.centre_pixel is not None:
         inputs = [(stem, source, set_center(pixels, args.centre_pixel)) for stem, source, pixels in inputs]
 
+    experiments = [bool(args.sanity), args.growing_patch, bool(args.sweep)]
+    if any(experiments):
+        if sum(experiments) > 1 or len(inputs) > 1 or args.compare_backends:
+            raise UsageError("run one experiment (--sanity, --growing-patch or --sweep) at a time, on one image, "
+                             "without --compare-backends")
+        return experiment(args, argv, cfg, model, keys, inputs[0], files)
+
     folder = RunFolder(args.out_path, inputs[0][0] if len(inputs) == 1 else f"{inputs[0][0]}+{len(inputs) - 1}")
     try:
         items = [Explained(stem, source, [
@@ -166,6 +181,42 @@ def run(args, argv: list[str]) -> int:
     figures = sorted(final.glob("heatmaps*.png"))
     print(f"\nfigure{'s' if len(figures) > 1 else ''}: {', '.join(map(str, figures))}")
     return 1 if any(r.failures for item in items for r in item.results) else 0
+
+
+def experiment(args, argv, cfg, model, keys, image_input, files) -> int:
+    """--sanity, --growing-patch or --sweep on one image; the run folder gets its figures and CSV."""
+    import tempfile
+
+    from core import experiments
+    from core.output import RunFolder, write_json
+    from core.record import run_record
+
+    stem, _, pixels = image_input
+    image = model.preprocess(pixels)
+    flags = [f"seed={args.seed}"] * (args.seed is not None) + [f"backend={args.backend!r}"] * (args.backend is not None)
+    for text in args.sweep:  # every value checked before any work
+        key, values = experiments.parse_sweep(text)
+        for value in values:
+            config.load(overrides=[*args.set, *flags, f"{key}={value}"])
+    folder = RunFolder(args.out_path, stem)
+    try:
+        with tempfile.TemporaryDirectory(prefix="heatmaps-variants-") as scratch:
+            common = (model, image, pixels, keys)
+            if args.sanity:
+                experiments.sanity(*common, cfg, args.clamp_label, cfg["backend"], args.sanity, folder.path,
+                                   Path(scratch))
+            elif args.growing_patch:
+                experiments.growing_patch(*common, cfg, args.clamp_label, cfg["backend"], folder.path)
+            else:
+                experiments.sweep(*common, [*args.set, *flags], args.sweep, args.clamp_label, cfg["backend"],
+                                  folder.path, cfg["figure"])
+        write_json(folder.path / "run.json", run_record(argv, cfg, keys, args.model_path, files))
+    except BaseException:
+        folder.discard()
+        raise
+    final = folder.publish()
+    print("wrote " + ", ".join(str(p) for p in sorted(final.iterdir()) if p.name != "run.json"))
+    return 0
 
 
 def preprocess_flags(scheme: str | None) -> list[str]:

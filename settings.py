@@ -69,6 +69,23 @@ figure = dict(
     max_images=8,  # up to this many images share one figure (a row pair each); more get one figure each
 )
 
+# ---- Experiments (heatmap_script.py --sanity, --growing-patch, --sweep) ---------------
+# Sanity checks (Adebayo et al. 2018): re-initialize layers (--sanity cascading / independent)
+# or add Gaussian noise to every weight (--sanity noise), then recompute the maps.
+sanity = dict(
+    initializer="layer",  # "layer": each layer's own initializers, seeded; or "truncated_normal"
+    std=0.01,  # standard deviation of the truncated normal
+    noise_levels=[0.1, 0.5, 1.0, 2.0],  # noise std, relative to each weight array's std
+    seed=0,
+)
+
+# The growing patch (Bansal et al. 2020): a square of `fill` grows over `sizes` at `position`.
+growing_patch = dict(
+    sizes=[1, 5, 11, 21, 41, 81],  # sides in pixels
+    position=None,  # [row, column] of the patch's top-left pixel; None: the top-left corner
+    fill=0.5,  # gray, in [0, 1] before preprocessing
+)
+
 # ---- Methods: one dict per method key, read by that method only --------------------
 # sg: SmoothGrad (Smilkov et al. 2017): the mean gradient over noisy copies of the input.
 sg = dict(

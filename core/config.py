@@ -38,6 +38,17 @@ GLOBAL_RULES = {
         "min_accuracy": Float(min=0.0, max=1.0),
         "seed": SEED,
     },
+    "sanity": {
+        "initializer": Choice(("layer", "truncated_normal")),
+        "std": Float(min=0.0, exclusive_min=True),
+        "noise_levels": ListOf(Float(min=0.0)),
+        "seed": SEED,
+    },
+    "growing_patch": {
+        "sizes": ListOf(Int(min=1)),
+        "position": Optional(ListOf(Int(min=0))),
+        "fill": Float(min=0.0, max=1.0),
+    },
     "seed": SEED,
     "out_path": Text(),
     "backend": Choice(BACKENDS),

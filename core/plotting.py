@@ -156,3 +156,48 @@ def extras_figure(extras: dict[str, np.ndarray], title: str) -> Figure:
     fig.suptitle(title, fontsize=10)
     fig.tight_layout()
     return fig
+
+
+def grid_figure(rows: list[tuple[str, list[np.ndarray | None], list[str]]], *, column_width: float,
+                cmap: str, title: str) -> Figure:
+    """A montage: one row per (label, maps, panel titles); each map on its own symmetric scale.
+    A missing map (None) leaves its panel blank."""
+    columns = max(len(maps) for _, maps, _ in rows)
+    width, height = 1.6 + column_width * columns, 0.6 + 2.1 * len(rows)
+    fig = Figure(figsize=(width, height))
+    axes = fig.subplots(len(rows), columns, squeeze=False)
+    for row, (label, maps, titles) in enumerate(rows):
+        for column in range(columns):
+            panel = axes[row, column]
+            _bare(panel)
+            values = maps[column] if column < len(maps) else None
+            if values is None:
+                panel.set_frame_on(False)
+                continue
+            extreme = float(np.abs(values).max()) or 1.0
+            panel.imshow(values, cmap=cmap, vmin=-extreme, vmax=extreme, interpolation="nearest")
+            panel.set_title(textwrap.fill(titles[column], 24), fontsize=7)
+        axes[row, 0].set_ylabel(label, fontsize=8, rotation=0, ha="right", va="center")
+    fig.suptitle(textwrap.fill(title, int(width * 11)), fontsize=9)
+    fig.subplots_adjust(left=1.4 / width, right=0.98, top=1 - 0.75 / height, bottom=0.02, wspace=0.08, hspace=0.12)
+    return fig
+
+
+def curves_figure(steps: list[str], curves: dict[str, dict[str, list[float]]], *, title: str) -> Figure:
+    """One panel per metric: each method's similarity to the original map against the step."""
+    metrics = list(next(iter(curves.values())))
+    fig = Figure(figsize=(3.4 * len(metrics), 3.6))
+    axes = fig.subplots(1, len(metrics), squeeze=False)[0]
+    positions = np.arange(len(steps))
+    for panel, metric in zip(axes, metrics):
+        for method, values in curves.items():
+            panel.plot(positions, values[metric], marker="o", markersize=3, linewidth=1, label=method)
+        panel.set_xticks(positions, steps, rotation=60, ha="right", fontsize=7)
+        panel.set_ylim(-1.05, 1.05)
+        panel.axhline(0, color="0.8", linewidth=0.5)
+        panel.set_title(metric, fontsize=9)
+        panel.tick_params(labelsize=7)
+    axes[-1].legend(fontsize=7, loc="center left", bbox_to_anchor=(1.02, 0.5))
+    fig.suptitle(title, fontsize=10)
+    fig.tight_layout()
+    return fig

@@ -1,0 +1,138 @@
+"""The experiments that test the heatmaps: sanity checks (Adebayo et al. 2018), the growing
+patch, and hyperparameter sweeps (Bansal et al. 2020). Each writes a figure and a CSV."""
+from __future__ import annotations
+
+import csv
+import itertools
+from pathlib import Path
+
+import numpy as np
+
+from core import config, variants
+from core.errors import UsageError
+from core.explain import explain
+from core.plotting import curves_figure, grid_figure, heatmap_figure
+from core.similarity import ms_ssim, similarities, ssim
+from methods.registry import REGISTRY
+
+
+def write_csv(path: Path, rows: list[dict]) -> None:
+    with open(path, "w", newline="") as handle:
+        writer = csv.DictWriter(handle, fieldnames=list(rows[0]))
+        writer.writeheader()
+        writer.writerows(rows)
+
+
+def sanity(model, image, display, keys, cfg, target, backend, mode: str, folder: Path, scratch: Path) -> None:
+    """Maps of the original model, then after each randomization step (or noise level)."""
+    params = cfg["sanity"]
+    original = explain(model, image, display, "original", keys, cfg, target, backend)
+    target = original.target  # every step explains the original's class
+    if mode == "noise":
+        steps = [(f"noise {level:g}", variants.noiser(level, params["seed"])) for level in params["noise_levels"]]
+    else:
+        layers = variants.weighted_layers(model)
+        chosen = [layers[: i + 1] if mode == "cascading" else [layer] for i, layer in enumerate(layers)]
+        steps = [(names[-1], variants.reinitializer(names, params["initializer"], params["std"], params["seed"]))
+                 for names in chosen]
+    results = [original]
+    for index, (label, change) in enumerate(steps):
+        altered = variants.variant(model, scratch, change, f"step{index}")
+        results.append(explain(altered, image, display, label, keys, cfg, target, backend))
+
+    columns = ["original"] + [label for label, _ in steps]
+    map_keys = [key for key in original.maps]
+    rows, curves = [], {}
+    for key in map_keys:
+        curves[key] = {metric: [] for metric in ("spearman", "spearman_abs", "ssim", "hog")}
+        for step, result in enumerate(results):
+            if key not in result.maps:
+                continue
+            scores = similarities(original.maps[key], result.maps[key])
+            rows.append({"method": key, "step": step, "changed": columns[step], **scores})
+            for metric, value in scores.items():
+                curves[key][metric].append(value)
+    title = {"cascading": "cascading randomization, from the output layer down",
+             "independent": "independent randomization, one layer at a time",
+             "noise": "Gaussian noise on every weight, relative to each array's std"}[mode]
+    grid = [(_name(key), [result.maps.get(key) for result in results], columns) for key in map_keys]
+    figure_cfg = cfg["figure"]
+    grid_figure(grid, column_width=figure_cfg["column_width"] * 0.8, cmap=figure_cfg["cmap"],
+                title=title).savefig(folder / f"sanity_{mode}.png", dpi=figure_cfg["dpi"])
+    curves_figure(columns, {_name(key): values for key, values in curves.items()},
+                  title=f"similarity to the original map: {title}").savefig(folder / f"sanity_{mode}_curves.png",
+                                                                             dpi=figure_cfg["dpi"])
+    write_csv(folder / f"sanity_{mode}.csv", rows)
+
+
+def growing_patch(model, image, display, keys, cfg, target, backend, folder: Path) -> None:
+    """Maps as a square patch of `fill` grows from `position`; SSIM and MS-SSIM to the unoccluded map."""
+    params, preprocess = cfg["growing_patch"], model.preprocess
+    height, width = display.shape[:2]
+    row, column = params["position"] or (0, 0)
+    results = [explain(model, image, display, "no patch", keys, cfg, target, backend)]
+    target = results[0].target
+    for size in params["sizes"]:
+        if row + size > height or column + size > width:
+            raise UsageError(f"growing_patch: a {size}-pixel patch at {row, column} leaves the {height}x{width} "
+                             "image; choose smaller sizes or another position")
+        occluded = display.copy()
+        occluded[row:row + size, column:column + size] = params["fill"]
+        results.append(explain(model, preprocess(occluded), occluded, f"patch {size}x{size}", keys, cfg, target,
+                               backend))
+    names = {key: _name(key) for key in results[0].maps}
+    figure_cfg = cfg["figure"]
+    heatmap_figure(results, names, crop=figure_cfg["crop"], column_width=figure_cfg["column_width"],
+                   cmap=figure_cfg["cmap"]).savefig(folder / "growing_patch.png", dpi=figure_cfg["dpi"])
+    rows = []
+    for size, result in zip([0, *params["sizes"]], results):
+        for key, reference in results[0].maps.items():
+            if key in result.maps:
+                rows.append({"method": key, "patch": size, "top1": result.predicted,
+                             "explained_probability": result.target_probability,
+                             "ssim": ssim(reference, result.maps[key]), "ms_ssim": ms_ssim(reference, result.maps[key])})
+    write_csv(folder / "growing_patch.csv", rows)
+
+
+def parse_sweep(text: str) -> tuple[str, list[str]]:
+    """KEY=V1,V2,... as the key and the values' texts (each checked when its run is configured)."""
+    key, separator, values = text.partition("=")
+    if not separator or "." not in key or not values:
+        raise UsageError(f"--sweep {text!r}: write METHOD.SETTING=V1,V2,... e.g. --sweep sg.noise_scale=0.1,0.2")
+    return key, [value.strip() for value in values.split(",")]
+
+
+def sweep(model, image, display, keys, cfg_overrides: list[str], sweeps: list[str], target, backend,
+          folder: Path, figure_cfg: dict) -> None:
+    """Each swept setting at each value, for the chosen methods that read it."""
+    grid, rows = [], []
+    for text in sweeps:
+        key, values = parse_sweep(text)
+        section = key.split(".")[0]
+        methods = [k for k in keys if REGISTRY[k].settings == section]
+        if not methods:
+            raise UsageError(f"--sweep {key}: none of the chosen methods reads the {section} settings")
+        maps: dict[str, list] = {method: [] for method in methods}
+        for value in values:
+            cfg = config.load(overrides=[*cfg_overrides, f"{key}={value}"])
+            result = explain(model, image, display, f"{key}={value}", methods, cfg, target, backend)
+            target = result.target
+            for method in methods:
+                maps[method].append(result.maps.get(method))
+        for method, swept in maps.items():
+            grid.append((_name(method), swept, [f"{key}={value}" for value in values]))
+            for (i, a), (j, b) in itertools.combinations(enumerate(swept), 2):
+                if a is not None and b is not None:
+                    scores = similarities(a, b)
+                    rows.append({"setting": key, "method": method, "value_a": values[i], "value_b": values[j],
+                                 "ssim": scores["ssim"], "spearman": scores["spearman"]})
+    grid_figure(grid, column_width=figure_cfg["column_width"] * 0.8, cmap=figure_cfg["cmap"],
+                title="hyperparameter sweep: " + "; ".join(sweeps)).savefig(folder / "sweep.png",
+                                                                           dpi=figure_cfg["dpi"])
+    if rows:
+        write_csv(folder / "sweep.csv", rows)
+
+
+def _name(key: str) -> str:
+    base, _, layer = key.partition("@")
+    return REGISTRY[base].name + (f" @{layer}" if layer else "")

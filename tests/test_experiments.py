@@ -1,0 +1,146 @@
+"""Sanity checks, the growing patch and sweeps, on small models with known answers."""
+import csv
+import json
+
+import numpy as np
+import pytest
+
+import heatmap_script
+from conftest import SMALL
+from core import config, frameworks, variants
+from core.center_pixel import random_images
+from core.explain import explain
+from core.model import Model
+from core.scores import center_scores
+from core.similarity import ms_ssim, similarities
+from methods import gradient, occlusion
+
+OCCLUSION = {"patch": 1, "stride": 1, "fill": 0.0}
+
+
+def run_cli(*argv):
+    try:
+        return heatmap_script.main([str(a) for a in argv])
+    except SystemExit as exit:
+        return exit.code
+
+
+def rows(path):
+    with open(path) as handle:
+        return list(csv.DictReader(handle))
+
+
+def test_every_metric_of_a_map_with_itself_is_one(rng):
+    for attribution in (rng.normal(size=(15, 15)), rng.normal(size=(64, 48)), np.zeros((9, 9))):
+        assert all(value == pytest.approx(1.0) for value in similarities(attribution, attribution).values())
+        assert ms_ssim(attribution, attribution) == pytest.approx(1.0)
+
+
+def test_randomizing_the_dense_layer_destroys_the_center(small_model, tmp_path):
+    image = random_images(1, SMALL, 256, seed=2)[0]
+    target = int(small_model.probabilities(image[None])[0].argmax())
+    before = occlusion.attribute(small_model, image, target, OCCLUSION)
+    assert center_scores(before, 5)["center_rank"] == 1
+    change = variants.reinitializer(["dense"], "truncated_normal", 0.05, seed=0)
+    randomized = variants.variant(small_model, tmp_path, change, "dense")
+    after = occlusion.attribute(randomized, image, target, OCCLUSION)
+    assert center_scores(after, 5)["center_rank"] > 1
+
+
+@pytest.mark.parametrize("initializer", ["layer", "truncated_normal"])
+def test_gradient_of_the_randomized_model_is_its_new_weight_column(linear_model, tmp_path, initializer):
+    image = random_images(1, SMALL, 256, seed=2)[0]
+    randomized = variants.variant(linear_model, tmp_path, variants.reinitializer(["dense"], initializer, 0.05, 1), "x")
+    kernel = randomized.keras.model.get_layer("dense").get_weights()[0]
+    original = linear_model.keras.model.get_layer("dense").get_weights()[0]
+    assert not np.allclose(kernel, original)
+    for target in (0, 100):
+        np.testing.assert_allclose(gradient.keras(randomized, image, target, {}),
+                                   kernel[:, target].reshape(SMALL, SMALL), rtol=1e-6)
+    assert linear_model.keras.model.get_layer("dense").get_weights()[0] is not kernel  # the original is untouched
+    np.testing.assert_array_equal(Model(linear_model.path).keras.model.get_layer("dense").get_weights()[0], original)
+
+
+@pytest.fixture(scope="module")
+def ignored_layer_model(tmp_path_factory):
+    """Flatten, Dense 'ignored' (ReLU), Dense 'head' with a zero kernel: the output ignores 'ignored'."""
+    from test_cam import save_with_twin
+
+    tf = frameworks.tensorflow()
+    layers, init = tf.keras.layers, tf.keras.initializers
+    inputs = tf.keras.Input((SMALL, SMALL, 1))
+    hidden = layers.Dense(6, activation="relu", name="ignored", kernel_initializer=init.GlorotNormal(seed=1))(
+        layers.Flatten()(inputs))
+    logits = layers.Dense(3, name="head", kernel_initializer="zeros", bias_initializer=init.RandomNormal(seed=2))(hidden)
+    return save_with_twin(tf.keras.Model(inputs, layers.Activation("softmax")(logits)),
+                          tmp_path_factory.mktemp("ignored"))
+
+
+def test_randomizing_a_layer_the_output_ignores_changes_nothing(ignored_layer_model, tmp_path):
+    assert run_cli("-mp", ignored_layer_model, "--sanity", "independent", "-hm", "grad", "occlusion", "shapley",
+                   "-op", tmp_path, "-q", "--set", "shapley.samples=2",
+                   "--set", "sanity.initializer='truncated_normal'", "--set", "sanity.std=0.5") == 0
+    [folder] = tmp_path.iterdir()
+    table = rows(folder / "sanity_independent.csv")
+    ignored = [row for row in table if row["changed"] == "ignored"]
+    assert len(ignored) == 3
+    for row in ignored:
+        assert all(float(row[metric]) == pytest.approx(1.0) for metric in ("spearman", "spearman_abs", "ssim", "hog"))
+    head = [row for row in table if row["changed"] == "head" and row["method"] == "occlusion"]
+    assert float(head[0]["spearman"]) < 1.0 or float(head[0]["ssim"]) < 1.0
+
+
+def test_cascading_sanity_run_writes_figures_and_curves(small_model_path, tmp_path):
+    assert run_cli("-mp", small_model_path, "--sanity", "cascading", "-hm", "grad", "occlusion", "-op", tmp_path,
+                   "-q") == 0
+    [folder] = tmp_path.iterdir()
+    assert sorted(p.name for p in folder.iterdir()) == ["run.json", "sanity_cascading.csv", "sanity_cascading.png",
+                                                        "sanity_cascading_curves.png"]
+    table = rows(folder / "sanity_cascading.csv")
+    assert [row["changed"] for row in table if row["method"] == "occlusion"] == ["original", "dense"]
+
+
+def test_zero_noise_changes_no_map(small_model_path, tmp_path):
+    assert run_cli("-mp", small_model_path, "--sanity", "noise", "--set", "sanity.noise_levels=[0.0, 1.0]",
+                   "-hm", "grad", "occlusion", "-op", tmp_path, "-q") == 0
+    [folder] = tmp_path.iterdir()
+    table = rows(folder / "sanity_noise.csv")
+    unchanged = [row for row in table if row["changed"] == "noise 0"]
+    assert len(unchanged) == 2 and all(float(row["ssim"]) == pytest.approx(1.0) for row in unchanged)
+    noisy = [row for row in table if row["changed"] == "noise 1" and row["method"] == "grad"]
+    assert float(noisy[0]["spearman"]) < 0.99
+
+
+def test_sweeping_the_same_value_twice_gives_identical_maps(small_model_path, tmp_path):
+    assert run_cli("-mp", small_model_path, "--sweep", "shapley.seed=3,3,4", "--sweep", "occlusion.patch=3,3",
+                   "-hm", "shapley", "occlusion", "-op", tmp_path, "-q", "--set", "shapley.samples=3") == 0
+    [folder] = tmp_path.iterdir()
+    table = rows(folder / "sweep.csv")
+    same = [row for row in table if row["value_a"] == row["value_b"]]
+    assert len(same) == 2
+    for row in same:
+        assert float(row["ssim"]) == pytest.approx(1.0) and float(row["spearman"]) == pytest.approx(1.0)
+
+
+def test_growing_patch_leaves_the_center_pixel_models_probabilities_alone(small_model_path, tmp_path):
+    assert run_cli("-mp", small_model_path, "--growing-patch", "--set", "growing_patch.sizes=[1, 3, 6]",
+                   "-hm", "occlusion", "grad", "-op", tmp_path, "-q") == 0
+    [folder] = tmp_path.iterdir()
+    table = rows(folder / "growing_patch.csv")
+    assert {row["patch"] for row in table} == {"0", "1", "3", "6"}
+    assert len({row["explained_probability"] for row in table}) == 1  # no patch reaches the center
+    assert all(float(row["ms_ssim"]) == pytest.approx(1.0) for row in table if row["method"] == "occlusion")
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["--sweep", "sg.noise_scale"], "write METHOD.SETTING=V1,V2"),
+    (["--sweep", "sg.noise_scale=0.1,-1", "-hm", "sg"], "sg.noise_scale must be"),
+    (["--sweep", "lime.seed=1,2", "-hm", "grad"], "none of the chosen methods reads the lime settings"),
+    (["--sanity", "noise", "--growing-patch"], "one experiment"),
+    (["--growing-patch", "--set", "growing_patch.sizes=[40]"], "leaves the 15x15 image"),
+])
+def test_experiment_arguments_that_make_no_sense_are_one_line(small_model_path, tmp_path, capsys, argv, message):
+    assert run_cli("-mp", small_model_path, *argv, "-op", tmp_path) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and message in err
+    assert not any(tmp_path.iterdir())
