@@ -10,6 +10,7 @@ Each run writes <out_path>/<image>_<time>/ holding heatmaps.png (the figure), he
 from __future__ import annotations
 
 import argparse
+import json
 import sys
 from pathlib import Path
 
@@ -53,6 +54,8 @@ def build_parser() -> Parser:
     parser.add_argument("--compare-backends", action="store_true",
                         help="compute the gradient family on both twins and report how far they agree "
                              f"(-hm defaults to: {' '.join(comparable())})")
+    parser.add_argument("--trust-model", action="store_true",
+                        help="load Keras models with Lambda layers, whose stored Python code runs on loading")
     parser.add_argument("--preprocess", choices=("unit", "byte", "imagenet"),
                         help="input scaling: pixels in [0, 1], in [0, 255], or ImageNet mean/std "
                              "(default: settings.preprocess)")
@@ -67,6 +70,9 @@ def build_parser() -> Parser:
     parser.add_argument("--sweep", action="append", default=[], metavar="KEY=V1,V2,...",
                         help="run the methods that read KEY at each value, e.g. --sweep sg.noise_scale=0.05,0.1 "
                              "(repeatable); writes sweep.png/.csv")
+    parser.add_argument("--rerun", type=Path, metavar="RUN_JSON",
+                        help="repeat the run recorded in a run folder's run.json and report whether every map is "
+                             "bit-identical")
     parser.add_argument("--seed", type=int, help="seed of the random input image (default: settings.seed)")
     parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                         help="override a setting for this run, e.g. --set ig.steps=128 (repeatable)")
@@ -103,7 +109,34 @@ def display_names(keys: list[str], results) -> dict[str, str]:
     return names
 
 
-def run(args, argv: list[str]) -> int:
+def rerun(record_path: Path) -> int:
+    """Repeats the run recorded in run.json, with its recorded settings, and reports whether every
+    map is bit-identical to the recorded run's."""
+    import numpy as np
+
+    try:
+        record = json.loads(record_path.read_text())
+        argv = [str(a) for a in record["command"][1:]]
+        settings_used = record["settings"]
+        recorded = np.load(record_path.parent / "heatmaps.npz")
+    except (OSError, ValueError, KeyError, TypeError) as error:
+        raise UsageError(f"cannot repeat {record_path} ({error}); give the run.json of a finished run") from None
+    overrides = [arg for key, value in config.flatten(settings_used).items() for arg in ("--set", f"{key}={value!r}")]
+    code, folder = run(build_parser().parse_args(argv + overrides), argv + overrides)
+    if code == 130:
+        return code
+    repeated = np.load(folder / "heatmaps.npz")
+    differing = sorted(key for key in set(recorded.files) | set(repeated.files)
+                       if key not in recorded.files or key not in repeated.files
+                       or not np.array_equal(recorded[key], repeated[key]))
+    if differing:
+        print(f"not identical: {', '.join(differing)} differ from {record_path.parent}")
+        return 1
+    print(f"identical: all {len(recorded.files)} arrays of {folder} equal {record_path.parent} bit for bit")
+    return code
+
+
+def run(args, argv: list[str]) -> tuple[int, Path | None]:
     from core.compare import format_agreement
     from core.explain import explain
     from core.images import Preprocess, image_files, load_image, random_image, set_center
@@ -128,7 +161,7 @@ def run(args, argv: list[str]) -> int:
     preprocess = Preprocess(**cfg["preprocess"])
     model = Model(args.model_path, backend=cfg["backend"], evaluate_with=cfg["evaluate_with"],
                   engine_options=EngineOptions(**cfg["perturbation"], progress=not args.quiet),
-                  preprocess=preprocess, device=cfg["device"])
+                  preprocess=preprocess, device=cfg["device"], trust=args.trust_model)
     preprocess.check(model.input_shape[-1])
     class_names = class_names or model.card.get("class_names")
     if class_names is not None and len(class_names) != model.num_classes:
@@ -141,8 +174,9 @@ def run(args, argv: list[str]) -> int:
         raise UsageError(f"--compare-backends needs a Keras model and its PyTorch twin; {args.model_path} has "
                          f"{' and '.join(model.frameworks)} only")
 
+    model.load({REGISTRY[key].runs_on(backend, model.frameworks) for key in keys for backend in backends})
     if files:
-        inputs = [(stem, str(path), load_image(path, model.input_shape))
+        inputs = [(stem, str(path), load_image(path, model.input_shape, cfg["max_image_pixels"]))
                   for stem, path in zip(unique_stems([p.stem for p in files]), files)]
     else:
         inputs = [(f"random_seed{cfg['seed']}", f"random_seed{cfg['seed']}", random_image(model.input_shape, cfg["seed"]))]
@@ -154,22 +188,35 @@ def run(args, argv: list[str]) -> int:
         if sum(experiments) > 1 or len(inputs) > 1 or args.compare_backends:
             raise UsageError("run one experiment (--sanity, --growing-patch or --sweep) at a time, on one image, "
                              "without --compare-backends")
-        return experiment(args, argv, cfg, model, keys, inputs[0], files)
+        return experiment(args, argv, cfg, model, keys, inputs[0], files), None
 
     folder = RunFolder(args.out_path, inputs[0][0] if len(inputs) == 1 else f"{inputs[0][0]}+{len(inputs) - 1}")
     try:
-        items = [Explained(stem, source, [
-            explain(model, preprocess(pixels), pixels, stem + (f" ({backend})" if len(backends) > 1 else ""), keys,
-                    cfg, args.clamp_label, backend, verbose=args.verbose) for backend in backends])
-            for stem, source, pixels in inputs]
+        items, interrupted = [], False
+        for stem, source, pixels in inputs:
+            results = []
+            for backend in backends:
+                label = stem + (f" ({backend})" if len(backends) > 1 else "")
+                results.append(explain(model, preprocess(pixels), pixels, label, keys, cfg, args.clamp_label, backend,
+                                       verbose=args.verbose))
+                interrupted = results[-1].interrupted
+                if interrupted:
+                    break
+            items.append(Explained(stem, source, results))
+            if interrupted:
+                break
         names = display_names(keys, [r for item in items for r in item.results])
         header = {"model": str(args.model_path), "backend": cfg["backend"], "ground_truth": model.ground_truth is not None}
         rows = write(folder.path, items, backends, names, cfg, header, class_names)
-        write_json(folder.path / "run.json", run_record(argv, cfg, keys, args.model_path, files))
+        record = run_record(argv, cfg, keys, args.model_path, files)
+        write_json(folder.path / "run.json", {**record, "incomplete": interrupted})
     except BaseException:
         folder.discard()
         raise
     final = folder.publish()
+    if interrupted:
+        print(f"interrupted: the finished maps are in {final} (run.json says incomplete)", file=sys.stderr)
+        return 130, final
     for item, row in zip(items, rows):
         if len(items) > 1:
             print(f"\n== {item.source} ==")
@@ -180,7 +227,7 @@ def run(args, argv: list[str]) -> int:
         print("\n(this model declares no ground truth: the center scores describe the maps, they do not grade them)")
     figures = sorted(final.glob("heatmaps*.png"))
     print(f"\nfigure{'s' if len(figures) > 1 else ''}: {', '.join(map(str, figures))}")
-    return 1 if any(r.failures for item in items for r in item.results) else 0
+    return (1 if any(r.failures for item in items for r in item.results) else 0), final
 
 
 def experiment(args, argv, cfg, model, keys, image_input, files) -> int:
@@ -241,10 +288,14 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     frameworks.verbose(args.verbose)
     try:
-        return run(args, argv)
+        return rerun(args.rerun) if args.rerun else run(args, argv)[0]
     except UsageError as error:
         print(f"error: {error}", file=sys.stderr)
         return 2
+    except KeyboardInterrupt:
+        print("interrupted: nothing was written (an interrupted heatmap run keeps its finished maps; an experiment, none)",
+              file=sys.stderr)
+        return 130
 
 
 if __name__ == "__main__":

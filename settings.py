@@ -37,6 +37,7 @@ digits = dict(
 
 # ---- Runs (heatmap_script.py) ------------------------------------------------------
 seed = 0  # seed of the random input image used when no -ip is given (--seed overrides)
+max_image_pixels = 50_000_000  # larger images are refused before they are decoded (decompression bombs)
 out_path = "results"  # default -op
 backend = "keras"  # framework of the gradient family: keras (innvestigate) or torch (captum); --backend
 # Framework behind probabilities (perturbation methods, the predicted class): "auto" takes the

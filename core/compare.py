@@ -19,6 +19,8 @@ def agreement(first: np.ndarray, second: np.ndarray) -> dict[str, float]:
 
 
 def format_agreement(table: dict[str, dict], names: dict[str, str], first: str, second: str) -> str:
+    if not table:
+        return f"{first} vs {second}: no method gave a map on both, so there is nothing to compare"
     width = max(len(f"{names[key]} ({key})") for key in table) + 2
     header = f"{'method':<{width}}{f'max|{first}-{second}|/max':>22}{'pearson':>12}{'spearman':>12}"
     lines = [f"{first} vs {second}", header, "-" * len(header)]

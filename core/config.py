@@ -50,6 +50,7 @@ GLOBAL_RULES = {
         "fill": Float(min=0.0, max=1.0),
     },
     "seed": SEED,
+    "max_image_pixels": Int(min=1),
     "out_path": Text(),
     "backend": Choice(BACKENDS),
     "evaluate_with": Choice(("auto", "keras", "torch")),
@@ -91,6 +92,17 @@ def load(module: types.ModuleType | None = None, overrides: list[str] = ()) -> d
     for item in overrides:
         _override(cfg, item)
     return cfg
+
+
+def flatten(cfg: dict, prefix: str = "") -> dict:
+    """The settings as {"group.key": value}, the form --set takes."""
+    flat = {}
+    for name, value in cfg.items():
+        if isinstance(value, dict):
+            flat.update(flatten(value, f"{prefix}{name}."))
+        else:
+            flat[prefix + name] = value
+    return flat
 
 
 def _override(cfg: dict, item: str) -> None:

@@ -3,6 +3,7 @@ patch, and hyperparameter sweeps (Bansal et al. 2020). Each writes a figure and 
 from __future__ import annotations
 
 import csv
+import io
 import itertools
 from pathlib import Path
 
@@ -11,22 +12,25 @@ import numpy as np
 from core import config, variants
 from core.errors import UsageError
 from core.explain import explain
+from core.output import atomic, save_figure
 from core.plotting import curves_figure, grid_figure, heatmap_figure
 from core.similarity import ms_ssim, similarities, ssim
 from methods.registry import REGISTRY
 
 
 def write_csv(path: Path, rows: list[dict]) -> None:
-    with open(path, "w", newline="") as handle:
-        writer = csv.DictWriter(handle, fieldnames=list(rows[0]))
-        writer.writeheader()
-        writer.writerows(rows)
+    text = io.StringIO()
+    writer = csv.DictWriter(text, fieldnames=list(rows[0]))
+    writer.writeheader()
+    writer.writerows(rows)
+    with atomic(path) as handle:
+        handle.write(text.getvalue().encode())
 
 
 def sanity(model, image, display, keys, cfg, target, backend, mode: str, folder: Path, scratch: Path) -> None:
     """Maps of the original model, then after each randomization step (or noise level)."""
     params = cfg["sanity"]
-    original = explain(model, image, display, "original", keys, cfg, target, backend)
+    original = with_maps(explain(model, image, display, "original", keys, cfg, target, backend))
     target = original.target  # every step explains the original's class
     if mode == "noise":
         steps = [(f"noise {level:g}", variants.noiser(level, params["seed"])) for level in params["noise_levels"]]
@@ -57,11 +61,11 @@ def sanity(model, image, display, keys, cfg, target, backend, mode: str, folder:
              "noise": "Gaussian noise on every weight, relative to each array's std"}[mode]
     grid = [(_name(key), [result.maps.get(key) for result in results], columns) for key in map_keys]
     figure_cfg = cfg["figure"]
-    grid_figure(grid, column_width=figure_cfg["column_width"] * 0.8, cmap=figure_cfg["cmap"],
-                title=title).savefig(folder / f"sanity_{mode}.png", dpi=figure_cfg["dpi"])
-    curves_figure(columns, {_name(key): values for key, values in curves.items()},
-                  title=f"similarity to the original map: {title}").savefig(folder / f"sanity_{mode}_curves.png",
-                                                                             dpi=figure_cfg["dpi"])
+    save_figure(grid_figure(grid, column_width=figure_cfg["column_width"] * 0.8, cmap=figure_cfg["cmap"],
+                            title=title), folder / f"sanity_{mode}.png", figure_cfg["dpi"])
+    save_figure(curves_figure(columns, {_name(key): values for key, values in curves.items()},
+                              title=f"similarity to the original map: {title}"),
+                folder / f"sanity_{mode}_curves.png", figure_cfg["dpi"])
     write_csv(folder / f"sanity_{mode}.csv", rows)
 
 
@@ -70,7 +74,7 @@ def growing_patch(model, image, display, keys, cfg, target, backend, folder: Pat
     params, preprocess = cfg["growing_patch"], model.preprocess
     height, width = display.shape[:2]
     row, column = params["position"] or (0, 0)
-    results = [explain(model, image, display, "no patch", keys, cfg, target, backend)]
+    results = [with_maps(explain(model, image, display, "no patch", keys, cfg, target, backend))]
     target = results[0].target
     for size in params["sizes"]:
         if row + size > height or column + size > width:
@@ -82,8 +86,8 @@ def growing_patch(model, image, display, keys, cfg, target, backend, folder: Pat
                                backend))
     names = {key: _name(key) for key in results[0].maps}
     figure_cfg = cfg["figure"]
-    heatmap_figure(results, names, crop=figure_cfg["crop"], column_width=figure_cfg["column_width"],
-                   cmap=figure_cfg["cmap"]).savefig(folder / "growing_patch.png", dpi=figure_cfg["dpi"])
+    save_figure(heatmap_figure(results, names, crop=figure_cfg["crop"], column_width=figure_cfg["column_width"],
+                               cmap=figure_cfg["cmap"]), folder / "growing_patch.png", figure_cfg["dpi"])
     rows = []
     for size, result in zip([0, *params["sizes"]], results):
         for key, reference in results[0].maps.items():
@@ -92,6 +96,16 @@ def growing_patch(model, image, display, keys, cfg, target, backend, folder: Pat
                              "explained_probability": result.target_probability,
                              "ssim": ssim(reference, result.maps[key]), "ms_ssim": ms_ssim(reference, result.maps[key])})
     write_csv(folder / "growing_patch.csv", rows)
+
+
+def with_maps(result):
+    """The first result of an experiment, which needs at least one map to compare the rest with."""
+    if not result.maps:
+        reasons = {**result.skipped, **result.failures}
+        raise UsageError("no chosen method gave a map to experiment on (" +
+                         "; ".join(f"{key}: {reason}" for key, reason in reasons.items()) +
+                         "); choose methods that apply to this model")
+    return result
 
 
 def parse_sweep(text: str) -> tuple[str, list[str]]:
@@ -113,9 +127,11 @@ def sweep(model, image, display, keys, cfg_overrides: list[str], sweeps: list[st
         if not methods:
             raise UsageError(f"--sweep {key}: none of the chosen methods reads the {section} settings")
         maps: dict[str, list] = {method: [] for method in methods}
-        for value in values:
+        for index, value in enumerate(values):
             cfg = config.load(overrides=[*cfg_overrides, f"{key}={value}"])
             result = explain(model, image, display, f"{key}={value}", methods, cfg, target, backend)
+            if index == 0:
+                with_maps(result)
             target = result.target
             for method in methods:
                 maps[method].append(result.maps.get(method))
@@ -126,9 +142,9 @@ def sweep(model, image, display, keys, cfg_overrides: list[str], sweeps: list[st
                     scores = similarities(a, b)
                     rows.append({"setting": key, "method": method, "value_a": values[i], "value_b": values[j],
                                  "ssim": scores["ssim"], "spearman": scores["spearman"]})
-    grid_figure(grid, column_width=figure_cfg["column_width"] * 0.8, cmap=figure_cfg["cmap"],
-                title="hyperparameter sweep: " + "; ".join(sweeps)).savefig(folder / "sweep.png",
-                                                                           dpi=figure_cfg["dpi"])
+    save_figure(grid_figure(grid, column_width=figure_cfg["column_width"] * 0.8, cmap=figure_cfg["cmap"],
+                            title="hyperparameter sweep: " + "; ".join(sweeps)), folder / "sweep.png",
+                figure_cfg["dpi"])
     if rows:
         write_csv(folder / "sweep.csv", rows)
 

@@ -7,7 +7,7 @@ import traceback
 import numpy as np
 
 from core import contract
-from core.errors import NotApplicable
+from core.errors import NotApplicable, UsageError
 from core.plotting import ImageResult
 from core.scores import center_scores
 from methods.registry import REGISTRY
@@ -19,7 +19,8 @@ def explain(model, image: np.ndarray, display: np.ndarray, name: str, keys: list
     explaining `target` (default: the predicted class), with the gradient family on `backend`.
 
     A method that raises is recorded as a failure with its message, one that does not apply to
-    this model as skipped with the reason; the others still run.
+    this model as skipped with the reason; the others still run. Bad settings (UsageError) end the
+    run. Ctrl-C stops after the finished methods and marks the result interrupted.
     """
     probabilities = model.probabilities(image[None])[0]
     predicted = int(probabilities.argmax())
@@ -41,6 +42,11 @@ def explain(model, image: np.ndarray, display: np.ndarray, name: str, keys: list
         except NotApplicable as reason:
             result.skipped[key] = str(reason)
             continue
+        except UsageError:
+            raise
+        except KeyboardInterrupt:
+            result.interrupted = True
+            break
         except Exception as error:  # reported in the table, scores.json and the figure
             if verbose:
                 traceback.print_exc()

@@ -57,21 +57,42 @@ def image_files(paths: list[Path]) -> list[Path]:
     return files
 
 
-def load_image(path: str | Path, shape: tuple[int, int, int]) -> np.ndarray:
-    """The image at `path` as the model's input: upright, gray or RGB, resized to (H, W)."""
+def load_image(path: str | Path, shape: tuple[int, int, int], max_pixels: int = 100_000_000) -> np.ndarray:
+    """The image at `path` as the model's input: upright (EXIF), gray or RGB, resized to (H, W),
+    in [0, 1]. 16-bit images keep their 16 bits; an alpha channel is dropped (the colors stay as
+    stored); palette and CMYK images are converted. Images over `max_pixels` are refused unread."""
     path = Path(path)
     height, width, channels = shape
     check_image_path(path)
     try:
         with Image.open(path) as image:
+            if image.width * image.height > max_pixels:
+                raise UsageError(f"{path} is {image.width}x{image.height} pixels, more than the limit of "
+                                 f"{max_pixels:,} (max_image_pixels in settings); give a smaller image")
             image.load()
-            image = ImageOps.exif_transpose(image).convert(MODES[channels])
-    except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as error:
+            image = ImageOps.exif_transpose(image)
+            pixels = _as_float(image, channels, (width, height))
+    except (UnidentifiedImageError, OSError, SyntaxError, ValueError, Image.DecompressionBombError) as error:
         raise UsageError(f"cannot read {path} as an image ({error}); give a PNG, JPEG, BMP or TIFF file") from None
-    if image.size != (width, height):
-        image = image.resize((width, height), Image.Resampling.BICUBIC)
-    pixels = np.asarray(image, dtype=np.float64) / 255.0
     return pixels.reshape(height, width, channels)
+
+
+def _as_float(image: Image.Image, channels: int, size: tuple[int, int]) -> np.ndarray:
+    """The image's pixels in [0, 1], with `channels` channels, resized (bicubic) to `size`."""
+    if image.mode in ("I;16", "I;16B", "I;16L", "I", "F"):  # 16-bit (or wider) gray: no 8-bit rounding
+        values = np.asarray(image, dtype=np.float64)
+        scale = 65535.0 if image.mode.startswith("I;16") or values.max() > 255 else 255.0
+        gray = Image.fromarray((values / scale).astype(np.float32), "F")
+        if gray.size != size:
+            gray = gray.resize(size, Image.Resampling.BICUBIC)
+        plane = np.clip(np.asarray(gray, dtype=np.float64), 0.0, 1.0)
+        return np.repeat(plane[..., None], channels, axis=-1)
+    if image.mode == "P":
+        image = image.convert("RGBA")
+    image = image.convert(MODES[channels])
+    if image.size != size:
+        image = image.resize(size, Image.Resampling.BICUBIC)
+    return np.asarray(image, dtype=np.float64) / 255.0
 
 
 def check_image_path(path: Path) -> None:

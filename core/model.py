@@ -12,6 +12,7 @@ Any other model is one file: a Keras classifier (.h5 or .keras) or a TorchScript
 from __future__ import annotations
 
 import json
+import pickle
 from contextlib import contextmanager
 from functools import cached_property
 from pathlib import Path
@@ -35,14 +36,14 @@ class Model:
 
     def __init__(self, path: str | Path, backend: str = "keras", evaluate_with: str = "auto",
                  engine_options: EngineOptions = EngineOptions(), preprocess: Preprocess = Preprocess(),
-                 device: str = "auto"):
+                 device: str = "auto", trust: bool = False):
         self.path = Path(path)
         if not self.path.is_file():
             raise UsageError(f"model file {self.path} not found; build the models with: python create_model.py")
         if self.path.suffix not in (*KERAS_SUFFIXES, ".pt"):
             raise UsageError(f"{self.path}: give a Keras model (.h5, .keras) or a PyTorch model (.pt)")
         self.backend, self.evaluate_with, self.engine_options = backend, evaluate_with, engine_options
-        self.preprocess, self.device = preprocess, device
+        self.preprocess, self.device, self.trust = preprocess, device, trust
         card_path = self.path.with_suffix(".json")
         self.card = json.loads(card_path.read_text()) if card_path.is_file() else {}
 
@@ -80,6 +81,13 @@ class Model:
         """The frameworks this model runs on."""
         return tuple(name for name in ("keras", "torch") if name in self.files)
 
+    def load(self, frameworks_needed: set[str]) -> None:
+        """Loads the evaluator and the needed frameworks' models now, so that a bad model file is a
+        one-line error before any work, not a failure of every method."""
+        self.evaluator
+        for framework in frameworks_needed & set(self.frameworks):
+            getattr(self, framework)
+
     def require(self, framework: str, key: str) -> None:
         """NotApplicable unless this model runs on `framework`, which method `key` needs."""
         if framework not in self.frameworks:
@@ -112,7 +120,7 @@ class Model:
     def keras(self) -> "KerasNet":
         if "keras" not in self.files:
             raise UsageError(f"{self.path} has no Keras version; run with --backend torch")
-        return KerasNet(self.files["keras"])
+        return KerasNet(self.files["keras"], self.trust)
 
     @cached_property
     def torch(self) -> "TorchNet":
@@ -132,10 +140,13 @@ class KerasNet:
     layer's input, at a copy of a softmax Dense layer without its activation, or, for a model
     without a softmax, at its output (the softmax is then applied here)."""
 
-    def __init__(self, path: Path):
+    def __init__(self, path: Path, trust: bool = False):
         tf = frameworks.tensorflow()
+        if not trust:
+            refuse_code_layers(path)
+        options = {"safe_mode": not trust} if path.suffix == ".keras" else {}
         try:
-            self.model = tf.keras.models.load_model(path, compile=False)
+            self.model = tf.keras.models.load_model(path, compile=False, **options)
         except (OSError, ValueError, TypeError, KeyError) as error:
             raise UsageError(f"cannot load {path} as a Keras model ({_first_line(error)}); "
                              "give a Keras .h5 or .keras classifier") from None
@@ -188,10 +199,13 @@ class TorchNet:
         from core.torch_models import ARCHITECTURES
 
         torch = frameworks.torch()
+        if _archive_kind(path) == "torchscript":
+            raise UsageError(f"{path} is TorchScript, but its card {path.with_suffix('.json')} describes a state dict; "
+                             "remove the card to load it as TorchScript")
         module = ARCHITECTURES[card["architecture"]](**card["arguments"])
         try:
             module.load_state_dict(torch.load(path, weights_only=True, map_location="cpu"))
-        except (RuntimeError, OSError, EOFError, ValueError) as error:
+        except (RuntimeError, OSError, EOFError, ValueError, pickle.UnpicklingError) as error:
             raise UsageError(f"cannot load {path} as the state dict its card describes ({_first_line(error)}); "
                              "rebuild it with create_model.py") from None
         return cls(module, tuple(card["input_shape"]), device)
@@ -201,6 +215,9 @@ class TorchNet:
         """A TorchScript classifier. Its input's channels come from its first Conv2d or Linear
         layer; the side from a Linear's inputs, or the first of PROBE_SIZES that runs."""
         torch = frameworks.torch()
+        if _archive_kind(path) == "pickle":
+            raise UsageError(f"{path} holds a state dict or a pickled object, not TorchScript; save the model with "
+                             "torch.jit.script(model).save(path), or keep a create_model.py twin beside its card (.json)")
         try:
             module = torch.jit.load(str(path), map_location="cpu")
         except (RuntimeError, ValueError) as error:
@@ -291,6 +308,30 @@ class TorchNet:
             self.torch.set_num_threads(threads)
 
 
+def refuse_code_layers(path: Path) -> None:
+    """UsageError if the Keras file holds a Lambda layer: loading one runs the Python code stored in
+    the file. Reads the file's JSON config only."""
+    import zipfile
+
+    import h5py
+
+    try:
+        if zipfile.is_zipfile(path):
+            with zipfile.ZipFile(path) as archive:
+                text = archive.read("config.json").decode()
+        else:
+            with h5py.File(path, "r") as handle:
+                text = handle.attrs.get("model_config", "")
+                text = text.decode() if isinstance(text, bytes) else text
+        config = json.loads(text)
+    except (OSError, KeyError, ValueError) as error:
+        raise UsageError(f"cannot read {path} as a Keras model ({_first_line(error)}); "
+                         "give a Keras .h5 or .keras classifier") from None
+    if '"class_name": "Lambda"' in json.dumps(config):
+        raise UsageError(f"{path} holds a Lambda layer, whose Python code would run on loading; "
+                         "give --trust-model if you trust the file")
+
+
 def _logits_tensor(tf, model):
     """The pre-softmax output of a Keras classifier (see KerasNet)."""
     last = model.layers[-1]
@@ -308,6 +349,18 @@ def _logits_tensor(tf, model):
 
 def _is_square(number: int) -> bool:
     return round(number**0.5) ** 2 == number
+
+
+def _archive_kind(path: Path) -> str | None:
+    """What a PyTorch zip archive holds: "torchscript" (it has code), "pickle" (torch.save's
+    objects, a state dict among them), or None when the file is no such archive."""
+    import zipfile
+
+    if not zipfile.is_zipfile(path):
+        return None
+    with zipfile.ZipFile(path) as archive:
+        names = [name.split("/", 1)[-1] for name in archive.namelist()]
+    return "torchscript" if "constants.pkl" in names else "pickle" if "data.pkl" in names else None
 
 
 def _first_line(error: Exception) -> str:

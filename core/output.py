@@ -9,6 +9,7 @@ import json
 import os
 import shutil
 import tempfile
+from contextlib import contextmanager
 from datetime import datetime
 from pathlib import Path
 
@@ -34,6 +35,9 @@ class RunFolder:
         for attempt in range(1, 1000):
             final = self.out / (name if attempt == 1 else f"{name}_{attempt}")
             if not final.exists():
+                umask = os.umask(0)
+                os.umask(umask)
+                os.chmod(self.path, 0o777 & ~umask)  # mkdtemp made it private
                 os.rename(self.path, final)
                 return final
         raise UsageError(f"no free run folder name for {name} in {self.out}; clear old runs from it")
@@ -42,13 +46,32 @@ class RunFolder:
         shutil.rmtree(self.path, ignore_errors=True)
 
 
+@contextmanager
+def atomic(path: Path):
+    """A handle on a temporary file beside `path` that becomes `path` only once written whole."""
+    temporary = path.with_name(f".{path.name}.{os.getpid()}.partial")
+    try:
+        with open(temporary, "wb") as handle:  # open(), unlike tempfile, keeps the umask's permissions
+            yield handle
+        os.replace(temporary, path)
+    except BaseException:
+        temporary.unlink(missing_ok=True)
+        raise
+
+
 def write_json(path: Path, data) -> None:
-    path.write_text(json.dumps(data, indent=2, default=_plain) + "\n")
+    with atomic(path) as handle:
+        handle.write((json.dumps(data, indent=2, default=_plain) + "\n").encode())
 
 
 def write_npz(path: Path, arrays: dict[str, np.ndarray]) -> None:
-    with open(path, "wb") as handle:
+    with atomic(path) as handle:
         np.savez_compressed(handle, **arrays)
+
+
+def save_figure(figure, path: Path, dpi: int) -> None:
+    with atomic(path) as handle:
+        figure.savefig(handle, dpi=dpi, format=path.suffix.lstrip("."))
 
 
 def _plain(value):

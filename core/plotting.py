@@ -37,6 +37,7 @@ class ImageResult:
     skipped: dict[str, str] = field(default_factory=dict)  # method key -> why it does not apply
     extras: dict[str, dict[str, np.ndarray]] = field(default_factory=dict)  # method key -> its extra arrays
     seconds: dict[str, float] = field(default_factory=dict)  # method key -> time taken
+    interrupted: bool = False  # Ctrl-C stopped the run before every method finished
 
 
 def heatmap_figure(results: list[ImageResult], names: dict[str, str], *, crop: int, column_width: float,

@@ -8,7 +8,7 @@ import numpy as np
 
 from core.compare import agreement
 from core.explain import scores
-from core.output import write_json, write_npz
+from core.output import save_figure, write_json, write_npz
 from core.plotting import ImageResult, extras_figure, heatmap_figure
 
 
@@ -49,7 +49,7 @@ def write(folder: Path, items: list[Explained], backends: list[str], names: dict
         figure = heatmap_figure([r for item in group for r in item.results], names, crop=figure_cfg["crop"],
                                 column_width=figure_cfg["column_width"], cmap=figure_cfg["cmap"],
                                 class_names=class_names)
-        figure.savefig(path, dpi=figure_cfg["dpi"])
+        save_figure(figure, path, figure_cfg["dpi"])
 
     if len(items) <= figure_cfg["max_images"]:
         draw(items, folder / "heatmaps.png")
@@ -69,8 +69,8 @@ def write(folder: Path, items: list[Explained], backends: list[str], names: dict
             target = folder / key / item.stem if several else folder / key
             target.mkdir(parents=True)
             write_npz(target / "extras.npz", extras)
-            extras_figure(extras, f"{names.get(key, key)}: {item.stem}").savefig(target / "panels.png",
-                                                                                dpi=figure_cfg["dpi"])
+            save_figure(extras_figure(extras, f"{names.get(key, key)}: {item.stem}"), target / "panels.png",
+                        figure_cfg["dpi"])
     write_npz(folder / "heatmaps.npz", maps)
     write_json(folder / "scores.json", {**header, "images": rows} if several else {**header, **rows[0]})
     return rows

@@ -2,10 +2,15 @@
 averaged over the patches that cover it. Pixels no patch covers get 0."""
 import numpy as np
 
+from core.errors import UsageError
+
 
 def attribute(model, image, target, params):
     height, width, channels = image.shape
     patch, stride = params["patch"], params["stride"]
+    if patch > min(height, width):
+        raise UsageError(f"occlusion.patch {patch} is larger than the {height}x{width} input; give at most "
+                         f"{min(height, width)}")
     rows, cols = _starts(height, patch, stride), _starts(width, patch, stride)
     within = (np.arange(patch)[:, None] * width + np.arange(patch)[None, :]).reshape(-1)
     corners = (rows[:, None] * width + cols[None, :]).reshape(-1)

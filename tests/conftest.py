@@ -1,13 +1,16 @@
-"""Shared fixtures: small center-pixel twins built once per session, and a seeded rng."""
+"""Shared fixtures: small center-pixel twins and a small CNN twin, built once per session, and a seeded rng."""
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import numpy as np
 import pytest
 
 import create_model
+import heatmap_script
 from core import frameworks
+from core.twins import twin_of
 
 SMALL = 15  # side of the small test twins
 
@@ -64,6 +67,44 @@ def mlp_path(tmp_path_factory) -> Path:
     path = tmp_path_factory.mktemp("mlp") / "mlp.h5"
     tf.keras.Model(inputs, layers.Activation("softmax")(logits)).save(path)
     return path
+
+
+def save_with_twin(keras_model, folder):
+    """A Keras model saved with its PyTorch twin and card, as create_model.py saves its models."""
+    torch = frameworks.torch()
+    twin, spec = twin_of(keras_model)
+    path = folder / "model.h5"
+    keras_model.save(path, save_format="h5")
+    torch.save(twin.state_dict(), folder / "model.pt")
+    card = {"architecture": "sequential", "arguments": {"spec": spec},
+            "input_shape": list(keras_model.input_shape[1:]), "num_classes": int(keras_model.output_shape[-1])}
+    (folder / "model.json").write_text(json.dumps(card))
+    return path
+
+
+@pytest.fixture(scope="session")
+def gap_model_path(tmp_path_factory) -> Path:
+    """An untrained 12 x 12 RGB CNN with a GAP + Dense head: conv, max pool, conv, GAP, Dense."""
+    tf = frameworks.tensorflow()
+    layers, init = tf.keras.layers, tf.keras.initializers
+    inputs = tf.keras.Input((12, 12, 3))
+    hidden = layers.Conv2D(4, 3, padding="same", activation="relu", name="conv1",
+                           kernel_initializer=init.GlorotNormal(seed=1), bias_initializer=init.RandomNormal(seed=2))(inputs)
+    hidden = layers.MaxPooling2D(2, name="pool")(hidden)
+    hidden = layers.Conv2D(5, 3, padding="valid", activation="relu", name="conv2",
+                           kernel_initializer=init.GlorotNormal(seed=3), bias_initializer=init.RandomNormal(seed=4))(hidden)
+    logits = layers.Dense(3, name="logits", kernel_initializer=init.GlorotNormal(seed=5))(
+        layers.GlobalAveragePooling2D(name="gap")(hidden))
+    model = tf.keras.Model(inputs, layers.Activation("softmax")(logits))
+    return save_with_twin(model, tmp_path_factory.mktemp("gap"))
+
+
+def run_cli(*argv) -> int:
+    """heatmap_script.py's exit code for these arguments, run in this process."""
+    try:
+        return heatmap_script.main([str(a) for a in argv])
+    except SystemExit as exit:  # argparse's own exit
+        return exit.code
 
 
 @pytest.fixture

@@ -5,15 +5,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
-import heatmap_script
+from conftest import run_cli
 from core import frameworks
-
-
-def run_cli(*argv):
-    try:
-        return heatmap_script.main([str(a) for a in argv])
-    except SystemExit as exit:
-        return exit.code
 
 
 @pytest.fixture(scope="module")

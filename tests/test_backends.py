@@ -6,7 +6,7 @@ import pytest
 
 import heatmap_script
 import settings
-from conftest import SMALL
+from conftest import SMALL, run_cli
 from core.center_pixel import random_images
 from core.compare import agreement
 from core.contract import WithExtras
@@ -101,13 +101,6 @@ def test_meaningful_perturbation_is_seeded(mp_runs):
     assert not np.array_equal(first.attribution, other.attribution)
 
 
-def run_cli(*argv):
-    try:
-        return heatmap_script.main([str(a) for a in argv])
-    except SystemExit as exit:
-        return exit.code
-
-
 def test_torch_backend_writes_the_same_keys_and_shapes(small_model_path, tmp_path):
     keys = ["grad", "gb", "ig", "deeplift", "lrp"]
     maps = {}
@@ -139,6 +132,13 @@ def test_compare_backends_refuses_single_framework_methods(small_model_path, tmp
     assert run_cli("-mp", small_model_path, "--compare-backends", "-hm", "grad", "occlusion", "-op", tmp_path) == 2
     assert "drop occlusion" in capsys.readouterr().err
     assert not any(tmp_path.iterdir())
+
+
+def test_compare_backends_with_nothing_applicable_says_so(small_model_path, tmp_path, capsys):
+    assert run_cli("-mp", small_model_path, "--compare-backends", "-hm", "cam", "-op", tmp_path, "-q") == 0
+    [folder] = tmp_path.iterdir()
+    assert json.loads((folder / "scores.json").read_text())["compare_backends"]["agreement"] == {}
+    assert "nothing to compare" in capsys.readouterr().out
 
 
 def test_mp_saves_its_panels(small_model_path, tmp_path):

@@ -5,44 +5,18 @@ import numpy as np
 import pytest
 
 import create_model
-from conftest import SMALL
+from conftest import SMALL, save_with_twin
 from core import frameworks
 from core.center_pixel import random_images
 from core.model import Model
-from core.twins import twin_of
 from methods import _layers, cam, grad_cam, guided_grad_cam, guided_backprop
 
 BACKENDS = ["keras", "torch"]
 
 
-def save_with_twin(keras_model, folder):
-    """A Keras model saved with its PyTorch twin and card, as create_model.py saves its models."""
-    torch = frameworks.torch()
-    twin, spec = twin_of(keras_model)
-    path = folder / "model.h5"
-    keras_model.save(path, save_format="h5")
-    torch.save(twin.state_dict(), folder / "model.pt")
-    card = {"architecture": "sequential", "arguments": {"spec": spec},
-            "input_shape": list(keras_model.input_shape[1:]), "num_classes": int(keras_model.output_shape[-1])}
-    (folder / "model.json").write_text(json.dumps(card))
-    return path
-
-
 @pytest.fixture(scope="module")
-def gap_model(tmp_path_factory):
-    """An untrained 12 x 12 RGB CNN with a GAP + Dense head: conv, max pool, conv, GAP, Dense."""
-    tf = frameworks.tensorflow()
-    layers, init = tf.keras.layers, tf.keras.initializers
-    inputs = tf.keras.Input((12, 12, 3))
-    hidden = layers.Conv2D(4, 3, padding="same", activation="relu", name="conv1",
-                           kernel_initializer=init.GlorotNormal(seed=1), bias_initializer=init.RandomNormal(seed=2))(inputs)
-    hidden = layers.MaxPooling2D(2, name="pool")(hidden)
-    hidden = layers.Conv2D(5, 3, padding="valid", activation="relu", name="conv2",
-                           kernel_initializer=init.GlorotNormal(seed=3), bias_initializer=init.RandomNormal(seed=4))(hidden)
-    logits = layers.Dense(3, name="logits", kernel_initializer=init.GlorotNormal(seed=5))(
-        layers.GlobalAveragePooling2D(name="gap")(hidden))
-    model = tf.keras.Model(inputs, layers.Activation("softmax")(logits))
-    return Model(save_with_twin(model, tmp_path_factory.mktemp("gap")))
+def gap_model(gap_model_path):
+    return Model(gap_model_path)
 
 
 @pytest.fixture(scope="module")

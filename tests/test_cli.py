@@ -1,4 +1,4 @@
-"""heatmap_script.py end to end: the files a run writes, and bad input."""
+"""heatmap_script.py end to end: the files a run writes (bad input: test_bad_inputs.py)."""
 import json
 import subprocess
 import sys
@@ -9,18 +9,11 @@ import pytest
 from PIL import Image
 
 import heatmap_script
-from conftest import SMALL
+from conftest import SMALL, run_cli
 from core.scores import center_scores
 
 ROOT = Path(__file__).resolve().parent.parent
 GRADIENT_FAMILY = ["grad", "gb", "deconvnet", "sg", "inpgrad", "ig", "lrp"]
-
-
-def run_cli(*argv):
-    try:
-        return heatmap_script.main([str(a) for a in argv])
-    except SystemExit as exit:  # argparse's own exit
-        return exit.code
 
 
 @pytest.fixture(scope="module")
@@ -94,53 +87,6 @@ def test_clamp_label_and_centre_pixel(small_model_path, tmp_path):
     scores = json.loads((folder / "scores.json").read_text())
     assert (scores["true_label"], scores["predicted_label"], scores["explained_class"]) == (200, 200, 17)
     assert scores["explained_probability"] < 1e-100
-
-
-def bad_text_image(tmp_path):
-    path = tmp_path / "notes.png"
-    path.write_text("not an image")
-    return path
-
-
-def truncated_image(tmp_path):
-    path = tmp_path / "cut.png"
-    Image.fromarray(np.zeros((64, 64), np.uint8) + 100).save(path)
-    path.write_bytes(path.read_bytes()[:60])
-    return path
-
-
-BAD_INPUTS = {
-    "missing image": (lambda t, m: ["-ip", t / "nope.png", "-mp", m], "not found"),
-    "empty folder as images": (lambda t, m: ["-ip", t, "-mp", m], "holds no image files"),
-    "text as image": (lambda t, m: ["-ip", bad_text_image(t), "-mp", m], "cannot read"),
-    "truncated image": (lambda t, m: ["-ip", truncated_image(t), "-mp", m], "cannot read"),
-    "missing model": (lambda t, m: ["-mp", t / "none.h5"], "create_model.py"),
-    "unknown method": (lambda t, m: ["-mp", m, "-hm", "gradd"], "unknown method 'gradd'; choose from grad"),
-    "label out of range": (lambda t, m: ["-mp", m, "-cl", 256], "give 0 to 255"),
-    "pixel out of range": (lambda t, m: ["-mp", m, "-cp", -1], "give 0 to 255"),
-    "label not a number": (lambda t, m: ["-mp", m, "-cl", "cat"], "invalid int value"),
-    "unknown setting": (lambda t, m: ["-mp", m, "--set", "ig.step=3"], "did you mean 'ig.steps'"),
-    "wrong type": (lambda t, m: ["-mp", m, "--set", "ig.steps=many"], "ig.steps must be an integer"),
-    "out of range": (lambda t, m: ["-mp", m, "--set", "ig.steps=0"], "ig.steps must be at least 2"),
-    "set without =": (lambda t, m: ["-mp", m, "--set", "ig.steps"], "--set takes KEY=VALUE"),
-}
-
-
-@pytest.mark.parametrize("case", BAD_INPUTS)
-def test_bad_input_is_one_line_and_exit_2(case, small_model_path, tmp_path, capsys):
-    make_argv, message = BAD_INPUTS[case]
-    argv, out = make_argv(tmp_path, small_model_path), tmp_path / "out"
-    assert run_cli(*argv, *([] if "-hm" in argv else ["-hm", "grad"]), "-op", out) == 2
-    err = capsys.readouterr().err
-    assert err.count("\n") == 1 and err.startswith("error: ") and message in err
-    assert not out.exists() or list(out.iterdir()) == []
-
-
-def test_unwritable_output_folder(small_model_path, tmp_path, capsys):
-    blocker = tmp_path / "file"
-    blocker.write_text("")
-    assert run_cli("-mp", small_model_path, "-hm", "grad", "-op", blocker / "sub") == 2
-    assert "choose a writable folder with -op" in capsys.readouterr().err
 
 
 def test_bad_input_shows_no_traceback_in_a_real_process(tmp_path):

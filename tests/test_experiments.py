@@ -5,8 +5,7 @@ import json
 import numpy as np
 import pytest
 
-import heatmap_script
-from conftest import SMALL
+from conftest import SMALL, run_cli, save_with_twin
 from core import config, frameworks, variants
 from core.center_pixel import random_images
 from core.explain import explain
@@ -16,13 +15,6 @@ from core.similarity import ms_ssim, similarities
 from methods import gradient, occlusion
 
 OCCLUSION = {"patch": 1, "stride": 1, "fill": 0.0}
-
-
-def run_cli(*argv):
-    try:
-        return heatmap_script.main([str(a) for a in argv])
-    except SystemExit as exit:
-        return exit.code
 
 
 def rows(path):
@@ -64,8 +56,6 @@ def test_gradient_of_the_randomized_model_is_its_new_weight_column(linear_model,
 @pytest.fixture(scope="module")
 def ignored_layer_model(tmp_path_factory):
     """Flatten, Dense 'ignored' (ReLU), Dense 'head' with a zero kernel: the output ignores 'ignored'."""
-    from test_cam import save_with_twin
-
     tf = frameworks.tensorflow()
     layers, init = tf.keras.layers, tf.keras.initializers
     inputs = tf.keras.Input((SMALL, SMALL, 1))

@@ -1,0 +1,126 @@
+"""The catalogue of bad inputs: each one, given to the CLI, is one line naming the problem and the
+fix, exit code 2, no traceback, and no run folder left behind.
+
+CATALOGUE maps a case to (the arguments, made in a fresh folder `t` with the small twin `m`, and a
+piece of the expected message). Arguments without -hm run grad.
+"""
+import json
+import shutil
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from conftest import run_cli
+from core import frameworks
+
+
+def write(path, data: bytes):
+    path.write_bytes(data)
+    return path
+
+
+def png(path, size=(64, 48)):
+    Image.fromarray(np.random.default_rng(0).integers(0, 256, size[::-1], dtype=np.uint8)).save(path, format="PNG")
+    return path
+
+
+def corrupt_png(t):
+    """A PNG whose pixel data has a flipped byte: its checksum no longer matches."""
+    data = bytearray(png(t / "flipped.png").read_bytes())
+    data[data.index(b"IDAT") + 20] ^= 0xFF
+    return write(t / "flipped.png", bytes(data))
+
+
+def dense_keras_model(t):
+    """A Keras classifier of 10 numbers, not of an image."""
+    tf = frameworks.tensorflow()
+    inputs = tf.keras.Input((10,))
+    path = t / "tabular.h5"
+    tf.keras.Model(inputs, tf.keras.layers.Dense(3, activation="softmax")(inputs)).save(path)
+    return path
+
+
+def state_dict_without_card(t, m):
+    """The twin's state dict alone: without its card it can only be read as TorchScript."""
+    return shutil.copy(m.with_suffix(".pt"), t / "weights.pt")
+
+
+def torchscript_with_card(t, m):
+    """A TorchScript file next to a card that says it is a state dict."""
+    torch = frameworks.torch()
+    torch.jit.script(torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(225, 256))).save(str(t / "script.pt"))
+    shutil.copy(m.with_suffix(".json"), t / "script.json")
+    return t / "script.pt"
+
+
+CATALOGUE = {
+    # image files
+    "missing image": (lambda t, m: ["-ip", t / "nope.png", "-mp", m], "image file"),
+    "empty image": (lambda t, m: ["-ip", write(t / "empty.png", b""), "-mp", m], "cannot read"),
+    "truncated image": (lambda t, m: ["-ip", write(t / "cut.png", png(t / "cut.png").read_bytes()[:60]), "-mp", m],
+                        "cannot read"),
+    "corrupt image": (lambda t, m: ["-ip", corrupt_png(t), "-mp", m], "cannot read"),
+    "text as image": (lambda t, m: ["-ip", write(t / "notes.jpg", b"not an image\n"), "-mp", m], "cannot read"),
+    "folder without images": (lambda t, m: ["-ip", t, "-mp", m], "holds no image files"),
+    "decompression bomb": (lambda t, m: ["-ip", png(t / "big.png"), "-mp", m, "--set", "max_image_pixels=1000"],
+                           "more than the limit of 1,000 (max_image_pixels"),
+    # model files
+    "missing model": (lambda t, m: ["-mp", t / "none.h5"], "create_model.py"),
+    "empty model": (lambda t, m: ["-mp", write(t / "empty.h5", b"")], "cannot read"),
+    "corrupt model": (lambda t, m: ["-mp", write(t / "bad.h5", m.read_bytes()[:2000])], "cannot read"),
+    "image as model": (lambda t, m: ["-mp", png(t / "model.keras")], "cannot read"),
+    "model of another kind": (lambda t, m: ["-mp", write(t / "model.onnx", b"\x08\x07")], "give a Keras model"),
+    "model input not an image": (lambda t, m: ["-mp", dense_keras_model(t)], "must take one (H, W, C) image"),
+    "state dict as TorchScript": (lambda t, m: ["-mp", state_dict_without_card(t, m)], "not TorchScript"),
+    "TorchScript as state dict": (lambda t, m: ["-mp", torchscript_with_card(t, m)], "remove the card"),
+    "class beyond the model": (lambda t, m: ["-mp", m, "-cl", 256], "give 0 to 255"),
+    # arguments and settings
+    "unknown method": (lambda t, m: ["-mp", m, "-hm", "gradd"], "unknown method 'gradd'; choose from grad"),
+    "pixel out of range": (lambda t, m: ["-mp", m, "-cp", -1], "give 0 to 255"),
+    "label not a number": (lambda t, m: ["-mp", m, "-cl", "cat"], "invalid int value"),
+    "unknown setting": (lambda t, m: ["-mp", m, "--set", "ig.step=3"], "did you mean 'ig.steps'"),
+    "wrong type": (lambda t, m: ["-mp", m, "--set", "ig.steps=many"], "ig.steps must be an integer"),
+    "zero steps": (lambda t, m: ["-mp", m, "--set", "ig.steps=0"], "ig.steps must be at least 2"),
+    "negative samples": (lambda t, m: ["-mp", m, "-hm", "shapley", "--set", "shapley.samples=-5"],
+                         "shapley.samples must be at least 1"),
+    "patch larger than the image": (lambda t, m: ["-mp", m, "-hm", "occlusion", "--set", "occlusion.patch=16"],
+                                    "occlusion.patch 16 is larger than the 15x15 input"),
+    "negative seed": (lambda t, m: ["-mp", m, "--seed", -1], "seed must be at least 0"),
+    "seed not an integer": (lambda t, m: ["-mp", m, "--set", "sg.seed=0.5"], "sg.seed must be an integer"),
+    "set without =": (lambda t, m: ["-mp", m, "--set", "ig.steps"], "--set takes KEY=VALUE"),
+    "sweep without values": (lambda t, m: ["-mp", m, "--sweep", "ig.steps"], "write METHOD.SETTING=V1,V2"),
+    "sweep of an unknown key": (lambda t, m: ["-mp", m, "--sweep", "ig.stepz=4,8"], "did you mean 'ig.steps'"),
+    "sweep value out of range": (lambda t, m: ["-mp", m, "-hm", "ig", "--sweep", "ig.steps=8,0"],
+                                 "ig.steps must be at least 2"),
+    "sweep of an unchosen method": (lambda t, m: ["-mp", m, "-hm", "grad", "--sweep", "ig.steps=4,8"],
+                                    "none of the chosen methods reads the ig settings"),
+    "unknown sanity check": (lambda t, m: ["-mp", m, "--sanity", "shuffle"], "invalid choice: 'shuffle'"),
+    "negative model noise": (lambda t, m: ["-mp", m, "--sanity", "noise", "--set", "sanity.noise_levels=[-0.5]"],
+                             "sanity.noise_levels"),
+    "two experiments at once": (lambda t, m: ["-mp", m, "--sanity", "cascading", "--growing-patch"],
+                                "run one experiment"),
+    "experiment without a map": (lambda t, m: ["-mp", m, "-hm", "cam", "--sanity", "cascading"],
+                                 "no chosen method gave a map"),
+    "rerun of a missing record": (lambda t, m: ["--rerun", t / "run.json"], "cannot repeat"),
+    "labels file missing": (lambda t, m: ["-mp", m, "--labels", t / "labels.txt"], "cannot read labels file"),
+    # output
+    "output folder not writable": (lambda t, m: ["-mp", m, "-op", write(t / "file", b"") / "sub"],
+                                   "choose a writable folder with -op"),
+}
+
+
+@pytest.mark.parametrize("case", CATALOGUE)
+def test_bad_input_is_one_line_and_exit_2(case, small_model_path, tmp_path, capsys):
+    make_argv, message = CATALOGUE[case]
+    cases, out = tmp_path / "case", tmp_path / "out"
+    cases.mkdir()
+    argv = [str(a) for a in make_argv(cases, small_model_path)]
+    argv += ([] if "-hm" in argv else ["-hm", "grad"]) + ([] if "-op" in argv else ["-op", out])
+    capsys.readouterr()
+    assert run_cli(*argv, "-q") == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and err.startswith("error: ") and "Traceback" not in err
+    assert message in err
+    assert not out.exists() or list(out.iterdir()) == []
+

@@ -1,0 +1,98 @@
+"""Runs are repeatable bit for bit, --rerun checks it, a failing or interrupted run loses nothing, and
+what a run writes is whole and has the usual permissions."""
+import json
+import os
+import signal
+
+import numpy as np
+import pytest
+
+from conftest import run_cli
+from methods.registry import BACKENDS, REGISTRY
+
+# Every method, cheap enough for a 12 x 12 RGB model.
+CHEAP = ["sg.augment_by_n=3", "ig.steps=4", "pda.levels=4", "shapley.samples=2", "lime.num_samples=20",
+         "shap.nsamples=20", "shap.n_segments=4", "rise.num_masks=20", "rise.cell_size=3", "mp.iterations=3",
+         "mp.mask_size=3", "mp.blur_sigma=1.0", "figure.dpi=30"]
+
+
+def cheap(*settings):
+    return [arg for setting in (*CHEAP, *settings) for arg in ("--set", setting)]
+
+
+def test_the_same_command_gives_bit_identical_maps_for_every_method(gap_model_path, tmp_path):
+    computed = set()
+    for backend in BACKENDS:
+        out = tmp_path / backend
+        for _ in range(2):
+            assert run_cli("-mp", gap_model_path, "-hm", "all", "--backend", backend, "-op", out, "-q",
+                           "--set", "lime.kernel_size=1", *cheap()) == 0
+        first, second = (np.load(folder / "heatmaps.npz") for folder in sorted(out.iterdir()))
+        assert first.files == second.files
+        for key in first.files:
+            assert first[key].tobytes() == second[key].tobytes(), (backend, key)
+        computed |= {key.split("@")[0] for key in first.files} - {"input"}
+    assert computed == set(REGISTRY)  # Keras' DeepLIFT takes Dense models only: it runs here on torch
+
+
+def test_rerun_repeats_a_run_from_its_record(gap_model_path, tmp_path, capsys):
+    edited_settings = ["shapley.samples=3", "lime.kernel_size=1"]  # recorded in run.json, not in settings.py
+    assert run_cli("-mp", gap_model_path, "-hm", "shapley", "lime", "rise", "--seed", 3, "-op", tmp_path, "-q",
+                   *cheap(*edited_settings)) == 0
+    [folder] = tmp_path.iterdir()
+    record = folder / "run.json"
+    command = json.loads(record.read_text())["command"]
+    command[command.index("shapley.samples=3")] = "shapley.samples=2"  # the record's settings still say 3
+    record.write_text(json.dumps({**json.loads(record.read_text()), "command": command}))
+    capsys.readouterr()
+    assert run_cli("--rerun", record) == 0
+    assert "identical: all 4 arrays" in capsys.readouterr().out
+    assert len(list(tmp_path.iterdir())) == 2
+
+    np.savez(folder / "heatmaps.npz", **{**np.load(folder / "heatmaps.npz"), "rise": np.zeros((12, 12), np.float32)})
+    assert run_cli("--rerun", record) == 1
+    assert "not identical: rise differ" in capsys.readouterr().out
+
+
+def raise_error(model, image, target, params):
+    raise RuntimeError("the model said no")
+
+
+def test_a_method_that_raises_is_reported_and_the_others_complete(small_model_path, tmp_path, monkeypatch, capsys):
+    monkeypatch.setattr("methods.occlusion.attribute", raise_error)
+    assert run_cli("-mp", small_model_path, "-hm", "grad", "occlusion", "ig", "-op", tmp_path, "-q") == 1
+    [folder] = tmp_path.iterdir()
+    scores = json.loads((folder / "scores.json").read_text())["methods"]
+    assert scores["occlusion"] == {"error": "RuntimeError: the model said no"}
+    assert "center_share" in scores["grad"] and "center_share" in scores["ig"]
+    assert sorted(np.load(folder / "heatmaps.npz").files) == ["grad", "ig", "input"]
+    assert "RuntimeError: the model said no" in capsys.readouterr().out
+
+
+def interrupt(model, image, target, params):
+    """Ctrl-C as the terminal sends it: a real SIGINT to this process, while the method runs."""
+    os.kill(os.getpid(), signal.SIGINT)
+    raise AssertionError("SIGINT did not interrupt the method")
+
+
+def test_ctrl_c_keeps_the_finished_maps_and_marks_the_run_incomplete(small_model_path, tmp_path, monkeypatch):
+    monkeypatch.setattr("methods.occlusion.attribute", interrupt)
+    assert run_cli("-mp", small_model_path, "-hm", "grad", "ig", "occlusion", "gb", "-op", tmp_path, "-q") == 130
+    [folder] = tmp_path.iterdir()
+    assert sorted(np.load(folder / "heatmaps.npz").files) == ["grad", "ig", "input"]
+    assert json.loads((folder / "run.json").read_text())["incomplete"] is True
+    scores = json.loads((folder / "scores.json").read_text())["methods"]
+    assert sorted(scores) == ["grad", "ig"]
+    assert (folder / "heatmaps.png").is_file()
+
+
+def test_run_files_get_the_usual_permissions(small_model_path, tmp_path):
+    previous = os.umask(0o022)
+    try:
+        assert run_cli("-mp", small_model_path, "-hm", "grad", "-op", tmp_path, "-q") == 0
+    finally:
+        os.umask(previous)
+    [folder] = tmp_path.iterdir()
+    assert folder.stat().st_mode & 0o777 == 0o755
+    assert {path.stat().st_mode & 0o777 for path in folder.iterdir()} == {0o644}
+    assert not list(folder.glob(".*"))  # no temporary file is left

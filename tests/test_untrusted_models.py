@@ -1,0 +1,66 @@
+"""Model files that would run code when loaded are refused, and their payload never runs."""
+import json
+import os
+import subprocess
+import sys
+
+import pytest
+
+from conftest import run_cli
+from core import frameworks
+
+MARKER = "payload-ran"
+
+
+class Payload:
+    """Unpickling this calls open(MARKER, 'w'): the classic malicious pickle, harmless here."""
+
+    def __init__(self, marker):
+        self.marker = marker
+
+    def __reduce__(self):
+        return (open, (self.marker, "w"))
+
+
+@pytest.mark.parametrize("with_card", [False, True])
+def test_a_malicious_pickle_in_a_pt_file_is_refused(tmp_path, capsys, with_card):
+    torch = frameworks.torch()
+    marker = tmp_path / MARKER
+    path = tmp_path / "evil.pt"
+    torch.save({"weight": Payload(str(marker))}, path)
+    if with_card:  # the card makes it a state dict: loaded with weights_only=True
+        (tmp_path / "evil.json").write_text(json.dumps({"architecture": "center_pixel", "input_shape": [15, 15, 1],
+                                                       "num_classes": 256, "arguments": {"image_size": 15,
+                                                                                        "num_classes": 256,
+                                                                                        "relu": True}}))
+    assert run_cli("-mp", path, "-hm", "occlusion", "-op", tmp_path / "out") == 2
+    assert ("cannot load" if with_card else "not TorchScript") in capsys.readouterr().err
+    assert not marker.exists()
+    torch.load(path, weights_only=False)  # the file really is a payload: trusting it runs the code
+    assert marker.exists()
+
+
+# Saved in a separate, eager process: Keras 2.14 writes .keras files only with eager execution on.
+# The lambda writes the marker whenever Keras calls it, as it does when it rebuilds the model on loading.
+SAVE_LAMBDA_MODEL = """
+import sys, tensorflow as tf
+marker, path = sys.argv[1:]
+inputs = tf.keras.Input((6, 6, 1))
+touched = tf.keras.layers.Lambda(lambda x, marker=marker: (open(marker, "w").close(), x)[1])(inputs)
+outputs = tf.keras.layers.Dense(3, activation="softmax")(tf.keras.layers.Flatten()(touched))
+tf.keras.Model(inputs, outputs).save(path)
+"""
+
+
+@pytest.mark.parametrize("suffix", [".keras", ".h5"])
+def test_a_lambda_layer_keras_file_is_refused_unless_trusted(tmp_path, capsys, suffix):
+    marker, path = tmp_path / MARKER, tmp_path / f"lambda{suffix}"
+    subprocess.run([sys.executable, "-c", SAVE_LAMBDA_MODEL, marker, path], check=True, capture_output=True,
+                   env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"})
+    marker.unlink()  # building the model ran it once
+    assert run_cli("-mp", path, "-hm", "occlusion", "-op", tmp_path / "out") == 2
+    err = capsys.readouterr().err
+    assert "Lambda layer" in err and "--trust-model" in err
+    assert not marker.exists()
+    assert run_cli("-mp", path, "-hm", "occlusion", "-op", tmp_path / "out", "-q", "--trust-model") == 0
+    assert marker.exists()
