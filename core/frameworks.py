@@ -14,12 +14,13 @@ _verbose = False
 
 
 def verbose(on: bool) -> None:
-    """Show (on) or hide TensorFlow's and absl's log noise; call before the first import."""
+    """Show (on) or hide TensorFlow's and absl's log noise, and the libraries' warnings (PIL's about
+    a damaged file among them: the file is then refused in one line); call before the first import."""
     global _verbose
     _verbose = on
     if not on:
         os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
-        warnings.filterwarnings("ignore", module=r"(keras|tensorflow|innvestigate|shap|lime|captum)(\.|$)")
+        warnings.filterwarnings("ignore", module=r"(keras|tensorflow|innvestigate|shap|lime|captum|PIL)(\.|$)")
 
 
 def tensorflow():

@@ -216,8 +216,8 @@ class TorchNet:
         layer; the side from a Linear's inputs, or the first of PROBE_SIZES that runs."""
         torch = frameworks.torch()
         if _archive_kind(path) == "pickle":
-            raise UsageError(f"{path} holds a state dict or a pickled object, not TorchScript; save the model with "
-                             "torch.jit.script(model).save(path), or keep a create_model.py twin beside its card (.json)")
+            raise UsageError(f"{path} holds a state dict or a pickled object, not TorchScript; save the model "
+                             "with torch.jit.script(model).save(path), or keep a create_model.py twin beside its card")
         try:
             module = torch.jit.load(str(path), map_location="cpu")
         except (RuntimeError, ValueError) as error:

@@ -14,7 +14,7 @@ import pytest
 from hypothesis import HealthCheck, given, seed, settings, strategies as st
 from PIL import Image
 
-import heatmap_script
+from conftest import run_cli
 from core import config, model as model_module
 from core.errors import UsageError
 from core.images import load_image
@@ -25,9 +25,9 @@ SEED = 20261126
 # Cheap values for the settings that set the cost of a run; the fuzzer's own options come after.
 # The gradient family runs on torch unless a case says otherwise: every Keras run adds its
 # analyzers to TensorFlow's one graph, which slows every later test of the session.
-CHEAP = ["backend='torch'", "sg.augment_by_n=2", "ig.steps=3", "pda.levels=2", "shapley.samples=1", "lime.num_samples=10",
-         "shap.nsamples=10", "shap.n_segments=4", "rise.num_masks=10", "rise.cell_size=3", "mp.iterations=2",
-         "mp.mask_size=3", "sanity.noise_levels=[0.5]", "growing_patch.sizes=[1, 3]", "figure.dpi=30",
+CHEAP = ["backend='torch'", "sg.augment_by_n=2", "ig.steps=3", "pda.levels=2", "shapley.samples=1",
+         "lime.num_samples=10", "shap.nsamples=10", "shap.n_segments=4", "rise.num_masks=10", "rise.cell_size=3",
+         "mp.iterations=2", "mp.mask_size=3", "sanity.noise_levels=[0.5]", "growing_patch.sizes=[1, 3]", "figure.dpi=30",
          "figure.top_k=2"]
 
 
@@ -38,7 +38,9 @@ def files(small_model_path, gap_model_path, tmp_path_factory):
     (folder / "notes.png").write_text("not an image")
     (folder / "labels.txt").write_text("\n".join(f"class {i}" for i in range(256)))
     (folder / "model.txt").write_text("not a model")
-    return {"small": small_model_path, "gap": gap_model_path, "folder": folder}
+    assert run_cli("-mp", small_model_path, "-hm", "grad", "-op", folder / "runs", "-q") == 0
+    [record] = (folder / "runs").glob("*/run.json")
+    return {"small": small_model_path, "gap": gap_model_path, "folder": folder, "record": record}
 
 
 @pytest.fixture
@@ -57,7 +59,7 @@ METHOD_WORDS = st.sampled_from([m.key for m in METHODS] + list(groups()) + ["gra
 def option(name):
     """One option of the command line, with a value that is valid or not."""
     path = st.sampled_from(["small", "gap", "folder", "folder/gray.png", "folder/notes.png", "folder/none.png",
-                            "folder/model.txt", "folder/labels.txt", "folder/run.json"])
+                            "folder/model.txt", "folder/labels.txt", "folder/run.json", "record"])
     choices = {
         "-ip": st.lists(path, min_size=1, max_size=2),
         "-mp": path.map(lambda p: [p]),
@@ -107,10 +109,7 @@ def test_no_command_line_raises_or_exits_outside_0_1_2(options, raw, files, load
     argv = [resolve(word) for word in itertools.chain(*options)] + raw
     argv += ["-hm", "grad", "occlusion"] * ("-hm" not in argv) + ["-mp", resolve("small")] * ("-mp" not in argv)
     argv = [arg for setting in CHEAP for arg in ("--set", setting)] + argv + ["-op", str(out)]
-    try:
-        code = heatmap_script.main(argv)
-    except SystemExit as exit:  # argparse: -h, or a bad option
-        code = exit.code
+    code = run_cli(*argv)
     err = capsys.readouterr().err
     assert code in (0, 1, 2), (argv, code, err)
     if code == 2:
@@ -130,8 +129,8 @@ def seed_images() -> dict[str, bytes]:
         "16bit.png": Image.fromarray(rng.integers(0, 65536, (9, 11), dtype=np.uint16)),
         "palette.png": Image.fromarray(rgb).quantize(8), "gray.jpg": Image.fromarray(gray),
         "rgb.jpg": Image.fromarray(rgb), "cmyk.jpg": Image.fromarray(rgb).convert("CMYK"),
-        "rgb.bmp": Image.fromarray(rgb), "rgb.tiff": Image.fromarray(rgb), "palette.gif": Image.fromarray(rgb).quantize(8),
-        "rgb.webp": Image.fromarray(rgb),
+        "rgb.bmp": Image.fromarray(rgb), "rgb.tiff": Image.fromarray(rgb),
+        "palette.gif": Image.fromarray(rgb).quantize(8), "rgb.webp": Image.fromarray(rgb),
     }
     encoded = {}
     for name, image in images.items():
