@@ -11,6 +11,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
 
+import settings
 from core.errors import UsageError
 
 MODES = {1: "L", 3: "RGB"}
@@ -57,7 +58,8 @@ def image_files(paths: list[Path]) -> list[Path]:
     return files
 
 
-def load_image(path: str | Path, shape: tuple[int, int, int], max_pixels: int = 100_000_000) -> np.ndarray:
+def load_image(path: str | Path, shape: tuple[int, int, int],
+               max_pixels: int = settings.max_image_pixels) -> np.ndarray:
     """The image at `path` as the model's input: upright (EXIF), gray or RGB, resized to (H, W),
     in [0, 1]. 16-bit images keep their 16 bits; an alpha channel is dropped (the colors stay as
     stored); palette and CMYK images are converted. Images over `max_pixels` are refused unread."""
