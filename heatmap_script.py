@@ -250,18 +250,22 @@ def experiment(args, argv, cfg, model, keys, image_input, files) -> int:
         with tempfile.TemporaryDirectory(prefix="heatmaps-variants-") as scratch:
             common = (model, image, pixels, keys)
             if args.sanity:
-                experiments.sanity(*common, cfg, args.clamp_label, cfg["backend"], args.sanity, folder.path,
-                                   Path(scratch))
+                interrupted = experiments.sanity(*common, cfg, args.clamp_label, cfg["backend"], args.sanity,
+                                                 folder.path, Path(scratch))
             elif args.growing_patch:
-                experiments.growing_patch(*common, cfg, args.clamp_label, cfg["backend"], folder.path)
+                interrupted = experiments.growing_patch(*common, cfg, args.clamp_label, cfg["backend"], folder.path)
             else:
-                experiments.sweep(*common, [*args.set, *flags], args.sweep, args.clamp_label, cfg["backend"],
-                                  folder.path, cfg["figure"])
-        write_json(folder.path / "run.json", run_record(argv, cfg, keys, args.model_path, files))
+                interrupted = experiments.sweep(*common, [*args.set, *flags], args.sweep, args.clamp_label,
+                                                cfg["backend"], folder.path, cfg["figure"])
+        record = run_record(argv, cfg, keys, args.model_path, files)
+        write_json(folder.path / "run.json", {**record, "incomplete": interrupted})
     except BaseException:
         folder.discard()
         raise
     final = folder.publish()
+    if interrupted:
+        print(f"interrupted: the finished steps are in {final} (run.json says incomplete)", file=sys.stderr)
+        return 130
     print("wrote " + ", ".join(str(p) for p in sorted(final.iterdir()) if p.name != "run.json"))
     return 0
 
@@ -293,8 +297,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"error: {error}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
-        print("interrupted: nothing was written (an interrupted heatmap run keeps its finished maps; an experiment, none)",
-              file=sys.stderr)
+        print("interrupted: nothing was written", file=sys.stderr)
         return 130
 
 

@@ -27,8 +27,9 @@ def write_csv(path: Path, rows: list[dict]) -> None:
         handle.write(text.getvalue().encode())
 
 
-def sanity(model, image, display, keys, cfg, target, backend, mode: str, folder: Path, scratch: Path) -> None:
-    """Maps of the original model, then after each randomization step (or noise level)."""
+def sanity(model, image, display, keys, cfg, target, backend, mode: str, folder: Path, scratch: Path) -> bool:
+    """Maps of the original model, then after each randomization step (or noise level). Returns
+    whether Ctrl-C stopped it, in which case the finished steps are written."""
     params = cfg["sanity"]
     original = with_maps(explain(model, image, display, "original", keys, cfg, target, backend))
     target = original.target  # every step explains the original's class
@@ -42,7 +43,11 @@ def sanity(model, image, display, keys, cfg, target, backend, mode: str, folder:
     results = [original]
     for index, (label, change) in enumerate(steps):
         altered = variants.variant(model, scratch, change, f"step{index}")
-        results.append(explain(altered, image, display, label, keys, cfg, target, backend))
+        result = explain(altered, image, display, label, keys, cfg, target, backend)
+        if result.interrupted:
+            break
+        results.append(result)
+    interrupted, steps = len(results) <= len(steps), steps[: len(results) - 1]
 
     columns = ["original"] + [label for label, _ in steps]
     map_keys = [key for key in original.maps]
@@ -50,7 +55,9 @@ def sanity(model, image, display, keys, cfg, target, backend, mode: str, folder:
     for key in map_keys:
         curves[key] = {metric: [] for metric in ("spearman", "spearman_abs", "ssim", "hog")}
         for step, result in enumerate(results):
-            if key not in result.maps:
+            if key not in result.maps:  # the method failed on this variant: a gap in its curves
+                for values in curves[key].values():
+                    values.append(float("nan"))
                 continue
             scores = similarities(original.maps[key], result.maps[key])
             rows.append({"method": key, "step": step, "changed": columns[step], **scores})
@@ -67,23 +74,28 @@ def sanity(model, image, display, keys, cfg, target, backend, mode: str, folder:
                               title=f"similarity to the original map: {title}"),
                 folder / f"sanity_{mode}_curves.png", figure_cfg["dpi"])
     write_csv(folder / f"sanity_{mode}.csv", rows)
+    return interrupted
 
 
-def growing_patch(model, image, display, keys, cfg, target, backend, folder: Path) -> None:
-    """Maps as a square patch of `fill` grows from `position`; SSIM and MS-SSIM to the unoccluded map."""
+def growing_patch(model, image, display, keys, cfg, target, backend, folder: Path) -> bool:
+    """Maps as a square patch of `fill` grows from `position`; SSIM and MS-SSIM to the unoccluded map.
+    Returns whether Ctrl-C stopped it, in which case the finished sizes are written."""
     params, preprocess = cfg["growing_patch"], model.preprocess
     height, width = display.shape[:2]
     row, column = params["position"] or (0, 0)
-    results = [with_maps(explain(model, image, display, "no patch", keys, cfg, target, backend))]
-    target = results[0].target
     for size in params["sizes"]:
         if row + size > height or column + size > width:
             raise UsageError(f"growing_patch: a {size}-pixel patch at {row, column} leaves the {height}x{width} "
                              "image; choose smaller sizes or another position")
+    results = [with_maps(explain(model, image, display, "no patch", keys, cfg, target, backend))]
+    target = results[0].target
+    for size in params["sizes"]:
         occluded = display.copy()
         occluded[row:row + size, column:column + size] = params["fill"]
-        results.append(explain(model, preprocess(occluded), occluded, f"patch {size}x{size}", keys, cfg, target,
-                               backend))
+        result = explain(model, preprocess(occluded), occluded, f"patch {size}x{size}", keys, cfg, target, backend)
+        if result.interrupted:
+            break
+        results.append(result)
     names = {key: _name(key) for key in results[0].maps}
     figure_cfg = cfg["figure"]
     save_figure(heatmap_figure(results, names, crop=figure_cfg["crop"], column_width=figure_cfg["column_width"],
@@ -96,10 +108,13 @@ def growing_patch(model, image, display, keys, cfg, target, backend, folder: Pat
                              "explained_probability": result.target_probability,
                              "ssim": ssim(reference, result.maps[key]), "ms_ssim": ms_ssim(reference, result.maps[key])})
     write_csv(folder / "growing_patch.csv", rows)
+    return len(results) <= len(params["sizes"])
 
 
 def with_maps(result):
     """The first result of an experiment, which needs at least one map to compare the rest with."""
+    if result.interrupted:
+        raise KeyboardInterrupt  # Ctrl-C before anything could be compared: nothing to keep
     if not result.maps:
         reasons = {**result.skipped, **result.failures}
         raise UsageError("no chosen method gave a map to experiment on (" +
@@ -117,9 +132,10 @@ def parse_sweep(text: str) -> tuple[str, list[str]]:
 
 
 def sweep(model, image, display, keys, cfg_overrides: list[str], sweeps: list[str], target, backend,
-          folder: Path, figure_cfg: dict) -> None:
-    """Each swept setting at each value, for the chosen methods that read it."""
-    grid, rows = [], []
+          folder: Path, figure_cfg: dict) -> bool:
+    """Each swept setting at each value, for the chosen methods that read it. Returns whether Ctrl-C
+    stopped it, in which case the finished values are written."""
+    grid, rows, interrupted = [], [], False
     for text in sweeps:
         key, values = parse_sweep(text)
         section = key.split(".")[0]
@@ -130,23 +146,31 @@ def sweep(model, image, display, keys, cfg_overrides: list[str], sweeps: list[st
         for index, value in enumerate(values):
             cfg = config.load(overrides=[*cfg_overrides, f"{key}={value}"])
             result = explain(model, image, display, f"{key}={value}", methods, cfg, target, backend)
+            if result.interrupted and (grid or index):
+                interrupted = True
+                break
             if index == 0:
-                with_maps(result)
+                with_maps(result)  # which also ends the run if Ctrl-C came before any value finished
             target = result.target
             for method in methods:
                 maps[method].append(result.maps.get(method))
         for method, swept in maps.items():
-            grid.append((_name(method), swept, [f"{key}={value}" for value in values]))
+            if not swept:  # Ctrl-C stopped this sweep at its first value
+                continue
+            grid.append((_name(method), swept, [f"{key}={value}" for value in values[: len(swept)]]))
             for (i, a), (j, b) in itertools.combinations(enumerate(swept), 2):
                 if a is not None and b is not None:
                     scores = similarities(a, b)
                     rows.append({"setting": key, "method": method, "value_a": values[i], "value_b": values[j],
                                  "ssim": scores["ssim"], "spearman": scores["spearman"]})
+        if interrupted:
+            break
     save_figure(grid_figure(grid, column_width=figure_cfg["column_width"] * 0.8, cmap=figure_cfg["cmap"],
                             title="hyperparameter sweep: " + "; ".join(sweeps)), folder / "sweep.png",
                 figure_cfg["dpi"])
     if rows:
         write_csv(folder / "sweep.csv", rows)
+    return interrupted
 
 
 def _name(key: str) -> str:

@@ -1,5 +1,6 @@
 """Sanity checks, the growing patch and sweeps, on small models with known answers."""
 import csv
+import itertools
 import json
 
 import numpy as np
@@ -99,6 +100,24 @@ def test_zero_noise_changes_no_map(small_model_path, tmp_path):
     assert len(unchanged) == 2 and all(float(row["ssim"]) == pytest.approx(1.0) for row in unchanged)
     noisy = [row for row in table if row["changed"] == "noise 1" and row["method"] == "grad"]
     assert float(noisy[0]["spearman"]) < 0.99
+
+
+def test_a_method_that_fails_on_one_variant_leaves_a_gap_in_its_curves(small_model_path, tmp_path, monkeypatch):
+    compute, calls = occlusion.attribute, itertools.count(1)
+
+    def fails_on_the_second_map(model, image, target, params):
+        if next(calls) == 2:
+            raise RuntimeError("diverged")
+        return compute(model, image, target, params)
+
+    monkeypatch.setattr(occlusion, "attribute", fails_on_the_second_map)
+    assert run_cli("-mp", small_model_path, "--sanity", "noise", "--set", "sanity.noise_levels=[0.5, 1.0]",
+                   "-hm", "grad", "occlusion", "-op", tmp_path, "-q") == 0
+    [folder] = tmp_path.iterdir()
+    table = rows(folder / "sanity_noise.csv")
+    assert [row["changed"] for row in table if row["method"] == "occlusion"] == ["original", "noise 1"]
+    assert [row["changed"] for row in table if row["method"] == "grad"] == ["original", "noise 0.5", "noise 1"]
+    assert (folder / "sanity_noise_curves.png").is_file()
 
 
 def test_sweeping_the_same_value_twice_gives_identical_maps(small_model_path, tmp_path):

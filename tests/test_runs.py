@@ -1,5 +1,7 @@
 """Runs are repeatable bit for bit, --rerun checks it, a failing or interrupted run loses nothing, and
 what a run writes is whole and has the usual permissions."""
+import csv
+import itertools
 import json
 import os
 import signal
@@ -69,14 +71,23 @@ def test_a_method_that_raises_is_reported_and_the_others_complete(small_model_pa
     assert "RuntimeError: the model said no" in capsys.readouterr().out
 
 
-def interrupt(model, image, target, params):
-    """Ctrl-C as the terminal sends it: a real SIGINT to this process, while the method runs."""
-    os.kill(os.getpid(), signal.SIGINT)
-    raise AssertionError("SIGINT did not interrupt the method")
+def interrupt_occlusion(monkeypatch, on_call: int) -> None:
+    """Ctrl-C as the terminal sends it, a real SIGINT to this process, during the on_call-th occlusion map."""
+    from methods import occlusion
+
+    compute, calls = occlusion.attribute, itertools.count(1)
+
+    def attribute(model, image, target, params):
+        if next(calls) == on_call:
+            os.kill(os.getpid(), signal.SIGINT)
+            raise AssertionError("SIGINT did not interrupt the method")
+        return compute(model, image, target, params)
+
+    monkeypatch.setattr(occlusion, "attribute", attribute)
 
 
 def test_ctrl_c_keeps_the_finished_maps_and_marks_the_run_incomplete(small_model_path, tmp_path, monkeypatch):
-    monkeypatch.setattr("methods.occlusion.attribute", interrupt)
+    interrupt_occlusion(monkeypatch, on_call=1)
     assert run_cli("-mp", small_model_path, "-hm", "grad", "ig", "occlusion", "gb", "-op", tmp_path, "-q") == 130
     [folder] = tmp_path.iterdir()
     assert sorted(np.load(folder / "heatmaps.npz").files) == ["grad", "ig", "input"]
@@ -84,6 +95,26 @@ def test_ctrl_c_keeps_the_finished_maps_and_marks_the_run_incomplete(small_model
     scores = json.loads((folder / "scores.json").read_text())["methods"]
     assert sorted(scores) == ["grad", "ig"]
     assert (folder / "heatmaps.png").is_file()
+
+
+EXPERIMENTS = {  # three steps each; Ctrl-C during the third leaves the first two, by the CSV's column
+    "sanity": (["--sanity", "noise", "--set", "sanity.noise_levels=[0.1, 0.5, 1.0]"], "sanity_noise.csv", "step",
+               {"0", "1"}),
+    "growing patch": (["--growing-patch", "--set", "growing_patch.sizes=[1, 3, 5]"], "growing_patch.csv", "patch",
+                      {"0", "1"}),
+    "sweep": (["--sweep", "occlusion.fill=0.0,0.5,1.0"], "sweep.csv", "value_b", {"0.5"}),
+}
+
+
+@pytest.mark.parametrize("name", EXPERIMENTS)
+def test_ctrl_c_keeps_an_experiments_finished_steps(name, small_model_path, tmp_path, monkeypatch):
+    flags, table, column, finished = EXPERIMENTS[name]
+    interrupt_occlusion(monkeypatch, on_call=3)
+    assert run_cli("-mp", small_model_path, "-hm", "grad", "occlusion", *flags, "-op", tmp_path, "-q") == 130
+    [folder] = tmp_path.iterdir()
+    assert json.loads((folder / "run.json").read_text())["incomplete"] is True
+    with open(folder / table) as handle:
+        assert {row[column] for row in csv.DictReader(handle)} == finished
 
 
 def test_run_files_get_the_usual_permissions(small_model_path, tmp_path):
