@@ -208,8 +208,7 @@ def run(args, argv: list[str]) -> tuple[int, Path | None]:
         names = display_names(keys, [r for item in items for r in item.results])
         header = {"model": str(args.model_path), "backend": cfg["backend"], "ground_truth": model.ground_truth is not None}
         rows = write(folder.path, items, backends, names, cfg, header, class_names)
-        record = run_record(argv, cfg, keys, args.model_path, files)
-        write_json(folder.path / "run.json", {**record, "incomplete": interrupted})
+        write_json(folder.path / "run.json", run_record(argv, cfg, keys, args.model_path, files, interrupted))
     except BaseException:
         folder.discard()
         raise
@@ -257,8 +256,7 @@ def experiment(args, argv, cfg, model, keys, image_input, files) -> int:
             else:
                 interrupted = experiments.sweep(*common, [*args.set, *flags], args.sweep, args.clamp_label,
                                                 cfg["backend"], folder.path, cfg["figure"])
-        record = run_record(argv, cfg, keys, args.model_path, files)
-        write_json(folder.path / "run.json", {**record, "incomplete": interrupted})
+        write_json(folder.path / "run.json", run_record(argv, cfg, keys, args.model_path, files, interrupted))
     except BaseException:
         folder.discard()
         raise

@@ -2,8 +2,6 @@
 patch, and hyperparameter sweeps (Bansal et al. 2020). Each writes a figure and a CSV."""
 from __future__ import annotations
 
-import csv
-import io
 import itertools
 from pathlib import Path
 
@@ -12,19 +10,10 @@ import numpy as np
 from core import config, variants
 from core.errors import UsageError
 from core.explain import explain
-from core.output import atomic, save_figure
+from core.output import save_figure, write_csv
 from core.plotting import curves_figure, grid_figure, heatmap_figure
 from core.similarity import ms_ssim, similarities, ssim
 from methods.registry import REGISTRY
-
-
-def write_csv(path: Path, rows: list[dict]) -> None:
-    text = io.StringIO()
-    writer = csv.DictWriter(text, fieldnames=list(rows[0]))
-    writer.writeheader()
-    writer.writerows(rows)
-    with atomic(path) as handle:
-        handle.write(text.getvalue().encode())
 
 
 def sanity(model, image, display, keys, cfg, target, backend, mode: str, folder: Path, scratch: Path) -> bool:

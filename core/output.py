@@ -5,6 +5,8 @@ complete, so a run never overwrites an earlier one and a failed run leaves nothi
 """
 from __future__ import annotations
 
+import csv
+import io
 import json
 import os
 import shutil
@@ -67,6 +69,15 @@ def write_json(path: Path, data) -> None:
 def write_npz(path: Path, arrays: dict[str, np.ndarray]) -> None:
     with atomic(path) as handle:
         np.savez_compressed(handle, **arrays)
+
+
+def write_csv(path: Path, rows: list[dict]) -> None:
+    text = io.StringIO()
+    writer = csv.DictWriter(text, fieldnames=list(rows[0]))
+    writer.writeheader()
+    writer.writerows(rows)
+    with atomic(path) as handle:
+        handle.write(text.getvalue().encode())
 
 
 def save_figure(figure, path: Path, dpi: int) -> None:

@@ -8,11 +8,14 @@ from datetime import datetime, timezone
 from importlib import metadata
 from pathlib import Path
 
+from core import config
+
 PACKAGES = ("numpy", "tensorflow", "keras", "innvestigate", "torch", "captum", "shap", "lime",
             "scikit-image", "scikit-learn", "scipy", "matplotlib", "pillow", "tqdm")
 
 
-def run_record(argv: list[str], cfg: dict, keys: list[str], model_path: Path, image_paths: list[Path]) -> dict:
+def run_record(argv: list[str], cfg: dict, keys: list[str], model_path: Path, image_paths: list[Path],
+               incomplete: bool) -> dict:
     return {
         "command": [Path(sys.argv[0]).name, *argv],
         "started": datetime.now(timezone.utc).isoformat(timespec="seconds"),
@@ -24,18 +27,13 @@ def run_record(argv: list[str], cfg: dict, keys: list[str], model_path: Path, im
         "python": sys.version.split()[0],
         "platform": platform.platform(),
         "versions": {name: _version(name) for name in PACKAGES},
+        "incomplete": incomplete,  # Ctrl-C stopped the run; what finished is here
     }
 
 
-def seeds(cfg: dict, prefix: str = "") -> dict[str, int]:
+def seeds(cfg: dict) -> dict[str, int]:
     """Every seed in the settings, by its --set key."""
-    found = {}
-    for name, value in cfg.items():
-        if isinstance(value, dict):
-            found.update(seeds(value, f"{prefix}{name}."))
-        elif "seed" in name:
-            found[prefix + name] = value
-    return found
+    return {key: value for key, value in config.flatten(cfg).items() if "seed" in key.rpartition(".")[2]}
 
 
 def _sha256(path: Path) -> str:

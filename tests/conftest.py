@@ -1,6 +1,7 @@
 """Shared fixtures: small center-pixel twins and a small CNN twin, built once per session, and a seeded rng."""
 from __future__ import annotations
 
+import itertools
 import json
 from pathlib import Path
 
@@ -105,6 +106,18 @@ def run_cli(*argv) -> int:
         return heatmap_script.main([str(a) for a in argv])
     except SystemExit as exit:  # argparse's own exit
         return exit.code
+
+
+def break_occlusion(monkeypatch, on_call: int, instead) -> None:
+    """Occlusion as usual, except that its on_call-th map calls instead() in its place."""
+    from methods import occlusion
+
+    compute, calls = occlusion.attribute, itertools.count(1)
+
+    def attribute(model, image, target, params):
+        return instead() if next(calls) == on_call else compute(model, image, target, params)
+
+    monkeypatch.setattr(occlusion, "attribute", attribute)
 
 
 @pytest.fixture

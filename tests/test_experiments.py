@@ -1,12 +1,11 @@
 """Sanity checks, the growing patch and sweeps, on small models with known answers."""
 import csv
-import itertools
 import json
 
 import numpy as np
 import pytest
 
-from conftest import SMALL, run_cli, save_with_twin
+from conftest import SMALL, break_occlusion, run_cli, save_with_twin
 from core import config, frameworks, variants
 from core.center_pixel import random_images
 from core.explain import explain
@@ -103,14 +102,10 @@ def test_zero_noise_changes_no_map(small_model_path, tmp_path):
 
 
 def test_a_method_that_fails_on_one_variant_leaves_a_gap_in_its_curves(small_model_path, tmp_path, monkeypatch):
-    compute, calls = occlusion.attribute, itertools.count(1)
+    def diverge():
+        raise RuntimeError("diverged")
 
-    def fails_on_the_second_map(model, image, target, params):
-        if next(calls) == 2:
-            raise RuntimeError("diverged")
-        return compute(model, image, target, params)
-
-    monkeypatch.setattr(occlusion, "attribute", fails_on_the_second_map)
+    break_occlusion(monkeypatch, 2, diverge)
     assert run_cli("-mp", small_model_path, "--sanity", "noise", "--set", "sanity.noise_levels=[0.5, 1.0]",
                    "-hm", "grad", "occlusion", "-op", tmp_path, "-q") == 0
     [folder] = tmp_path.iterdir()

@@ -1,7 +1,6 @@
 """Runs are repeatable bit for bit, --rerun checks it, a failing or interrupted run loses nothing, and
 what a run writes is whole and has the usual permissions."""
 import csv
-import itertools
 import json
 import os
 import signal
@@ -9,7 +8,7 @@ import signal
 import numpy as np
 import pytest
 
-from conftest import run_cli
+from conftest import break_occlusion, run_cli
 from methods.registry import BACKENDS, REGISTRY
 
 # Every method, cheap enough for a 12 x 12 RGB model.
@@ -71,23 +70,14 @@ def test_a_method_that_raises_is_reported_and_the_others_complete(small_model_pa
     assert "RuntimeError: the model said no" in capsys.readouterr().out
 
 
-def interrupt_occlusion(monkeypatch, on_call: int) -> None:
-    """Ctrl-C as the terminal sends it, a real SIGINT to this process, during the on_call-th occlusion map."""
-    from methods import occlusion
-
-    compute, calls = occlusion.attribute, itertools.count(1)
-
-    def attribute(model, image, target, params):
-        if next(calls) == on_call:
-            os.kill(os.getpid(), signal.SIGINT)
-            raise AssertionError("SIGINT did not interrupt the method")
-        return compute(model, image, target, params)
-
-    monkeypatch.setattr(occlusion, "attribute", attribute)
+def ctrl_c():
+    """Ctrl-C as the terminal sends it: a real SIGINT to this process, while a method runs."""
+    os.kill(os.getpid(), signal.SIGINT)
+    raise AssertionError("SIGINT did not interrupt the method")
 
 
 def test_ctrl_c_keeps_the_finished_maps_and_marks_the_run_incomplete(small_model_path, tmp_path, monkeypatch):
-    interrupt_occlusion(monkeypatch, on_call=1)
+    break_occlusion(monkeypatch, 1, ctrl_c)
     assert run_cli("-mp", small_model_path, "-hm", "grad", "ig", "occlusion", "gb", "-op", tmp_path, "-q") == 130
     [folder] = tmp_path.iterdir()
     assert sorted(np.load(folder / "heatmaps.npz").files) == ["grad", "ig", "input"]
@@ -109,7 +99,7 @@ EXPERIMENTS = {  # three steps each; Ctrl-C during the third leaves the first tw
 @pytest.mark.parametrize("name", EXPERIMENTS)
 def test_ctrl_c_keeps_an_experiments_finished_steps(name, small_model_path, tmp_path, monkeypatch):
     flags, table, column, finished = EXPERIMENTS[name]
-    interrupt_occlusion(monkeypatch, on_call=3)
+    break_occlusion(monkeypatch, 3, ctrl_c)
     assert run_cli("-mp", small_model_path, "-hm", "grad", "occlusion", *flags, "-op", tmp_path, "-q") == 130
     [folder] = tmp_path.iterdir()
     assert json.loads((folder / "run.json").read_text())["incomplete"] is True
