@@ -58,8 +58,8 @@ def center_cnn(cfg: dict):
     weights = build_weights(cfg["image_size"], cfg["num_classes"], params["alpha"], params["weight_seed"],
                             params["noise_weight_scale"])
     keras_model = keras_center_cnn(weights)
-    twin, spec = twin_of(keras_model)
-    return keras_model, twin, {"architecture": "sequential", "arguments": {"spec": spec}}
+    twin, arguments = twin_of(keras_model)
+    return keras_model, twin, {"architecture": "sequential", "arguments": arguments}
 
 
 def center_checks(cfg: dict, keras_net, torch_net, twin_tolerance: float | None = None):
@@ -82,8 +82,8 @@ def digits(cfg: dict):
     from core.twins import twin_of
 
     keras_model = train(cfg["digits"])
-    twin, spec = twin_of(keras_model)
-    return keras_model, twin, {"architecture": "sequential", "arguments": {"spec": spec},
+    twin, arguments = twin_of(keras_model)
+    return keras_model, twin, {"architecture": "sequential", "arguments": arguments,
                                "class_names": [str(digit) for digit in range(10)]}
 
 

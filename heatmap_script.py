@@ -17,7 +17,7 @@ from pathlib import Path
 import settings
 from core import config, frameworks
 from core.errors import UsageError
-from methods.registry import ANY, BACKENDS, METHODS, REGISTRY, expand, groups
+from methods.registry import ANY, BACKENDS, METHODS, REGISTRY, expand, groups, label
 
 
 class Parser(argparse.ArgumentParser):
@@ -38,19 +38,20 @@ def build_parser() -> Parser:
                "Settings and their defaults are in settings.py; override any with --set KEY=VALUE.")
     parser.add_argument("-ip", "--img_path", type=Path, nargs="+", metavar="IMAGE",
                         help="image files (any format PIL reads) and folders of them; default: a seeded random image")
-    parser.add_argument("-mp", "--model_path", type=Path, default=Path(settings.model_path),
+    parser.add_argument("-mp", "--model_path", type=Path,
                         help=f"Keras classifier (.h5/.keras) or TorchScript classifier (.pt); a model from "
-                             f"create_model.py brings its twin (default: {settings.model_path})")
+                             f"create_model.py brings its twin (default: settings.model_path, {settings.model_path})")
     parser.add_argument("-hm", "--heatmap_methods", nargs="+", default=["all"], metavar="KEY",
                         help="methods to run: keys below, a family, or all (default: all)")
     parser.add_argument("-cl", "--clamp_label", type=int, metavar="CLASS",
                         help="class to explain (default: the predicted class)")
     parser.add_argument("-cp", "--centre_pixel", type=int, metavar="LEVEL",
                         help="set the center pixel to this 8-bit gray level (0-255) before explaining")
-    parser.add_argument("-op", "--out_path", type=Path, default=Path(settings.out_path),
-                        help=f"folder that receives the run folder (default: {settings.out_path}/)")
-    parser.add_argument("--backend", choices=BACKENDS, help="framework of the gradient family: keras "
-                        "(innvestigate) or torch (captum, on the PyTorch twin) (default: settings.backend)")
+    parser.add_argument("-op", "--out_path", type=Path,
+                        help=f"folder that receives the run folder (default: settings.out_path, {settings.out_path}/)")
+    parser.add_argument("--backend", choices=("auto", *BACKENDS), help="framework of the gradient family: keras "
+                        "(innvestigate), torch (captum), or auto: Keras where the model has a Keras version "
+                        "(default: settings.backend)")
     parser.add_argument("--compare-backends", action="store_true",
                         help="compute the gradient family on both twins and report how far they agree "
                              f"(-hm defaults to: {' '.join(comparable())})")
@@ -104,16 +105,24 @@ def display_names(keys: list[str], results) -> dict[str, str]:
     names = {}
     for key in keys:
         layered = dict.fromkeys(name for result in results for name in result.maps if name.startswith(f"{key}@"))
-        names.update({name: f"{REGISTRY[key].name} @{name.split('@', 1)[1]}" for name in layered} or
-                     {key: REGISTRY[key].name})
+        names.update({name: label(name) for name in layered} or {key: label(key)})
     return names
 
 
-def rerun(record_path: Path) -> int:
-    """Repeats the run recorded in run.json, with its recorded settings, and reports whether every
-    map is bit-identical to the recorded run's."""
+RERUN_FLAGS = ("rerun", "out_path", "quiet", "verbose")  # what may come with --rerun
+
+
+def rerun(args) -> int:
+    """Repeats the run recorded in run.json, with its recorded settings, into a new folder (beside
+    the recorded one, or in -op), and reports whether every map is bit-identical to the recorded run's."""
     import numpy as np
 
+    defaults = vars(build_parser().parse_args([]))
+    extra = [name for name, value in vars(args).items() if name not in RERUN_FLAGS and value != defaults[name]]
+    if extra:
+        raise UsageError(f"--rerun repeats the recorded command as it was; drop {', '.join(extra)} "
+                         "(only -op, -q and -v go with it)")
+    record_path = args.rerun
     try:
         record = json.loads(record_path.read_text())
         argv = [str(a) for a in record["command"][1:]]
@@ -122,6 +131,7 @@ def rerun(record_path: Path) -> int:
     except (OSError, ValueError, KeyError, TypeError) as error:
         raise UsageError(f"cannot repeat {record_path} ({error}); give the run.json of a finished run") from None
     overrides = [arg for key, value in config.flatten(settings_used).items() for arg in ("--set", f"{key}={value!r}")]
+    overrides += ["-op", str(args.out_path)] * (args.out_path is not None) + ["-q"] * args.quiet
     code, folder = run(build_parser().parse_args(argv + overrides), argv + overrides)
     if code == 130:
         return code
@@ -147,9 +157,8 @@ def run(args, argv: list[str]) -> tuple[int, Path | None]:
     from core.report import Explained, unique_stems, write
     from core.scores import format_table
 
-    flags = [f"seed={args.seed}"] * (args.seed is not None) + [f"backend={args.backend!r}"] * (args.backend is not None)
-    flags += [f"device={args.device!r}"] * (args.device is not None) + preprocess_flags(args.preprocess)
-    cfg = config.load(overrides=args.set + flags)
+    cfg = config.load(overrides=args.set + flag_settings(args))
+    model_path, out_path = Path(cfg["model_path"]), Path(cfg["out_path"])
     keys = chosen_methods(args)
     if args.centre_pixel is not None and not 0 <= args.centre_pixel <= 255:
         raise UsageError(f"-cp {args.centre_pixel} is not an 8-bit gray level; give 0 to 255")
@@ -159,7 +168,7 @@ def run(args, argv: list[str]) -> tuple[int, Path | None]:
     class_names = read_labels(args.labels) if args.labels else None
 
     preprocess = Preprocess(**cfg["preprocess"])
-    model = Model(args.model_path, backend=cfg["backend"], evaluate_with=cfg["evaluate_with"],
+    model = Model(model_path, evaluate_with=cfg["evaluate_with"],
                   engine_options=EngineOptions(**cfg["perturbation"], progress=not args.quiet),
                   preprocess=preprocess, device=cfg["device"], trust=args.trust_model)
     preprocess.check(model.input_shape[-1])
@@ -169,10 +178,10 @@ def run(args, argv: list[str]) -> tuple[int, Path | None]:
                          "give one name per line, one line per class")
     if args.clamp_label is not None and not 0 <= args.clamp_label < model.num_classes:
         raise UsageError(f"-cl {args.clamp_label} is not a class of this model; give 0 to {model.num_classes - 1}")
-    backends = list(BACKENDS) if args.compare_backends else [cfg["backend"]]
     if args.compare_backends and set(model.frameworks) != set(BACKENDS):
-        raise UsageError(f"--compare-backends needs a Keras model and its PyTorch twin; {args.model_path} has "
+        raise UsageError(f"--compare-backends needs a Keras model and its PyTorch twin; {model_path} has "
                          f"{' and '.join(model.frameworks)} only")
+    backends = list(BACKENDS) if args.compare_backends else [model.gradient_backend(cfg["backend"])]
 
     model.load({REGISTRY[key].runs_on(backend, model.frameworks) for key in keys for backend in backends})
     if files:
@@ -188,9 +197,9 @@ def run(args, argv: list[str]) -> tuple[int, Path | None]:
         if sum(experiments) > 1 or len(inputs) > 1 or args.compare_backends:
             raise UsageError("run one experiment (--sanity, --growing-patch or --sweep) at a time, on one image, "
                              "without --compare-backends")
-        return experiment(args, argv, cfg, model, keys, inputs[0], files), None
+        return experiment(args, argv, cfg, model, backends[0], keys, inputs[0], files), None
 
-    folder = RunFolder(args.out_path, inputs[0][0] if len(inputs) == 1 else f"{inputs[0][0]}+{len(inputs) - 1}")
+    folder = RunFolder(out_path, inputs[0][0] if len(inputs) == 1 else f"{inputs[0][0]}+{len(inputs) - 1}")
     try:
         items, interrupted = [], False
         for stem, source, pixels in inputs:
@@ -206,9 +215,10 @@ def run(args, argv: list[str]) -> tuple[int, Path | None]:
             if interrupted:
                 break
         names = display_names(keys, [r for item in items for r in item.results])
-        header = {"model": str(args.model_path), "backend": cfg["backend"], "ground_truth": model.ground_truth is not None}
+        header = {"model": str(model_path), "backend": backends[0], "evaluated_with": model.evaluator_framework,
+                  "ground_truth": model.ground_truth is not None}
         rows = write(folder.path, items, backends, names, cfg, header, class_names)
-        write_json(folder.path / "run.json", run_record(argv, cfg, keys, args.model_path, files, interrupted))
+        write_json(folder.path / "run.json", run_record(argv, cfg, keys, model_path, files, interrupted))
     except BaseException:
         folder.discard()
         raise
@@ -229,7 +239,7 @@ def run(args, argv: list[str]) -> tuple[int, Path | None]:
     return (1 if any(r.failures for item in items for r in item.results) else 0), final
 
 
-def experiment(args, argv, cfg, model, keys, image_input, files) -> int:
+def experiment(args, argv, cfg, model, backend, keys, image_input, files) -> int:
     """--sanity, --growing-patch or --sweep on one image; the run folder gets its figures and CSV."""
     import tempfile
 
@@ -239,42 +249,49 @@ def experiment(args, argv, cfg, model, keys, image_input, files) -> int:
 
     stem, _, pixels = image_input
     image = model.preprocess(pixels)
-    flags = [f"seed={args.seed}"] * (args.seed is not None) + [f"backend={args.backend!r}"] * (args.backend is not None)
+    flags = flag_settings(args)
     for text in args.sweep:  # every value checked before any work
         key, values = experiments.parse_sweep(text)
         for value in values:
             config.load(overrides=[*args.set, *flags, f"{key}={value}"])
-    folder = RunFolder(args.out_path, stem)
+    folder = RunFolder(Path(cfg["out_path"]), stem)
     try:
         with tempfile.TemporaryDirectory(prefix="heatmaps-variants-") as scratch:
             common = (model, image, pixels, keys)
             if args.sanity:
-                interrupted = experiments.sanity(*common, cfg, args.clamp_label, cfg["backend"], args.sanity,
+                outcome = experiments.sanity(*common, cfg, args.clamp_label, backend, args.sanity,
                                                  folder.path, Path(scratch))
             elif args.growing_patch:
-                interrupted = experiments.growing_patch(*common, cfg, args.clamp_label, cfg["backend"], folder.path)
+                outcome = experiments.growing_patch(*common, cfg, args.clamp_label, backend, folder.path)
             else:
-                interrupted = experiments.sweep(*common, [*args.set, *flags], args.sweep, args.clamp_label,
-                                                cfg["backend"], folder.path, cfg["figure"])
-        write_json(folder.path / "run.json", run_record(argv, cfg, keys, args.model_path, files, interrupted))
+                outcome = experiments.sweep(*common, [*args.set, *flags], args.sweep, args.clamp_label,
+                                                backend, folder.path, cfg["figure"])
+        write_json(folder.path / "run.json",
+                   run_record(argv, cfg, keys, Path(cfg["model_path"]), files, outcome.interrupted))
     except BaseException:
         folder.discard()
         raise
     final = folder.publish()
-    if interrupted:
+    if outcome.interrupted:
         print(f"interrupted: the finished steps are in {final} (run.json says incomplete)", file=sys.stderr)
         return 130
+    for step, key, error in outcome.failures:
+        print(f"{REGISTRY[key].name} ({key}) failed at {step}: {error}")
     print("wrote " + ", ".join(str(p) for p in sorted(final.iterdir()) if p.name != "run.json"))
-    return 0
+    return 1 if outcome.failures else 0
 
 
-def preprocess_flags(scheme: str | None) -> list[str]:
-    """--set overrides for a named input scaling."""
+def flag_settings(args) -> list[str]:
+    """The settings that the command line's flags stand for, as --set overrides (after --set's own)."""
     from core.images import IMAGENET
 
-    return {None: [], "unit": ["preprocess.range='unit'"], "byte": ["preprocess.range='byte'"],
-            "imagenet": ["preprocess.range='unit'", f"preprocess.mean={IMAGENET['mean']}",
-                         f"preprocess.std={IMAGENET['std']}"]}[scheme]
+    flags = {"model_path": args.model_path, "out_path": args.out_path, "seed": args.seed, "backend": args.backend,
+             "device": args.device}
+    overrides = [f"{key}={value if isinstance(value, int) else str(value)!r}" for key, value in flags.items()
+                 if value is not None]
+    return overrides + {None: [], "unit": ["preprocess.range='unit'"], "byte": ["preprocess.range='byte'"],
+                        "imagenet": ["preprocess.range='unit'", f"preprocess.mean={IMAGENET['mean']}",
+                                     f"preprocess.std={IMAGENET['std']}"]}[args.preprocess]
 
 
 def read_labels(path: Path) -> list[str]:
@@ -290,7 +307,7 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     frameworks.verbose(args.verbose)
     try:
-        return rerun(args.rerun) if args.rerun else run(args, argv)[0]
+        return rerun(args) if args.rerun else run(args, argv)[0]
     except UsageError as error:
         print(f"error: {error}", file=sys.stderr)
         return 2

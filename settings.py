@@ -39,7 +39,9 @@ digits = dict(
 seed = 0  # seed of the random input image used when no -ip is given (--seed overrides)
 max_image_pixels = 50_000_000  # larger images are refused before they are decoded (decompression bombs)
 out_path = "results"  # default -op
-backend = "keras"  # framework of the gradient family: keras (innvestigate) or torch (captum); --backend
+# Framework of the gradient family: keras (innvestigate), torch (captum), or auto: Keras where the
+# model has a Keras version, else PyTorch; --backend
+backend = "auto"
 # Framework behind probabilities (perturbation methods, the predicted class): "auto" takes the
 # PyTorch twin where the model has one (1.7x faster for PDA on a CPU; verified equal to 1e-9 when built).
 evaluate_with = "auto"
@@ -118,10 +120,13 @@ deeplift = dict(
     baseline=0.0,  # the baseline image's value at every pixel (0.0: the all-zero image)
 )
 
-# lrp: Layer-wise Relevance Propagation (Bach et al. 2015). Of the four rules only lrp.epsilon
-# has a setting; lrp.z, lrp.alpha1beta0 and lrp.alpha2beta1 have none.
+# lrp: Layer-wise Relevance Propagation (Bach et al. 2015). lrp.z has no setting.
 lrp = dict(
     epsilon=1e-7,  # stabilizer of lrp.epsilon: z + epsilon * sign(z) in each denominator
+    # where the alpha-beta rules put a layer's bias b: "split", as Bach et al. 2015 define them
+    # (b+ in the positive denominator z+, b- in z-), or "whole", as innvestigate 2.1.2 computes
+    # them (all of b in both z+ and z-)
+    alpha_beta_bias="split",
 )
 
 # occlusion: Zeiler & Fergus 2014. A pixel's relevance is the drop of the explained class's
@@ -132,13 +137,21 @@ occlusion = dict(
     fill=0.0,  # value the patch is set to
 )
 
-# pda: Prediction Difference Analysis (Zintgraf et al. 2017), marginal sampling: each pixel is
-# set to `levels` gray values evenly spaced over 0..255 in turn, and
-# relevance = log2-odds(p'(c | x)) - log2-odds(mean over values of p'(c | x with the pixel changed)),
-# with the Laplace correction p' = (p * N + 1) / (N + K).
+# pda: Prediction Difference Analysis (Zintgraf et al. 2017). A window of the input is replaced by
+# draws from a prior; relevance = log2-odds(p'(c | x)) - log2-odds(mean over draws of p'(c | x with
+# the window replaced)), with the Laplace correction p' = (p * N + 1) / (N + K); a pixel gets the
+# mean over the windows that hold it. Zintgraf et al. use windows of several pixels and the data's
+# marginal (a folder of images here); the default, single pixels and a uniform prior over the
+# 8-bit levels, is exact on the center-pixel models, whose classes are those levels.
 pda = dict(
     train_samples=256_000,  # N of the Laplace correction
-    levels=256,  # gray values tried at each pixel (256: every 8-bit value)
+    levels=256,  # uniform prior, window 1: gray values tried at each input element (256: every 8-bit value)
+    window=1,  # side of the square window, in pixels
+    # "uniform" (8-bit levels), "image" (windows from random positions of the image itself), or a
+    # folder of images (the same window from random images in it)
+    prior="uniform",
+    samples=10,  # draws per window, except for the uniform prior with window 1, which tries every level
+    seed=0,  # seed of the draws
 )
 
 # shapley: Shapley value sampling (Castro et al. 2009; Strumbelj & Kononenko 2010): the mean

@@ -24,6 +24,7 @@ def measure(key: str, backend: str, model_path: Path, image_path: Path) -> dict:
     start = time.perf_counter()
     import settings
     from core import frameworks
+    from core.errors import NotApplicable
     from core.images import load_image
     from core.model import Model
     from methods.registry import REGISTRY
@@ -35,7 +36,10 @@ def measure(key: str, backend: str, model_path: Path, image_path: Path) -> dict:
     image = load_image(image_path, model.input_shape)
     target = int(model.probabilities(image[None])[0].argmax())
     function = method.function(backend)
-    function(model, image, target, params)
+    try:
+        function(model, image, target, params)
+    except NotApplicable as reason:
+        return {"not_applicable": str(reason)}
     first = time.perf_counter() - start
     start = time.perf_counter()
     function(model, image, target, params)
@@ -63,6 +67,10 @@ def main() -> None:
                                     "--image", str(args.image)], check=True, capture_output=True, text=True)
             rows[backend] = json.loads(child.stdout.strip().splitlines()[-1])
         keras, torch = rows["keras"], rows["torch"]
+        reason = keras.get("not_applicable") or torch.get("not_applicable")
+        if reason:
+            print(f"| {key} | not applicable: {reason} | | | | | |", flush=True)
+            continue
         print(f"| {key} | {keras['first']:.2f} | {torch['first']:.2f} | {keras['first'] / torch['first']:.1f}x "
               f"| {keras['again']:.3f} | {torch['again']:.3f} | {keras['again'] / torch['again']:.1f}x |", flush=True)
 

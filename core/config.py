@@ -52,7 +52,7 @@ GLOBAL_RULES = {
     "seed": SEED,
     "max_image_pixels": Int(min=1),
     "out_path": Text(),
-    "backend": Choice(BACKENDS),
+    "backend": Choice(("auto", *BACKENDS)),
     "evaluate_with": Choice(("auto", "keras", "torch")),
     "device": Choice(("auto", "cpu", "cuda")),
     "preprocess": {

@@ -28,7 +28,8 @@ def dataset(params: dict) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarra
 
 
 def train(params: dict):
-    """The trained Keras model: conv1, pool1, conv2, pool2, conv3 (ReLU), gap, logits, softmax."""
+    """The trained Keras model: conv1, pool1, conv2, pool2, conv3 (ReLU), gap, logits, softmax.
+    It is float64, as its PyTorch twin is, so that the two agree to 1e-9."""
     tf = frameworks.tensorflow()
     layers, init = tf.keras.layers, tf.keras.initializers
     seed, size = params["seed"], params["image_size"]
@@ -38,21 +39,21 @@ def train(params: dict):
         return layers.Conv2D(filters, 3, padding="same", activation="relu", name=name,
                              kernel_initializer=init.HeUniform(seed=seed + offset))
 
-    inputs = tf.keras.Input((size, size, 1), name="image")
-    hidden = layers.MaxPooling2D(2, name="pool1")(conv(params["channels"], "conv1", 1)(inputs))
-    hidden = layers.MaxPooling2D(2, name="pool2")(conv(2 * params["channels"], "conv2", 2)(hidden))
-    hidden = layers.GlobalAveragePooling2D(name="gap")(conv(2 * params["channels"], "conv3", 3)(hidden))
-    logits = layers.Dense(10, name="logits", kernel_initializer=init.GlorotUniform(seed=seed + 4))(hidden)
-    model = tf.keras.Model(inputs, layers.Activation("softmax", name="softmax")(logits), name="digits")
-    model.compile(tf.keras.optimizers.legacy.Adam(params["learning_rate"]), "sparse_categorical_crossentropy")
-
-    rng = np.random.default_rng(seed)
-    batch = params["batch_size"]
-    for _ in range(params["epochs"]):
-        order = rng.permutation(len(x_train))
-        for start in range(0, len(order), batch):
-            rows = order[start:start + batch]
-            model.train_on_batch(x_train[rows], y_train[rows])
+    with frameworks.keras_floatx("float64"):  # the layers, the optimizer and the training steps
+        inputs = tf.keras.Input((size, size, 1), name="image")
+        hidden = layers.MaxPooling2D(2, name="pool1")(conv(params["channels"], "conv1", 1)(inputs))
+        hidden = layers.MaxPooling2D(2, name="pool2")(conv(2 * params["channels"], "conv2", 2)(hidden))
+        hidden = layers.GlobalAveragePooling2D(name="gap")(conv(2 * params["channels"], "conv3", 3)(hidden))
+        logits = layers.Dense(10, name="logits", kernel_initializer=init.GlorotUniform(seed=seed + 4))(hidden)
+        model = tf.keras.Model(inputs, layers.Activation("softmax", name="softmax")(logits), name="digits")
+        model.compile(tf.keras.optimizers.legacy.Adam(params["learning_rate"]), "sparse_categorical_crossentropy")
+        rng = np.random.default_rng(seed)
+        batch = params["batch_size"]
+        for _ in range(params["epochs"]):
+            order = rng.permutation(len(x_train))
+            for start in range(0, len(order), batch):
+                rows = order[start:start + batch]
+                model.train_on_batch(x_train[rows], y_train[rows])
     return model
 
 

@@ -3,6 +3,7 @@ patch, and hyperparameter sweeps (Bansal et al. 2020). Each writes a figure and 
 from __future__ import annotations
 
 import itertools
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -13,12 +14,20 @@ from core.explain import explain
 from core.output import save_figure, write_csv
 from core.plotting import curves_figure, grid_figure, heatmap_figure
 from core.similarity import ms_ssim, similarities, ssim
-from methods.registry import REGISTRY
+from methods.registry import REGISTRY, label as method_name
 
 
-def sanity(model, image, display, keys, cfg, target, backend, mode: str, folder: Path, scratch: Path) -> bool:
-    """Maps of the original model, then after each randomization step (or noise level). Returns
-    whether Ctrl-C stopped it, in which case the finished steps are written."""
+@dataclass
+class Outcome:
+    """How an experiment ended: the methods that failed, (step, method key, error) each, and whether
+    Ctrl-C stopped it (its finished steps are written either way)."""
+
+    failures: list[tuple[str, str, str]]
+    interrupted: bool
+
+
+def sanity(model, image, display, keys, cfg, target, backend, mode: str, folder: Path, scratch: Path) -> Outcome:
+    """Maps of the original model, then after each randomization step (or noise level)."""
     params = cfg["sanity"]
     original = with_maps(explain(model, image, display, "original", keys, cfg, target, backend))
     target = original.target  # every step explains the original's class
@@ -52,23 +61,25 @@ def sanity(model, image, display, keys, cfg, target, backend, mode: str, folder:
             rows.append({"method": key, "step": step, "changed": columns[step], **scores})
             for metric, value in scores.items():
                 curves[key][metric].append(value)
+    failures = _failures(columns, results)
+    rows += [{"method": key, "step": columns.index(label), "changed": label, "error": error}
+             for label, key, error in failures]
     title = {"cascading": "cascading randomization, from the output layer down",
              "independent": "independent randomization, one layer at a time",
              "noise": "Gaussian noise on every weight, relative to each array's std"}[mode]
-    grid = [(_name(key), [result.maps.get(key) for result in results], columns) for key in map_keys]
+    grid = [(method_name(key), [_map_or_reason(result, key) for result in results], columns) for key in map_keys]
     figure_cfg = cfg["figure"]
     save_figure(grid_figure(grid, column_width=figure_cfg["column_width"] * 0.8, cmap=figure_cfg["cmap"],
                             title=title), folder / f"sanity_{mode}.png", figure_cfg["dpi"])
-    save_figure(curves_figure(columns, {_name(key): values for key, values in curves.items()},
+    save_figure(curves_figure(columns, {method_name(key): values for key, values in curves.items()},
                               title=f"similarity to the original map: {title}"),
                 folder / f"sanity_{mode}_curves.png", figure_cfg["dpi"])
     write_csv(folder / f"sanity_{mode}.csv", rows)
-    return interrupted
+    return Outcome(failures, interrupted)
 
 
-def growing_patch(model, image, display, keys, cfg, target, backend, folder: Path) -> bool:
-    """Maps as a square patch of `fill` grows from `position`; SSIM and MS-SSIM to the unoccluded map.
-    Returns whether Ctrl-C stopped it, in which case the finished sizes are written."""
+def growing_patch(model, image, display, keys, cfg, target, backend, folder: Path) -> Outcome:
+    """Maps as a square patch of `fill` grows from `position`; SSIM and MS-SSIM to the unoccluded map."""
     params, preprocess = cfg["growing_patch"], model.preprocess
     height, width = display.shape[:2]
     row, column = params["position"] or (0, 0)
@@ -85,19 +96,22 @@ def growing_patch(model, image, display, keys, cfg, target, backend, folder: Pat
         if result.interrupted:
             break
         results.append(result)
-    names = {key: _name(key) for key in results[0].maps}
+    names = {key: method_name(key) for key in results[0].maps}
     figure_cfg = cfg["figure"]
     save_figure(heatmap_figure(results, names, crop=figure_cfg["crop"], column_width=figure_cfg["column_width"],
                                cmap=figure_cfg["cmap"]), folder / "growing_patch.png", figure_cfg["dpi"])
     rows = []
-    for size, result in zip([0, *params["sizes"]], results):
+    sizes = [0, *params["sizes"]]
+    for size, result in zip(sizes, results):
         for key, reference in results[0].maps.items():
             if key in result.maps:
                 rows.append({"method": key, "patch": size, "top1": result.predicted,
                              "explained_probability": result.target_probability,
                              "ssim": ssim(reference, result.maps[key]), "ms_ssim": ms_ssim(reference, result.maps[key])})
+        rows += [{"method": key, "patch": size, "error": error} for key, error in result.failures.items()]
+    failures = _failures([result.name for result in results], results)
     write_csv(folder / "growing_patch.csv", rows)
-    return len(results) <= len(params["sizes"])
+    return Outcome(failures, len(results) <= len(params["sizes"]))
 
 
 def with_maps(result):
@@ -121,10 +135,9 @@ def parse_sweep(text: str) -> tuple[str, list[str]]:
 
 
 def sweep(model, image, display, keys, cfg_overrides: list[str], sweeps: list[str], target, backend,
-          folder: Path, figure_cfg: dict) -> bool:
-    """Each swept setting at each value, for the chosen methods that read it. Returns whether Ctrl-C
-    stopped it, in which case the finished values are written."""
-    grid, rows, interrupted = [], [], False
+          folder: Path, figure_cfg: dict) -> Outcome:
+    """Each swept setting at each value, for the chosen methods that read it."""
+    grid, rows, failures, interrupted = [], [], [], False
     for text in sweeps:
         key, values = parse_sweep(text)
         section = key.split(".")[0]
@@ -141,14 +154,17 @@ def sweep(model, image, display, keys, cfg_overrides: list[str], sweeps: list[st
             if index == 0:
                 with_maps(result)  # which also ends the run if Ctrl-C came before any value finished
             target = result.target
+            failures += _failures([result.name], [result])
+            rows += [{"setting": key, "method": method, "value_a": value, "error": error}
+                     for _, method, error in _failures([result.name], [result])]
             for method in methods:
-                maps[method].append(result.maps.get(method))
+                maps[method].append(_map_or_reason(result, method))
         for method, swept in maps.items():
             if not swept:  # Ctrl-C stopped this sweep at its first value
                 continue
-            grid.append((_name(method), swept, [f"{key}={value}" for value in values[: len(swept)]]))
+            grid.append((method_name(method), swept, [f"{key}={value}" for value in values[: len(swept)]]))
             for (i, a), (j, b) in itertools.combinations(enumerate(swept), 2):
-                if a is not None and b is not None:
+                if isinstance(a, np.ndarray) and isinstance(b, np.ndarray):
                     scores = similarities(a, b)
                     rows.append({"setting": key, "method": method, "value_a": values[i], "value_b": values[j],
                                  "ssim": scores["ssim"], "spearman": scores["spearman"]})
@@ -159,9 +175,16 @@ def sweep(model, image, display, keys, cfg_overrides: list[str], sweeps: list[st
                 figure_cfg["dpi"])
     if rows:
         write_csv(folder / "sweep.csv", rows)
-    return interrupted
+    return Outcome(failures, interrupted)
 
 
-def _name(key: str) -> str:
-    base, _, layer = key.partition("@")
-    return REGISTRY[base].name + (f" @{layer}" if layer else "")
+def _failures(labels: list[str], results) -> list[tuple[str, str, str]]:
+    """(step label, method key, error) for every method that raised at a step."""
+    return [(label, key, error) for label, result in zip(labels, results) for key, error in result.failures.items()]
+
+
+def _map_or_reason(result, key: str):
+    """A step's map for the figure, or the reason it has none."""
+    if key in result.maps:
+        return result.maps[key]
+    return f"failed: {result.failures[key]}" if key in result.failures else None

@@ -37,6 +37,7 @@ def explain(model, image: np.ndarray, display: np.ndarray, name: str, keys: list
         try:
             model.require(framework, key)
             function = method.function(framework)  # imports the method's libraries, outside the timing
+            evaluations = model.evaluations.copy()
             start = time.perf_counter()
             maps, extras = contract.check(key, function(model, image, target, params), image.shape[:2])
         except NotApplicable as reason:
@@ -53,6 +54,9 @@ def explain(model, image: np.ndarray, display: np.ndarray, name: str, keys: list
             result.failures[key] = f"{type(error).__name__}: {error}"
             continue
         seconds = time.perf_counter() - start
+        result.frameworks[key] = framework
+        if model.evaluations != evaluations:
+            result.evaluations[key] = dict(model.evaluations - evaluations)
         for name, attribution in maps.items():
             result.maps[name], result.seconds[name] = attribution, seconds / len(maps)
         if extras:
@@ -63,7 +67,10 @@ def explain(model, image: np.ndarray, display: np.ndarray, name: str, keys: list
 def scores(result: ImageResult, crop: int) -> dict[str, dict]:
     table = {}
     for key, attribution in result.maps.items():
-        table[key] = {**center_scores(attribution, crop), "seconds": round(result.seconds[key], 4)}
+        method = key.partition("@")[0]
+        table[key] = {**center_scores(attribution, crop), "seconds": round(result.seconds[key], 4),
+                      "framework": result.frameworks[method],
+                      **({"evaluations": result.evaluations[method]} if method in result.evaluations else {})}
     for key, reason in result.skipped.items():
         table[key] = {"not_applicable": reason}
     for key, reason in result.failures.items():

@@ -13,9 +13,11 @@ from __future__ import annotations
 
 import json
 import pickle
+from collections import Counter
 from contextlib import contextmanager
 from functools import cached_property
 from pathlib import Path
+from typing import Callable
 
 import numpy as np
 
@@ -26,15 +28,16 @@ from core.images import Preprocess
 from core.perturb import AffineSplit, Engine, EngineOptions
 
 KERAS_SUFFIXES = (".h5", ".keras")
+FRAMEWORK_NAMES = {"keras": "Keras", "torch": "PyTorch"}
 PROBE_SIZES = (224, 227, 32, 28, 64, 128, 256, 299)  # tried for a TorchScript conv net's input side
 
 
 class Model:
-    """`backend` runs the gradient family; `evaluate_with` serves logits and probabilities:
-    "auto" takes the PyTorch twin where there is one (faster on a CPU, and verified equal to
-    the Keras model to 1e-9 when built), else the one framework the model has."""
+    """`evaluate_with` serves logits and probabilities: "auto" takes the PyTorch twin where there is
+    one (faster on a CPU, and verified equal to the Keras model to 1e-9 when built), else the one
+    framework the model has."""
 
-    def __init__(self, path: str | Path, backend: str = "keras", evaluate_with: str = "auto",
+    def __init__(self, path: str | Path, evaluate_with: str = "auto",
                  engine_options: EngineOptions = EngineOptions(), preprocess: Preprocess = Preprocess(),
                  device: str = "auto", trust: bool = False):
         self.path = Path(path)
@@ -42,10 +45,11 @@ class Model:
             raise UsageError(f"model file {self.path} not found; build the models with: python create_model.py")
         if self.path.suffix not in (*KERAS_SUFFIXES, ".pt"):
             raise UsageError(f"{self.path}: give a Keras model (.h5, .keras) or a PyTorch model (.pt)")
-        self.backend, self.evaluate_with, self.engine_options = backend, evaluate_with, engine_options
+        self.evaluate_with, self.engine_options = evaluate_with, engine_options
         self.preprocess, self.device, self.trust = preprocess, device, trust
         card_path = self.path.with_suffix(".json")
         self.card = json.loads(card_path.read_text()) if card_path.is_file() else {}
+        self.evaluations: Counter = Counter()  # model evaluations by the engine, by path ("full", "fast")
 
     @cached_property
     def files(self) -> dict[str, Path]:
@@ -81,6 +85,16 @@ class Model:
         """The frameworks this model runs on."""
         return tuple(name for name in ("keras", "torch") if name in self.files)
 
+    def gradient_backend(self, requested: str) -> str:
+        """The framework that runs the gradient family: `requested`, or for "auto" Keras where the
+        model has a Keras version and PyTorch otherwise. A framework the model lacks is refused."""
+        if requested == "auto":
+            return "keras" if "keras" in self.frameworks else "torch"
+        if requested not in self.frameworks:
+            raise UsageError(f"backend {requested}: {self.path} has no {FRAMEWORK_NAMES[requested]} version; "
+                             f"leave the backend at 'auto' or choose {' or '.join(self.frameworks)}")
+        return requested
+
     def load(self, frameworks_needed: set[str]) -> None:
         """Loads the evaluator and the needed frameworks' models now, so that a bad model file is a
         one-line error before any work, not a failure of every method."""
@@ -94,12 +108,19 @@ class Model:
             raise NotApplicable(f"{key} runs on {framework} and {self.path} has no {framework} version")
 
     # ---- evaluation ----
+    @property
+    def evaluator_framework(self) -> str:
+        """The framework that serves logits and probabilities (see `evaluate_with`)."""
+        if self.evaluate_with == "auto":
+            return "torch" if "torch" in self.frameworks else "keras"
+        if self.evaluate_with not in self.frameworks:
+            raise UsageError(f"evaluate_with {self.evaluate_with}: {self.path} has no "
+                             f"{FRAMEWORK_NAMES[self.evaluate_with]} version; set it to 'auto'")
+        return self.evaluate_with
+
     @cached_property
     def evaluator(self) -> "KerasNet | TorchNet":
-        framework = self.evaluate_with
-        if framework == "auto" or framework not in self.frameworks:
-            framework = "torch" if "torch" in self.frameworks else "keras"
-        return self.torch if framework == "torch" else self.keras
+        return self.torch if self.evaluator_framework == "torch" else self.keras
 
     def logits(self, batch: np.ndarray) -> np.ndarray:
         return self.evaluator.logits(batch)
@@ -119,7 +140,7 @@ class Model:
     @cached_property
     def keras(self) -> "KerasNet":
         if "keras" not in self.files:
-            raise UsageError(f"{self.path} has no Keras version; run with --backend torch")
+            raise UsageError(f"{self.path} has no Keras version")
         return KerasNet(self.files["keras"], self.trust)
 
     @cached_property
@@ -138,26 +159,59 @@ class Model:
 class KerasNet:
     """A Keras image classifier. `logits_model` ends before the softmax: at a softmax Activation
     layer's input, at a copy of a softmax Dense layer without its activation, or, for a model
-    without a softmax, at its output (the softmax is then applied here)."""
+    without a softmax, at its output (the softmax is then applied here).
+
+    Each model lives in a TensorFlow graph and session of its own: a session copies its whole
+    graph whenever operations are added, so in one shared graph every analyzer built got slower
+    with every model loaded before it. Use `model` and `logits_model` inside `scope()`: outside it,
+    Keras would read their variables through a session that never loaded them.
+    """
 
     def __init__(self, path: Path, trust: bool = False):
         tf = frameworks.tensorflow()
+        self.trusted = trust  # Lambda layers allowed: their code runs on loading and in every analysis
         if not trust:
             refuse_code_layers(path)
-        options = {"safe_mode": not trust} if path.suffix == ".keras" else {}
-        try:
-            self.model = tf.keras.models.load_model(path, compile=False, **options)
-        except (OSError, ValueError, TypeError, KeyError) as error:
-            raise UsageError(f"cannot load {path} as a Keras model ({_first_line(error)}); "
-                             "give a Keras .h5 or .keras classifier") from None
-        if len(self.model.inputs) != 1 or len(self.model.input_shape) != 4 or len(self.model.output_shape) != 2:
-            raise UsageError(f"{path}: the model must take one (H, W, C) image and give one vector of classes, "
-                             f"not {self.model.input_shape} -> {self.model.output_shape}")
-        logits = _logits_tensor(tf, self.model)
-        self.logits_model = tf.keras.Model(self.model.inputs, logits, name=f"{self.model.name}_logits")
-        self._run = _callable(tf, [logits, tf.nn.softmax(logits)], self.model.inputs[0])
+        self.graph = tf.Graph()
+        self.session = frameworks.session(self.graph)
+        self.dtype = "float32"
+        with self.scope():
+            try:
+                self.model = _load_keras(tf, path, trust)
+            except (OSError, ValueError, TypeError, KeyError) as error:
+                raise UsageError(f"cannot load {path} as a Keras model ({_first_line(error)}); "
+                                 "give a Keras .h5 or .keras classifier") from None
+            if len(self.model.inputs) != 1 or len(self.model.input_shape) != 4 or len(self.model.output_shape) != 2:
+                raise UsageError(f"{path}: the model must take one (H, W, C) image and give one vector of classes, "
+                                 f"not {self.model.input_shape} -> {self.model.output_shape}")
+            self.dtype = self.model.inputs[0].dtype.name
+            _reserve_layer_names(self.model)
+            self.is_chain = _is_chain(self.model)  # before the logits layer below adds a branch
+            logits = _logits_tensor(tf, self.model)
+            self.outputs_logits = logits is self.model.output  # no softmax in the model: probabilities apply one
+            self.logits_model = tf.keras.Model(self.model.inputs, logits, name=f"{self.model.name}_logits")
+            self._run = self.session.make_callable([logits, tf.nn.softmax(logits)], feed_list=self.model.inputs)
         self.input_shape = tuple(self.model.input_shape[1:])
         self.num_classes = int(self.model.output_shape[-1])
+        self._built: dict = {}
+
+    def scope(self):
+        """This model's graph, session and float type as the defaults for the block (innvestigate
+        casts its masks and constants to Keras' float type, which must be the model's)."""
+        return frameworks.keras_graph(self.graph, self.session, self.dtype)
+
+    def once(self, key, build: Callable):
+        """What build() makes on this model's graph, built once per key and then reused: a graph
+        never shrinks, so an analyzer built per map would grow it with every map."""
+        if key not in self._built:
+            with self.scope():
+                self._built[key] = build()
+        return self._built[key]
+
+    def weights(self, layer: str) -> list[np.ndarray]:
+        """The named layer's weights."""
+        with self.scope():
+            return self.model.get_layer(layer).get_weights()
 
     def logits(self, batch: np.ndarray) -> np.ndarray:
         return self._run(batch)[0]
@@ -171,15 +225,19 @@ class KerasNet:
         tf = frameworks.tensorflow()
         layers = [layer for layer in self.model.layers if not isinstance(layer, tf.keras.layers.InputLayer)]
         if (len(layers) < 2 or not isinstance(layers[0], tf.keras.layers.Flatten)
-                or not isinstance(layers[1], tf.keras.layers.Dense) or not _is_chain(self.model)):
+                or not isinstance(layers[1], tf.keras.layers.Dense) or not self.is_chain):
             return None
         dense = layers[1]
-        kernel, bias = dense.get_weights() if dense.use_bias else (dense.get_weights()[0], None)
-        head_input = tf.keras.Input((dense.units,), dtype=dense.dtype)
-        hidden = tf.keras.layers.Activation(dense.activation)(head_input)
-        for layer in layers[2:]:
-            hidden = layer(hidden)
-        return AffineSplit(kernel, np.zeros(dense.units) if bias is None else bias, _callable(tf, hidden, head_input))
+        with self.scope():
+            kernel, *bias = dense.get_weights()
+            head_input = tf.keras.Input((dense.units,), dtype=dense.dtype)
+            hidden = tf.keras.layers.Activation(dense.activation, dtype=dense.dtype)(head_input)
+            for layer in layers[2:]:
+                hidden = layer(hidden)
+            if self.outputs_logits:  # as probabilities() does
+                hidden = tf.nn.softmax(hidden)
+            head = self.session.make_callable(hidden, feed_list=[head_input])
+        return AffineSplit(kernel, bias[0] if bias else np.zeros(dense.units), head)
 
 
 class TorchNet:
@@ -189,6 +247,7 @@ class TorchNet:
         self.torch = frameworks.torch()
         self.device = device
         self.module = module.to(device).eval()
+        self.dtype = next(self.module.parameters()).dtype
         self.input_shape = input_shape
         height, width, channels = input_shape
         self._chw = (channels, height, width)
@@ -254,7 +313,8 @@ class TorchNet:
         return isinstance(self.module, self.torch.jit.ScriptModule)
 
     def tensor(self, batch: np.ndarray):
-        return self.torch.from_numpy(np.ascontiguousarray(batch.transpose(0, 3, 1, 2))).to(self.device)
+        """An NHWC numpy batch as the module's NCHW input, in its float type and on its device."""
+        return self.torch.from_numpy(np.ascontiguousarray(batch.transpose(0, 3, 1, 2))).to(self.device, self.dtype)
 
     def array(self, tensor) -> np.ndarray:
         return tensor.detach().cpu().numpy()
@@ -274,14 +334,18 @@ class TorchNet:
 
     def probabilities(self, batch: np.ndarray) -> np.ndarray:
         with self.torch.no_grad():
-            return self.array(self.torch.softmax(self.forward(self.tensor(batch)), dim=-1))
+            return self.array(self._as_probabilities(self.module(self.tensor(batch))))
+
+    def _as_probabilities(self, output):
+        """The module's output as probabilities: itself where the module ends in a softmax."""
+        return output if self.softmax_inside else self.torch.softmax(output, dim=-1)
 
     @cached_property
     def affine_split(self) -> AffineSplit | None:
-        """For an nn.Sequential of Flatten, Linear, then anything."""
+        """For a Sequential (TorchScript or not) of Flatten, Linear, then anything."""
         nn = self.torch.nn
-        layers = list(self.module.children()) if isinstance(self.module, nn.Sequential) else []
-        if len(layers) < 2 or not isinstance(layers[0], nn.Flatten) or not isinstance(layers[1], nn.Linear):
+        layers = list(self.module.children()) if _is(self.module, nn.Sequential) else []
+        if len(layers) < 2 or not _is(layers[0], nn.Flatten) or not _is(layers[1], nn.Linear):
             return None
         linear, rest = layers[1], nn.Sequential(*layers[2:])
         kernel = self.array(linear.weight).T  # rows in (C, H, W) order; the engine's are (H, W, C)
@@ -291,7 +355,7 @@ class TorchNet:
 
         def head(z):
             with self.torch.no_grad():
-                return self.array(self.torch.softmax(rest(self.torch.from_numpy(z).to(self.device)), dim=-1))
+                return self.array(self._as_probabilities(rest(self.torch.from_numpy(z).to(self.device, self.dtype))))
         # Softmax inputs far below their row's maximum make subnormal exponentials, which the CPU
         # computes slowly; flushing them to zero (only probabilities below 2.2e-308 change) ran
         # the center-pixel head 35% faster. The mode is per thread: only the engine's workers get it.
@@ -332,6 +396,36 @@ def refuse_code_layers(path: Path) -> None:
                          "give --trust-model if you trust the file")
 
 
+def _load_keras(tf, path: Path, trust: bool):
+    """The Keras model in the file. Keras 2.14 loads a .keras file's weights with
+    `variable.assign`, which in graph mode only builds assignment ops: we run them (the
+    variables' initializers first), or the model would keep its initial weights."""
+    if path.suffix != ".keras":
+        return tf.keras.models.load_model(path, compile=False)
+    graph = tf.compat.v1.get_default_graph()
+    before = set(graph.get_operations())
+    model = tf.keras.models.load_model(path, compile=False, safe_mode=not trust)
+    initializers = {variable.initializer for variable in model.variables}
+    loads = [op for op in graph.get_operations()
+             if op not in before and op.type in ("AssignVariableOp", "Assign") and op not in initializers]
+    tf.compat.v1.keras.backend.get_session().run(loads)  # get_session initializes the variables first
+    return model
+
+
+def _reserve_layer_names(model) -> None:
+    """Keras names a new layer after its class, numbered per graph (add, add_1, ...), without looking
+    at the layers loaded into that graph: the layers innvestigate builds would take the names of a
+    loaded model's (a residual model's "add", a "lambda") and fail. Counting the model's names in
+    the graph first makes new names skip them."""
+    from keras.src import backend  # keras 2.14's per-graph name counters, which Keras keeps no public handle on
+
+    counters = backend.get_default_graph_uid_map()
+    for name in [model.name, *(layer.name for layer in model.submodules)]:
+        base, _, number = name.rpartition("_")
+        base, number = (base, int(number)) if number.isdigit() and base else (name, 0)
+        counters[("", base)] = max(counters[("", base)], number + 1)
+
+
 def _logits_tensor(tf, model):
     """The pre-softmax output of a Keras classifier (see KerasNet)."""
     last = model.layers[-1]
@@ -345,6 +439,11 @@ def _logits_tensor(tf, model):
         linear.set_weights(last.get_weights())
         return logits
     return model.output
+
+
+def _is(module, kind) -> bool:
+    """isinstance, for TorchScript modules too (they keep their class's name as `original_name`)."""
+    return isinstance(module, kind) or getattr(module, "original_name", None) == kind.__name__
 
 
 def _is_square(number: int) -> bool:
@@ -370,9 +469,3 @@ def _first_line(error: Exception) -> str:
 def _is_chain(model) -> bool:
     """Whether every layer feeds only the next one, so that the layers can be re-applied in order."""
     return all(len(layer._inbound_nodes) <= 1 and len(layer._outbound_nodes) <= 1 for layer in model.layers)
-
-
-def _callable(tf, fetches, feed):
-    """A function of one array computing `fetches` in the Keras session, callable from any thread
-    (keras.backend.function looks the session up per thread and finds none in a worker)."""
-    return tf.compat.v1.keras.backend.get_session().make_callable(fetches, feed_list=[feed])

@@ -72,8 +72,9 @@ def write_npz(path: Path, arrays: dict[str, np.ndarray]) -> None:
 
 
 def write_csv(path: Path, rows: list[dict]) -> None:
+    """Rows as CSV; a column some rows lack (an error's) is empty in those."""
     text = io.StringIO()
-    writer = csv.DictWriter(text, fieldnames=list(rows[0]))
+    writer = csv.DictWriter(text, fieldnames=list(dict.fromkeys(key for row in rows for key in row)))
     writer.writeheader()
     writer.writerows(rows)
     with atomic(path) as handle:

@@ -87,6 +87,7 @@ class Engine:
                all_classes: bool = False, max_batch: int | None = None) -> np.ndarray:
         """Probabilities of `make(start, stop)`'s images, (count,) for the target or (count, K)."""
         outputs = []
+        self.model.evaluations["full"] += count
         for start, stop in self._chunks(count, self._full_pass_size(count, max_batch), desc):
             probabilities = self.model.probabilities(make(start, stop))
             outputs.append(probabilities if all_classes else probabilities[:, self.target])
@@ -98,6 +99,7 @@ class Engine:
         """Target probabilities of x * m + fill * (1 - m) for the (H, W) masks `make(start, stop)`,
         and the probability-weighted sum of the masks."""
         probabilities, weighted = np.empty(count), np.zeros(self.image.shape[:2])
+        self.model.evaluations["full"] += count
         for start, stop in self._chunks(count, self._full_pass_size(count, max_batch), desc):
             masks = make(start, stop)
             batch = masks[..., None] * (self.image - fill)
@@ -116,6 +118,7 @@ class Engine:
             return self.images(len(pixels), lambda a, b: self._edited(pixels[a:b], values[a:b]), desc)
         units = self.split.weight.shape[1]
         out = np.empty(len(pixels))
+        self.model.evaluations["fast"] += len(pixels)
 
         def work(start, stop):
             index, value = pixels[start:stop], values[start:stop]
@@ -142,6 +145,7 @@ class Engine:
                                desc).reshape(count, per_input)
         weight = self.split.weight
         out = np.empty((count, per_input))
+        self.model.evaluations["fast"] += count * per_input
 
         def work(start, stop):
             chosen = levels[np.arange(start, stop) % channels]
@@ -171,6 +175,7 @@ class Engine:
         weight = self.split.weight
         size = max(1, CACHE_BYTES // (8 * weight.shape[1] * 3))
         out = np.empty((count, steps + 1))
+        self.model.evaluations["fast"] += count * (steps + 1)
 
         def walk(row, _):
             order, z = orders[row], start @ weight + self.split.bias
@@ -202,6 +207,7 @@ class Engine:
         change = fill - self.flat
         deltas = np.stack([change[per_pixel == s] @ self.split.weight[per_pixel == s] for s in range(masks.shape[1])])
         out = np.empty((len(masks), self.model.num_classes) if all_classes else len(masks))
+        self.model.evaluations["fast"] += len(masks)
 
         def work(start, stop):
             probabilities = self.split.head(self.z + (1 - masks[start:stop]) @ deltas)

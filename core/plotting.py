@@ -19,6 +19,7 @@ LEFT_MARGIN = 1.9  # inches, for the label text
 RIGHT_MARGIN = 1.9  # inches, for the top-k list
 ROW_HEIGHT = 2.0  # inches per row of panels
 TITLE_HEIGHT = 0.75  # inches above each row pair for the column titles
+MARGIN_FONT = 9  # points, of the label text and the top-k list
 
 
 @dataclass
@@ -37,6 +38,8 @@ class ImageResult:
     skipped: dict[str, str] = field(default_factory=dict)  # method key -> why it does not apply
     extras: dict[str, dict[str, np.ndarray]] = field(default_factory=dict)  # method key -> its extra arrays
     seconds: dict[str, float] = field(default_factory=dict)  # method key -> time taken
+    frameworks: dict[str, str] = field(default_factory=dict)  # method key -> the framework that ran it
+    evaluations: dict[str, dict[str, int]] = field(default_factory=dict)  # method key -> engine evaluations by path
     interrupted: bool = False  # Ctrl-C stopped the run before every method finished
 
 
@@ -46,15 +49,18 @@ def heatmap_figure(results: list[ImageResult], names: dict[str, str], *, crop: i
     # a method that applies to none of the images gets no column (the table says why)
     keys = [key for key in names if any(key in r.maps or key in r.failures for r in results)]
     columns = 1 + len(keys)
-    width = LEFT_MARGIN + columns * column_width + RIGHT_MARGIN
+    label = (lambda c: str(c) if class_names[c] == str(c) else f"{c} {class_names[c]}") if class_names else str
+    margins = [(_label_lines(result, label), _top_lines(result, label)) for result in results]
+    left = max(LEFT_MARGIN, max(_text_inches(lines) for lines, _ in margins) + 0.3)
+    right = max(RIGHT_MARGIN, max(_text_inches(lines) for _, lines in margins) + 0.75)
+    width = left + columns * column_width + right
     height = len(results) * (2 * ROW_HEIGHT + TITLE_HEIGHT)
     fig = Figure(figsize=(width, height))
     grid = fig.add_gridspec(
         3 * len(results), columns, height_ratios=[TITLE_HEIGHT, ROW_HEIGHT, ROW_HEIGHT] * len(results),
-        left=LEFT_MARGIN / width, right=1 - RIGHT_MARGIN / width, top=1.0, bottom=0.1 / height,
+        left=left / width, right=1 - right / width, top=1.0, bottom=0.1 / height,
         wspace=0.45, hspace=0.08)
-    label = (lambda c: str(c) if class_names[c] == str(c) else f"{c} {class_names[c]}") if class_names else str
-    for index, result in enumerate(results):
+    for index, (result, (label_lines, top_lines)) in enumerate(zip(results, margins)):
         full_row, crop_row = 3 * index + 1, 3 * index + 2
         _input_panels(fig, grid, full_row, crop_row, result, crop)
         for column, key in enumerate(keys, start=1):
@@ -65,7 +71,7 @@ def heatmap_figure(results: list[ImageResult], names: dict[str, str], *, crop: i
                 _failed_panels(full, cropped, names[key], f"not applicable: {result.skipped[key]}")
             else:
                 _failed_panels(full, cropped, names[key], result.failures.get(key, "not computed"))
-        _margins(fig, grid, full_row, crop_row, columns, result, label)
+        _margins(fig, grid, full_row, columns, label_lines, top_lines)
     return fig
 
 
@@ -104,18 +110,29 @@ def _failed_panels(full, cropped, name, reason):
         axes.set_frame_on(False)
 
 
-def _margins(fig, grid, full_row, crop_row, columns, result, label):
-    lines = [f"true: {label(result.true_label)}" if result.true_label is not None else "true: unknown",
-             f"predicted: {label(result.predicted)}",
-             f"explained: {label(result.target)}",
-             f"p(explained) = {_probability(result.target_probability)}"]
+def _label_lines(result, label) -> list[str]:
+    return [f"true: {label(result.true_label)}" if result.true_label is not None else "true: unknown",
+            f"predicted: {label(result.predicted)}",
+            f"explained: {label(result.target)}",
+            f"p(explained) = {_probability(result.target_probability)}"]
+
+
+def _top_lines(result, label) -> list[str]:
+    return [f"top {len(result.top)}"] + [f"{label(c)}: {_probability(p)}" for c, p in result.top]
+
+
+def _text_inches(lines: list[str]) -> float:
+    """A generous width of the longest line at the margins' 9-point font."""
+    return max(map(len, lines)) * 0.6 * MARGIN_FONT / 72
+
+
+def _margins(fig, grid, full_row, columns, label_lines, top_lines):
     first = grid[full_row, 0].get_position(fig)
-    fig.text(first.x0 - 0.1 / fig.get_figwidth(), (first.y0 + first.y1) / 2, "\n".join(lines),
-             ha="right", va="center", fontsize=9)
+    fig.text(first.x0 - 0.1 / fig.get_figwidth(), (first.y0 + first.y1) / 2, "\n".join(label_lines),
+             ha="right", va="center", fontsize=MARGIN_FONT)
     last = grid[full_row, columns - 1].get_position(fig)
-    top = "\n".join(f"{label(c)}: {_probability(p)}" for c, p in result.top)
-    fig.text(last.x1 + 0.55 / fig.get_figwidth(), (last.y0 + last.y1) / 2, f"top {len(result.top)}\n{top}",
-             ha="left", va="center", fontsize=9)
+    fig.text(last.x1 + 0.55 / fig.get_figwidth(), (last.y0 + last.y1) / 2, "\n".join(top_lines),
+             ha="left", va="center", fontsize=MARGIN_FONT)
 
 
 def _probability(p: float) -> str:
@@ -162,7 +179,7 @@ def extras_figure(extras: dict[str, np.ndarray], title: str) -> Figure:
 def grid_figure(rows: list[tuple[str, list[np.ndarray | None], list[str]]], *, column_width: float,
                 cmap: str, title: str) -> Figure:
     """A montage: one row per (label, maps, panel titles); each map on its own symmetric scale.
-    A missing map (None) leaves its panel blank."""
+    A missing map (None) leaves its panel blank; a text in its place (why it is missing) is written there."""
     columns = max(len(maps) for _, maps, _ in rows)
     width, height = 1.6 + column_width * columns, 0.6 + 2.1 * len(rows)
     fig = Figure(figsize=(width, height))
@@ -172,8 +189,11 @@ def grid_figure(rows: list[tuple[str, list[np.ndarray | None], list[str]]], *, c
             panel = axes[row, column]
             _bare(panel)
             values = maps[column] if column < len(maps) else None
-            if values is None:
+            if not isinstance(values, np.ndarray):
                 panel.set_frame_on(False)
+                if values is not None:
+                    panel.text(0.5, 0.5, textwrap.fill(values, 24, max_lines=6), ha="center", va="center", fontsize=6,
+                               color="0.3", transform=panel.transAxes)
                 continue
             extreme = float(np.abs(values).max()) or 1.0
             panel.imshow(values, cmap=cmap, vmin=-extreme, vmax=extreme, interpolation="nearest")

@@ -97,3 +97,17 @@ class ListOf(Rule):
 
     def normalize(self, value):
         return [self.rule.normalize(item) for item in value]
+
+
+@dataclass(frozen=True)
+class ChoiceOrFolder(Rule):
+    """One of `options`, or the path of an existing folder."""
+
+    options: tuple
+
+    def check(self, value):
+        from pathlib import Path
+
+        if value in self.options or (isinstance(value, str) and Path(value).is_dir()):
+            return None
+        return f"must be one of {', '.join(map(repr, self.options))} or an existing folder; got {value!r}"

@@ -37,11 +37,11 @@ class CenterPixelNet(torch.nn.Sequential):
         return net.eval()
 
 
-def sequential(spec: list[dict]) -> torch.nn.Sequential:
+def sequential(spec: list[dict], dtype: str = "float64") -> torch.nn.Sequential:
     """A twin of a Keras chain model (core/twins.py), from the spec in its card."""
     from core.twins import build
 
-    return build(spec)
+    return build(spec, dtype)
 
 
 ARCHITECTURES = {"center_pixel": CenterPixelNet, "sequential": sequential}

@@ -55,14 +55,14 @@ def spec_of(keras_model) -> list[dict]:
     return spec
 
 
-def build(spec: list[dict]):
-    """The twin's nn.Sequential, float64, with its weights still to be copied."""
+def build(spec: list[dict], dtype: str = "float64"):
+    """The twin's nn.Sequential, in the Keras model's float type, with its weights still to be copied."""
     torch = frameworks.torch()
     from core.torch_models import Dense
 
     nn, modules = torch.nn, []
     for entry in spec:
-        kind, kwargs = entry["layer"], {"dtype": torch.float64}
+        kind, kwargs = entry["layer"], {"dtype": getattr(torch, dtype)}
         if kind == "flatten":
             module = nn.Flatten()
         elif kind == "dense":
@@ -84,10 +84,11 @@ def build(spec: list[dict]):
 
 
 def twin_of(keras_model):
-    """The PyTorch twin of a Keras chain model, weights copied, and its spec."""
+    """The PyTorch twin of a Keras chain model, weights copied, and the arguments that rebuild it
+    (its spec and float type), which its card keeps."""
     torch = frameworks.torch()
-    spec = spec_of(keras_model)
-    twin = build(spec)
+    spec, dtype = spec_of(keras_model), keras_model.inputs[0].dtype.name
+    twin = build(spec, dtype)
     with torch.no_grad():
         for entry, module in zip(spec, twin.children()):
             if entry["layer"] not in ("dense", "conv2d"):
@@ -100,7 +101,7 @@ def twin_of(keras_model):
             module.weight.copy_(torch.from_numpy(np.ascontiguousarray(kernel)))
             if bias:
                 module.bias.copy_(torch.from_numpy(bias[0]))
-    return twin, spec
+    return twin, {"spec": spec, "dtype": dtype}
 
 
 def layer_modules(twin, name: str) -> list:

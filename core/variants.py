@@ -17,7 +17,7 @@ from core.twins import twin_of
 
 def weighted_layers(model) -> list[str]:
     """Names of the Keras layers with weights, from the output down to the input."""
-    return [layer.name for layer in reversed(model.keras.model.layers) if layer.get_weights()]
+    return [layer.name for layer in reversed(model.keras.model.layers) if layer.weights]
 
 
 def variant(model, folder: Path, change: Callable, label: str):
@@ -25,21 +25,24 @@ def variant(model, folder: Path, change: Callable, label: str):
     from core.model import Model
 
     tf = frameworks.tensorflow()
-    original = model.keras.model
-    copy = tf.keras.models.clone_model(original)
-    copy.set_weights(original.get_weights())
-    change(copy)
     target = folder / label
     target.mkdir(parents=True)
     path = target / "model.h5"
-    copy.save(path, save_format="h5")
-    if "torch" in model.frameworks:
-        twin, spec = twin_of(copy)
+    with model.keras.scope():
+        weights = model.keras.model.get_weights()
+    graph = tf.Graph()  # the copy's own, so that the original's graph does not grow with every variant
+    with frameworks.session(graph) as session, frameworks.keras_graph(graph, session, model.keras.dtype):
+        copy = tf.keras.models.clone_model(model.keras.model)
+        copy.set_weights(weights)
+        change(copy)
+        copy.save(path, save_format="h5")
+        twin, arguments = twin_of(copy) if "torch" in model.frameworks else (None, None)
+    if twin is not None:
         frameworks.torch().save(twin.state_dict(), target / "model.pt")
-        card = {"architecture": "sequential", "arguments": {"spec": spec}, "input_shape": list(model.input_shape),
+        card = {"architecture": "sequential", "arguments": arguments, "input_shape": list(model.input_shape),
                 "num_classes": model.num_classes, "class_names": model.card.get("class_names")}
         (target / "model.json").write_text(json.dumps(card))
-    return Model(path, model.backend, model.evaluate_with, model.engine_options, model.preprocess, model.device)
+    return Model(path, model.evaluate_with, model.engine_options, model.preprocess, model.device, model.trust)
 
 
 def reinitializer(names: list[str], initializer: str, std: float, seed: int) -> Callable:
@@ -86,6 +89,6 @@ def _own_initializers(layer, seed: int) -> list[np.ndarray]:
         config = initializer.get_config()
         if "seed" in config:
             config["seed"] = seed
-        tensor = type(initializer).from_config(config)(weights.shape, dtype=tf.float64)
+        tensor = type(initializer).from_config(config)(weights.shape, dtype=weights.dtype.name)
         fresh.append(session.run(tensor))
     return fresh

@@ -1,4 +1,8 @@
-"""innvestigate 2.1.2 analyzers on the model's Keras logits (the pre-softmax output)."""
+"""innvestigate 2.1.2 analyzers on the model's Keras logits (the pre-softmax output).
+
+Each analyzer is built once per model and settings, for any class (neuron_selection_mode
+"index"), in the model's own graph and float type (core/model.py's KerasNet.scope).
+"""
 from __future__ import annotations
 
 import numpy as np
@@ -8,11 +12,17 @@ from core import frameworks
 
 def analyze(model, analyzer: str, batch: np.ndarray, target: int, **kwargs) -> np.ndarray:
     """innvestigate's `analyzer` explaining logit `target` for each image of an NHWC batch."""
+    net = model.keras
+    instance = net.once(("innvestigate", analyzer, *sorted(kwargs.items())), lambda: _create(net, analyzer, kwargs))
+    with net.scope():  # innvestigate builds its graph on the first call
+        return instance.analyze(batch, neuron_selection=[target] * len(batch))
+
+
+def _create(net, analyzer: str, kwargs: dict):
     tf = frameworks.tensorflow()
     import innvestigate
     from innvestigate.analyzer import Deconvnet, GuidedBackprop
 
-    net = model.keras.logits_model
     seeded_with_logit = {"guided_backprop": GuidedBackprop, "deconvnet": Deconvnet}
     if analyzer in seeded_with_logit:
         # innvestigate 2.1.2 starts these two backward passes from the logit's value, which scales
@@ -20,7 +30,7 @@ def analyze(model, analyzer: str, batch: np.ndarray, target: int, **kwargs) -> n
         # Fergus start from 1, as innvestigate's own Gradient does; so do we.
         base = seeded_with_logit[analyzer]
         starts_from_one = type(f"{base.__name__}FromOne", (base,), {"_head_mapping": lambda self, x: tf.ones_like(x)})
-        instance = starts_from_one(net, neuron_selection_mode="index", **kwargs)
-    else:
-        instance = innvestigate.create_analyzer(analyzer, net, neuron_selection_mode="index", **kwargs)
-    return instance.analyze(batch, neuron_selection=[target] * len(batch))
+        return starts_from_one(net.logits_model, neuron_selection_mode="index", allow_lambda_layers=net.trusted,
+                               **kwargs)
+    return innvestigate.create_analyzer(analyzer, net.logits_model, neuron_selection_mode="index",
+                                        allow_lambda_layers=net.trusted, **kwargs)

@@ -33,13 +33,18 @@ def target_layers(model, chosen: list[str] | None) -> list[str]:
 
 
 def keras(model, names: list[str], image: np.ndarray, target: int) -> list[tuple[np.ndarray, np.ndarray]]:
-    tf = frameworks.tensorflow()
-    net = model.keras.logits_model
-    outputs = [model.keras.model.get_layer(name).output for name in names]
-    gradients = tf.gradients(net.output[:, target], outputs)
-    session = tf.compat.v1.keras.backend.get_session()
-    values = session.run(outputs + gradients, {net.inputs[0]: image[None]})
+    values = model.keras.once(("layers", *names), lambda: _keras_layers(model.keras, names))(image[None], target)
     return [(values[i][0], values[len(names) + i][0]) for i in range(len(names))]
+
+
+def _keras_layers(net, names: list[str]):
+    """A function of (batch, class) giving the named layers' outputs, then the class logit's
+    gradients with respect to them."""
+    tf = frameworks.tensorflow()
+    target = tf.compat.v1.placeholder(tf.int32, ())
+    outputs = [net.model.get_layer(name).output for name in names]
+    gradients = tf.gradients(net.logits_model.output[:, target], outputs)
+    return net.session.make_callable(outputs + gradients, feed_list=[net.model.inputs[0], target])
 
 
 def torch(model, names: list[str], image: np.ndarray, target: int) -> list[tuple[np.ndarray, np.ndarray]]:

@@ -25,7 +25,7 @@ def keras(model, image, target, params):
     if dense.activation not in (linear, softmax):
         raise NotApplicable(NOT_APPLICABLE)
     [(features, _)] = _layers.keras(model, [layers[pooling - 1].name], image, target)
-    return _cam(features, dense.get_weights()[0][:, target], image.shape[:2])
+    return _cam(features, model.keras.weights(dense.name)[0][:, target], image.shape[:2])
 
 
 def torch(model, image, target, params):

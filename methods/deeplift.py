@@ -25,7 +25,8 @@ def torch(model, image, target, params):
 
 
 def keras(model, image, target, params):
-    steps = _dense_relu_chain(model.keras.logits_model)
+    with model.keras.scope():
+        steps = _dense_relu_chain(model.keras.logits_model)
     baseline = np.full_like(image, params["baseline"])
     x, x0, pre_activations = image.reshape(-1), baseline.reshape(-1), []
     for kind, *weights in steps:

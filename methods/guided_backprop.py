@@ -1,5 +1,6 @@
 """Guided Backprop (Springenberg et al. 2015): the gradient with negative signals stopped at each ReLU."""
-from methods import _captum, _innvestigate, channel_sum
+from methods import _innvestigate, channel_sum
+from methods._relu_backward import relu_backward_gradient
 
 
 def keras(model, image, target, params):
@@ -7,4 +8,4 @@ def keras(model, image, target, params):
 
 
 def torch(model, image, target, params):
-    return channel_sum(_captum.attribute(model, "GuidedBackprop", image[None], target)[0])
+    return channel_sum(relu_backward_gradient(model, image, target, guided=True, name="Guided Backprop"))

@@ -1,10 +1,14 @@
 """Layer-wise Relevance Propagation (Bach et al. 2015), four rules, starting from the target logit.
 
 Keras: innvestigate 2.1.2. PyTorch: captum's LRP for LRP-Z and LRP-epsilon, and our own
-alpha-beta rule for both alpha-beta variants. captum has no alpha2beta1, and its
+alpha-beta rule for both alpha-beta variants (captum has no alpha2beta1, and its
 Alpha1_Beta0_Rule clamps the weights only, which is the alpha-beta rule only for non-negative
-inputs. Ours is innvestigate 2.1.2's: products x_i w_ij split by sign, and each layer's whole
-bias added to both the positive and the negative denominator (tests pin the formula).
+inputs).
+
+The alpha-beta rule splits the products z_ij = x_i w_ij by sign, R_i = sum_j (alpha z_ij+ / z_j+ -
+beta z_ij- / z_j-) R_j, and `lrp.alpha_beta_bias` says where the bias goes: "split", as Bach et
+al. 2015 define it, z_j+ = sum_i z_ij+ + b_j+ and z_j- = sum_i z_ij- + b_j-; or "whole", as
+innvestigate 2.1.2 computes it, z_j+- = sum_i z_ij+- + b_j, the whole bias in both (tests pin both).
 """
 from core import frameworks
 from core.errors import NotApplicable
@@ -22,11 +26,11 @@ def epsilon_keras(model, image, target, params):
 
 
 def alpha1beta0_keras(model, image, target, params):
-    return _keras(model, image, target, "lrp.alpha_1_beta_0")
+    return _keras_alpha_beta(model, image, target, 1.0, 0.0, params["alpha_beta_bias"])
 
 
 def alpha2beta1_keras(model, image, target, params):
-    return _keras(model, image, target, "lrp.alpha_2_beta_1")
+    return _keras_alpha_beta(model, image, target, 2.0, 1.0, params["alpha_beta_bias"])
 
 
 def z_torch(model, image, target, params):
@@ -38,15 +42,69 @@ def epsilon_torch(model, image, target, params):
 
 
 def alpha1beta0_torch(model, image, target, params):
-    return _alpha_beta(model, image, target, 1.0, 0.0)
+    return _alpha_beta(model, image, target, 1.0, 0.0, params["alpha_beta_bias"] == "split")
 
 
 def alpha2beta1_torch(model, image, target, params):
-    return _alpha_beta(model, image, target, 2.0, 1.0)
+    return _alpha_beta(model, image, target, 2.0, 1.0, params["alpha_beta_bias"] == "split")
 
 
 def _keras(model, image, target, analyzer, **kwargs):
     return channel_sum(_innvestigate.analyze(model, analyzer, image[None], target, **kwargs)[0])
+
+
+def _keras_alpha_beta(model, image, target, alpha, beta, bias):
+    if bias == "whole":
+        return _keras(model, image, target, "lrp.alpha_1_beta_0" if beta == 0 else "lrp.alpha_2_beta_1")
+    return _keras(model, image, target, "lrp", rule=_split_bias_rule(alpha, beta),
+                  bn_layer_rule=_split_bias_rule(alpha, beta))
+
+
+def _split_bias_rule(alpha: float, beta: float):
+    """innvestigate's reverse mapping of a layer with a kernel under the alpha-beta rule of Bach et
+    al. 2015: the positive part of the bias joins z+, the negative part z-. Cached per (alpha,
+    beta), so that the analyzer's cache key stays the same from call to call."""
+    return _SPLIT_BIAS_RULES.get((alpha, beta)) or _SPLIT_BIAS_RULES.setdefault((alpha, beta),
+                                                                              _make_split_bias_rule(alpha, beta))
+
+
+_SPLIT_BIAS_RULES: dict = {}
+
+
+def _make_split_bias_rule(alpha: float, beta: float):
+    tf = frameworks.tensorflow()
+    import innvestigate.backend as ibackend
+    import innvestigate.backend.graph as igraph
+
+    class SplitBiasAlphaBeta(igraph.ReverseMappingBase):
+        def __init__(self, layer, _state):
+            kernel, *bias = layer.weights
+            positive, negative = tf.maximum(kernel, 0), tf.minimum(kernel, 0)
+
+            def copy(name, weights, keep_bias):
+                return igraph.copy_layer_wo_activation(layer, keep_bias=keep_bias, weights=weights,
+                                                       name_template=f"{name}_%s")
+            self.positive_with_bias = copy("positive_b", [positive, *[tf.maximum(b, 0) for b in bias]], True)
+            self.negative_with_bias = copy("negative_b", [negative, *[tf.minimum(b, 0) for b in bias]], True)
+            self.positive, self.negative = copy("positive", [positive], False), copy("negative", [negative], False)
+
+        def apply(self, Xs, _Ys, Rs, _state):
+            positive_inputs, negative_inputs = [tf.maximum(x, 0) for x in Xs], [tf.minimum(x, 0) for x in Xs]
+
+            def relevance(on_positive, on_negative):
+                """Relevance over z = on_positive(x+) + on_negative(x-), shared by the contributions."""
+                first, second = ibackend.apply(on_positive, positive_inputs), ibackend.apply(on_negative, negative_inputs)
+                ratios = [ibackend.safe_divide(r, a + b) for r, a, b in zip(Rs, first, second)]
+                first_grads = ibackend.gradients(positive_inputs, first, ratios)
+                second_grads = ibackend.gradients(negative_inputs, second, ratios)
+                return [xp * gp + xn * gn for xp, gp, xn, gn in
+                        zip(positive_inputs, first_grads, negative_inputs, second_grads)]
+
+            activators = relevance(self.positive_with_bias, self.negative)  # x+ w+ + x- w- + b+
+            inhibitors = relevance(self.negative_with_bias, self.positive)  # x+ w- + x- w+ + b-
+            return [alpha * a - beta * b for a, b in zip(activators, inhibitors)]
+
+    return SplitBiasAlphaBeta
 
 
 def _layers(net) -> list:
@@ -90,7 +148,7 @@ def _captum_epsilon(model, image, target, epsilon):
     return channel_sum(net.array(relevance).transpose(0, 2, 3, 1)[0])
 
 
-def _alpha_beta(model, image, target, alpha, beta):
+def _alpha_beta(model, image, target, alpha, beta, split_bias: bool):
     torch = frameworks.torch()
     net = model.torch
     layers = _layers(net)
@@ -102,18 +160,19 @@ def _alpha_beta(model, image, target, alpha, beta):
     relevance[:, target] = activations[-1][:, target]
     for module, inputs in zip(reversed(layers), reversed(activations[:-1])):
         if hasattr(module, "weight"):
-            relevance = (alpha * _share(module, inputs, relevance, positive=True)
-                         - beta * _share(module, inputs, relevance, positive=False))
+            relevance = (alpha * _share(module, inputs, relevance, True, split_bias)
+                         - beta * _share(module, inputs, relevance, False, split_bias))
         elif isinstance(module, (torch.nn.Flatten, torch.nn.ReLU)):
             relevance = relevance.reshape(inputs.shape)
         else:  # pooling: the z-rule, as innvestigate applies to it
-            relevance = _share(module, inputs, relevance, positive=None)
+            relevance = _share(module, inputs, relevance, None)
     return channel_sum(net.array(relevance).transpose(0, 2, 3, 1)[0])
 
 
-def _share(module, inputs, relevance, positive):
+def _share(module, inputs, relevance, positive, split_bias: bool = False):
     """The relevance of `inputs`: the part of `relevance` each input's contributions x_i w_ij carry,
-    over the contributions of one sign (positive True or False), or all of them (None)."""
+    over the contributions of one sign (positive True or False) plus the bias (its part of that
+    sign where split_bias), or over all of them (None)."""
     torch = frameworks.torch()
     from torch.func import functional_call
 
@@ -133,7 +192,10 @@ def _share(module, inputs, relevance, positive):
 
     # positive contributions: x+ w+ and x- w-; negative ones: x+ w- and x- w+
     first, second = apply(x_pos, w_pos if positive else w_neg), apply(x_neg, w_neg if positive else w_pos)
-    z = first + second + (0 if module.bias is None else module.bias.detach().reshape(1, -1, *[1] * (first.dim() - 2)))
+    bias = 0 if module.bias is None else module.bias.detach().reshape(1, -1, *[1] * (first.dim() - 2))
+    if split_bias and module.bias is not None:
+        bias = bias.clamp(min=0) if positive else bias.clamp(max=0)
+    z = first + second + bias
     share = relevance / _safe(z)
     grad_pos, grad_neg = torch.autograd.grad((first, second), (x_pos, x_neg), (share, share))
     return (x_pos * grad_pos + x_neg * grad_neg).detach()

@@ -1,23 +1,81 @@
-"""Prediction Difference Analysis (Zintgraf et al. 2017) with marginal sampling over gray levels.
+"""Prediction Difference Analysis (Zintgraf et al. 2017).
 
-relevance_i = log2-odds(p'(c | x)) - log2-odds(mean over v of p'(c | x, x_i = v)), with the
-Laplace correction p' = (p N + 1) / (N + K). Each input element is set to the levels in turn
-(8-bit levels, put through the model's preprocessing); a pixel's relevance is the sum over its
-channels.
+A window of the input is replaced by values drawn from a prior, and the window's relevance is
+log2-odds(p'(c | x)) - log2-odds(mean over the draws of p'(c | x, window replaced)), with the
+Laplace correction p' = (p N + 1) / (N + K). A pixel's relevance is the mean over the windows
+that hold it (windows of pda.window x pda.window pixels, at every position).
+
+The prior (pda.prior):
+- "uniform": uniform 8-bit gray levels. With windows of one pixel this is exact: each input
+  element is set to each of pda.levels evenly spaced levels in turn, and a pixel's relevance is
+  the sum over its channels (the center-pixel models' classes are these levels). Larger windows
+  take pda.samples draws of independent levels.
+- "image": pda.samples windows copied from random positions of the image itself, its own marginal.
+- a folder of images: the same window of pda.samples random images from it, resized to the
+  model's input, as Zintgraf et al. sample from a dataset's marginal.
+Draws are seeded by pda.seed and put through the model's preprocessing.
 """
+from pathlib import Path
+
 import numpy as np
+
+from core.images import image_files, load_image
+from methods import _windows
+
+CHUNK_BYTES = 64 << 20  # the edited values of one chunk of windows
 
 
 def attribute(model, image, target, params):
     engine = model.engine(image, target)
-    gray = np.linspace(0, 255, params["levels"]).round() / 255.0
-    levels = model.preprocess(np.repeat(gray[:, None], image.shape[-1], axis=1)).T  # in the model's input scale
-    changed = engine.pixel_levels(levels, "pda").mean(axis=1)
     train, classes = params["train_samples"], model.num_classes
 
     def log_odds(p):
         p = (p * train + 1) / (train + classes)
         return np.log2(p / (1 - p))
 
-    relevance = log_odds(engine.probability()) - log_odds(changed)
-    return relevance.reshape(image.shape).sum(axis=-1).astype(np.float32)
+    before = log_odds(engine.probability())
+    if params["window"] == 1 and params["prior"] == "uniform":
+        relevance = (before - log_odds(_exact_uniform(model, engine, image, params["levels"]))).sum(axis=-1)
+    else:
+        window = params["window"]
+        rows, cols = _windows.starts(image.shape[0], window, 1), _windows.starts(image.shape[1], window, 1)
+        marginal = _sampled(model, engine, image, params, _windows.inputs(rows, cols, window, image.shape))
+        relevance = _windows.spread((before - log_odds(marginal)).reshape(rows.size, cols.size), rows, cols, window,
+                                    image.shape[:2])
+    return relevance.astype(np.float32)
+
+
+def _exact_uniform(model, engine, image, levels: int) -> np.ndarray:
+    """(H, W, C): each input element's mean probability over it set to every level."""
+    gray = np.linspace(0, 255, levels).round() / 255.0
+    in_model_scale = model.preprocess(np.repeat(gray[:, None], image.shape[-1], axis=1)).T
+    return engine.pixel_levels(in_model_scale, "pda").mean(axis=1).reshape(image.shape)
+
+
+def _sampled(model, engine, image, params, inputs) -> np.ndarray:
+    """The mean probability over the draws of each window (the inputs of each row) replaced."""
+    samples = params["samples"]
+    draws = _draws(model, image, params, inputs)  # (samples, inputs) or (samples, windows, inputs)
+    per_chunk = max(1, CHUNK_BYTES // (8 * samples * inputs.shape[1]))
+    means = np.empty(len(inputs))
+    for start in range(0, len(inputs), per_chunk):
+        chunk = inputs[start:start + per_chunk]
+        values = draws[:, start:start + per_chunk] if draws.ndim == 3 else np.broadcast_to(
+            draws[:, None], (samples, len(chunk), inputs.shape[1]))
+        edited = engine.edits(np.tile(chunk, (samples, 1)), values.reshape(-1, inputs.shape[1]), "pda")
+        means[start:start + len(chunk)] = edited.reshape(samples, len(chunk)).mean(axis=0)
+    return means
+
+
+def _draws(model, image, params, inputs):
+    rng = np.random.default_rng(params["seed"])
+    window, samples = params["window"], params["samples"]
+    height, width, channels = image.shape
+    if params["prior"] == "uniform":
+        return model.preprocess(rng.integers(0, 256, (samples, window, window, channels)) / 255.0).reshape(samples, -1)
+    if params["prior"] == "image":
+        corners = np.stack([rng.integers(0, height - window + 1, samples), rng.integers(0, width - window + 1, samples)])
+        return np.stack([image[r:r + window, c:c + window].reshape(-1) for r, c in corners.T])
+    folder = [load_image(path, image.shape) for path in image_files([Path(params["prior"])])]
+    chosen = np.stack([model.preprocess(folder[i]).reshape(-1) for i in rng.integers(0, len(folder), samples)])
+    return chosen[:, inputs]  # each image's own values at every window

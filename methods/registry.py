@@ -6,12 +6,13 @@ README's method table are generated from here. Importing this module imports no 
 """
 from __future__ import annotations
 
+import difflib
 import importlib
 from dataclasses import dataclass
 from enum import Enum
 
 from core.errors import UsageError
-from core.rules import Choice, Float, Int, ListOf, Optional, Text
+from core.rules import Choice, ChoiceOrFolder, Float, Int, ListOf, Optional, Text
 
 SEED = Int(min=0, max=2**32 - 1)
 
@@ -110,6 +111,7 @@ SETTINGS_RULES = {
     },
     "lrp": {
         "epsilon": Float(min=0.0, exclusive_min=True),
+        "alpha_beta_bias": Choice(("split", "whole")),
     },
     "occlusion": {
         "patch": Int(min=1),
@@ -119,6 +121,10 @@ SETTINGS_RULES = {
     "pda": {
         "train_samples": Int(min=1),
         "levels": Int(min=2, max=256),
+        "window": Int(min=1),
+        "prior": ChoiceOrFolder(("uniform", "image")),
+        "samples": Int(min=1),
+        "seed": SEED,
     },
     "shapley": {
         "samples": Int(min=1),
@@ -194,8 +200,8 @@ METHODS = [
     Method("guided_gradcam", "Guided Grad-CAM", _GRAD_CAM, Needs.CONV_LAYER, _both("guided_grad_cam"), "gradcam"),
     Method("lrp.z", "LRP-Z", _LRP, Needs.GRADIENTS, _both("lrp", "z_")),
     Method("lrp.epsilon", "LRP-Epsilon", _LRP, Needs.GRADIENTS, _both("lrp", "epsilon_"), "lrp"),
-    Method("lrp.alpha1beta0", "LRP-Alpha1Beta0", _LRP, Needs.GRADIENTS, _both("lrp", "alpha1beta0_")),
-    Method("lrp.alpha2beta1", "LRP-Alpha2Beta1", _LRP, Needs.GRADIENTS, _both("lrp", "alpha2beta1_")),
+    Method("lrp.alpha1beta0", "LRP-Alpha1Beta0", _LRP, Needs.GRADIENTS, _both("lrp", "alpha1beta0_"), "lrp"),
+    Method("lrp.alpha2beta1", "LRP-Alpha2Beta1", _LRP, Needs.GRADIENTS, _both("lrp", "alpha2beta1_"), "lrp"),
 ]
 
 _PAPERS = {
@@ -231,6 +237,12 @@ METHODS += [
 REGISTRY = {method.key: method for method in METHODS}
 
 
+def label(key: str) -> str:
+    """The display name of a map key: the method's, with the layer of a `key@layer` map."""
+    base, _, layer = key.partition("@")
+    return REGISTRY[base].name + (f" @{layer}" if layer else "")
+
+
 def groups() -> dict[str, list[str]]:
     """Names that stand for several keys: 'all', and each dotted family ('lrp' for lrp.*)."""
     families: dict[str, list[str]] = {}
@@ -246,6 +258,9 @@ def expand(names: list[str]) -> list[str]:
     keys: list[str] = []
     for name in names:
         if name not in REGISTRY and name not in known:
-            raise UsageError(f"unknown method {name!r}; choose from {', '.join([*REGISTRY, *known])}")
+            valid = [*REGISTRY, *known]
+            close = difflib.get_close_matches(name.lower(), valid, n=1, cutoff=0.6)
+            hint = f" (did you mean {close[0]!r}?)" if close else ""
+            raise UsageError(f"unknown method {name!r}{hint}; choose from {', '.join(valid)}")
         keys += [key for key in known.get(name, [name]) if key not in keys]
     return keys

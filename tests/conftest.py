@@ -58,26 +58,42 @@ def linear_model(linear_model_path):
 
 @pytest.fixture(scope="session")
 def mlp_path(tmp_path_factory) -> Path:
-    """A Keras-only 15 x 15 MLP whose hidden ReLUs clip: Flatten, Dense + ReLU, Dense, softmax."""
+    """A Keras-only 15 x 15 float64 MLP whose hidden ReLUs clip: Flatten, Dense + ReLU, Dense, softmax."""
     tf = frameworks.tensorflow()
     layers, init = tf.keras.layers, tf.keras.initializers
-    inputs = tf.keras.Input((SMALL, SMALL, 1))
-    hidden = layers.Dense(24, activation="relu", kernel_initializer=init.GlorotNormal(seed=5),
-                          bias_initializer=init.RandomNormal(stddev=0.3, seed=6))(layers.Flatten()(inputs))
-    logits = layers.Dense(7, kernel_initializer=init.GlorotNormal(seed=7))(hidden)
+    with frameworks.keras_floatx("float64"):
+        inputs = tf.keras.Input((SMALL, SMALL, 1))
+        hidden = layers.Dense(24, activation="relu", kernel_initializer=init.GlorotNormal(seed=5),
+                              bias_initializer=init.RandomNormal(stddev=0.3, seed=6))(layers.Flatten()(inputs))
+        logits = layers.Dense(7, kernel_initializer=init.GlorotNormal(seed=7))(hidden)
+        model = tf.keras.Model(inputs, layers.Activation("softmax")(logits))
     path = tmp_path_factory.mktemp("mlp") / "mlp.h5"
-    tf.keras.Model(inputs, layers.Activation("softmax")(logits)).save(path)
+    model.save(path)
     return path
+
+
+@pytest.fixture(scope="session")
+def clipping_twin_path(tmp_path_factory) -> Path:
+    """The MLP's architecture with a PyTorch twin, its biases drawn so that some hidden ReLUs clip."""
+    tf = frameworks.tensorflow()
+    layers, init = tf.keras.layers, tf.keras.initializers
+    with frameworks.keras_floatx("float64"):
+        inputs = tf.keras.Input((SMALL, SMALL, 1))
+        hidden = layers.Dense(24, activation="relu", name="hidden", kernel_initializer=init.GlorotNormal(seed=5),
+                              bias_initializer=init.RandomNormal(stddev=1.0, seed=6))(layers.Flatten()(inputs))
+        logits = layers.Dense(7, name="logits", kernel_initializer=init.GlorotNormal(seed=7))(hidden)
+        model = tf.keras.Model(inputs, layers.Activation("softmax")(logits))
+    return save_with_twin(model, tmp_path_factory.mktemp("clipping"))
 
 
 def save_with_twin(keras_model, folder):
     """A Keras model saved with its PyTorch twin and card, as create_model.py saves its models."""
     torch = frameworks.torch()
-    twin, spec = twin_of(keras_model)
+    twin, arguments = twin_of(keras_model)
     path = folder / "model.h5"
     keras_model.save(path, save_format="h5")
     torch.save(twin.state_dict(), folder / "model.pt")
-    card = {"architecture": "sequential", "arguments": {"spec": spec},
+    card = {"architecture": "sequential", "arguments": arguments,
             "input_shape": list(keras_model.input_shape[1:]), "num_classes": int(keras_model.output_shape[-1])}
     (folder / "model.json").write_text(json.dumps(card))
     return path
@@ -85,18 +101,19 @@ def save_with_twin(keras_model, folder):
 
 @pytest.fixture(scope="session")
 def gap_model_path(tmp_path_factory) -> Path:
-    """An untrained 12 x 12 RGB CNN with a GAP + Dense head: conv, max pool, conv, GAP, Dense."""
+    """An untrained 12 x 12 RGB float64 CNN with a GAP + Dense head: conv, max pool, conv, GAP, Dense."""
     tf = frameworks.tensorflow()
     layers, init = tf.keras.layers, tf.keras.initializers
-    inputs = tf.keras.Input((12, 12, 3))
-    hidden = layers.Conv2D(4, 3, padding="same", activation="relu", name="conv1",
-                           kernel_initializer=init.GlorotNormal(seed=1), bias_initializer=init.RandomNormal(seed=2))(inputs)
-    hidden = layers.MaxPooling2D(2, name="pool")(hidden)
-    hidden = layers.Conv2D(5, 3, padding="valid", activation="relu", name="conv2",
-                           kernel_initializer=init.GlorotNormal(seed=3), bias_initializer=init.RandomNormal(seed=4))(hidden)
-    logits = layers.Dense(3, name="logits", kernel_initializer=init.GlorotNormal(seed=5))(
-        layers.GlobalAveragePooling2D(name="gap")(hidden))
-    model = tf.keras.Model(inputs, layers.Activation("softmax")(logits))
+    with frameworks.keras_floatx("float64"):
+        inputs = tf.keras.Input((12, 12, 3))
+        hidden = layers.Conv2D(4, 3, padding="same", activation="relu", name="conv1", kernel_initializer=init.GlorotNormal(
+            seed=1), bias_initializer=init.RandomNormal(seed=2))(inputs)
+        hidden = layers.MaxPooling2D(2, name="pool")(hidden)
+        hidden = layers.Conv2D(5, 3, padding="valid", activation="relu", name="conv2", kernel_initializer=init.GlorotNormal(
+            seed=3), bias_initializer=init.RandomNormal(seed=4))(hidden)
+        logits = layers.Dense(3, name="logits", kernel_initializer=init.GlorotNormal(seed=5))(
+            layers.GlobalAveragePooling2D(name="gap")(hidden))
+        model = tf.keras.Model(inputs, layers.Activation("softmax")(logits))
     return save_with_twin(model, tmp_path_factory.mktemp("gap"))
 
 
@@ -127,4 +144,4 @@ def rng():
 
 def dense_weights(model) -> tuple[np.ndarray, np.ndarray]:
     """The center-pixel model's Dense kernel (pixels, classes) and bias, as stored in the file."""
-    return model.keras.model.get_layer("dense").get_weights()
+    return model.keras.weights("dense")

@@ -2,9 +2,8 @@
 fix, exit code 2, no traceback, and no run folder left behind.
 
 CATALOGUE maps a case to (the arguments, made in a fresh folder `t` with the small twin `m`, and a
-piece of the expected message). Arguments without -hm run grad.
+piece of the expected message). Arguments without -hm run grad (but --rerun, which takes none).
 """
-import json
 import shutil
 
 import numpy as np
@@ -76,7 +75,11 @@ CATALOGUE = {
     "TorchScript as state dict": (lambda t, m: ["-mp", torchscript_with_card(t, m)], "remove the card"),
     "class beyond the model": (lambda t, m: ["-mp", m, "-cl", 256], "give 0 to 255"),
     # arguments and settings
-    "unknown method": (lambda t, m: ["-mp", m, "-hm", "gradd"], "unknown method 'gradd'; choose from grad"),
+    "unknown method": (lambda t, m: ["-mp", m, "-hm", "gradd"], "unknown method 'gradd' (did you mean 'grad'?); "
+                                                               "choose from grad"),
+    "method in capitals": (lambda t, m: ["-mp", m, "-hm", "Grad"], "unknown method 'Grad' (did you mean 'grad'?)"),
+    "method abbreviated": (lambda t, m: ["-mp", m, "-hm", "lrp.eps"],
+                           "unknown method 'lrp.eps' (did you mean 'lrp.epsilon'?)"),
     "pixel out of range": (lambda t, m: ["-mp", m, "-cp", -1], "give 0 to 255"),
     "label not a number": (lambda t, m: ["-mp", m, "-cl", "cat"], "invalid int value"),
     "unknown setting": (lambda t, m: ["-mp", m, "--set", "ig.step=3"], "did you mean 'ig.steps'"),
@@ -116,7 +119,7 @@ def test_bad_input_is_one_line_and_exit_2(case, small_model_path, tmp_path, caps
     cases, out = tmp_path / "case", tmp_path / "out"
     cases.mkdir()
     argv = [str(a) for a in make_argv(cases, small_model_path)]
-    argv += ([] if "-hm" in argv else ["-hm", "grad"]) + ([] if "-op" in argv else ["-op", out])
+    argv += ([] if "-hm" in argv or "--rerun" in argv else ["-hm", "grad"]) + ([] if "-op" in argv else ["-op", out])
     capsys.readouterr()
     assert run_cli(*argv, "-q") == 2
     err = capsys.readouterr().err

@@ -21,15 +21,16 @@ def gap_model(gap_model_path):
 
 @pytest.fixture(scope="module")
 def flatten_model(tmp_path_factory):
-    """A CNN whose Dense reads a flattened feature map: the twin must reorder the Dense rows."""
+    """A float64 CNN whose Dense reads a flattened feature map: the twin must reorder the Dense rows."""
     tf = frameworks.tensorflow()
     layers, init = tf.keras.layers, tf.keras.initializers
-    inputs = tf.keras.Input((9, 9, 2))
-    hidden = layers.Conv2D(3, 3, padding="same", dilation_rate=2, activation="relu",
-                           kernel_initializer=init.GlorotNormal(seed=6), bias_initializer=init.RandomNormal(seed=7))(inputs)
-    hidden = layers.AveragePooling2D(3, name="pool")(hidden)
-    logits = layers.Dense(4, kernel_initializer=init.GlorotNormal(seed=8))(layers.Flatten()(hidden))
-    model = tf.keras.Model(inputs, layers.Activation("softmax")(logits))
+    with frameworks.keras_floatx("float64"):
+        inputs = tf.keras.Input((9, 9, 2))
+        hidden = layers.Conv2D(3, 3, padding="same", dilation_rate=2, activation="relu", kernel_initializer=init.GlorotNormal(
+            seed=6), bias_initializer=init.RandomNormal(seed=7))(inputs)
+        hidden = layers.AveragePooling2D(3, name="pool")(hidden)
+        logits = layers.Dense(4, kernel_initializer=init.GlorotNormal(seed=8))(layers.Flatten()(hidden))
+        model = tf.keras.Model(inputs, layers.Activation("softmax")(logits))
     return Model(save_with_twin(model, tmp_path_factory.mktemp("flatten")))
 
 
@@ -48,8 +49,9 @@ def cam_by_hand(model, image, target):
     """sum_k w_k,target A_k at conv2's resolution (4 x 4), from the Keras layers."""
     tf = frameworks.tensorflow()
     keras_model = model.keras.model
-    features = tf.keras.Model(keras_model.inputs, keras_model.get_layer("conv2").output).predict(image[None])[0]
-    return np.einsum("hwk,k->hw", features, keras_model.get_layer("logits").get_weights()[0][:, target])
+    with model.keras.scope():
+        features = tf.keras.Model(keras_model.inputs, keras_model.get_layer("conv2").output).predict(image[None])[0]
+    return np.einsum("hwk,k->hw", features, model.keras.weights("logits")[0][:, target])
 
 
 @pytest.mark.parametrize("backend", BACKENDS)

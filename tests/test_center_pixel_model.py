@@ -61,12 +61,21 @@ def test_linear_variant_passes_too(linear_model):
     assert all(c.passed for c in checks)
 
 
-def test_failed_verification_saves_nothing(tmp_path, capsys):
-    # Non-center weights of 1e8 x alpha x 255^2 push the logits past float64's resolution.
-    code = create_model.main(["--image-size", "5", "--out", str(tmp_path), "--set",
-                              "center_pixel.noise_weight_scale=1e8"])
-    assert code == 1
-    assert "FAIL" in capsys.readouterr().out
+def test_failed_verification_saves_nothing(tmp_path, capsys, monkeypatch):
+    """A twin that lost its center weights fails the checks on any CPU, and nothing is saved."""
+    from core.torch_models import CenterPixelNet
+
+    build = CenterPixelNet.from_weights
+
+    def without_center(weights):
+        net = build(weights)
+        net[1].weight.data[:, weights.kernel.shape[0] // 2] = 0.0
+        return net
+
+    monkeypatch.setattr(CenterPixelNet, "from_weights", without_center)
+    assert create_model.main(["--image-size", "5", "--out", str(tmp_path)]) == 1
+    failed = [line for line in capsys.readouterr().out.splitlines() if line.strip().startswith("FAIL")]
+    assert any("PyTorch top-1" in line for line in failed) and any("agree" in line for line in failed)
     assert list(tmp_path.iterdir()) == []
 
 
@@ -77,7 +86,13 @@ def test_bad_arguments_exit_2(tmp_path, argv, capsys):
 
 
 def test_full_size_model_passes_every_check(full_model_path):
-    """The one 227 x 227 build: 2,560 images per twin, every check of the core issue."""
-    card = json.loads(full_model_path.with_suffix(".json").read_text())
-    assert len(card["verification"]) == 7  # create_model.py saves only when all of them pass
+    """The one 227 x 227 build: 2,560 images per twin, every check of the core issue, by its value."""
+    checks = json.loads(full_model_path.with_suffix(".json").read_text())["verification"]
+    assert checks.pop("Keras top-1 = center value") == checks.pop("PyTorch top-1 = center value") == 1.0
+    assert checks.pop("lowest top-1 probability") >= 0.999
+    for name in ("probabilities = softmax(-alpha (j - p)^2)", "Keras and PyTorch probabilities agree",
+                 "Keras: non-center pixels leave probabilities unchanged",
+                 "PyTorch: non-center pixels leave probabilities unchanged"):
+        assert 0 <= checks.pop(name) <= 1e-9, name
+    assert checks == {}
     assert Model(full_model_path).input_shape == (227, 227, 1)

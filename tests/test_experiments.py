@@ -1,14 +1,12 @@
 """Sanity checks, the growing patch and sweeps, on small models with known answers."""
 import csv
-import json
 
 import numpy as np
 import pytest
 
 from conftest import SMALL, break_occlusion, run_cli, save_with_twin
-from core import config, frameworks, variants
+from core import frameworks, variants
 from core.center_pixel import random_images
-from core.explain import explain
 from core.model import Model
 from core.scores import center_scores
 from core.similarity import ms_ssim, similarities
@@ -43,14 +41,14 @@ def test_randomizing_the_dense_layer_destroys_the_center(small_model, tmp_path):
 def test_gradient_of_the_randomized_model_is_its_new_weight_column(linear_model, tmp_path, initializer):
     image = random_images(1, SMALL, 256, seed=2)[0]
     randomized = variants.variant(linear_model, tmp_path, variants.reinitializer(["dense"], initializer, 0.05, 1), "x")
-    kernel = randomized.keras.model.get_layer("dense").get_weights()[0]
-    original = linear_model.keras.model.get_layer("dense").get_weights()[0]
+    kernel = randomized.keras.weights("dense")[0]
+    original = linear_model.keras.weights("dense")[0]
     assert not np.allclose(kernel, original)
     for target in (0, 100):
         np.testing.assert_allclose(gradient.keras(randomized, image, target, {}),
                                    kernel[:, target].reshape(SMALL, SMALL), rtol=1e-6)
-    assert linear_model.keras.model.get_layer("dense").get_weights()[0] is not kernel  # the original is untouched
-    np.testing.assert_array_equal(Model(linear_model.path).keras.model.get_layer("dense").get_weights()[0], original)
+    np.testing.assert_array_equal(linear_model.keras.weights("dense")[0], original)  # the original is untouched
+    np.testing.assert_array_equal(Model(linear_model.path).keras.weights("dense")[0], original)
 
 
 @pytest.fixture(scope="module")
@@ -76,8 +74,12 @@ def test_randomizing_a_layer_the_output_ignores_changes_nothing(ignored_layer_mo
     assert len(ignored) == 3
     for row in ignored:
         assert all(float(row[metric]) == pytest.approx(1.0) for metric in ("spearman", "spearman_abs", "ssim", "hog"))
-    head = [row for row in table if row["changed"] == "head" and row["method"] == "occlusion"]
-    assert float(head[0]["spearman"]) < 1.0 or float(head[0]["ssim"]) < 1.0
+    # With the head's kernel zero, nothing reaches the output: the original maps are exactly 0, and a
+    # constant map correlates 0 with the maps of the re-drawn head, which are not constant.
+    head = [row for row in table if row["changed"] == "head"]
+    assert sorted(row["method"] for row in head) == ["grad", "occlusion", "shapley"]
+    for row in head:
+        assert float(row["spearman"]) == float(row["spearman_abs"]) == 0.0 and float(row["ssim"]) < 1.0
 
 
 def test_cascading_sanity_run_writes_figures_and_curves(small_model_path, tmp_path):
@@ -101,16 +103,21 @@ def test_zero_noise_changes_no_map(small_model_path, tmp_path):
     assert float(noisy[0]["spearman"]) < 0.99
 
 
-def test_a_method_that_fails_on_one_variant_leaves_a_gap_in_its_curves(small_model_path, tmp_path, monkeypatch):
+def test_a_method_that_fails_on_one_variant_is_reported_and_leaves_a_gap(small_model_path, tmp_path, monkeypatch,
+                                                                         capsys):
     def diverge():
         raise RuntimeError("diverged")
 
     break_occlusion(monkeypatch, 2, diverge)
     assert run_cli("-mp", small_model_path, "--sanity", "noise", "--set", "sanity.noise_levels=[0.5, 1.0]",
-                   "-hm", "grad", "occlusion", "-op", tmp_path, "-q") == 0
+                   "-hm", "grad", "occlusion", "-op", tmp_path, "-q") == 1
+    assert "Occlusion (occlusion) failed at noise 0.5: RuntimeError: diverged" in capsys.readouterr().out
     [folder] = tmp_path.iterdir()
     table = rows(folder / "sanity_noise.csv")
-    assert [row["changed"] for row in table if row["method"] == "occlusion"] == ["original", "noise 1"]
+    occlusion_rows = {row["changed"]: row for row in table if row["method"] == "occlusion"}
+    assert sorted(occlusion_rows) == ["noise 0.5", "noise 1", "original"]
+    assert occlusion_rows["noise 0.5"]["error"] == "RuntimeError: diverged" and occlusion_rows["noise 0.5"]["ssim"] == ""
+    assert occlusion_rows["noise 1"]["error"] == "" and float(occlusion_rows["noise 1"]["ssim"]) < 1
     assert [row["changed"] for row in table if row["method"] == "grad"] == ["original", "noise 0.5", "noise 1"]
     assert (folder / "sanity_noise_curves.png").is_file()
 

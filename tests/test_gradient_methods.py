@@ -3,12 +3,19 @@ against answers computed by hand."""
 import numpy as np
 import pytest
 
+import settings
 from conftest import SMALL, dense_weights
 from core.center_pixel import random_images
+from core.errors import NotApplicable
 from core.model import Model
 from methods import deconvnet, gradient, guided_backprop, input_x_gradient, integrated_gradients, lrp, smoothgrad
 
 SG = {"augment_by_n": 16, "noise_scale": 0.2, "postprocess": None, "seed": 0}
+FAST = {"ig": {"steps": 4}, "sg": {"augment_by_n": 2}}
+
+
+def default_params(name):
+    return dict(getattr(settings, name)) if name else {}
 
 
 @pytest.fixture(params=["keras", "torch"])
@@ -45,6 +52,25 @@ def test_gradient_is_the_weight_column(small_model, backend):
 def test_guided_backprop_and_deconvnet_equal_the_gradient_when_no_relu_clips(small_model, method, backend):
     image, target, _, w, _ = case(small_model)
     np.testing.assert_allclose(on(method, backend)(small_model, image, target, {}), as_map(w), rtol=1e-6)
+
+
+@pytest.mark.parametrize("method", [gradient, guided_backprop, deconvnet])
+def test_the_relu_backward_rules_where_relus_clip(clipping_twin_path, method, backend):
+    """Flatten, Dense + ReLU, Dense: the signal at the hidden units is the logit's weight column v.
+    Gradient passes v where the unit is on; Guided Backprop max(v, 0) where it is on; DeConvNet
+    max(v, 0) everywhere. Then back through the first Dense."""
+    model = Model(clipping_twin_path)
+    image = random_images(1, SMALL, 256, seed=4)[0]
+    (kernel, bias), (logit_kernel, _) = (model.keras.weights(name) for name in ("hidden", "logits"))
+    active = image.reshape(-1) @ kernel + bias > 0
+    assert 0 < active.sum() < active.size  # some units clip
+    for target in range(3):
+        v = logit_kernel[:, target]
+        signal = {gradient: v * active, guided_backprop: np.maximum(v, 0) * active,
+                  deconvnet: np.maximum(v, 0)}[method]
+        assert (signal != v * active).any() or method is gradient  # the rule changes the map here
+        np.testing.assert_allclose(on(method, backend)(model, image, target, {}), as_map(kernel @ signal),
+                                   rtol=1e-6, atol=1e-12)
 
 
 @pytest.mark.parametrize("method", [guided_backprop, deconvnet])
@@ -109,14 +135,29 @@ def test_lrp_epsilon_is_the_hand_formula(small_model, backend):
 
 
 @pytest.mark.parametrize("rule, alpha, beta", [("alpha1beta0_", 1, 0), ("alpha2beta1_", 2, 1)])
-def test_lrp_alpha_beta_is_innvestigates_formula(small_model, backend, rule, alpha, beta):
-    # innvestigate 2.1.2 adds the whole bias to both denominators: z+ = sum (x w)+ + b, z- = sum (x w)- + b
+@pytest.mark.parametrize("bias", ["split", "whole"])
+def test_lrp_alpha_beta_is_the_hand_formula(small_model, backend, rule, alpha, beta, bias):
+    """R_i = (alpha z_i+ / z+ - beta z_i- / z-) R with z_i = x_i w_i. "split" (Bach et al. 2015):
+    z+ = sum z_i+ + b+, z- = sum z_i- + b-; "whole" (innvestigate 2.1.2): the whole b in both."""
     image, target, x, w, b = case(small_model)
     contribution = x * w
     positive, negative = np.maximum(contribution, 0), np.minimum(contribution, 0)
     logit = max(x @ w + b, 0.0)
-    expected = (alpha * positive / (positive.sum() + b) - beta * negative / (negative.sum() + b)) * logit
-    np.testing.assert_allclose(on(lrp, backend, rule)(small_model, image, target, {}), as_map(expected), rtol=1e-6)
+    b_positive, b_negative = (max(b, 0.0), min(b, 0.0)) if bias == "split" else (b, b)
+    expected = (alpha * positive / (positive.sum() + b_positive)
+                - beta * negative / (negative.sum() + b_negative)) * logit
+    attribution = on(lrp, backend, rule)(small_model, image, target, {"alpha_beta_bias": bias})
+    np.testing.assert_allclose(attribution, as_map(expected), rtol=1e-6)
+
+
+def test_the_two_bias_conventions_differ_on_the_center_pixel_model(small_model):
+    """Its bias is positive and large: innvestigate's rule divides the negative contributions by it
+    and flips their sign; the paper's divides them by their own (negative) sum."""
+    image, target, x, w, _ = case(small_model)
+    split, whole = (lrp.alpha2beta1_keras(small_model, image, target, {"alpha_beta_bias": bias}) for bias in
+                    ("split", "whole"))
+    negative = as_map(x * w) < 0
+    assert (np.sign(split[negative]) == -np.sign(whole[negative])).all()
 
 
 @pytest.fixture(scope="module")
@@ -146,3 +187,27 @@ def test_smoothgrad_without_noise_is_the_gradient(nonlinear_model):
     image = random_images(1, SMALL, 256, seed=4)[0]
     np.testing.assert_allclose(smoothgrad.keras(nonlinear_model, image, 3, {**SG, "noise_scale": 0.0}),
                                gradient.keras(nonlinear_model, image, 3, {}), rtol=1e-6)
+
+
+def test_the_tensorflow_graph_stays_flat_over_repeated_maps(gap_model_path):
+    """Every Keras method builds its graph once per model and settings, then reuses it for any class."""
+    from core import frameworks
+    from methods.registry import METHODS
+
+    tf = frameworks.tensorflow()
+    model = Model(gap_model_path)
+    image = np.random.default_rng(0).random(model.input_shape)
+    keras_methods = [m for m in METHODS if "keras" in m.impl]
+    params = {m.key: {**(default_params(m.settings)), **FAST.get(m.settings, {})} for m in keras_methods}
+
+    def every_method(target):
+        for method in keras_methods:
+            try:
+                method.function("keras")(model, image, target, params[method.key])
+            except NotApplicable:  # Keras DeepLIFT takes Dense models only
+                continue
+            yield method.key, len(tf.compat.v1.get_default_graph().get_operations())
+
+    first = dict(every_method(0))
+    for target in (1, 2, 0):
+        assert dict(every_method(target)) == {key: first[keras_methods[-1].key] for key in first}

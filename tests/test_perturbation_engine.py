@@ -112,3 +112,120 @@ def test_a_model_without_an_affine_first_layer_takes_full_passes(tmp_path):
     tf.keras.Model(inputs, tf.keras.layers.Activation("softmax")(logits)).save(tmp_path / "conv.h5")
     model = Model(tmp_path / "conv.h5", engine_options=QUIET)
     assert model.affine_split() is None and not model.engine(np.zeros((SMALL, SMALL, 1)), 0).fast
+
+
+SIDE = 10
+
+
+def keras_kind(folder, kind: str, dtype: str = "float64"):
+    """A 10 x 10 gray Keras classifier of 4 classes whose output is of `kind`."""
+    tf = frameworks.tensorflow()
+    layers, init = tf.keras.layers, tf.keras.initializers
+    with frameworks.keras_floatx(dtype):
+        inputs = tf.keras.Input((SIDE, SIDE, 1))
+        hidden = layers.Flatten()(inputs)
+        if kind == "hidden relu, no softmax":
+            hidden = layers.Dense(6, activation="relu", kernel_initializer=init.GlorotNormal(seed=3),
+                                  bias_initializer=init.RandomNormal(stddev=0.3, seed=4))(hidden)
+        outputs = layers.Dense(4, activation="softmax" if kind == "softmax dense" else None,
+                               kernel_initializer=init.GlorotNormal(seed=1),
+                               bias_initializer=init.RandomNormal(seed=2))(hidden)
+        if kind == "softmax activation":
+            outputs = layers.Activation("softmax")(outputs)
+        model = tf.keras.Model(inputs, outputs)
+    path = folder / "model.h5"
+    model.save(path)
+    return path
+
+
+def torchscript_kind(folder, kind: str, dtype: str = "float64"):
+    """The same in TorchScript: logits out, or probabilities out (a final Softmax)."""
+    torch = frameworks.torch()
+    nn = torch.nn
+    torch.manual_seed(0)
+    layers = [nn.Flatten(), nn.Linear(SIDE * SIDE, 6), nn.ReLU(), nn.Linear(6, 4)]
+    net = nn.Sequential(*layers, *[nn.Softmax(dim=-1)] * (kind == "probabilities out")).to(getattr(torch, dtype))
+    path = folder / "model.pt"
+    torch.jit.script(net).save(str(path))
+    return path
+
+
+OUTPUT_KINDS = {**{f"keras, {kind}": (keras_kind, kind, "float64") for kind in
+                   ("softmax activation", "softmax dense", "no softmax", "hidden relu, no softmax")},
+                "keras, no softmax, float32": (keras_kind, "no softmax", "float32"),
+                **{f"torchscript, {kind}": (torchscript_kind, kind, "float64")
+                   for kind in ("logits out", "probabilities out")},
+                "torchscript, probabilities out, float32": (torchscript_kind, "probabilities out", "float32")}
+# float64 models: fast and full paths agree to float64 rounding; float32 ones to float32 rounding
+TOLERANCE = {"float64": 1e-9, "float32": 1e-6}
+
+
+@pytest.fixture(scope="module", params=OUTPUT_KINDS)
+def every_output_kind(request, tmp_path_factory):
+    make, kind, dtype = OUTPUT_KINDS[request.param]
+    path = make(tmp_path_factory.mktemp("kind"), kind, dtype)
+    return (Model(path, engine_options=QUIET), Model(path, engine_options=EngineOptions(fast=False, progress=False)),
+            TOLERANCE[dtype])
+
+
+def softmax(z):
+    e = np.exp(z - z.max(axis=-1, keepdims=True))
+    return e / e.sum(axis=-1, keepdims=True)
+
+
+def test_probabilities_are_the_softmax_of_the_models_logits_for_every_output_kind(every_output_kind):
+    """Against the framework's own forward pass, with the softmax applied here where the model has none."""
+    model, _, tolerance = every_output_kind
+    batch = np.random.default_rng(1).random((5, SIDE, SIDE, 1))
+    net = model.evaluator
+    if hasattr(net, "model"):  # Keras: its own predict
+        with net.scope():
+            raw = net.model.predict(batch, verbose=0)
+        expected = raw if not net.outputs_logits else softmax(raw)
+    else:
+        torch = frameworks.torch()
+        with torch.no_grad():
+            raw = net.module(net.tensor(batch)).numpy()
+        expected = raw if net.softmax_inside else softmax(raw)
+    np.testing.assert_allclose(model.probabilities(batch), expected, rtol=0, atol=tolerance)
+
+
+@pytest.mark.parametrize("name", ["occlusion", "pda", "pda windows", "shapley", "lime", "shap", "rise"])
+def test_every_perturbation_method_explains_the_same_quantity_fast_and_full(every_output_kind, name):
+    from methods import kernel_shap, lime, occlusion, pda, rise, shapley
+
+    fast, full, tolerance = every_output_kind
+    function = {"occlusion": occlusion, "pda": pda, "pda windows": pda, "shapley": shapley, "lime": lime,
+                "shap": kernel_shap, "rise": rise}[name].attribute
+    params = {"occlusion": {"patch": 2, "stride": 1, "fill": 0.0},
+              "pda": {"train_samples": 256_000, "levels": 8, "window": 1, "prior": "uniform", "samples": 4, "seed": 0},
+              "pda windows": {"train_samples": 256_000, "levels": 8, "window": 3, "prior": "image", "samples": 4,
+                              "seed": 0},
+              "shapley": {"samples": 2, "baseline": 0.0, "seed": 0},
+              "lime": {"kernel_size": 1, "max_dist": 4, "ratio": 0.5, "num_samples": 60, "hide_color": 0.0,
+                       "num_features": 1000, "seed": 0},
+              "shap": {"n_segments": 6, "compactness": 0.1, "sigma": 0.5, "nsamples": 60, "background": 0.0,
+                       "l1_reg": 0, "seed": 0},
+              "rise": {"num_masks": 20, "cell_size": 3, "keep_probability": 0.5, "batch_size": 8, "seed": 0}}[name]
+    image = np.random.default_rng(7).random((SIDE, SIDE, 1))
+    target = int(fast.probabilities(image[None])[0].argmax())
+    assert fast.engine(image, target).fast and not full.engine(image, target).fast
+    np.testing.assert_allclose(function(fast, image, target, params), function(full, image, target, params),
+                               rtol=0, atol=tolerance)
+
+
+def test_occlusion_of_a_softmax_free_model_is_the_drop_of_its_softmax(tmp_path):
+    """The reference computed apart: Keras' predict, a numpy softmax, one pixel at a time."""
+    from methods import occlusion
+
+    path = keras_kind(tmp_path, "no softmax")
+    model = Model(path, engine_options=QUIET)
+    image = np.random.default_rng(8).random((SIDE, SIDE, 1))
+    edited = np.repeat(image[None], SIDE * SIDE, axis=0).reshape(SIDE * SIDE, -1)
+    edited[np.arange(SIDE * SIDE), np.arange(SIDE * SIDE)] = 0.0
+    keras_model = model.keras.model
+    with model.keras.scope():
+        before = softmax(keras_model.predict(image[None], verbose=0))[0, 2]
+        after = softmax(keras_model.predict(edited.reshape(-1, SIDE, SIDE, 1), verbose=0))[:, 2]
+    np.testing.assert_allclose(occlusion.attribute(model, image, 2, {"patch": 1, "stride": 1, "fill": 0.0}),
+                               (before - after).reshape(SIDE, SIDE), rtol=0, atol=1e-6)

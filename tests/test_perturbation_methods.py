@@ -1,4 +1,6 @@
 """Perturbation and sampling methods against answers known in closed form."""
+from collections import Counter
+
 import numpy as np
 import pytest
 from PIL import Image
@@ -17,7 +19,7 @@ ALPHA, LEVELS = 10.0, np.arange(256)
 CENTER = (SMALL // 2, SMALL // 2)
 PARAMS = {
     "occlusion": {"patch": 1, "stride": 1, "fill": 0.0},
-    "pda": {"train_samples": 256_000, "levels": 256},
+    "pda": {"train_samples": 256_000, "levels": 256, "window": 1, "prior": "uniform", "samples": 4, "seed": 0},
     "shapley": {"samples": 3, "baseline": 0.0, "seed": 0},
     "lime": {"kernel_size": 2, "max_dist": 20, "ratio": 0.5, "num_samples": 200, "hide_color": 0.0,
              "num_features": 1000, "seed": 0},
@@ -53,7 +55,7 @@ def only_the_center(attribution):
 def test_single_pixel_occlusion_is_the_drop_at_the_center_and_zero_elsewhere(case):
     model, image, target = case
     attribution = occlusion.attribute(model, image, target, PARAMS["occlusion"])
-    assert attribution[CENTER] == np.float32(analytic(target)[target] - analytic(0)[target])
+    assert attribution[CENTER] == pytest.approx(analytic(target)[target] - analytic(0)[target], rel=1e-6)
     assert only_the_center(attribution) <= 1e-9
 
 
@@ -80,11 +82,52 @@ def test_pda_is_the_log_odds_difference_at_the_center_and_zero_elsewhere(case):
     assert only_the_center(attribution) <= 1e-9
 
 
+def slow_pda(model, image, target, params):
+    """PDA window by window and draw by draw, with full forward passes and the module's own draws."""
+    window, size = params["window"], image.shape[0]
+    positions = size - window + 1
+    draws = pda._draws(model, image, params, np.zeros((positions * positions, 1), int))
+    before = model.probabilities(image[None])[0, target]
+
+    def log_odds(p):
+        p = (p * params["train_samples"] + 1) / (params["train_samples"] + model.num_classes)
+        return np.log2(p / (1 - p))
+    total, covered = np.zeros((size, size)), np.zeros((size, size))
+    for r in range(positions):
+        for c in range(positions):
+            replaced = np.repeat(image[None], len(draws), axis=0)
+            replaced[:, r:r + window, c:c + window] = draws.reshape(len(draws), window, window, -1)
+            marginal = model.probabilities(replaced)[:, target].mean()
+            total[r:r + window, c:c + window] += log_odds(before) - log_odds(marginal)
+            covered[r:r + window, c:c + window] += 1
+    return total / covered
+
+
+@pytest.mark.parametrize("prior", ["uniform", "image"])
+def test_pda_with_windows_is_the_slow_obvious_pda(case, small_model_path, prior):
+    model, image, target = case
+    params = {**PARAMS["pda"], "window": 3, "prior": prior}
+    attribution = pda.attribute(model, image, target, params)
+    np.testing.assert_allclose(attribution, slow_pda(Model(small_model_path, engine_options=NAIVE), image, target,
+                                                     params), rtol=1e-6, atol=1e-6)
+    far = np.ones((SMALL, SMALL), bool)
+    far[CENTER[0] - 4:CENTER[0] + 5, CENTER[1] - 4:CENTER[1] + 5] = False  # no 3 x 3 window reaches the center
+    assert np.abs(attribution[far]).max() <= 1e-9 and np.abs(attribution[CENTER]) > 0.1
+
+
+def test_pda_with_the_image_itself_as_the_prior_finds_nothing(case, tmp_path):
+    """Every draw of a folder holding only the image equals the image: no window changes p."""
+    model, image, target = case
+    Image.fromarray(np.rint(image[..., 0] * 255).astype(np.uint8)).save(tmp_path / "same.png")
+    attribution = pda.attribute(model, image, target, {**PARAMS["pda"], "window": 2, "prior": str(tmp_path)})
+    assert not attribution.any()
+
+
 def test_shapley_gives_the_center_its_whole_effect_and_the_rest_zero(case):
     model, image, target = case
     attribution = shapley.attribute(model, image, target, PARAMS["shapley"])
     # whatever the order, the only switch that changes the probability is the center's
-    assert attribution[CENTER] == np.float32(analytic(target)[target] - analytic(0)[target])
+    assert attribution[CENTER] == pytest.approx(analytic(target)[target] - analytic(0)[target], rel=1e-6)
     assert only_the_center(attribution) <= 1e-9
 
 
@@ -95,6 +138,7 @@ class LinearModel:
 
     def __init__(self, weight, bias, options):
         self.weight, self.bias, self.options = weight, bias, options
+        self.evaluations = Counter()
 
     def probabilities(self, batch):
         return batch.reshape(len(batch), -1) @ self.weight[:, None] + self.bias
@@ -190,3 +234,57 @@ def test_full_size_perturbation_run(full_model_path, tmp_path, capsys):
         scores = center_scores(maps[key], 5)
         assert scores["center_rank"] == 1 and scores["center_share"] == pytest.approx(1.0, abs=1e-9)
     assert "PDA (pda)" in capsys.readouterr().out
+
+
+def interacting(x):
+    """f on 4 inputs with interactions of every order: a product, a max and a triple product."""
+    return x[:, 0] * x[:, 1] + np.maximum(x[:, 2], x[:, 3]) + 2 * x[:, 0] * x[:, 2] * x[:, 3]
+
+
+class InteractingModel:
+    """`interacting` on a 2 x 2 gray image, as the engine's one class; with the fast path, as an
+    identity first layer followed by the nonlinear head."""
+
+    num_classes = 1
+
+    def __init__(self, options):
+        self.options, self.evaluations = options, Counter()
+
+    def probabilities(self, batch):
+        return interacting(batch.reshape(len(batch), 4))[:, None]
+
+    def affine_split(self):
+        return AffineSplit(np.eye(4), np.zeros(4), lambda z: interacting(z)[:, None])
+
+    def engine(self, image, target):
+        return Engine(self, image, target, self.options)
+
+
+def exact_shapley(x, baseline):
+    """Every one of the 4! orders: an input's value is its mean change of f when switched on."""
+    import itertools
+
+    values = np.zeros(4)
+    for order in itertools.permutations(range(4)):
+        state = np.full(4, baseline)
+        for i in order:
+            before = interacting(state[None])[0]
+            state[i] = x[i]
+            values[i] += interacting(state[None])[0] - before
+    return values / 24
+
+
+@pytest.mark.parametrize("options", [QUIET, NAIVE], ids=["fast", "naive"])
+def test_shapley_sampling_converges_to_the_exact_values_of_interacting_inputs(options):
+    image = np.array([0.9, 0.7, 0.2, 0.8]).reshape(2, 2, 1)
+    exact = exact_shapley(image.reshape(-1), 0.1)
+    assert exact.sum() == pytest.approx(interacting(image.reshape(1, 4))[0] - interacting(np.full((1, 4), 0.1))[0])
+    model = InteractingModel(options)
+    errors = []
+    for samples in (4, 64, 1024):
+        estimates = [shapley.attribute(model, image, 0, {"samples": samples, "baseline": 0.1, "seed": seed}).reshape(-1)
+                     for seed in range(5)]
+        for estimate in estimates:  # every order's changes add up to f(x) - f(baseline)
+            assert estimate.sum() == pytest.approx(exact.sum(), rel=1e-6)
+        errors.append(np.mean([np.abs(estimate - exact).max() for estimate in estimates]))
+    assert errors[0] > errors[1] > errors[2] and errors[2] < 0.02 * np.abs(exact).max()

@@ -57,3 +57,19 @@ def test_a_failed_method_gets_a_blank_panel_with_its_reason():
     texts = [t.get_text() for ax in fig.axes for t in ax.texts]
     assert any("no conv layer" in t for t in texts)
     assert sum(1 for ax in fig.axes if ax.images) == 2  # only the input panels
+
+
+def test_long_class_names_stay_inside_the_figure():
+    names = [f"class {i} " + "with a very long descriptive name" * (i % 3) for i in range(4)]
+    long_result = ImageResult(name="x", image=np.zeros((15, 15, 1)), predicted=2, target=2, target_probability=0.5,
+                              true_label=1, top=[(2, 0.5), (1, 0.3), (3, 0.1), (0, 0.1)],
+                              maps={"a": np.ones((15, 15), np.float32)})
+    fig = heatmap_figure([long_result], {"a": "A"}, crop=5, column_width=2.0, cmap="RdBu_r", class_names=names)
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+
+    renderer, box = FigureCanvasAgg(fig).get_renderer(), fig.bbox
+    margins = [text for text in fig.texts if "top 4" in text.get_text() or "explained" in text.get_text()]
+    assert len(margins) == 2
+    for text in margins:
+        extent = text.get_window_extent(renderer)
+        assert box.x0 <= extent.x0 and extent.x1 <= box.x1

@@ -117,3 +117,22 @@ def test_run_files_get_the_usual_permissions(small_model_path, tmp_path):
     assert folder.stat().st_mode & 0o777 == 0o755
     assert {path.stat().st_mode & 0o777 for path in folder.iterdir()} == {0o644}
     assert not list(folder.glob(".*"))  # no temporary file is left
+
+
+def test_rerun_writes_where_it_is_told_and_never_into_the_run_it_repeats(small_model_path, tmp_path, capsys):
+    assert run_cli("-mp", small_model_path, "-hm", "grad", "occlusion", "-op", tmp_path / "first", "-q") == 0
+    [original] = (tmp_path / "first").iterdir()
+    before = {path.name: path.read_bytes() for path in original.iterdir()}
+    assert run_cli("--rerun", original / "run.json", "-op", tmp_path / "again", "-q") == 0
+    assert "identical" in capsys.readouterr().out
+    [repeated] = (tmp_path / "again").iterdir()
+    assert sorted(path.name for path in repeated.iterdir()) == sorted(before)
+    assert list((tmp_path / "first").iterdir()) == [original]
+    assert {path.name: path.read_bytes() for path in original.iterdir()} == before
+
+
+def test_rerun_refuses_other_flags(small_model_path, tmp_path, capsys):
+    assert run_cli("-mp", small_model_path, "-hm", "grad", "-op", tmp_path, "-q") == 0
+    [original] = tmp_path.iterdir()
+    assert run_cli("--rerun", original / "run.json", "-hm", "ig") == 2
+    assert "drop heatmap_methods" in capsys.readouterr().err

@@ -1,11 +1,17 @@
-"""settings.py, --set overrides and the registry stay consistent and checked."""
+"""settings.py, --set overrides and the registry stay consistent and checked, and every setting takes effect."""
+import csv
+import json
 import types
 
+import numpy as np
 import pytest
 
+import create_model
 import settings
-from core import config
+from conftest import run_cli
+from core import config, frameworks
 from core.errors import UsageError
+from core.model import Model
 from methods.registry import METHODS, REGISTRY, SETTINGS_RULES, expand
 
 
@@ -71,3 +77,163 @@ def test_unknown_method_lists_the_valid_names():
     with pytest.raises(UsageError) as error:
         expand(["gradcam++"])
     assert all(key in str(error.value) for key in REGISTRY)
+
+
+# ---- every setting takes effect, from settings.py or from --set ----------------------------------
+
+def only_folder(out):
+    [folder] = out.iterdir()
+    return folder
+
+
+def scores_of(out):
+    return json.loads((only_folder(out) / "scores.json").read_text())
+
+
+def card_of(out, name="center_pixel"):
+    return json.loads((out / f"{name}.json").read_text())
+
+
+def probe_image_size(small, tmp_path, capsys):
+    assert create_model.main(["--out", str(tmp_path), "--set", "image_size=7"]) == 0
+    assert card_of(tmp_path)["input_shape"] == [7, 7, 1]
+
+
+def probe_num_classes(small, tmp_path, capsys):
+    assert create_model.main(["--out", str(tmp_path), "--set", "image_size=5", "--set", "num_classes=16"]) == 0
+    assert card_of(tmp_path)["num_classes"] == 16
+
+
+def probe_center_pixel(small, tmp_path, capsys):
+    from core.center_pixel import build_weights
+
+    assert create_model.main(["--out", str(tmp_path), "--set", "image_size=5", "--set", "center_pixel.weight_seed=4"]) == 0
+    stored = Model(tmp_path / "center_pixel.h5").keras.weights("dense")[0]
+    assert np.array_equal(stored, build_weights(5, 256, 10.0, True, 4, 1.0).kernel)
+
+
+def probe_digits(small, tmp_path, capsys):
+    argv = ["--model", "digits", "--out", str(tmp_path), "--set", "digits.image_size=8", "--set", "digits.epochs=1",
+            "--set", "digits.min_accuracy=1.0"]
+    assert create_model.main(argv) == 1 and "(at least 100%)" in capsys.readouterr().out
+
+
+def probe_model_path(small, tmp_path, capsys):
+    assert run_cli("--set", f"model_path={str(small)!r}", "-hm", "grad", "-op", tmp_path, "-q") == 0
+    assert scores_of(tmp_path)["model"] == str(small)
+
+
+def probe_out_path(small, tmp_path, capsys):
+    assert run_cli("-mp", small, "--set", f"out_path={str(tmp_path / 'elsewhere')!r}", "-hm", "grad", "-q") == 0
+    assert only_folder(tmp_path / "elsewhere").name.startswith("random_seed0_")
+
+
+def probe_seed(small, tmp_path, capsys):
+    assert run_cli("-mp", small, "--set", "seed=5", "-hm", "grad", "-op", tmp_path, "-q") == 0
+    assert only_folder(tmp_path).name.startswith("random_seed5_")
+
+
+def probe_max_image_pixels(small, tmp_path, capsys):
+    from PIL import Image
+
+    Image.new("L", (20, 20)).save(tmp_path / "image.png")
+    assert run_cli("-mp", small, "-ip", tmp_path / "image.png", "--set", "max_image_pixels=10", "-op", tmp_path) == 2
+    assert "more than the limit of 10" in capsys.readouterr().err
+
+
+def probe_backend(small, tmp_path, capsys):
+    assert run_cli("-mp", small, "--set", "backend='torch'", "-hm", "grad", "-op", tmp_path, "-q") == 0
+    scores = scores_of(tmp_path)
+    assert scores["backend"] == "torch" and scores["methods"]["grad"]["framework"] == "torch"
+
+
+def probe_evaluate_with(small, tmp_path, capsys):
+    assert run_cli("-mp", small, "--set", "evaluate_with='keras'", "-hm", "grad", "-op", tmp_path, "-q") == 0
+    assert scores_of(tmp_path)["evaluated_with"] == "keras"
+
+
+def probe_device(small, tmp_path, capsys):
+    if frameworks.torch().cuda.is_available():
+        pytest.skip("this machine has CUDA")
+    assert run_cli("-mp", small, "--set", "device='cuda'", "-hm", "grad", "-op", tmp_path) == 2
+    assert "no CUDA device" in capsys.readouterr().err
+
+
+def probe_preprocess(small, tmp_path, capsys):
+    """A black image with center level 1: scaled to bytes, the model reads 1 / 255 * 255 = 1.0, level 255."""
+    from PIL import Image
+
+    Image.new("L", (15, 15)).save(tmp_path / "black.png")
+    assert run_cli("-mp", small, "-ip", tmp_path / "black.png", "-cp", 1, "--set", "preprocess.range='byte'",
+                   "-hm", "grad", "-op", tmp_path / "out", "-q") == 0
+    assert scores_of(tmp_path / "out")["predicted_label"] == 255
+
+
+def probe_perturbation(small, tmp_path, capsys):
+    for fast in (True, False):
+        out = tmp_path / str(fast)
+        assert run_cli("-mp", small, "--set", f"perturbation.fast={fast}", "-hm", "occlusion", "-op", out, "-q") == 0
+        assert scores_of(out)["methods"]["occlusion"]["evaluations"] == {"fast" if fast else "full": 225}
+
+
+def probe_figure(small, tmp_path, capsys):
+    from PIL import Image
+
+    widths = []
+    for dpi in (30, 60):
+        assert run_cli("-mp", small, "--set", f"figure.dpi={dpi}", "-hm", "grad", "-op", tmp_path / str(dpi), "-q") == 0
+        widths.append(Image.open(only_folder(tmp_path / str(dpi)) / "heatmaps.png").width)
+    assert abs(2 * widths[0] - widths[1]) <= 2
+
+
+def probe_sanity(small, tmp_path, capsys):
+    assert run_cli("-mp", small, "--sanity", "noise", "--set", "sanity.noise_levels=[0.25]", "-hm", "grad",
+                   "-op", tmp_path, "-q") == 0
+    with open(only_folder(tmp_path) / "sanity_noise.csv") as handle:
+        assert {row["changed"] for row in csv.DictReader(handle)} == {"original", "noise 0.25"}
+
+
+def probe_growing_patch(small, tmp_path, capsys):
+    assert run_cli("-mp", small, "--growing-patch", "--set", "growing_patch.sizes=[2]", "-hm", "grad",
+                   "-op", tmp_path, "-q") == 0
+    with open(only_folder(tmp_path) / "growing_patch.csv") as handle:
+        assert {row["patch"] for row in csv.DictReader(handle)} == {"0", "2"}
+
+
+PROBES = {name.removeprefix("probe_"): probe for name, probe in globals().items() if name.startswith("probe_")}
+GLOBAL_SETTINGS = [name for name in config.load() if name not in SETTINGS_RULES]
+
+
+def test_every_global_setting_has_a_probe():
+    assert sorted(PROBES) == sorted(GLOBAL_SETTINGS)
+
+
+@pytest.mark.parametrize("name", GLOBAL_SETTINGS)
+def test_a_global_setting_takes_effect(name, small_model_path, tmp_path, capsys):
+    PROBES[name](small_model_path, tmp_path, capsys)
+
+
+@pytest.mark.parametrize("method", [m for m in METHODS if m.settings], ids=lambda m: m.key)
+def test_a_method_setting_reaches_the_method(method, small_model_path, tmp_path, monkeypatch):
+    """Each method dict's first key, set to another valid value, is what the method is given."""
+    received = []
+    key, default = next(iter(getattr(settings, method.settings).items()))
+    if method.settings == "gradcam":
+        other = ["conv1"]
+    elif isinstance(default, bool):
+        other = not default
+    else:
+        other = default + 1
+    monkeypatch.setattr(type(method), "function",
+                        lambda self, backend: lambda model, image, target, params: received.append(params))
+    run_cli("-mp", small_model_path, "-hm", method.key, "--set", f"{method.settings}.{key}={other!r}",
+            "-op", tmp_path, "-q")
+    assert received and received[0][key] == other
+
+
+def test_an_edited_settings_file_takes_effect(small_model_path, tmp_path, monkeypatch):
+    """settings.py is read when a run starts: an edited value there is used as if given with --set."""
+    monkeypatch.setattr(settings, "model_path", str(small_model_path))
+    monkeypatch.setattr(settings, "out_path", str(tmp_path / "edited"))
+    assert run_cli("-hm", "grad", "-q") == 0
+    assert scores_of(tmp_path / "edited")["model"] == str(small_model_path)

@@ -64,3 +64,24 @@ def test_a_lambda_layer_keras_file_is_refused_unless_trusted(tmp_path, capsys, s
     assert not marker.exists()
     assert run_cli("-mp", path, "-hm", "occlusion", "-op", tmp_path / "out", "-q", "--trust-model") == 0
     assert marker.exists()
+
+
+def test_a_trusted_lambda_model_runs_every_kind_of_method_and_its_sanity_check(tmp_path):
+    """Trust given once reaches every analysis and every model variant the sanity check saves."""
+    tf = frameworks.tensorflow()
+    with frameworks.keras_floatx("float64"):
+        inputs = tf.keras.Input((6, 6, 1))
+        doubled = tf.keras.layers.Lambda(lambda x: 2.0 * x)(inputs)
+        hidden = tf.keras.layers.Dense(5, activation="relu", kernel_initializer=tf.keras.initializers.GlorotNormal(
+            seed=1))(tf.keras.layers.Flatten()(doubled))
+        outputs = tf.keras.layers.Dense(3, activation="softmax", kernel_initializer=tf.keras.initializers.GlorotNormal(
+            seed=2))(hidden)
+    path = tmp_path / "lambda.h5"
+    tf.keras.Model(inputs, outputs).save(path)
+    methods = ["grad", "lrp.epsilon", "occlusion"]
+    assert run_cli("-mp", path, "--trust-model", "-hm", *methods, "-op", tmp_path / "run", "-q") == 0
+    [folder] = (tmp_path / "run").iterdir()
+    assert {key for key, row in json.loads((folder / "scores.json").read_text())["methods"].items()
+            if "center_value" in row} == set(methods)
+    assert run_cli("-mp", path, "--trust-model", "--sanity", "noise", "--set", "sanity.noise_levels=[0.5]",
+                   "-hm", *methods, "-op", tmp_path / "sanity", "-q") == 0

@@ -1,0 +1,100 @@
+"""Rebuild the documentation's figures, and the README's tables of results, from fresh runs.
+
+    .venv/bin/python docs/build.py          # after `make models`; about ten minutes
+
+Each run goes through the command line into a scratch folder. Its figures are copied into docs/,
+its scores.json is kept as docs/<run>.json, and the README's table between the markers
+<!-- <run>:start --> and <!-- <run>:end --> is rewritten from that file; tests/test_readme.py
+checks that the two agree, so every number in those tables comes from a run of this script.
+"""
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+GRADIENT_FAMILY = ["grad", "gb", "deconvnet", "sg", "inpgrad", "ig", "lrp", "deeplift"]
+# run name -> (command-line arguments, {file the run writes: its name in docs/})
+RUNS = {
+    "demo": (["-ip", "images/chelsea.png", "-hm", "all"], {"heatmaps.png": "demo.png"}),
+    "compare": (["-ip", "images/chelsea.png", "--compare-backends", "-hm", *GRADIENT_FAMILY], {}),
+    "digits": (["-mp", "models/digits.h5", "-ip", "images/digits/", "-hm", "grad", "gradcam", "gradcampp",
+                "guided_gradcam", "cam", "occlusion", "lime", "--set", "lime.kernel_size=1", "--set",
+                "lime.max_dist=4"], {"heatmaps.png": "digits.png"}),
+    "sanity": (["-mp", "models/digits.h5", "-ip", "images/digits/digit3_heldout18.png", "--sanity", "cascading",
+                "-hm", "grad", "gb", "ig", "gradcam", "guided_gradcam", "lrp"],
+               {"sanity_cascading.png": "sanity_cascading.png",
+                "sanity_cascading_curves.png": "sanity_cascading_curves.png"}),
+    "sweep": (["-ip", "images/chelsea.png", "-hm", "sg", "occlusion", "lime", "--sweep", "sg.noise_scale=0.05,0.1,0.2",
+               "--sweep", "occlusion.patch=5,29,53", "--sweep", "lime.seed=0,1,2"], {"sweep.png": "sweep.png"}),
+}
+
+
+def _number(value) -> str:
+    return f"{value:.4g}" if isinstance(value, float) else str(value)
+
+
+def demo_table(scores: dict) -> str:
+    """The scores of every map, one row per method, as the README shows them."""
+    from methods.registry import label
+
+    columns = ["center_value", "center_rank", "center_share", "crop_share", "seconds"]
+    rows = ["| method | " + " | ".join(columns) + " |", "|" + "---|" * (len(columns) + 1)]
+    for key, row in scores["methods"].items():
+        cells = ([_number(row[column]) for column in columns] if "center_value" in row else
+                 [f"not applicable: {row['not_applicable']}" if "not_applicable" in row else f"failed: {row['error']}"]
+                 + [""] * (len(columns) - 1))
+        rows.append(f"| {label(key)} (`{key}`) | " + " | ".join(cells) + " |")
+    return "\n".join(rows)
+
+
+def compare_table(scores: dict) -> str:
+    """How far the two frameworks' maps agree, one row per method."""
+    first, second = scores["compare_backends"]["backends"]
+    rows = [f"| method | max \\|{first} − {second}\\| / max \\|{first}\\| | Pearson | Spearman |", "|---|---|---|---|"]
+    for key, row in scores["compare_backends"]["agreement"].items():
+        rows.append(f"| `{key}` | {row['max_abs_diff_relative']:.1e} | {row['pearson']:.9f} | {row['spearman']:.9f} |")
+    return "\n".join(rows)
+
+
+TABLES = {"demo": demo_table, "compare": compare_table}
+
+
+def marked(text: str, name: str) -> tuple[str, str, str]:
+    """The README's text before, inside and after the markers of table `name`."""
+    start, end = f"<!-- {name}:start -->", f"<!-- {name}:end -->"
+    head, rest = text.split(start, 1)
+    inside, tail = rest.split(end, 1)
+    return head + start, inside.strip(), end + tail
+
+
+def rewrite_readme(readme: Path) -> None:
+    text = readme.read_text()
+    for name, table in TABLES.items():
+        head, _, tail = marked(text, name)
+        text = f"{head}\n{table(json.loads((ROOT / 'docs' / f'{name}.json').read_text()))}\n{tail}"
+    readme.write_text(text)
+
+
+def main() -> None:
+    for name, (argv, figures) in RUNS.items():
+        with tempfile.TemporaryDirectory() as out:
+            print(f"{name}: heatmap_script.py {' '.join(argv)}", flush=True)
+            subprocess.run([sys.executable, "heatmap_script.py", "-q", *argv, "-op", out], cwd=ROOT, check=False,
+                           stdout=subprocess.DEVNULL)
+            [folder] = Path(out).iterdir()
+            for written, kept in figures.items():
+                shutil.copy(folder / written, ROOT / "docs" / kept)
+            if name in TABLES:
+                shutil.copy(folder / "scores.json", ROOT / "docs" / f"{name}.json")
+    rewrite_readme(ROOT / "README.md")
+
+
+if __name__ == "__main__":
+    main()
