@@ -6,7 +6,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 MODELS := models/center_pixel.h5
 MORE_MODELS := models/center_cnn.h5 models/digits.h5
-BUILDER := $(VENV)/.installed create_model.py settings.py core/verify.py core/keras_models.py core/torch_models.py core/twins.py
+BUILDER := $(VENV)/.installed create_model.py settings.py $(wildcard heatkit/testmodels/*.py) heatkit/model/twins.py
 
 .PHONY: demo test install models clean
 
@@ -18,22 +18,23 @@ test: $(MODELS)
 
 install: $(VENV)/.installed
 
-$(VENV)/.installed: requirements.txt
+$(VENV)/.installed: requirements.txt pyproject.toml
 	@test -n "$(PYTHON)" || { echo "make: no python3.11 found; innvestigate 2.1.2 needs Python 3.11. Install it or run: make PYTHON=/path/to/python3.11"; exit 1; }
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
 	$(PY) -m pip install --quiet -r requirements.txt
+	$(PY) -m pip install --quiet --no-deps -e .
 	touch $@
 
 models: $(MODELS) $(MORE_MODELS)
 
-models/center_pixel.h5: $(BUILDER) core/center_pixel.py
+models/center_pixel.h5: $(BUILDER)
 	$(PY) create_model.py
 
-models/center_cnn.h5: $(BUILDER) core/center_cnn.py
+models/center_cnn.h5: $(BUILDER)
 	$(PY) create_model.py --model center_cnn
 
-models/digits.h5: $(BUILDER) core/digits.py
+models/digits.h5: $(BUILDER)
 	$(PY) create_model.py --model digits
 
 clean:

@@ -1,12 +1,14 @@
-"""Settings of create_model.py and heatmap_script.py.
+"""Settings of create_model.py, heatmap_script.py and heatkit's Python API.
 
 Edit a value here, or override it for one run:
 
     python heatmap_script.py --set sg.noise_scale=0.2 --set ig.steps=128
+    heatkit.explain(..., settings={"sg.noise_scale": 0.2})
 
-Global settings are plain names (`--set seed=3`); each method reads the dict named
-after it (`--set lrp.epsilon=0.01`). Every value is checked against its rule in
-core/config.py (globals) or methods/registry.py (method dicts) before a run starts.
+Global settings are plain names (`--set seed=3`); each method reads its dict (`--set
+lrp.epsilon=0.01`). Every value is checked against its rule before a run starts: the global
+ones' in heatkit/pipeline/config.py, each method dict's in the module of its method, where its
+defaults and meaning are declared too (the method dicts below are generated from there).
 """
 
 # ---- The center-pixel model (create_model.py) -------------------------------------
@@ -38,6 +40,10 @@ digits = dict(
 # ---- Runs (heatmap_script.py) ------------------------------------------------------
 seed = 0  # seed of the random input image used when no -ip is given (--seed overrides)
 max_image_pixels = 50_000_000  # larger images are refused before they are decoded (decompression bombs)
+# [height, width] of the input of a PyTorch model that does not fix it (a fully convolutional
+# net); None: probed, the first side of 224, 227, 32, 28, 64, 128, 256, 299 that runs. Keras
+# models and create_model.py's twins declare theirs. --input-size
+input_size = None
 out_path = "results"  # default -op
 # Framework of the gradient family: keras (innvestigate), torch (captum), or auto: Keras where the
 # model has a Keras version, else PyTorch; --backend
@@ -89,7 +95,7 @@ growing_patch = dict(
     fill=0.5,  # gray, in [0, 1] before preprocessing
 )
 
-# ---- Methods: one dict per method key, read by that method only --------------------
+# ---- Methods: one dict per method, generated from the methods' modules by `python -m heatkit.generated` ----
 # sg: SmoothGrad (Smilkov et al. 2017): the mean gradient over noisy copies of the input.
 sg = dict(
     augment_by_n=64,  # number of noisy copies
@@ -105,7 +111,12 @@ ig = dict(
     steps=64,  # points on the path
     # gausslegendre (captum's default) or riemann_left/right/middle/trapezoid; captum's
     # riemann_trapezoid weights sum to 1 - 1/steps, which breaks completeness by 1/steps
-    rule="gausslegendre",
+    rule='gausslegendre',
+)
+
+# deeplift: DeepLIFT (Shrikumar et al. 2017), Rescale rule, explaining the logit.
+deeplift = dict(
+    baseline=0.0,  # the baseline image's value at every pixel (0.0: the all-zero image)
 )
 
 # gradcam: the conv layers explained by Grad-CAM (Selvaraju et al. 2017), Grad-CAM++ and Guided
@@ -115,18 +126,13 @@ gradcam = dict(
     layers=None,  # None: the last conv layer; or a list, e.g. ["conv2", "conv3"]
 )
 
-# deeplift: DeepLIFT (Shrikumar et al. 2017), Rescale rule, explaining the logit.
-deeplift = dict(
-    baseline=0.0,  # the baseline image's value at every pixel (0.0: the all-zero image)
-)
-
 # lrp: Layer-wise Relevance Propagation (Bach et al. 2015). lrp.z has no setting.
 lrp = dict(
-    epsilon=1e-7,  # stabilizer of lrp.epsilon: z + epsilon * sign(z) in each denominator
-    # where the alpha-beta rules put a layer's bias b: "split", as Bach et al. 2015 define them
-    # (b+ in the positive denominator z+, b- in z-), or "whole", as innvestigate 2.1.2 computes
-    # them (all of b in both z+ and z-)
-    alpha_beta_bias="split",
+    epsilon=1e-07,  # stabilizer of lrp.epsilon: z + epsilon * sign(z) in each denominator
+    # where the alpha-beta rules put a layer's bias b: "split", as Bach et al. 2015 define them (b+
+    # in the positive denominator z+, b- in z-), or "whole", as innvestigate 2.1.2 computes them
+    # (all of b in both z+ and z-)
+    alpha_beta_bias='split',
 )
 
 # occlusion: Zeiler & Fergus 2014. A pixel's relevance is the drop of the explained class's
@@ -141,30 +147,30 @@ occlusion = dict(
 # draws from a prior; relevance = log2-odds(p'(c | x)) - log2-odds(mean over draws of p'(c | x with
 # the window replaced)), with the Laplace correction p' = (p * N + 1) / (N + K); a pixel gets the
 # mean over the windows that hold it. Zintgraf et al. use windows of several pixels and the data's
-# marginal (a folder of images here); the default, single pixels and a uniform prior over the
-# 8-bit levels, is exact on the center-pixel models, whose classes are those levels.
+# marginal (a folder of images here); the default, single pixels and a uniform prior over the 8-bit
+# levels, is exact on the center-pixel models, whose classes are those levels.
 pda = dict(
-    train_samples=256_000,  # N of the Laplace correction
+    train_samples=256000,  # N of the Laplace correction
     levels=256,  # uniform prior, window 1: gray values tried at each input element (256: every 8-bit value)
     window=1,  # side of the square window, in pixels
     # "uniform" (8-bit levels), "image" (windows from random positions of the image itself), or a
     # folder of images (the same window from random images in it)
-    prior="uniform",
+    prior='uniform',
     samples=10,  # draws per window, except for the uniform prior with window 1, which tries every level
     seed=0,  # seed of the draws
 )
 
-# shapley: Shapley value sampling (Castro et al. 2009; Strumbelj & Kononenko 2010): the mean
-# change of the probability when a pixel is switched from the baseline to the input, over
-# random orders of all pixels.
+# shapley: Shapley value sampling (Castro et al. 2009; Strumbelj & Kononenko 2010): the mean change
+# of the probability when a pixel is switched from the baseline to the input, over random orders of
+# all pixels.
 shapley = dict(
     samples=25,  # random permutations (captum's ShapleyValueSampling default)
     baseline=0.0,  # the value a pixel has before it is switched to the input's
     seed=0,
 )
 
-# lime: LIME (Ribeiro et al. 2016) from the lime package on quickshift superpixels. The map
-# paints each superpixel with its signed weight for the explained class.
+# lime: LIME (Ribeiro et al. 2016) from the lime package on quickshift superpixels. The map paints
+# each superpixel with its signed weight for the explained class.
 lime = dict(
     kernel_size=4,  # quickshift
     max_dist=200,  # quickshift
@@ -175,8 +181,8 @@ lime = dict(
     seed=0,  # seeds the segmentation and lime's sampler
 )
 
-# shap: KernelSHAP (Lundberg & Lee 2017) from the shap package over SLIC superpixels, explaining
-# the explained class's probability.
+# shap: KernelSHAP (Lundberg & Lee 2017) from the shap package over SLIC superpixels, explaining the
+# explained class's probability.
 shap = dict(
     n_segments=50,  # SLIC
     compactness=0.1,  # SLIC (gray values in [0, 1])
@@ -187,10 +193,20 @@ shap = dict(
     seed=0,  # shap samples with numpy's global generator: seeded for the call, then restored
 )
 
+# rise: RISE (Petsiuk et al. 2018): the mean of random smooth masks weighted by the class
+# probability of the input multiplied by each mask.
+rise = dict(
+    num_masks=4000,
+    cell_size=7,  # grid cells per side of the low-resolution mask (s in the paper)
+    keep_probability=0.5,
+    batch_size=256,  # masked images per forward pass at most (the memory budget may lower it)
+    seed=0,
+)
+
 # mp: Meaningful Perturbation (Fong & Vedaldi 2017) on the PyTorch twin. A low-resolution mask m,
-# upsampled to the image, keeps the image where m = 1 and shows a blurred copy where m = 0; it
-# is optimized to lower the explained class's probability with a small, smooth deletion:
-# loss = l1_coeff * mean|1 - m| + tv_coeff * TV_beta(m) + p(class). The map is 1 - m.
+# upsampled to the image, keeps the image where m = 1 and shows a blurred copy where m = 0; it is
+# optimized to lower the explained class's probability with a small, smooth deletion: loss =
+# l1_coeff * mean|1 - m| + tv_coeff * TV_beta(m) + p(class). The map is 1 - m.
 mp = dict(
     mask_size=29,  # mask cells per side; odd, so that one cell is centered on the center pixel
     blur_sigma=10.0,  # Gaussian blur of the deletion image, in pixels of the input
@@ -199,18 +215,8 @@ mp = dict(
     tv_beta=3.0,  # exponent of the total-variation term
     learning_rate=0.1,
     iterations=300,
-    optimizer="adam",  # adam or sgd
-    mask_init="ones",  # ones (nothing deleted) or random (seeded uniform)
+    optimizer='adam',  # adam or sgd
+    mask_init='ones',  # ones (nothing deleted) or random (seeded uniform)
     noise=0.0,  # std of seeded Gaussian noise added to the perturbed image at each step
-    seed=0,
-)
-
-# rise: RISE (Petsiuk et al. 2018): the mean of random smooth masks weighted by the class
-# probability of the input multiplied by each mask.
-rise = dict(
-    num_masks=4000,
-    cell_size=7,  # grid cells per side of the low-resolution mask (s in the paper)
-    keep_probability=0.5,
-    batch_size=256,  # masked images per forward pass at most (the memory budget may lower it)
     seed=0,
 )

@@ -17,21 +17,19 @@ import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))
 
 
 def measure(key: str, backend: str, model_path: Path, image_path: Path) -> dict:
     start = time.perf_counter()
-    import settings
-    from core import frameworks
-    from core.errors import NotApplicable
-    from core.images import load_image
-    from core.model import Model
-    from methods.registry import REGISTRY
+    from heatkit.base import frameworks
+    from heatkit.base.errors import NotApplicable
+    from heatkit.base.images import load_image
+    from heatkit.methods.registry import REGISTRY
+    from heatkit.model import Model
 
     frameworks.verbose(False)
     method = REGISTRY[key]
-    params = getattr(settings, method.settings) if method.settings else {}
+    params = method.settings.defaults() if method.settings else {}
     model = Model(model_path, evaluate_with=backend)
     image = load_image(image_path, model.input_shape)
     target = int(model.probabilities(image[None])[0].argmax())
@@ -56,7 +54,7 @@ def main() -> None:
         print(json.dumps(measure(*args.one, args.model, args.image)))
         return
 
-    from heatmap_script import comparable
+    from heatkit.methods.registry import comparable
 
     print("| method | Keras first map, s | PyTorch first map, s | ratio | Keras again, s | PyTorch again, s | ratio |")
     print("|---|---|---|---|---|---|---|")

@@ -21,7 +21,6 @@ import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))
 
 METHODS = ("occlusion", "pda", "shapley", "lime", "shap", "rise")
 
@@ -30,15 +29,15 @@ def measure(key: str, model_path: Path, image_path: Path) -> dict:
     """Seconds of the method as configured, and of its baseline on full forward passes."""
     import numpy as np
 
-    import settings
-    from core import frameworks
-    from core.images import load_image
-    from core.model import Model
-    from core.perturb import EngineOptions
-    from methods.registry import REGISTRY
+    from heatkit.base import frameworks
+    from heatkit.base.engine import EngineOptions
+    from heatkit.base.images import load_image
+    from heatkit.methods.registry import REGISTRY
+    from heatkit.model import Model
 
     frameworks.verbose(False)
-    method, params = REGISTRY[key], getattr(settings, key)
+    method = REGISTRY[key]
+    params = method.settings.defaults()
     fast = Model(model_path, engine_options=EngineOptions(progress=False))
     naive = Model(model_path, engine_options=EngineOptions(fast=False, progress=False))
     image = load_image(image_path, fast.input_shape)

@@ -17,7 +17,6 @@ import tempfile
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))
 
 GRADIENT_FAMILY = ["grad", "gb", "deconvnet", "sg", "inpgrad", "ig", "lrp", "deeplift"]
 # run name -> (command-line arguments, {file the run writes: its name in docs/})
@@ -42,7 +41,7 @@ def _number(value) -> str:
 
 def demo_table(scores: dict) -> str:
     """The scores of every map, one row per method, as the README shows them."""
-    from methods.registry import label
+    from heatkit.methods.registry import label
 
     columns = ["center_value", "center_rank", "center_share", "crop_share", "seconds"]
     rows = ["| method | " + " | ".join(columns) + " |", "|" + "---|" * (len(columns) + 1)]

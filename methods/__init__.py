@@ -1,11 +1,12 @@
-"""Attribution methods, one module each, all behind one contract (core/contract.py):
+"""Attribution methods, one module each, all behind one contract (heatkit/base/contract.py):
 
     function(model, image, target, params) -> float32 array (H, W)
 
-`model` is a core.model.Model, `image` one preprocessed input (H, W, C) in the model's
+`model` is a heatkit.model.Model, `image` one preprocessed input (H, W, C) in the model's
 input scale, `target` the class explained, `params` the method's settings dict. The map is
 raw: normalizing is for plotting only. A gradient-family module has one such function per
-framework, `keras` (innvestigate) and `torch` (captum). methods/registry.py lists them all.
+framework, `keras` (innvestigate) and `torch`. Each module declares its registry entry and its
+settings (methods/_entry.py); methods/registry.py lists them all. Installed as heatkit.methods.
 """
 import numpy as np
 

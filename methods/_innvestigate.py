@@ -1,13 +1,13 @@
 """innvestigate 2.1.2 analyzers on the model's Keras logits (the pre-softmax output).
 
 Each analyzer is built once per model and settings, for any class (neuron_selection_mode
-"index"), in the model's own graph and float type (core/model.py's KerasNet.scope).
+"index"), in the model's own graph and float type (heatkit/model/keras_net.py's KerasNet.scope).
 """
 from __future__ import annotations
 
 import numpy as np
 
-from core import frameworks
+from heatkit.base import frameworks
 
 
 def analyze(model, analyzer: str, batch: np.ndarray, target: int, **kwargs) -> np.ndarray:

@@ -1,18 +1,18 @@
 """A layer's activations, and the target logit's gradient with respect to them, on either
 framework, as (H', W', K) numpy arrays for one image. Layers are named by their Keras names;
-a twin's modules carry the same names (core/twins.py)."""
+a twin's modules carry the same names (heatkit/model/twins.py)."""
 from __future__ import annotations
 
 import numpy as np
 
-from core import frameworks
-from core.errors import NotApplicable, UsageError
+from heatkit.base import frameworks
+from heatkit.base.errors import NotApplicable, UsageError
 
 
 def conv_layers(model) -> list[str]:
     """Names of the model's convolutional layers, input to output: Keras layer names, or for a
     TorchScript model its modules' names."""
-    spec = model.card.get("arguments", {}).get("spec")
+    spec = model.card.get("twin", {}).get("spec")
     if spec is not None:
         return [entry["name"] for entry in spec if entry["layer"] == "conv2d"]
     if "keras" in model.frameworks:
@@ -50,12 +50,12 @@ def _keras_layers(net, names: list[str]):
 def torch(model, names: list[str], image: np.ndarray, target: int) -> list[tuple[np.ndarray, np.ndarray]]:
     """Runs the model's modules in order (TorchScript modules take no hooks), keeping the
     outputs of the named layers."""
-    from core.twins import layer_modules
+    from heatkit.model.twins import layer_modules
 
     torch = frameworks.torch()
     net = model.torch
     modules = dict(net.module.named_modules())
-    targets = {id(layer_modules(net.module, name)[-1] if "spec" in model.card.get("arguments", {}) else modules[name]):
+    targets = {id(layer_modules(net.module, name)[-1] if "twin" in model.card else modules[name]):
                name for name in names}
     captured, hidden = {}, net.tensor(image[None]).requires_grad_()
     for module in _sequence(net.module):

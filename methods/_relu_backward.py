@@ -10,8 +10,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from core import frameworks
-from core.errors import NotApplicable
+from heatkit.base import frameworks
+from heatkit.base.errors import NotApplicable
 
 
 def relu_backward_gradient(model, image: np.ndarray, target: int, guided: bool, name: str) -> np.ndarray:

@@ -3,10 +3,11 @@ the last feature maps A_k weighted by the Dense weights of the class, sum_k w_k,
 upsampled (bilinear) to the input. Not rectified: CAM's sign is part of its answer."""
 import numpy as np
 
-from core import frameworks
-from core.errors import NotApplicable
-from core.twins import layer_modules
-from methods import _layers
+from heatkit.base import frameworks
+from heatkit.base.errors import NotApplicable
+from heatkit.methods import _layers
+from heatkit.methods._entry import Method, Needs, Paper
+from heatkit.model.twins import layer_modules
 
 NOT_APPLICABLE = "CAM needs a global-average-pooling + Dense head"
 
@@ -29,7 +30,7 @@ def keras(model, image, target, params):
 
 
 def torch(model, image, target, params):
-    spec = model.card.get("arguments", {}).get("spec", [])
+    spec = model.card.get("twin", {}).get("spec", [])
     kinds = [entry["layer"] for entry in spec]
     if "global_average" not in kinds or kinds[kinds.index("global_average") + 1:] != ["dense"]:
         raise NotApplicable(NOT_APPLICABLE)
@@ -41,3 +42,8 @@ def torch(model, image, target, params):
 
 def _cam(features: np.ndarray, class_weights: np.ndarray, shape) -> np.ndarray:
     return _layers.upsample(features @ class_weights, shape)
+
+
+METHOD = Method("cam", "CAM", Paper(
+    "Zhou et al. 2016", "Learning Deep Features for Discriminative Localization", "https://arxiv.org/abs/1512.04150"),
+    Needs.CONV_LAYER, {"keras": keras, "torch": torch})

@@ -1,6 +1,7 @@
 """DeConvNet (Zeiler & Fergus 2014): backward signals through ReLUs rectified, not masked by the forward pass."""
-from methods import _innvestigate, channel_sum
-from methods._relu_backward import relu_backward_gradient
+from heatkit.methods import _innvestigate, channel_sum
+from heatkit.methods._entry import Method, Needs, Paper
+from heatkit.methods._relu_backward import relu_backward_gradient
 
 
 def keras(model, image, target, params):
@@ -9,3 +10,8 @@ def keras(model, image, target, params):
 
 def torch(model, image, target, params):
     return channel_sum(relu_backward_gradient(model, image, target, guided=False, name="DeConvNet"))
+
+
+METHOD = Method("deconvnet", "DeConvNet", Paper(
+    "Zeiler & Fergus 2014", "Visualizing and Understanding Convolutional Networks", "https://arxiv.org/abs/1311.2901"),
+    Needs.GRADIENTS, {"keras": keras, "torch": torch})

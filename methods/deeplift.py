@@ -10,9 +10,11 @@ and ReLU layers; other Keras models are not applicable (run them with --backend 
 """
 import numpy as np
 
-from core import frameworks
-from core.errors import NotApplicable
-from methods import _captum, channel_sum
+from heatkit.base import frameworks
+from heatkit.base.errors import NotApplicable
+from heatkit.base.rules import Float
+from heatkit.methods import _captum, channel_sum
+from heatkit.methods._entry import Method, Needs, Paper, Setting, Settings
 
 NEAR_ZERO = 1e-10  # captum's threshold below which the secant becomes the derivative
 
@@ -69,3 +71,11 @@ def _dense_relu_chain(net) -> list[tuple]:
             raise NotApplicable(f"DeepLIFT on Keras covers Flatten, Dense and ReLU layers, not "
                                 f"{type(layer).__name__}; use --backend torch")
     return steps
+
+
+SETTINGS = Settings("deeplift", "deeplift: DeepLIFT (Shrikumar et al. 2017), Rescale rule, explaining the logit.", {
+    "baseline": Setting(0.0, Float(), "the baseline image's value at every pixel (0.0: the all-zero image)"),
+})
+METHOD = Method("deeplift", "DeepLIFT", Paper(
+    "Shrikumar et al. 2017", "Learning Important Features Through Propagating Activation Differences",
+    "https://arxiv.org/abs/1704.02685"), Needs.GRADIENTS, {"keras": keras, "torch": torch}, SETTINGS)

@@ -8,8 +8,10 @@ chooses the layers (default the last conv layer); several give one map each.
 """
 import numpy as np
 
-from core.contract import Several
-from methods import _layers
+from heatkit.base.contract import Several
+from heatkit.base.rules import ListOf, Optional, Text
+from heatkit.methods import _layers
+from heatkit.methods._entry import Method, Needs, Paper, Setting, Settings
 
 
 def gradcam_keras(model, image, target, params):
@@ -45,3 +47,19 @@ def _gradcampp(activations: np.ndarray, gradients: np.ndarray) -> np.ndarray:
     alpha = np.divide(squared, denominator, out=np.zeros_like(squared), where=denominator != 0)
     weights = (alpha * np.maximum(gradients, 0.0)).sum(axis=(0, 1))
     return np.maximum(activations @ weights, 0.0)
+
+
+PAPER = Paper("Selvaraju et al. 2017", "Grad-CAM: Visual Explanations from Deep Networks via Gradient-based Localization",
+              "https://arxiv.org/abs/1610.02391")
+SETTINGS = Settings("gradcam", "gradcam: the conv layers explained by Grad-CAM (Selvaraju et al. 2017), Grad-CAM++ and "
+                               "Guided Grad-CAM, by their Keras names; several give one map each. CAM (Zhou et al. "
+                               "2016) always uses the layer before the global average pooling.", {
+    "layers": Setting(None, Optional(ListOf(Text())), 'None: the last conv layer; or a list, e.g. ["conv2", "conv3"]'),
+})
+METHODS = [
+    Method("gradcam", "Grad-CAM", PAPER, Needs.CONV_LAYER, {"keras": gradcam_keras, "torch": gradcam_torch}, SETTINGS),
+    Method("gradcampp", "Grad-CAM++", Paper(
+        "Chattopadhyay et al. 2018", "Grad-CAM++: Improved Visual Explanations for Deep Convolutional Networks",
+        "https://arxiv.org/abs/1710.11063"), Needs.CONV_LAYER, {"keras": gradcampp_keras, "torch": gradcampp_torch},
+        SETTINGS),
+]

@@ -1,5 +1,6 @@
 """Gradient (Simonyan et al. 2014): d logit_target / d input."""
-from methods import _captum, _innvestigate, channel_sum
+from heatkit.methods import _captum, _innvestigate, channel_sum
+from heatkit.methods._entry import Method, Needs, Paper
 
 
 def keras(model, image, target, params):
@@ -8,3 +9,8 @@ def keras(model, image, target, params):
 
 def torch(model, image, target, params):
     return channel_sum(_captum.attribute(model, "Saliency", image[None], target, abs=False)[0])
+
+
+METHOD = Method("grad", "Gradient", Paper(
+    "Simonyan et al. 2014", "Deep Inside Convolutional Networks: Visualising Image Classification Models and Saliency Maps",
+    "https://arxiv.org/abs/1312.6034"), Needs.GRADIENTS, {"keras": keras, "torch": torch})

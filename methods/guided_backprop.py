@@ -1,6 +1,7 @@
 """Guided Backprop (Springenberg et al. 2015): the gradient with negative signals stopped at each ReLU."""
-from methods import _innvestigate, channel_sum
-from methods._relu_backward import relu_backward_gradient
+from heatkit.methods import _innvestigate, channel_sum
+from heatkit.methods._entry import Method, Needs, Paper
+from heatkit.methods._relu_backward import relu_backward_gradient
 
 
 def keras(model, image, target, params):
@@ -9,3 +10,8 @@ def keras(model, image, target, params):
 
 def torch(model, image, target, params):
     return channel_sum(relu_backward_gradient(model, image, target, guided=True, name="Guided Backprop"))
+
+
+METHOD = Method("gb", "Guided Backprop", Paper(
+    "Springenberg et al. 2015", "Striving for Simplicity: The All Convolutional Net", "https://arxiv.org/abs/1412.6806"),
+    Needs.GRADIENTS, {"keras": keras, "torch": torch})

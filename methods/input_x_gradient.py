@@ -1,5 +1,6 @@
 """Input x Gradient (Shrikumar et al. 2016): the input times the gradient, pixel by pixel."""
-from methods import _captum, _innvestigate, channel_sum
+from heatkit.methods import _captum, _innvestigate, channel_sum
+from heatkit.methods._entry import Method, Needs, Paper
 
 
 def keras(model, image, target, params):
@@ -8,3 +9,8 @@ def keras(model, image, target, params):
 
 def torch(model, image, target, params):
     return channel_sum(_captum.attribute(model, "InputXGradient", image[None], target)[0])
+
+
+METHOD = Method("inpgrad", "Input x Gradient", Paper(
+    "Shrikumar et al. 2016", "Not Just a Black Box: Learning Important Features Through Propagating Activation "
+    "Differences", "https://arxiv.org/abs/1605.01713"), Needs.GRADIENTS, {"keras": keras, "torch": torch})

@@ -11,7 +11,9 @@ mean over evenly spaced points, both ends included, which no captum rule equals)
 """
 import numpy as np
 
-from methods import _captum, _innvestigate, channel_sum
+from heatkit.base.rules import Choice, Float, Int
+from heatkit.methods import _captum, _innvestigate, channel_sum
+from heatkit.methods._entry import Method, Needs, Paper, Setting, Settings
 
 
 def keras(model, image, target, params):
@@ -40,3 +42,17 @@ def path_rule(rule: str, steps: int) -> tuple[np.ndarray, np.ndarray]:
     first, last = {"riemann_left": (0, 1 - 1 / steps), "riemann_right": (1 / steps, 1),
                    "riemann_middle": (1 / (2 * steps), 1 - 1 / (2 * steps))}[rule]
     return np.linspace(first, last, steps), weights
+
+
+RULES = ("riemann_left", "riemann_right", "riemann_middle", "riemann_trapezoid", "gausslegendre")
+SETTINGS = Settings("ig", "ig: Integrated Gradients (Sundararajan et al. 2017): (x - reference) times the path integral "
+                          "of the gradient, by a quadrature rule that both backends apply alike (captum's names).", {
+    "reference": Setting(0.0, Float(), "the reference image's value at every pixel (0.0 is black)"),
+    "steps": Setting(64, Int(min=2), "points on the path"),
+    "rule": Setting("gausslegendre", Choice(RULES),
+                    "gausslegendre (captum's default) or riemann_left/right/middle/trapezoid; captum's riemann_trapezoid "
+                    "weights sum to 1 - 1/steps, which breaks completeness by 1/steps"),
+})
+METHOD = Method("ig", "Integrated Gradients", Paper(
+    "Sundararajan et al. 2017", "Axiomatic Attribution for Deep Networks", "https://arxiv.org/abs/1703.01365"),
+    Needs.GRADIENTS, {"keras": keras, "torch": torch}, SETTINGS)

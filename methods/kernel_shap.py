@@ -7,11 +7,15 @@ with that generator seeded and restores its state afterwards.
 from contextlib import contextmanager
 
 import numpy as np
-import shap
-from skimage.segmentation import slic
+
+from heatkit.base.rules import Float, Int
+from heatkit.methods._entry import ANY, SEED, Method, Needs, Paper, Setting, Settings
 
 
 def attribute(model, image, target, params):
+    import shap
+    from skimage.segmentation import slic
+
     gray = image.shape[-1] == 1
     segments = slic(image[..., 0] if gray else image, n_segments=params["n_segments"],
                     compactness=params["compactness"], sigma=params["sigma"], start_label=0,
@@ -34,3 +38,18 @@ def _seeded_global_numpy(seed: int):
         yield
     finally:
         np.random.set_state(state)
+
+
+SETTINGS = Settings("shap", "shap: KernelSHAP (Lundberg & Lee 2017) from the shap package over SLIC superpixels, "
+                            "explaining the explained class's probability.", {
+    "n_segments": Setting(50, Int(min=1), "SLIC"),
+    "compactness": Setting(0.1, Float(min=0.0, exclusive_min=True), "SLIC (gray values in [0, 1])"),
+    "sigma": Setting(1.0, Float(min=0.0), "SLIC pre-smoothing"),
+    "nsamples": Setting(1000, Int(min=2), "coalitions evaluated"),
+    "background": Setting(0.0, Float(), "value of a superpixel that is left out"),
+    "l1_reg": Setting(0, Float(min=0.0), "shap's feature selection; 0 estimates every superpixel"),
+    "seed": Setting(0, SEED, "shap samples with numpy's global generator: seeded for the call, then restored"),
+})
+METHOD = Method("shap", "KernelSHAP", Paper(
+    "Lundberg & Lee 2017", "A Unified Approach to Interpreting Model Predictions", "https://arxiv.org/abs/1705.07874"),
+    Needs.PROBABILITIES, {ANY: attribute}, SETTINGS)

@@ -3,11 +3,15 @@
 The map paints each superpixel with its signed weight for the explained class.
 """
 import numpy as np
-from lime import lime_image
-from lime.wrappers.scikit_image import SegmentationAlgorithm
+
+from heatkit.base.rules import Float, Int, Optional
+from heatkit.methods._entry import ANY, SEED, Method, Needs, Paper, Setting, Settings
 
 
 def attribute(model, image, target, params):
+    from lime import lime_image
+    from lime.wrappers.scikit_image import SegmentationAlgorithm
+
     engine = model.engine(image, target)
 
     class EngineLime(lime_image.LimeImageExplainer):
@@ -34,3 +38,18 @@ def attribute(model, image, target, params):
     for segment, weight in explanation.local_exp[target]:
         weights[segment] = weight
     return weights[explanation.segments].astype(np.float32)
+
+
+SETTINGS = Settings("lime", "lime: LIME (Ribeiro et al. 2016) from the lime package on quickshift superpixels. The map "
+                            "paints each superpixel with its signed weight for the explained class.", {
+    "kernel_size": Setting(4, Float(min=0.0, exclusive_min=True), "quickshift"),
+    "max_dist": Setting(200, Float(min=0.0, exclusive_min=True), "quickshift"),
+    "ratio": Setting(0.2, Float(min=0.0, max=1.0), "quickshift"),
+    "num_samples": Setting(1000, Int(min=2), "perturbed samples"),
+    "hide_color": Setting(0.0, Optional(Float()), "value of a hidden superpixel; None hides it with its mean color"),
+    "num_features": Setting(1000, Int(min=1), "superpixels given a weight, strongest first; the rest are 0"),
+    "seed": Setting(0, SEED, "seeds the segmentation and lime's sampler"),
+})
+METHOD = Method("lime", "LIME", Paper(
+    "Ribeiro et al. 2016", '"Why Should I Trust You?": Explaining the Predictions of Any Classifier',
+    "https://arxiv.org/abs/1602.04938"), Needs.PROBABILITIES, {ANY: attribute}, SETTINGS)

@@ -10,9 +10,11 @@ beta z_ij- / z_j-) R_j, and `lrp.alpha_beta_bias` says where the bias goes: "spl
 al. 2015 define it, z_j+ = sum_i z_ij+ + b_j+ and z_j- = sum_i z_ij- + b_j-; or "whole", as
 innvestigate 2.1.2 computes it, z_j+- = sum_i z_ij+- + b_j, the whole bias in both (tests pin both).
 """
-from core import frameworks
-from core.errors import NotApplicable
-from methods import _innvestigate, channel_sum
+from heatkit.base import frameworks
+from heatkit.base.errors import NotApplicable
+from heatkit.base.rules import Choice, Float
+from heatkit.methods import _innvestigate, channel_sum
+from heatkit.methods._entry import Method, Needs, Paper, Setting, Settings
 
 CAPTUM_Z_STABILIZER = 1e-9  # captum's default; innvestigate's Z rule only replaces z = 0 by 1e-7
 
@@ -204,3 +206,25 @@ def _share(module, inputs, relevance, positive, split_bias: bool = False):
 def _safe(z):
     """innvestigate's safe_divide denominator: zeros become 1e-7."""
     return z + 1e-7 * (z == 0)
+
+
+PAPER = Paper("Bach et al. 2015",
+              "On Pixel-Wise Explanations for Non-Linear Classifier Decisions by Layer-Wise Relevance Propagation",
+              "https://doi.org/10.1371/journal.pone.0130140")
+SETTINGS = Settings("lrp", "lrp: Layer-wise Relevance Propagation (Bach et al. 2015). lrp.z has no setting.", {
+    "epsilon": Setting(1e-7, Float(min=0.0, exclusive_min=True),
+                       "stabilizer of lrp.epsilon: z + epsilon * sign(z) in each denominator"),
+    "alpha_beta_bias": Setting("split", Choice(("split", "whole")),
+                               'where the alpha-beta rules put a layer\'s bias b: "split", as Bach et al. 2015 define '
+                               "them (b+ in the positive denominator z+, b- in z-), or \"whole\", as innvestigate 2.1.2 "
+                               "computes them (all of b in both z+ and z-)"),
+})
+METHODS = [
+    Method("lrp.z", "LRP-Z", PAPER, Needs.GRADIENTS, {"keras": z_keras, "torch": z_torch}),
+    Method("lrp.epsilon", "LRP-Epsilon", PAPER, Needs.GRADIENTS, {"keras": epsilon_keras, "torch": epsilon_torch},
+           SETTINGS),
+    Method("lrp.alpha1beta0", "LRP-Alpha1Beta0", PAPER, Needs.GRADIENTS,
+           {"keras": alpha1beta0_keras, "torch": alpha1beta0_torch}, SETTINGS),
+    Method("lrp.alpha2beta1", "LRP-Alpha2Beta1", PAPER, Needs.GRADIENTS,
+           {"keras": alpha2beta1_keras, "torch": alpha2beta1_torch}, SETTINGS),
+]

@@ -10,14 +10,17 @@ with m kept in [0, 1]: the smallest, smoothest deletion that removes the class. 
 and the loss curves are returned as extras (the run saves them under mp/).
 """
 import numpy as np
-from skimage.filters import gaussian
 
-from core import frameworks
-from core.contract import WithExtras
-from core.perturb import progress_bar
+from heatkit.base import frameworks
+from heatkit.base.contract import WithExtras
+from heatkit.base.engine import progress_bar
+from heatkit.base.rules import Choice, Float, Int
+from heatkit.methods._entry import SEED, Method, Needs, Paper, Setting, Settings
 
 
 def attribute(model, image, target, params):
+    from skimage.filters import gaussian
+
     torch = frameworks.torch()
     functional = torch.nn.functional
     net = model.torch
@@ -71,3 +74,25 @@ def _hwc(net, batch) -> np.ndarray:
 def total_variation(mask, beta: float):
     """Mean |difference of neighbours|^beta, down and across (Fong & Vedaldi's TV norm)."""
     return ((mask[1:, :] - mask[:-1, :]).abs() ** beta).mean() + ((mask[:, 1:] - mask[:, :-1]).abs() ** beta).mean()
+
+
+SETTINGS = Settings("mp", "mp: Meaningful Perturbation (Fong & Vedaldi 2017) on the PyTorch twin. A low-resolution mask "
+                          "m, upsampled to the image, keeps the image where m = 1 and shows a blurred copy where m = 0; "
+                          "it is optimized to lower the explained class's probability with a small, smooth deletion: "
+                          "loss = l1_coeff * mean|1 - m| + tv_coeff * TV_beta(m) + p(class). The map is 1 - m.", {
+    "mask_size": Setting(29, Int(min=1), "mask cells per side; odd, so that one cell is centered on the center pixel"),
+    "blur_sigma": Setting(10.0, Float(min=0.0, exclusive_min=True), "Gaussian blur of the deletion image, in pixels of "
+                                                                    "the input"),
+    "l1_coeff": Setting(0.01, Float(min=0.0)),
+    "tv_coeff": Setting(0.2, Float(min=0.0)),
+    "tv_beta": Setting(3.0, Float(min=1.0), "exponent of the total-variation term"),
+    "learning_rate": Setting(0.1, Float(min=0.0, exclusive_min=True)),
+    "iterations": Setting(300, Int(min=1)),
+    "optimizer": Setting("adam", Choice(("adam", "sgd")), "adam or sgd"),
+    "mask_init": Setting("ones", Choice(("ones", "random")), "ones (nothing deleted) or random (seeded uniform)"),
+    "noise": Setting(0.0, Float(min=0.0), "std of seeded Gaussian noise added to the perturbed image at each step"),
+    "seed": Setting(0, SEED),
+})
+METHOD = Method("mp", "Meaningful Perturbation", Paper(
+    "Fong & Vedaldi 2017", "Interpretable Explanations of Black Boxes by Meaningful Perturbation",
+    "https://arxiv.org/abs/1704.03296"), Needs.TORCH_MODULE, {"torch": attribute}, SETTINGS)

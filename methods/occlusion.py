@@ -2,8 +2,10 @@
 averaged over the patches that cover it. Pixels no patch covers get 0."""
 import numpy as np
 
-from core.errors import UsageError
-from methods import _windows
+from heatkit.base.errors import UsageError
+from heatkit.base.rules import Float, Int
+from heatkit.methods import _windows
+from heatkit.methods._entry import ANY, Method, Needs, Paper, Setting, Settings
 
 
 def attribute(model, image, target, params):
@@ -17,3 +19,16 @@ def attribute(model, image, target, params):
     occluded = engine.edits(_windows.inputs(rows, cols, patch, image.shape), params["fill"], "occlusion")
     drops = (engine.probability() - occluded).reshape(rows.size, cols.size)
     return _windows.spread(drops, rows, cols, patch, (height, width)).astype(np.float32)
+
+
+SETTINGS = Settings("occlusion", "occlusion: Zeiler & Fergus 2014. A pixel's relevance is the drop of the explained "
+                                 "class's probability when a patch covering it is set to `fill`, averaged over the "
+                                 "patches covering it.", {
+    "patch": Setting(1, Int(min=1), "side of the square patch, in pixels (1: every pixel alone)"),
+    "stride": Setting(1, Int(min=1), "step between patch positions; the last row and column of patches are always "
+                                     "included"),
+    "fill": Setting(0.0, Float(), "value the patch is set to"),
+})
+METHOD = Method("occlusion", "Occlusion", Paper(
+    "Zeiler & Fergus 2014", "Visualizing and Understanding Convolutional Networks", "https://arxiv.org/abs/1311.2901"),
+    Needs.PROBABILITIES, {ANY: attribute}, SETTINGS)

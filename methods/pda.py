@@ -19,8 +19,10 @@ from pathlib import Path
 
 import numpy as np
 
-from core.images import image_files, load_image
-from methods import _windows
+from heatkit.base.images import image_files, load_image
+from heatkit.base.rules import ChoiceOrFolder, Int
+from heatkit.methods import _windows
+from heatkit.methods._entry import ANY, SEED, Method, Needs, Paper, Setting, Settings
 
 CHUNK_BYTES = 64 << 20  # the edited values of one chunk of windows
 
@@ -79,3 +81,26 @@ def _draws(model, image, params, inputs):
     folder = [load_image(path, image.shape) for path in image_files([Path(params["prior"])])]
     chosen = np.stack([model.preprocess(folder[i]).reshape(-1) for i in rng.integers(0, len(folder), samples)])
     return chosen[:, inputs]  # each image's own values at every window
+
+
+SETTINGS = Settings("pda", "pda: Prediction Difference Analysis (Zintgraf et al. 2017). A window of the input is "
+                           "replaced by draws from a prior; relevance = log2-odds(p'(c | x)) - log2-odds(mean over draws "
+                           "of p'(c | x with the window replaced)), with the Laplace correction p' = (p * N + 1) / (N + K); "
+                           "a pixel gets the mean over the windows that hold it. Zintgraf et al. use windows of several "
+                           "pixels and the data's marginal (a folder of images here); the default, single pixels and a "
+                           "uniform prior over the 8-bit levels, is exact on the center-pixel models, whose classes are "
+                           "those levels.", {
+    "train_samples": Setting(256_000, Int(min=1), "N of the Laplace correction"),
+    "levels": Setting(256, Int(min=2, max=256), "uniform prior, window 1: gray values tried at each input element "
+                                                "(256: every 8-bit value)"),
+    "window": Setting(1, Int(min=1), "side of the square window, in pixels"),
+    "prior": Setting("uniform", ChoiceOrFolder(("uniform", "image")),
+                     '"uniform" (8-bit levels), "image" (windows from random positions of the image itself), or a folder '
+                     "of images (the same window from random images in it)"),
+    "samples": Setting(10, Int(min=1), "draws per window, except for the uniform prior with window 1, which tries "
+                                       "every level"),
+    "seed": Setting(0, SEED, "seed of the draws"),
+})
+METHOD = Method("pda", "PDA", Paper(
+    "Zintgraf et al. 2017", "Visualizing Deep Neural Network Decisions: Prediction Difference Analysis",
+    "https://arxiv.org/abs/1702.04595"), Needs.PROBABILITIES, {ANY: attribute}, SETTINGS)

@@ -6,7 +6,9 @@ random shift, as in the paper's code. Grids and shifts are drawn up front, so th
 depend on the batch size.
 """
 import numpy as np
-from skimage.transform import resize
+
+from heatkit.base.rules import Float, Int
+from heatkit.methods._entry import ANY, SEED, Method, Needs, Paper, Setting, Settings
 
 
 def attribute(model, image, target, params):
@@ -31,5 +33,20 @@ def attribute(model, image, target, params):
 
 def _upsampling(cells: int, size: int) -> np.ndarray:
     """(size, cells) matrix of scikit-image's bilinear resize (order 1, mode 'reflect') along one axis."""
+    from skimage.transform import resize
+
     return np.stack([resize(np.eye(cells)[:, k:k + 1], (size, 1), order=1, mode="reflect", anti_aliasing=False)[:, 0]
                      for k in range(cells)], axis=1)
+
+
+SETTINGS = Settings("rise", "rise: RISE (Petsiuk et al. 2018): the mean of random smooth masks weighted by the class "
+                            "probability of the input multiplied by each mask.", {
+    "num_masks": Setting(4000, Int(min=1)),
+    "cell_size": Setting(7, Int(min=1), "grid cells per side of the low-resolution mask (s in the paper)"),
+    "keep_probability": Setting(0.5, Float(min=0.0, max=1.0, exclusive_min=True)),
+    "batch_size": Setting(256, Int(min=1), "masked images per forward pass at most (the memory budget may lower it)"),
+    "seed": Setting(0, SEED),
+})
+METHOD = Method("rise", "RISE", Paper(
+    "Petsiuk et al. 2018", "RISE: Randomized Input Sampling for Explanation of Black-box Models",
+    "https://arxiv.org/abs/1806.07421"), Needs.PROBABILITIES, {ANY: attribute}, SETTINGS)

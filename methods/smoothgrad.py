@@ -8,7 +8,9 @@ generator and takes an absolute std.
 """
 import numpy as np
 
-from methods import _captum, _innvestigate, channel_sum
+from heatkit.base.rules import Choice, Float, Int
+from heatkit.methods import _captum, _innvestigate, channel_sum
+from heatkit.methods._entry import SEED, Method, Needs, Paper, Setting, Settings
 
 POSTPROCESS = {None: lambda g: g, "abs": np.abs, "square": np.square}
 
@@ -26,3 +28,15 @@ def _smoothgrad(gradients, image, params):
     std = params["noise_scale"] * (image.max() - image.min())
     noisy = image[None] + rng.normal(0.0, std, (params["augment_by_n"], *image.shape))
     return channel_sum(POSTPROCESS[params["postprocess"]](gradients(noisy)).mean(axis=0))
+
+
+SETTINGS = Settings("sg", "sg: SmoothGrad (Smilkov et al. 2017): the mean gradient over noisy copies of the input.", {
+    "augment_by_n": Setting(64, Int(min=1), "number of noisy copies"),
+    "noise_scale": Setting(0.1, Float(min=0.0), "noise std as a fraction of the input's range (max - min), as in the paper"),
+    "postprocess": Setting(None, Choice((None, "abs", "square")),
+                           'None, "abs" or "square" (SmoothGrad-Squared), applied to each gradient'),
+    "seed": Setting(0, SEED, "seed of the noise"),
+})
+METHOD = Method("sg", "SmoothGrad", Paper("Smilkov et al. 2017", "SmoothGrad: removing noise by adding noise",
+                                          "https://arxiv.org/abs/1706.03825"),
+                Needs.GRADIENTS, {"keras": keras, "torch": torch}, SETTINGS)

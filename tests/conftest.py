@@ -9,9 +9,9 @@ import numpy as np
 import pytest
 
 import create_model
-import heatmap_script
-from core import frameworks
-from core.twins import twin_of
+from heatkit import cli
+from heatkit.base import frameworks
+from heatkit.model.twins import twin_of
 
 SMALL = 15  # side of the small test twins
 
@@ -44,14 +44,14 @@ def linear_model_path(tmp_path_factory) -> Path:
 
 @pytest.fixture(scope="session")
 def small_model(small_model_path):
-    from core.model import Model
+    from heatkit.model import Model
 
     return Model(small_model_path)
 
 
 @pytest.fixture(scope="session")
 def linear_model(linear_model_path):
-    from core.model import Model
+    from heatkit.model import Model
 
     return Model(linear_model_path)
 
@@ -93,7 +93,7 @@ def save_with_twin(keras_model, folder):
     path = folder / "model.h5"
     keras_model.save(path, save_format="h5")
     torch.save(twin.state_dict(), folder / "model.pt")
-    card = {"architecture": "sequential", "arguments": arguments,
+    card = {"twin": arguments,
             "input_shape": list(keras_model.input_shape[1:]), "num_classes": int(keras_model.output_shape[-1])}
     (folder / "model.json").write_text(json.dumps(card))
     return path
@@ -120,21 +120,40 @@ def gap_model_path(tmp_path_factory) -> Path:
 def run_cli(*argv) -> int:
     """heatmap_script.py's exit code for these arguments, run in this process."""
     try:
-        return heatmap_script.main([str(a) for a in argv])
+        return cli.main([str(a) for a in argv])
     except SystemExit as exit:  # argparse's own exit
         return exit.code
 
 
+def replace_method(monkeypatch, key: str, function) -> None:
+    """The registered method `key` computes with `function` for the test, on every framework."""
+    from heatkit.methods.registry import REGISTRY
+
+    impl = REGISTRY[key].impl
+    for backend in impl:
+        monkeypatch.setitem(impl, backend, function)
+
+
 def break_occlusion(monkeypatch, on_call: int, instead) -> None:
     """Occlusion as usual, except that its on_call-th map calls instead() in its place."""
-    from methods import occlusion
+    from heatkit.methods import occlusion
 
-    compute, calls = occlusion.attribute, itertools.count(1)
+    calls = itertools.count(1)
 
     def attribute(model, image, target, params):
-        return instead() if next(calls) == on_call else compute(model, image, target, params)
+        return instead() if next(calls) == on_call else occlusion.attribute(model, image, target, params)
 
-    monkeypatch.setattr(occlusion, "attribute", attribute)
+    replace_method(monkeypatch, "occlusion", attribute)
+
+
+CHEAP_DEFAULTS = {"ig": {"steps": 8}, "sg": {"augment_by_n": 4}}  # cheaper than the defaults, where it matters
+
+
+def default_params(method) -> dict:
+    """A method's default settings, cheapened where CHEAP_DEFAULTS says."""
+    if method.settings is None:
+        return {}
+    return {**method.settings.defaults(), **CHEAP_DEFAULTS.get(method.settings.name, {})}
 
 
 @pytest.fixture

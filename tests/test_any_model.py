@@ -9,7 +9,7 @@ import pytest
 from PIL import Image
 
 from conftest import run_cli
-from core import frameworks
+from heatkit.base import frameworks
 
 
 @pytest.fixture(scope="module")
@@ -90,7 +90,7 @@ def test_a_keras_model_with_a_softmax_dense_runs(keras_path, rgb_images, tmp_pat
 
 
 def test_logits_stop_before_the_softmax_of_a_dense_layer(keras_path):
-    from core.model import Model
+    from heatkit.model import Model
 
     model = Model(keras_path)
     batch = np.random.default_rng(0).random((3, 16, 16, 3))
@@ -143,7 +143,7 @@ def test_labels_must_name_every_class(torchscript_path, rgb_images, tmp_path, ca
 
 
 def test_byte_preprocessing_scales_the_input(torchscript_path, rgb_images):
-    from core.images import Preprocess, load_image
+    from heatkit.base.images import Preprocess, load_image
 
     pixels = load_image(rgb_images / "a.png", (8, 8, 3))
     np.testing.assert_allclose(Preprocess("byte")(pixels), pixels * 255)
@@ -178,7 +178,7 @@ np.save(folder + "/predicted.npy", model.predict(batch, verbose=0))
 
 def test_keras_files_are_explained_with_their_saved_weights(tmp_path):
     """Keras 2.14 in graph mode would load a .keras file's weights as assignment ops it never runs."""
-    from core.model import Model
+    from heatkit.model import Model
 
     subprocess.run([sys.executable, "-c", SAVE_AND_PREDICT, tmp_path], check=True, capture_output=True,
                    env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"})

@@ -4,38 +4,32 @@ import json
 import numpy as np
 import pytest
 
-import heatmap_script
-import settings
-from conftest import SMALL, run_cli
-from core.center_pixel import random_images
-from core.compare import agreement
-from core.contract import WithExtras
-from core.model import Model
-from methods import deeplift, meaningful_perturbation
-from methods.registry import REGISTRY, Needs
+from conftest import SMALL, default_params, run_cli
+from heatkit.base.contract import WithExtras
+from heatkit.base.data import center_pixel_images
+from heatkit.methods import deeplift, meaningful_perturbation
+from heatkit.methods.registry import REGISTRY, Needs, comparable
+from heatkit.model import Model
+from heatkit.pipeline.similarity import agreement
 
 MP = {"mask_size": 5, "blur_sigma": 3.0, "l1_coeff": 0.01, "tv_coeff": 0.2, "tv_beta": 3.0, "learning_rate": 0.1,
       "iterations": 60, "optimizer": "adam", "mask_init": "ones", "noise": 0.0, "seed": 0}
-FAST = {"ig": {"steps": 8}, "sg": {"augment_by_n": 4}}
 
 
 def image_and_class(model, seed=3):
-    image = random_images(1, SMALL, 256, seed)[0]
+    image = center_pixel_images(1, SMALL, 256, seed)[0]
     return image, int(model.probabilities(image[None])[0].argmax())
 
 
-@pytest.mark.parametrize("key", [k for k in heatmap_script.comparable() if REGISTRY[k].needs is Needs.GRADIENTS])
+@pytest.mark.parametrize("key", [k for k in comparable() if REGISTRY[k].needs is Needs.GRADIENTS])
 def test_twins_agree_on_every_deterministic_method(small_model, key):
     """Keras (innvestigate) and the PyTorch twin (captum) give the same map to 1e-6 of its maximum."""
     method = REGISTRY[key]
     image, target = image_and_class(small_model)
-    params = {**default_params(method.settings), **FAST.get(method.settings, {})}
+    params = default_params(method)
     keras, torch = (method.function(b)(small_model, image, target, params) for b in ("keras", "torch"))
     assert agreement(keras, torch)["max_abs_diff_relative"] <= 1e-6
 
-
-def default_params(name):
-    return dict(getattr(settings, name)) if name else {}
 
 
 @pytest.mark.parametrize("backend", ["keras", "torch"])
@@ -59,7 +53,7 @@ def test_deeplift_of_a_linear_model_is_x_minus_baseline_times_w(linear_model, ba
 def test_keras_deeplift_sums_to_the_logit_difference_where_relus_clip(mlp_path):
     """The MLP's hidden ReLUs clip between the image and the baseline, so the secants matter."""
     model = Model(mlp_path)
-    image = random_images(1, SMALL, 256, seed=4)[0]
+    image = center_pixel_images(1, SMALL, 256, seed=4)[0]
     kernel, bias = model.keras.weights(model.keras.model.layers[2].name)
     z, z0 = image.reshape(-1) @ kernel + bias, np.full(SMALL * SMALL, 0.5) @ kernel + bias
     assert ((z > 0) != (z0 > 0)).any()  # some unit is on for one input and off for the other

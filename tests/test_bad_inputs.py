@@ -11,7 +11,7 @@ import pytest
 from PIL import Image
 
 from conftest import run_cli
-from core import frameworks
+from heatkit.base import frameworks
 
 
 def write(path, data: bytes):

@@ -6,10 +6,10 @@ import pytest
 
 import create_model
 from conftest import SMALL, save_with_twin
-from core import frameworks
-from core.center_pixel import random_images
-from core.model import Model
-from methods import _layers, cam, grad_cam, guided_grad_cam, guided_backprop
+from heatkit.base import frameworks
+from heatkit.base.data import center_pixel_images
+from heatkit.methods import _layers, cam, grad_cam, guided_backprop, guided_grad_cam
+from heatkit.model import Model
 
 BACKENDS = ["keras", "torch"]
 
@@ -111,19 +111,19 @@ def test_center_cnn_passes_its_checks(center_cnn):
 @pytest.mark.parametrize("backend", BACKENDS)
 def test_grad_cam_on_the_center_cnn_peaks_at_the_center(center_cnn, backend):
     for seed, target in [(0, None), (1, 0), (2, 255), (3, 77)]:
-        image = random_images(1, SMALL, 256, seed)[0]
+        image = center_pixel_images(1, SMALL, 256, seed)[0]
         target = int(center_cnn.probabilities(image[None])[0].argmax()) if target is None else target
         gradcam = getattr(grad_cam, f"gradcam_{backend}")(center_cnn, image, target, {"layers": None})
         assert np.unravel_index(np.argmax(gradcam), gradcam.shape) == (SMALL // 2, SMALL // 2)
 
 
 def test_cam_is_not_applicable_without_a_gap_head(center_cnn, small_model):
-    from core.errors import NotApplicable
+    from heatkit.base.errors import NotApplicable
 
     with pytest.raises(NotApplicable):
-        cam.keras(center_cnn, random_images(1, SMALL, 256, 0)[0], 0, {})
+        cam.keras(center_cnn, center_pixel_images(1, SMALL, 256, 0)[0], 0, {})
     with pytest.raises(NotApplicable, match="no convolutional layer"):
-        grad_cam.gradcam_keras(small_model, random_images(1, SMALL, 256, 0)[0], 0, {"layers": None})
+        grad_cam.gradcam_keras(small_model, center_pixel_images(1, SMALL, 256, 0)[0], 0, {"layers": None})
 
 
 def test_digits_cnn_reaches_95_percent(tmp_path):

@@ -6,20 +6,21 @@ import pytest
 
 import create_model
 from conftest import SMALL, dense_weights
-from core.center_pixel import build_weights, random_images
-from core.model import Model
-from core.verify import center_pixel_checks
+from heatkit.base.data import center_pixel_images
+from heatkit.model import Model
+from heatkit.testmodels.center_pixel import build_weights
+from heatkit.testmodels.verify import center_pixel_checks
 
 
 def test_small_twin_passes_every_check(small_model):
     checks = center_pixel_checks(small_model.keras, small_model.torch, 256, alpha=10.0, per_class=10, seed=1)
     assert [c.name for c in checks if not c.passed] == []
     card = json.loads(small_model.path.with_suffix(".json").read_text())
-    assert card["ground_truth"] == "center_pixel" and card["arguments"]["image_size"] == SMALL
+    assert card["ground_truth"] == "center_pixel" and card["input_shape"] == [SMALL, SMALL, 1]
 
 
 def test_probabilities_depend_on_the_center_alone_but_logits_on_every_pixel(small_model, rng):
-    images = random_images(8, SMALL, 256, seed=5)
+    images = center_pixel_images(8, SMALL, 256, seed=5)
     edited = images.copy()
     edited[:, :SMALL // 2] = rng.integers(0, 256, edited[:, :SMALL // 2].shape) / 255  # rows above the center
     for net in (small_model.keras, small_model.torch):
@@ -29,7 +30,7 @@ def test_probabilities_depend_on_the_center_alone_but_logits_on_every_pixel(smal
 
 def test_predicted_class_is_the_center_gray_level(small_model):
     centers = np.arange(0, 256, 17)
-    images = random_images(centers.size, SMALL, 256, seed=9, centers=centers)
+    images = center_pixel_images(centers.size, SMALL, 256, seed=9, centers=centers)
     assert small_model.probabilities(images).argmax(1).tolist() == centers.tolist()
     assert [small_model.true_label(image) for image in images] == centers.tolist()
 
@@ -52,7 +53,7 @@ def test_saved_files_hold_the_built_weights(small_model):
     weights = build_weights(SMALL, 256, 10.0, True, weight_seed=0, noise_weight_scale=1.0)
     kernel, bias = dense_weights(small_model)
     assert np.array_equal(kernel, weights.kernel) and np.array_equal(bias, weights.bias)
-    linear = small_model.torch.module[1]
+    linear = small_model.torch.module[1]  # Flatten, Dense (, ReLU)
     assert np.array_equal(linear.weight.detach().numpy().T, weights.kernel)
 
 
@@ -63,16 +64,17 @@ def test_linear_variant_passes_too(linear_model):
 
 def test_failed_verification_saves_nothing(tmp_path, capsys, monkeypatch):
     """A twin that lost its center weights fails the checks on any CPU, and nothing is saved."""
-    from core.torch_models import CenterPixelNet
+    from heatkit.model import twins
 
-    build = CenterPixelNet.from_weights
+    make_twin = twins.twin_of
 
-    def without_center(weights):
-        net = build(weights)
-        net[1].weight.data[:, weights.kernel.shape[0] // 2] = 0.0
-        return net
+    def without_center(keras_model):
+        twin, arguments = make_twin(keras_model)
+        dense = twin[1]
+        dense.weight.data[:, dense.in_features // 2] = 0.0
+        return twin, arguments
 
-    monkeypatch.setattr(CenterPixelNet, "from_weights", without_center)
+    monkeypatch.setattr(twins, "twin_of", without_center)
     assert create_model.main(["--image-size", "5", "--out", str(tmp_path)]) == 1
     failed = [line for line in capsys.readouterr().out.splitlines() if line.strip().startswith("FAIL")]
     assert any("PyTorch top-1" in line for line in failed) and any("agree" in line for line in failed)

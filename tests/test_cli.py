@@ -8,9 +8,9 @@ import numpy as np
 import pytest
 from PIL import Image
 
-import heatmap_script
 from conftest import SMALL, run_cli
-from core.scores import center_scores
+from heatkit import cli
+from heatkit.pipeline.scores import center_scores
 
 ROOT = Path(__file__).resolve().parent.parent
 GRADIENT_FAMILY = ["grad", "gb", "deconvnet", "sg", "inpgrad", "ig", "lrp"]
@@ -96,14 +96,14 @@ def test_bad_input_shows_no_traceback_in_a_real_process(tmp_path):
 
 
 def test_help_imports_no_framework():
-    code = ("import sys, heatmap_script; heatmap_script.build_parser().format_help();"
+    code = ("import sys, heatkit.cli; heatkit.cli.build_parser().format_help();"
             "print(sorted(m for m in ('tensorflow', 'torch', 'innvestigate', 'matplotlib') if m in sys.modules))")
     done = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, check=True)
     assert done.stdout.strip() == "[]"
 
 
 def test_help_lists_every_registered_method():
-    from methods.registry import METHODS
+    from heatkit.methods.registry import METHODS
 
-    text = heatmap_script.build_parser().format_help()
+    text = cli.build_parser().format_help()
     assert all(f"  {m.key} " in text and m.paper.cite in text for m in METHODS)

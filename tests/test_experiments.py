@@ -5,12 +5,13 @@ import numpy as np
 import pytest
 
 from conftest import SMALL, break_occlusion, run_cli, save_with_twin
-from core import frameworks, variants
-from core.center_pixel import random_images
-from core.model import Model
-from core.scores import center_scores
-from core.similarity import ms_ssim, similarities
-from methods import gradient, occlusion
+from heatkit.base import frameworks
+from heatkit.base.data import center_pixel_images
+from heatkit.methods import gradient, occlusion
+from heatkit.model import Model
+from heatkit.pipeline import variants
+from heatkit.pipeline.scores import center_scores
+from heatkit.pipeline.similarity import ms_ssim, similarities
 
 OCCLUSION = {"patch": 1, "stride": 1, "fill": 0.0}
 
@@ -27,7 +28,7 @@ def test_every_metric_of_a_map_with_itself_is_one(rng):
 
 
 def test_randomizing_the_dense_layer_destroys_the_center(small_model, tmp_path):
-    image = random_images(1, SMALL, 256, seed=2)[0]
+    image = center_pixel_images(1, SMALL, 256, seed=2)[0]
     target = int(small_model.probabilities(image[None])[0].argmax())
     before = occlusion.attribute(small_model, image, target, OCCLUSION)
     assert center_scores(before, 5)["center_rank"] == 1
@@ -39,7 +40,7 @@ def test_randomizing_the_dense_layer_destroys_the_center(small_model, tmp_path):
 
 @pytest.mark.parametrize("initializer", ["layer", "truncated_normal"])
 def test_gradient_of_the_randomized_model_is_its_new_weight_column(linear_model, tmp_path, initializer):
-    image = random_images(1, SMALL, 256, seed=2)[0]
+    image = center_pixel_images(1, SMALL, 256, seed=2)[0]
     randomized = variants.variant(linear_model, tmp_path, variants.reinitializer(["dense"], initializer, 0.05, 1), "x")
     kernel = randomized.keras.weights("dense")[0]
     original = linear_model.keras.weights("dense")[0]

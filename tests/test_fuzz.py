@@ -11,14 +11,16 @@ import shutil
 
 import numpy as np
 import pytest
-from hypothesis import HealthCheck, given, seed, settings, strategies as st
+from hypothesis import HealthCheck, given, seed, settings
+from hypothesis import strategies as st
 from PIL import Image
 
 from conftest import run_cli
-from core import config, model as model_module
-from core.errors import UsageError
-from core.images import load_image
-from methods.registry import METHODS, groups
+from heatkit.base.errors import UsageError
+from heatkit.base.images import load_image
+from heatkit.methods.registry import METHODS, groups
+from heatkit.model.keras_net import KerasNet
+from heatkit.pipeline import config
 
 CASES = int(os.environ.get("FUZZ_CASES", "1000"))
 SEED = 20261126
@@ -46,7 +48,7 @@ def files(small_model_path, gap_model_path, tmp_path_factory):
 @pytest.fixture
 def loaded_once(monkeypatch):
     """Each Keras file loaded once for all cases: the fuzzer tests the CLI, not Keras' loader."""
-    monkeypatch.setattr(model_module, "KerasNet", functools.lru_cache(model_module.KerasNet))
+    monkeypatch.setattr(KerasNet, "load", functools.lru_cache(KerasNet.load))
 
 
 SETTING_KEYS = sorted(config.flatten(config.load()))

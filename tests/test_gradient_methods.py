@@ -3,19 +3,22 @@ against answers computed by hand."""
 import numpy as np
 import pytest
 
-import settings
-from conftest import SMALL, dense_weights
-from core.center_pixel import random_images
-from core.errors import NotApplicable
-from core.model import Model
-from methods import deconvnet, gradient, guided_backprop, input_x_gradient, integrated_gradients, lrp, smoothgrad
+from conftest import SMALL, default_params, dense_weights
+from heatkit.base.data import center_pixel_images
+from heatkit.base.errors import NotApplicable
+from heatkit.methods import (
+    deconvnet,
+    gradient,
+    guided_backprop,
+    input_x_gradient,
+    integrated_gradients,
+    lrp,
+    smoothgrad,
+)
+from heatkit.model import Model
 
 SG = {"augment_by_n": 16, "noise_scale": 0.2, "postprocess": None, "seed": 0}
-FAST = {"ig": {"steps": 4}, "sg": {"augment_by_n": 2}}
 
-
-def default_params(name):
-    return dict(getattr(settings, name)) if name else {}
 
 
 @pytest.fixture(params=["keras", "torch"])
@@ -30,7 +33,7 @@ def on(module, backend, rule=""):
 
 def case(model, seed=3, target=None):
     """An image, the class explained, and the Dense layer's numbers for that class."""
-    image = random_images(1, SMALL, 256, seed)[0]
+    image = center_pixel_images(1, SMALL, 256, seed)[0]
     kernel, bias = dense_weights(model)
     target = int(model.probabilities(image[None])[0].argmax()) if target is None else target
     x = image.reshape(-1)
@@ -60,7 +63,7 @@ def test_the_relu_backward_rules_where_relus_clip(clipping_twin_path, method, ba
     Gradient passes v where the unit is on; Guided Backprop max(v, 0) where it is on; DeConvNet
     max(v, 0) everywhere. Then back through the first Dense."""
     model = Model(clipping_twin_path)
-    image = random_images(1, SMALL, 256, seed=4)[0]
+    image = center_pixel_images(1, SMALL, 256, seed=4)[0]
     (kernel, bias), (logit_kernel, _) = (model.keras.weights(name) for name in ("hidden", "logits"))
     active = image.reshape(-1) @ kernel + bias > 0
     assert 0 < active.sum() < active.size  # some units clip
@@ -167,7 +170,7 @@ def nonlinear_model(mlp_path):
 
 
 def test_smoothgrad_is_identical_for_the_same_seed(nonlinear_model):
-    image = random_images(1, SMALL, 256, seed=4)[0]
+    image = center_pixel_images(1, SMALL, 256, seed=4)[0]
     first = smoothgrad.keras(nonlinear_model, image, 3, SG)
     again = smoothgrad.keras(nonlinear_model, image, 3, SG)
     other = smoothgrad.keras(nonlinear_model, image, 3, {**SG, "seed": 1})
@@ -176,7 +179,7 @@ def test_smoothgrad_is_identical_for_the_same_seed(nonlinear_model):
 
 
 def test_smoothgrad_is_the_mean_gradient_over_its_noisy_copies(nonlinear_model):
-    image = random_images(1, SMALL, 256, seed=4)[0]
+    image = center_pixel_images(1, SMALL, 256, seed=4)[0]
     noise = np.random.default_rng(SG["seed"]).normal(0.0, SG["noise_scale"] * (image.max() - image.min()),
                                                      (SG["augment_by_n"], *image.shape))
     expected = np.mean([gradient.keras(nonlinear_model, image + n, 3, {}) for n in noise], axis=0)
@@ -184,21 +187,21 @@ def test_smoothgrad_is_the_mean_gradient_over_its_noisy_copies(nonlinear_model):
 
 
 def test_smoothgrad_without_noise_is_the_gradient(nonlinear_model):
-    image = random_images(1, SMALL, 256, seed=4)[0]
+    image = center_pixel_images(1, SMALL, 256, seed=4)[0]
     np.testing.assert_allclose(smoothgrad.keras(nonlinear_model, image, 3, {**SG, "noise_scale": 0.0}),
                                gradient.keras(nonlinear_model, image, 3, {}), rtol=1e-6)
 
 
 def test_the_tensorflow_graph_stays_flat_over_repeated_maps(gap_model_path):
     """Every Keras method builds its graph once per model and settings, then reuses it for any class."""
-    from core import frameworks
-    from methods.registry import METHODS
+    from heatkit.base import frameworks
+    from heatkit.methods.registry import METHODS
 
     tf = frameworks.tensorflow()
     model = Model(gap_model_path)
     image = np.random.default_rng(0).random(model.input_shape)
     keras_methods = [m for m in METHODS if "keras" in m.impl]
-    params = {m.key: {**(default_params(m.settings)), **FAST.get(m.settings, {})} for m in keras_methods}
+    params = {m.key: default_params(m) for m in keras_methods}
 
     def every_method(target):
         for method in keras_methods:

@@ -3,8 +3,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from core.errors import UsageError
-from core.images import load_image
+from heatkit.base.errors import UsageError
+from heatkit.base.images import load_image
 
 
 def save(tmp_path, name, image, **kwargs):

@@ -3,10 +3,10 @@ import numpy as np
 import pytest
 
 from conftest import SMALL
-from core import frameworks
-from core.center_pixel import random_images
-from core.model import Model
-from core.perturb import Engine, EngineOptions
+from heatkit.base import frameworks
+from heatkit.base.data import center_pixel_images
+from heatkit.base.engine import Engine, EngineOptions
+from heatkit.model import Model
 
 EXACT = 1e-9
 QUIET = EngineOptions(progress=False)
@@ -16,7 +16,7 @@ QUIET = EngineOptions(progress=False)
 def engines(request, small_model_path, linear_model_path, mlp_path):
     """(fast, naive) engines on one image, for a model with an affine first layer."""
     path = {"center_pixel": small_model_path, "linear": linear_model_path, "mlp": mlp_path}[request.param]
-    image = random_images(1, SMALL, 256, seed=11)[0]
+    image = center_pixel_images(1, SMALL, 256, seed=11)[0]
     fast = Model(path, engine_options=QUIET)
     naive = Model(path, engine_options=EngineOptions(fast=False, progress=False))
     target = int(fast.probabilities(image[None])[0].argmax())
@@ -62,7 +62,7 @@ def test_unperturbed_probability(engines):
 
 
 def test_masks_weight_each_mask_by_its_probability(small_model, rng):
-    image = random_images(1, SMALL, 256, seed=2)[0]
+    image = center_pixel_images(1, SMALL, 256, seed=2)[0]
     engine = Engine(small_model, image, 3, QUIET)
     masks = rng.random((10, SMALL, SMALL))
     probabilities, weighted = engine.masks(10, lambda a, b: masks[a:b], 0.5, "t", max_batch=3)
@@ -73,7 +73,7 @@ def test_masks_weight_each_mask_by_its_probability(small_model, rng):
 
 
 def test_chunking_and_threads_change_nothing(small_model_path, rng):
-    image = random_images(1, SMALL, 256, seed=3)[0]
+    image = center_pixel_images(1, SMALL, 256, seed=3)[0]
     pixels = rng.integers(0, SMALL * SMALL, (200, 4))
     results = []
     for options in (EngineOptions(progress=False, workers=1, memory_mb=16),
@@ -85,7 +85,7 @@ def test_chunking_and_threads_change_nothing(small_model_path, rng):
 
 
 def test_full_passes_do_not_depend_on_the_batch_size(small_model_path, rng):
-    image = random_images(1, SMALL, 256, seed=3)[0]
+    image = center_pixel_images(1, SMALL, 256, seed=3)[0]
     pixels = rng.integers(0, SMALL * SMALL, (50, 2))
     small = Engine(Model(small_model_path), image, 5, EngineOptions(fast=False, progress=False, memory_mb=16))
     large = Engine(Model(small_model_path), image, 5, EngineOptions(fast=False, progress=False))
@@ -94,7 +94,7 @@ def test_full_passes_do_not_depend_on_the_batch_size(small_model_path, rng):
 
 def test_edits_of_most_pixels_take_full_passes(small_model_path, monkeypatch):
     model = Model(small_model_path, engine_options=QUIET)
-    engine = model.engine(random_images(1, SMALL, 256, seed=3)[0], 5)
+    engine = model.engine(center_pixel_images(1, SMALL, 256, seed=3)[0], 5)
     calls = []
     original = model.probabilities
     monkeypatch.setattr(model, "probabilities", lambda batch: calls.append(len(batch)) or original(batch))
@@ -192,7 +192,7 @@ def test_probabilities_are_the_softmax_of_the_models_logits_for_every_output_kin
 
 @pytest.mark.parametrize("name", ["occlusion", "pda", "pda windows", "shapley", "lime", "shap", "rise"])
 def test_every_perturbation_method_explains_the_same_quantity_fast_and_full(every_output_kind, name):
-    from methods import kernel_shap, lime, occlusion, pda, rise, shapley
+    from heatkit.methods import kernel_shap, lime, occlusion, pda, rise, shapley
 
     fast, full, tolerance = every_output_kind
     function = {"occlusion": occlusion, "pda": pda, "pda windows": pda, "shapley": shapley, "lime": lime,
@@ -216,7 +216,7 @@ def test_every_perturbation_method_explains_the_same_quantity_fast_and_full(ever
 
 def test_occlusion_of_a_softmax_free_model_is_the_drop_of_its_softmax(tmp_path):
     """The reference computed apart: Keras' predict, a numpy softmax, one pixel at a time."""
-    from methods import occlusion
+    from heatkit.methods import occlusion
 
     path = keras_kind(tmp_path, "no softmax")
     model = Model(path, engine_options=QUIET)

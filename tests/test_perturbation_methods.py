@@ -5,13 +5,13 @@ import numpy as np
 import pytest
 from PIL import Image
 
-import heatmap_script
 from conftest import SMALL, build
-from core.center_pixel import random_images
-from core.model import Model
-from core.perturb import AffineSplit, Engine, EngineOptions
-from core.scores import center_scores
-from methods import kernel_shap, lime, occlusion, pda, rise, shapley
+from heatkit import cli
+from heatkit.base.data import center_pixel_images
+from heatkit.base.engine import AffineSplit, Engine, EngineOptions
+from heatkit.methods import kernel_shap, lime, occlusion, pda, rise, shapley
+from heatkit.model import Model
+from heatkit.pipeline.scores import center_scores
 
 QUIET = EngineOptions(progress=False)
 NAIVE = EngineOptions(fast=False, progress=False)
@@ -41,7 +41,7 @@ def analytic(level: float) -> np.ndarray:
 @pytest.fixture(scope="module")
 def case(small_model_path):
     model = Model(small_model_path, engine_options=QUIET)
-    image = random_images(1, SMALL, 256, seed=21)[0]
+    image = center_pixel_images(1, SMALL, 256, seed=21)[0]
     target = model.true_label(image)
     return model, image, target
 
@@ -177,7 +177,7 @@ def test_seeded_methods_repeat_exactly(case, name):
 @pytest.mark.parametrize("name", ["shapley", "lime", "shap", "rise"])
 def test_a_different_seed_gives_a_different_map(mlp_path, name):
     """On an MLP: the center-pixel model is additive in any partition, so the estimates there are exact."""
-    model, image, target = Model(mlp_path, engine_options=QUIET), random_images(1, SMALL, 256, seed=4)[0], 2
+    model, image, target = Model(mlp_path, engine_options=QUIET), center_pixel_images(1, SMALL, 256, seed=4)[0], 2
     first = FUNCTIONS[name](model, image, target, PARAMS[name])
     assert not np.array_equal(first, FUNCTIONS[name](model, image, target, {**PARAMS[name], "seed": 1}))
 
@@ -224,7 +224,7 @@ def test_the_superpixel_holding_the_center_weighs_most(photo_case, name):
 
 def test_full_size_perturbation_run(full_model_path, tmp_path, capsys):
     """The suite's one 227 x 227 perturbation run, through the command line."""
-    code = heatmap_script.main(["-q", "-mp", str(full_model_path), "-ip", "images/chelsea.png", "-op", str(tmp_path),
+    code = cli.main(["-q", "-mp", str(full_model_path), "-ip", "images/chelsea.png", "-op", str(tmp_path),
                                 "-hm", "occlusion", "pda", "shapley", "--set", "pda.levels=16",
                                 "--set", "shapley.samples=2"])
     assert code == 0

@@ -6,15 +6,16 @@ from pathlib import Path
 import matplotlib
 import numpy as np
 
-from core.plotting import ImageResult, heatmap_figure
+from heatkit.pipeline.plotting import heatmap_figure
+from heatkit.pipeline.results import ImageResult
 
 ROOT = Path(__file__).resolve().parent.parent
 
 
 def result(maps, failures=None):
     image = np.random.default_rng(0).random((15, 15, 1))
-    return ImageResult(name="x", image=image, predicted=3, target=3, target_probability=0.99, true_label=3,
-                       top=[(3, 0.99), (2, 0.01)], maps=maps, failures=failures or {})
+    return ImageResult(name="x", image=image, probabilities=np.array([0.0, 0.0, 0.01, 0.99]), target=3, true_label=3,
+                       top_k=2, maps=maps, failures=failures or {})
 
 
 def test_fifteen_columns_with_titles_and_symmetric_scales():
@@ -35,8 +36,9 @@ def test_fifteen_columns_with_titles_and_symmetric_scales():
 
 
 def test_the_figure_needs_no_pyplot():
-    code = ("import sys, numpy as np; from core.plotting import ImageResult, heatmap_figure;"
-            "r = ImageResult('x', np.zeros((9, 9, 1)), 1, 1, 1.0, [(1, 1.0)], maps={'a': np.ones((9, 9), 'f4')});"
+    code = ("import sys, numpy as np; from heatkit.pipeline.plotting import heatmap_figure;"
+            "from heatkit.pipeline.results import ImageResult;"
+            "r = ImageResult('x', np.zeros((9, 9, 1)), np.array([0.0, 1.0]), 1, maps={'a': np.ones((9, 9), 'f4')});"
             "heatmap_figure([r], {'a': 'A'}, crop=3, column_width=2, cmap='bwr').savefig('/dev/null', format='png');"
             "print('matplotlib.pyplot' in sys.modules)")
     done = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, check=True)
@@ -61,9 +63,8 @@ def test_a_failed_method_gets_a_blank_panel_with_its_reason():
 
 def test_long_class_names_stay_inside_the_figure():
     names = [f"class {i} " + "with a very long descriptive name" * (i % 3) for i in range(4)]
-    long_result = ImageResult(name="x", image=np.zeros((15, 15, 1)), predicted=2, target=2, target_probability=0.5,
-                              true_label=1, top=[(2, 0.5), (1, 0.3), (3, 0.1), (0, 0.1)],
-                              maps={"a": np.ones((15, 15), np.float32)})
+    long_result = ImageResult(name="x", image=np.zeros((15, 15, 1)), probabilities=np.array([0.1, 0.3, 0.5, 0.1]),
+                              target=2, true_label=1, top_k=4, maps={"a": np.ones((15, 15), np.float32)})
     fig = heatmap_figure([long_result], {"a": "A"}, crop=5, column_width=2.0, cmap="RdBu_r", class_names=names)
     from matplotlib.backends.backend_agg import FigureCanvasAgg
 

@@ -1,13 +1,21 @@
-"""The README stays true: its two commands and its generated method table."""
+"""The README and settings.py stay true: the two commands, and what is generated from the
+registry and from the runs of docs/build.py."""
 from pathlib import Path
 
-from methods.table import END, START, markdown
+from heatkit.generated import SETTINGS_START, TABLE_END, TABLE_START, method_table, settings_section
 
-README = (Path(__file__).resolve().parent.parent / "README.md").read_text()
+ROOT = Path(__file__).resolve().parent.parent
+README = (ROOT / "README.md").read_text()
 
 
 def test_method_table_matches_the_registry():
-    assert README.split(START)[1].split(END)[0].strip() == markdown()
+    assert README.split(TABLE_START)[1].split(TABLE_END)[0].strip() == method_table()
+
+
+def test_settings_py_shows_every_methods_declared_settings():
+    """settings.py's method dicts are generated from the methods' modules (python -m heatkit.generated)."""
+    text = (ROOT / "settings.py").read_text()
+    assert SETTINGS_START in text and SETTINGS_START + text.split(SETTINGS_START, 1)[1] == settings_section()
 
 
 def test_opens_with_the_two_commands():

@@ -8,8 +8,8 @@ import signal
 import numpy as np
 import pytest
 
-from conftest import break_occlusion, run_cli
-from methods.registry import BACKENDS, REGISTRY
+from conftest import break_occlusion, replace_method, run_cli
+from heatkit.methods.registry import BACKENDS, REGISTRY
 
 # Every method, cheap enough for a 12 x 12 RGB model.
 CHEAP = ["sg.augment_by_n=3", "ig.steps=4", "pda.levels=4", "shapley.samples=2", "lime.num_samples=20",
@@ -60,7 +60,7 @@ def raise_error(model, image, target, params):
 
 
 def test_a_method_that_raises_is_reported_and_the_others_complete(small_model_path, tmp_path, monkeypatch, capsys):
-    monkeypatch.setattr("methods.occlusion.attribute", raise_error)
+    replace_method(monkeypatch, "occlusion", raise_error)
     assert run_cli("-mp", small_model_path, "-hm", "grad", "occlusion", "ig", "-op", tmp_path, "-q") == 1
     [folder] = tmp_path.iterdir()
     scores = json.loads((folder / "scores.json").read_text())["methods"]

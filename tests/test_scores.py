@@ -2,7 +2,7 @@
 import numpy as np
 import pytest
 
-from core.scores import center_crop, center_scores
+from heatkit.pipeline.scores import center_crop, center_scores
 
 
 def test_a_map_on_the_center_alone_scores_perfectly():

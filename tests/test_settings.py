@@ -1,32 +1,39 @@
 """settings.py, --set overrides and the registry stay consistent and checked, and every setting takes effect."""
 import csv
 import json
-import types
 
 import numpy as np
 import pytest
 
 import create_model
-import settings
-from conftest import run_cli
-from core import config, frameworks
-from core.errors import UsageError
-from core.model import Model
-from methods.registry import METHODS, REGISTRY, SETTINGS_RULES, expand
+from conftest import replace_method, run_cli
+from heatkit.base import frameworks
+from heatkit.base.errors import UsageError
+from heatkit.methods.registry import METHODS, REGISTRY, SETTINGS, expand
+from heatkit.model import Model
+from heatkit.pipeline import config
 
 
-def test_every_setting_has_a_rule_and_every_rule_a_setting():
+def edited_settings(tmp_path, extra: str):
+    """A copy of settings.py with `extra` appended, as a user would edit it."""
+    path = tmp_path / "settings.py"
+    path.write_text(config.SETTINGS_FILE.read_text() + extra)
+    return path
+
+
+def test_every_setting_has_a_rule_and_every_rule_a_setting(tmp_path):
     assert config.load() is not None  # load() refuses either kind of mismatch
-    extra = types.ModuleType("edited")
-    vars(extra).update({k: v for k, v in vars(settings).items() if not k.startswith("_")}, typo_setting=1)
     with pytest.raises(UsageError, match="unknown setting 'typo_setting'"):
-        config.load(extra)
+        config.load(settings_file=edited_settings(tmp_path, "typo_setting = 1\n"))
+    with pytest.raises(UsageError, match="setting 'ig.steps' is missing"):
+        config.load(settings_file=edited_settings(tmp_path, "ig = dict(reference=0.0, rule='gausslegendre')\n"))
 
 
-def test_every_method_dict_is_read_by_a_method():
-    read = {m.settings for m in METHODS if m.settings}
-    assert read == set(SETTINGS_RULES)
-    assert all(isinstance(getattr(settings, name), dict) for name in read)
+def test_every_method_dict_is_declared_by_the_methods_that_read_it():
+    cfg = config.load()
+    assert {m.settings.name for m in METHODS if m.settings} == set(SETTINGS)
+    for name, declared in SETTINGS.items():
+        assert cfg[name] == declared.defaults()
 
 
 @pytest.mark.parametrize("override, key, value", [
@@ -45,9 +52,15 @@ def test_overrides_are_parsed_and_applied(override, key, value):
     assert cfg == value and type(cfg) is type(value)
 
 
-def test_overrides_leave_the_module_untouched():
+def test_overrides_leave_the_file_untouched():
     config.load(overrides=["ig.steps=3"])
-    assert settings.ig["steps"] == 64
+    assert config.load()["ig"]["steps"] == 64
+
+
+def test_overrides_as_a_dict_nested_or_flat():
+    assert config.load({"ig": {"steps": 5}})["ig"]["steps"] == config.load({"ig.steps": 5})["ig"]["steps"] == 5
+    with pytest.raises(UsageError, match="did you mean 'ig.steps'"):
+        config.load({"ig.stepz": 5})
 
 
 @pytest.mark.parametrize("override, message", [
@@ -105,7 +118,7 @@ def probe_num_classes(small, tmp_path, capsys):
 
 
 def probe_center_pixel(small, tmp_path, capsys):
-    from core.center_pixel import build_weights
+    from heatkit.testmodels.center_pixel import build_weights
 
     assert create_model.main(["--out", str(tmp_path), "--set", "image_size=5", "--set", "center_pixel.weight_seed=4"]) == 0
     stored = Model(tmp_path / "center_pixel.h5").keras.weights("dense")[0]
@@ -139,6 +152,18 @@ def probe_max_image_pixels(small, tmp_path, capsys):
     Image.new("L", (20, 20)).save(tmp_path / "image.png")
     assert run_cli("-mp", small, "-ip", tmp_path / "image.png", "--set", "max_image_pixels=10", "-op", tmp_path) == 2
     assert "more than the limit of 10" in capsys.readouterr().err
+
+
+def probe_input_size(small, tmp_path, capsys):
+    """A fully convolutional TorchScript net takes any size: it runs at the one given."""
+    torch = frameworks.torch()
+    nn = torch.nn
+    net = nn.Sequential(nn.Conv2d(1, 3, 3), nn.ReLU(), nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(3, 2))
+    torch.jit.script(net).save(str(tmp_path / "any_size.pt"))
+    for flag in (["--set", "input_size=[20, 16]"], ["--input-size", "20x16"]):
+        out = tmp_path / flag[0]
+        assert run_cli("-mp", tmp_path / "any_size.pt", *flag, "-hm", "grad", "-op", out, "-q") == 0
+        assert np.load(only_folder(out) / "heatmaps.npz")["grad"].shape == (20, 16)
 
 
 def probe_backend(small, tmp_path, capsys):
@@ -201,7 +226,7 @@ def probe_growing_patch(small, tmp_path, capsys):
 
 
 PROBES = {name.removeprefix("probe_"): probe for name, probe in globals().items() if name.startswith("probe_")}
-GLOBAL_SETTINGS = [name for name in config.load() if name not in SETTINGS_RULES]
+GLOBAL_SETTINGS = [name for name in config.load() if name not in SETTINGS]
 
 
 def test_every_global_setting_has_a_probe():
@@ -217,23 +242,22 @@ def test_a_global_setting_takes_effect(name, small_model_path, tmp_path, capsys)
 def test_a_method_setting_reaches_the_method(method, small_model_path, tmp_path, monkeypatch):
     """Each method dict's first key, set to another valid value, is what the method is given."""
     received = []
-    key, default = next(iter(getattr(settings, method.settings).items()))
-    if method.settings == "gradcam":
+    key, default = next(iter(method.settings.defaults().items()))
+    if method.settings.name == "gradcam":
         other = ["conv1"]
     elif isinstance(default, bool):
         other = not default
     else:
         other = default + 1
-    monkeypatch.setattr(type(method), "function",
-                        lambda self, backend: lambda model, image, target, params: received.append(params))
-    run_cli("-mp", small_model_path, "-hm", method.key, "--set", f"{method.settings}.{key}={other!r}",
+    replace_method(monkeypatch, method.key, lambda model, image, target, params: received.append(params))
+    run_cli("-mp", small_model_path, "-hm", method.key, "--set", f"{method.settings.name}.{key}={other!r}",
             "-op", tmp_path, "-q")
     assert received and received[0][key] == other
 
 
 def test_an_edited_settings_file_takes_effect(small_model_path, tmp_path, monkeypatch):
     """settings.py is read when a run starts: an edited value there is used as if given with --set."""
-    monkeypatch.setattr(settings, "model_path", str(small_model_path))
-    monkeypatch.setattr(settings, "out_path", str(tmp_path / "edited"))
+    edited = edited_settings(tmp_path, f"model_path = {str(small_model_path)!r}\nout_path = {str(tmp_path / 'out')!r}\n")
+    monkeypatch.setattr(config, "SETTINGS_FILE", edited)
     assert run_cli("-hm", "grad", "-q") == 0
-    assert scores_of(tmp_path / "edited")["model"] == str(small_model_path)
+    assert scores_of(tmp_path / "out")["model"] == str(small_model_path)

@@ -7,7 +7,7 @@ import sys
 import pytest
 
 from conftest import run_cli
-from core import frameworks
+from heatkit.base import frameworks
 
 MARKER = "payload-ran"
 
@@ -29,10 +29,10 @@ def test_a_malicious_pickle_in_a_pt_file_is_refused(tmp_path, capsys, with_card)
     path = tmp_path / "evil.pt"
     torch.save({"weight": Payload(str(marker))}, path)
     if with_card:  # the card makes it a state dict: loaded with weights_only=True
-        (tmp_path / "evil.json").write_text(json.dumps({"architecture": "center_pixel", "input_shape": [15, 15, 1],
-                                                       "num_classes": 256, "arguments": {"image_size": 15,
-                                                                                        "num_classes": 256,
-                                                                                        "relu": True}}))
+        spec = [{"layer": "flatten", "name": "flatten", "shape": [15, 15, 1]},
+                {"layer": "dense", "name": "dense", "inputs": 225, "units": 256, "bias": True}]
+        (tmp_path / "evil.json").write_text(json.dumps({"twin": {"spec": spec, "dtype": "float64"},
+                                                       "input_shape": [15, 15, 1], "num_classes": 256}))
     assert run_cli("-mp", path, "-hm", "occlusion", "-op", tmp_path / "out") == 2
     assert ("cannot load" if with_card else "not TorchScript") in capsys.readouterr().err
     assert not marker.exists()

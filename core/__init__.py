@@ -1,1 +1,0 @@
-"""Framework-free core of the heatmap toolkit: settings, model wrapper, images, scores, figure, runs."""

@@ -1,0 +1,268 @@
+"""The Python API. The command line (heatkit/cli.py) is a shell over these functions.
+
+    import heatkit
+
+    run = heatkit.explain("models/center_pixel.h5", "images/chelsea.png", methods=["grad", "occlusion"],
+                          settings={"occlusion.patch": 3})
+    run.maps["occlusion"]          # float32 (H, W), raw
+    run.scores["occlusion"]        # center scores, seconds, framework
+    run.probabilities              # the model's probabilities on the image
+    run.figure()                   # a matplotlib Figure (shown only with show=True)
+    run.save("results")            # the folder the command line writes
+
+A model is a file path, a tf.keras.Model or a torch.nn.Module built in this process (Keras models
+after heatkit.tensorflow(), which puts TensorFlow in graph mode as innvestigate needs), or a
+heatkit.Model. Images are paths, folders, (H, W, C) arrays in [0, 1], or None for a seeded
+random image. Settings override settings.py: {"ig.steps": 128} or {"ig": {"steps": 128}}.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from heatkit.base import frameworks
+from heatkit.base.engine import EngineOptions
+from heatkit.base.errors import UsageError
+from heatkit.base.images import Preprocess, image_files, load_image, random_image, set_center, unique_stems
+from heatkit.methods.registry import BACKENDS, REGISTRY, comparable, expand
+from heatkit.model import Model
+from heatkit.pipeline import config, experiments
+from heatkit.pipeline.experiments import Experiment
+from heatkit.pipeline.run import Run, compute
+
+__all__ = ["Experiment", "Model", "Rerun", "Run", "explain", "growing_patch", "load_model", "rerun", "sanity",
+           "settings", "sweep", "tensorflow"]
+
+Source = str | Path | object  # a model file, a tf.keras.Model, a torch.nn.Module, or a Model
+Images = str | Path | np.ndarray | list | None
+
+
+def tensorflow():
+    """TensorFlow in graph mode, as innvestigate needs: build Keras models for heatkit after this."""
+    return frameworks.tensorflow()
+
+
+def settings(overrides: dict | list[str] | None = None) -> dict:
+    """settings.py's settings with the overrides applied, validated."""
+    return config.load(overrides or {})
+
+
+def load_model(model: Source = None, *, settings: dict | list[str] | None = None, trust: bool = False) -> Model:
+    """The model wrapper for a file (default: the model_path setting) or an object. `trust` allows
+    files whose loading runs code (Keras Lambda layers)."""
+    return _model(model, config.load(settings or {}), trust, progress=True)
+
+
+def explain(model: Source = None, images: Images = None, methods: str | list[str] = "all", *,
+            target: int | None = None, settings: dict | list[str] | None = None, compare_backends: bool = False,
+            center_level: int | None = None, labels: str | Path | list[str] | None = None, trust: bool = False,
+            progress: bool = True, verbose: bool = False) -> Run:
+    """The methods' maps of every image, explaining `target` (default: each image's predicted class),
+    with their scores, probabilities and timings. `compare_backends` computes the gradient family on
+    a model's Keras version and its PyTorch twin alike; `center_level` sets the center pixel to an
+    8-bit gray level first; `labels` names the classes in the figure. A method that raises, or that
+    does not apply to the model, is reported and the others still run; Ctrl-C keeps what finished."""
+    cfg = config.load(settings or {})
+    keys = _methods(methods, compare_backends)
+    files = _check_inputs(images, center_level)
+    model = _model(model, cfg, trust, progress)
+    class_names = _labels(labels, model)
+    _check_target(target, model)
+    if compare_backends and set(model.frameworks) != set(BACKENDS):
+        raise UsageError(f"--compare-backends needs a Keras model and its PyTorch twin; {model.name} has "
+                         f"{' and '.join(model.frameworks)} only")
+    backends = list(BACKENDS) if compare_backends else [model.gradient_backend(cfg["backend"])]
+    model.load({REGISTRY[key].runs_on(backend, model.frameworks) for key in keys for backend in backends})
+    inputs = _inputs(images, files, model, cfg, center_level)
+    items, interrupted = compute(model, inputs, keys, cfg, target, backends, verbose)
+    request = _request("explain", model, files, keys, target=target, compare_backends=compare_backends,
+                       center_level=center_level, trust=trust)
+    return Run(items, keys, backends, cfg, model, request, class_names, interrupted)
+
+
+def sanity(model: Source = None, image: Images = None, methods: str | list[str] = "all", *, mode: str = "cascading",
+           target: int | None = None, settings: dict | list[str] | None = None, center_level: int | None = None,
+           trust: bool = False, progress: bool = True) -> Experiment:
+    """Sanity checks (Adebayo et al. 2018): the maps after the model's layers are re-initialized from
+    the top, cumulatively ("cascading") or one at a time ("independent"), or after Gaussian noise is
+    added to every weight ("noise"), against the original model's."""
+    if mode not in experiments.SANITY_TITLES:
+        raise UsageError(f"sanity mode {mode!r}: choose from {', '.join(experiments.SANITY_TITLES)}")
+    setup = _experiment_setup(model, image, methods, settings, center_level, trust, progress, target)
+    model, cfg, keys, backend, stem, pixels, files = setup
+    found = experiments.sanity(model, model.preprocess(pixels), pixels, keys, cfg, target, backend, mode)
+    return _provenance(found, stem, _request("sanity", model, files, keys, target=target, mode=mode,
+                                             center_level=center_level, trust=trust))
+
+
+def growing_patch(model: Source = None, image: Images = None, methods: str | list[str] = "all", *,
+                  target: int | None = None, settings: dict | list[str] | None = None,
+                  center_level: int | None = None, trust: bool = False, progress: bool = True) -> Experiment:
+    """The growing patch (Bansal et al. 2020): the maps as a square of growing_patch.fill grows over
+    growing_patch.sizes, against the unoccluded image's."""
+    model, cfg, keys, backend, stem, pixels, files = _experiment_setup(model, image, methods, settings, center_level,
+                                                                       trust, progress, target)
+    found = experiments.growing_patch(model, model.preprocess(pixels), pixels, keys, cfg, target, backend)
+    return _provenance(found, stem, _request("growing_patch", model, files, keys, target=target,
+                                             center_level=center_level, trust=trust))
+
+
+def sweep(model: Source = None, image: Images = None, methods: str | list[str] = "all", *,
+          sweeps: dict[str, list], target: int | None = None, settings: dict | list[str] | None = None,
+          center_level: int | None = None, trust: bool = False, progress: bool = True) -> Experiment:
+    """Hyperparameter sweeps (Bansal et al. 2020): the maps of the chosen methods that read each
+    swept setting, at each of its values, e.g. sweeps={"sg.noise_scale": [0.05, 0.1, 0.2]}. Every
+    value is checked before any work."""
+    model, cfg, keys, backend, stem, pixels, files = _experiment_setup(model, image, methods, settings, center_level,
+                                                                       trust, progress, target)
+    swept = []
+    for key, values in sweeps.items():
+        if "." not in key or not values:
+            raise UsageError(f"sweep {key!r}: give METHOD.SETTING and its values, e.g. sg.noise_scale=0.1,0.2")
+        swept.append((key, [(value, config.update(cfg, {key: value})) for value in values]))
+    found = experiments.sweep(model, model.preprocess(pixels), pixels, keys, swept, target, backend, cfg)
+    return _provenance(found, stem, _request("sweep", model, files, keys, target=target, sweeps=sweeps,
+                                             center_level=center_level, trust=trust))
+
+
+@dataclass
+class Rerun:
+    """A run repeated from its record: where it was written, and the arrays that differ from the
+    recorded run's (none: bit-identical)."""
+
+    run: Run
+    folder: Path
+    recorded: Path
+    compared: int  # arrays compared
+    differing: list[str]
+
+
+def rerun(record: str | Path, out: str | Path | None = None, progress: bool = True) -> Rerun:
+    """Repeats the run recorded in a run folder's run.json, with its recorded request and settings
+    (later edits of settings.py change nothing), into a new folder (in `out`, or beside the recorded
+    one), and compares every map with the recorded run's, bit for bit."""
+    import json
+
+    record = Path(record)
+    try:
+        recorded = json.loads(record.read_text())
+        request, recorded_settings = recorded["request"], recorded["settings"]
+        maps = np.load(record.parent / "heatmaps.npz")
+    except (OSError, ValueError, KeyError, TypeError) as error:
+        raise UsageError(f"cannot repeat {record} ({error}); give the run.json of a finished heatmap run") from None
+    if request.get("function") != "explain" or not request.get("model"):
+        raise UsageError(f"cannot repeat {record}: only heatmap runs of a model file can be repeated")
+    run = explain(request["model"], request["images"], request["methods"], target=request["target"],
+                  settings=recorded_settings, compare_backends=request["compare_backends"],
+                  center_level=request["center_level"], trust=request["trust"], progress=progress)
+    folder = run.save(out)
+    repeated = np.load(folder / "heatmaps.npz")
+    differing = sorted(key for key in set(maps.files) | set(repeated.files)
+                       if key not in maps.files or key not in repeated.files or not np.array_equal(maps[key], repeated[key]))
+    return Rerun(run, folder, record.parent, len(maps.files), differing)
+
+
+# ---- shared checks and preparation ----
+def _model(source: Source, cfg: dict, trust: bool, progress: bool) -> Model:
+    """The model, set up with the run's preprocessing and engine options."""
+    if cfg["device"] == "cuda" and not frameworks.torch().cuda.is_available():
+        raise UsageError("device cuda: PyTorch finds no CUDA device here; use --device cpu or auto")
+    model = source if isinstance(source, Model) else Model(
+        cfg["model_path"] if source is None else source, evaluate_with=cfg["evaluate_with"], device=cfg["device"],
+        trust=trust, input_size=cfg["input_size"])
+    model.preprocess = Preprocess(**cfg["preprocess"])
+    model.engine_options = EngineOptions(**cfg["perturbation"], progress=progress)
+    model.preprocess.check(model.input_shape[-1])
+    return model
+
+
+def _methods(methods: str | list[str], compare_backends: bool = False) -> list[str]:
+    names = [methods] if isinstance(methods, str) else list(methods)
+    keys = expand(names)
+    if not compare_backends:
+        return keys
+    if names == ["all"]:
+        return comparable()
+    single = [key for key in keys if key not in comparable()]
+    if single:
+        raise UsageError(f"--compare-backends compares methods that run on both frameworks; drop {', '.join(single)}")
+    return keys
+
+
+def _check_inputs(images: Images, center_level: int | None) -> list[Path]:
+    """The image files named (folders opened), checked before any model loads."""
+    if center_level is not None and not 0 <= center_level <= 255:
+        raise UsageError(f"-cp {center_level} is not an 8-bit gray level; give 0 to 255")
+    given = images if isinstance(images, (list, tuple)) else [] if images is None else [images]
+    return image_files([Path(item) for item in given if not isinstance(item, np.ndarray)])
+
+
+def _inputs(images: Images, files: list[Path], model: Model, cfg: dict,
+            center_level: int | None) -> list[tuple[str, str, np.ndarray]]:
+    """(stem, source, pixels in [0, 1]) of every image: the files, the arrays given, or a seeded
+    random image."""
+    shape = model.input_shape
+    if images is None:
+        inputs = [(f"random_seed{cfg['seed']}", f"random_seed{cfg['seed']}", random_image(shape, cfg["seed"]))]
+    else:
+        given = images if isinstance(images, (list, tuple)) else [images]
+        arrays = [item for item in given if isinstance(item, np.ndarray)]
+        for array in arrays:
+            if array.shape != shape or not (0 <= array.min() and array.max() <= 1):
+                raise UsageError(f"an image array of shape {array.shape} in [{array.min():g}, {array.max():g}]: give "
+                                 f"one of the model's shape {shape} in [0, 1], or the image's file")
+        stems = unique_stems([path.stem for path in files] + [f"array{i}" for i in range(len(arrays))])
+        pixels = [load_image(path, shape, cfg["max_image_pixels"]) for path in files] + arrays
+        sources = [str(path) for path in files] + [f"array {i} given" for i in range(len(arrays))]
+        inputs = list(zip(stems, sources, pixels))
+    if center_level is not None:
+        inputs = [(stem, source, set_center(pixels, center_level)) for stem, source, pixels in inputs]
+    return inputs
+
+
+def _labels(labels: str | Path | list[str] | None, model: Model) -> list[str] | None:
+    if isinstance(labels, (str, Path)):
+        try:
+            labels = [line.strip() for line in Path(labels).read_text().splitlines() if line.strip()]
+        except (OSError, UnicodeDecodeError) as error:
+            raise UsageError(f"cannot read labels file {labels} ({error}); give a text file, one class name per "
+                             "line") from None
+    names = labels or model.card.get("class_names")
+    if names is not None and len(names) != model.num_classes:
+        raise UsageError(f"the labels have {len(names)} names and the model {model.num_classes} classes; "
+                         "give one name per line, one line per class")
+    return names
+
+
+def _check_target(target: int | None, model: Model) -> None:
+    if target is not None and not 0 <= target < model.num_classes:
+        raise UsageError(f"-cl {target} is not a class of this model; give 0 to {model.num_classes - 1}")
+
+
+def _experiment_setup(model, image, methods, settings, center_level, trust, progress, target):
+    """What every experiment starts from: the model, the settings, the methods, the gradient
+    family's framework, and the one image."""
+    cfg = config.load(settings or {})
+    keys = _methods(methods)
+    files = _check_inputs(image, center_level)
+    if len(files) > 1 or isinstance(image, (list, tuple)) and len(image) > 1:
+        raise UsageError("run one experiment (--sanity, --growing-patch or --sweep) at a time, on one image")
+    model = _model(model, cfg, trust, progress)
+    _check_target(target, model)
+    backend = model.gradient_backend(cfg["backend"])
+    model.load({REGISTRY[key].runs_on(backend, model.frameworks) for key in keys})
+    [(stem, _, pixels)] = _inputs(image, files, model, cfg, center_level)
+    return model, cfg, keys, backend, stem, pixels, files
+
+
+def _request(function: str, model: Model, files: list[Path], keys: list[str], **options) -> dict:
+    """What run.json records of a call: enough to repeat it, where the model and images are files."""
+    return {"function": function, "model": str(model.path) if model.path else None, "model_object": model.name,
+            "images": [str(path) for path in files] or None, "methods": keys, **options}
+
+
+def _provenance(found: Experiment, stem: str, request: dict) -> Experiment:
+    found.stem, found.request = stem, request
+    return found

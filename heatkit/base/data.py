@@ -1,0 +1,44 @@
+"""Data with known answers that the toolkit makes or ships: the rule that gives an image's true
+class on the center-pixel models, seeded images whose true classes are chosen, and scikit-learn's
+bundled digits (no download)."""
+from __future__ import annotations
+
+import numpy as np
+
+CENTER_PIXEL = "center_pixel"  # the ground truth a center-pixel model's card declares
+
+
+def true_label(ground_truth: str | None, image: np.ndarray, num_classes: int) -> int | None:
+    """An image's true class under the model's declared ground truth; None where it declares none.
+    On the center-pixel models: the center pixel's gray level, (K-1) * x_center rounded."""
+    if ground_truth != CENTER_PIXEL:
+        return None
+    height, width = image.shape[:2]
+    return int(np.rint(image[height // 2, width // 2, 0] * (num_classes - 1)))
+
+
+def center_pixel_images(count: int, image_size: int, num_classes: int, seed: int,
+                        centers: np.ndarray | None = None) -> np.ndarray:
+    """Seeded 8-bit gray images (count, H, W, 1) in [0, 1]; `centers` sets their center classes."""
+    rng = np.random.default_rng(seed)
+    images = rng.integers(0, 256, (count, image_size, image_size, 1)) / 255.0
+    if centers is not None:
+        images[:, image_size // 2, image_size // 2, 0] = centers / (num_classes - 1)
+    return images
+
+
+def digits(image_size: int, held_out: float, seed: int) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """scikit-learn's 8 x 8 digits upsampled (bilinear) to `image_size`, quantized to 8 bits as a PNG
+    of them would be, and split at random (seeded): (train images, train labels, held-out images,
+    held-out labels), images (N, S, S, 1) in [0, 1]."""
+    from skimage.transform import resize
+    from sklearn.datasets import load_digits
+
+    data = load_digits()
+    images = np.stack([resize(image / 16.0, (image_size, image_size), order=1, anti_aliasing=False)
+                       for image in data.images])
+    images = np.rint(images * 255)[..., None] / 255.0
+    order = np.random.default_rng(seed).permutation(len(images))
+    count = int(round(len(images) * held_out))
+    test, train = order[:count], order[count:]
+    return images[train], data.target[train], images[test], data.target[test]

@@ -1,0 +1,125 @@
+"""Model inputs: image files read, converted and resized to the model's input, or seeded noise.
+
+Images are float64 (H, W, C) arrays of 8-bit levels scaled to [0, 1]; `Preprocess` maps them
+to the model's input scale.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+from PIL import Image, ImageOps, UnidentifiedImageError
+
+from heatkit.base.errors import UsageError
+
+MODES = {1: "L", 3: "RGB"}
+IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".gif", ".webp")
+IMAGENET = {"mean": [0.485, 0.456, 0.406], "std": [0.229, 0.224, 0.225]}
+
+
+@dataclass(frozen=True)
+class Preprocess:
+    """Pixels in [0, 1] to the model's input: times 255 for range "byte", then (x - mean) / std
+    per channel where mean and std are given."""
+
+    range: str = "unit"
+    mean: tuple[float, ...] | None = None
+    std: tuple[float, ...] | None = None
+
+    def __call__(self, pixels: np.ndarray) -> np.ndarray:
+        scaled = pixels * (255.0 if self.range == "byte" else 1.0)
+        if self.mean is not None:
+            scaled = scaled - np.asarray(self.mean)
+        if self.std is not None:
+            scaled = scaled / np.asarray(self.std)
+        return scaled
+
+    def check(self, channels: int) -> None:
+        for name, values in (("mean", self.mean), ("std", self.std)):
+            if values is not None and len(values) not in (1, channels):
+                raise UsageError(f"preprocess.{name} has {len(values)} values and the model {channels} channels; "
+                                 f"give 1 or {channels}")
+
+
+def image_files(paths: list[Path]) -> list[Path]:
+    """The image files named on the command line: files as given, folders' images sorted by name."""
+    files = []
+    for path in paths:
+        if path.is_dir():
+            found = sorted(p for p in path.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES and p.is_file())
+            if not found:
+                raise UsageError(f"folder {path} holds no image files ({', '.join(IMAGE_SUFFIXES)})")
+            files += found
+        else:
+            check_image_path(path)
+            files.append(path)
+    return files
+
+
+MAX_PIXELS = 50_000_000  # settings.py's max_image_pixels by default
+
+
+def load_image(path: str | Path, shape: tuple[int, int, int], max_pixels: int = MAX_PIXELS) -> np.ndarray:
+    """The image at `path` as the model's input: upright (EXIF), gray or RGB, resized to (H, W),
+    in [0, 1]. 16-bit images keep their 16 bits; an alpha channel is dropped (the colors stay as
+    stored); palette and CMYK images are converted. Images over `max_pixels` are refused unread."""
+    path = Path(path)
+    height, width, channels = shape
+    check_image_path(path)
+    try:
+        with Image.open(path) as image:
+            if image.width * image.height > max_pixels:
+                raise UsageError(f"{path} is {image.width}x{image.height} pixels, more than the limit of "
+                                 f"{max_pixels:,} (max_image_pixels in settings); give a smaller image")
+            image.load()
+            image = ImageOps.exif_transpose(image)
+            pixels = _as_float(image, channels, (width, height))
+    except (UnidentifiedImageError, OSError, SyntaxError, ValueError, Image.DecompressionBombError) as error:
+        raise UsageError(f"cannot read {path} as an image ({error}); give a PNG, JPEG, BMP or TIFF file") from None
+    return pixels.reshape(height, width, channels)
+
+
+def _as_float(image: Image.Image, channels: int, size: tuple[int, int]) -> np.ndarray:
+    """The image's pixels in [0, 1], with `channels` channels, resized (bicubic) to `size`."""
+    if image.mode in ("I;16", "I;16B", "I;16L", "I", "F"):  # 16-bit (or wider) gray: no 8-bit rounding
+        values = np.asarray(image, dtype=np.float64)
+        scale = 65535.0 if image.mode.startswith("I;16") or values.max() > 255 else 255.0
+        gray = Image.fromarray((values / scale).astype(np.float32), "F")
+        if gray.size != size:
+            gray = gray.resize(size, Image.Resampling.BICUBIC)
+        plane = np.clip(np.asarray(gray, dtype=np.float64), 0.0, 1.0)
+        return np.repeat(plane[..., None], channels, axis=-1)
+    if image.mode == "P":
+        image = image.convert("RGBA")
+    image = image.convert(MODES[channels])
+    if image.size != size:
+        image = image.resize(size, Image.Resampling.BICUBIC)
+    return np.asarray(image, dtype=np.float64) / 255.0
+
+
+def check_image_path(path: Path) -> None:
+    if not path.exists():
+        raise UsageError(f"image file {path} not found; check the path given to -ip")
+
+
+def random_image(shape: tuple[int, int, int], seed: int) -> np.ndarray:
+    """Seeded uniform 8-bit noise in the model's input shape."""
+    return np.random.default_rng(seed).integers(0, 256, shape) / 255.0
+
+
+def set_center(image: np.ndarray, level: int) -> np.ndarray:
+    """A copy of `image` whose center pixel is the 8-bit gray `level` in every channel."""
+    edited = image.copy()
+    edited[image.shape[0] // 2, image.shape[1] // 2, :] = level / 255.0
+    return edited
+
+
+def unique_stems(stems: list[str]) -> list[str]:
+    """The stems, with _2, _3, ... added where two images share one."""
+    seen: dict[str, int] = {}
+    unique = []
+    for stem in stems:
+        seen[stem] = seen.get(stem, 0) + 1
+        unique.append(stem if seen[stem] == 1 else f"{stem}_{seen[stem]}")
+    return unique

@@ -1,0 +1,200 @@
+"""Explain an image classifier with many attribution methods in one run, side by side.
+
+    heatmap_script.py -ip images/chelsea.png -hm grad gb lrp
+    heatmap_script.py -hm all --set sg.noise_scale=0.2      # a seeded random image
+    heatmap_script.py -ip images/astronaut.png --compare-backends   # innvestigate vs captum
+
+Each run writes <out_path>/<image>_<time>/ holding heatmaps.png (the figure), heatmaps.npz
+(raw maps and the input), scores.json (center scores, also printed) and run.json (the record).
+The command line is a shell over heatkit's Python API (heatkit/api.py): it parses, calls, prints
+and sets the exit code.
+"""
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+from heatkit.base import frameworks
+from heatkit.base.errors import UsageError
+from heatkit.methods.registry import ANY, BACKENDS, METHODS, comparable, groups
+
+RERUN_FLAGS = ("rerun", "out_path", "quiet", "verbose")  # what may come with --rerun
+
+
+class Parser(argparse.ArgumentParser):
+    def error(self, message):
+        """Argument errors as one line and exit code 2."""
+        print(f"error: {message}; see {self.prog} -h", file=sys.stderr)
+        sys.exit(2)
+
+
+def build_parser() -> Parser:
+    families = ", ".join(f"{name} ({len(keys)} maps)" for name, keys in groups().items() if name != "all")
+    methods = "\n".join(f"  {m.key:<17}{m.name}, {m.paper.cite}" + (f"  [--set {m.settings.name}.*]" if m.settings else "")
+                        + ("" if ANY in m.impl or len(m.impl) > 1 else f"  ({next(iter(m.impl))} only)")
+                        for m in METHODS)
+    parser = Parser(
+        prog="heatmap_script.py", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter,
+        epilog=f"methods (-hm):\n{methods}\n  all              every method above\nfamilies: {families}\n\n"
+               "Settings and their defaults are in settings.py; override any with --set KEY=VALUE.")
+    parser.add_argument("-ip", "--img_path", type=Path, nargs="+", metavar="IMAGE",
+                        help="image files (any format PIL reads) and folders of them; default: a seeded random image")
+    parser.add_argument("-mp", "--model_path", type=Path,
+                        help="Keras classifier (.h5/.keras) or TorchScript classifier (.pt); a model from "
+                             "create_model.py brings its twin (default: settings.model_path)")
+    parser.add_argument("-hm", "--heatmap_methods", nargs="+", default=["all"], metavar="KEY",
+                        help="methods to run: keys below, a family, or all (default: all)")
+    parser.add_argument("-cl", "--clamp_label", type=int, metavar="CLASS",
+                        help="class to explain (default: the predicted class)")
+    parser.add_argument("-cp", "--centre_pixel", type=int, metavar="LEVEL",
+                        help="set the center pixel to this 8-bit gray level (0-255) before explaining")
+    parser.add_argument("-op", "--out_path", type=Path,
+                        help="folder that receives the run folder (default: settings.out_path)")
+    parser.add_argument("--backend", choices=("auto", *BACKENDS), help="framework of the gradient family: keras "
+                        "(innvestigate), torch (captum), or auto: Keras where the model has a Keras version "
+                        "(default: settings.backend)")
+    parser.add_argument("--compare-backends", action="store_true",
+                        help="compute the gradient family on both twins and report how far they agree "
+                             f"(-hm defaults to: {' '.join(comparable())})")
+    parser.add_argument("--input-size", type=input_size, metavar="H[xW]",
+                        help="input height and width of a PyTorch model that does not fix them, e.g. 64 or 64x48 "
+                             "(default: settings.input_size, probed where None)")
+    parser.add_argument("--trust-model", action="store_true",
+                        help="load Keras models with Lambda layers, whose stored Python code runs on loading")
+    parser.add_argument("--preprocess", choices=("unit", "byte", "imagenet"),
+                        help="input scaling: pixels in [0, 1], in [0, 255], or ImageNet mean/std "
+                             "(default: settings.preprocess)")
+    parser.add_argument("--labels", type=Path, metavar="FILE", help="class names, one per line, shown in the figure")
+    parser.add_argument("--device", choices=("auto", "cpu", "cuda"), help="where the PyTorch path runs "
+                        "(default: settings.device, auto: cuda when available)")
+    parser.add_argument("--sanity", choices=("cascading", "independent", "noise"),
+                        help="sanity check: re-initialize the layers top down, cumulatively (cascading) or one at a "
+                             "time (independent), or add weight noise; writes sanity_*.png/.csv instead of heatmaps")
+    parser.add_argument("--growing-patch", action="store_true",
+                        help="occlude a patch growing over growing_patch.sizes and recompute the maps")
+    parser.add_argument("--sweep", action="append", default=[], metavar="KEY=V1,V2,...",
+                        help="run the methods that read KEY at each value, e.g. --sweep sg.noise_scale=0.05,0.1 "
+                             "(repeatable); writes sweep.png/.csv")
+    parser.add_argument("--rerun", type=Path, metavar="RUN_JSON",
+                        help="repeat the run recorded in a run folder's run.json and report whether every map is "
+                             "bit-identical")
+    parser.add_argument("--seed", type=int, help="seed of the random input image (default: settings.seed)")
+    parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                        help="override a setting for this run, e.g. --set ig.steps=128 (repeatable)")
+    parser.add_argument("-v", "--verbose", action="store_true", help="show framework logs and tracebacks")
+    parser.add_argument("-q", "--quiet", action="store_true", help="no progress bars")
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    args = build_parser().parse_args(argv)
+    frameworks.verbose(args.verbose)
+    try:
+        if args.rerun:
+            return rerun(args)
+        if args.sanity or args.growing_patch or args.sweep:
+            return experiment(args, argv)
+        return explain(args, argv)
+    except UsageError as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("interrupted: nothing was written", file=sys.stderr)
+        return 130
+
+
+def explain(args, argv: list[str]) -> int:
+    import heatkit
+
+    run = heatkit.explain(None, args.img_path, args.heatmap_methods, target=args.clamp_label,
+                          settings=args.set + flag_settings(args), compare_backends=args.compare_backends,
+                          center_level=args.centre_pixel, labels=args.labels, trust=args.trust_model,
+                          progress=not args.quiet, verbose=args.verbose)
+    folder = run.save(command=argv)
+    if run.interrupted:
+        print(f"interrupted: the finished maps are in {folder} (run.json says incomplete)", file=sys.stderr)
+        return 130
+    print(run.summary())
+    figures = sorted(folder.glob("heatmaps*.png"))
+    print(f"\nfigure{'s' if len(figures) > 1 else ''}: {', '.join(map(str, figures))}")
+    return 1 if run.failed else 0
+
+
+def experiment(args, argv: list[str]) -> int:
+    """--sanity, --growing-patch or --sweep on one image; the run folder gets its figures and CSV."""
+    import heatkit
+
+    if sum([bool(args.sanity), args.growing_patch, bool(args.sweep)]) > 1 or args.compare_backends:
+        raise UsageError("run one experiment (--sanity, --growing-patch or --sweep) at a time, on one image, "
+                         "without --compare-backends")
+    common = dict(target=args.clamp_label, settings=args.set + flag_settings(args), center_level=args.centre_pixel,
+                  trust=args.trust_model, progress=not args.quiet)
+    if args.sanity:
+        found = heatkit.sanity(None, args.img_path, args.heatmap_methods, mode=args.sanity, **common)
+    elif args.growing_patch:
+        found = heatkit.growing_patch(None, args.img_path, args.heatmap_methods, **common)
+    else:
+        found = heatkit.sweep(None, args.img_path, args.heatmap_methods, sweeps=dict(map(parse_sweep, args.sweep)),
+                              **common)
+    folder = found.save(command=argv)
+    if found.interrupted:
+        print(f"interrupted: the finished steps are in {folder} (run.json says incomplete)", file=sys.stderr)
+        return 130
+    if found.failures:
+        print(found.summary())
+    print("wrote " + ", ".join(str(p) for p in sorted(folder.iterdir()) if p.name != "run.json"))
+    return 1 if found.failures else 0
+
+
+def rerun(args) -> int:
+    import heatkit
+
+    defaults = vars(build_parser().parse_args([]))
+    extra = [name for name, value in vars(args).items() if name not in RERUN_FLAGS and value != defaults[name]]
+    if extra:
+        raise UsageError(f"--rerun repeats the recorded command as it was; drop {', '.join(extra)} "
+                         "(only -op, -q and -v go with it)")
+    repeated = heatkit.rerun(args.rerun, args.out_path, progress=not args.quiet)
+    if repeated.run.interrupted:
+        return 130
+    if repeated.differing:
+        print(f"not identical: {', '.join(repeated.differing)} differ from {repeated.recorded}")
+        return 1
+    print(f"identical: all {repeated.compared} arrays of {repeated.folder} equal {repeated.recorded} bit for bit")
+    return 1 if repeated.run.failed else 0
+
+
+def parse_sweep(text: str) -> tuple[str, list]:
+    """KEY=V1,V2,... as the key and its values, each a Python literal where it is one."""
+    from heatkit.pipeline import config
+
+    key, separator, values = text.partition("=")
+    if not separator or "." not in key or not values:
+        raise UsageError(f"--sweep {text!r}: write METHOD.SETTING=V1,V2,... e.g. --sweep sg.noise_scale=0.1,0.2")
+    return key, [config.parse_override(f"{key}={value.strip()}")[1] for value in values.split(",")]
+
+
+def input_size(text: str) -> list[int]:
+    """H or HxW as [height, width]."""
+    try:
+        sides = [int(side) for side in text.lower().split("x")]
+    except ValueError:
+        sides = []
+    if len(sides) not in (1, 2) or min(sides) < 1:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a size; give H or HxW, e.g. 64 or 64x48")
+    return sides * (3 - len(sides))
+
+
+def flag_settings(args) -> list[str]:
+    """The settings that the command line's flags stand for, as --set overrides (after --set's own)."""
+    from heatkit.base.images import IMAGENET
+
+    flags = {"model_path": args.model_path, "out_path": args.out_path, "seed": args.seed, "backend": args.backend,
+             "device": args.device, "input_size": args.input_size}
+    overrides = [f"{key}={value if isinstance(value, (int, list)) else str(value)!r}" for key, value in flags.items()
+                 if value is not None]
+    return overrides + {None: [], "unit": ["preprocess.range='unit'"], "byte": ["preprocess.range='byte'"],
+                        "imagenet": ["preprocess.range='unit'", f"preprocess.mean={IMAGENET['mean']}",
+                                     f"preprocess.std={IMAGENET['std']}"]}[args.preprocess]

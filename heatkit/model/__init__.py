@@ -1,0 +1,179 @@
+"""The model wrapper: one object hides whether a Keras model or its PyTorch twin does the work.
+
+Methods ask it for `logits(batch)` and `probabilities(batch)` (batches are NHWC float64 numpy
+arrays in the model's input scale), or for the framework handles `keras` and `torch`.
+Frameworks are imported only when a handle is first used.
+
+A model is a file, or an object the caller built (a tf.keras.Model or a torch.nn.Module). A model
+made by create_model.py is three files with one stem: `<stem>.h5` (Keras), `<stem>.pt` (the
+PyTorch twin's state dict) and `<stem>.json` (its card: how to rebuild the twin, the input shape
+and classes, the ground truth the model declares, and its verification figures). Any other model
+file is one file: a Keras classifier (.h5 or .keras) or a TorchScript module (.pt).
+"""
+from __future__ import annotations
+
+import json
+from collections import Counter
+from functools import cached_property
+from pathlib import Path
+
+import numpy as np
+
+from heatkit.base import data, frameworks
+from heatkit.base.engine import AffineSplit, Engine, EngineOptions
+from heatkit.base.errors import NotApplicable, UsageError
+from heatkit.base.images import Preprocess
+
+KERAS_SUFFIXES = (".h5", ".keras")
+FRAMEWORK_NAMES = {"keras": "Keras", "torch": "PyTorch"}
+
+
+class Model:
+    """A classifier on one or two frameworks. `evaluate_with` chooses the one that serves logits
+    and probabilities: "auto" takes the PyTorch twin where there is one (faster on a CPU, and
+    verified equal to the Keras model to 1e-9 when built), else the one framework the model has.
+    A run sets `preprocess` and `engine_options` from its settings."""
+
+    def __init__(self, source, evaluate_with: str = "auto", engine_options: EngineOptions = EngineOptions(),
+                 preprocess: Preprocess = Preprocess(), device: str = "auto", trust: bool = False,
+                 input_size: list[int] | None = None):
+        self.evaluate_with, self.engine_options = evaluate_with, engine_options
+        self.preprocess, self.device, self.trust, self.input_size = preprocess, device, trust, input_size
+        self.evaluations: Counter = Counter()  # model evaluations by the engine, by path ("full", "fast")
+        self.card: dict = {}
+        self._loaders = {}  # framework -> a function giving its net
+        if isinstance(source, (str, Path)):
+            self.path = Path(source)
+            self.name = str(self.path)
+            self._from_file()
+        else:
+            self.path, self.name = None, f"the {type(source).__name__} given"
+            self._from_object(source)
+
+    def _from_file(self) -> None:
+        if not self.path.is_file():
+            raise UsageError(f"model file {self.path} not found; build the models with: python create_model.py")
+        if self.path.suffix not in (*KERAS_SUFFIXES, ".pt"):
+            raise UsageError(f"{self.path}: give a Keras model (.h5, .keras) or a PyTorch model (.pt)")
+        card_path = self.path.with_suffix(".json")
+        self.card = json.loads(card_path.read_text()) if card_path.is_file() else {}
+        own = "torch" if self.path.suffix == ".pt" else "keras"
+        files = {own: self.path}
+        twin = self.path.with_suffix(".h5" if own == "torch" else ".pt")
+        if "twin" in self.card and twin.is_file():
+            files["keras" if own == "torch" else "torch"] = twin
+        from heatkit.model.keras_net import KerasNet
+        from heatkit.model.torch_net import TorchNet
+
+        if "keras" in files:
+            self._loaders["keras"] = lambda: KerasNet.load(files["keras"], self.trust)
+        if "torch" in files:
+            self._loaders["torch"] = (lambda: TorchNet.load_twin(files["torch"], self.card, self.torch_device)) \
+                if "twin" in self.card else (lambda: TorchNet.load_script(files["torch"], self.torch_device,
+                                                                          self.input_size))
+
+    def _from_object(self, source) -> None:
+        from heatkit.model.keras_net import KerasNet
+        from heatkit.model.torch_net import TorchNet
+
+        kind = {cls.__module__.split(".")[0] for cls in type(source).__mro__}
+        if "keras" in kind or "tensorflow" in kind:
+            self._loaders["keras"] = lambda: KerasNet.wrap(source)
+        elif "torch" in kind:
+            self._loaders["torch"] = lambda: TorchNet.wrap(source, self.torch_device, self.input_size)
+        else:
+            raise UsageError(f"cannot explain a {type(source).__name__}; give a model file, a tf.keras.Model or a "
+                             "torch.nn.Module")
+
+    # ---- what the model is ----
+    @property
+    def input_shape(self) -> tuple[int, int, int]:
+        """(H, W, C), from the card where there is one, so that a PyTorch run never loads Keras."""
+        return tuple(self.card["input_shape"]) if "input_shape" in self.card else self.evaluator.input_shape
+
+    @property
+    def num_classes(self) -> int:
+        return self.card["num_classes"] if "num_classes" in self.card else self.evaluator.num_classes
+
+    @property
+    def ground_truth(self) -> str | None:
+        """The rule that gives each image's true class, if the model declares one."""
+        return self.card.get("ground_truth")
+
+    def true_label(self, image: np.ndarray) -> int | None:
+        return data.true_label(self.ground_truth, image, self.num_classes)
+
+    @property
+    def frameworks(self) -> tuple[str, ...]:
+        """The frameworks this model runs on."""
+        return tuple(name for name in ("keras", "torch") if name in self._loaders)
+
+    def gradient_backend(self, requested: str) -> str:
+        """The framework that runs the gradient family: `requested`, or for "auto" Keras where the
+        model has a Keras version and PyTorch otherwise. A framework the model lacks is refused."""
+        if requested == "auto":
+            return "keras" if "keras" in self.frameworks else "torch"
+        if requested not in self.frameworks:
+            raise UsageError(f"backend {requested}: {self.name} has no {FRAMEWORK_NAMES[requested]} version; "
+                             f"leave the backend at 'auto' or choose {' or '.join(self.frameworks)}")
+        return requested
+
+    def load(self, frameworks_needed: set[str]) -> None:
+        """Loads the evaluator and the needed frameworks' models now, so that a bad model file is a
+        one-line error before any work, not a failure of every method."""
+        self.evaluator
+        for framework in frameworks_needed & set(self.frameworks):
+            getattr(self, framework)
+
+    def require(self, framework: str, key: str) -> None:
+        """NotApplicable unless this model runs on `framework`, which method `key` needs."""
+        if framework not in self.frameworks:
+            raise NotApplicable(f"{key} runs on {framework} and {self.name} has no {framework} version")
+
+    # ---- evaluation ----
+    @property
+    def evaluator_framework(self) -> str:
+        """The framework that serves logits and probabilities (see `evaluate_with`)."""
+        if self.evaluate_with == "auto":
+            return "torch" if "torch" in self.frameworks else "keras"
+        if self.evaluate_with not in self.frameworks:
+            raise UsageError(f"evaluate_with {self.evaluate_with}: {self.name} has no "
+                             f"{FRAMEWORK_NAMES[self.evaluate_with]} version; set it to 'auto'")
+        return self.evaluate_with
+
+    @cached_property
+    def evaluator(self):
+        return self.torch if self.evaluator_framework == "torch" else self.keras
+
+    def logits(self, batch: np.ndarray) -> np.ndarray:
+        return self.evaluator.logits(batch)
+
+    def probabilities(self, batch: np.ndarray) -> np.ndarray:
+        return self.evaluator.probabilities(batch)
+
+    def affine_split(self) -> AffineSplit | None:
+        """The model as an affine first layer and the rest, where it has that form."""
+        return self.evaluator.affine_split
+
+    def engine(self, image: np.ndarray, target: int) -> Engine:
+        """The perturbation engine for one input and class, with this run's options."""
+        return Engine(self, image, target, self.engine_options)
+
+    # ---- framework handles ----
+    @cached_property
+    def keras(self):
+        if "keras" not in self._loaders:
+            raise UsageError(f"{self.name} has no Keras version")
+        return self._loaders["keras"]()
+
+    @cached_property
+    def torch(self):
+        if "torch" not in self._loaders:
+            raise UsageError(f"{self.name} has no PyTorch version")
+        return self._loaders["torch"]()
+
+    @property
+    def torch_device(self) -> str:
+        if self.device == "auto":
+            return "cuda" if frameworks.torch().cuda.is_available() else "cpu"
+        return self.device

@@ -1,0 +1,46 @@
+"""Model files read without running their code: what a file holds, and a Keras file's Lambda
+layers, found from its JSON config before Keras deserializes anything."""
+from __future__ import annotations
+
+import json
+import zipfile
+from pathlib import Path
+
+from heatkit.base.errors import UsageError
+
+
+def refuse_code_layers(path: Path) -> None:
+    """UsageError if the Keras file holds a Lambda layer: loading one runs the Python code stored in
+    the file. Reads the file's JSON config only."""
+    import h5py
+
+    try:
+        if zipfile.is_zipfile(path):
+            with zipfile.ZipFile(path) as archive:
+                text = archive.read("config.json").decode()
+        else:
+            with h5py.File(path, "r") as handle:
+                text = handle.attrs.get("model_config", "")
+                text = text.decode() if isinstance(text, bytes) else text
+        config = json.loads(text)
+    except (OSError, KeyError, ValueError) as error:
+        raise UsageError(f"cannot read {path} as a Keras model ({first_line(error)}); "
+                         "give a Keras .h5 or .keras classifier") from None
+    if '"class_name": "Lambda"' in json.dumps(config):
+        raise UsageError(f"{path} holds a Lambda layer, whose Python code would run on loading; "
+                         "give --trust-model if you trust the file")
+
+
+def archive_kind(path: Path) -> str | None:
+    """What a PyTorch zip archive holds: "torchscript" (it has code), "pickle" (torch.save's
+    objects, a state dict among them), or None when the file is no such archive."""
+    if not zipfile.is_zipfile(path):
+        return None
+    with zipfile.ZipFile(path) as archive:
+        names = [name.split("/", 1)[-1] for name in archive.namelist()]
+    return "torchscript" if "constants.pkl" in names else "pickle" if "data.pkl" in names else None
+
+
+def first_line(error: Exception) -> str:
+    """An exception's message cut to one line of at most 200 characters, for a one-line error."""
+    return (str(error).strip().splitlines() or [type(error).__name__])[0][:200]

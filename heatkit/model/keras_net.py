@@ -1,0 +1,169 @@
+"""A Keras image classifier, in a TensorFlow graph and session of its own."""
+from __future__ import annotations
+
+from functools import cached_property
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+
+from heatkit.base import frameworks
+from heatkit.base.engine import AffineSplit
+from heatkit.base.errors import UsageError
+from heatkit.model.files import first_line, refuse_code_layers
+
+
+class KerasNet:
+    """A Keras image classifier. `logits_model` ends before the softmax: at a softmax Activation
+    layer's input, at a copy of a softmax Dense layer without its activation, or, for a model
+    without a softmax, at its output (the softmax is then applied here).
+
+    Each model lives in a TensorFlow graph and session of its own: a session copies its whole
+    graph whenever operations are added, so in one shared graph every analyzer built got slower
+    with every model loaded before it. Use `model` and `logits_model` inside `scope()`: outside it,
+    Keras would read their variables through a session that never loaded them.
+    """
+
+    def __init__(self, model, graph, session, trusted: bool):
+        """A Keras model already in `graph`, whose variables `session` holds: see load() and wrap()."""
+        tf = frameworks.tensorflow()
+        self.model, self.graph, self.session = model, graph, session
+        self.trusted = trusted  # Lambda layers allowed: their code runs on loading and in every analysis
+        self.dtype = model.inputs[0].dtype.name
+        if len(model.inputs) != 1 or len(model.input_shape) != 4 or len(model.output_shape) != 2:
+            raise UsageError(f"{model.name}: the model must take one (H, W, C) image and give one vector of classes, "
+                             f"not {model.input_shape} -> {model.output_shape}")
+        with self.scope():
+            _reserve_layer_names(model)
+            self.is_chain = _is_chain(model)  # before the logits layer below adds a branch
+            logits = _logits_tensor(tf, model)
+            self.outputs_logits = logits is model.output  # no softmax in the model: probabilities apply one
+            self.logits_model = tf.keras.Model(model.inputs, logits, name=f"{model.name}_logits")
+            self._run = session.make_callable([logits, tf.nn.softmax(logits)], feed_list=model.inputs)
+        self.input_shape = tuple(model.input_shape[1:])
+        self.num_classes = int(model.output_shape[-1])
+        self._built: dict = {}
+
+    @classmethod
+    def load(cls, path: Path, trust: bool = False) -> "KerasNet":
+        """A Keras file, loaded into a graph and session of its own."""
+        tf = frameworks.tensorflow()
+        if not trust:
+            refuse_code_layers(path)
+        graph = tf.Graph()
+        session = frameworks.session(graph)
+        with frameworks.keras_graph(graph, session, tf.keras.backend.floatx()):
+            try:
+                model = _load_keras(tf, path, trust)
+            except (OSError, ValueError, TypeError, KeyError) as error:
+                raise UsageError(f"cannot load {path} as a Keras model ({first_line(error)}); "
+                                 "give a Keras .h5 or .keras classifier") from None
+        return cls(model, graph, session, trust)
+
+    @classmethod
+    def wrap(cls, model) -> "KerasNet":
+        """A Keras model the caller built in this process, where it is: in its graph, with Keras'
+        session of that graph. Its code is the caller's own, so Lambda layers are trusted."""
+        import tensorflow as tf
+
+        if tf.executing_eagerly():
+            raise UsageError("this Keras model was built with eager execution, which innvestigate cannot analyze; "
+                             "build it after heatkit.tensorflow() (graph mode), or save it and give the file")
+        graph = model.inputs[0].graph
+        with graph.as_default():
+            session = tf.compat.v1.keras.backend.get_session()
+        return cls(model, graph, session, trusted=True)
+
+    def scope(self):
+        """This model's graph, session and float type as the defaults for the block (innvestigate
+        casts its masks and constants to Keras' float type, which must be the model's)."""
+        return frameworks.keras_graph(self.graph, self.session, self.dtype)
+
+    def once(self, key, build: Callable):
+        """What build() makes on this model's graph, built once per key and then reused: a graph
+        never shrinks, so an analyzer built per map would grow it with every map."""
+        if key not in self._built:
+            with self.scope():
+                self._built[key] = build()
+        return self._built[key]
+
+    def weights(self, layer: str) -> list[np.ndarray]:
+        """The named layer's weights."""
+        with self.scope():
+            return self.model.get_layer(layer).get_weights()
+
+    def logits(self, batch: np.ndarray) -> np.ndarray:
+        return self._run(batch)[0]
+
+    def probabilities(self, batch: np.ndarray) -> np.ndarray:
+        return self._run(batch)[1]
+
+    @cached_property
+    def affine_split(self) -> AffineSplit | None:
+        """For a chain of layers: Input, Flatten, Dense, then anything. The head re-uses the layers."""
+        tf = frameworks.tensorflow()
+        layers = [layer for layer in self.model.layers if not isinstance(layer, tf.keras.layers.InputLayer)]
+        if (len(layers) < 2 or not isinstance(layers[0], tf.keras.layers.Flatten)
+                or not isinstance(layers[1], tf.keras.layers.Dense) or not self.is_chain):
+            return None
+        dense = layers[1]
+        with self.scope():
+            kernel, *bias = dense.get_weights()
+            head_input = tf.keras.Input((dense.units,), dtype=dense.dtype)
+            hidden = tf.keras.layers.Activation(dense.activation, dtype=dense.dtype)(head_input)
+            for layer in layers[2:]:
+                hidden = layer(hidden)
+            if self.outputs_logits:  # as probabilities() does
+                hidden = tf.nn.softmax(hidden)
+            head = self.session.make_callable(hidden, feed_list=[head_input])
+        return AffineSplit(kernel, bias[0] if bias else np.zeros(dense.units), head)
+
+
+def _load_keras(tf, path: Path, trust: bool):
+    """The Keras model in the file. Keras 2.14 loads a .keras file's weights with
+    `variable.assign`, which in graph mode only builds assignment ops: we run them (the
+    variables' initializers first), or the model would keep its initial weights."""
+    if path.suffix != ".keras":
+        return tf.keras.models.load_model(path, compile=False)
+    graph = tf.compat.v1.get_default_graph()
+    before = set(graph.get_operations())
+    model = tf.keras.models.load_model(path, compile=False, safe_mode=not trust)
+    initializers = {variable.initializer for variable in model.variables}
+    loads = [op for op in graph.get_operations()
+             if op not in before and op.type in ("AssignVariableOp", "Assign") and op not in initializers]
+    tf.compat.v1.keras.backend.get_session().run(loads)  # get_session initializes the variables first
+    return model
+
+
+def _reserve_layer_names(model) -> None:
+    """Keras names a new layer after its class, numbered per graph (add, add_1, ...), without looking
+    at the layers loaded into that graph: the layers innvestigate builds would take the names of a
+    loaded model's (a residual model's "add", a "lambda") and fail. Counting the model's names in
+    the graph first makes new names skip them."""
+    from keras.src import backend  # keras 2.14's per-graph name counters, which Keras keeps no public handle on
+
+    counters = backend.get_default_graph_uid_map()
+    for name in [model.name, *(layer.name for layer in model.submodules)]:
+        base, _, number = name.rpartition("_")
+        base, number = (base, int(number)) if number.isdigit() and base else (name, 0)
+        counters[("", base)] = max(counters[("", base)], number + 1)
+
+
+def _logits_tensor(tf, model):
+    """The pre-softmax output of a Keras classifier (see KerasNet)."""
+    last = model.layers[-1]
+    softmax = tf.keras.activations.softmax
+    if isinstance(last, tf.keras.layers.Activation) and last.activation is softmax:
+        return last.input
+    if isinstance(last, tf.keras.layers.Dense) and last.activation is softmax:
+        linear = tf.keras.layers.Dense.from_config({**last.get_config(), "activation": "linear",
+                                                    "name": f"{last.name}_logits"})
+        logits = linear(last.input)
+        linear.set_weights(last.get_weights())
+        return logits
+    return model.output
+
+
+def _is_chain(model) -> bool:
+    """Whether every layer feeds only the next one, so that the layers can be re-applied in order."""
+    return all(len(layer._inbound_nodes) <= 1 and len(layer._outbound_nodes) <= 1 for layer in model.layers)

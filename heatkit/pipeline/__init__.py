@@ -1,0 +1,1 @@
+"""A run: settings, the methods on each image, scores, figures, files written, experiments."""

@@ -1,0 +1,178 @@
+"""Settings: settings.py read into a plain dict, overrides (`--set key=value`, or a dict from the
+API), and validation.
+
+Every key has a rule: the global ones below, each method dict's in its method's module. A value
+that breaks its rule, or a key nobody reads, is a UsageError naming the fix.
+"""
+from __future__ import annotations
+
+import ast
+import copy
+import difflib
+import runpy
+import types
+from pathlib import Path
+
+from heatkit.base.errors import UsageError
+from heatkit.base.rules import Bool, Choice, Float, Int, ListOf, Optional, Text
+from heatkit.methods._entry import SEED
+from heatkit.methods.registry import BACKENDS, SETTINGS
+
+SETTINGS_FILE = Path(__file__).resolve().parents[2] / "settings.py"  # the repository's, beside the package
+
+DIVERGING_CMAPS = ("RdBu_r", "bwr", "seismic", "coolwarm", "PuOr_r", "PiYG", "PRGn", "BrBG", "RdGy_r")
+
+GLOBAL_RULES = {
+    "image_size": Int(min=3, odd=True),
+    "num_classes": Int(min=2, max=256),
+    "model_path": Text(),
+    "center_pixel": {
+        "alpha": Float(min=0.0, exclusive_min=True),
+        "relu": Bool(),
+        "weight_seed": SEED,
+        "noise_weight_scale": Float(min=0.0),
+        "verify_per_class": Int(min=1),
+        "verify_seed": SEED,
+    },
+    "digits": {
+        "image_size": Int(min=8),
+        "channels": Int(min=1),
+        "epochs": Int(min=1),
+        "batch_size": Int(min=1),
+        "learning_rate": Float(min=0.0, exclusive_min=True),
+        "held_out": Float(min=0.0, max=1.0, exclusive_min=True),
+        "min_accuracy": Float(min=0.0, max=1.0),
+        "seed": SEED,
+    },
+    "sanity": {
+        "initializer": Choice(("layer", "truncated_normal")),
+        "std": Float(min=0.0, exclusive_min=True),
+        "noise_levels": ListOf(Float(min=0.0)),
+        "seed": SEED,
+    },
+    "growing_patch": {
+        "sizes": ListOf(Int(min=1)),
+        "position": Optional(ListOf(Int(min=0))),
+        "fill": Float(min=0.0, max=1.0),
+    },
+    "seed": SEED,
+    "max_image_pixels": Int(min=1),
+    "input_size": Optional(ListOf(Int(min=1), length=2)),
+    "out_path": Text(),
+    "backend": Choice(("auto", *BACKENDS)),
+    "evaluate_with": Choice(("auto", "keras", "torch")),
+    "device": Choice(("auto", "cpu", "cuda")),
+    "preprocess": {
+        "range": Choice(("unit", "byte")),
+        "mean": Optional(ListOf(Float())),
+        "std": Optional(ListOf(Float(min=0.0, exclusive_min=True))),
+    },
+    "perturbation": {
+        "fast": Bool(),
+        "memory_mb": Int(min=16, max=65536),
+        "max_fast_fraction": Float(min=0.0, max=1.0),
+        "workers": Int(min=0, max=256),
+    },
+    "figure": {
+        "crop": Int(min=1, odd=True),
+        "column_width": Float(min=0.5, max=10.0),
+        "dpi": Int(min=30, max=600),
+        "cmap": Choice(DIVERGING_CMAPS),
+        "top_k": Int(min=1, max=20),
+        "max_images": Int(min=1, max=64),
+    },
+}
+
+RULES = {**GLOBAL_RULES, **{name: settings.rules() for name, settings in SETTINGS.items()}}
+
+
+def load(overrides: list[str] | dict = (), settings_file: Path | None = None) -> dict:
+    """The settings of settings.py (or `settings_file`), overridden and validated. Overrides are
+    `KEY=VALUE` texts, as --set takes them, or a dict of {"ig.steps": 128} or {"ig": {"steps": 128}}."""
+    path = Path(settings_file or SETTINGS_FILE)
+    try:
+        values = runpy.run_path(str(path))
+    except (OSError, SyntaxError) as error:
+        raise UsageError(f"cannot read the settings file {path} ({error}); restore it from the repository") from None
+    cfg = {name: copy.deepcopy(value) for name, value in values.items()
+           if not name.startswith("_") and not isinstance(value, types.ModuleType)}
+    _check_tree(cfg, RULES, origin=path.name)
+    return update(cfg, overrides)
+
+
+def update(cfg: dict, overrides: list[str] | dict) -> dict:
+    """A copy of validated settings with overrides (as load() takes them) applied and checked."""
+    cfg = copy.deepcopy(cfg)
+    if isinstance(overrides, dict):
+        for key, value in flatten(overrides).items():
+            _override(cfg, key, value, origin="settings")
+    else:
+        for item in overrides:
+            key, value = parse_override(item)
+            _override(cfg, key, value, origin="--set")
+    return cfg
+
+
+def flatten(cfg: dict, prefix: str = "") -> dict:
+    """The settings as {"group.key": value}, the form --set takes."""
+    flat = {}
+    for name, value in cfg.items():
+        if isinstance(value, dict):
+            flat.update(flatten(value, f"{prefix}{name}."))
+        else:
+            flat[prefix + name] = value
+    return flat
+
+
+def parse_override(item: str) -> tuple[str, object]:
+    """KEY=VALUE as the key and the value: a Python literal where the text is one (3, 0.2, None,
+    True, 'x'), else the text itself."""
+    key, sep, text = item.partition("=")
+    if not sep or not key:
+        raise UsageError(f"--set takes KEY=VALUE, got {item!r}; for example --set sg.noise_scale=0.2")
+    try:
+        return key.strip(), ast.literal_eval(text.strip())
+    except (ValueError, SyntaxError):
+        return key.strip(), text.strip()
+
+
+def _override(cfg: dict, key: str, value, origin: str) -> None:
+    *parents, name = key.split(".")
+    rules, target = RULES, cfg
+    for part in parents:
+        if not isinstance(rules.get(part), dict):
+            raise UsageError(_unknown(key, rules, parents[: parents.index(part)], origin))
+        rules, target = rules[part], target[part]
+    rule = rules.get(name)
+    if rule is None or isinstance(rule, dict):
+        raise UsageError(_unknown(key, rules, parents, origin))
+    target[name] = _check_value(key, value, rule, origin)
+
+
+def _check_tree(values: dict, rules: dict, origin: str, prefix: str = "") -> None:
+    for name in sorted(set(values) | set(rules)):
+        key = prefix + name
+        if name not in rules:
+            raise UsageError(f"{origin}: unknown setting {key!r}; remove it or add a rule for it")
+        if name not in values:
+            raise UsageError(f"{origin}: setting {key!r} is missing; restore it from the repository's settings.py")
+        if isinstance(rules[name], dict):
+            if not isinstance(values[name], dict):
+                raise UsageError(f"{origin}: {key!r} must be a dict of settings")
+            _check_tree(values[name], rules[name], origin, key + ".")
+        else:
+            values[name] = _check_value(key, values[name], rules[name], origin)
+
+
+def _check_value(key: str, value, rule, origin: str):
+    problem = rule.check(value)
+    if problem:
+        raise UsageError(f"{origin}: {key} {problem}")
+    return rule.normalize(value)
+
+
+def _unknown(key: str, rules: dict, parents: list[str], origin: str) -> str:
+    names = [".".join([*parents, name]) for name in rules]
+    close = difflib.get_close_matches(key, names, n=1)
+    hint = f"did you mean {close[0]!r}?" if close else f"known here: {', '.join(names)}"
+    return f"{origin}: unknown setting {key!r}; {hint}"

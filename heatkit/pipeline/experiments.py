@@ -1,0 +1,213 @@
+"""The experiments that test the heatmaps: sanity checks (Adebayo et al. 2018), the growing
+patch, and hyperparameter sweeps (Bansal et al. 2020). Each returns an Experiment: its table, its
+figures on demand, and the methods that failed at a step."""
+from __future__ import annotations
+
+import itertools
+import tempfile
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+
+from heatkit.base.errors import UsageError
+from heatkit.methods.registry import REGISTRY, label
+from heatkit.pipeline import variants
+from heatkit.pipeline.explain import explain
+from heatkit.pipeline.output import RunFolder, save_figure, write_csv, write_json
+from heatkit.pipeline.plotting import curves_figure, grid_figure, heatmap_figure
+from heatkit.pipeline.record import run_record
+from heatkit.pipeline.similarity import ms_ssim, similarities, ssim
+
+SANITY_TITLES = {"cascading": "cascading randomization, from the output layer down",
+                 "independent": "independent randomization, one layer at a time",
+                 "noise": "Gaussian noise on every weight, relative to each array's std"}
+
+
+@dataclass
+class Experiment:
+    """What an experiment found. `rows` is its table (its CSV); `figures` makes each figure, by
+    file name, when asked; `failures` holds (step, method key, error) for every method that raised
+    at a step; `interrupted` says Ctrl-C stopped it, the finished steps being kept."""
+
+    name: str  # sanity_<mode>, growing_patch or sweep: its files' stem
+    results: list  # the explained steps, in order (ImageResult)
+    rows: list[dict]
+    figures: dict[str, Callable]
+    settings: dict
+    failures: list[tuple[str, str, str]] = field(default_factory=list)
+    interrupted: bool = False
+    stem: str = "experiment"  # the image's, which names the run folder
+    request: dict = field(default_factory=dict)  # what was asked, as run.json records it
+
+    def summary(self) -> str:
+        return "\n".join(f"{label(key)} ({key}) failed at {step}: {error}" for step, key, error in self.failures)
+
+    def save(self, out: str | Path | None = None, command: list[str] | None = None) -> Path:
+        """Writes its figures, its CSV and run.json into a new run folder in `out` (default: the
+        out_path setting), named after the image, and returns the folder."""
+        folder = RunFolder(Path(out or self.settings["out_path"]), self.stem)
+        try:
+            dpi = self.settings["figure"]["dpi"]
+            for file, make in self.figures.items():
+                save_figure(make(), folder.path / file, dpi)
+            if self.rows:
+                write_csv(folder.path / f"{self.name}.csv", self.rows)
+            write_json(folder.path / "run.json", run_record(command, self.settings, self.request, self.interrupted))
+        except BaseException:
+            folder.discard()
+            raise
+        return folder.publish()
+
+
+def sanity(model, image, display, keys, cfg, target, backend, mode: str) -> Experiment:
+    """Maps of the original model, then after each randomization step (or noise level)."""
+    params = cfg["sanity"]
+    original = with_maps(explain(model, image, display, "original", keys, cfg, target, backend))
+    target = original.target  # every step explains the original's class
+    if mode == "noise":
+        steps = [(f"noise {level:g}", variants.noiser(level, params["seed"])) for level in params["noise_levels"]]
+    else:
+        layers = variants.weighted_layers(model)
+        chosen = [layers[: i + 1] if mode == "cascading" else [layer] for i, layer in enumerate(layers)]
+        steps = [(names[-1], variants.reinitializer(names, params["initializer"], params["std"], params["seed"]))
+                 for names in chosen]
+    results = [original]
+    with tempfile.TemporaryDirectory(prefix="heatkit-variants-") as scratch:
+        for index, (step, change) in enumerate(steps):
+            altered = variants.variant(model, Path(scratch), change, f"step{index}")
+            result = explain(altered, image, display, step, keys, cfg, target, backend)
+            if result.interrupted:
+                break
+            results.append(result)
+    interrupted, steps = len(results) <= len(steps), steps[: len(results) - 1]
+
+    columns = ["original"] + [step for step, _ in steps]
+    map_keys = list(original.maps)
+    rows, curves = [], {}
+    for key in map_keys:
+        curves[key] = {metric: [] for metric in ("spearman", "spearman_abs", "ssim", "hog")}
+        for step, result in enumerate(results):
+            if key not in result.maps:  # the method failed on this variant: a gap in its curves
+                for values in curves[key].values():
+                    values.append(float("nan"))
+                continue
+            scores = similarities(original.maps[key], result.maps[key])
+            rows.append({"method": key, "step": step, "changed": columns[step], **scores})
+            for metric, value in scores.items():
+                curves[key][metric].append(value)
+    failures = _failures(columns, results)
+    rows += [{"method": key, "step": columns.index(step), "changed": step, "error": error}
+             for step, key, error in failures]
+    title, figure_cfg = SANITY_TITLES[mode], cfg["figure"]
+    grid = [(label(key), [_map_or_reason(result, key) for result in results], columns) for key in map_keys]
+    figures = {
+        f"sanity_{mode}.png": lambda: grid_figure(grid, column_width=figure_cfg["column_width"] * 0.8,
+                                                  cmap=figure_cfg["cmap"], title=title),
+        f"sanity_{mode}_curves.png": lambda: curves_figure(columns, {label(key): values for key, values in curves.items()},
+                                                           title=f"similarity to the original map: {title}"),
+    }
+    return Experiment(f"sanity_{mode}", results, rows, figures, cfg, failures=failures, interrupted=interrupted)
+
+
+def growing_patch(model, image, display, keys, cfg, target, backend) -> Experiment:
+    """Maps as a square patch of `fill` grows from `position`; SSIM and MS-SSIM to the unoccluded map."""
+    params = cfg["growing_patch"]
+    height, width = display.shape[:2]
+    row, column = params["position"] or (0, 0)
+    for size in params["sizes"]:
+        if row + size > height or column + size > width:
+            raise UsageError(f"growing_patch: a {size}-pixel patch at {row, column} leaves the {height}x{width} "
+                             "image; choose smaller sizes or another position")
+    results = [with_maps(explain(model, image, display, "no patch", keys, cfg, target, backend))]
+    target = results[0].target
+    for size in params["sizes"]:
+        occluded = display.copy()
+        occluded[row:row + size, column:column + size] = params["fill"]
+        result = explain(model, model.preprocess(occluded), occluded, f"patch {size}x{size}", keys, cfg, target, backend)
+        if result.interrupted:
+            break
+        results.append(result)
+    rows = []
+    sizes = [0, *params["sizes"]]
+    for size, result in zip(sizes, results):
+        for key, reference in results[0].maps.items():
+            if key in result.maps:
+                rows.append({"method": key, "patch": size, "top1": result.predicted,
+                             "explained_probability": result.target_probability,
+                             "ssim": ssim(reference, result.maps[key]), "ms_ssim": ms_ssim(reference, result.maps[key])})
+        rows += [{"method": key, "patch": size, "error": error} for key, error in result.failures.items()]
+    names, figure_cfg = {key: label(key) for key in results[0].maps}, cfg["figure"]
+    figures = {"growing_patch.png": lambda: heatmap_figure(results, names, crop=figure_cfg["crop"], cmap=figure_cfg["cmap"],
+                                                           column_width=figure_cfg["column_width"])}
+    return Experiment("growing_patch", results, rows, figures, cfg,
+                      failures=_failures([result.name for result in results], results),
+                      interrupted=len(results) <= len(params["sizes"]))
+
+
+def sweep(model, image, display, keys, swept: list[tuple[str, list[tuple[object, dict]]]], target, backend,
+          cfg: dict) -> Experiment:
+    """Each swept setting at each of its values, for the chosen methods that read it. `swept` holds
+    (setting key, [(value, the validated settings with that value)])."""
+    grid, rows, results, interrupted = [], [], [], False
+    for key, values in swept:
+        section = key.split(".")[0]
+        methods = [k for k in keys if REGISTRY[k].settings and REGISTRY[k].settings.name == section]
+        if not methods:
+            raise UsageError(f"--sweep {key}: none of the chosen methods reads the {section} settings")
+        maps: dict[str, list] = {method: [] for method in methods}
+        for index, (value, value_cfg) in enumerate(values):
+            result = explain(model, image, display, f"{key}={value}", methods, value_cfg, target, backend)
+            if result.interrupted and (grid or index):
+                interrupted = True
+                break
+            if index == 0:
+                with_maps(result)  # which also ends the run if Ctrl-C came before any value finished
+            target = result.target
+            results.append(result)
+            rows += [{"setting": key, "method": method, "value_a": value, "error": error}
+                     for method, error in result.failures.items()]
+            for method in methods:
+                maps[method].append(_map_or_reason(result, method))
+        for method, maps_of_values in maps.items():
+            if not maps_of_values:  # Ctrl-C stopped this sweep at its first value
+                continue
+            grid.append((label(method), maps_of_values, [f"{key}={value}" for value, _ in values[: len(maps_of_values)]]))
+            for (i, a), (j, b) in itertools.combinations(enumerate(maps_of_values), 2):
+                if isinstance(a, np.ndarray) and isinstance(b, np.ndarray):
+                    scores = similarities(a, b)
+                    rows.append({"setting": key, "method": method, "value_a": values[i][0], "value_b": values[j][0],
+                                 "ssim": scores["ssim"], "spearman": scores["spearman"]})
+        if interrupted:
+            break
+    figure_cfg = cfg["figure"]
+    title = "hyperparameter sweep: " + "; ".join(f"{key}={','.join(str(v) for v, _ in values)}" for key, values in swept)
+    figures = {"sweep.png": lambda: grid_figure(grid, column_width=figure_cfg["column_width"] * 0.8,
+                                                cmap=figure_cfg["cmap"], title=title)}
+    return Experiment("sweep", results, rows, figures, cfg, failures=_failures([r.name for r in results], results),
+                      interrupted=interrupted)
+
+
+def with_maps(result):
+    """The first result of an experiment, which needs at least one map to compare the rest with."""
+    if result.interrupted:
+        raise KeyboardInterrupt  # Ctrl-C before anything could be compared: nothing to keep
+    if not result.maps:
+        reasons = {**result.skipped, **result.failures}
+        raise UsageError("no chosen method gave a map to experiment on (" +
+                         "; ".join(f"{key}: {reason}" for key, reason in reasons.items()) +
+                         "); choose methods that apply to this model")
+    return result
+
+
+def _failures(steps: list[str], results) -> list[tuple[str, str, str]]:
+    """(step, method key, error) for every method that raised at a step."""
+    return [(step, key, error) for step, result in zip(steps, results) for key, error in result.failures.items()]
+
+
+def _map_or_reason(result, key: str):
+    """A step's map for the figure, or the reason it has none."""
+    if key in result.maps:
+        return result.maps[key]
+    return f"failed: {result.failures[key]}" if key in result.failures else None

@@ -1,0 +1,210 @@
+"""The heatmap figure, a pure function of arrays: no pyplot state, no rcParams changes.
+
+Per image, a pair of rows: the input and every method's full map, then the center crop of
+each. Maps use a diverging colormap symmetric about 0 with a colorbar; crops share their full
+map's scale, so a crop shows how the center compares with the whole map.
+"""
+from __future__ import annotations
+
+import textwrap
+
+import numpy as np
+from matplotlib.figure import Figure
+from matplotlib.patches import Rectangle
+
+from heatkit.pipeline.scores import center_crop
+
+LEFT_MARGIN = 1.9  # inches, for the label text
+RIGHT_MARGIN = 1.9  # inches, for the top-k list
+ROW_HEIGHT = 2.0  # inches per row of panels
+TITLE_HEIGHT = 0.75  # inches above each row pair for the column titles
+MARGIN_FONT = 9  # points, of the label text and the top-k list
+
+
+def heatmap_figure(results: list, names: dict[str, str], *, crop: int, column_width: float,
+                   cmap: str, class_names: list[str] | None = None) -> Figure:
+    """One row pair per ImageResult; `names` gives each map key's display name, in column order."""
+    # a method that applies to none of the images gets no column (the table says why)
+    keys = [key for key in names if any(key in r.maps or key in r.failures for r in results)]
+    columns = 1 + len(keys)
+    label = (lambda c: str(c) if class_names[c] == str(c) else f"{c} {class_names[c]}") if class_names else str
+    margins = [(_label_lines(result, label), _top_lines(result, label)) for result in results]
+    left = max(LEFT_MARGIN, max(_text_inches(lines) for lines, _ in margins) + 0.3)
+    right = max(RIGHT_MARGIN, max(_text_inches(lines) for _, lines in margins) + 0.75)
+    width = left + columns * column_width + right
+    height = len(results) * (2 * ROW_HEIGHT + TITLE_HEIGHT)
+    fig = Figure(figsize=(width, height))
+    grid = fig.add_gridspec(
+        3 * len(results), columns, height_ratios=[TITLE_HEIGHT, ROW_HEIGHT, ROW_HEIGHT] * len(results),
+        left=left / width, right=1 - right / width, top=1.0, bottom=0.1 / height,
+        wspace=0.45, hspace=0.08)
+    for index, (result, (label_lines, top_lines)) in enumerate(zip(results, margins)):
+        full_row, crop_row = 3 * index + 1, 3 * index + 2
+        _input_panels(fig, grid, full_row, crop_row, result, crop)
+        for column, key in enumerate(keys, start=1):
+            full, cropped = fig.add_subplot(grid[full_row, column]), fig.add_subplot(grid[crop_row, column])
+            if key in result.maps:
+                _map_panels(full, cropped, result.maps[key], names[key], crop, cmap)
+            elif key in result.skipped:
+                _failed_panels(full, cropped, names[key], f"not applicable: {result.skipped[key]}")
+            else:
+                _failed_panels(full, cropped, names[key], result.failures.get(key, "not computed"))
+        _margins(fig, grid, full_row, columns, label_lines, top_lines)
+    return fig
+
+
+def show(figure: Figure) -> None:
+    """Shows a figure in a window through pyplot, which adopts it: only when a caller asks."""
+    import matplotlib.pyplot as plt
+
+    plt.figure(figure)
+    plt.show()
+
+
+def _input_panels(fig, grid, full_row, crop_row, result, crop):
+    image = result.image[..., 0] if result.image.shape[-1] == 1 else result.image
+    full, cropped = fig.add_subplot(grid[full_row, 0]), fig.add_subplot(grid[crop_row, 0])
+    full.imshow(image, cmap="gray", vmin=0, vmax=1, interpolation="nearest")
+    height, width = image.shape[:2]
+    full.add_patch(Rectangle((width // 2 - crop / 2, height // 2 - crop / 2), crop, crop,
+                             fill=False, edgecolor="red", linewidth=0.8))
+    cropped.imshow(center_crop(image, crop), cmap="gray", vmin=0, vmax=1, interpolation="nearest")
+    _outline_center(cropped, crop)
+    full.set_title(f"{result.name}\nInput", fontsize=9)
+    cropped.set_title(f"center {crop}x{crop}", fontsize=8)
+    for axes in (full, cropped):
+        _bare(axes)
+
+
+def _map_panels(full, cropped, attribution, name, crop, cmap):
+    extreme = float(np.abs(attribution).max()) or 1.0
+    for axes, values in ((full, attribution), (cropped, center_crop(attribution, crop))):
+        shown = axes.imshow(values, cmap=cmap, vmin=-extreme, vmax=extreme, interpolation="nearest")
+        colorbar = axes.figure.colorbar(shown, ax=axes, fraction=0.046, pad=0.03, ticks=[-extreme, 0, extreme])
+        colorbar.ax.set_yticklabels([f"{-extreme:.3g}", "0", f"{extreme:.3g}"], fontsize=6)
+        _bare(axes)
+    _outline_center(cropped, crop)
+    full.set_title(f"{name}\nmax {attribution.max():.3g}\nmin {attribution.min():.3g}", fontsize=9)
+
+
+def _failed_panels(full, cropped, name, reason):
+    full.set_title(name, fontsize=9)
+    full.text(0.5, 0.5, textwrap.fill(reason, 28, max_lines=8), ha="center", va="center", fontsize=7, color="0.3",
+              transform=full.transAxes)
+    for axes in (full, cropped):
+        _bare(axes)
+        axes.set_frame_on(False)
+
+
+def _label_lines(result, label) -> list[str]:
+    return [f"true: {label(result.true_label)}" if result.true_label is not None else "true: unknown",
+            f"predicted: {label(result.predicted)}",
+            f"explained: {label(result.target)}",
+            f"p(explained) = {_probability(result.target_probability)}"]
+
+
+def _top_lines(result, label) -> list[str]:
+    return [f"top {len(result.top)}"] + [f"{label(c)}: {_probability(p)}" for c, p in result.top]
+
+
+def _text_inches(lines: list[str]) -> float:
+    """A generous width of the longest line at the margins' 9-point font."""
+    return max(map(len, lines)) * 0.6 * MARGIN_FONT / 72
+
+
+def _margins(fig, grid, full_row, columns, label_lines, top_lines):
+    first = grid[full_row, 0].get_position(fig)
+    fig.text(first.x0 - 0.1 / fig.get_figwidth(), (first.y0 + first.y1) / 2, "\n".join(label_lines),
+             ha="right", va="center", fontsize=MARGIN_FONT)
+    last = grid[full_row, columns - 1].get_position(fig)
+    fig.text(last.x1 + 0.55 / fig.get_figwidth(), (last.y0 + last.y1) / 2, "\n".join(top_lines),
+             ha="left", va="center", fontsize=MARGIN_FONT)
+
+
+def _probability(p: float) -> str:
+    return f"{p:.5f}" if p >= 1e-3 else f"{p:.2e}"
+
+
+def _outline_center(axes, crop):
+    axes.add_patch(Rectangle((crop // 2 - 0.5, crop // 2 - 0.5), 1, 1, fill=False, edgecolor="black", linewidth=1))
+
+
+def _bare(axes):
+    axes.set_xticks([])
+    axes.set_yticks([])
+
+
+
+def extras_figure(extras: dict[str, np.ndarray], title: str) -> Figure:
+    """A method's extra arrays: each image in a panel, then every curve on one set of axes."""
+    images = {name: values for name, values in extras.items() if values.ndim >= 2}
+    curves = {name: values for name, values in extras.items() if values.ndim == 1}
+    columns = len(images) + bool(curves)
+    fig = Figure(figsize=(3.2 * columns, 3.4))
+    axes = fig.subplots(1, columns, squeeze=False)[0]
+    for panel, (name, values) in zip(axes, images.items()):
+        gray = values.ndim == 2 or values.shape[-1] == 1
+        panel.imshow(values[..., 0] if values.ndim == 3 and gray else values, cmap="gray" if gray else None,
+                     vmin=0, vmax=1, interpolation="nearest")
+        panel.set_title(name, fontsize=9)
+        _bare(panel)
+    if curves:
+        plot = axes[-1]
+        for name, values in curves.items():
+            plot.plot(np.arange(1, len(values) + 1), values, label=name, linewidth=1)
+        plot.set_xlabel("step", fontsize=8)
+        if all((values > 0).all() for values in curves.values()):
+            plot.set_yscale("log")
+        plot.legend(fontsize=7)
+        plot.tick_params(labelsize=7)
+    fig.suptitle(title, fontsize=10)
+    fig.tight_layout()
+    return fig
+
+
+def grid_figure(rows: list[tuple[str, list[np.ndarray | None], list[str]]], *, column_width: float,
+                cmap: str, title: str) -> Figure:
+    """A montage: one row per (label, maps, panel titles); each map on its own symmetric scale.
+    A missing map (None) leaves its panel blank; a text in its place (why it is missing) is written there."""
+    columns = max(len(maps) for _, maps, _ in rows)
+    width, height = 1.6 + column_width * columns, 0.6 + 2.1 * len(rows)
+    fig = Figure(figsize=(width, height))
+    axes = fig.subplots(len(rows), columns, squeeze=False)
+    for row, (label, maps, titles) in enumerate(rows):
+        for column in range(columns):
+            panel = axes[row, column]
+            _bare(panel)
+            values = maps[column] if column < len(maps) else None
+            if not isinstance(values, np.ndarray):
+                panel.set_frame_on(False)
+                if values is not None:
+                    panel.text(0.5, 0.5, textwrap.fill(values, 24, max_lines=6), ha="center", va="center", fontsize=6,
+                               color="0.3", transform=panel.transAxes)
+                continue
+            extreme = float(np.abs(values).max()) or 1.0
+            panel.imshow(values, cmap=cmap, vmin=-extreme, vmax=extreme, interpolation="nearest")
+            panel.set_title(textwrap.fill(titles[column], 24), fontsize=7)
+        axes[row, 0].set_ylabel(label, fontsize=8, rotation=0, ha="right", va="center")
+    fig.suptitle(textwrap.fill(title, int(width * 11)), fontsize=9)
+    fig.subplots_adjust(left=1.4 / width, right=0.98, top=1 - 0.75 / height, bottom=0.02, wspace=0.08, hspace=0.12)
+    return fig
+
+
+def curves_figure(steps: list[str], curves: dict[str, dict[str, list[float]]], *, title: str) -> Figure:
+    """One panel per metric: each method's similarity to the original map against the step."""
+    metrics = list(next(iter(curves.values())))
+    fig = Figure(figsize=(3.4 * len(metrics), 3.6))
+    axes = fig.subplots(1, len(metrics), squeeze=False)[0]
+    positions = np.arange(len(steps))
+    for panel, metric in zip(axes, metrics):
+        for method, values in curves.items():
+            panel.plot(positions, values[metric], marker="o", markersize=3, linewidth=1, label=method)
+        panel.set_xticks(positions, steps, rotation=60, ha="right", fontsize=7)
+        panel.set_ylim(-1.05, 1.05)
+        panel.axhline(0, color="0.8", linewidth=0.5)
+        panel.set_title(metric, fontsize=9)
+        panel.tick_params(labelsize=7)
+    axes[-1].legend(fontsize=7, loc="center left", bbox_to_anchor=(1.02, 0.5))
+    fig.suptitle(title, fontsize=10)
+    fig.tight_layout()
+    return fig

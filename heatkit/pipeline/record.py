@@ -1,0 +1,57 @@
+"""The run record (run.json): what was run, with which settings, seeds and package versions."""
+from __future__ import annotations
+
+import hashlib
+import platform
+import sys
+from datetime import datetime, timezone
+from importlib import metadata
+from pathlib import Path
+
+from heatkit.pipeline import config
+
+PACKAGES = ("numpy", "tensorflow", "keras", "innvestigate", "torch", "captum", "shap", "lime",
+            "scikit-image", "scikit-learn", "scipy", "matplotlib", "pillow", "tqdm")
+
+
+def run_record(command: list[str] | None, cfg: dict, request: dict, incomplete: bool) -> dict:
+    """The record of a run: the command line (when there was one), the request that repeats it (see
+    heatkit.api.rerun), the files it read with their SHA-256, every setting and seed, and versions."""
+    return {
+        "command": [Path(sys.argv[0]).name, *command] if command is not None else None,
+        "started": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        "request": request,
+        "methods": request["methods"],
+        "model": _file(request["model"]) if request["model"] else {"object": request["model_object"]},
+        "images": [_file(path) for path in request["images"] or []],  # none: a random image, or arrays given
+        "seeds": seeds(cfg),
+        "settings": cfg,
+        "python": sys.version.split()[0],
+        "platform": platform.platform(),
+        "versions": {name: _version(name) for name in PACKAGES},
+        "incomplete": incomplete,  # Ctrl-C stopped the run; what finished is here
+    }
+
+
+def _file(path: str) -> dict:
+    return {"path": path, "sha256": _sha256(Path(path))}
+
+
+def seeds(cfg: dict) -> dict[str, int]:
+    """Every seed in the settings, by its --set key."""
+    return {key: value for key, value in config.flatten(cfg).items() if "seed" in key.rpartition(".")[2]}
+
+
+def _sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def _version(name: str) -> str | None:
+    try:
+        return metadata.version(name)
+    except metadata.PackageNotFoundError:
+        return None

@@ -1,0 +1,64 @@
+"""What explaining an image gives: its maps and everything shown or scored beside them."""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from heatkit.pipeline.scores import center_scores
+
+
+@dataclass
+class ImageResult:
+    """One image explained by the chosen methods, on one framework."""
+
+    name: str
+    image: np.ndarray  # (H, W, C) in [0, 1]: the image as shown
+    probabilities: np.ndarray  # (classes,): the model's on the image
+    target: int  # the class explained
+    top_k: int = 5  # classes the figure lists
+    true_label: int | None = None
+    maps: dict[str, np.ndarray] = field(default_factory=dict)  # map key -> (H, W) float32
+    failures: dict[str, str] = field(default_factory=dict)  # method key -> the error it raised
+    skipped: dict[str, str] = field(default_factory=dict)  # method key -> why it does not apply
+    extras: dict[str, dict[str, np.ndarray]] = field(default_factory=dict)  # method key -> its extra arrays
+    seconds: dict[str, float] = field(default_factory=dict)  # map key -> time taken
+    frameworks: dict[str, str] = field(default_factory=dict)  # method key -> the framework that ran it
+    evaluations: dict[str, dict[str, int]] = field(default_factory=dict)  # method key -> engine evaluations by path
+    interrupted: bool = False  # Ctrl-C stopped it before every method finished
+
+    @property
+    def predicted(self) -> int:
+        return int(self.probabilities.argmax())
+
+    @property
+    def target_probability(self) -> float:
+        return float(self.probabilities[self.target])
+
+    @property
+    def top(self) -> list[tuple[int, float]]:
+        """(class, probability) of the most probable classes, most probable first."""
+        order = np.argsort(-self.probabilities, kind="stable")[: self.top_k]
+        return [(int(c), float(self.probabilities[c])) for c in order]
+
+    def scores(self, crop: int) -> dict[str, dict]:
+        """Per map key: its center scores, seconds and framework (and engine evaluations); per method
+        that gave no map: why."""
+        table = {}
+        for key, attribution in self.maps.items():
+            method = key.partition("@")[0]
+            table[key] = {**center_scores(attribution, crop), "seconds": round(self.seconds[key], 4),
+                          "framework": self.frameworks[method],
+                          **({"evaluations": self.evaluations[method]} if method in self.evaluations else {})}
+        table.update({key: {"not_applicable": reason} for key, reason in self.skipped.items()})
+        table.update({key: {"error": reason} for key, reason in self.failures.items()})
+        return table
+
+
+@dataclass
+class Explained:
+    """One input image and its results, one per framework (two with compare_backends)."""
+
+    stem: str  # its name in file names and npz keys
+    source: str  # the image file, or a description of the image given
+    results: list[ImageResult]

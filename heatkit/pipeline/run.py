@@ -1,0 +1,138 @@
+"""A heatmap run: the chosen methods on one or more images, and what its figure, tables and files
+are made of. `compute` is the loop; `Run` is what the API's explain() returns."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from heatkit.methods.registry import label
+from heatkit.pipeline import plotting, report
+from heatkit.pipeline.explain import explain
+from heatkit.pipeline.results import Explained, ImageResult
+from heatkit.pipeline.scores import format_table
+from heatkit.pipeline.similarity import agreement, format_agreement
+
+
+def compute(model, inputs: list[tuple[str, str, np.ndarray]], keys: list[str], cfg: dict, target: int | None,
+            backends: list[str], verbose: bool = False) -> tuple[list[Explained], bool]:
+    """Every method on every (stem, source, pixels) input, once per backend; and whether Ctrl-C
+    stopped it (the results so far are kept)."""
+    items = []
+    for stem, source, pixels in inputs:
+        results = []
+        for backend in backends:
+            name = stem + (f" ({backend})" if len(backends) > 1 else "")
+            results.append(explain(model, model.preprocess(pixels), pixels, name, keys, cfg, target, backend, verbose))
+            if results[-1].interrupted:
+                return [*items, Explained(stem, source, results)], True
+        items.append(Explained(stem, source, results))
+    return items, False
+
+
+@dataclass
+class Run:
+    """The maps, probabilities, scores and timings of a run, and its figure and files on demand."""
+
+    items: list[Explained]  # one per image
+    methods: list[str]  # the method keys run, in order
+    backends: list[str]  # the gradient family's framework; both with compare_backends
+    settings: dict
+    model: object  # heatkit.model.Model
+    request: dict  # what was asked, as run.json records it
+    class_names: list[str] | None = None
+    interrupted: bool = False  # Ctrl-C stopped it; the images and methods finished are here
+
+    # ---- one image's results, for the usual single-image run ----
+    @property
+    def result(self) -> ImageResult:
+        """The image's result (on the first backend). A run of several images has `items` instead."""
+        if len(self.items) != 1:
+            raise ValueError(f"this run explained {len(self.items)} images: use run.items[i].results[0]")
+        return self.items[0].results[0]
+
+    @property
+    def maps(self) -> dict[str, np.ndarray]:
+        return self.result.maps
+
+    @property
+    def scores(self) -> dict[str, dict]:
+        return self.result.scores(self.settings["figure"]["crop"])
+
+    @property
+    def probabilities(self) -> np.ndarray:
+        return self.result.probabilities
+
+    @property
+    def seconds(self) -> dict[str, float]:
+        return self.result.seconds
+
+    # ---- everything ----
+    @property
+    def names(self) -> dict[str, str]:
+        """Display names by map key, in column order (a method run on several layers, as
+        `gradcam@conv2`, gets one column per layer)."""
+        names = {}
+        for key in self.methods:
+            layered = dict.fromkeys(name for item in self.items for result in item.results for name in result.maps
+                                    if name.startswith(f"{key}@"))
+            names.update({name: label(name) for name in layered} or {key: label(key)})
+        return names
+
+    @property
+    def failed(self) -> bool:
+        """Whether a method raised on some image."""
+        return any(result.failures for item in self.items for result in item.results)
+
+    def rows(self) -> list[dict]:
+        """Per image: its classes and probability, and the scores of every map (with
+        compare_backends, the other framework's and how far the two agree)."""
+        crop, rows = self.settings["figure"]["crop"], []
+        for item in self.items:
+            first = item.results[0]
+            row = {"image": item.source, "true_label": first.true_label, "predicted_label": first.predicted,
+                   "explained_class": first.target, "explained_probability": first.target_probability,
+                   "methods": first.scores(crop)}
+            if len(item.results) > 1:
+                second = item.results[1]
+                row["compare_backends"] = {
+                    "backends": self.backends, f"methods_{self.backends[1]}": second.scores(crop),
+                    "agreement": {key: agreement(first.maps[key], second.maps[key])
+                                  for key in self.names if key in first.maps and key in second.maps}}
+            rows.append(row)
+        return rows
+
+    def header(self) -> dict:
+        """What scores.json says of the run as a whole."""
+        return {"model": self.model.name, "backend": self.backends[0], "evaluated_with": self.model.evaluator_framework,
+                "ground_truth": self.model.ground_truth is not None}
+
+    def figure(self, items: list[Explained] | None = None, show: bool = False):
+        """The heatmap figure (a matplotlib Figure) of these images, by default all; shown with
+        pyplot only if asked."""
+        figure_cfg = self.settings["figure"]
+        figure = plotting.heatmap_figure([r for item in items or self.items for r in item.results], self.names,
+                                         crop=figure_cfg["crop"], column_width=figure_cfg["column_width"],
+                                         cmap=figure_cfg["cmap"], class_names=self.class_names)
+        if show:
+            plotting.show(figure)
+        return figure
+
+    def summary(self) -> str:
+        """The printed tables: every image's scores (and the frameworks' agreement), and what the
+        scores mean on a model without a ground truth."""
+        names, parts = self.names, []
+        for item, row in zip(self.items, self.rows()):
+            parts.append((f"\n== {item.source} ==\n" if len(self.items) > 1 else "") + format_table(row["methods"], names))
+            if "compare_backends" in row:
+                parts.append(format_agreement(row["compare_backends"]["agreement"], names, *self.backends))
+        if self.model.ground_truth is None:
+            parts.append("(this model declares no ground truth: the center scores describe the maps, they do not "
+                         "grade them)")
+        return "\n\n".join(parts)
+
+    def save(self, out: str | Path | None = None, command: list[str] | None = None) -> Path:
+        """Writes the run folder (figure, maps, scores, record) into `out` (default: the out_path
+        setting) and returns its path."""
+        return report.write_run(self, Path(out or self.settings["out_path"]), command)

@@ -1,0 +1,83 @@
+"""What a method module declares: its registry entry, and the settings it reads with their
+defaults, rules and meaning. methods/registry.py collects the entries; settings.py's method dicts
+and the README's method table are generated from them (heatkit/generated.py)."""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from enum import Enum
+from typing import Any, Callable
+
+from heatkit.base.errors import UsageError
+from heatkit.base.rules import Int, Rule
+
+SEED = Int(min=0, max=2**32 - 1)
+BACKENDS = ("keras", "torch")  # frameworks a gradient-family method can run on
+ANY = "any"  # the backend of a method that only asks for probabilities
+
+
+class Needs(Enum):
+    """What a method asks of the model wrapper."""
+
+    GRADIENTS = "gradients of the logits"
+    CONV_LAYER = "a conv layer's activations and gradients"
+    TORCH_MODULE = "the PyTorch module"
+    PROBABILITIES = "batch probabilities only"
+
+
+@dataclass(frozen=True)
+class Paper:
+    cite: str
+    title: str
+    url: str
+
+
+@dataclass(frozen=True)
+class Setting:
+    default: Any
+    rule: Rule
+    doc: str = ""
+
+
+@dataclass(frozen=True)
+class Settings:
+    """A dict in settings.py that methods read: its name, the comment above it, and its keys."""
+
+    name: str
+    doc: str
+    keys: dict[str, Setting] = field(default_factory=dict)
+
+    def defaults(self) -> dict:
+        return {key: setting.default for key, setting in self.keys.items()}
+
+    def rules(self) -> dict[str, Rule]:
+        return {key: setting.rule for key, setting in self.keys.items()}
+
+
+@dataclass(frozen=True)
+class Method:
+    key: str
+    name: str
+    paper: Paper
+    needs: Needs
+    # backend ("keras", "torch", or ANY) -> function(model, image, target, params)
+    impl: dict[str, Callable]
+    settings: Settings | None = None  # the settings.py dict this method reads
+
+    @property
+    def backends(self) -> tuple[str, ...]:
+        return BACKENDS if ANY in self.impl else tuple(self.impl)
+
+    def runs_on(self, backend: str, available: tuple[str, ...] = BACKENDS) -> str:
+        """The framework that runs this method when `backend` is chosen and the model has the
+        `available` ones: `backend` where both allow it, else one that does (Meaningful
+        Perturbation always runs on PyTorch; a PyTorch-only model runs everything on PyTorch)."""
+        if ANY in self.impl:
+            return backend if backend in available else available[0]
+        usable = [framework for framework in self.impl if framework in available] or list(self.impl)
+        return backend if backend in usable else usable[0]
+
+    def function(self, backend: str) -> Callable:
+        function = self.impl.get(ANY, self.impl.get(backend))
+        if function is None:
+            raise UsageError(f"method {self.key} has no {backend} implementation; it runs on {self.backends}")
+        return function

@@ -1,0 +1,100 @@
+"""The Python API: the README's example, models built in the session passed as objects, and the
+command line giving the same maps as the API."""
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+import heatkit
+from conftest import run_cli
+from heatkit.base import frameworks
+from heatkit.base.errors import UsageError
+
+ROOT = Path(__file__).resolve().parent.parent
+README = (ROOT / "README.md").read_text()
+
+
+def readme_example() -> str:
+    block = README.split("<!-- api:start -->")[1].split("<!-- api:end -->")[0]
+    return block.split("```python\n")[1].split("```")[0]
+
+
+def test_the_readme_example_runs_and_gives_the_command_lines_maps(full_model_path, tmp_path, capsys):
+    code = readme_example().replace('"models/center_pixel.h5"', repr(str(full_model_path)))
+    namespace = {}
+    exec(code.replace('"results"', repr(str(tmp_path / "api"))), namespace)
+    printed = capsys.readouterr().out.splitlines()
+    assert printed[:2] == ["1 10577", "161 (227, 227)"]  # as the comments in the README say
+    assert printed[2] == "[1.0, 1.0, 1.0]"
+    assert type(namespace["figure"]).__name__ == "Figure"
+    assert run_cli("-mp", full_model_path, "-ip", "images/chelsea.png", "-hm", "grad", "occlusion", "lime",
+                   "--set", "lime.num_samples=200", "-op", tmp_path / "cli", "-q") == 0
+    [folder] = (tmp_path / "cli").iterdir()
+    from_api, from_cli = np.load(namespace["folder"] / "heatmaps.npz"), np.load(folder / "heatmaps.npz")
+    assert sorted(from_api.files) == sorted(from_cli.files) == ["grad", "input", "lime", "occlusion"]
+    for key in from_api.files:
+        assert from_api[key].tobytes() == from_cli[key].tobytes(), key
+
+
+def softmax(z):
+    e = np.exp(z - z.max(-1, keepdims=True))
+    return e / e.sum(-1, keepdims=True)
+
+
+def test_a_torch_module_built_here_goes_straight_to_the_api():
+    """A float32 residual CNN object, and an image array: no file, no trust flag."""
+    torch = frameworks.torch()
+    nn = torch.nn
+
+    class Residual(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.stem, self.inner, self.head = nn.Conv2d(3, 4, 3, padding=1), nn.Conv2d(4, 4, 3, padding=1), nn.Linear(4, 5)
+
+        def forward(self, x):
+            hidden = torch.relu(self.stem(x))
+            hidden = torch.nn.functional.relu(hidden + self.inner(hidden))  # functional ReLUs, a skip connection
+            return self.head(hidden.mean((2, 3)))
+
+    torch.manual_seed(0)
+    net = Residual().eval()
+    image = np.random.default_rng(0).random((12, 12, 3))
+    run = heatkit.explain(net, image, ["grad", "gb", "occlusion"], settings={"occlusion.patch": 2, "input_size": [12, 12]},
+                          progress=False)
+    inputs = torch.tensor(image.transpose(2, 0, 1)[None], dtype=torch.float32, requires_grad=True)
+    logits = net(inputs)
+    np.testing.assert_allclose(run.probabilities, softmax(logits.detach().numpy()[0]), rtol=1e-6)
+    target = int(run.probabilities.argmax())
+    (gradient,) = torch.autograd.grad(logits[0, target], inputs)
+    np.testing.assert_allclose(run.maps["grad"], gradient[0].sum(0).numpy(), rtol=1e-5, atol=1e-7)
+    assert not np.allclose(run.maps["gb"], run.maps["grad"])  # its functional ReLUs were caught
+    assert run.scores["occlusion"]["framework"] == "torch" and run.maps["occlusion"].dtype == np.float32
+
+
+def test_a_keras_model_built_here_goes_straight_to_the_api():
+    """A float32 Keras model with a Lambda layer, built after heatkit.tensorflow(): no trust flag."""
+    tf = heatkit.tensorflow()
+    inputs = tf.keras.Input((10, 10, 1))
+    hidden = tf.keras.layers.Lambda(lambda x: 2.0 * x - 1.0)(inputs)
+    hidden = tf.keras.layers.Conv2D(3, 3, activation="relu", kernel_initializer=tf.keras.initializers.GlorotNormal(
+        seed=1))(hidden)
+    logits = tf.keras.layers.Dense(4, kernel_initializer=tf.keras.initializers.GlorotNormal(seed=2))(
+        tf.keras.layers.GlobalAveragePooling2D()(hidden))
+    model = tf.keras.Model(inputs, logits)
+    image = np.random.default_rng(1).random((10, 10, 1))
+    run = heatkit.explain(model, image, ["grad", "lrp.epsilon", "occlusion"], target=3, progress=False)
+    assert set(run.maps) == {"grad", "lrp.epsilon", "occlusion"}
+    session = tf.compat.v1.keras.backend.get_session()
+    gradient = session.run(tf.gradients(model.output[:, 3], model.inputs[0]), {model.inputs[0]: image[None]})[0]
+    np.testing.assert_allclose(run.maps["grad"], gradient[0, ..., 0], rtol=1e-5, atol=1e-7)
+    expected = softmax(session.run(model.output, {model.inputs[0]: image[None]})[0])
+    np.testing.assert_allclose(run.probabilities, expected, rtol=1e-6)
+
+
+def test_bad_input_raises_a_usage_error_naming_the_fix(small_model_path):
+    with pytest.raises(UsageError, match="did you mean 'grad'"):
+        heatkit.explain(small_model_path, methods=["gradd"])
+    with pytest.raises(UsageError, match="give one of the model's shape"):
+        heatkit.explain(small_model_path, np.zeros((3, 3, 1)), ["grad"])
+    with pytest.raises(UsageError, match="unknown setting 'ig.stepz'"):
+        heatkit.explain(small_model_path, settings={"ig.stepz": 3})

@@ -1,0 +1,100 @@
+"""The package's layers: imports point one way, down, and none loops; and the installed package
+is importable from anywhere, under one top-level name, with its console command."""
+import ast
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+# Lower layers never import higher ones; a layer may import itself.
+LAYERS = {
+    "heatkit.base": 0,  # errors, rules, contract, frameworks, images, data, the perturbation engine
+    "heatkit.model": 1,  # the model wrapper
+    "heatkit.methods": 2,  # the registry and one module per method
+    "heatkit.testmodels": 2,  # the builders of the test models
+    "heatkit.pipeline": 3,  # settings, explaining, scores, figures, files, experiments
+    "heatkit.api": 4, "heatkit.generated": 4, "heatkit": 4,  # the Python API
+    "heatkit.cli": 5, "heatkit.testmodels.build": 5,  # the command lines, shells over the API
+}
+
+
+def module_files() -> dict[str, Path]:
+    files = {}
+    for path in [*(ROOT / "heatkit").rglob("*.py"), *(ROOT / "methods").glob("*.py")]:
+        relative = path.relative_to(ROOT).with_suffix("")
+        parts = ["heatkit", *relative.parts] if relative.parts[0] == "methods" else list(relative.parts)
+        files[".".join(parts[:-1] if parts[-1] == "__init__" else parts)] = path
+    return files
+
+
+MODULES = module_files()
+
+
+def imports(path: Path) -> set[str]:
+    """The heatkit modules a file imports, at its top or inside functions."""
+    found = set()
+    for node in ast.walk(ast.parse(path.read_text())):
+        if isinstance(node, ast.Import):
+            found |= {alias.name for alias in node.names}
+        elif isinstance(node, ast.ImportFrom) and node.module:
+            found |= {f"{node.module}.{alias.name}" if f"{node.module}.{alias.name}" in MODULES else node.module
+                      for alias in node.names}
+    return {name for name in found if name in MODULES}
+
+
+def layer(module: str) -> int:
+    return LAYERS[max((prefix for prefix in LAYERS if module == prefix or module.startswith(prefix + ".")), key=len)]
+
+
+GRAPH = {module: imports(path) - {module} for module, path in MODULES.items()}
+
+
+def test_every_module_has_a_layer():
+    assert all(layer(module) >= 0 for module in MODULES)
+
+
+@pytest.mark.parametrize("module", sorted(MODULES))
+def test_imports_point_down(module):
+    upward = {imported for imported in GRAPH[module] if layer(imported) > layer(module)}
+    assert not upward, f"{module} (layer {layer(module)}) imports {upward}"
+
+
+def test_no_import_loop():
+    state: dict[str, int] = {}  # 1: on the current path, 2: done
+
+    def visit(module, path):
+        state[module] = 1
+        for imported in GRAPH[module]:
+            if state.get(imported) == 1:
+                raise AssertionError("import loop: " + " -> ".join([*path, module, imported]))
+            if imported not in state:
+                visit(imported, [*path, module])
+        state[module] = 2
+
+    for module in MODULES:
+        if module not in state:
+            visit(module, [])
+
+
+def python(code: str, cwd: Path) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-c", code], cwd=cwd, capture_output=True, text=True)
+
+
+def test_the_installed_package_imports_from_anywhere_under_one_name(tmp_path):
+    done = python("import heatkit, heatkit.api, heatkit.methods.registry; print(heatkit.api.__file__)", tmp_path)
+    assert done.returncode == 0 and Path(done.stdout.strip()) == ROOT / "heatkit" / "api.py"
+    for generic in ("core", "settings", "methods"):
+        assert python(f"import {generic}", tmp_path).returncode != 0, generic
+    command = Path(sys.executable).parent / "heatmap_script"
+    help_text = subprocess.run([command, "-h"], cwd=tmp_path, capture_output=True, text=True)
+    assert help_text.returncode == 0 and "methods (-hm)" in help_text.stdout
+
+
+def test_the_package_exposes_the_api():
+    import heatkit
+    from heatkit import api
+
+    assert set(heatkit.API) == set(api.__all__)
+    assert all(getattr(heatkit, name) is getattr(api, name) for name in heatkit.API)
