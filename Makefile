@@ -1,11 +1,12 @@
 # make demo: set up, build the center-pixel model, explain a bundled image with every method.
 # make test: set up, build the center-pixel model, run the test suite.
-# make models: all three test models (center-pixel, center-pixel CNN, digits CNN; about 5 minutes).
+# make models: every model the docs use (center-pixel, center-pixel CNN, digits CNN, the example
+# residual network; about 5 minutes).
 PYTHON ?= $(shell command -v python3.11 2>/dev/null)
 VENV := .venv
 PY := $(VENV)/bin/python
 MODELS := models/center_pixel.h5
-MORE_MODELS := models/center_cnn.h5 models/digits.h5
+MORE_MODELS := models/center_cnn.h5 models/digits.h5 models/residual_digits.pt
 BUILDER := $(VENV)/.installed create_model.py settings.py $(wildcard heatkit/testmodels/*.py) heatkit/model/twins.py
 
 .PHONY: demo test install models clean
@@ -23,6 +24,9 @@ $(VENV)/.installed: requirements.txt pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
 	$(PY) -m pip install --quiet -r requirements.txt
+	# zennit (PyTorch LRP) requires torchvision, which does not load beside the CPU torch pinned
+	# here and which heatkit does not use (heatkit/methods/_zennit.py stands in for it)
+	$(PY) -m pip install --quiet --no-deps zennit==0.5.1
 	$(PY) -m pip install --quiet --no-deps -e .
 	touch $@
 
@@ -36,6 +40,9 @@ models/center_cnn.h5: $(BUILDER)
 
 models/digits.h5: $(BUILDER)
 	$(PY) create_model.py --model digits
+
+models/residual_digits.pt: $(VENV)/.installed examples/residual_digits.py
+	$(PY) examples/residual_digits.py $@
 
 clean:
 	rm -rf $(VENV) models/*.h5 models/*.pt models/*.json

@@ -15,6 +15,7 @@ defaults and meaning are declared too (the method dicts below are generated from
 image_size = 227  # side of the square grayscale input; odd, so that one pixel is the center
 num_classes = 256  # class j is the gray level j / (num_classes - 1): 256 gives the 8-bit value
 model_path = "models/center_pixel.h5"  # default -mp; the PyTorch twin is the same stem with .pt
+weights = None  # the state dict of a model given as code (-mp net.py:factory); --weights
 
 center_pixel = dict(
     alpha=10.0,  # confidence: logit_j = alpha * (2*p*j - j^2) + (terms equal for every class)
@@ -59,6 +60,9 @@ preprocess = dict(
     range="unit",  # "unit": [0, 1]; "byte": [0, 255]
     mean=None,  # per-channel mean subtracted after scaling, e.g. [0.485, 0.456, 0.406]; None: none
     std=None,  # per-channel std divided by after that, e.g. [0.229, 0.224, 0.225]; None: none
+    # an image of another aspect than the model's input: "squash" resizes it to the input, distorted;
+    # "center_crop" resizes it to cover the input and keeps the center, as torchvision's transforms do
+    resize="squash",
 )
 
 # The perturbation engine that every perturbation and sampling method evaluates through.
@@ -67,15 +71,40 @@ perturbation = dict(
     memory_mb=1024,  # bound on what one chunk of perturbed inputs may allocate
     max_fast_fraction=0.5,  # edits that change more of the input than this take full passes
     workers=0,  # threads for the fast path's chunks; 0: one per CPU core
+    # a method whose model evaluations, timed as they start, will take longer than this says so
+    # first, with the settings that make it cheaper; 0: never
+    warn_seconds=120,
 )
 
 figure = dict(
     crop=5,  # side of the center crop shown in row 2 and used by crop_share; odd
+    # the row of center crops: "auto" shows it where the model declares a ground truth about its
+    # center (the center-pixel models), True always, False never
+    crop_row="auto",
+    # "auto": maps with both signs on the diverging colormap, symmetric about 0; maps of one sign
+    # over their own range (white to red, or blue to white); "symmetric": every map about 0
+    scale="auto",
     column_width=2.1,  # inches per panel column
+    maps_per_row=0,  # maps in one row of the figure before it wraps; 0: all in one row
     dpi=120,
     cmap="RdBu_r",  # diverging blue-white-red, symmetric about 0
     top_k=5,  # classes listed in the right margin
     max_images=8,  # up to this many images share one figure (a row pair each); more get one figure each
+)
+
+# Faithfulness curves of every map (heatkit/pipeline/faithfulness.py): the explained class's
+# probability as the map's top-ranked regions are deleted (set to the baseline), or inserted into
+# the baseline image, step by step; and MoRF AOPC. A seeded random ranking is scored beside them.
+faithfulness = dict(
+    curves=True,  # False: no curves (heatmap runs only; experiments never draw them)
+    patch=1,  # side of the square regions ranked and switched together; 1: pixels
+    regions_per_step=0,  # regions switched per step; 0: 1% of them (about 100 steps)
+    ranking="signed",  # "signed": largest attribution first; "absolute": largest magnitude first
+    baseline="constant",  # "constant" (fill), "blur" (Gaussian, blur_sigma) or "mean" (the image's, per channel)
+    fill=0.0,  # the constant baseline, in the model's input scale
+    blur_sigma=5.0,  # pixels
+    random_draws=5,  # random rankings scored beside the maps (mean and standard deviation)
+    seed=0,
 )
 
 # ---- Experiments (heatmap_script.py --sanity, --growing-patch, --sweep) ---------------

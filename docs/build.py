@@ -1,6 +1,7 @@
 """Rebuild the documentation's figures, and the README's tables of results, from fresh runs.
 
-    .venv/bin/python docs/build.py          # after `make models`; about ten minutes
+    .venv/bin/python docs/build.py            # after `make models`; about fifteen minutes
+    .venv/bin/python docs/build.py residual   # one run
 
 Each run goes through the command line into a scratch folder. Its figures are copied into docs/,
 its scores.json is kept as docs/<run>.json, and the README's table between the markers
@@ -26,6 +27,15 @@ RUNS = {
     "digits": (["-mp", "models/digits.h5", "-ip", "images/digits/", "-hm", "grad", "gradcam", "gradcampp",
                 "guided_gradcam", "cam", "occlusion", "lime", "--set", "lime.kernel_size=1", "--set",
                 "lime.max_dist=4"], {"heatmaps.png": "digits.png"}),
+    "residual": (["-mp", "examples/residual_digits.py:build", "--weights", "models/residual_digits.pt", "--trust-model",
+                  "--input-size", "32", "-ip", "images/digits/digit0_heldout12.png", "-hm", "all", "--set",
+                  "figure.maps_per_row=8", "--set", "lime.kernel_size=1", "--set", "lime.max_dist=4"],
+                 {"heatmaps.png": "residual.png"}),
+    "curves": (["-mp", "models/digits.h5", "-ip", "images/digits/digit3_heldout18.png", "-hm", "grad", "ig",
+                "occlusion", "lime", "--set", "lime.kernel_size=1", "--set", "lime.max_dist=4"],
+               {"curves.png": "curves_digits.png"}),
+    "dataset": (["--dataset", "random:60", "-hm", "grad", "ig", "occlusion", "pda", "lime"],
+                {"summary.png": "dataset_summary.png"}),
     "sanity": (["-mp", "models/digits.h5", "-ip", "images/digits/digit3_heldout18.png", "--sanity", "cascading",
                 "-hm", "grad", "gb", "ig", "gradcam", "guided_gradcam", "lrp"],
                {"sanity_cascading.png": "sanity_cascading.png",
@@ -62,7 +72,41 @@ def compare_table(scores: dict) -> str:
     return "\n".join(rows)
 
 
-TABLES = {"demo": demo_table, "compare": compare_table}
+def model_table(scores: dict) -> str:
+    """Per method, the framework that ran it and its seconds, or why it did not run."""
+    from heatkit.methods.registry import label
+
+    rows = ["| method | framework | seconds |", "|---|---|---|"]
+    for key, row in scores["methods"].items():
+        cells = [row["framework"], _number(row["seconds"])] if "seconds" in row else [
+            f"not applicable: {row['not_applicable']}" if "not_applicable" in row else f"failed: {row['error']}", ""]
+        rows.append(f"| {label(key)} (`{key}`) | " + " | ".join(cells) + " |")
+    return "\n".join(rows)
+
+
+def curves_table(scores: dict) -> str:
+    """Per map, its faithfulness areas; then the random rankings' mean and spread."""
+    from heatkit.methods.registry import label
+
+    rows = ["| map | deletion area (low) | insertion area (high) | AOPC (high) |", "|---|---|---|---|"]
+    for key, row in scores["methods"].items():
+        if "deletion_area" in row:
+            rows.append(f"| {label(key)} (`{key}`) | {row['deletion_area']:.3f} | {row['insertion_area']:.3f} | "
+                        f"{row['aopc']:.3f} |")
+    random = scores["random_ranking"]
+    cells = [f"{random[name]:.3f} ± {random[name + '_sd']:.3f}" for name in ("deletion_area", "insertion_area", "aopc")]
+    rows.append(f"| random ranking ({random['draws']} draws) | " + " | ".join(cells) + " |")
+    return "\n".join(rows)
+
+
+def leaderboard_block(text: str) -> str:
+    return f"```\n{text.strip()}\n```"
+
+
+# table name -> (the run file it reads, how it becomes the README's text)
+TABLES = {"demo": ("scores.json", demo_table), "compare": ("scores.json", compare_table),
+          "residual": ("scores.json", model_table), "curves": ("scores.json", curves_table),
+          "dataset": ("leaderboard.txt", leaderboard_block)}
 
 
 def marked(text: str, name: str) -> tuple[str, str, str]:
@@ -73,16 +117,25 @@ def marked(text: str, name: str) -> tuple[str, str, str]:
     return head + start, inside.strip(), end + tail
 
 
+def readme_table(name: str) -> str:
+    """Table `name` as the README shows it, from the run file kept in docs/."""
+    file, table = TABLES[name]
+    kept = (ROOT / "docs" / f"{name}{Path(file).suffix}").read_text()
+    return table(json.loads(kept) if file.endswith(".json") else kept)
+
+
 def rewrite_readme(readme: Path) -> None:
     text = readme.read_text()
-    for name, table in TABLES.items():
+    for name in TABLES:
         head, _, tail = marked(text, name)
-        text = f"{head}\n{table(json.loads((ROOT / 'docs' / f'{name}.json').read_text()))}\n{tail}"
+        text = f"{head}\n{readme_table(name)}\n{tail}"
     readme.write_text(text)
 
 
 def main() -> None:
-    for name, (argv, figures) in RUNS.items():
+    chosen = sys.argv[1:] or list(RUNS)  # run names, to rebuild only those
+    for name in chosen:
+        argv, figures = RUNS[name]
         with tempfile.TemporaryDirectory() as out:
             print(f"{name}: heatmap_script.py {' '.join(argv)}", flush=True)
             subprocess.run([sys.executable, "heatmap_script.py", "-q", *argv, "-op", out], cwd=ROOT, check=False,
@@ -91,7 +144,8 @@ def main() -> None:
             for written, kept in figures.items():
                 shutil.copy(folder / written, ROOT / "docs" / kept)
             if name in TABLES:
-                shutil.copy(folder / "scores.json", ROOT / "docs" / f"{name}.json")
+                file = TABLES[name][0]
+                shutil.copy(folder / file, ROOT / "docs" / f"{name}{Path(file).suffix}")
     rewrite_readme(ROOT / "README.md")
 
 

@@ -10,6 +10,9 @@
     run.figure()                   # a matplotlib Figure (shown only with show=True)
     run.save("results")            # the folder the command line writes
 
+    found = heatkit.explain_dataset("models/center_pixel.h5", "random:200", ["grad", "occlusion"], workers=2)
+    found.table()                  # pandas: one row per image x method
+
 A model is a file path, a tf.keras.Model or a torch.nn.Module built in this process (Keras models
 after heatkit.tensorflow(), which puts TensorFlow in graph mode as innvestigate needs), or a
 heatkit.Model. Images are paths, folders, (H, W, C) arrays in [0, 1], or None for a seeded
@@ -23,17 +26,19 @@ from pathlib import Path
 import numpy as np
 
 from heatkit.base import frameworks
-from heatkit.base.engine import EngineOptions
 from heatkit.base.errors import UsageError
-from heatkit.base.images import Preprocess, image_files, load_image, random_image, set_center, unique_stems
+from heatkit.base.images import image_files, load_image, random_image, set_center, unique_stems
 from heatkit.methods.registry import BACKENDS, REGISTRY, comparable, expand
 from heatkit.model import Model
 from heatkit.pipeline import config, experiments
+from heatkit.pipeline import dataset as dataset_mode
+from heatkit.pipeline.dataset import DatasetRun
 from heatkit.pipeline.experiments import Experiment
+from heatkit.pipeline.record import run_record
 from heatkit.pipeline.run import Run, compute
 
-__all__ = ["Experiment", "Model", "Rerun", "Run", "explain", "growing_patch", "load_model", "rerun", "sanity",
-           "settings", "sweep", "tensorflow"]
+__all__ = ["DatasetRun", "Experiment", "Model", "Rerun", "Run", "explain", "explain_dataset", "growing_patch",
+           "load_model", "rerun", "sanity", "settings", "sweep", "tensorflow"]
 
 Source = str | Path | object  # a model file, a tf.keras.Model, a torch.nn.Module, or a Model
 Images = str | Path | np.ndarray | list | None
@@ -79,7 +84,7 @@ def explain(model: Source = None, images: Images = None, methods: str | list[str
     items, interrupted = compute(model, inputs, keys, cfg, target, backends, verbose)
     request = _request("explain", model, files, keys, target=target, compare_backends=compare_backends,
                        center_level=center_level, trust=trust)
-    return Run(items, keys, backends, cfg, model, request, class_names, interrupted)
+    return Run(items, keys, backends, cfg, model, request, class_names, interrupted, model.notes)
 
 
 def sanity(model: Source = None, image: Images = None, methods: str | list[str] = "all", *, mode: str = "cascading",
@@ -165,17 +170,38 @@ def rerun(record: str | Path, out: str | Path | None = None, progress: bool = Tr
 
 
 # ---- shared checks and preparation ----
+def explain_dataset(model: str | Path | None = None, dataset: str = "random:100", methods: str | list[str] = "all", *,
+                    settings: dict | list[str] | None = None, scheduler: str | None = None, workers: int | None = None,
+                    batch_size: int = 8, out: str | Path | None = None, trust: bool = False, progress: bool = True,
+                    command: list[str] | None = None) -> DatasetRun:
+    """Every image of `dataset` (a folder, random:N on a center-pixel model, or digits) explained by
+    the methods on Dask: a LocalCluster of `workers` processes (default: one per core), the cluster
+    at `scheduler`, or this process alone with workers=0. Resumes where the same call stopped. Its
+    folder (in `out`, default the out_path setting) gets one file per image, results.parquet and
+    .csv, leaderboard.txt, summary.png and run.json; it returns the rows and the leaderboard."""
+    cfg = config.load(settings or {})
+    keys = _methods(methods)
+    if isinstance(model, Model) or not isinstance(model, (str, Path, type(None))):
+        raise UsageError("the dataset mode loads the model in every worker: give it as a file or as net.py:factory")
+    loaded = _model(model, cfg, trust, progress)
+    backend = loaded.gradient_backend(cfg["backend"])
+    images = dataset_mode.items(dataset, loaded, cfg)
+    if not images:
+        raise UsageError(f"--dataset {dataset}: no images found there")
+    name = "".join(char if char.isalnum() else "_" for char in f"{dataset}_{Path(loaded.name.partition(':')[0]).stem}")
+    folder = Path(out or cfg["out_path"]) / f"dataset_{name}"
+    job = dataset_mode.Job(str(loaded.source), trust, cfg, tuple(keys), backend, str(folder.resolve()))
+    found = dataset_mode.run(job, images, loaded, scheduler, workers, batch_size, progress)
+    record = run_record(command, cfg, _request("explain_dataset", loaded, [], keys, dataset=dataset,
+                                               scheduler=scheduler, workers=workers, batch_size=batch_size), False)
+    found.text = dataset_mode.write_summary(found, record)
+    return found
+
+
 def _model(source: Source, cfg: dict, trust: bool, progress: bool) -> Model:
     """The model, set up with the run's preprocessing and engine options."""
-    if cfg["device"] == "cuda" and not frameworks.torch().cuda.is_available():
-        raise UsageError("device cuda: PyTorch finds no CUDA device here; use --device cpu or auto")
-    model = source if isinstance(source, Model) else Model(
-        cfg["model_path"] if source is None else source, evaluate_with=cfg["evaluate_with"], device=cfg["device"],
-        trust=trust, input_size=cfg["input_size"])
-    model.preprocess = Preprocess(**cfg["preprocess"])
-    model.engine_options = EngineOptions(**cfg["perturbation"], progress=progress)
-    model.preprocess.check(model.input_shape[-1])
-    return model
+    return source.configure(cfg, progress) if isinstance(source, Model) else \
+        Model.from_settings(cfg["model_path"] if source is None else source, cfg, trust, progress)
 
 
 def _methods(methods: str | list[str], compare_backends: bool = False) -> list[str]:
@@ -214,7 +240,7 @@ def _inputs(images: Images, files: list[Path], model: Model, cfg: dict,
                 raise UsageError(f"an image array of shape {array.shape} in [{array.min():g}, {array.max():g}]: give "
                                  f"one of the model's shape {shape} in [0, 1], or the image's file")
         stems = unique_stems([path.stem for path in files] + [f"array{i}" for i in range(len(arrays))])
-        pixels = [load_image(path, shape, cfg["max_image_pixels"]) for path in files] + arrays
+        pixels = [load_image(path, shape, cfg["max_image_pixels"], cfg["preprocess"]["resize"]) for path in files] + arrays
         sources = [str(path) for path in files] + [f"array {i} given" for i in range(len(arrays))]
         inputs = list(zip(stems, sources, pixels))
     if center_level is not None:
@@ -259,7 +285,7 @@ def _experiment_setup(model, image, methods, settings, center_level, trust, prog
 
 def _request(function: str, model: Model, files: list[Path], keys: list[str], **options) -> dict:
     """What run.json records of a call: enough to repeat it, where the model and images are files."""
-    return {"function": function, "model": str(model.path) if model.path else None, "model_object": model.name,
+    return {"function": function, "model": model.source, "model_object": model.name, "dtype": model.dtype,
             "images": [str(path) for path in files] or None, "methods": keys, **options}
 
 

@@ -40,9 +40,12 @@ def build_parser() -> Parser:
                "Settings and their defaults are in settings.py; override any with --set KEY=VALUE.")
     parser.add_argument("-ip", "--img_path", type=Path, nargs="+", metavar="IMAGE",
                         help="image files (any format PIL reads) and folders of them; default: a seeded random image")
-    parser.add_argument("-mp", "--model_path", type=Path,
-                        help="Keras classifier (.h5/.keras) or TorchScript classifier (.pt); a model from "
-                             "create_model.py brings its twin (default: settings.model_path)")
+    parser.add_argument("-mp", "--model_path",
+                        help="Keras classifier (.h5/.keras), TorchScript classifier (.pt), or PyTorch code as "
+                             "net.py:factory (with --weights and --trust-model); a model from create_model.py brings "
+                             "its twin (default: settings.model_path)")
+    parser.add_argument("--weights", type=Path, metavar="FILE",
+                        help="the state dict of a model given as code, loaded with weights_only=True")
     parser.add_argument("-hm", "--heatmap_methods", nargs="+", default=["all"], metavar="KEY",
                         help="methods to run: keys below, a family, or all (default: all)")
     parser.add_argument("-cl", "--clamp_label", type=int, metavar="CLASS",
@@ -61,7 +64,8 @@ def build_parser() -> Parser:
                         help="input height and width of a PyTorch model that does not fix them, e.g. 64 or 64x48 "
                              "(default: settings.input_size, probed where None)")
     parser.add_argument("--trust-model", action="store_true",
-                        help="load Keras models with Lambda layers, whose stored Python code runs on loading")
+                        help="load models whose loading runs code: Keras Lambda layers, modules saved whole with "
+                             "torch.save, and PyTorch models given as code")
     parser.add_argument("--preprocess", choices=("unit", "byte", "imagenet"),
                         help="input scaling: pixels in [0, 1], in [0, 255], or ImageNet mean/std "
                              "(default: settings.preprocess)")
@@ -79,6 +83,14 @@ def build_parser() -> Parser:
     parser.add_argument("--rerun", type=Path, metavar="RUN_JSON",
                         help="repeat the run recorded in a run folder's run.json and report whether every map is "
                              "bit-identical")
+    parser.add_argument("--dataset", metavar="SOURCE",
+                        help="explain a dataset on Dask: a folder of images (labels from subfolders or labels.csv), "
+                             "random:N (center-pixel models) or digits (the held-out digits); resumable; ends with a "
+                             "leaderboard")
+    parser.add_argument("--scheduler", metavar="ADDRESS",
+                        help="with --dataset: the Dask scheduler of a cluster (default: a local cluster)")
+    parser.add_argument("--workers", type=int, metavar="N",
+                        help="with --dataset: local worker processes (default: one per core; 0: this process alone)")
     parser.add_argument("--seed", type=int, help="seed of the random input image (default: settings.seed)")
     parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                         help="override a setting for this run, e.g. --set ig.steps=128 (repeatable)")
@@ -94,6 +106,10 @@ def main(argv: list[str] | None = None) -> int:
     try:
         if args.rerun:
             return rerun(args)
+        if args.dataset:
+            return dataset(args, argv)
+        if args.scheduler or args.workers is not None:
+            raise UsageError("--scheduler and --workers go with --dataset")
         if args.sanity or args.growing_patch or args.sweep:
             return experiment(args, argv)
         return explain(args, argv)
@@ -113,6 +129,8 @@ def explain(args, argv: list[str]) -> int:
                           center_level=args.centre_pixel, labels=args.labels, trust=args.trust_model,
                           progress=not args.quiet, verbose=args.verbose)
     folder = run.save(command=argv)
+    for note in run.notes:
+        print(f"note: {note}", file=sys.stderr)
     if run.interrupted:
         print(f"interrupted: the finished maps are in {folder} (run.json says incomplete)", file=sys.stderr)
         return 130
@@ -120,6 +138,24 @@ def explain(args, argv: list[str]) -> int:
     figures = sorted(folder.glob("heatmaps*.png"))
     print(f"\nfigure{'s' if len(figures) > 1 else ''}: {', '.join(map(str, figures))}")
     return 1 if run.failed else 0
+
+
+def dataset(args, argv: list[str]) -> int:
+    """--dataset: every image of a dataset on Dask, into one table and a leaderboard."""
+    import heatkit
+
+    if args.img_path or args.sanity or args.growing_patch or args.sweep or args.compare_backends:
+        raise UsageError("--dataset explains its own images: drop -ip and the experiments")
+    if args.workers is not None and args.workers < 0:
+        raise UsageError(f"--workers {args.workers}: give 0 (this process) or more")
+    found = heatkit.explain_dataset(None, args.dataset, args.heatmap_methods, settings=args.set + flag_settings(args),
+                                    scheduler=args.scheduler, workers=args.workers, trust=args.trust_model,
+                                    progress=not args.quiet, command=argv)
+    errors = sum(1 for row in found.rows if row.get("error") and not str(row["error"]).startswith("not applicable"))
+    print(found.text)
+    print(f"\n{len({row['key'] for row in found.rows})} images ({found.computed} computed now), "
+          f"{errors} failed maps: {found.folder}")
+    return 1 if errors else 0
 
 
 def experiment(args, argv: list[str]) -> int:
@@ -191,8 +227,8 @@ def flag_settings(args) -> list[str]:
     """The settings that the command line's flags stand for, as --set overrides (after --set's own)."""
     from heatkit.base.images import IMAGENET
 
-    flags = {"model_path": args.model_path, "out_path": args.out_path, "seed": args.seed, "backend": args.backend,
-             "device": args.device, "input_size": args.input_size}
+    flags = {"model_path": args.model_path, "weights": args.weights, "out_path": args.out_path, "seed": args.seed,
+             "backend": args.backend, "device": args.device, "input_size": args.input_size}
     overrides = [f"{key}={value if isinstance(value, (int, list)) else str(value)!r}" for key, value in flags.items()
                  if value is not None]
     return overrides + {None: [], "unit": ["preprocess.range='unit'"], "byte": ["preprocess.range='byte'"],

@@ -62,6 +62,7 @@ class Method:
     # backend ("keras", "torch", or ANY) -> function(model, image, target, params)
     impl: dict[str, Callable]
     settings: Settings | None = None  # the settings.py dict this method reads
+    cheaper: str = ""  # what makes it cheaper, for the warning before a long run
 
     @property
     def backends(self) -> tuple[str, ...]:

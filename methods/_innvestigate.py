@@ -5,6 +5,8 @@ Each analyzer is built once per model and settings, for any class (neuron_select
 """
 from __future__ import annotations
 
+from contextlib import contextmanager
+
 import numpy as np
 
 from heatkit.base import frameworks
@@ -13,12 +15,34 @@ from heatkit.base import frameworks
 def analyze(model, analyzer: str, batch: np.ndarray, target: int, **kwargs) -> np.ndarray:
     """innvestigate's `analyzer` explaining logit `target` for each image of an NHWC batch."""
     net = model.keras
-    instance = net.once(("innvestigate", analyzer, *sorted(kwargs.items())), lambda: _create(net, analyzer, kwargs))
-    with net.scope():  # innvestigate builds its graph on the first call
-        return instance.analyze(batch, neuron_selection=[target] * len(batch))
+    analyzed, prepare = net.analysis_model(lrp=analyzer.startswith("lrp"))
+    instance = net.once(("innvestigate", analyzer, *sorted(kwargs.items())),
+                        lambda: _create(net, analyzed, analyzer, kwargs))
+    with net.scope(), _constants_kept_symbolic():  # innvestigate builds its graph on the first call
+        return instance.analyze(batch if prepare is None else prepare(batch), neuron_selection=[target] * len(batch))
 
 
-def _create(net, analyzer: str, kwargs: dict):
+@contextmanager
+def _constants_kept_symbolic():
+    """Keras' documented internal switch that keeps the constant inputs of raw TensorFlow ops as
+    tensors while a graph-mode model is built, instead of evaluating each in a session call of its
+    own: innvestigate's LRP makes hundreds, and each copies the growing graph into the session
+    (measured: 37 of 44 s for every method on a small Keras ResNet). The switch costs the analyzer
+    models their get_config, which nothing here uses; innvestigate's analyzers draw no random numbers."""
+    from keras.src.engine import base_layer_utils
+
+    before = base_layer_utils._UNSAFE_GRAPH_OP_LAYER_CREATION
+    base_layer_utils._UNSAFE_GRAPH_OP_LAYER_CREATION = True
+    try:
+        yield
+    finally:
+        base_layer_utils._UNSAFE_GRAPH_OP_LAYER_CREATION = before
+
+
+def _create(net, analyzed, analyzer: str, kwargs: dict):
+    """innvestigate's analyzer of the analysis model. Its model checks are off: innvestigate 2.1.2
+    raises an empty NotImplementedError where a check means to warn (of a layer it has not tested,
+    a Rescaling or a ReLU layer among them)."""
     tf = frameworks.tensorflow()
     import innvestigate
     from innvestigate.analyzer import Deconvnet, GuidedBackprop
@@ -30,7 +54,7 @@ def _create(net, analyzer: str, kwargs: dict):
         # Fergus start from 1, as innvestigate's own Gradient does; so do we.
         base = seeded_with_logit[analyzer]
         starts_from_one = type(f"{base.__name__}FromOne", (base,), {"_head_mapping": lambda self, x: tf.ones_like(x)})
-        return starts_from_one(net.logits_model, neuron_selection_mode="index", allow_lambda_layers=net.trusted,
-                               **kwargs)
-    return innvestigate.create_analyzer(analyzer, net.logits_model, neuron_selection_mode="index",
-                                        allow_lambda_layers=net.trusted, **kwargs)
+        return starts_from_one(analyzed, neuron_selection_mode="index", allow_lambda_layers=net.trusted,
+                               disable_model_checks=True, **kwargs)
+    return innvestigate.create_analyzer(analyzer, analyzed, neuron_selection_mode="index",
+                                        allow_lambda_layers=net.trusted, disable_model_checks=True, **kwargs)

@@ -1,84 +1,142 @@
 """A layer's activations, and the target logit's gradient with respect to them, on either
-framework, as (H', W', K) numpy arrays for one image. Layers are named by their Keras names;
-a twin's modules carry the same names (heatkit/model/twins.py)."""
+framework, as (H', W', K) numpy arrays for one image.
+
+Layers are named as the user knows them: Keras layer names (a nested model's as outer/inner), or
+PyTorch module paths (`layer4`, `layer3.1.conv2`). A create_model.py twin's modules carry its
+Keras layers' names (heatkit/model/twins.py). PyTorch layers are read with forward hooks, which
+TorchScript modules, run in C++, do not call (a TorchScript Sequential is run module by module
+instead); a module called twice gives its last call.
+"""
 from __future__ import annotations
 
 import numpy as np
 
 from heatkit.base import frameworks
 from heatkit.base.errors import NotApplicable, UsageError
+from heatkit.model.torch_net import is_kind
+from heatkit.model.twins import layer_modules
+
+NO_HOOKS = ("a layer's activations are read with a forward hook, which a TorchScript module, run in C++, never "
+            "calls (but in a Sequential); give the model as Python code or as a Keras model")
 
 
-def conv_layers(model) -> list[str]:
-    """Names of the model's convolutional layers, input to output: Keras layer names, or for a
-    TorchScript model its modules' names."""
+def conv_layers(model, framework: str) -> list[str]:
+    """Names of the model's convolutional layers, input to output."""
     spec = model.card.get("twin", {}).get("spec")
     if spec is not None:
         return [entry["name"] for entry in spec if entry["layer"] == "conv2d"]
-    if "keras" in model.frameworks:
+    if framework == "keras":
         tf = frameworks.tensorflow()
-        return [layer.name for layer in model.keras.model.layers if isinstance(layer, tf.keras.layers.Conv2D)]
-    return [name for name, module in model.torch.module.named_modules() if _kind(module) == "Conv2d"]
+        return [layer.name for layer in keras_layers(model.keras.model) if isinstance(layer, tf.keras.layers.Conv2D)]
+    torch = frameworks.torch()
+    return [name for name, module in model.torch.module.named_modules() if is_kind(module, torch.nn.Conv2d)]
 
 
-def target_layers(model, chosen: list[str] | None) -> list[str]:
+def target_layers(model, chosen: list[str] | None, framework: str) -> list[str]:
     """The layers a CAM method explains: those chosen in settings, or the last conv layer."""
-    names = conv_layers(model)
-    if not names:
+    if framework == "torch" and model.torch.scripted:
+        _sequence_of(model.torch.module)  # NotApplicable unless a Sequential, whose modules can be run one by one
+    names = conv_layers(model, framework)
+    if not chosen and not names:
         raise NotApplicable("the model has no convolutional layer")
+    known = names if model.card.get("twin") else _all_layers(model, framework)
     for name in chosen or []:
-        if name not in names:
-            raise UsageError(f"layer {name!r} is not a conv layer of this model; choose from {', '.join(names)}")
+        if name not in known:
+            raise UsageError(f"gradcam.layers: {name!r} is not a layer of this model; its conv layers are "
+                             f"{', '.join(names) or 'none'}")
     return chosen or names[-1:]
 
 
 def keras(model, names: list[str], image: np.ndarray, target: int) -> list[tuple[np.ndarray, np.ndarray]]:
-    values = model.keras.once(("layers", *names), lambda: _keras_layers(model.keras, names))(image[None], target)
+    values = model.keras.once(("layers", *names), lambda: _layer_gradients(model.keras, names))(image[None], target)
     return [(values[i][0], values[len(names) + i][0]) for i in range(len(names))]
 
 
-def _keras_layers(net, names: list[str]):
-    """A function of (batch, class) giving the named layers' outputs, then the class logit's
-    gradients with respect to them."""
-    tf = frameworks.tensorflow()
-    target = tf.compat.v1.placeholder(tf.int32, ())
-    outputs = [net.model.get_layer(name).output for name in names]
-    gradients = tf.gradients(net.logits_model.output[:, target], outputs)
-    return net.session.make_callable(outputs + gradients, feed_list=[net.model.inputs[0], target])
-
-
 def torch(model, names: list[str], image: np.ndarray, target: int) -> list[tuple[np.ndarray, np.ndarray]]:
-    """Runs the model's modules in order (TorchScript modules take no hooks), keeping the
-    outputs of the named layers."""
-    from heatkit.model.twins import layer_modules
-
+    """The named modules' outputs, and the logit's gradients at them."""
     torch = frameworks.torch()
     net = model.torch
     modules = dict(net.module.named_modules())
-    targets = {id(layer_modules(net.module, name)[-1] if "twin" in model.card else modules[name]):
-               name for name in names}
-    captured, hidden = {}, net.tensor(image[None]).requires_grad_()
-    for module in _sequence(net.module):
-        hidden = module(hidden)
-        if id(module) in targets:
-            captured[targets[id(module)]] = hidden
-    logits = torch.log(hidden) if net.softmax_inside else hidden
-    gradients = torch.autograd.grad(logits[0, target], [captured[name] for name in names])
+    twin = "twin" in model.card
+    wanted = {name: layer_modules(net.module, name)[-1] if twin else modules[name] for name in names}
+    logits, outputs = run_recording(net, net.tensor(image[None]).requires_grad_(), set(wanted.values()))
+    captured = {name: outputs[module] for name, module in wanted.items()}
+    gradients = torch.autograd.grad(logits[0, target], list(captured.values()))
     return [(net.array(captured[name][0]).transpose(1, 2, 0), net.array(gradient[0]).transpose(1, 2, 0))
             for name, gradient in zip(names, gradients)]
 
 
-def _kind(module) -> str:
-    return getattr(module, "original_name", type(module).__name__)
+def run_recording(net, inputs, modules: set | None = None):
+    """The logits of `inputs`, and the output of each module in `modules` (all where None), by module,
+    in the order they ran: caught by forward hooks, or, in a TorchScript Sequential, by running its
+    modules one after another."""
+    outputs = {}
+    if not net.scripted:
+        hooks = [module.register_forward_hook(lambda module, _, output: outputs.__setitem__(module, output))
+                 for module in net.module.modules() if modules is None or module in modules]
+        try:
+            return net.forward(inputs), outputs
+        finally:
+            for hook in hooks:
+                hook.remove()
+    hidden = inputs
+    for module in _sequence_of(net.module):
+        hidden = module(hidden)
+        if modules is None or module in modules:
+            outputs[module] = hidden
+    return (net.torch.log(hidden) if net.softmax_inside else hidden), outputs
 
 
-def _sequence(module) -> list:
-    """The modules a sequential model applies in order, nested Sequentials opened."""
-    if _kind(module) != "Sequential":
-        return [module]
-    if not list(module.children()):
-        raise NotApplicable("layer methods on PyTorch need a model made of nn.Sequential containers")
-    return [leaf for child in module.children() for leaf in _sequence(child)]
+def _sequence_of(module) -> list:
+    """The modules a TorchScript Sequential applies in order, nested Sequentials opened; other
+    TorchScript modules run their forward in C++, where no hook is called."""
+    if not _is_sequential(module) or not list(module.children()):
+        raise NotApplicable(NO_HOOKS)
+    return [leaf for child in module.children() for leaf in (_sequence_of(child) if _is_sequential(child) else [child])]
+
+
+def _is_sequential(module) -> bool:
+    return getattr(module, "original_name", type(module).__name__) == "Sequential"
+
+
+def keras_layers(model) -> list:
+    """Every layer of a Keras model, a nested model's own layers included."""
+    import tensorflow as tf
+
+    return [inner for layer in model.layers
+            for inner in ([layer] + (keras_layers(layer) if isinstance(layer, tf.keras.Model) else []))]
+
+
+def keras_layer(model, name: str):
+    """The layer named `name`, or outer/inner for a layer of a nested model."""
+    for part in name.split("/"):
+        model = model.get_layer(part)
+    return model
+
+
+def _layer_gradients(net, names: list[str]):
+    """A function of (batch, class) giving the named layers' outputs, then the class logit's
+    gradients with respect to them."""
+    tf = frameworks.tensorflow()
+    target = tf.compat.v1.placeholder(tf.int32, ())
+    outputs = [keras_layer(net.model, name).output for name in names]
+    gradients = tf.gradients(net.logits_model.output[:, target], outputs)
+    return net.session.make_callable(outputs + gradients, feed_list=[net.model.inputs[0], target])
+
+
+def _all_layers(model, framework: str) -> list[str]:
+    if framework == "keras":
+        return [name for layer in model.keras.model.layers for name in _nested_names(layer)]
+    return [name for name, _ in model.torch.module.named_modules() if name]
+
+
+def _nested_names(layer, prefix: str = "") -> list[str]:
+    import tensorflow as tf
+
+    name = prefix + layer.name
+    inner = [n for child in layer.layers for n in _nested_names(child, name + "/")] \
+        if isinstance(layer, tf.keras.Model) else []
+    return [name, *inner]
 
 
 def upsample(cam: np.ndarray, shape: tuple[int, int]) -> np.ndarray:

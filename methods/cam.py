@@ -7,37 +7,62 @@ from heatkit.base import frameworks
 from heatkit.base.errors import NotApplicable
 from heatkit.methods import _layers
 from heatkit.methods._entry import Method, Needs, Paper
-from heatkit.model.twins import layer_modules
+from heatkit.model.torch_net import is_kind
 
-NOT_APPLICABLE = "CAM needs a global-average-pooling + Dense head"
+NOT_APPLICABLE = ("CAM weights a conv layer's maps by the classifier's weights, so the classifier must be one linear "
+                  "layer on the global average of those maps; this model's {}")
 
 
 def keras(model, image, target, params):
     tf = frameworks.tensorflow()
-    softmax, linear = tf.keras.activations.softmax, tf.keras.activations.linear
-    layers = [layer for layer in model.keras.model.layers if not isinstance(layer, tf.keras.layers.Dropout)]
-    if isinstance(layers[-1], tf.keras.layers.Activation) and layers[-1].activation is softmax:
-        layers = layers[:-1]
-    kinds = [type(layer).__name__ for layer in layers]
-    if "GlobalAveragePooling2D" not in kinds or kinds[kinds.index("GlobalAveragePooling2D") + 1:] != ["Dense"]:
-        raise NotApplicable(NOT_APPLICABLE)
-    pooling = kinds.index("GlobalAveragePooling2D")
-    dense = layers[pooling + 1]
-    if dense.activation not in (linear, softmax):
-        raise NotApplicable(NOT_APPLICABLE)
-    [(features, _)] = _layers.keras(model, [layers[pooling - 1].name], image, target)
-    return _cam(features, model.keras.weights(dense.name)[0][:, target], image.shape[:2])
+    layers = tf.keras.layers
+    dense = model.keras.logits_model.layers[-1]
+    if not isinstance(dense, layers.Dense):
+        raise NotApplicable(NOT_APPLICABLE.format(f"last layer is a {type(dense).__name__}"))
+    pooling = _inbound(dense)
+    while isinstance(pooling, layers.Dropout):
+        pooling = _inbound(pooling)
+    if not isinstance(pooling, layers.GlobalAveragePooling2D):
+        raise NotApplicable(NOT_APPLICABLE.format(f"Dense layer reads a {type(pooling).__name__}"))
+    [(features, _)] = _layers.keras(model, [_inbound(pooling).name], image, target)
+    with model.keras.scope():  # the logits' Dense: the model's own, or its copy without the softmax
+        kernel = dense.get_weights()[0]
+    return _cam(features, kernel[:, target], image.shape[:2])
 
 
 def torch(model, image, target, params):
-    spec = model.card.get("twin", {}).get("spec", [])
-    kinds = [entry["layer"] for entry in spec]
-    if "global_average" not in kinds or kinds[kinds.index("global_average") + 1:] != ["dense"]:
-        raise NotApplicable(NOT_APPLICABLE)
-    pooling = kinds.index("global_average")
-    [dense] = layer_modules(model.torch.module, spec[pooling + 1]["name"])
-    [(features, _)] = _layers.torch(model, [spec[pooling - 1]["name"]], image, target)
-    return _cam(features, model.torch.array(dense.weight[target]), image.shape[:2])
+    """The classifier is the last Linear module; its input must equal the spatial mean of some
+    module's output, found by hooking them all: the last such output gives the maps."""
+    torch = frameworks.torch()
+    net = model.torch
+    linear = next((m for m in reversed(list(net.module.modules())) if is_kind(m, torch.nn.Linear)), None)
+    if linear is None:
+        raise NotApplicable(NOT_APPLICABLE.format("has no Linear layer"))
+    classifier_input = []
+    hook = None if net.scripted else linear.register_forward_hook(lambda _, inputs, __: classifier_input.append(inputs[0]))
+    try:
+        with torch.no_grad():
+            _, outputs = _layers.run_recording(net, net.tensor(image[None]))
+    finally:
+        if hook:
+            hook.remove()
+    ordered = list(outputs.items())
+    if net.scripted:  # the Linear's input is the output of the module run before it
+        modules = [module for module, _ in ordered]
+        classifier_input = [ordered[modules.index(linear) - 1][1]] if linear in modules[1:] else []
+    pooled = classifier_input[-1].reshape(1, -1) if classifier_input else None
+    maps = [output for module, output in ordered if pooled is not None and isinstance(output, torch.Tensor)
+            and output.dim() == 4 and output.shape[1] == pooled.shape[1] and output[0, 0].numel() > 1
+            and torch.allclose(output.mean((2, 3)), pooled, rtol=1e-5, atol=1e-6 * float(pooled.abs().max()))]
+    if not maps:
+        raise NotApplicable(NOT_APPLICABLE.format("classifier reads no global average of a layer's maps"))
+    features = net.array(maps[-1][0]).transpose(1, 2, 0)
+    return _cam(features, net.array(linear.weight[target]), image.shape[:2])
+
+
+def _inbound(layer):
+    """The layer whose output a single-input Keras layer reads."""
+    return layer._inbound_nodes[0].inbound_layers
 
 
 def _cam(features: np.ndarray, class_weights: np.ndarray, shape) -> np.ndarray:

@@ -1,7 +1,7 @@
 """DeConvNet (Zeiler & Fergus 2014): backward signals through ReLUs rectified, not masked by the forward pass."""
 from heatkit.methods import _innvestigate, channel_sum
 from heatkit.methods._entry import Method, Needs, Paper
-from heatkit.methods._relu_backward import relu_backward_gradient
+from heatkit.methods._activations import relu_rule_gradient
 
 
 def keras(model, image, target, params):
@@ -9,7 +9,7 @@ def keras(model, image, target, params):
 
 
 def torch(model, image, target, params):
-    return channel_sum(relu_backward_gradient(model, image, target, guided=False, name="DeConvNet"))
+    return channel_sum(relu_rule_gradient(model, image, target, guided=False, name="DeConvNet"))
 
 
 METHOD = Method("deconvnet", "DeConvNet", Paper(

@@ -15,23 +15,24 @@ from heatkit.methods._entry import Method, Needs, Paper, Setting, Settings
 
 
 def gradcam_keras(model, image, target, params):
-    return _maps(model, image, target, params, _layers.keras, _gradcam)
+    return _maps(model, image, target, params, "keras", _gradcam)
 
 
 def gradcam_torch(model, image, target, params):
-    return _maps(model, image, target, params, _layers.torch, _gradcam)
+    return _maps(model, image, target, params, "torch", _gradcam)
 
 
 def gradcampp_keras(model, image, target, params):
-    return _maps(model, image, target, params, _layers.keras, _gradcampp)
+    return _maps(model, image, target, params, "keras", _gradcampp)
 
 
 def gradcampp_torch(model, image, target, params):
-    return _maps(model, image, target, params, _layers.torch, _gradcampp)
+    return _maps(model, image, target, params, "torch", _gradcampp)
 
 
-def _maps(model, image, target, params, activations_and_gradients, combine):
-    names = _layers.target_layers(model, params["layers"])
+def _maps(model, image, target, params, framework: str, combine):
+    names = _layers.target_layers(model, params["layers"], framework)
+    activations_and_gradients = _layers.keras if framework == "keras" else _layers.torch
     maps = {name: _layers.upsample(combine(activations, gradients), image.shape[:2])
             for name, (activations, gradients) in zip(names, activations_and_gradients(model, names, image, target))}
     return next(iter(maps.values())) if len(maps) == 1 else Several(maps)

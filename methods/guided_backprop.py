@@ -1,7 +1,7 @@
 """Guided Backprop (Springenberg et al. 2015): the gradient with negative signals stopped at each ReLU."""
 from heatkit.methods import _innvestigate, channel_sum
 from heatkit.methods._entry import Method, Needs, Paper
-from heatkit.methods._relu_backward import relu_backward_gradient
+from heatkit.methods._activations import relu_rule_gradient
 
 
 def keras(model, image, target, params):
@@ -9,7 +9,7 @@ def keras(model, image, target, params):
 
 
 def torch(model, image, target, params):
-    return channel_sum(relu_backward_gradient(model, image, target, guided=True, name="Guided Backprop"))
+    return channel_sum(relu_rule_gradient(model, image, target, guided=True, name="Guided Backprop"))
 
 
 METHOD = Method("gb", "Guided Backprop", Paper(

@@ -1,23 +1,20 @@
 """Layer-wise Relevance Propagation (Bach et al. 2015), four rules, starting from the target logit.
 
-Keras: innvestigate 2.1.2. PyTorch: captum's LRP for LRP-Z and LRP-epsilon, and our own
-alpha-beta rule for both alpha-beta variants (captum has no alpha2beta1, and its
-Alpha1_Beta0_Rule clamps the weights only, which is the alpha-beta rule only for non-negative
-inputs).
+Keras: innvestigate 2.1.2. PyTorch: zennit 0.5.1 (heatkit/methods/_zennit.py), which handles
+residual additions and BatchNorms. LRP-Z and LRP-epsilon divide each contribution z_ij = x_i w_ij
+by z_j (with a zero z_j replaced by 1e-7) or by z_j + epsilon sign(z_j).
 
-The alpha-beta rule splits the products z_ij = x_i w_ij by sign, R_i = sum_j (alpha z_ij+ / z_j+ -
+The alpha-beta rule splits the contributions by sign, R_i = sum_j (alpha z_ij+ / z_j+ -
 beta z_ij- / z_j-) R_j, and `lrp.alpha_beta_bias` says where the bias goes: "split", as Bach et
 al. 2015 define it, z_j+ = sum_i z_ij+ + b_j+ and z_j- = sum_i z_ij- + b_j-; or "whole", as
 innvestigate 2.1.2 computes it, z_j+- = sum_i z_ij+- + b_j, the whole bias in both (tests pin both).
 """
+import numpy as np
+
 from heatkit.base import frameworks
-from heatkit.base.errors import NotApplicable
 from heatkit.base.rules import Choice, Float
-from heatkit.methods import _innvestigate, channel_sum
+from heatkit.methods import _innvestigate, _zennit, channel_sum
 from heatkit.methods._entry import Method, Needs, Paper, Setting, Settings
-
-CAPTUM_Z_STABILIZER = 1e-9  # captum's default; innvestigate's Z rule only replaces z = 0 by 1e-7
-
 
 def z_keras(model, image, target, params):
     return _keras(model, image, target, "lrp.z")
@@ -36,19 +33,24 @@ def alpha2beta1_keras(model, image, target, params):
 
 
 def z_torch(model, image, target, params):
-    return _captum_epsilon(model, image, target, CAPTUM_Z_STABILIZER)
+    return _torch(model, image, target, "z", params)
 
 
 def epsilon_torch(model, image, target, params):
-    return _captum_epsilon(model, image, target, params["epsilon"])
+    return _torch(model, image, target, "epsilon", params)
 
 
 def alpha1beta0_torch(model, image, target, params):
-    return _alpha_beta(model, image, target, 1.0, 0.0, params["alpha_beta_bias"] == "split")
+    return _torch(model, image, target, "alpha1beta0", params)
 
 
 def alpha2beta1_torch(model, image, target, params):
-    return _alpha_beta(model, image, target, 2.0, 1.0, params["alpha_beta_bias"] == "split")
+    return _torch(model, image, target, "alpha2beta1", params)
+
+
+def _torch(model, image, target, rule, params):
+    rules = _zennit.rules(params.get("epsilon", 1e-7), params.get("alpha_beta_bias", "split"))
+    return channel_sum(_zennit.relevance(model, image, target, rules[rule]))
 
 
 def _keras(model, image, target, analyzer, **kwargs):
@@ -56,10 +58,12 @@ def _keras(model, image, target, analyzer, **kwargs):
 
 
 def _keras_alpha_beta(model, image, target, alpha, beta, bias):
-    if bias == "whole":
-        return _keras(model, image, target, "lrp.alpha_1_beta_0" if beta == 0 else "lrp.alpha_2_beta_1")
-    return _keras(model, image, target, "lrp", rule=_split_bias_rule(alpha, beta),
-                  bn_layer_rule=_split_bias_rule(alpha, beta))
+    from innvestigate.analyzer.relevance_based import relevance_rule
+
+    whole = {1.0: relevance_rule.Alpha1Beta0Rule, 2.0: relevance_rule.Alpha2Beta1Rule}[alpha]
+    # BatchNorm layers take the z-rule, as on PyTorch (see _zennit.relevance)
+    return _keras(model, image, target, "lrp", rule=whole if bias == "whole" else _split_bias_rule(alpha, beta),
+                  bn_layer_rule="Z")
 
 
 def _split_bias_rule(alpha: float, beta: float):
@@ -80,14 +84,16 @@ def _make_split_bias_rule(alpha: float, beta: float):
 
     class SplitBiasAlphaBeta(igraph.ReverseMappingBase):
         def __init__(self, layer, _state):
-            kernel, *bias = layer.weights
-            positive, negative = tf.maximum(kernel, 0), tf.minimum(kernel, 0)
+            # as arrays: tensors computed from the weights would make Keras evaluate each one in a
+            # session call of its own while it builds the analyzer (135 calls, 5 s, on a small ResNet)
+            kernel, *bias = layer.get_weights()
+            positive, negative = np.maximum(kernel, 0), np.minimum(kernel, 0)
 
             def copy(name, weights, keep_bias):
                 return igraph.copy_layer_wo_activation(layer, keep_bias=keep_bias, weights=weights,
                                                        name_template=f"{name}_%s")
-            self.positive_with_bias = copy("positive_b", [positive, *[tf.maximum(b, 0) for b in bias]], True)
-            self.negative_with_bias = copy("negative_b", [negative, *[tf.minimum(b, 0) for b in bias]], True)
+            self.positive_with_bias = copy("positive_b", [positive, *[np.maximum(b, 0) for b in bias]], True)
+            self.negative_with_bias = copy("negative_b", [negative, *[np.minimum(b, 0) for b in bias]], True)
             self.positive, self.negative = copy("positive", [positive], False), copy("negative", [negative], False)
 
         def apply(self, Xs, _Ys, Rs, _state):
@@ -107,105 +113,6 @@ def _make_split_bias_rule(alpha: float, beta: float):
             return [alpha * a - beta * b for a, b in zip(activators, inhibitors)]
 
     return SplitBiasAlphaBeta
-
-
-def _layers(net) -> list:
-    """The twin's modules in order, for a chain of single modules (what LRP walks backwards)."""
-    torch = frameworks.torch()
-    if not isinstance(net.module, torch.nn.Sequential):
-        raise NotApplicable("LRP on PyTorch needs an nn.Sequential twin")
-    leaves = [m for m in net.module.modules() if not list(m.children())]
-    supported = (torch.nn.Linear, torch.nn.Conv2d, torch.nn.ReLU, torch.nn.Flatten, torch.nn.AdaptiveAvgPool2d,
-                 torch.nn.AvgPool2d, torch.nn.MaxPool2d)
-    for module in leaves:
-        if not isinstance(module, supported):
-            raise NotApplicable(f"LRP on PyTorch has no rule for {type(module).__name__}")
-    return leaves
-
-
-def _captum_epsilon(model, image, target, epsilon):
-    from captum.attr import LRP
-    from captum.attr._utils.lrp_rules import EpsilonRule, IdentityRule
-
-    class PassReshaped(IdentityRule):
-        """Relevance through a Flatten unchanged, in the input's shape."""
-
-        def _create_backward_hook_input(self, inputs):
-            return lambda grad: self.relevance_output[grad.device].reshape(grad.shape)
-
-    torch = frameworks.torch()
-    net = model.torch
-    layers = _layers(net)
-    for module in layers:
-        if isinstance(module, torch.nn.Flatten):
-            module.rule = PassReshaped()
-        elif not isinstance(module, torch.nn.ReLU):
-            module.rule = EpsilonRule(epsilon)
-    try:
-        relevance = LRP(net.module).attribute(net.tensor(image[None]).requires_grad_(), target=target)
-    finally:
-        for module in layers:
-            vars(module).pop("rule", None)
-            vars(module).pop("activations", None)
-    return channel_sum(net.array(relevance).transpose(0, 2, 3, 1)[0])
-
-
-def _alpha_beta(model, image, target, alpha, beta, split_bias: bool):
-    torch = frameworks.torch()
-    net = model.torch
-    layers = _layers(net)
-    with torch.no_grad():
-        activations = [net.tensor(image[None])]
-        for module in layers:
-            activations.append(module(activations[-1]))
-    relevance = torch.zeros_like(activations[-1])
-    relevance[:, target] = activations[-1][:, target]
-    for module, inputs in zip(reversed(layers), reversed(activations[:-1])):
-        if hasattr(module, "weight"):
-            relevance = (alpha * _share(module, inputs, relevance, True, split_bias)
-                         - beta * _share(module, inputs, relevance, False, split_bias))
-        elif isinstance(module, (torch.nn.Flatten, torch.nn.ReLU)):
-            relevance = relevance.reshape(inputs.shape)
-        else:  # pooling: the z-rule, as innvestigate applies to it
-            relevance = _share(module, inputs, relevance, None)
-    return channel_sum(net.array(relevance).transpose(0, 2, 3, 1)[0])
-
-
-def _share(module, inputs, relevance, positive, split_bias: bool = False):
-    """The relevance of `inputs`: the part of `relevance` each input's contributions x_i w_ij carry,
-    over the contributions of one sign (positive True or False) plus the bias (its part of that
-    sign where split_bias), or over all of them (None)."""
-    torch = frameworks.torch()
-    from torch.func import functional_call
-
-    x_pos = inputs.clamp(min=0).requires_grad_()
-    x_neg = inputs.clamp(max=0).requires_grad_()
-    if positive is None:
-        x = inputs.clone().requires_grad_()
-        z = module(x)
-        (grad,) = torch.autograd.grad(z, x, relevance / _safe(z))
-        return (x * grad).detach()
-    weight = module.weight.detach()
-    w_pos, w_neg = weight.clamp(min=0), weight.clamp(max=0)
-    no_bias = {} if module.bias is None else {"bias": torch.zeros_like(module.bias)}
-
-    def apply(x, w):
-        return functional_call(module, {"weight": w, **no_bias}, (x,))
-
-    # positive contributions: x+ w+ and x- w-; negative ones: x+ w- and x- w+
-    first, second = apply(x_pos, w_pos if positive else w_neg), apply(x_neg, w_neg if positive else w_pos)
-    bias = 0 if module.bias is None else module.bias.detach().reshape(1, -1, *[1] * (first.dim() - 2))
-    if split_bias and module.bias is not None:
-        bias = bias.clamp(min=0) if positive else bias.clamp(max=0)
-    z = first + second + bias
-    share = relevance / _safe(z)
-    grad_pos, grad_neg = torch.autograd.grad((first, second), (x_pos, x_neg), (share, share))
-    return (x_pos * grad_pos + x_neg * grad_neg).detach()
-
-
-def _safe(z):
-    """innvestigate's safe_divide denominator: zeros become 1e-7."""
-    return z + 1e-7 * (z == 0)
 
 
 PAPER = Paper("Bach et al. 2015",

@@ -31,4 +31,5 @@ SETTINGS = Settings("occlusion", "occlusion: Zeiler & Fergus 2014. A pixel's rel
 })
 METHOD = Method("occlusion", "Occlusion", Paper(
     "Zeiler & Fergus 2014", "Visualizing and Understanding Convolutional Networks", "https://arxiv.org/abs/1311.2901"),
-    Needs.PROBABILITIES, {ANY: attribute}, SETTINGS)
+    Needs.PROBABILITIES, {ANY: attribute}, SETTINGS,
+    cheaper="raise occlusion.stride (and occlusion.patch)")

@@ -103,4 +103,5 @@ SETTINGS = Settings("pda", "pda: Prediction Difference Analysis (Zintgraf et al.
 })
 METHOD = Method("pda", "PDA", Paper(
     "Zintgraf et al. 2017", "Visualizing Deep Neural Network Decisions: Prediction Difference Analysis",
-    "https://arxiv.org/abs/1702.04595"), Needs.PROBABILITIES, {ANY: attribute}, SETTINGS)
+    "https://arxiv.org/abs/1702.04595"), Needs.PROBABILITIES, {ANY: attribute}, SETTINGS,
+    cheaper="lower pda.levels (window 1) or pda.samples, or raise pda.window")

@@ -29,4 +29,5 @@ SETTINGS = Settings("shapley", "shapley: Shapley value sampling (Castro et al. 2
 })
 METHOD = Method("shapley", "Shapley Sampling", Paper(
     "Castro et al. 2009; Strumbelj & Kononenko 2010", "Polynomial calculation of the Shapley value based on sampling",
-    "https://doi.org/10.1016/j.cor.2008.04.004"), Needs.PROBABILITIES, {ANY: attribute}, SETTINGS)
+    "https://doi.org/10.1016/j.cor.2008.04.004"), Needs.PROBABILITIES, {ANY: attribute}, SETTINGS,
+    cheaper="lower shapley.samples")

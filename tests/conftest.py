@@ -156,6 +156,26 @@ def default_params(method) -> dict:
     return {**method.settings.defaults(), **CHEAP_DEFAULTS.get(method.settings.name, {})}
 
 
+@pytest.fixture(scope="session", autouse=True)
+def no_curves_unless_asked():
+    """Faithfulness curves cost two walks per map: the tests of other things run without them. A
+    test that wants them sets faithfulness.curves itself."""
+    from heatkit.pipeline import config
+
+    load = config.load
+
+    def without_curves(overrides=(), settings_file=None):
+        cfg = load(overrides, settings_file)
+        given = config.flatten(overrides) if isinstance(overrides, dict) else \
+            {config.parse_override(item)[0]: None for item in overrides}
+        if "faithfulness.curves" not in given:
+            cfg["faithfulness"]["curves"] = False
+        return cfg
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(config, "load", without_curves)
+        yield
+
+
 @pytest.fixture
 def rng():
     return np.random.default_rng(20261125)

@@ -53,6 +53,22 @@ def torchscript_with_card(t, m):
     return t / "script.pt"
 
 
+def net_code(t, body="def build():\n    return torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(225, 256))\n"):
+    """A Python file with a factory of a 15 x 15 gray classifier, as a researcher's model code."""
+    return write(t / "net.py", ("import torch\n\n" + body).encode())
+
+
+FAILING = """def build():
+    raise KeyError(7)
+"""
+
+
+def unrelated_state_dict(t):
+    torch = frameworks.torch()
+    torch.save({"conv.weight": torch.zeros(2, 1, 3, 3)}, t / "other.pt")
+    return t / "other.pt"
+
+
 CATALOGUE = {
     # image files
     "missing image": (lambda t, m: ["-ip", t / "nope.png", "-mp", m], "image file"),
@@ -73,6 +89,22 @@ CATALOGUE = {
     "model input not an image": (lambda t, m: ["-mp", dense_keras_model(t)], "must take one (H, W, C) image"),
     "state dict as TorchScript": (lambda t, m: ["-mp", state_dict_without_card(t, m)], "not TorchScript"),
     "TorchScript as state dict": (lambda t, m: ["-mp", torchscript_with_card(t, m)], "remove the card"),
+    # models from code
+    "code without trust": (lambda t, m: ["-mp", f"{net_code(t)}:build"], "give --trust-model if you trust it"),
+    "code without a factory": (lambda t, m: ["-mp", net_code(t), "--trust-model"], "path/to/net.py:factory"),
+    "factory not in the code": (lambda t, m: ["-mp", f"{net_code(t)}:make", "--trust-model"], "has no make"),
+    "factory failing": (lambda t, m: ["-mp", f"{net_code(t, FAILING)}:build",
+                                      "--trust-model"], "building the model failed (KeyError: 7)"),
+    "factory of no module": (lambda t, m: ["-mp", f"{net_code(t, 'build = dict')}:build", "--trust-model"],
+                             "returned a dict, not a torch.nn.Module"),
+    "weights of another model": (lambda t, m: ["-mp", f"{net_code(t)}:build", "--trust-model", "--weights",
+                                               unrelated_state_dict(t)], "as the state dict of"),
+    "weights missing": (lambda t, m: ["-mp", f"{net_code(t)}:build", "--trust-model", "--weights", t / "w.pt"],
+                        "weights file"),
+    "weights for a model file": (lambda t, m: ["-mp", m, "--weights", unrelated_state_dict(t)],
+                                 "--weights goes with a model given as code"),
+    "input size the model refuses": (lambda t, m: ["-mp", f"{net_code(t)}:build", "--trust-model", "--input-size",
+                                                   "16"], "no input of 1 channels and 16x16 pixels"),
     "class beyond the model": (lambda t, m: ["-mp", m, "-cl", 256], "give 0 to 255"),
     # arguments and settings
     "unknown method": (lambda t, m: ["-mp", m, "-hm", "gradd"], "unknown method 'gradd' (did you mean 'grad'?); "

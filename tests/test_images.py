@@ -58,3 +58,12 @@ def test_images_over_the_pixel_limit_are_refused_unread(tmp_path):
     path = save(tmp_path, "big.png", Image.new("L", (300, 200)))
     with pytest.raises(UsageError, match="more than the limit of 50,000"):
         load_image(path, (8, 8, 1), max_pixels=50_000)
+
+
+def test_center_crop_keeps_the_middle_of_a_wide_image_and_squash_keeps_it_all(tmp_path):
+    pixels = np.zeros((10, 30), np.uint8)
+    pixels[:, 10:20] = 255  # a white middle third
+    path = save(tmp_path, "wide.png", Image.fromarray(pixels))
+    assert load_image(path, (10, 10, 1), resize="center_crop").min() > 0.9  # the middle third alone
+    squashed = load_image(path, (10, 10, 1))
+    assert squashed[:, 0].max() < 0.1 and squashed[:, 5].min() > 0.9  # all three thirds, narrowed

@@ -134,7 +134,7 @@ def test_shapley_gives_the_center_its_whole_effect_and_the_rest_zero(case):
 class LinearModel:
     """f(x) = w.x + b with no softmax: its Shapley values are w_i (x_i - baseline_i) exactly."""
 
-    num_classes = 1
+    num_classes, activation_bytes = 1, 0
 
     def __init__(self, weight, bias, options):
         self.weight, self.bias, self.options = weight, bias, options
@@ -245,7 +245,7 @@ class InteractingModel:
     """`interacting` on a 2 x 2 gray image, as the engine's one class; with the fast path, as an
     identity first layer followed by the nonlinear head."""
 
-    num_classes = 1
+    num_classes, activation_bytes = 1, 0
 
     def __init__(self, options):
         self.options, self.evaluations = options, Counter()

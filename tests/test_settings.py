@@ -166,6 +166,25 @@ def probe_input_size(small, tmp_path, capsys):
         assert np.load(only_folder(out) / "heatmaps.npz")["grad"].shape == (20, 16)
 
 
+def probe_weights(small, tmp_path, capsys):
+    """The state dict of a model given as code: two weights files, two different maps."""
+    torch = frameworks.torch()
+    (tmp_path / "net.py").write_text("import torch\n\n\ndef build():\n"
+                                     "    return torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(225, 3))\n")
+    maps = []
+    for seed in (0, 1):
+        torch.manual_seed(seed)
+        torch.save(torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(225, 3)).state_dict(), tmp_path / "w.pt")
+        out = tmp_path / f"out{seed}"
+        assert run_cli("-mp", f"{tmp_path / 'net.py'}:build", "--trust-model", "--set",
+                       f"weights={str(tmp_path / 'w.pt')!r}", "-cl", 0, "-hm", "grad", "-op", out, "-q") == 0
+        maps.append(np.load(only_folder(out) / "heatmaps.npz")["grad"])
+        torch.manual_seed(seed)
+        expected = torch.nn.Linear(225, 3).weight[0].detach().numpy().reshape(15, 15)
+        np.testing.assert_allclose(maps[-1], expected, rtol=1e-6)
+    assert not np.allclose(*maps)
+
+
 def probe_backend(small, tmp_path, capsys):
     assert run_cli("-mp", small, "--set", "backend='torch'", "-hm", "grad", "-op", tmp_path, "-q") == 0
     scores = scores_of(tmp_path)

@@ -14,10 +14,18 @@ Fast exact path: when the model's first layer is affine, z = x.W + b, a perturba
 changes the inputs S changes z by the sum over S of dx_i * W[i]. The engine adds that to the
 input's z and runs only the rest of the network (the "head"), instead of a full forward pass.
 It is the same arithmetic up to float64 rounding (tests hold both paths to 1e-9 on
-probabilities). Models without such a layer, and edits that change most inputs, take batched
-full forward passes; `fast=False` forces them. Fast-path chunks run on a few threads (numpy
+probabilities).
+
+Windowed path: on a convolutional PyTorch network (or a Keras model's PyTorch twin), edits,
+pixel levels and walks whose changes fit in a small window go through the model's WindowedNet
+(heatkit/model/windows.py), which recomputes each layer only where the window reaches. Other
+models, and edits that change most inputs, take batched full forward passes; `fast=False`
+forces them. Fast-path chunks run on a few threads (numpy
 and the frameworks release the GIL); each writes its own slice of the output, so results do
 not depend on the scheduling.
+
+Every call reports to the running method's Meter: one progress bar per method, and one warning
+line before a method whose evaluations, timed as they start, would run long.
 
 Inputs are indexed in the flattened (H, W, C) order of the image.
 """
@@ -25,20 +33,72 @@ from __future__ import annotations
 
 import os
 import sys
+import time
 from concurrent.futures import ThreadPoolExecutor, as_completed
-from contextlib import nullcontext
+from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass
+from functools import cached_property
 from typing import Callable, ContextManager
 
 import numpy as np
 from tqdm import tqdm
 
 CACHE_BYTES = 2 << 20  # fast-path working set per chunk: PDA measured fastest at 2 MB (L2 is 512 KB a core)
+PROBE = 8  # evaluations in the first chunk of full passes: a slow model is timed on few
+TIMED_SECONDS = 1.0  # evaluations timed before the cost of the rest is estimated (a call has a fixed cost)
 
 
 def progress_bar(total: int, desc: str, unit: str, enabled: bool) -> tqdm:
-    """The toolkit's progress bar: on stderr, gone when done, off with -q."""
-    return tqdm(total=total, desc=desc, unit=unit, unit_scale=True, file=sys.stderr, disable=not enabled, leave=False)
+    """The toolkit's progress bar: on stderr where that is a terminal (a log gets no carriage-return
+    lines), gone when done, off with -q."""
+    return tqdm(total=total, desc=desc, unit=unit, unit_scale=True, file=sys.stderr,
+                disable=not (enabled and sys.stderr.isatty()), leave=False)
+
+
+def duration(seconds: float) -> str:
+    return f"{seconds:.0f} s" if seconds < 120 else f"{seconds / 60:.0f} min" if seconds < 7200 else \
+        f"{seconds / 3600:.1f} h"
+
+
+class Meter:
+    """One method's progress over all its engine calls: one bar, and one line before a long run.
+
+    Each call adds its evaluations (start) and times them as they finish: once a second of them
+    says that the evaluations still to come would take longer than `warn_seconds` (0: never), it
+    says so, once, with what makes the method cheaper."""
+
+    def __init__(self, desc: str, enabled: bool, warn_seconds: float = 0.0, cheaper: str = "",
+                 say: Callable[[str], None] | None = None):
+        self.bar = progress_bar(0, desc, "eval", enabled)
+        self.desc, self.warn_seconds, self.cheaper = desc, warn_seconds, cheaper
+        self.say = say or (lambda line: tqdm.write(line, file=sys.stderr))
+        self.expected = self.finished = 0
+        self.warned = False
+        self._call_started, self._call_finished = 0.0, 0
+
+    def start(self, count: int) -> None:
+        self.expected += count
+        self.bar.total = self.expected
+        self.bar.refresh()
+        self._call_started, self._call_finished = time.perf_counter(), 0
+
+    def update(self, count: int) -> None:
+        self.bar.update(count)
+        self.finished += count
+        self._call_finished += count
+        elapsed = time.perf_counter() - self._call_started
+        if self.warned or not self.warn_seconds or elapsed < TIMED_SECONDS and self.finished < self.expected:
+            return
+        per_evaluation = elapsed / self._call_finished
+        left = self.expected - self.finished
+        if per_evaluation * left > self.warn_seconds:
+            self.warned = True
+            cheaper = f"; to make it cheaper, {self.cheaper}" if self.cheaper else ""
+            self.say(f"{self.desc}: about {duration(per_evaluation * left)} to go ({left:,} model evaluations at "
+                     f"{per_evaluation * 1e3:.3g} ms){cheaper}")
+
+    def close(self) -> None:
+        self.bar.close()
 
 
 @dataclass(frozen=True)
@@ -61,6 +121,7 @@ class EngineOptions:
     memory_mb: int = 1024  # bound on the arrays one chunk allocates
     max_fast_fraction: float = 0.5  # edits changing more of the input take full passes
     workers: int = 0  # threads for fast-path chunks; 0: one per CPU core
+    warn_seconds: float = 120.0  # a method whose evaluations will take longer says so first; 0: never
     progress: bool = True  # tqdm bars on stderr
 
 
@@ -115,6 +176,9 @@ class Engine:
         pixels = np.asarray(pixels, dtype=np.int64)
         values = np.broadcast_to(values, pixels.shape)
         if not self.fast or pixels.shape[1] > self.options.max_fast_fraction * self.flat.size:
+            size = self._window_size(pixels)
+            if size is not None:
+                return self._windowed(len(pixels), lambda a, b: (pixels[a:b], values[a:b]), size, desc)
             return self.images(len(pixels), lambda a, b: self._edited(pixels[a:b], values[a:b]), desc)
         units = self.split.weight.shape[1]
         out = np.empty(len(pixels))
@@ -138,6 +202,12 @@ class Engine:
         (L,), or (channels, L) for levels that differ by channel (per-channel normalization)."""
         levels = np.atleast_2d(np.asarray(levels, dtype=np.float64))
         count, channels, per_input = self.flat.size, len(levels), levels.shape[1]
+        if not self.fast and self._window_size(np.zeros((1, 1), np.int64)) is not None:
+            def span(start, stop):
+                """Rows start..stop of the (input, level) pairs, input-major."""
+                row = np.arange(start, stop)
+                return row[:, None] // per_input, levels[row // per_input % channels, row % per_input][:, None]
+            return self._windowed(count * per_input, span, (1, 1), desc).reshape(count, per_input)
         if not self.fast:
             pixels = np.repeat(np.arange(count), per_input)[:, None]
             values = levels[pixels[:, 0] % channels, np.tile(np.arange(per_input), count)][:, None]
@@ -157,25 +227,31 @@ class Engine:
         return out
 
     # ---- walks from one image to the input ----
-    def walks(self, start: np.ndarray, orders: np.ndarray, desc: str) -> np.ndarray:
-        """(walks, inputs + 1) target probabilities: from `start`, switching inputs to the input's
-        values one at a time in each row's order."""
+    def walks(self, start: np.ndarray, orders: np.ndarray, desc: str, points: np.ndarray | None = None) -> np.ndarray:
+        """(walks, points + 1) target probabilities: from `start`, switching inputs to the input's
+        values one at a time in each row's order, at the start and after each of `points` switches
+        (increasing; default: after every switch)."""
         start, orders = start.reshape(-1), np.asarray(orders, dtype=np.int64)
         count, steps = orders.shape
+        every = points is None
+        points = np.arange(1, steps + 1) if every else np.asarray(points, dtype=np.int64)
+        if every and not self.fast and self._window_size(np.zeros((1, 1), np.int64)) is not None:
+            return self._windowed_walks(start, orders, desc)
         if not self.fast:
-            def states(order, a, b):
-                """States a..b-1 of the walk along `order`: state k has order[:k] switched."""
-                batch = np.repeat(start[None], b - a, axis=0)
-                batch[:, order[:a]] = self.flat[order[:a]]
-                for row in range(1, b - a):
-                    batch[row:, order[a + row - 1]] = self.flat[order[a + row - 1]]
-                return batch.reshape((b - a, *self.image.shape))
-            return np.stack([self.images(steps + 1, lambda a, b, order=order: states(order, a, b), desc)
-                             for order in orders])
+            switched_at = np.full((count, start.size), steps + 1)  # the step that switches each input
+            np.put_along_axis(switched_at, orders, np.arange(1, steps + 1)[None], axis=1)
+            after = np.concatenate([[0], points])
+
+            def states(a, b):
+                """States a..b-1 of all walks in a row: state k of a walk has its first after[k] inputs switched."""
+                rows = np.arange(a, b)
+                switched = switched_at[rows // after.size] <= after[rows % after.size][:, None]
+                return np.where(switched, self.flat, start).reshape((b - a, *self.image.shape))
+            return self.images(count * after.size, states, desc).reshape(count, after.size)
         weight = self.split.weight
         size = max(1, CACHE_BYTES // (8 * weight.shape[1] * 3))
-        out = np.empty((count, steps + 1))
-        self.model.evaluations["fast"] += count * (steps + 1)
+        out = np.empty((count, points.size + 1))
+        self.model.evaluations["fast"] += count * (points.size + 1)
 
         def walk(row, _):
             order, z = orders[row], start @ weight + self.split.bias
@@ -183,9 +259,11 @@ class Engine:
             for first in range(0, steps, size):
                 taken = order[first:first + size]
                 hidden = z + np.cumsum((self.flat[taken] - start[taken])[:, None] * weight[taken], axis=0)
-                out[row, first + 1:first + 1 + taken.size] = self._head(hidden)
+                wanted = np.flatnonzero((points > first) & (points <= first + taken.size))
+                if wanted.size:
+                    out[row, 1 + wanted] = self._head(hidden[points[wanted] - first - 1])
                 z = hidden[-1]
-        self._parallel(count, 1, desc, walk, unit_scale=steps)
+        self._parallel(count, 1, desc, walk, unit_scale=points.size)
         return out
 
     # ---- segments switched to a fill ----
@@ -215,32 +293,115 @@ class Engine:
         self._parallel(len(masks), max(1, CACHE_BYTES // (8 * (masks.shape[1] + 3 * deltas.shape[1]))), desc, work)
         return out
 
+    # ---- windowed changes of a convolutional network (heatkit/model/windows.py) ----
+    @cached_property
+    def windows(self):
+        """The model's evaluator of windowed changes, caching this input, where the model has one
+        and no affine first layer."""
+        if not self.options.fast or self.fast:
+            return None
+        windows = self.model.windowed()
+        if windows is not None:
+            windows.remember(self.image[None])
+        return windows
+
+    def _window_size(self, pixels: np.ndarray) -> tuple[int, int] | None:
+        """The (height, width) of a window that holds each row's pixels, where the windowed path
+        takes them: a small enough window, on a model that has the path."""
+        if self.windows is None:
+            return None
+        height, width, channels = self.image.shape
+        rows, cols = pixels // (width * channels), pixels // channels % width
+        size = (int((rows.max(1) - rows.min(1)).max()) + 1, int((cols.max(1) - cols.min(1)).max()) + 1)
+        return size if size[0] * size[1] <= self.options.max_fast_fraction * height * width else None
+
+    def _windowed(self, count: int, span: Callable[[int, int], tuple[np.ndarray, np.ndarray]],
+                  size: tuple[int, int], desc: str) -> np.ndarray:
+        """Target probabilities of `count` edits, span(start, stop) giving rows' (pixels, values),
+        each within a window of `size`, in batches that fit the memory bound."""
+        height, width, channels = self.image.shape
+        batch = max(1, min(count, (self.options.memory_mb << 20) // self.windows.bytes_per_row(size)))
+        corners = np.lib.stride_tricks.sliding_window_view(self.image, size, axis=(0, 1))  # (.., .., C, h, w)
+        out = np.empty(count)
+        self.model.evaluations["windowed"] += count
+        for start, stop in self._chunks(count, batch, desc):
+            pixels, values = span(start, stop)
+            rows, cols, channel = pixels // (width * channels), pixels // channels % width, pixels % channels
+            top, left = np.minimum(rows.min(1), height - size[0]), np.minimum(cols.min(1), width - size[1])
+            patches = corners[top, left].transpose(0, 2, 3, 1).copy()
+            patches[np.arange(len(pixels))[:, None], rows - top[:, None], cols - left[:, None], channel] = values
+            out[start:stop] = self.windows.probabilities(top, left, patches)[:, self.target]
+        return out
+
+    def _windowed_walks(self, start: np.ndarray, orders: np.ndarray, desc: str) -> np.ndarray:
+        """walks() on the windowed path: a batch of walks, each with its own cache, takes one step
+        (one input switched) per evaluation."""
+        height, width, channels = self.image.shape
+        count, steps = orders.shape
+        walker = self.model.windowed()  # caches of its own: the engine's stay on its input
+        per_walk = 2 * self.model.activation_bytes + self.windows.bytes_per_row((1, 1))  # a cache, and a step
+        batch = max(1, min(count, (self.options.memory_mb << 20) // per_walk))
+        first_state = start.reshape(self.image.shape)
+        out = np.empty((count, steps + 1))
+        out[:, 0] = self.model.probabilities(first_state[None])[0, self.target]
+        self.model.evaluations["full"] += 1
+        self.model.evaluations["windowed"] += count * steps
+        with self._metered(count * steps, desc) as meter:
+            for first in range(0, count, batch):
+                rows = orders[first:first + batch]
+                walks = np.arange(len(rows))
+                state = np.repeat(first_state[None], len(rows), axis=0)
+                walker.remember(state)
+                for step in range(steps):
+                    element = rows[:, step]
+                    y, x = element // (width * channels), element // channels % width
+                    state[walks, y, x, element % channels] = self.flat[element]
+                    out[first:first + len(rows), step + 1] = walker.probabilities(
+                        y, x, state[walks, y, x][:, None, None, :], walk=True)[:, self.target]
+                    meter.update(len(rows))
+        return out
+
     # ---- shared ----
     def _head(self, hidden: np.ndarray) -> np.ndarray:
         return self.split.head(hidden)[:, self.target]
 
     def _full_pass_size(self, count: int, max_batch: int | None) -> int:
-        per_image = self.flat.nbytes * 4  # the batch, its mask or source, the framework's copy, activations
+        # The batch, its mask or source, the framework's copy, and every operator's output (twice: a
+        # convolution's workspace comes on top)
+        per_image = self.flat.nbytes * 3 + 2 * self.model.activation_bytes
         return max(1, min((self.options.memory_mb << 20) // per_image, max_batch or count))
 
-    def _bar(self, total: int, desc: str) -> tqdm:
-        return progress_bar(total, desc, "eval", self.options.progress)
+    @contextmanager
+    def _metered(self, count: int, desc: str):
+        """The running method's meter (Model.meter), or one of this call's own, with `count` more
+        evaluations to come."""
+        meter = self.model.meter or Meter(desc, self.options.progress, self.options.warn_seconds)
+        meter.start(count)
+        try:
+            yield meter
+        finally:
+            if meter is not self.model.meter:
+                meter.close()
 
-    def _chunks(self, count: int, size: int, desc: str):
-        """(start, stop) spans of at most `size`, in order, advancing the progress bar."""
-        with self._bar(count, desc) as bar:
-            for start in range(0, count, size):
-                stop = min(count, start + size)
+    def _chunks(self, count: int, size: int, desc: str, first: int = PROBE):
+        """(start, stop) spans of at most `size` in order, the first of at most `first` (it times
+        the rest), advancing the meter."""
+        with self._metered(count, desc) as meter:
+            start = 0
+            while start < count:
+                stop = min(count, start + (min(size, first) if start == 0 else size))
                 yield start, stop
-                bar.update(stop - start)
+                meter.update(stop - start)
+                start = stop
 
     def _parallel(self, count: int, size: int, desc: str, work: Callable[[int, int], None], unit_scale: int = 1):
         """Runs work(start, stop) over spans of at most `size` on the worker threads."""
         spans = [(start, min(count, start + size)) for start in range(0, count, size)]
         workers = self.options.workers or os.cpu_count() or 1
-        with self._bar(count * unit_scale, desc) as bar, self.split.one_thread(), ThreadPoolExecutor(workers, initializer=self.split.prepare_worker) as pool:
+        with self._metered(count * unit_scale, desc) as meter, self.split.one_thread(), \
+                ThreadPoolExecutor(workers, initializer=self.split.prepare_worker) as pool:
             futures = {pool.submit(work, start, stop): stop - start for start, stop in spans}
             for future in as_completed(futures):
                 future.result()
-                bar.update(futures[future] * unit_scale)
+                meter.update(futures[future] * unit_scale)
 

@@ -27,7 +27,7 @@ def verbose(on: bool) -> None:
 def _quiet() -> None:
     if not _verbose:
         os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
-        warnings.filterwarnings("ignore", module=r"(keras|tensorflow|innvestigate|shap|lime|captum|PIL)(\.|$)")
+        warnings.filterwarnings("ignore", module=r"(keras|tensorflow|innvestigate|shap|lime|captum|zennit|torch|PIL)(\.|$)")
 
 
 def tensorflow():
@@ -84,3 +84,25 @@ def torch():
     import torch
 
     return torch
+
+
+def allocated_bytes(run) -> int:
+    """Bytes of every tensor that run() makes, counted at the operator level (so inside TorchScript
+    too); views and in-place results are no new memory."""
+    torch_ = torch()
+    from torch.utils._python_dispatch import TorchDispatchMode
+    from torch.utils._pytree import tree_leaves
+
+    class Counting(TorchDispatchMode):
+        total = 0
+
+        def __torch_dispatch__(self, operator, types, args=(), kwargs=None):
+            output = operator(*args, **(kwargs or {}))
+            given = {leaf.untyped_storage().data_ptr() for leaf in tree_leaves((args, kwargs))
+                     if isinstance(leaf, torch_.Tensor)}
+            self.total += sum(leaf.nbytes for leaf in tree_leaves(output) if isinstance(leaf, torch_.Tensor)
+                              and leaf.untyped_storage().data_ptr() not in given)  # not a view, not in place
+            return output
+    with torch_.no_grad(), Counting() as counting:
+        run()
+    return counting.total

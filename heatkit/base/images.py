@@ -21,11 +21,13 @@ IMAGENET = {"mean": [0.485, 0.456, 0.406], "std": [0.229, 0.224, 0.225]}
 @dataclass(frozen=True)
 class Preprocess:
     """Pixels in [0, 1] to the model's input: times 255 for range "byte", then (x - mean) / std
-    per channel where mean and std are given."""
+    per channel where mean and std are given. `resize` says how an image file of another aspect
+    than the model's input is fitted to it (load_image)."""
 
     range: str = "unit"
     mean: tuple[float, ...] | None = None
     std: tuple[float, ...] | None = None
+    resize: str = "squash"
 
     def __call__(self, pixels: np.ndarray) -> np.ndarray:
         scaled = pixels * (255.0 if self.range == "byte" else 1.0)
@@ -60,10 +62,12 @@ def image_files(paths: list[Path]) -> list[Path]:
 MAX_PIXELS = 50_000_000  # settings.py's max_image_pixels by default
 
 
-def load_image(path: str | Path, shape: tuple[int, int, int], max_pixels: int = MAX_PIXELS) -> np.ndarray:
-    """The image at `path` as the model's input: upright (EXIF), gray or RGB, resized to (H, W),
-    in [0, 1]. 16-bit images keep their 16 bits; an alpha channel is dropped (the colors stay as
-    stored); palette and CMYK images are converted. Images over `max_pixels` are refused unread."""
+def load_image(path: str | Path, shape: tuple[int, int, int], max_pixels: int = MAX_PIXELS,
+               resize: str = "squash") -> np.ndarray:
+    """The image at `path` as the model's input: upright (EXIF), gray or RGB, in [0, 1], resized to
+    (H, W): squashed to it, or ("center_crop") resized to cover it and cropped to its center.
+    16-bit images keep their 16 bits; an alpha channel is dropped (the colors stay as stored);
+    palette and CMYK images are converted. Images over `max_pixels` are refused unread."""
     path = Path(path)
     height, width, channels = shape
     check_image_path(path)
@@ -74,28 +78,32 @@ def load_image(path: str | Path, shape: tuple[int, int, int], max_pixels: int = 
                                  f"{max_pixels:,} (max_image_pixels in settings); give a smaller image")
             image.load()
             image = ImageOps.exif_transpose(image)
-            pixels = _as_float(image, channels, (width, height))
+            pixels = _as_float(image, channels, (width, height), resize)
     except (UnidentifiedImageError, OSError, SyntaxError, ValueError, Image.DecompressionBombError) as error:
         raise UsageError(f"cannot read {path} as an image ({error}); give a PNG, JPEG, BMP or TIFF file") from None
     return pixels.reshape(height, width, channels)
 
 
-def _as_float(image: Image.Image, channels: int, size: tuple[int, int]) -> np.ndarray:
+def _as_float(image: Image.Image, channels: int, size: tuple[int, int], resize: str) -> np.ndarray:
     """The image's pixels in [0, 1], with `channels` channels, resized (bicubic) to `size`."""
     if image.mode in ("I;16", "I;16B", "I;16L", "I", "F"):  # 16-bit (or wider) gray: no 8-bit rounding
         values = np.asarray(image, dtype=np.float64)
         scale = 65535.0 if image.mode.startswith("I;16") or values.max() > 255 else 255.0
-        gray = Image.fromarray((values / scale).astype(np.float32), "F")
-        if gray.size != size:
-            gray = gray.resize(size, Image.Resampling.BICUBIC)
+        gray = _resized(Image.fromarray((values / scale).astype(np.float32), "F"), size, resize)
         plane = np.clip(np.asarray(gray, dtype=np.float64), 0.0, 1.0)
         return np.repeat(plane[..., None], channels, axis=-1)
     if image.mode == "P":
         image = image.convert("RGBA")
-    image = image.convert(MODES[channels])
-    if image.size != size:
-        image = image.resize(size, Image.Resampling.BICUBIC)
+    image = _resized(image.convert(MODES[channels]), size, resize)
     return np.asarray(image, dtype=np.float64) / 255.0
+
+
+def _resized(image: Image.Image, size: tuple[int, int], resize: str) -> Image.Image:
+    if image.size == size:
+        return image
+    if resize == "center_crop":
+        return ImageOps.fit(image, size, Image.Resampling.BICUBIC)
+    return image.resize(size, Image.Resampling.BICUBIC)
 
 
 def check_image_path(path: Path) -> None:

@@ -4,11 +4,13 @@ Methods ask it for `logits(batch)` and `probabilities(batch)` (batches are NHWC 
 arrays in the model's input scale), or for the framework handles `keras` and `torch`.
 Frameworks are imported only when a handle is first used.
 
-A model is a file, or an object the caller built (a tf.keras.Model or a torch.nn.Module). A model
-made by create_model.py is three files with one stem: `<stem>.h5` (Keras), `<stem>.pt` (the
-PyTorch twin's state dict) and `<stem>.json` (its card: how to rebuild the twin, the input shape
-and classes, the ground truth the model declares, and its verification figures). Any other model
-file is one file: a Keras classifier (.h5 or .keras) or a TorchScript module (.pt).
+A model is a file, code, or an object the caller built (a tf.keras.Model or a torch.nn.Module).
+A model made by create_model.py is three files with one stem: `<stem>.h5` (Keras), `<stem>.pt`
+(the PyTorch twin's state dict) and `<stem>.json` (its card: how to rebuild the twin, the input
+shape and classes, the ground truth the model declares, and its verification figures). Any other
+model file is one file: a Keras classifier (.h5 or .keras), a TorchScript module (.pt), or, with
+trust, a module saved whole by torch.save. A PyTorch model as code is `path/to/net.py:factory`
+with its state dict as `weights`; it runs the file's code, so it too needs trust.
 """
 from __future__ import annotations
 
@@ -36,23 +38,62 @@ class Model:
 
     def __init__(self, source, evaluate_with: str = "auto", engine_options: EngineOptions = EngineOptions(),
                  preprocess: Preprocess = Preprocess(), device: str = "auto", trust: bool = False,
-                 input_size: list[int] | None = None):
+                 input_size: list[int] | None = None, weights: str | Path | None = None):
         self.evaluate_with, self.engine_options = evaluate_with, engine_options
         self.preprocess, self.device, self.trust, self.input_size = preprocess, device, trust, input_size
-        self.evaluations: Counter = Counter()  # model evaluations by the engine, by path ("full", "fast")
+        self.weights = Path(weights) if weights is not None else None
+        self.evaluations: Counter = Counter()  # model evaluations by the engine, by path ("full", "fast", "windowed")
+        self.meter = None  # the running method's progress (heatkit/pipeline/explain.py sets it)
         self.card: dict = {}
         self._loaders = {}  # framework -> a function giving its net
-        if isinstance(source, (str, Path)):
+        self.path = None  # the model file
+        self.source = str(source) if isinstance(source, (str, Path)) else None  # the file or code it was read from
+        if isinstance(source, (str, Path)) and ".py:" in str(source):
+            self.name = str(source)
+            self._from_code(str(source))
+        elif isinstance(source, (str, Path)):
             self.path = Path(source)
             self.name = str(self.path)
             self._from_file()
         else:
-            self.path, self.name = None, f"the {type(source).__name__} given"
+            self.name = f"the {type(source).__name__} given"
             self._from_object(source)
+        if self.weights is not None and self.path is not None:
+            raise UsageError(f"--weights goes with a model given as code (-mp net.py:factory), not with {self.path}")
+
+    @classmethod
+    def from_settings(cls, source, cfg: dict, trust: bool = False, progress: bool = True) -> "Model":
+        """The model a run's validated settings describe: its device, input size, weights,
+        preprocessing and engine options."""
+        model = cls(source, evaluate_with=cfg["evaluate_with"], device=cfg["device"], trust=trust,
+                    input_size=cfg["input_size"], weights=cfg["weights"])
+        return model.configure(cfg, progress)
+
+    def configure(self, cfg: dict, progress: bool = True) -> "Model":
+        """Takes the run's preprocessing and engine options."""
+        if cfg["device"] == "cuda" and not frameworks.torch().cuda.is_available():
+            raise UsageError("device cuda: PyTorch finds no CUDA device here; use --device cpu or auto")
+        self.preprocess = Preprocess(**cfg["preprocess"])
+        self.engine_options = EngineOptions(**cfg["perturbation"], progress=progress)
+        self.preprocess.check(self.input_shape[-1])
+        return self
+
+    def _from_code(self, source: str) -> None:
+        from heatkit.model.torch_net import TorchNet
+
+        if not self.trust:
+            raise UsageError(f"-mp {source} runs the code in {source.rpartition(':')[0]}; give --trust-model if you "
+                             "trust it")
+        if self.weights is not None and not self.weights.is_file():
+            raise UsageError(f"weights file {self.weights} not found; give the state dict of {source}")
+        self._loaders["torch"] = lambda: TorchNet.load_code(source, self.weights, self.torch_device, self.input_size)
 
     def _from_file(self) -> None:
         if not self.path.is_file():
             raise UsageError(f"model file {self.path} not found; build the models with: python create_model.py")
+        if self.path.suffix == ".py":
+            raise UsageError(f"-mp {self.path}: name the function or class in it that builds the model, as "
+                             "path/to/net.py:factory")
         if self.path.suffix not in (*KERAS_SUFFIXES, ".pt"):
             raise UsageError(f"{self.path}: give a Keras model (.h5, .keras) or a PyTorch model (.pt)")
         card_path = self.path.with_suffix(".json")
@@ -69,8 +110,8 @@ class Model:
             self._loaders["keras"] = lambda: KerasNet.load(files["keras"], self.trust)
         if "torch" in files:
             self._loaders["torch"] = (lambda: TorchNet.load_twin(files["torch"], self.card, self.torch_device)) \
-                if "twin" in self.card else (lambda: TorchNet.load_script(files["torch"], self.torch_device,
-                                                                          self.input_size))
+                if "twin" in self.card else (lambda: TorchNet.load_file(files["torch"], self.torch_device,
+                                                                        self.input_size, self.trust))
 
     def _from_object(self, source) -> None:
         from heatkit.model.keras_net import KerasNet
@@ -151,6 +192,18 @@ class Model:
     def probabilities(self, batch: np.ndarray) -> np.ndarray:
         return self.evaluator.probabilities(batch)
 
+    @property
+    def activation_bytes(self) -> int:
+        """Bytes one image's forward pass allocates on the evaluating framework."""
+        return self.evaluator.activation_bytes
+
+    def windowed(self):
+        """An evaluator of changes of an input within a window, on the PyTorch path of a convolutional
+        network (heatkit/model/windows.py), or None."""
+        if self.evaluator_framework != "torch":
+            return None
+        return self.torch.windowed(self.engine_options.max_fast_fraction)
+
     def affine_split(self) -> AffineSplit | None:
         """The model as an affine first layer and the rest, where it has that form."""
         return self.evaluator.affine_split
@@ -171,6 +224,23 @@ class Model:
         if "torch" not in self._loaders:
             raise UsageError(f"{self.name} has no PyTorch version")
         return self._loaders["torch"]()
+
+    @property
+    def notes(self) -> list[str]:
+        """What a user should know about how the model reads its input: a probed input size, or
+        a first layer that rescales its input as if it were bytes, given pixels in [0, 1]."""
+        notes = [self.torch.probed] if "torch" in vars(self) and self.torch.probed else []
+        scale = self.keras.input_scale if "keras" in vars(self) else None
+        if scale is not None and scale < 0.05 and self.preprocess.range == "unit" and self.preprocess.mean is None:
+            notes.append(f"{self.name} begins with a Rescaling layer that multiplies its input by {scale:.3g}, as for "
+                         "pixels in [0, 255], and is given pixels in [0, 1]: give --preprocess byte if it was "
+                         "trained on bytes")
+        return notes
+
+    @property
+    def dtype(self) -> str:
+        """The float type the model computes in."""
+        return str(self.evaluator.dtype).removeprefix("torch.")
 
     @property
     def torch_device(self) -> str:

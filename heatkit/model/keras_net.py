@@ -92,6 +92,40 @@ class KerasNet:
         with self.scope():
             return self.model.get_layer(layer).get_weights()
 
+    @cached_property
+    def input_scale(self) -> float | None:
+        """The factor of a Rescaling layer the input goes through first, if any."""
+        tf = frameworks.tensorflow()
+        consumers = _consumers(self.model, self.model.inputs[0])
+        if len(consumers) == 1 and isinstance(consumers[0], tf.keras.layers.Rescaling):
+            return float(consumers[0].scale)
+        return None
+
+    @cached_property
+    def activation_bytes(self) -> int:
+        """Bytes of one image's layer outputs: what bounds a batch's size."""
+        tf = frameworks.tensorflow()
+        itemsize = np.dtype(self.dtype).itemsize
+
+        def outputs(model) -> int:
+            total = 0
+            for layer in model.layers:
+                if isinstance(layer, tf.keras.Model):
+                    total += outputs(layer)
+                    continue
+                shapes = layer.output_shape if isinstance(layer.output_shape, list) else [layer.output_shape]
+                total += sum(int(np.prod(shape[1:])) * itemsize for shape in shapes)
+            return total
+        return outputs(self.model)
+
+    def analysis_model(self, lrp: bool):
+        """The logits model as innvestigate 2.1.2 can analyze it, and a function that prepares a
+        batch for it (or None). Plain ReLU layers become Activation("relu") layers: innvestigate's
+        DeConvNet cannot copy a ReLU layer. For LRP, elementwise preprocessing layers at the input
+        (Rescaling, Normalization) are cut off and applied to the batch first: an elementwise layer
+        passes relevance on unchanged, so the relevance of its output is that of the image's pixels."""
+        return self.once(("analysis model", lrp), lambda: _analysis_model(frameworks.tensorflow(), self, lrp))
+
     def logits(self, batch: np.ndarray) -> np.ndarray:
         return self._run(batch)[0]
 
@@ -162,6 +196,34 @@ def _logits_tensor(tf, model):
         linear.set_weights(last.get_weights())
         return logits
     return model.output
+
+
+def _analysis_model(tf, net: KerasNet, lrp: bool):
+    layers = tf.keras.layers
+    start, prepare = net.logits_model.inputs[0], None
+    if lrp:
+        while len(consumers := _consumers(net.logits_model, start)) == 1 and \
+                isinstance(consumers[0], (layers.Rescaling, layers.Normalization)):
+            start = consumers[0].output
+        if start is not net.logits_model.inputs[0]:
+            prepare = net.session.make_callable(start, feed_list=net.logits_model.inputs)
+    model = net.logits_model if prepare is None else tf.keras.Model(start, net.logits_model.output)
+    relus = [layer for layer in model.layers if type(layer) is layers.ReLU and layer.max_value is None
+             and not float(layer.negative_slope) and not float(layer.threshold)]
+    if relus:
+        copy = tf.keras.models.clone_model(model, clone_function=lambda layer: layers.Activation(
+            "relu", name=layer.name, dtype=layer.dtype) if layer in relus else layer.__class__.from_config(
+            layer.get_config()))
+        copy.set_weights(model.get_weights())
+        model = copy
+    return model, prepare
+
+
+def _consumers(model, tensor) -> list:
+    """The layers of `model` that take `tensor` as their input."""
+    return [layer for layer in model.layers if any(
+        node.input_tensors is tensor or tensor in (node.input_tensors if isinstance(node.input_tensors, list) else [])
+        for node in layer._inbound_nodes)]
 
 
 def _is_chain(model) -> bool:

@@ -12,7 +12,7 @@ import numpy as np
 from heatkit.base import frameworks
 from heatkit.base.engine import AffineSplit
 from heatkit.base.errors import UsageError
-from heatkit.model import twins
+from heatkit.model import twins, windows
 from heatkit.model.files import archive_kind, first_line
 
 PROBE_SIZES = (224, 227, 32, 28, 64, 128, 256, 299)  # tried for a conv net's input side
@@ -22,12 +22,14 @@ class TorchNet:
     """A PyTorch classifier fed NHWC numpy batches, on `device`, in its own float type. Its module
     returns logits, or probabilities (`softmax_inside`: then their log stands for the logits)."""
 
-    def __init__(self, module, input_shape: tuple[int, int, int], device: str = "cpu"):
+    def __init__(self, module, input_shape: tuple[int, int, int], probed: str | None = None, device: str = "cpu"):
         self.torch = frameworks.torch()
         self.device = device
         self.module = module.to(device).eval()
         self.dtype = next(self.module.parameters()).dtype
         self.input_shape = input_shape
+        self.probed = probed  # how the input size was found, where it was probed
+        self._built: dict = {}
         height, width, channels = input_shape
         self._chw = (channels, height, width)
         with self.torch.no_grad():  # a module that ends in a softmax gives rows of non-negative numbers summing to 1
@@ -47,27 +49,56 @@ class TorchNet:
         except (RuntimeError, OSError, EOFError, ValueError, pickle.UnpicklingError) as error:
             raise UsageError(f"cannot load {path} as the state dict its card describes ({first_line(error)}); "
                              "rebuild it with create_model.py") from None
-        return cls(module, tuple(card["input_shape"]), device)
+        return cls(module, tuple(card["input_shape"]), device=device)
 
     @classmethod
-    def load_script(cls, path: Path, device: str = "cpu", input_size: list[int] | None = None) -> "TorchNet":
-        """A TorchScript classifier, converted to float64."""
+    def load_file(cls, path: Path, device: str = "cpu", input_size: list[int] | None = None,
+                  trust: bool = False) -> "TorchNet":
+        """A .pt file without a card: TorchScript, or, trusted, a module saved whole with torch.save."""
         torch = frameworks.torch()
-        if archive_kind(path) == "pickle":
-            raise UsageError(f"{path} holds a state dict or a pickled object, not TorchScript; save the model "
-                             "with torch.jit.script(model).save(path), or keep a create_model.py twin beside its card")
+        kind = archive_kind(path)
+        if kind == "pickle" and not trust:
+            raise UsageError(f"{path} holds a pickled object (a state dict, or a module saved with torch.save), not "
+                             "TorchScript, and unpickling it could run code: give --trust-model if you trust it, or "
+                             "the code that builds the model: -mp net.py:factory --weights the_state_dict.pt")
         try:
-            module = torch.jit.load(str(path), map_location="cpu")
-        except (RuntimeError, ValueError) as error:
-            raise UsageError(f"cannot load {path} as TorchScript ({first_line(error)}); save the model with "
-                             "torch.jit.script(model).save(path), or give a create_model.py twin with its card") from None
-        module = module.double().eval()
-        return cls(module, input_shape(module, str(path), input_size), device)
+            module = torch.load(path, weights_only=False, map_location="cpu") if kind == "pickle" else \
+                torch.jit.load(str(path), map_location="cpu")
+        except (RuntimeError, ValueError, pickle.UnpicklingError, AttributeError, ModuleNotFoundError) as error:
+            raise UsageError(f"cannot load {path} as TorchScript or a saved module ({first_line(error)}); save the "
+                             "model with torch.jit.script(model).save(path), or give its code: -mp net.py:factory "
+                             "--weights state.pt") from None
+        if not isinstance(module, torch.nn.Module):
+            raise UsageError(f"{path} holds a {type(module).__name__}, not a model; give the code that builds the model "
+                             f"with it as its weights: -mp net.py:factory --weights {path}")
+        return cls(module, *input_shape(module, str(path), input_size), device)
+
+    @classmethod
+    def load_code(cls, source: str, weights: Path | None, device: str = "cpu",
+                  input_size: list[int] | None = None) -> "TorchNet":
+        """The module a Python file's factory returns (`net.py:factory`, any callable of no arguments),
+        with its state dict from `weights` (loaded with weights_only=True)."""
+        torch = frameworks.torch()
+        module = build_from_code(source)
+        if weights is not None:
+            try:
+                state = torch.load(weights, weights_only=True, map_location="cpu")
+                module.load_state_dict(state.get("state_dict", state) if isinstance(state, dict) else state)
+            except (RuntimeError, OSError, EOFError, ValueError, KeyError, pickle.UnpicklingError) as error:
+                raise UsageError(f"cannot load {weights} as the state dict of {source} ({first_line(error)}); give "
+                                 "the file torch.save(model.state_dict(), path) wrote for this model") from None
+        return cls(module, *input_shape(module, source, input_size), device)
 
     @classmethod
     def wrap(cls, module, device: str = "cpu", input_size: list[int] | None = None) -> "TorchNet":
         """A module the caller built in this process, in its own float type."""
-        return cls(module, input_shape(module, f"the {type(module).__name__} given", input_size), device)
+        return cls(module, *input_shape(module, f"the {type(module).__name__} given", input_size), device)
+
+    def once(self, key, build):
+        """What build() makes for this module (its fx graph for LRP), built once and then reused."""
+        if key not in self._built:
+            self._built[key] = build()
+        return self._built[key]
 
     @property
     def scripted(self) -> bool:
@@ -95,18 +126,29 @@ class TorchNet:
 
     def probabilities(self, batch: np.ndarray) -> np.ndarray:
         with self.torch.no_grad():
-            return self.array(self._as_probabilities(self.module(self.tensor(batch))))
+            return self.array(self.as_probabilities(self.module(self.tensor(batch))))
 
-    def _as_probabilities(self, output):
+    def as_probabilities(self, output):
         """The module's output as probabilities: itself where the module ends in a softmax."""
         return output if self.softmax_inside else self.torch.softmax(output, dim=-1)
+
+    @cached_property
+    def activation_bytes(self) -> int:
+        """Bytes of every tensor one image's forward pass makes: what bounds a batch's size."""
+        return frameworks.allocated_bytes(lambda: self.module(self.tensor(np.zeros((1, *self.input_shape)))))
+
+    def windowed(self, max_fraction: float):
+        """An evaluator of windowed changes of an input (heatkit/model/windows.py), or None where
+        the module cannot be traced or has no convolution or pooling."""
+        graph = self.once("fx graph", lambda: windows.traced(self.module))
+        return None if graph is None else windows.Windows(self, graph, max_fraction)
 
     @cached_property
     def affine_split(self) -> AffineSplit | None:
         """For a Sequential (TorchScript or not) of Flatten, Linear, then anything."""
         nn = self.torch.nn
-        layers = list(self.module.children()) if _is(self.module, nn.Sequential) else []
-        if len(layers) < 2 or not _is(layers[0], nn.Flatten) or not _is(layers[1], nn.Linear):
+        layers = list(self.module.children()) if is_kind(self.module, nn.Sequential) else []
+        if len(layers) < 2 or not is_kind(layers[0], nn.Flatten) or not is_kind(layers[1], nn.Linear):
             return None
         linear, rest = layers[1], nn.Sequential(*layers[2:])
         kernel = self.array(linear.weight).T  # rows in (C, H, W) order; the engine's are (H, W, C)
@@ -116,7 +158,7 @@ class TorchNet:
 
         def head(z):
             with self.torch.no_grad():
-                return self.array(self._as_probabilities(rest(self.torch.from_numpy(z).to(self.device, self.dtype))))
+                return self.array(self.as_probabilities(rest(self.torch.from_numpy(z).to(self.device, self.dtype))))
         # Softmax inputs far below their row's maximum make subnormal exponentials, which the CPU
         # computes slowly; flushing them to zero (only probabilities below 2.2e-308 change) ran
         # the center-pixel head 35% faster. The mode is per thread: only the engine's workers get it.
@@ -133,37 +175,72 @@ class TorchNet:
             self.torch.set_num_threads(threads)
 
 
-def input_shape(module, name: str, size: list[int] | None = None) -> tuple[int, int, int]:
-    """(H, W, C) of a module's input. The channels come from its first Conv2d or Linear layer; the
-    height and width are `size` where given, else a Linear's inputs tell them, or the first side of
-    PROBE_SIZES that gives a (batch, classes) output."""
+def input_shape(module, name: str, size: list[int] | None = None) -> tuple[tuple[int, int, int], str | None]:
+    """(H, W, C) of a module's input, and a note where it was probed. The channels come from its
+    first Conv2d or Linear layer; the height and width are `size` where given, else a Linear's
+    inputs tell them, or the first side of PROBE_SIZES that gives a (batch, classes) output."""
     torch = frameworks.torch()
-    first = next((m for m in module.modules() if _is(m, torch.nn.Conv2d) or _is(m, torch.nn.Linear)), None)
+    first = next((m for m in module.modules() if is_kind(m, torch.nn.Conv2d) or is_kind(m, torch.nn.Linear)), None)
     if first is None:
         raise UsageError(f"{name}: found no Conv2d or Linear layer to read the input's shape from")
-    if _is(first, torch.nn.Linear):
+    if is_kind(first, torch.nn.Linear):
         inputs = first.weight.shape[1]
         channels = 3 if inputs % 3 == 0 and _is_square(inputs // 3) else 1
         sizes = [(side := round((inputs / channels) ** 0.5), side)]
     else:
         channels, sizes = first.weight.shape[1], [(side, side) for side in PROBE_SIZES]
+    probing = size is None and len(sizes) > 1
     if size is not None:
         sizes = [tuple(size)]
     dtype = next(module.parameters()).dtype
     for height, width in sizes:
         try:
             with torch.no_grad():
-                output = module(torch.zeros(1, channels, height, width, dtype=dtype))
+                output = module.eval()(torch.zeros(1, channels, height, width, dtype=dtype))
         except RuntimeError:
             continue
         if output.dim() == 2:
-            return height, width, channels
+            note = (f"{name} does not fix its input size; it runs at {height}x{width}, the first of "
+                    f"{', '.join(map(str, PROBE_SIZES))} that does: give --input-size HxW for another") if probing else None
+            return (height, width, channels), note
     tried = ", ".join(f"{height}x{width}" for height, width in sizes)
     raise UsageError(f"{name}: no input of {channels} channels and {tried} pixels gives a (batch, classes) output; "
                      "give the model's input size with --input-size HxW")
 
 
-def _is(module, kind) -> bool:
+def build_from_code(source: str):
+    """The nn.Module that `path.py:factory` makes: the file is imported (its folder on the import
+    path meanwhile) and `factory` called with no arguments."""
+    import importlib.util
+    import sys
+
+    torch = frameworks.torch()
+    file, _, factory = source.rpartition(":")
+    path = Path(file)
+    if not path.is_file() or not factory:
+        raise UsageError(f"-mp {source}: give a Python file and the function or class in it that builds the model, "
+                         "as path/to/net.py:factory")
+    spec = importlib.util.spec_from_file_location(f"heatkit_model_{path.stem}", path)
+    code = importlib.util.module_from_spec(spec)
+    sys.path.insert(0, str(path.parent.resolve()))
+    try:
+        spec.loader.exec_module(code)
+        if not hasattr(code, factory):
+            raise UsageError(f"-mp {source}: {path} has no {factory}; give the function or class that builds the model")
+        module = getattr(code, factory)()
+    except UsageError:
+        raise
+    except Exception as error:  # the user's code: its error, in one line
+        raise UsageError(f"-mp {source}: building the model failed ({type(error).__name__}: {first_line(error)})") \
+            from None
+    finally:
+        sys.path.remove(str(path.parent.resolve()))
+    if not isinstance(module, torch.nn.Module):
+        raise UsageError(f"-mp {source}: {factory}() returned a {type(module).__name__}, not a torch.nn.Module")
+    return module
+
+
+def is_kind(module, kind) -> bool:
     """isinstance, for TorchScript modules too (they keep their class's name as `original_name`)."""
     return isinstance(module, kind) or getattr(module, "original_name", None) == kind.__name__
 

@@ -11,6 +11,7 @@ from typing import Callable
 
 import numpy as np
 
+from heatkit.base.engine import progress_bar
 from heatkit.base.errors import UsageError
 from heatkit.methods.registry import REGISTRY, label
 from heatkit.pipeline import variants
@@ -64,7 +65,7 @@ class Experiment:
 def sanity(model, image, display, keys, cfg, target, backend, mode: str) -> Experiment:
     """Maps of the original model, then after each randomization step (or noise level)."""
     params = cfg["sanity"]
-    original = with_maps(explain(model, image, display, "original", keys, cfg, target, backend))
+    original = with_maps(explain(model, image, display, "original", keys, cfg, target, backend, curves=False))
     target = original.target  # every step explains the original's class
     if mode == "noise":
         steps = [(f"noise {level:g}", variants.noiser(level, params["seed"])) for level in params["noise_levels"]]
@@ -74,13 +75,14 @@ def sanity(model, image, display, keys, cfg, target, backend, mode: str) -> Expe
         steps = [(names[-1], variants.reinitializer(names, params["initializer"], params["std"], params["seed"]))
                  for names in chosen]
     results = [original]
-    with tempfile.TemporaryDirectory(prefix="heatkit-variants-") as scratch:
+    with tempfile.TemporaryDirectory(prefix="heatkit-variants-") as scratch, _bar(model, len(steps), "sanity") as bar:
         for index, (step, change) in enumerate(steps):
             altered = variants.variant(model, Path(scratch), change, f"step{index}")
-            result = explain(altered, image, display, step, keys, cfg, target, backend)
+            result = explain(altered, image, display, step, keys, cfg, target, backend, curves=False)
             if result.interrupted:
                 break
             results.append(result)
+            bar.update()
     interrupted, steps = len(results) <= len(steps), steps[: len(results) - 1]
 
     columns = ["original"] + [step for step, _ in steps]
@@ -120,15 +122,18 @@ def growing_patch(model, image, display, keys, cfg, target, backend) -> Experime
         if row + size > height or column + size > width:
             raise UsageError(f"growing_patch: a {size}-pixel patch at {row, column} leaves the {height}x{width} "
                              "image; choose smaller sizes or another position")
-    results = [with_maps(explain(model, image, display, "no patch", keys, cfg, target, backend))]
+    results = [with_maps(explain(model, image, display, "no patch", keys, cfg, target, backend, curves=False))]
     target = results[0].target
-    for size in params["sizes"]:
-        occluded = display.copy()
-        occluded[row:row + size, column:column + size] = params["fill"]
-        result = explain(model, model.preprocess(occluded), occluded, f"patch {size}x{size}", keys, cfg, target, backend)
-        if result.interrupted:
-            break
-        results.append(result)
+    with _bar(model, len(params["sizes"]), "growing patch") as bar:
+        for size in params["sizes"]:
+            occluded = display.copy()
+            occluded[row:row + size, column:column + size] = params["fill"]
+            result = explain(model, model.preprocess(occluded), occluded, f"patch {size}x{size}", keys, cfg, target,
+                             backend, curves=False)
+            if result.interrupted:
+                break
+            results.append(result)
+            bar.update()
     rows = []
     sizes = [0, *params["sizes"]]
     for size, result in zip(sizes, results):
@@ -139,8 +144,7 @@ def growing_patch(model, image, display, keys, cfg, target, backend) -> Experime
                              "ssim": ssim(reference, result.maps[key]), "ms_ssim": ms_ssim(reference, result.maps[key])})
         rows += [{"method": key, "patch": size, "error": error} for key, error in result.failures.items()]
     names, figure_cfg = {key: label(key) for key in results[0].maps}, cfg["figure"]
-    figures = {"growing_patch.png": lambda: heatmap_figure(results, names, crop=figure_cfg["crop"], cmap=figure_cfg["cmap"],
-                                                           column_width=figure_cfg["column_width"])}
+    figures = {"growing_patch.png": lambda: heatmap_figure(results, names, figure_cfg, model.ground_truth is not None)}
     return Experiment("growing_patch", results, rows, figures, cfg,
                       failures=_failures([result.name for result in results], results),
                       interrupted=len(results) <= len(params["sizes"]))
@@ -151,6 +155,7 @@ def sweep(model, image, display, keys, swept: list[tuple[str, list[tuple[object,
     """Each swept setting at each of its values, for the chosen methods that read it. `swept` holds
     (setting key, [(value, the validated settings with that value)])."""
     grid, rows, results, interrupted = [], [], [], False
+    bar = _bar(model, sum(len(values) for _, values in swept), "sweep")
     for key, values in swept:
         section = key.split(".")[0]
         methods = [k for k in keys if REGISTRY[k].settings and REGISTRY[k].settings.name == section]
@@ -158,7 +163,7 @@ def sweep(model, image, display, keys, swept: list[tuple[str, list[tuple[object,
             raise UsageError(f"--sweep {key}: none of the chosen methods reads the {section} settings")
         maps: dict[str, list] = {method: [] for method in methods}
         for index, (value, value_cfg) in enumerate(values):
-            result = explain(model, image, display, f"{key}={value}", methods, value_cfg, target, backend)
+            result = explain(model, image, display, f"{key}={value}", methods, value_cfg, target, backend, curves=False)
             if result.interrupted and (grid or index):
                 interrupted = True
                 break
@@ -170,6 +175,7 @@ def sweep(model, image, display, keys, swept: list[tuple[str, list[tuple[object,
                      for method, error in result.failures.items()]
             for method in methods:
                 maps[method].append(_map_or_reason(result, method))
+            bar.update()
         for method, maps_of_values in maps.items():
             if not maps_of_values:  # Ctrl-C stopped this sweep at its first value
                 continue
@@ -181,6 +187,7 @@ def sweep(model, image, display, keys, swept: list[tuple[str, list[tuple[object,
                                  "ssim": scores["ssim"], "spearman": scores["spearman"]})
         if interrupted:
             break
+    bar.close()
     figure_cfg = cfg["figure"]
     title = "hyperparameter sweep: " + "; ".join(f"{key}={','.join(str(v) for v, _ in values)}" for key, values in swept)
     figures = {"sweep.png": lambda: grid_figure(grid, column_width=figure_cfg["column_width"] * 0.8,
@@ -199,6 +206,11 @@ def with_maps(result):
                          "; ".join(f"{key}: {reason}" for key, reason in reasons.items()) +
                          "); choose methods that apply to this model")
     return result
+
+
+def _bar(model, steps: int, name: str):
+    """The experiment's progress over its steps (each method's own bar runs below it)."""
+    return progress_bar(steps, name, "step", model.engine_options.progress)
 
 
 def _failures(steps: list[str], results) -> list[tuple[str, str, str]]:

@@ -7,19 +7,22 @@ import traceback
 import numpy as np
 
 from heatkit.base import contract
+from heatkit.base.engine import Meter
 from heatkit.base.errors import NotApplicable, UsageError
 from heatkit.methods.registry import REGISTRY
+from heatkit.pipeline import faithfulness
 from heatkit.pipeline.results import ImageResult
 
 
 def explain(model, image: np.ndarray, display: np.ndarray, name: str, keys: list[str], cfg: dict,
-            target: int | None, backend: str, verbose: bool = False) -> ImageResult:
+            target: int | None, backend: str, verbose: bool = False, curves: bool = True) -> ImageResult:
     """Every method's map for `image` (the model's input; `display` is it in [0, 1] for the figure),
     explaining `target` (default: the predicted class), with the gradient family on `backend`.
 
     A method that raises is recorded as a failure with its message, one that does not apply to
     this model as skipped with the reason; the others still run. Bad settings (UsageError) end the
-    run. Ctrl-C stops after the finished methods and marks the result interrupted.
+    run. Ctrl-C stops after the finished methods and marks the result interrupted. With `curves`
+    (and faithfulness.curves), every map gets its faithfulness curves.
     """
     probabilities = model.probabilities(image[None])[0]
     result = ImageResult(name=name, image=display, probabilities=probabilities,
@@ -34,7 +37,12 @@ def explain(model, image: np.ndarray, display: np.ndarray, name: str, keys: list
             function = method.function(framework)  # imports the method's libraries, outside the timing
             evaluations = model.evaluations.copy()
             start = time.perf_counter()
-            maps, extras = contract.check(key, function(model, image, result.target, params), image.shape[:2])
+            model.meter = Meter(key, model.engine_options.progress, model.engine_options.warn_seconds, method.cheaper)
+            try:
+                maps, extras = contract.check(key, function(model, image, result.target, params), image.shape[:2])
+            finally:
+                model.meter.close()
+                model.meter = None
         except NotApplicable as reason:
             result.skipped[key] = str(reason)
             continue
@@ -56,4 +64,9 @@ def explain(model, image: np.ndarray, display: np.ndarray, name: str, keys: list
             result.maps[name], result.seconds[name] = attribution, seconds / len(maps)
         if extras:
             result.extras[key] = extras
+    if curves and cfg["faithfulness"]["curves"] and result.maps and not result.interrupted:
+        try:
+            result.curves = faithfulness.score_maps(model, image, result.target, result.maps, cfg["faithfulness"])
+        except KeyboardInterrupt:
+            result.interrupted = True
     return result

@@ -1,8 +1,10 @@
 """The heatmap figure, a pure function of arrays: no pyplot state, no rcParams changes.
 
-Per image, a pair of rows: the input and every method's full map, then the center crop of
-each. Maps use a diverging colormap symmetric about 0 with a colorbar; crops share their full
-map's scale, so a crop shows how the center compares with the whole map.
+Per image, the input and every method's full map, in rows of a settable length, each with a row
+of the maps' center crops below it where the center is what the model's ground truth is about.
+A map with both signs uses a diverging colormap symmetric about 0; a map of one sign spans its
+own range (color_scale). Crops share their full map's scale, so a crop shows how the center
+compares with the whole map.
 """
 from __future__ import annotations
 
@@ -21,36 +23,62 @@ TITLE_HEIGHT = 0.75  # inches above each row pair for the column titles
 MARGIN_FONT = 9  # points, of the label text and the top-k list
 
 
-def heatmap_figure(results: list, names: dict[str, str], *, crop: int, column_width: float,
-                   cmap: str, class_names: list[str] | None = None) -> Figure:
-    """One row pair per ImageResult; `names` gives each map key's display name, in column order."""
+def heatmap_figure(results: list, names: dict[str, str], options: dict, ground_truth: bool,
+                   class_names: list[str] | None = None) -> Figure:
+    """Per ImageResult, the input and its maps in rows of at most options["maps_per_row"] maps,
+    each with a row of their center crops below it where options["crop_row"] asks for one ("auto":
+    where the model declares a ground truth). `names` gives each map key's display name, in column
+    order; `options` are the figure settings."""
     # a method that applies to none of the images gets no column (the table says why)
     keys = [key for key in names if any(key in r.maps or key in r.failures for r in results)]
-    columns = 1 + len(keys)
+    crop = options["crop"] if options["crop_row"] is True or (options["crop_row"] == "auto" and ground_truth) else None
+    per_row = options["maps_per_row"] or max(1, len(keys))
+    blocks = [keys[start:start + per_row] for start in range(0, max(1, len(keys)), per_row)]
+    columns, rows = 1 + min(per_row, max(1, len(keys))), 2 if crop else 1
     label = (lambda c: str(c) if class_names[c] == str(c) else f"{c} {class_names[c]}") if class_names else str
     margins = [(_label_lines(result, label), _top_lines(result, label)) for result in results]
     left = max(LEFT_MARGIN, max(_text_inches(lines) for lines, _ in margins) + 0.3)
     right = max(RIGHT_MARGIN, max(_text_inches(lines) for _, lines in margins) + 0.75)
-    width = left + columns * column_width + right
-    height = len(results) * (2 * ROW_HEIGHT + TITLE_HEIGHT)
+    width = left + columns * options["column_width"] + right
+    block_count = len(results) * len(blocks)
+    height = block_count * (rows * ROW_HEIGHT + TITLE_HEIGHT)
     fig = Figure(figsize=(width, height))
     grid = fig.add_gridspec(
-        3 * len(results), columns, height_ratios=[TITLE_HEIGHT, ROW_HEIGHT, ROW_HEIGHT] * len(results),
-        left=left / width, right=1 - right / width, top=1.0, bottom=0.1 / height,
-        wspace=0.45, hspace=0.08)
+        (rows + 1) * block_count, columns, height_ratios=[TITLE_HEIGHT, *[ROW_HEIGHT] * rows] * block_count,
+        left=left / width, right=1 - right / width, top=1.0, bottom=0.1 / height, wspace=0.45, hspace=0.08)
     for index, (result, (label_lines, top_lines)) in enumerate(zip(results, margins)):
-        full_row, crop_row = 3 * index + 1, 3 * index + 2
-        _input_panels(fig, grid, full_row, crop_row, result, crop)
-        for column, key in enumerate(keys, start=1):
-            full, cropped = fig.add_subplot(grid[full_row, column]), fig.add_subplot(grid[crop_row, column])
-            if key in result.maps:
-                _map_panels(full, cropped, result.maps[key], names[key], crop, cmap)
-            elif key in result.skipped:
-                _failed_panels(full, cropped, names[key], f"not applicable: {result.skipped[key]}")
+        for number, block in enumerate(blocks):
+            full_row = (rows + 1) * (index * len(blocks) + number) + 1
+            pairs = [[fig.add_subplot(grid[full_row + row, column]) for row in range(rows)]
+                     for column in range(1 + len(block))]
+            if number == 0:
+                _input_panels(pairs[0], result, crop)
+                _margins(fig, grid, full_row, 1 + len(block), label_lines, top_lines)
             else:
-                _failed_panels(full, cropped, names[key], result.failures.get(key, "not computed"))
-        _margins(fig, grid, full_row, columns, label_lines, top_lines)
+                for panel in pairs[0]:
+                    panel.set_axis_off()
+            for key, axes in zip(block, pairs[1:]):
+                if key in result.maps:
+                    _map_panels(axes, result.maps[key], names[key], crop, options["cmap"], options["scale"])
+                elif key in result.skipped:
+                    _failed_panels(axes, names[key], f"not applicable: {result.skipped[key]}")
+                else:
+                    _failed_panels(axes, names[key], result.failures.get(key, "not computed"))
     return fig
+
+
+def color_scale(values: np.ndarray, cmap: str, scale: str) -> tuple[str, float, float, list[float]]:
+    """(colormap, low, high, colorbar ticks) for a map. "symmetric": the diverging colormap about 0.
+    "auto": that, for a map with both signs; a map of one sign spans its own range on the
+    colormap's half of that sign (white to red, or blue to white), so that a narrow range such as
+    RISE's 0.487 to 0.554 shows its structure instead of one color."""
+    low, high = float(values.min()), float(values.max())
+    if scale == "auto" and low >= 0 and high > low:
+        return "Reds", low, high, [low, high]
+    if scale == "auto" and high <= 0 and high > low:
+        return "Blues_r", low, high, [low, high]
+    extreme = max(abs(low), abs(high)) or 1.0
+    return cmap, -extreme, extreme, [-extreme, 0.0, extreme]
 
 
 def show(figure: Figure) -> None:
@@ -61,39 +89,42 @@ def show(figure: Figure) -> None:
     plt.show()
 
 
-def _input_panels(fig, grid, full_row, crop_row, result, crop):
+def _input_panels(axes, result, crop):
     image = result.image[..., 0] if result.image.shape[-1] == 1 else result.image
-    full, cropped = fig.add_subplot(grid[full_row, 0]), fig.add_subplot(grid[crop_row, 0])
+    full = axes[0]
     full.imshow(image, cmap="gray", vmin=0, vmax=1, interpolation="nearest")
-    height, width = image.shape[:2]
-    full.add_patch(Rectangle((width // 2 - crop / 2, height // 2 - crop / 2), crop, crop,
-                             fill=False, edgecolor="red", linewidth=0.8))
-    cropped.imshow(center_crop(image, crop), cmap="gray", vmin=0, vmax=1, interpolation="nearest")
-    _outline_center(cropped, crop)
     full.set_title(f"{result.name}\nInput", fontsize=9)
-    cropped.set_title(f"center {crop}x{crop}", fontsize=8)
-    for axes in (full, cropped):
-        _bare(axes)
+    if crop:
+        height, width = image.shape[:2]
+        full.add_patch(Rectangle((width // 2 - crop / 2, height // 2 - crop / 2), crop, crop,
+                                 fill=False, edgecolor="red", linewidth=0.8))
+        axes[1].imshow(center_crop(image, crop), cmap="gray", vmin=0, vmax=1, interpolation="nearest")
+        _outline_center(axes[1], crop)
+        axes[1].set_title(f"center {crop}x{crop}", fontsize=8)
+    for panel in axes:
+        _bare(panel)
 
 
-def _map_panels(full, cropped, attribution, name, crop, cmap):
-    extreme = float(np.abs(attribution).max()) or 1.0
-    for axes, values in ((full, attribution), (cropped, center_crop(attribution, crop))):
-        shown = axes.imshow(values, cmap=cmap, vmin=-extreme, vmax=extreme, interpolation="nearest")
-        colorbar = axes.figure.colorbar(shown, ax=axes, fraction=0.046, pad=0.03, ticks=[-extreme, 0, extreme])
-        colorbar.ax.set_yticklabels([f"{-extreme:.3g}", "0", f"{extreme:.3g}"], fontsize=6)
-        _bare(axes)
-    _outline_center(cropped, crop)
-    full.set_title(f"{name}\nmax {attribution.max():.3g}\nmin {attribution.min():.3g}", fontsize=9)
+def _map_panels(axes, attribution, name, crop, cmap, scale):
+    colormap, low, high, ticks = color_scale(attribution, cmap, scale)
+    shown = [(axes[0], attribution)] + ([(axes[1], center_crop(attribution, crop))] if crop else [])
+    for panel, values in shown:
+        image = panel.imshow(values, cmap=colormap, vmin=low, vmax=high, interpolation="nearest")
+        colorbar = panel.figure.colorbar(image, ax=panel, fraction=0.046, pad=0.03, ticks=ticks)
+        colorbar.ax.set_yticklabels([f"{tick:.3g}" for tick in ticks], fontsize=6)
+        _bare(panel)
+    if crop:
+        _outline_center(axes[1], crop)
+    axes[0].set_title(f"{name}\nmax {attribution.max():.3g}\nmin {attribution.min():.3g}", fontsize=9)
 
 
-def _failed_panels(full, cropped, name, reason):
-    full.set_title(name, fontsize=9)
-    full.text(0.5, 0.5, textwrap.fill(reason, 28, max_lines=8), ha="center", va="center", fontsize=7, color="0.3",
-              transform=full.transAxes)
-    for axes in (full, cropped):
-        _bare(axes)
-        axes.set_frame_on(False)
+def _failed_panels(axes, name, reason):
+    axes[0].set_title(name, fontsize=9)
+    axes[0].text(0.5, 0.5, textwrap.fill(reason, 28, max_lines=8), ha="center", va="center", fontsize=7,
+                 color="0.3", transform=axes[0].transAxes)
+    for panel in axes:
+        _bare(panel)
+        panel.set_frame_on(False)
 
 
 def _label_lines(result, label) -> list[str]:
@@ -181,8 +212,8 @@ def grid_figure(rows: list[tuple[str, list[np.ndarray | None], list[str]]], *, c
                     panel.text(0.5, 0.5, textwrap.fill(values, 24, max_lines=6), ha="center", va="center", fontsize=6,
                                color="0.3", transform=panel.transAxes)
                 continue
-            extreme = float(np.abs(values).max()) or 1.0
-            panel.imshow(values, cmap=cmap, vmin=-extreme, vmax=extreme, interpolation="nearest")
+            colormap, low, high, _ = color_scale(values, cmap, "auto")
+            panel.imshow(values, cmap=colormap, vmin=low, vmax=high, interpolation="nearest")
             panel.set_title(textwrap.fill(titles[column], 24), fontsize=7)
         axes[row, 0].set_ylabel(label, fontsize=8, rotation=0, ha="right", va="center")
     fig.suptitle(textwrap.fill(title, int(width * 11)), fontsize=9)
@@ -206,5 +237,27 @@ def curves_figure(steps: list[str], curves: dict[str, dict[str, list[float]]], *
         panel.tick_params(labelsize=7)
     axes[-1].legend(fontsize=7, loc="center left", bbox_to_anchor=(1.02, 0.5))
     fig.suptitle(title, fontsize=10)
+    fig.tight_layout()
+    return fig
+
+
+def faithfulness_figure(result, names: dict[str, str]) -> Figure:
+    """Deletion and insertion curves of every map of one image (ImageResult.curves), the random
+    rankings' mean dashed, each with its area in the legend."""
+    fig = Figure(figsize=(8.0, 3.4))
+    axes = fig.subplots(1, 2)
+    for panel, curve in zip(axes, ("deletion", "insertion")):
+        for key, scored in result.curves.items():
+            values = scored[curve]
+            label = f"{names.get(key, key) if key != 'random' else 'random ranking'}: {scored[curve + '_area']:.3f}"
+            panel.plot(np.linspace(0, 1, values.size), values, linewidth=1, label=label,
+                       **({"linestyle": "--", "color": "0.4"} if key == "random" else {}))
+        panel.set_xlabel(f"fraction of the image {'deleted' if curve == 'deletion' else 'inserted'}", fontsize=8)
+        panel.set_ylabel(f"p(class {result.target})", fontsize=8)
+        panel.set_title(f"{curve} (area: {'low' if curve == 'deletion' else 'high'} is faithful)", fontsize=9)
+        panel.set_ylim(-0.02, 1.02)
+        panel.tick_params(labelsize=7)
+        panel.legend(fontsize=6)
+    fig.suptitle(f"faithfulness curves: {result.name}", fontsize=10)
     fig.tight_layout()
     return fig

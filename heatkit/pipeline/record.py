@@ -22,7 +22,7 @@ def run_record(command: list[str] | None, cfg: dict, request: dict, incomplete: 
         "started": datetime.now(timezone.utc).isoformat(timespec="seconds"),
         "request": request,
         "methods": request["methods"],
-        "model": _file(request["model"]) if request["model"] else {"object": request["model_object"]},
+        "model": {**_model(request["model"], request["model_object"], cfg["weights"]), "dtype": request["dtype"]},
         "images": [_file(path) for path in request["images"] or []],  # none: a random image, or arrays given
         "seeds": seeds(cfg),
         "settings": cfg,
@@ -35,6 +35,16 @@ def run_record(command: list[str] | None, cfg: dict, request: dict, incomplete: 
 
 def _file(path: str) -> dict:
     return {"path": path, "sha256": _sha256(Path(path))}
+
+
+def _model(source: str | None, name: str, weights: str | None) -> dict:
+    """The model's file, or its code and weights, with their SHA-256; an object has only a name."""
+    if source is None:
+        return {"object": name}
+    if ".py:" not in source:
+        return _file(source)
+    return {"code": source, "sha256": _sha256(Path(source.rpartition(":")[0])),
+            **({"weights": _file(weights)} if weights else {})}
 
 
 def seeds(cfg: dict) -> dict[str, int]:

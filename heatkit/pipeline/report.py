@@ -5,13 +5,14 @@ from __future__ import annotations
 from pathlib import Path
 
 from heatkit.pipeline.output import RunFolder, save_figure, write_json, write_npz
-from heatkit.pipeline.plotting import extras_figure
+from heatkit.pipeline.plotting import extras_figure, faithfulness_figure
 from heatkit.pipeline.record import run_record
 
 
 def write_run(run, out: Path, command: list[str] | None) -> Path:
     """The run's folder in `out`, named after its first image: heatmaps.png (or one figure per
-    image past figure.max_images), heatmaps.npz, scores.json, the methods' extras and run.json.
+    image past figure.max_images), curves.png (faithfulness curves, one per image), heatmaps.npz
+    (the maps, and the curves under curves/), scores.json, the methods' extras and run.json.
     One image keeps plain keys in heatmaps.npz and a flat scores.json; several prefix the keys
     with `<stem>/` and list the images under "images"."""
     items = run.items
@@ -45,6 +46,11 @@ def _write(folder: Path, run, command: list[str] | None) -> None:
             write_npz(target / "extras.npz", extras)
             save_figure(extras_figure(extras, f"{run.names.get(key, key)}: {item.stem}"), target / "panels.png",
                         figure_cfg["dpi"])
+        if first.curves:
+            save_figure(faithfulness_figure(first, run.names), folder / (f"curves_{item.stem}.png" if several else
+                                                                          "curves.png"), figure_cfg["dpi"])
+            maps.update({f"{prefix}curves/{key}/{curve}": scored[curve] for key, scored in first.curves.items()
+                         for curve in ("deletion", "insertion")})
     write_npz(folder / "heatmaps.npz", maps)
     rows = run.rows()
     write_json(folder / "scores.json", {**run.header(), "images": rows} if several else {**run.header(), **rows[0]})

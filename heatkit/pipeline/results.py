@@ -5,6 +5,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from heatkit.pipeline.faithfulness import AREAS
 from heatkit.pipeline.scores import center_scores
 
 
@@ -25,6 +26,7 @@ class ImageResult:
     seconds: dict[str, float] = field(default_factory=dict)  # map key -> time taken
     frameworks: dict[str, str] = field(default_factory=dict)  # method key -> the framework that ran it
     evaluations: dict[str, dict[str, int]] = field(default_factory=dict)  # method key -> engine evaluations by path
+    curves: dict[str, dict] = field(default_factory=dict)  # map key or "random" -> faithfulness curves and scores
     interrupted: bool = False  # Ctrl-C stopped it before every method finished
 
     @property
@@ -47,12 +49,20 @@ class ImageResult:
         table = {}
         for key, attribution in self.maps.items():
             method = key.partition("@")[0]
-            table[key] = {**center_scores(attribution, crop), "seconds": round(self.seconds[key], 4),
-                          "framework": self.frameworks[method],
+            table[key] = {**center_scores(attribution, crop), **self._areas(key),
+                          "seconds": round(self.seconds[key], 4), "framework": self.frameworks[method],
                           **({"evaluations": self.evaluations[method]} if method in self.evaluations else {})}
         table.update({key: {"not_applicable": reason} for key, reason in self.skipped.items()})
         table.update({key: {"error": reason} for key, reason in self.failures.items()})
         return table
+
+    def random_ranking(self) -> dict:
+        """The faithfulness scores of the random rankings: mean, standard deviation, draws."""
+        random = self.curves.get("random", {})
+        return {name: value for name, value in random.items() if not isinstance(value, np.ndarray)}
+
+    def _areas(self, key: str) -> dict[str, float]:
+        return {name: self.curves[key][name] for name in AREAS} if key in self.curves else {}
 
 
 @dataclass

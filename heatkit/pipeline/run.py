@@ -2,7 +2,7 @@
 are made of. `compute` is the loop; `Run` is what the API's explain() returns."""
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -43,6 +43,7 @@ class Run:
     request: dict  # what was asked, as run.json records it
     class_names: list[str] | None = None
     interrupted: bool = False  # Ctrl-C stopped it; the images and methods finished are here
+    notes: list[str] = field(default_factory=list)  # what a user should know of how the model read its input
 
     # ---- one image's results, for the usual single-image run ----
     @property
@@ -93,7 +94,7 @@ class Run:
             first = item.results[0]
             row = {"image": item.source, "true_label": first.true_label, "predicted_label": first.predicted,
                    "explained_class": first.target, "explained_probability": first.target_probability,
-                   "methods": first.scores(crop)}
+                   "methods": first.scores(crop), **({"random_ranking": first.random_ranking()} if first.curves else {})}
             if len(item.results) > 1:
                 second = item.results[1]
                 row["compare_backends"] = {
@@ -106,15 +107,15 @@ class Run:
     def header(self) -> dict:
         """What scores.json says of the run as a whole."""
         return {"model": self.model.name, "backend": self.backends[0], "evaluated_with": self.model.evaluator_framework,
-                "ground_truth": self.model.ground_truth is not None}
+                "dtype": self.model.dtype, "ground_truth": self.model.ground_truth is not None,
+                **({"notes": self.notes} if self.notes else {})}
 
     def figure(self, items: list[Explained] | None = None, show: bool = False):
         """The heatmap figure (a matplotlib Figure) of these images, by default all; shown with
         pyplot only if asked."""
-        figure_cfg = self.settings["figure"]
         figure = plotting.heatmap_figure([r for item in items or self.items for r in item.results], self.names,
-                                         crop=figure_cfg["crop"], column_width=figure_cfg["column_width"],
-                                         cmap=figure_cfg["cmap"], class_names=self.class_names)
+                                         self.settings["figure"], self.model.ground_truth is not None,
+                                         class_names=self.class_names)
         if show:
             plotting.show(figure)
         return figure
@@ -124,7 +125,7 @@ class Run:
         scores mean on a model without a ground truth."""
         names, parts = self.names, []
         for item, row in zip(self.items, self.rows()):
-            parts.append((f"\n== {item.source} ==\n" if len(self.items) > 1 else "") + format_table(row["methods"], names))
+            parts.append((f"\n== {item.source} ==\n" if len(self.items) > 1 else "") + format_table(row["methods"], names, row.get("random_ranking")))
             if "compare_backends" in row:
                 parts.append(format_agreement(row["compare_backends"]["agreement"], names, *self.backends))
         if self.model.ground_truth is None:

@@ -27,10 +27,12 @@ def center_scores(attribution: np.ndarray, crop: int) -> dict[str, float | int]:
     }
 
 
-def format_table(table: dict[str, dict], names: dict[str, str]) -> str:
-    """The scores as a fixed-width text table, one method per line."""
+def format_table(table: dict[str, dict], names: dict[str, str], random: dict | None = None) -> str:
+    """The scores as a fixed-width text table, one method per line (and the random rankings')."""
     width = max(len(f"{names[key]} ({key})") for key in table) + 2
-    header = f"{'method':<{width}}{'center_value':>14}{'center_rank':>13}{'center_share':>14}{'crop_share':>12}{'seconds':>10}"
+    curves = any("deletion_area" in row for row in table.values())
+    header = f"{'method':<{width}}{'center_value':>14}{'center_rank':>13}{'center_share':>14}{'crop_share':>12}" + \
+        (f"{'deletion':>10}{'insertion':>10}{'aopc':>9}" if curves else "") + f"{'seconds':>10}"
     lines = [header, "-" * len(header)]
     for key, row in table.items():
         label = f"{names[key]} ({key})"
@@ -40,6 +42,13 @@ def format_table(table: dict[str, dict], names: dict[str, str]) -> str:
         if "not_applicable" in row:
             lines.append(f"{label:<{width}}  not applicable: {row['not_applicable']}")
             continue
+        areas = f"{row['deletion_area']:>10.3f}{row['insertion_area']:>10.3f}{row['aopc']:>9.3f}" if curves else ""
         lines.append(f"{label:<{width}}{row['center_value']:>14.4g}{row['center_rank']:>13d}"
-                     f"{row['center_share']:>14.3g}{row['crop_share']:>12.3g}{row['seconds']:>10.2f}")
+                     f"{row['center_share']:>14.3g}{row['crop_share']:>12.3g}{areas}{row['seconds']:>10.2f}")
+    if random:
+        label = f"random ranking (sd of {random['draws']})"
+        lines.append(f"{label:<{width}}{'':>53}{random['deletion_area']:>10.3f}{random['insertion_area']:>10.3f}"
+                     f"{random['aopc']:>9.3f}")
+        lines.append(f"{'':<{width}}{'':>53}{random['deletion_area_sd']:>10.3f}{random['insertion_area_sd']:>10.3f}"
+                     f"{random['aopc_sd']:>9.3f}")
     return "\n".join(lines)

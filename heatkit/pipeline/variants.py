@@ -1,10 +1,13 @@
 """Altered copies of a model for the sanity checks: layers re-initialized, or weights noised.
 
-A copy is saved with its PyTorch twin (where the model has one) into a scratch folder and
-loaded like any model; the original files are never touched.
+A change works on a framework-neutral view of the model's weights (Weights): each weighted layer
+by name, its arrays, and fresh arrays from the layer's own initializer. A Keras model's copy is
+saved with its PyTorch twin (where it has one) into a scratch folder and loaded like any model; a
+PyTorch model's copy is a deep copy of its module. The original is never touched.
 """
 from __future__ import annotations
 
+import copy
 import json
 from pathlib import Path
 from typing import Callable
@@ -16,14 +19,21 @@ from heatkit.model.twins import twin_of
 
 
 def weighted_layers(model) -> list[str]:
-    """Names of the Keras layers with weights, from the output down to the input."""
-    return [layer.name for layer in reversed(model.keras.model.layers) if layer.weights]
+    """Names of the model's layers with weights of their own, from the output down to the input:
+    Keras layer names where the model has a Keras version, else PyTorch module paths."""
+    return list(reversed(_weights(model).names()))
 
 
 def variant(model, folder: Path, change: Callable, label: str):
-    """A copy of `model` after change(keras_model), loaded from `folder`/<label>."""
+    """A copy of `model` after change(weights)."""
     from heatkit.model import Model
 
+    options = dict(evaluate_with=model.evaluate_with, engine_options=model.engine_options, preprocess=model.preprocess,
+                   device=model.device, trust=model.trust)
+    if "keras" not in model.frameworks:
+        module = copy.deepcopy(model.torch.module)
+        change(TorchWeights(module))
+        return Model(module, **options, input_size=list(model.input_shape[:2]))
     tf = frameworks.tensorflow()
     target = folder / label
     target.mkdir(parents=True)
@@ -32,44 +42,124 @@ def variant(model, folder: Path, change: Callable, label: str):
         weights = model.keras.model.get_weights()
     graph = tf.Graph()  # the copy's own, so that the original's graph does not grow with every variant
     with frameworks.session(graph) as session, frameworks.keras_graph(graph, session, model.keras.dtype):
-        copy = tf.keras.models.clone_model(model.keras.model)
-        copy.set_weights(weights)
-        change(copy)
-        copy.save(path, save_format="h5")
-        twin, arguments = twin_of(copy) if "torch" in model.frameworks else (None, None)
+        keras_copy = tf.keras.models.clone_model(model.keras.model)
+        keras_copy.set_weights(weights)
+        change(KerasWeights(keras_copy))
+        keras_copy.save(path, save_format="h5")
+        twin, arguments = twin_of(keras_copy) if "torch" in model.frameworks else (None, None)
     if twin is not None:
         frameworks.torch().save(twin.state_dict(), target / "model.pt")
         card = {"twin": arguments, "input_shape": list(model.input_shape),
                 "num_classes": model.num_classes, "class_names": model.card.get("class_names")}
         (target / "model.json").write_text(json.dumps(card))
-    return Model(path, model.evaluate_with, model.engine_options, model.preprocess, model.device, model.trust,
-                 model.input_size)
+    return Model(path, **options, input_size=model.input_size)
 
 
 def reinitializer(names: list[str], initializer: str, std: float, seed: int) -> Callable:
     """A change that re-draws the named layers' weights: with each layer's own initializers
     (seeded), or from a truncated normal of standard deviation `std` (biases become 0)."""
-    def change(keras_model):
+    def change(weights):
         for offset, name in enumerate(names):
-            layer = keras_model.get_layer(name)
             rng = np.random.default_rng([seed, offset])
             if initializer == "truncated_normal":
-                fresh = [_truncated_normal(rng, weights.shape, std) if index == 0 else np.zeros_like(weights)
-                         for index, weights in enumerate(layer.get_weights())]
+                fresh = [_truncated_normal(rng, values.shape, std) if index == 0 else np.zeros_like(values)
+                         for index, values in enumerate(weights.get(name))]
             else:
-                fresh = _own_initializers(layer, seed + offset)
-            layer.set_weights(fresh)
+                fresh = weights.initial(name, seed + offset)
+            weights.set(name, fresh)
     return change
 
 
 def noiser(level: float, seed: int) -> Callable:
     """A change that adds zero-mean Gaussian noise to every weight array, with standard deviation
     `level` times that array's own."""
-    def change(keras_model):
+    def change(weights):
         rng = np.random.default_rng(seed)
-        for layer in keras_model.layers:
-            layer.set_weights([w + rng.normal(0.0, level * w.std(), w.shape) for w in layer.get_weights()])
+        for name in weights.names():
+            weights.set(name, [w + rng.normal(0.0, level * w.std(), w.shape) for w in weights.get(name)])
     return change
+
+
+class KerasWeights:
+    """A Keras model's weighted layers, by name, within its graph's scope."""
+
+    def __init__(self, keras_model):
+        self.model = keras_model
+
+    def names(self) -> list[str]:
+        return [layer.name for layer in self.model.layers if layer.weights]
+
+    def get(self, name: str) -> list[np.ndarray]:
+        return self.model.get_layer(name).get_weights()
+
+    def set(self, name: str, arrays: list[np.ndarray]) -> None:
+        self.model.get_layer(name).set_weights(arrays)
+
+    def initial(self, name: str, seed: int) -> list[np.ndarray]:
+        """Fresh weights from the layer's own initializers, seeded."""
+        tf = frameworks.tensorflow()
+        layer, fresh = self.model.get_layer(name), []
+        session = tf.compat.v1.keras.backend.get_session()
+        for values, attribute in zip(layer.get_weights(), ("kernel_initializer", "bias_initializer")):
+            initializer = getattr(layer, attribute)
+            config = initializer.get_config()
+            if "seed" in config:
+                config["seed"] = seed
+            fresh.append(session.run(type(initializer).from_config(config)(values.shape, dtype=values.dtype.name)))
+        return fresh
+
+
+class TorchWeights:
+    """A PyTorch module's modules with parameters of their own, by module path."""
+
+    def __init__(self, module):
+        self.torch = frameworks.torch()
+        self.modules = {name: m for name, m in module.named_modules() if list(m.named_parameters(recurse=False))}
+
+    def names(self) -> list[str]:
+        return list(self.modules)
+
+    def get(self, name: str) -> list[np.ndarray]:
+        return [p.detach().cpu().numpy() for _, p in self.modules[name].named_parameters(recurse=False)]
+
+    def set(self, name: str, arrays: list[np.ndarray]) -> None:
+        with self.torch.no_grad():
+            for (_, parameter), values in zip(self.modules[name].named_parameters(recurse=False), arrays):
+                parameter.copy_(self.torch.from_numpy(np.asarray(values, dtype=values.dtype)))
+
+    def initial(self, name: str, seed: int) -> list[np.ndarray]:
+        """Fresh weights as PyTorch initializes the module (its reset_parameters, seeded; in
+        TorchScript, which keeps none, nn.Linear's and nn.Conv2d's default: Kaiming uniform weights,
+        biases uniform in +-1/sqrt(fan in), and ones and zeros for a vector layer as BatchNorm)."""
+        torch = self.torch
+        module = self.modules[name]
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(seed)
+            if hasattr(module, "reset_parameters"):
+                fresh = copy.deepcopy(module)
+                fresh.reset_parameters()
+                return [p.detach().cpu().numpy() for _, p in fresh.named_parameters(recurse=False)]
+            arrays = dict(module.named_parameters(recurse=False))
+            weight = arrays.get("weight")
+            fan_in = weight[0].numel() if weight is not None and weight.dim() > 1 else 1
+            fresh = []
+            for key, parameter in arrays.items():
+                values = torch.empty_like(parameter)
+                if parameter.dim() > 1:
+                    torch.nn.init.kaiming_uniform_(values, a=5 ** 0.5)
+                elif weight is not None and weight.dim() > 1:
+                    torch.nn.init.uniform_(values, -fan_in ** -0.5, fan_in ** -0.5)
+                else:
+                    values.fill_(1.0 if key == "weight" else 0.0)
+                fresh.append(values.detach().cpu().numpy())
+            return fresh
+
+
+def _weights(model):
+    """The view of the weights a change works on, of the framework the variants are made in."""
+    if "keras" in model.frameworks:
+        return KerasWeights(model.keras.model)
+    return TorchWeights(model.torch.module)
 
 
 def _truncated_normal(rng, shape, std: float) -> np.ndarray:
@@ -79,17 +169,3 @@ def _truncated_normal(rng, shape, std: float) -> np.ndarray:
         values[outside] = rng.normal(0.0, std, outside.sum())
         outside = np.abs(values) > 2 * std
     return values
-
-
-def _own_initializers(layer, seed: int) -> list[np.ndarray]:
-    tf = frameworks.tensorflow()
-    session = tf.compat.v1.keras.backend.get_session()
-    fresh = []
-    for weights, attribute in zip(layer.get_weights(), ("kernel_initializer", "bias_initializer")):
-        initializer = getattr(layer, attribute)
-        config = initializer.get_config()
-        if "seed" in config:
-            config["seed"] = seed
-        tensor = type(initializer).from_config(config)(weights.shape, dtype=weights.dtype.name)
-        fresh.append(session.run(tensor))
-    return fresh

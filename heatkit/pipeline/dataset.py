@@ -1,0 +1,334 @@
+"""Dataset mode: every image of a dataset explained by the chosen methods, on Dask workers (or in
+this process), resumable, ending in one table.
+
+A dataset run's folder holds one file per image, maps/<key>.npz (its maps, and its rows of
+scores as JSON), written whole or not at all. The key hashes the image's pixels, the model's
+files, the settings and the methods: rerunning the same command finds what is done and computes
+only the rest, and a changed setting computes everything anew. At the end the rows of the images
+asked for become results.parquet and results.csv, a leaderboard (printed, and leaderboard.txt)
+and summary.png, beside run.json.
+
+Tasks are batches of images. A worker process loads the model once per run and keeps it. A task
+whose worker dies is rerun on another (Dask reschedules it; `retries` covers a task that raises);
+a rerun writes the same file, so nothing is lost or duplicated. Every image runs the same code on
+one torch thread, so its maps do not depend on the scheduling.
+"""
+from __future__ import annotations
+
+import hashlib
+import io
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from heatkit.base.errors import UsageError
+from heatkit.pipeline.faithfulness import AREAS
+
+SCORES = ("center_value", "center_rank", "center_share", "crop_share", *AREAS, "seconds")
+RESAMPLES = 1000  # bootstrap resamples of a leaderboard interval
+WORKER_ENVIRONMENT = {"OMP_NUM_THREADS": 1, "MKL_NUM_THREADS": 1, "OPENBLAS_NUM_THREADS": 1}  # one core a worker
+
+
+@dataclass(frozen=True)
+class Job:
+    """What every task needs to rebuild the run in a worker process: plain, picklable values."""
+
+    model: str  # the model file, or net.py:factory
+    trust: bool
+    cfg: dict  # the validated settings
+    methods: tuple[str, ...]
+    backend: str
+    out: str  # the dataset run's folder
+
+
+@dataclass
+class Item:
+    """One image of the dataset."""
+
+    stem: str
+    source: str
+    pixels: np.ndarray  # (H, W, C) in [0, 1]
+    label: str | int | None = None  # from the folder, the CSV, or the generator
+    key: str = ""
+
+
+@dataclass
+class DatasetRun:
+    """What a dataset run found: one row per image x method, and where it wrote them."""
+
+    folder: Path
+    rows: list[dict]
+    computed: int  # images computed by this run (the others were done before)
+    ground_truth: bool
+    leaderboard: list[dict] = field(default_factory=list)
+    text: str = ""  # the leaderboard as printed
+
+    def table(self):
+        import pandas as pd
+
+        return pd.DataFrame(self.rows)
+
+
+# ---- the images ----
+def items(source: str, model, cfg: dict) -> list[Item]:
+    """The dataset's images: `random:N` (seeded, with chosen center classes, on a center-pixel
+    model), `digits` (the held-out digits the digits CNN was not trained on), or a folder of images
+    (recursively; labels from the subfolder names, or from labels.csv with `file,label` rows)."""
+    from heatkit.base import data
+    from heatkit.base.images import image_files, load_image
+
+    height, width, channels = model.input_shape
+    if source.startswith("random:"):
+        count = _count(source)
+        if model.ground_truth != data.CENTER_PIXEL:
+            raise UsageError(f"--dataset {source} makes center-pixel images; {model.name} is no center-pixel model")
+        centers = np.random.default_rng(cfg["seed"]).integers(0, model.num_classes, count)
+        images = data.center_pixel_images(count, height, model.num_classes, cfg["seed"], centers)
+        return [Item(f"random{i}", f"random:{i}", image, int(center)) for i, (image, center) in
+                enumerate(zip(images, centers))]
+    if source == "digits":
+        made = model.card.get("settings", {})
+        if (height, width, channels) != (made.get("image_size"), made.get("image_size"), 1):
+            raise UsageError(f"--dataset digits needs the digits CNN (models/digits.h5); {model.name} is another model")
+        _, _, images, labels = data.digits(height, made["held_out"], made["seed"])
+        return [Item(f"digit{i}", f"digits:{i}", image, int(label))
+                for i, (image, label) in enumerate(zip(images, labels))]
+    folder = Path(source)
+    if not folder.is_dir():
+        raise UsageError(f"--dataset {source}: give a folder of images, random:N or digits")
+    files = image_files([folder])
+    labels = _csv_labels(folder) if (folder / "labels.csv").is_file() else {}
+    found = []
+    for path in files:
+        relative = path.relative_to(folder)
+        label = labels.get(str(relative), relative.parts[0] if len(relative.parts) > 1 else None)
+        found.append(Item(str(relative.with_suffix("")).replace("/", "_"), str(path),
+                          load_image(path, model.input_shape, cfg["max_image_pixels"], cfg["preprocess"]["resize"]),
+                          label))
+    return found
+
+
+def _count(source: str) -> int:
+    count = source.partition(":")[2]
+    if not count.isdigit() or int(count) < 1:
+        raise UsageError(f"--dataset {source}: give random:N with N a positive number of images")
+    return int(count)
+
+
+def _csv_labels(folder: Path) -> dict[str, str]:
+    import csv
+
+    with open(folder / "labels.csv", newline="") as handle:
+        return {row["file"]: row["label"] for row in csv.DictReader(handle)}
+
+
+def fingerprint(model) -> str:
+    """A hash of the model's files (a model object: its weights)."""
+    digest = hashlib.sha256()
+    paths = [model.path, model.path.with_suffix(".pt"), model.path.with_suffix(".json")] if model.path else []
+    if model.weights is not None:
+        paths.append(model.weights)
+    if model.source and ".py:" in model.source:
+        paths.append(Path(model.source.rpartition(":")[0]))
+    for path in paths:
+        if path.is_file():
+            digest.update(path.read_bytes())
+    return digest.hexdigest()
+
+
+def key_of(pixels: np.ndarray, model_hash: str, job: Job) -> str:
+    what = json.dumps({"cfg": job.cfg, "methods": job.methods, "backend": job.backend}, sort_keys=True, default=str)
+    return hashlib.sha256(np.ascontiguousarray(pixels).tobytes() + model_hash.encode() + what.encode()).hexdigest()[:20]
+
+
+# ---- the work of one task ----
+_MODELS: dict = {}  # in each worker process: the model of each job, loaded once
+
+
+def explain_batch(job: Job, batch: list[Item]) -> list[dict]:
+    """Explains each image of the batch and writes its file; its rows."""
+    from heatkit.pipeline.explain import explain
+
+    model = _worker_model(job)
+    rows = []
+    for item in batch:
+        result = explain(model, model.preprocess(item.pixels), item.pixels, item.stem, list(job.methods), job.cfg,
+                         None, job.backend)
+        image_rows = _rows(item, result, job.cfg["figure"]["crop"])
+        _write_item(Path(job.out) / "maps" / f"{item.key}.npz", result.maps, image_rows)
+        rows += image_rows
+    return rows
+
+
+def _worker_model(job: Job):
+    from heatkit.base import frameworks
+    from heatkit.model import Model
+
+    which = json.dumps([job.model, job.trust, job.cfg], sort_keys=True, default=str)
+    if which not in _MODELS:
+        frameworks.torch().set_num_threads(1)  # the same arithmetic in every process, whatever its cores
+        _MODELS.clear()
+        _MODELS[which] = Model.from_settings(job.model, job.cfg, job.trust, progress=False)
+    return _MODELS[which]
+
+
+def _rows(item: Item, result, crop: int) -> list[dict]:
+    base = {"image": item.source, "key": item.key, "label": item.label, "predicted": result.predicted,
+            "explained_probability": result.target_probability}
+    rows = []
+    for method, scores in result.scores(crop).items():
+        row = {**base, "method": method, **{name: scores.get(name) for name in SCORES}}
+        row["error"] = scores.get("error") or (f"not applicable: {scores['not_applicable']}"
+                                               if "not_applicable" in scores else None)
+        rows.append(row)
+    if result.curves.get("random"):
+        rows.append({**base, "method": "random", **{name: result.curves["random"][name] for name in AREAS}})
+    return rows
+
+
+def _write_item(path: Path, maps: dict[str, np.ndarray], rows: list[dict]) -> None:
+    """The image's maps and rows, whole or not at all (a rename is atomic)."""
+    buffer = io.BytesIO()
+    np.savez_compressed(buffer, rows=np.array(json.dumps(rows, default=_plain)), **maps)
+    partial = path.with_suffix(f".{np.random.default_rng().integers(1 << 62)}.partial")
+    partial.write_bytes(buffer.getvalue())
+    partial.replace(path)
+
+
+def _plain(value):
+    return value.item() if isinstance(value, np.generic) else str(value)
+
+
+def read_item(path: Path) -> tuple[dict[str, np.ndarray], list[dict]]:
+    """An image's maps and rows from its file."""
+    with np.load(path, allow_pickle=False) as stored:
+        return {name: stored[name] for name in stored.files if name != "rows"}, json.loads(str(stored["rows"]))
+
+
+# ---- the run ----
+def run(job: Job, dataset: list[Item], model, scheduler: str | None, workers: int | None, batch_size: int,
+        progress: bool) -> DatasetRun:
+    """Every image not done yet, on Dask (a LocalCluster of `workers` processes, or the cluster at
+    `scheduler`) or, with workers=0, in this process; then the table of all the dataset's images."""
+    folder = Path(job.out)
+    (folder / "maps").mkdir(parents=True, exist_ok=True)
+    model_hash = fingerprint(model)
+    for item in dataset:
+        item.key = key_of(item.pixels, model_hash, job)
+    todo = [item for item in dataset if not (folder / "maps" / f"{item.key}.npz").is_file()]
+    batches = [todo[start:start + batch_size] for start in range(0, len(todo), batch_size)]
+    if batches and workers == 0 and scheduler is None:
+        _sequential(job, batches, progress)
+    elif batches:
+        _on_dask(job, batches, scheduler, workers, progress)
+    rows = [row for item in dataset for row in read_item(folder / "maps" / f"{item.key}.npz")[1]]
+    return DatasetRun(folder, rows, len(todo), model.ground_truth is not None)
+
+
+def _sequential(job: Job, batches: list[list[Item]], progress: bool) -> None:
+    from heatkit.base.engine import progress_bar
+
+    with progress_bar(sum(map(len, batches)), "images", "image", progress) as bar:
+        for batch in batches:
+            explain_batch(job, batch)
+            bar.update(len(batch))
+
+
+def _on_dask(job: Job, batches: list[list[Item]], scheduler: str | None, workers: int | None, progress: bool) -> None:
+    import os
+
+    import dask
+    from distributed import Client, LocalCluster, as_completed
+
+    from heatkit.base.engine import progress_bar
+
+    if scheduler is None:
+        # Dask's nanny gives workers MALLOC_TRIM_THRESHOLD_, which makes glibc map and unmap every
+        # large array anew: the perturbation engine ran 4x slower under it (PDA 31 s an image, not 8)
+        with dask.config.set({"distributed.nanny.pre-spawn-environ": WORKER_ENVIRONMENT}):
+            cluster = LocalCluster(n_workers=workers or os.cpu_count() or 1, threads_per_worker=1, processes=True,
+                                   host="127.0.0.1", dashboard_address=None)
+    else:
+        cluster = None
+    try:
+        with Client(cluster if cluster is not None else scheduler, timeout="30s") as client:
+            sizes = {client.submit(explain_batch, job, batch, key=f"explain-{batch[0].key}", retries=2): len(batch)
+                     for batch in batches}
+            with progress_bar(sum(sizes.values()), "images", "image", progress) as bar:
+                for future in as_completed(sizes):
+                    future.result()  # a task that failed past its retries ends the run: the rest is kept
+                    bar.update(sizes[future])
+    except OSError as error:
+        raise UsageError(f"--scheduler {scheduler}: no Dask scheduler answers there ({error}); start one with "
+                         "`dask scheduler` or leave --scheduler out for a local cluster") from None
+    finally:
+        if cluster is not None:
+            cluster.close()
+
+
+# ---- the summary ----
+def leaderboard(rows: list[dict], ground_truth: bool, seed: int = 0) -> tuple[str, list[dict]]:
+    """Per method (and the random ranking): mean, median and a 95% bootstrap interval of the mean
+    of the score that ranks them, center_share where the model declares a ground truth, else AOPC
+    (higher is better for both), and the mean seconds."""
+    score = "center_share" if ground_truth else "aopc"
+    rng = np.random.default_rng(seed)
+    board = []
+    for method in dict.fromkeys(row["method"] for row in rows):
+        values = np.array([row[score] for row in rows if row["method"] == method and row.get(score) is not None],
+                          dtype=float)
+        if values.size == 0:
+            continue
+        means = rng.choice(values, (RESAMPLES, values.size)).mean(axis=1)
+        seconds = [row["seconds"] for row in rows if row["method"] == method and row.get("seconds") is not None]
+        board.append({"method": method, "images": int(values.size), "mean": float(values.mean()),
+                      "median": float(np.median(values)), "low": float(np.percentile(means, 2.5)),
+                      "high": float(np.percentile(means, 97.5)),
+                      "seconds": float(np.mean(seconds)) if seconds else None})
+    board.sort(key=lambda entry: -entry["mean"])
+    lines = [f"leaderboard by {score} (higher is better), mean with a 95% bootstrap interval",
+             f"{'method':<16}{'images':>7}{'mean':>9}{'median':>9}{'95% interval':>20}{'seconds':>9}"]
+    for entry in board:
+        interval = f"[{entry['low']:.3f}, {entry['high']:.3f}]"
+        seconds = f"{entry['seconds']:>9.2f}" if entry["seconds"] is not None else f"{'-':>9}"
+        lines.append(f"{entry['method']:<16}{entry['images']:>7}{entry['mean']:>9.3f}{entry['median']:>9.3f}"
+                     f"{interval:>20}{seconds}")
+    return "\n".join(lines), board
+
+
+def summary_figure(rows: list[dict]):
+    """Per score, the distribution over the images of each method (box plots), and the seconds."""
+    from matplotlib.figure import Figure
+
+    methods = list(dict.fromkeys(row["method"] for row in rows))
+    shown = [name for name in SCORES if any(row.get(name) is not None for row in rows)]
+    fig = Figure(figsize=(2.6 * len(shown), 0.25 * len(methods) + 1.6))
+    for panel, name in zip(fig.subplots(1, len(shown), squeeze=False)[0], shown):
+        values = [[row[name] for row in rows if row["method"] == method and row.get(name) is not None]
+                  for method in methods]
+        panel.boxplot([v if v else [np.nan] for v in values], vert=False, widths=0.6, flierprops={"markersize": 2})
+        panel.set_yticks(np.arange(1, len(methods) + 1), methods if panel is fig.axes[0] else [""] * len(methods),
+                         fontsize=7)
+        panel.set_title(name, fontsize=8)
+        panel.tick_params(labelsize=7)
+        if name in ("seconds", "center_rank"):
+            panel.set_xscale("log")
+    fig.tight_layout()
+    return fig
+
+
+def write_summary(found: DatasetRun, record: dict) -> str:
+    """results.parquet, results.csv, leaderboard.txt, summary.png and run.json; the leaderboard."""
+    from heatkit.pipeline.output import save_figure, write_json
+
+    text, found.leaderboard = leaderboard(found.rows, found.ground_truth)
+    table = found.table()
+    table.to_parquet(found.folder / "results.parquet", index=False)
+    table.to_csv(found.folder / "results.csv", index=False)
+    (found.folder / "leaderboard.txt").write_text(text + "\n")
+    save_figure(summary_figure(found.rows), found.folder / "summary.png", 120)
+    write_json(found.folder / "run.json", {**record, "images": len({row["key"] for row in found.rows}),
+                                           "computed": found.computed, "leaderboard": found.leaderboard})
+    return text

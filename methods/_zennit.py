@@ -1,0 +1,233 @@
+"""LRP on PyTorch through zennit 0.5.1 (Anders et al., "Software for dataset-wide XAI"): its rules
+as hooks on every layer, applied to a copy of the model's graph where residual additions and
+BatchNorms have the form LRP needs.
+
+Why zennit: captum's LRP has rules for a fixed list of layer types and passes a residual
+addition's relevance to both of its inputs whole, which doubles it; zennit's rules are hooks any
+module can take, its Sum layer with the Norm rule shares an addition's relevance by the inputs'
+contributions, and its MergeBatchNorm folds a BatchNorm into the layer before it. zennit finds
+those only in torchvision's ResNets (and in Sequentials): for any model, the graph comes from
+torch.fx, every addition of two tensors becomes a Sum, and every BatchNorm that follows a
+convolution or linear layer is merged into it (a BatchNorm elsewhere takes the layer rule itself).
+TorchScript modules have no Python graph to rewrite.
+
+zennit 0.5.1 imports its torchvision canonizers at import time; PyPI's torchvision does not
+load beside the CPU build of torch pinned here, so zennit is imported with a stand-in for the two
+torchvision classes it names (the canonizers that use them are never used here).
+"""
+from __future__ import annotations
+
+import functools
+import operator
+import sys
+import types
+
+from heatkit.base import frameworks
+from heatkit.base.errors import NotApplicable
+
+NO_GRAPH = "LRP needs the model's graph to find its residual additions and BatchNorms"
+
+
+def SAFE(values):
+    """innvestigate's safe division: a zero denominator becomes 1e-7, the others stay as they are."""
+    return values + 1e-7 * (values == 0)
+
+
+def zennit():
+    """The zennit package, imported with a torchvision stand-in where torchvision does not load."""
+    try:
+        import torchvision  # noqa: F401
+        import zennit
+        return zennit
+    except ImportError:
+        pass
+    torch = frameworks.torch()
+    stand_in = {name: types.ModuleType(name) for name in ("torchvision", "torchvision.models",
+                                                          "torchvision.models.resnet")}
+    for cls in ("Bottleneck", "BasicBlock"):
+        setattr(stand_in["torchvision.models.resnet"], cls, type(cls, (torch.nn.Module,), {}))
+    sys.modules.update(stand_in)
+    try:
+        import zennit
+        import zennit.attribution, zennit.canonizers, zennit.composites, zennit.layer, zennit.rules  # noqa: E401
+    finally:
+        for name in stand_in:
+            sys.modules.pop(name, None)
+    return zennit
+
+
+def relevance(model, image, target: int, rule):
+    """The relevance of every input element, (H, W, C), starting from the target logit."""
+    torch = frameworks.torch()
+    net = model.torch
+    if net.scripted:
+        raise NotApplicable(f"{NO_GRAPH}, which a TorchScript module does not give; give it as Python code")
+    if net.softmax_inside:
+        raise NotApplicable("LRP starts from the explained class's logit, and this model ends in a softmax")
+    graph, merges = net.once("lrp graph", lambda: _lrp_graph(net.module))
+    z = zennit()
+    types_, share = z.types, z.rules.Norm(stabilizer=SAFE)  # a sum's or an average's relevance, by contribution
+    # A BatchNorm is elementwise (merged ones are identities): one contribution per output, which
+    # the z-rule passes on whole and an alpha-beta rule would scale by alpha (measured: a 24-fold
+    # excess of relevance on a residual network with alpha 2, beta 1).
+    composite = z.composites.LayerMapComposite(
+        [(types_.Activation, z.rules.Pass()), ((z.layer.Sum, spatial_mean()), share), (types_.AvgPool, share),
+         (types_.Convolution, rule), (types_.Linear, rule), (types_.BatchNorm, z.rules.Epsilon(epsilon=SAFE))],
+        canonizers=[_merge_canonizer(z, merges)])
+    inputs = net.tensor(image[None]).requires_grad_()
+    with composite.context(graph) as modified:
+        output = modified(inputs)
+        seed = torch.zeros_like(output)
+        seed[0, target] = output[0, target]  # the relevance starts as the logit, as innvestigate's does
+        (attribution,) = torch.autograd.grad(output, inputs, grad_outputs=seed)
+    return net.array(attribution[0]).transpose(1, 2, 0)
+
+
+def rules(epsilon: float, alpha_beta_bias: str) -> dict:
+    """The four LRP rules as zennit rules, by key. LRP-Z divides by z, with a zero z replaced by
+    1e-7 (as innvestigate does); alpha-beta puts a layer's bias as alpha_beta_bias says (see lrp.py)."""
+    z = zennit()
+    rules_ = z.rules
+    return {
+        "z": rules_.Epsilon(epsilon=SAFE),
+        "epsilon": rules_.Epsilon(epsilon=epsilon),
+        "alpha1beta0": _alpha_beta(z, 1.0, 0.0, alpha_beta_bias),
+        "alpha2beta1": _alpha_beta(z, 2.0, 1.0, alpha_beta_bias),
+    }
+
+
+def _alpha_beta(z, alpha: float, beta: float, bias: str):
+    """zennit's AlphaBeta is Bach et al.'s, the bias split by sign; "whole" puts all of it in
+    both denominators, as innvestigate 2.1.2 does. Zero denominators are replaced by 1e-7."""
+    safe = z.core.Stabilizer.ensure(SAFE)
+    if bias == "split":
+        return z.rules.AlphaBeta(alpha=alpha, beta=beta, stabilizer=SAFE)
+    clamp = z.core.ParamMod
+
+    def part(sign, with_bias):
+        """The weights of one sign, with the whole bias or none."""
+        def modify(param, name):
+            if name == "bias":
+                return param if with_bias else param * 0
+            return param.clamp(min=0) if sign > 0 else param.clamp(max=0)
+        return clamp(modify, require_params=False)
+
+    return z.core.BasicHook(
+        input_modifiers=[lambda x: x.clamp(min=0), lambda x: x.clamp(max=0)] * 2,
+        param_modifiers=[part(+1, True), part(-1, False), part(-1, True), part(+1, False)],
+        output_modifiers=[lambda output: output] * 4,
+        gradient_mapper=lambda out_grad, outputs: [out_grad / safe(denominator) for denominator in
+                                                   [sum(outputs[:2])] * 2 + [sum(outputs[2:])] * 2],
+        reducer=lambda inputs, gradients: (alpha * (inputs[0] * gradients[0] + inputs[1] * gradients[1])
+                                           - beta * (inputs[2] * gradients[2] + inputs[3] * gradients[3])))
+
+
+@functools.cache
+def spatial_mean():
+    """The class of a module computing the mean over an NCHW tensor's height and width, which a
+    model may write as a function, so that LRP can give it a rule."""
+    torch = frameworks.torch()
+
+    class SpatialMean(torch.nn.Module):
+        def __init__(self, keepdim: bool):
+            super().__init__()
+            self.keepdim = keepdim
+
+        def forward(self, x):
+            return x.mean((2, 3), keepdim=self.keepdim)
+
+    return SpatialMean
+
+
+def _lrp_graph(module):
+    """The module's fx graph made ready for LRP rules, and the (convolution or linear, BatchNorm)
+    pairs to merge: every addition of two computed tensors becomes a zennit Sum of the two stacked,
+    and every mean over height and width a SpatialMean module, so that each takes the Norm rule."""
+    torch = frameworks.torch()
+    z = zennit()
+    F = torch.nn.functional
+    linear_functions = (F.linear, F.conv1d, F.conv2d, F.conv3d, F.batch_norm, F.avg_pool2d, F.adaptive_avg_pool2d,
+                        torch.matmul, torch.mm, torch.bmm, torch.einsum)
+    layers = (z.types.Convolution, z.types.Linear, z.types.BatchNorm, z.types.AvgPool, z.types.Activation)
+
+    class Tracer(torch.fx.Tracer):
+        """Keeps the layers zennit has rules for whole, subclasses (a twin's Dense) included."""
+
+        def is_leaf_module(self, submodule, qualified_name):
+            return isinstance(submodule, layers) or super().is_leaf_module(submodule, qualified_name)
+
+    try:
+        graph = torch.fx.GraphModule(module, Tracer().trace(module))
+    except Exception as error:  # torch.fx cannot trace data-dependent control flow, among others
+        raise NotApplicable(f"{NO_GRAPH}, and torch.fx cannot trace it ({type(error).__name__}: "
+                            f"{str(error).splitlines()[0][:120]})") from None
+    functional = [node for node in graph.graph.nodes if node.op == "call_function" and node.target in linear_functions]
+    if functional:
+        raise NotApplicable(f"LRP gives each layer's rule to its module, and this model calls "
+                            f"{functional[0].target.__name__} as a function, where no rule can reach it")
+    for node in [node for node in graph.graph.nodes if _is_spatial_mean(node)]:
+        _replace(graph, node, f"heatkit_mean_{node.name}", spatial_mean()(bool(node.kwargs.get("keepdim"))),
+                 node.args[0])
+    for node in [node for node in graph.graph.nodes if _is_addition(node, torch)]:
+        with graph.graph.inserting_before(node):
+            stacked = graph.graph.call_function(torch.stack, (list(node.args[:2]), -1))
+        _replace(graph, node, f"heatkit_sum_{node.name}", z.layer.Sum(dim=-1), stacked)
+    graph.recompile()
+    modules = dict(graph.named_modules())
+    merges = []
+    for node in graph.graph.nodes:
+        if node.op == "call_module" and isinstance(modules[node.target], z.types.BatchNorm):
+            before = node.args[0]
+            if (before.op == "call_module" and isinstance(modules[before.target], (z.types.Convolution, z.types.Linear))
+                    and len(before.users) == 1):
+                merges.append((modules[before.target], modules[node.target]))
+    return graph, merges
+
+
+def _replace(graph, node, name: str, module, argument) -> None:
+    """Puts a call of `module` on `argument` where `node` was."""
+    graph.add_submodule(name, module)
+    with graph.graph.inserting_before(node):
+        call = graph.graph.call_module(name, (argument,))
+    node.replace_all_uses_with(call)
+    graph.graph.erase_node(node)
+
+
+def _is_spatial_mean(node) -> bool:
+    """x.mean((2, 3)) or torch.mean(x, (2, 3)): a global average pooling written as a function."""
+    torch = frameworks.torch()
+    is_mean = (node.op == "call_method" and node.target == "mean") or (node.op == "call_function"
+                                                                     and node.target is torch.mean)
+    dims = node.args[1] if len(node.args) > 1 else node.kwargs.get("dim")
+    return is_mean and isinstance(dims, (tuple, list)) and sorted(d % 4 for d in dims) == [2, 3]
+
+
+def _is_addition(node, torch) -> bool:
+    """An addition of two computed tensors (not of a parameter, or of a constant)."""
+    adds = (operator.add, operator.iadd, torch.add)
+    tensors = [arg for arg in node.args[:2] if hasattr(arg, "op") and arg.op != "get_attr"]
+    return ((node.op == "call_function" and node.target in adds) or
+            (node.op == "call_method" and node.target in ("add", "add_", "__add__"))) and len(tensors) == 2 \
+        and not node.kwargs
+
+
+def _merge_canonizer(z, merges):
+    """A zennit canonizer merging each BatchNorm of `merges` into the layer before it, for the
+    duration of the attribution (zennit reverts it)."""
+    class GraphMergeBatchNorm(z.canonizers.MergeBatchNorm):
+        @staticmethod
+        def merge_batch_norm(modules, batch_norm):
+            """zennit's merge, then the BatchNorm made exactly the identity: zennit leaves a running
+            variance of 1, which divides by sqrt(1 + eps) and loses eps / 2 of the relevance."""
+            z.canonizers.MergeBatchNorm.merge_batch_norm(modules, batch_norm)
+            batch_norm.running_var.data -= batch_norm.eps
+
+        def apply(self, root_module):
+            instances = []
+            for linear, batch_norm in merges:
+                instance = GraphMergeBatchNorm()
+                instance.register((linear,), batch_norm)
+                instances.append(instance)
+            return instances
+
+    return GraphMergeBatchNorm()

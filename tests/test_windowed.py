@@ -1,0 +1,204 @@
+"""The windowed path (heatkit/model/windows.py): occlusion, PDA and Shapley on convolutional networks,
+recomputing only what a change of a window can reach, equal full forward passes."""
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+import create_model
+import heatkit
+from heatkit.base import frameworks
+from heatkit.base.engine import Engine, EngineOptions, Meter
+from heatkit.model import Model
+
+ROOT = Path(__file__).resolve().parents[1]
+SIDE = 12
+# Relative to the probabilities the maps are differences of: a map of small drops (1e-3) has float32
+# rounding of its probabilities (1e-7) in it, 1e-4 of its own largest value.
+TOLERANCE = {"float32": 1e-5, "float64": 1e-12}
+METHODS = {"occlusion": {"occlusion.patch": 3, "occlusion.stride": 2, "occlusion.fill": 0.5},
+           "pda": {"pda.levels": 4},
+           "pda_windows": {"pda.window": 2, "pda.samples": 2, "pda.prior": "image"},
+           "shapley": {"shapley.samples": 2, "shapley.baseline": 0.3}}
+
+
+def torch_nets():
+    """Modules a researcher writes, seeded: a plain CNN, a residual BatchNorm network, and one with
+    every rule the windowed path has (dilation, stride, "same" padding, average pooling, a
+    concatenation, a gate, functional activations, a spatial mean and F.linear)."""
+    torch = frameworks.torch()
+    nn, F = torch.nn, torch.nn.functional
+    sys.path.insert(0, str(ROOT / "examples"))
+    import residual_digits
+    sys.path.remove(str(ROOT / "examples"))
+
+    class Branches(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.stem = nn.Conv2d(3, 6, 3, padding="same", dilation=2)
+            self.left = nn.Conv2d(6, 4, 3, stride=2, padding=1)
+            self.right = nn.AvgPool2d(3, 2, 1)
+            self.mix, self.gate, self.skip = nn.Conv2d(10, 8, 1), nn.Conv2d(10, 8, 1), nn.Conv2d(10, 8, 1)
+            self.weight = nn.Parameter(torch.randn(5, 8))
+
+        def forward(self, x):
+            x = F.silu(self.stem(x))
+            x = torch.cat([F.relu(self.left(x)), self.right(x)], 1)
+            x = torch.tanh(self.mix(x)) * torch.sigmoid(self.gate(x)) * 2.0 + self.skip(x)
+            return F.linear(x.mean((2, 3)), self.weight)
+
+    torch.manual_seed(0)
+    plain = nn.Sequential(nn.Conv2d(3, 8, 3, padding=1), nn.ReLU(), nn.MaxPool2d(2), nn.Conv2d(8, 8, 3, padding=1),
+                          nn.ReLU(inplace=True), nn.Flatten(), nn.Linear(8 * (SIDE // 2) ** 2, 6))
+    residual = residual_digits.ResidualNet()
+    residual.stem[0] = nn.Conv2d(3, 16, 3, 1, 1, bias=False)
+    generator = torch.Generator().manual_seed(1)
+    with torch.no_grad():
+        for module in residual.modules():
+            if isinstance(module, nn.BatchNorm2d):
+                module.running_mean.copy_(0.2 * torch.randn(module.num_features, generator=generator))
+                module.running_var.copy_(0.5 + torch.rand(module.num_features, generator=generator))
+    return {"plain CNN": plain, "residual BatchNorm net": residual, "branches": Branches()}
+
+
+NETS = torch_nets()
+
+
+@pytest.fixture(scope="module")
+def image():
+    return np.random.default_rng(5).random((SIDE, SIDE, 3))
+
+
+def maps(model, image, method: str, **settings):
+    """The method's map and the model's evaluations by path, on the windowed path or full passes."""
+    key = method.split("_")[0]
+    size = {} if isinstance(model, (str, Path)) else {"input_size": list(image.shape[:2])}
+    run = heatkit.explain(model, image, [key], settings={**size, **METHODS[method], **settings}, progress=False)
+    assert key in run.maps, run.result.failures
+    return run.maps[key], run.result.evaluations[key]
+
+
+def assert_close(windowed, full, dtype: str):
+    assert np.abs(full).max() > 0
+    assert np.abs(windowed - full).max() <= TOLERANCE[dtype] * max(1.0, np.abs(full).max())
+
+
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+@pytest.mark.parametrize("net", NETS)
+@pytest.mark.parametrize("method", METHODS)
+def test_every_windowed_method_equals_full_passes(net, dtype, method, image):
+    model = NETS[net].to(getattr(frameworks.torch(), dtype)).eval()
+    windowed, evaluations = maps(model, image, method)
+    full, full_evaluations = maps(model, image, method, **{"perturbation.fast": False})
+    assert "windowed" in evaluations and set(full_evaluations) == {"full"}
+    assert_close(windowed, full, dtype)
+
+
+@pytest.fixture(scope="module")
+def center_cnn(tmp_path_factory):
+    """The center-pixel CNN of create_model.py at 15 x 15 (dilated convolutions, a Dense head)."""
+    out = tmp_path_factory.mktemp("center_cnn")
+    assert create_model.main(["--model", "center_cnn", "--image-size", "15", "--out", str(out)]) == 0
+    return out / "center_cnn.h5"
+
+
+def test_the_center_cnn_windowed_equals_full_passes(center_cnn, rng):
+    """On probabilities (PDA's log-odds of a probability near 1 magnify its last bits), to 1e-8: the
+    construction's logits reach 1e8, and full passes in batches of 1 and of 40 differ by 4e-9 already."""
+    image, orders = rng.random((15, 15, 1)), np.stack([rng.permutation(15 * 15) for _ in range(2)])
+    probabilities = {}
+    for fast in (True, False):
+        model = Model(center_cnn, engine_options=EngineOptions(fast=fast, progress=False))
+        engine = Engine(model, image, int(model.probabilities(image[None]).argmax()), model.engine_options)
+        patches = np.array([[row * 15 + col for row in range(top, top + 3) for col in range(left, left + 3)]
+                            for top in range(0, 13, 2) for left in range(0, 13, 3)])
+        probabilities[fast] = np.concatenate([
+            engine.edits(patches, 0.5, "occlusion"), engine.pixel_levels(np.linspace(0, 1, 3), "pda").ravel(),
+            engine.walks(np.zeros(image.size), orders, "shapley").ravel()])
+        assert model.evaluations["windowed"] == (0 if not fast else len(probabilities[fast]) - 2)
+    assert np.abs(probabilities[True] - probabilities[False]).max() < 1e-8
+
+
+def test_a_digits_cnn_windowed_equals_full_passes(gap_model_path):
+    """The digits CNN's architecture (conv, pooling, GAP, Dense) as a Keras model and its twin."""
+    image = np.random.default_rng(3).random((12, 12, 3))
+    single_pixels = {"occlusion.patch": 1, "occlusion.stride": 1}
+    windowed, evaluations = maps(gap_model_path, image, "occlusion", **single_pixels)
+    full, _ = maps(gap_model_path, image, "occlusion", **single_pixels, **{"perturbation.fast": False})
+    assert "windowed" in evaluations
+    assert_close(windowed, full, "float64")
+
+
+def test_batches_change_nothing(image):
+    """Rows evaluated in batches of a few (a small memory bound) equal rows evaluated all at once."""
+    model = NETS["residual BatchNorm net"].double()
+    small, _ = maps(model, image, "occlusion", **{"perturbation.memory_mb": 16})
+    large, _ = maps(model, image, "occlusion", **{"perturbation.memory_mb": 4096})
+    assert_close(small, large, "float64")
+
+
+def test_walks_on_full_passes_are_the_states_in_order(image, rng):
+    """The full-pass walk: state k of a walk has the first k inputs of its order switched."""
+    model = Model(NETS["plain CNN"].double(), engine_options=EngineOptions(fast=False, progress=False),
+                  input_size=[SIDE, SIDE])
+    engine = Engine(model, image, 2, model.engine_options)
+    start, orders = rng.random(image.size), np.stack([rng.permutation(image.size)[:5] for _ in range(2)])
+    walks = engine.walks(start, orders, "walks")
+    for order, probabilities in zip(orders, walks):
+        state = start.copy()
+        expected = [model.probabilities(state.reshape(1, *image.shape))[0, 2]]
+        for element in order:
+            state[element] = image.reshape(-1)[element]
+            expected.append(model.probabilities(state.reshape(1, *image.shape))[0, 2])
+        assert np.abs(probabilities - expected).max() < 1e-12
+
+
+def test_memory_stays_bounded():
+    """Single-pixel occlusion of a 96 x 96 fully convolutional network, all 9,216 rows in one batch,
+    would take gigabytes; under a 64 MB bound the process grows by far less."""
+    code = """
+import resource, numpy as np, torch, heatkit
+torch.manual_seed(0)
+body = [layer for _ in range(4) for layer in (torch.nn.Conv2d(16, 16, 3, padding=1), torch.nn.ReLU())]
+net = torch.nn.Sequential(*body)
+net = torch.nn.Sequential(torch.nn.Conv2d(3, 16, 3, padding=1), net, torch.nn.AdaptiveAvgPool2d(1), torch.nn.Flatten(),
+                          torch.nn.Linear(16, 4))
+image = np.random.default_rng(0).random((96, 96, 3))
+model = heatkit.load_model(net, settings={"perturbation.memory_mb": 64, "input_size": [96, 96]})
+model.probabilities(image[None])
+before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+run = heatkit.explain(model, image, ["occlusion"], progress=False)
+assert "occlusion" in run.maps, run.result.failures
+print((resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - before) // 1024)
+"""
+    done = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert int(done.stdout.split()[-1]) < 400  # MB; one row's activations are 4.7 MB
+
+
+def test_a_long_run_says_so_first_with_what_makes_it_cheaper(monkeypatch):
+    """After a second of evaluations, the rest estimated at their rate: 8 in 2 s, 92 to go, 23 s."""
+    clock = iter([0.0, 0.5, 2.0, 3.0])
+    monkeypatch.setattr("heatkit.base.engine.time.perf_counter", lambda: next(clock))
+    said = []
+    meter = Meter("occlusion", enabled=False, warn_seconds=10, cheaper="raise occlusion.stride", say=said.append)
+    meter.start(100)  # t = 0
+    meter.update(4)  # t = 0.5: too soon to tell
+    assert said == []
+    meter.update(4)  # t = 2
+    meter.update(10)  # t = 3: said once only
+    meter.close()
+    assert said == ["occlusion: about 23 s to go (92 model evaluations at 250 ms); to make it cheaper, "
+                    "raise occlusion.stride"]
+
+
+def test_no_warning_below_the_threshold_and_no_bar_in_a_log(image, capsys):
+    model = NETS["plain CNN"].float()
+    for seconds in (0, 3600):
+        heatkit.explain(model, image, ["occlusion"], settings={"perturbation.warn_seconds": seconds,
+                                                              "input_size": [SIDE, SIDE]})
+    assert capsys.readouterr().err == ""  # stderr is no terminal here: no progress lines either
