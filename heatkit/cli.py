@@ -148,9 +148,14 @@ def dataset(args, argv: list[str]) -> int:
         raise UsageError("--dataset explains its own images: drop -ip and the experiments")
     if args.workers is not None and args.workers < 0:
         raise UsageError(f"--workers {args.workers}: give 0 (this process) or more")
-    found = heatkit.explain_dataset(None, args.dataset, args.heatmap_methods, settings=args.set + flag_settings(args),
-                                    scheduler=args.scheduler, workers=args.workers, trust=args.trust_model,
-                                    progress=not args.quiet, command=argv)
+    try:
+        found = heatkit.explain_dataset(None, args.dataset, args.heatmap_methods,
+                                        settings=args.set + flag_settings(args), scheduler=args.scheduler,
+                                        workers=args.workers, trust=args.trust_model, progress=not args.quiet,
+                                        command=argv)
+    except KeyboardInterrupt:
+        print("interrupted: every finished image is kept; the same command resumes", file=sys.stderr)
+        return 130
     errors = sum(1 for row in found.rows if row.get("error") and not str(row["error"]).startswith("not applicable"))
     print(found.text)
     print(f"\n{len({row['key'] for row in found.rows})} images ({found.computed} computed now), "

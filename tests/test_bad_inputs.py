@@ -139,6 +139,14 @@ CATALOGUE = {
                                  "no chosen method gave a map"),
     "rerun of a missing record": (lambda t, m: ["--rerun", t / "run.json"], "cannot repeat"),
     "labels file missing": (lambda t, m: ["-mp", m, "--labels", t / "labels.txt"], "cannot read labels file"),
+    # the dataset mode
+    "dataset count not a number": (lambda t, m: ["-mp", m, "--dataset", "random:many"], "give random:N"),
+    "dataset folder missing": (lambda t, m: ["-mp", m, "--dataset", t / "none"], "give a folder of images"),
+    "random images on another model": (lambda t, m: ["-mp", f"{net_code(t)}:build", "--trust-model", "--dataset",
+                                                     "random:3"], "is no center-pixel model"),
+    "dataset with an image": (lambda t, m: ["-mp", m, "--dataset", "random:3", "-ip", m], "drop -ip"),
+    "workers without a dataset": (lambda t, m: ["-mp", m, "--workers", 2], "go with --dataset"),
+    "negative workers": (lambda t, m: ["-mp", m, "--dataset", "random:3", "--workers", -1], "give 0"),
     # output
     "output folder not writable": (lambda t, m: ["-mp", m, "-op", write(t / "file", b"") / "sub"],
                                    "choose a writable folder with -op"),

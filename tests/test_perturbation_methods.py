@@ -135,6 +135,10 @@ class LinearModel:
     """f(x) = w.x + b with no softmax: its Shapley values are w_i (x_i - baseline_i) exactly."""
 
     num_classes, activation_bytes = 1, 0
+    meter = None  # no method's progress to join
+
+    def windowed(self):
+        return None  # no convolutional graph
 
     def __init__(self, weight, bias, options):
         self.weight, self.bias, self.options = weight, bias, options
@@ -246,6 +250,10 @@ class InteractingModel:
     identity first layer followed by the nonlinear head."""
 
     num_classes, activation_bytes = 1, 0
+    meter = None  # no method's progress to join
+
+    def windowed(self):
+        return None  # no convolutional graph
 
     def __init__(self, options):
         self.options, self.evaluations = options, Counter()

@@ -220,6 +220,16 @@ def probe_perturbation(small, tmp_path, capsys):
         assert scores_of(out)["methods"]["occlusion"]["evaluations"] == {"fast" if fast else "full": 225}
 
 
+def probe_faithfulness(small, tmp_path, capsys):
+    """25 of the 225 pixels a step: 9 steps, 10 points a curve; curves off: no areas."""
+    assert run_cli("-mp", small, "--set", "faithfulness.curves=True", "--set", "faithfulness.regions_per_step=25",
+                   "-hm", "occlusion", "-op", tmp_path / "on", "-q") == 0
+    assert np.load(only_folder(tmp_path / "on") / "heatmaps.npz")["curves/occlusion/deletion"].shape == (10,)
+    assert run_cli("-mp", small, "--set", "faithfulness.curves=False", "-hm", "occlusion", "-op", tmp_path / "off",
+                   "-q") == 0
+    assert "deletion_area" not in scores_of(tmp_path / "off")["methods"]["occlusion"]
+
+
 def probe_figure(small, tmp_path, capsys):
     from PIL import Image
 

@@ -2,7 +2,6 @@
 recomputing only what a change of a window can reach, equal full forward passes."""
 from __future__ import annotations
 
-import subprocess
 import sys
 from pathlib import Path
 
@@ -157,42 +156,50 @@ def test_walks_on_full_passes_are_the_states_in_order(image, rng):
         assert np.abs(probabilities - expected).max() < 1e-12
 
 
-def test_memory_stays_bounded():
-    """Single-pixel occlusion of a 96 x 96 fully convolutional network, all 9,216 rows in one batch,
-    would take gigabytes; under a 64 MB bound the process grows by far less."""
-    code = """
-import resource, numpy as np, torch, heatkit
-torch.manual_seed(0)
-body = [layer for _ in range(4) for layer in (torch.nn.Conv2d(16, 16, 3, padding=1), torch.nn.ReLU())]
-net = torch.nn.Sequential(*body)
-net = torch.nn.Sequential(torch.nn.Conv2d(3, 16, 3, padding=1), net, torch.nn.AdaptiveAvgPool2d(1), torch.nn.Flatten(),
-                          torch.nn.Linear(16, 4))
-image = np.random.default_rng(0).random((96, 96, 3))
-model = heatkit.load_model(net, settings={"perturbation.memory_mb": 64, "input_size": [96, 96]})
-model.probabilities(image[None])
-before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-run = heatkit.explain(model, image, ["occlusion"], progress=False)
-assert "occlusion" in run.maps, run.result.failures
-print((resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - before) // 1024)
-"""
-    done = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=300)
-    assert done.returncode == 0, done.stderr[-2000:]
-    assert int(done.stdout.split()[-1]) < 400  # MB; one row's activations are 4.7 MB
+@pytest.mark.parametrize("fast", [True, False], ids=["windowed", "full passes"])
+def test_the_memory_bound_sizes_every_batch(image, fast, monkeypatch):
+    """Every batch allocates at most perturbation.memory_mb (by the bytes counted for one row); with
+    a bound that holds every row, one batch takes them all."""
+    from heatkit.model import windows
+
+    model = NETS["residual BatchNorm net"].float()
+    batches = []
+    for evaluator in (windows.Windows, Model):
+        original = evaluator.probabilities
+
+        def spy(self, *args, original=original, **kwargs):
+            batches.append(len(args[0]))
+            return original(self, *args, **kwargs)
+        monkeypatch.setattr(evaluator, "probabilities", spy)
+    for memory_mb, bounded in ((16, True), (4096, False)):
+        batches.clear()
+        loaded = heatkit.load_model(model, settings={"input_size": [SIDE, SIDE], "perturbation.memory_mb": memory_mb,
+                                                     "perturbation.fast": fast})
+        engine = loaded.engine(image, 0)
+        engine.edits(np.arange(image.size)[:, None], 0.0, "occlusion")
+        row = engine.windows.bytes_per_row((1, 1)) if fast else image.nbytes * 3 + 2 * loaded.activation_bytes
+        largest = max(batches[1:])  # after the first chunk, of 8
+        if bounded:
+            assert 1 < largest <= (memory_mb << 20) // row < image.size
+        else:
+            assert largest == image.size - 8  # the rest at once
 
 
 def test_a_long_run_says_so_first_with_what_makes_it_cheaper(monkeypatch):
-    """After a second of evaluations, the rest estimated at their rate: 8 in 2 s, 92 to go, 23 s."""
-    clock = iter([0.0, 0.5, 2.0, 3.0])
+    """Timed from the first chunk's end (its warm-up is not the rate) for a second: 12 evaluations
+    in 2.5 s, 84 to go, 17.5 s."""
+    clock = iter([0.5, 1.0, 3.0, 4.0])
     monkeypatch.setattr("heatkit.base.engine.time.perf_counter", lambda: next(clock))
     said = []
     meter = Meter("occlusion", enabled=False, warn_seconds=10, cheaper="raise occlusion.stride", say=said.append)
-    meter.start(100)  # t = 0
-    meter.update(4)  # t = 0.5: too soon to tell
+    meter.start(100)
+    meter.update(4)  # t = 0.5: the first chunk, warm-up included
+    meter.update(4)  # t = 1: too soon to tell
     assert said == []
-    meter.update(4)  # t = 2
-    meter.update(10)  # t = 3: said once only
+    meter.update(8)  # t = 3
+    meter.update(10)  # t = 4: said once only
     meter.close()
-    assert said == ["occlusion: about 23 s to go (92 model evaluations at 250 ms); to make it cheaper, "
+    assert said == ["occlusion: about 18 s to go (84 model evaluations at 208 ms); to make it cheaper, "
                     "raise occlusion.stride"]
 
 

@@ -45,7 +45,7 @@ from tqdm import tqdm
 
 CACHE_BYTES = 2 << 20  # fast-path working set per chunk: PDA measured fastest at 2 MB (L2 is 512 KB a core)
 PROBE = 8  # evaluations in the first chunk of full passes: a slow model is timed on few
-TIMED_SECONDS = 1.0  # evaluations timed before the cost of the rest is estimated (a call has a fixed cost)
+TIMED_SECONDS = 1.0  # evaluations timed before the cost of the rest is estimated
 
 
 def progress_bar(total: int, desc: str, unit: str, enabled: bool) -> tqdm:
@@ -63,9 +63,10 @@ def duration(seconds: float) -> str:
 class Meter:
     """One method's progress over all its engine calls: one bar, and one line before a long run.
 
-    Each call adds its evaluations (start) and times them as they finish: once a second of them
-    says that the evaluations still to come would take longer than `warn_seconds` (0: never), it
-    says so, once, with what makes the method cheaper."""
+    Each call adds its evaluations (start) and times them as they finish, from its first chunk on
+    (which pays the call's warm-up): once a second of them says that the evaluations still to come
+    would take longer than `warn_seconds` (0: never), it says so, once, with what makes the method
+    cheaper."""
 
     def __init__(self, desc: str, enabled: bool, warn_seconds: float = 0.0, cheaper: str = "",
                  say: Callable[[str], None] | None = None):
@@ -74,22 +75,26 @@ class Meter:
         self.say = say or (lambda line: tqdm.write(line, file=sys.stderr))
         self.expected = self.finished = 0
         self.warned = False
-        self._call_started, self._call_finished = 0.0, 0
+        self._timed_from, self._timed = None, 0  # when the call's first chunk ended; evaluations since
 
     def start(self, count: int) -> None:
         self.expected += count
         self.bar.total = self.expected
         self.bar.refresh()
-        self._call_started, self._call_finished = time.perf_counter(), 0
+        self._timed_from, self._timed = None, 0
 
     def update(self, count: int) -> None:
         self.bar.update(count)
         self.finished += count
-        self._call_finished += count
-        elapsed = time.perf_counter() - self._call_started
-        if self.warned or not self.warn_seconds or elapsed < TIMED_SECONDS and self.finished < self.expected:
+        now = time.perf_counter()
+        if self._timed_from is None:
+            self._timed_from = now
             return
-        per_evaluation = elapsed / self._call_finished
+        self._timed += count
+        elapsed = now - self._timed_from
+        if self.warned or not self.warn_seconds or elapsed < TIMED_SECONDS:
+            return
+        per_evaluation = elapsed / self._timed
         left = self.expected - self.finished
         if per_evaluation * left > self.warn_seconds:
             self.warned = True

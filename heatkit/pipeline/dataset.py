@@ -18,7 +18,7 @@ from __future__ import annotations
 import hashlib
 import io
 import json
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
@@ -170,7 +170,10 @@ def _worker_model(job: Job):
     if which not in _MODELS:
         frameworks.torch().set_num_threads(1)  # the same arithmetic in every process, whatever its cores
         _MODELS.clear()
-        _MODELS[which] = Model.from_settings(job.model, job.cfg, job.trust, progress=False)
+        model = Model.from_settings(job.model, job.cfg, job.trust, progress=False)
+        # a dataset's progress is its images: every worker's cost warnings would bury it
+        model.engine_options = replace(model.engine_options, warn_seconds=0.0)
+        _MODELS[which] = model
     return _MODELS[which]
 
 
