@@ -2,8 +2,9 @@
 units of one forward pass of that network on that framework, so that the table travels across
 machines.
 
-    .venv/bin/python bench/models.py                 # about 20 minutes on 2 cores
-    .venv/bin/python bench/models.py --methods grad occlusion
+    .venv/bin/python bench/models.py --methods grad occlusion lime   # a few minutes on 2 cores
+    .venv/bin/python bench/models.py                                 # every method: PDA and Shapley
+                                                                     # add about an hour on Keras
 
 The network is ResNet-shaped and small: a 3 x 3 stride-2 stem (16 channels) with BatchNorm, three
 stages of one basic block each (16, 32, 64 channels; the last two halve the resolution, with 1 x 1

@@ -291,6 +291,9 @@ def leaderboard(rows: list[dict], ground_truth: bool, seed: int = 0) -> tuple[st
                       "high": float(np.percentile(means, 97.5)),
                       "seconds": float(np.mean(seconds)) if seconds else None})
     board.sort(key=lambda entry: -entry["mean"])
+    if not board:
+        return f"no map has the score that ranks the methods ({score})" + (
+            " (faithfulness.curves is off)" if score == "aopc" else ""), board
     lines = [f"leaderboard by {score} (higher is better), mean with a 95% bootstrap interval",
              f"{'method':<16}{'images':>7}{'mean':>9}{'median':>9}{'95% interval':>20}{'seconds':>9}"]
     for entry in board:
