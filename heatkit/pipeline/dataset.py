@@ -16,7 +16,6 @@ one torch thread, so its maps do not depend on the scheduling.
 from __future__ import annotations
 
 import hashlib
-import io
 import json
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -192,12 +191,10 @@ def _rows(item: Item, result, crop: int) -> list[dict]:
 
 
 def _write_item(path: Path, maps: dict[str, np.ndarray], rows: list[dict]) -> None:
-    """The image's maps and rows, whole or not at all (a rename is atomic)."""
-    buffer = io.BytesIO()
-    np.savez_compressed(buffer, rows=np.array(json.dumps(rows, default=_plain)), **maps)
-    partial = path.with_suffix(f".{np.random.default_rng().integers(1 << 62)}.partial")
-    partial.write_bytes(buffer.getvalue())
-    partial.replace(path)
+    """The image's maps and rows, whole or not at all."""
+    from heatkit.pipeline.output import write_npz
+
+    write_npz(path, {"rows": np.array(json.dumps(rows, default=_plain)), **maps})
 
 
 def _plain(value):
