@@ -34,7 +34,7 @@ RUNS = {
     "curves": (["-mp", "models/digits.h5", "-ip", "images/digits/digit3_heldout18.png", "-hm", "grad", "ig",
                 "occlusion", "lime", "--set", "lime.kernel_size=1", "--set", "lime.max_dist=4"],
                {"curves.png": "curves_digits.png"}),
-    "dataset": (["--dataset", "random:60", "-hm", "grad", "ig", "occlusion", "pda", "lime"],
+    "dataset": (["--dataset", "random:200", "-hm", "grad", "ig", "occlusion", "pda", "lime"],
                 {"summary.png": "dataset_summary.png"}),
     "sanity": (["-mp", "models/digits.h5", "-ip", "images/digits/digit3_heldout18.png", "--sanity", "cascading",
                 "-hm", "grad", "gb", "ig", "gradcam", "guided_gradcam", "lrp"],
