@@ -45,21 +45,28 @@ RUNS = {
 }
 
 
+AREAS = ["deletion_area", "insertion_area", "aopc"]  # the faithfulness scores of a map
+
+
 def _number(value) -> str:
     return f"{value:.4g}" if isinstance(value, float) else str(value)
 
 
 def demo_table(scores: dict) -> str:
-    """The scores of every map, one row per method, as the README shows them."""
+    """The scores of every map, one row per method, as the README shows them; then the random
+    rankings' faithfulness areas."""
     from heatkit.methods.registry import label
 
-    columns = ["center_value", "center_rank", "center_share", "crop_share", "seconds"]
+    columns = ["center_value", "center_rank", "center_share", "crop_share", *AREAS, "seconds"]
     rows = ["| method | " + " | ".join(columns) + " |", "|" + "---|" * (len(columns) + 1)]
     for key, row in scores["methods"].items():
         cells = ([_number(row[column]) for column in columns] if "center_value" in row else
                  [f"not applicable: {row['not_applicable']}" if "not_applicable" in row else f"failed: {row['error']}"]
                  + [""] * (len(columns) - 1))
         rows.append(f"| {label(key)} (`{key}`) | " + " | ".join(cells) + " |")
+    random = scores["random_ranking"]
+    rows.append(f"| random ranking ({random['draws']} draws) | | | | | " +
+                " | ".join(f"{random[area]:.3g} ± {random[area + '_sd']:.2g}" for area in AREAS) + " | |")
     return "\n".join(rows)
 
 
@@ -94,7 +101,7 @@ def curves_table(scores: dict) -> str:
             rows.append(f"| {label(key)} (`{key}`) | {row['deletion_area']:.3f} | {row['insertion_area']:.3f} | "
                         f"{row['aopc']:.3f} |")
     random = scores["random_ranking"]
-    cells = [f"{random[name]:.3f} ± {random[name + '_sd']:.3f}" for name in ("deletion_area", "insertion_area", "aopc")]
+    cells = [f"{random[name]:.3f} ± {random[name + '_sd']:.3f}" for name in AREAS]
     rows.append(f"| random ranking ({random['draws']} draws) | " + " | ".join(cells) + " |")
     return "\n".join(rows)
 

@@ -123,6 +123,20 @@ def test_a_method_that_fails_on_one_variant_is_reported_and_leaves_a_gap(small_m
     assert (folder / "sanity_noise_curves.png").is_file()
 
 
+@pytest.mark.parametrize("experiment, table", [(["--sanity", "noise", "--set", "sanity.noise_levels=[0.5]"], "sanity_noise"),
+                                               (["--growing-patch", "--set", "growing_patch.sizes=[2]"], "growing_patch")])
+def test_a_method_that_does_not_apply_is_reported_as_a_heatmap_run_reports_it(experiment, table, mlp_path, tmp_path,
+                                                                             capsys):
+    """Meaningful Perturbation on a Keras-only model: named with its reason, the other method kept."""
+    assert run_cli("-mp", mlp_path, *experiment, "-hm", "grad", "mp", "-op", tmp_path, "-q") == 0
+    assert "Meaningful Perturbation (mp) not applicable: mp runs on torch" in capsys.readouterr().out
+    [folder] = tmp_path.iterdir()
+    found = rows(folder / f"{table}.csv")
+    [mp_row] = [row for row in found if row["method"] == "mp"]
+    assert mp_row["error"].startswith("not applicable: mp runs on torch")
+    assert len([row for row in found if row["method"] == "grad"]) == 2
+
+
 def test_sweeping_the_same_value_twice_gives_identical_maps(small_model_path, tmp_path):
     assert run_cli("-mp", small_model_path, "--sweep", "shapley.seed=3,3,4", "--sweep", "occlusion.patch=3,3",
                    "-hm", "shapley", "occlusion", "-op", tmp_path, "-q", "--set", "shapley.samples=3") == 0

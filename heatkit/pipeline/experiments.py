@@ -1,6 +1,6 @@
 """The experiments that test the heatmaps: sanity checks (Adebayo et al. 2018), the growing
 patch, and hyperparameter sweeps (Bansal et al. 2020). Each returns an Experiment: its table, its
-figures on demand, and the methods that failed at a step."""
+figures on demand, the methods that failed at a step and those that do not apply."""
 from __future__ import annotations
 
 import itertools
@@ -30,7 +30,8 @@ SANITY_TITLES = {"cascading": "cascading randomization, from the output layer do
 class Experiment:
     """What an experiment found. `rows` is its table (its CSV); `figures` makes each figure, by
     file name, when asked; `failures` holds (step, method key, error) for every method that raised
-    at a step; `interrupted` says Ctrl-C stopped it, the finished steps being kept."""
+    at a step, `skipped` the reason of each method that does not apply to the model; `interrupted`
+    says Ctrl-C stopped it, the finished steps being kept."""
 
     name: str  # sanity_<mode>, growing_patch or sweep: its files' stem
     results: list  # the explained steps, in order (ImageResult)
@@ -38,12 +39,14 @@ class Experiment:
     figures: dict[str, Callable]
     settings: dict
     failures: list[tuple[str, str, str]] = field(default_factory=list)
+    skipped: dict[str, str] = field(default_factory=dict)
     interrupted: bool = False
     stem: str = "experiment"  # the image's, which names the run folder
     request: dict = field(default_factory=dict)  # what was asked, as run.json records it
 
     def summary(self) -> str:
-        return "\n".join(f"{label(key)} ({key}) failed at {step}: {error}" for step, key, error in self.failures)
+        return "\n".join([f"{label(key)} ({key}) not applicable: {reason}" for key, reason in self.skipped.items()] +
+                         [f"{label(key)} ({key}) failed at {step}: {error}" for step, key, error in self.failures])
 
     def save(self, out: str | Path | None = None, command: list[str] | None = None) -> Path:
         """Writes its figures, its CSV and run.json into a new run folder in `out` (default: the
@@ -102,6 +105,8 @@ def sanity(model, image, display, keys, cfg, target, backend, mode: str) -> Expe
     failures = _failures(columns, results)
     rows += [{"method": key, "step": columns.index(step), "changed": step, "error": error}
              for step, key, error in failures]
+    rows += [{"method": key, "step": 0, "changed": "original", "error": f"not applicable: {reason}"}
+             for key, reason in original.skipped.items()]
     title, figure_cfg = SANITY_TITLES[mode], cfg["figure"]
     grid = [(label(key), [_map_or_reason(result, key) for result in results], columns) for key in map_keys]
     figures = {
@@ -110,7 +115,8 @@ def sanity(model, image, display, keys, cfg, target, backend, mode: str) -> Expe
         f"sanity_{mode}_curves.png": lambda: curves_figure(columns, {label(key): values for key, values in curves.items()},
                                                            title=f"similarity to the original map: {title}"),
     }
-    return Experiment(f"sanity_{mode}", results, rows, figures, cfg, failures=failures, interrupted=interrupted)
+    return Experiment(f"sanity_{mode}", results, rows, figures, cfg, failures=failures, skipped=original.skipped,
+                      interrupted=interrupted)
 
 
 def growing_patch(model, image, display, keys, cfg, target, backend) -> Experiment:
@@ -143,10 +149,11 @@ def growing_patch(model, image, display, keys, cfg, target, backend) -> Experime
                              "explained_probability": result.target_probability,
                              "ssim": ssim(reference, result.maps[key]), "ms_ssim": ms_ssim(reference, result.maps[key])})
         rows += [{"method": key, "patch": size, "error": error} for key, error in result.failures.items()]
+    rows += [{"method": key, "patch": 0, "error": f"not applicable: {reason}"} for key, reason in results[0].skipped.items()]
     names, figure_cfg = {key: label(key) for key in results[0].maps}, cfg["figure"]
     figures = {"growing_patch.png": lambda: heatmap_figure(results, names, figure_cfg, model.ground_truth is not None)}
     return Experiment("growing_patch", results, rows, figures, cfg,
-                      failures=_failures([result.name for result in results], results),
+                      failures=_failures([result.name for result in results], results), skipped=results[0].skipped,
                       interrupted=len(results) <= len(params["sizes"]))
 
 
@@ -169,6 +176,8 @@ def sweep(model, image, display, keys, swept: list[tuple[str, list[tuple[object,
                 break
             if index == 0:
                 with_maps(result)  # which also ends the run if Ctrl-C came before any value finished
+                rows += [{"setting": key, "method": method, "value_a": value, "error": f"not applicable: {reason}"}
+                         for method, reason in result.skipped.items()]
             target = result.target
             results.append(result)
             rows += [{"setting": key, "method": method, "value_a": value, "error": error}
@@ -193,6 +202,7 @@ def sweep(model, image, display, keys, swept: list[tuple[str, list[tuple[object,
     figures = {"sweep.png": lambda: grid_figure(grid, column_width=figure_cfg["column_width"] * 0.8,
                                                 cmap=figure_cfg["cmap"], title=title)}
     return Experiment("sweep", results, rows, figures, cfg, failures=_failures([r.name for r in results], results),
+                      skipped={key: reason for result in results for key, reason in result.skipped.items()},
                       interrupted=interrupted)
 
 
@@ -222,4 +232,6 @@ def _map_or_reason(result, key: str):
     """A step's map for the figure, or the reason it has none."""
     if key in result.maps:
         return result.maps[key]
+    if key in result.skipped:
+        return f"not applicable: {result.skipped[key]}"
     return f"failed: {result.failures[key]}" if key in result.failures else None
