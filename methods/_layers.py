@@ -13,6 +13,7 @@ import numpy as np
 
 from heatkit.base import frameworks
 from heatkit.base.errors import NotApplicable, UsageError
+from heatkit.model.keras_net import layer_named, named_layers
 from heatkit.model.torch_net import is_kind
 from heatkit.model.twins import layer_modules
 
@@ -27,7 +28,7 @@ def conv_layers(model, framework: str) -> list[str]:
         return [entry["name"] for entry in spec if entry["layer"] == "conv2d"]
     if framework == "keras":
         tf = frameworks.tensorflow()
-        return [layer.name for layer in keras_layers(model.keras.model) if isinstance(layer, tf.keras.layers.Conv2D)]
+        return [name for name, layer in named_layers(model.keras.model) if isinstance(layer, tf.keras.layers.Conv2D)]
     torch = frameworks.torch()
     return [name for name, module in model.torch.module.named_modules() if is_kind(module, torch.nn.Conv2d)]
 
@@ -99,19 +100,31 @@ def _is_sequential(module) -> bool:
     return getattr(module, "original_name", type(module).__name__) == "Sequential"
 
 
-def keras_layers(model) -> list:
-    """Every layer of a Keras model, a nested model's own layers included."""
-    import tensorflow as tf
+def keras_output(model, name: str):
+    """The output of the layer named `name` (outer/inner in a nested model) where the model's input
+    reaches it: a nested model's layers also have an output in that model's own graph, cut off
+    from the input (and a nested model's `output` is that one)."""
+    layer = layer_named(model, name)
+    outputs = [output for node in layer._inbound_nodes for output in frameworks.tensorflow().nest.flatten(
+        node.output_tensors)]
+    reached = [output for output in outputs if _reaches(output, model.inputs[0])]
+    if not reached:
+        raise UsageError(f"layer {name!r} does not depend on the model's input; choose a layer between input and "
+                         "output")
+    return reached[-1]  # a layer called twice: its last call
 
-    return [inner for layer in model.layers
-            for inner in ([layer] + (keras_layers(layer) if isinstance(layer, tf.keras.Model) else []))]
 
-
-def keras_layer(model, name: str):
-    """The layer named `name`, or outer/inner for a layer of a nested model."""
-    for part in name.split("/"):
-        model = model.get_layer(part)
-    return model
+def _reaches(tensor, source) -> bool:
+    """Whether `source` is among the tensors `tensor` is computed from."""
+    seen, ops = set(), [tensor.op]
+    while ops:
+        op = ops.pop()
+        if op is source.op:
+            return True
+        if op not in seen:
+            seen.add(op)
+            ops += [inner.op for inner in op.inputs]
+    return False
 
 
 def _layer_gradients(net, names: list[str]):
@@ -119,24 +132,15 @@ def _layer_gradients(net, names: list[str]):
     gradients with respect to them."""
     tf = frameworks.tensorflow()
     target = tf.compat.v1.placeholder(tf.int32, ())
-    outputs = [keras_layer(net.model, name).output for name in names]
+    outputs = [keras_output(net.model, name) for name in names]
     gradients = tf.gradients(net.logits_model.output[:, target], outputs)
     return net.session.make_callable(outputs + gradients, feed_list=[net.model.inputs[0], target])
 
 
 def _all_layers(model, framework: str) -> list[str]:
     if framework == "keras":
-        return [name for layer in model.keras.model.layers for name in _nested_names(layer)]
+        return [name for name, _ in named_layers(model.keras.model)]
     return [name for name, _ in model.torch.module.named_modules() if name]
-
-
-def _nested_names(layer, prefix: str = "") -> list[str]:
-    import tensorflow as tf
-
-    name = prefix + layer.name
-    inner = [n for child in layer.layers for n in _nested_names(child, name + "/")] \
-        if isinstance(layer, tf.keras.Model) else []
-    return [name, *inner]
 
 
 def upsample(cam: np.ndarray, shape: tuple[int, int]) -> np.ndarray:

@@ -74,6 +74,34 @@ def test_grad_cam_on_a_gap_dense_head_is_relu_of_cam_over_the_pooled_size(gap_mo
         np.testing.assert_allclose(gradcam, expected, rtol=1e-5, atol=1e-7)
 
 
+def test_cam_and_grad_cam_reach_into_a_nested_backbone(tmp_path):
+    """A float32 Keras model with its conv layers in a nested model, as a pretrained backbone is:
+    Grad-CAM's default layer is named outer/inner, and both maps equal the backbone's own features
+    (its predict, on its own graph) weighted by hand."""
+    tf = frameworks.tensorflow()
+    layers, init = tf.keras.layers, tf.keras.initializers
+    backbone = tf.keras.Sequential([
+        tf.keras.Input((10, 10, 2)),
+        layers.Conv2D(3, 3, activation="relu", kernel_initializer=init.GlorotNormal(seed=1), name="c1"),
+        layers.Conv2D(4, 3, activation="relu", kernel_initializer=init.GlorotNormal(seed=2),
+                      bias_initializer=init.Constant(0.1), name="c2")], name="backbone")
+    inputs = tf.keras.Input((10, 10, 2))
+    logits = layers.Dense(3, kernel_initializer=init.GlorotNormal(seed=3), name="logits")(
+        layers.GlobalAveragePooling2D()(backbone(inputs)))
+    tf.keras.Model(inputs, layers.Activation("softmax")(logits)).save(tmp_path / "nested.h5")
+    model = Model(tmp_path / "nested.h5")
+    image = image_for(model)
+    assert _layers.target_layers(model, None, "keras") == ["backbone/c2"]
+    with model.keras.scope():
+        features = model.keras.model.get_layer("backbone").predict(image[None], verbose=0)[0]  # 6 x 6 x 4
+    for target in range(3):
+        by_hand = features @ model.keras.weights("logits")[0][:, target]
+        np.testing.assert_allclose(cam.keras(model, image, target, {}), _layers.upsample(by_hand, (10, 10)),
+                                   rtol=1e-5, atol=1e-6)
+        np.testing.assert_allclose(grad_cam.gradcam_keras(model, image, target, {"layers": None}),
+                                   _layers.upsample(np.maximum(by_hand, 0) / 36, (10, 10)), rtol=1e-5, atol=1e-7)
+
+
 @pytest.mark.parametrize("backend", BACKENDS)
 def test_guided_grad_cam_is_guided_backprop_times_grad_cam(gap_model, backend):
     image = image_for(gap_model)

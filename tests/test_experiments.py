@@ -52,6 +52,30 @@ def test_gradient_of_the_randomized_model_is_its_new_weight_column(linear_model,
     np.testing.assert_array_equal(Model(linear_model.path).keras.weights("dense")[0], original)
 
 
+def test_layer_initializers_redraw_batchnorm_inside_a_nested_backbone(tmp_path):
+    """A float32 Keras model whose conv layer and BatchNorm sit in a nested model: the sanity
+    check names them outer/inner, and BatchNorm's own initializers give gamma 1, beta 0 and the
+    moving statistics 0 and 1."""
+    tf = frameworks.tensorflow()
+    layers, init = tf.keras.layers, tf.keras.initializers
+    backbone = tf.keras.Sequential([tf.keras.Input((8, 8, 1)),
+                                    layers.Conv2D(2, 3, kernel_initializer=init.GlorotNormal(seed=1), name="conv"),
+                                    layers.BatchNormalization(name="bn")], name="backbone")
+    inputs = tf.keras.Input((8, 8, 1))
+    logits = layers.Dense(3, name="logits")(layers.GlobalAveragePooling2D()(backbone(inputs)))
+    keras_model = tf.keras.Model(inputs, layers.Activation("softmax")(logits))
+    backbone.get_layer("bn").set_weights([np.full(2, value) for value in (2.0, 0.5, 0.3, 4.0)])
+    keras_model.save(tmp_path / "nested.h5")
+    model = Model(tmp_path / "nested.h5")
+    assert variants.weighted_layers(model) == ["logits", "backbone/bn", "backbone/conv"]
+    change = variants.reinitializer(["backbone/bn", "backbone/conv"], "layer", 0.01, seed=5)
+    altered = variants.variant(model, tmp_path, change, "step")
+    assert [list(values) for values in altered.keras.weights("backbone/bn")] == [[1, 1], [0, 0], [0, 0], [1, 1]]
+    assert not np.allclose(altered.keras.weights("backbone/conv")[0], model.keras.weights("backbone/conv")[0])
+    for before, after in zip(model.keras.weights("logits"), altered.keras.weights("logits")):
+        np.testing.assert_array_equal(before, after)
+
+
 @pytest.fixture(scope="module")
 def ignored_layer_model(tmp_path_factory):
     """Flatten, Dense 'ignored' (ReLU), Dense 'head' with a zero kernel: the output ignores 'ignored'."""
@@ -123,8 +147,9 @@ def test_a_method_that_fails_on_one_variant_is_reported_and_leaves_a_gap(small_m
     assert (folder / "sanity_noise_curves.png").is_file()
 
 
-@pytest.mark.parametrize("experiment, table", [(["--sanity", "noise", "--set", "sanity.noise_levels=[0.5]"], "sanity_noise"),
-                                               (["--growing-patch", "--set", "growing_patch.sizes=[2]"], "growing_patch")])
+@pytest.mark.parametrize("experiment, table", [
+    (["--sanity", "noise", "--set", "sanity.noise_levels=[0.5]"], "sanity_noise"),
+    (["--growing-patch", "--set", "growing_patch.sizes=[2]"], "growing_patch")])
 def test_a_method_that_does_not_apply_is_reported_as_a_heatmap_run_reports_it(experiment, table, mlp_path, tmp_path,
                                                                              capsys):
     """Meaningful Perturbation on a Keras-only model: named with its reason, the other method kept."""

@@ -88,9 +88,9 @@ class KerasNet:
         return self._built[key]
 
     def weights(self, layer: str) -> list[np.ndarray]:
-        """The named layer's weights."""
+        """The named layer's weights (outer/inner in a nested model)."""
         with self.scope():
-            return self.model.get_layer(layer).get_weights()
+            return layer_named(self.model, layer).get_weights()
 
     @cached_property
     def input_scale(self) -> float | None:
@@ -151,6 +151,25 @@ class KerasNet:
                 hidden = tf.nn.softmax(hidden)
             head = self.session.make_callable(hidden, feed_list=[head_input])
         return AffineSplit(kernel, bias[0] if bias else np.zeros(dense.units), head)
+
+
+def named_layers(model, prefix: str = "") -> list[tuple[str, object]]:
+    """(name, layer) for every layer of a Keras model, input to output, a nested model's own layers
+    after it as outer/inner."""
+    tf = frameworks.tensorflow()
+    found = []
+    for layer in model.layers:
+        found.append((prefix + layer.name, layer))
+        if isinstance(layer, tf.keras.Model):
+            found += named_layers(layer, f"{prefix}{layer.name}/")
+    return found
+
+
+def layer_named(model, name: str):
+    """The layer named `name`, or outer/inner for a layer of a nested model."""
+    for part in name.split("/"):
+        model = model.get_layer(part)
+    return model
 
 
 def _load_keras(tf, path: Path, trust: bool):

@@ -15,6 +15,8 @@ from typing import Callable
 import numpy as np
 
 from heatkit.base import frameworks
+from heatkit.base.errors import UsageError
+from heatkit.model.keras_net import layer_named, named_layers
 from heatkit.model.twins import twin_of
 
 
@@ -81,27 +83,39 @@ def noiser(level: float, seed: int) -> Callable:
 
 
 class KerasWeights:
-    """A Keras model's weighted layers, by name, within its graph's scope."""
+    """A Keras model's weighted layers, by name (outer/inner inside a nested model), within its
+    graph's scope."""
 
     def __init__(self, keras_model):
         self.model = keras_model
 
     def names(self) -> list[str]:
-        return [layer.name for layer in self.model.layers if layer.weights]
+        tf = frameworks.tensorflow()
+        return [name for name, layer in named_layers(self.model)
+                if layer.weights and not isinstance(layer, tf.keras.Model)]
 
     def get(self, name: str) -> list[np.ndarray]:
-        return self.model.get_layer(name).get_weights()
+        return layer_named(self.model, name).get_weights()
 
     def set(self, name: str, arrays: list[np.ndarray]) -> None:
-        self.model.get_layer(name).set_weights(arrays)
+        layer_named(self.model, name).set_weights(arrays)
 
     def initial(self, name: str, seed: int) -> list[np.ndarray]:
-        """Fresh weights from the layer's own initializers, seeded."""
+        """Fresh weights from the layer's own initializers, seeded: each weight's is the one named
+        after the attribute that holds it (kernel_initializer, gamma_initializer, moving_variance_
+        initializer, depthwise_initializer for depthwise_kernel, ...)."""
         tf = frameworks.tensorflow()
-        layer, fresh = self.model.get_layer(name), []
+        layer, fresh = layer_named(self.model, name), []
         session = tf.compat.v1.keras.backend.get_session()
-        for values, attribute in zip(layer.get_weights(), ("kernel_initializer", "bias_initializer")):
-            initializer = getattr(layer, attribute)
+        attributes = {id(value): attribute for attribute, value in vars(layer).items()
+                      if any(value is weight for weight in layer.weights)}
+        for weight, values in zip(layer.weights, layer.get_weights()):
+            attribute = attributes.get(id(weight), "")
+            initializer = getattr(layer, f"{attribute}_initializer", None) or \
+                getattr(layer, f"{attribute.removesuffix('_kernel')}_initializer", None)
+            if initializer is None:
+                raise UsageError(f"sanity: layer {name} ({type(layer).__name__}) keeps no initializer for its weight "
+                                 f"{weight.name}; use --set sanity.initializer='truncated_normal'")
             config = initializer.get_config()
             if "seed" in config:
                 config["seed"] = seed
