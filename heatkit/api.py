@@ -169,7 +169,6 @@ def rerun(record: str | Path, out: str | Path | None = None, progress: bool = Tr
     return Rerun(run, folder, record.parent, len(maps.files), differing)
 
 
-# ---- shared checks and preparation ----
 def explain_dataset(model: str | Path | None = None, dataset: str = "random:100", methods: str | list[str] = "all", *,
                     settings: dict | list[str] | None = None, scheduler: str | None = None, workers: int | None = None,
                     batch_size: int = 8, out: str | Path | None = None, trust: bool = False, progress: bool = True,
@@ -198,6 +197,7 @@ def explain_dataset(model: str | Path | None = None, dataset: str = "random:100"
     return found
 
 
+# ---- shared checks and preparation ----
 def _model(source: Source, cfg: dict, trust: bool, progress: bool) -> Model:
     """The model, set up with the run's preprocessing and engine options."""
     return source.configure(cfg, progress) if isinstance(source, Model) else \
@@ -240,7 +240,8 @@ def _inputs(images: Images, files: list[Path], model: Model, cfg: dict,
                 raise UsageError(f"an image array of shape {array.shape} in [{array.min():g}, {array.max():g}]: give "
                                  f"one of the model's shape {shape} in [0, 1], or the image's file")
         stems = unique_stems([path.stem for path in files] + [f"array{i}" for i in range(len(arrays))])
-        pixels = [load_image(path, shape, cfg["max_image_pixels"], cfg["preprocess"]["resize"]) for path in files] + arrays
+        pixels = [load_image(path, shape, cfg["max_image_pixels"], cfg["preprocess"]["resize"])
+                  for path in files] + arrays
         sources = [str(path) for path in files] + [f"array {i} given" for i in range(len(arrays))]
         inputs = list(zip(stems, sources, pixels))
     if center_level is not None:

@@ -24,6 +24,7 @@ import types
 
 from heatkit.base import frameworks
 from heatkit.base.errors import NotApplicable
+from heatkit.model.windows import is_spatial_mean
 
 NO_GRAPH = "LRP needs the model's graph to find its residual additions and BatchNorms"
 
@@ -165,7 +166,7 @@ def _lrp_graph(module):
     if functional:
         raise NotApplicable(f"LRP gives each layer's rule to its module, and this model calls "
                             f"{functional[0].target.__name__} as a function, where no rule can reach it")
-    for node in [node for node in graph.graph.nodes if _is_spatial_mean(node)]:
+    for node in [node for node in graph.graph.nodes if is_spatial_mean(node)]:
         _replace(graph, node, f"heatkit_mean_{node.name}", spatial_mean()(bool(node.kwargs.get("keepdim"))),
                  node.args[0])
     for node in [node for node in graph.graph.nodes if _is_addition(node, torch)]:
@@ -191,15 +192,6 @@ def _replace(graph, node, name: str, module, argument) -> None:
         call = graph.graph.call_module(name, (argument,))
     node.replace_all_uses_with(call)
     graph.graph.erase_node(node)
-
-
-def _is_spatial_mean(node) -> bool:
-    """x.mean((2, 3)) or torch.mean(x, (2, 3)): a global average pooling written as a function."""
-    torch = frameworks.torch()
-    is_mean = (node.op == "call_method" and node.target == "mean") or (node.op == "call_function"
-                                                                     and node.target is torch.mean)
-    dims = node.args[1] if len(node.args) > 1 else node.kwargs.get("dim")
-    return is_mean and isinstance(dims, (tuple, list)) and sorted(d % 4 for d in dims) == [2, 3]
 
 
 def _is_addition(node, torch) -> bool:

@@ -207,7 +207,7 @@ class Engine:
         (L,), or (channels, L) for levels that differ by channel (per-channel normalization)."""
         levels = np.atleast_2d(np.asarray(levels, dtype=np.float64))
         count, channels, per_input = self.flat.size, len(levels), levels.shape[1]
-        if not self.fast and self._window_size(np.zeros((1, 1), np.int64)) is not None:
+        if not self.fast and self._windowed_pixels:
             def span(start, stop):
                 """Rows start..stop of the (input, level) pairs, input-major."""
                 row = np.arange(start, stop)
@@ -240,7 +240,7 @@ class Engine:
         count, steps = orders.shape
         every = points is None
         points = np.arange(1, steps + 1) if every else np.asarray(points, dtype=np.int64)
-        if every and not self.fast and self._window_size(np.zeros((1, 1), np.int64)) is not None:
+        if every and not self.fast and self._windowed_pixels:
             return self._windowed_walks(start, orders, desc)
         if not self.fast:
             switched_at = np.full((count, start.size), steps + 1)  # the step that switches each input
@@ -309,6 +309,11 @@ class Engine:
         if windows is not None:
             windows.remember(self.image[None])
         return windows
+
+    @property
+    def _windowed_pixels(self) -> bool:
+        """Whether the windowed path takes changes of one input element (pixel levels, walks)."""
+        return self._window_size(np.zeros((1, 1), np.int64)) is not None
 
     def _window_size(self, pixels: np.ndarray) -> tuple[int, int] | None:
         """The (height, width) of a window that holds each row's pixels, where the windowed path

@@ -153,12 +153,12 @@ class WindowedNet:
 
     def _kind(self, node) -> str | None:
         if node.op == "call_module":
-            name = type(self.modules[node.target]).__name__
+            module = self.modules[node.target]
+            name = type(module).__name__
             if name in ELEMENTWISE_MODULES:
-                return "elementwise" if not self.modules[node.target].training else None
+                return "elementwise" if not module.training else None
             if name in ("Conv2d", "MaxPool2d", "AvgPool2d"):
                 return "spatial"
-            module = self.modules[node.target]
             if name == "Flatten" and module.start_dim == 1 and module.end_dim == -1:
                 return "flatten"
             if name == "Linear":
@@ -169,11 +169,8 @@ class WindowedNet:
         if node.op == "call_function" and node.target is self.torch.flatten or \
                 node.op == "call_method" and node.target == "flatten":
             return "flatten" if node.args[1:] == (1,) and not node.kwargs else None
-        if node.op == "call_function" and node.target is self.torch.mean or \
-                node.op == "call_method" and node.target == "mean":
-            dims = node.args[1] if len(node.args) > 1 else node.kwargs.get("dim")
-            spatial = isinstance(dims, (tuple, list)) and sorted(d % 4 for d in dims) == [2, 3]
-            return "mean" if spatial and set(node.kwargs) <= {"dim", "keepdim"} else None
+        if is_spatial_mean(node):
+            return "mean"
         name = getattr(node.target, "__name__", node.target) if node.op == "call_function" else node.target
         if node.op == "call_function" and node.target in BINARY or node.op == "call_method" and name in BINARY_NAMES:
             return "binary"
@@ -393,6 +390,17 @@ class WindowedNet:
                 value = getattr(value, part)
             return value
         raise ValueError(f"unexpected node {node.op}")
+
+
+def is_spatial_mean(node) -> bool:
+    """x.mean((2, 3)) or torch.mean(x, (2, 3)), keepdim or not: a global average pooling written
+    as a function."""
+    torch = frameworks.torch()
+    is_mean = (node.op == "call_method" and node.target == "mean") or (node.op == "call_function"
+                                                                     and node.target is torch.mean)
+    dims = node.args[1] if len(node.args) > 1 else node.kwargs.get("dim")
+    return is_mean and isinstance(dims, (tuple, list)) and sorted(d % 4 for d in dims) == [2, 3] and \
+        set(node.kwargs) <= {"dim", "keepdim"}
 
 
 def _conv_padding(padding, kernel: tuple, dilation: tuple) -> list[tuple[int, int]]:

@@ -329,14 +329,16 @@ def summary_figure(rows: list[dict]):
 
 
 def write_summary(found: DatasetRun, record: dict) -> str:
-    """results.parquet, results.csv, leaderboard.txt, summary.png and run.json; the leaderboard."""
-    from heatkit.pipeline.output import save_figure, write_json
+    """results.parquet, results.csv, leaderboard.txt, summary.png and run.json, each written whole
+    or not at all; the leaderboard."""
+    from heatkit.pipeline.output import atomic, save_figure, write_csv, write_json
 
     text, found.leaderboard = leaderboard(found.rows, found.ground_truth)
-    table = found.table()
-    table.to_parquet(found.folder / "results.parquet", index=False)
-    table.to_csv(found.folder / "results.csv", index=False)
-    (found.folder / "leaderboard.txt").write_text(text + "\n")
+    with atomic(found.folder / "results.parquet") as handle:
+        found.table().to_parquet(handle, index=False)
+    write_csv(found.folder / "results.csv", found.rows)
+    with atomic(found.folder / "leaderboard.txt") as handle:
+        handle.write((text + "\n").encode())
     save_figure(summary_figure(found.rows), found.folder / "summary.png", 120)
     write_json(found.folder / "run.json", {**record, "images": len({row["key"] for row in found.rows}),
                                            "computed": found.computed, "leaderboard": found.leaderboard})

@@ -149,7 +149,8 @@ def growing_patch(model, image, display, keys, cfg, target, backend) -> Experime
                              "explained_probability": result.target_probability,
                              "ssim": ssim(reference, result.maps[key]), "ms_ssim": ms_ssim(reference, result.maps[key])})
         rows += [{"method": key, "patch": size, "error": error} for key, error in result.failures.items()]
-    rows += [{"method": key, "patch": 0, "error": f"not applicable: {reason}"} for key, reason in results[0].skipped.items()]
+    rows += [{"method": key, "patch": 0, "error": f"not applicable: {reason}"}
+             for key, reason in results[0].skipped.items()]
     names, figure_cfg = {key: label(key) for key in results[0].maps}, cfg["figure"]
     figures = {"growing_patch.png": lambda: heatmap_figure(results, names, figure_cfg, model.ground_truth is not None)}
     return Experiment("growing_patch", results, rows, figures, cfg,

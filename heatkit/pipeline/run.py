@@ -94,7 +94,8 @@ class Run:
             first = item.results[0]
             row = {"image": item.source, "true_label": first.true_label, "predicted_label": first.predicted,
                    "explained_class": first.target, "explained_probability": first.target_probability,
-                   "methods": first.scores(crop), **({"random_ranking": first.random_ranking()} if first.curves else {})}
+                   "methods": first.scores(crop),
+                   **({"random_ranking": first.random_ranking()} if first.curves else {})}
             if len(item.results) > 1:
                 second = item.results[1]
                 row["compare_backends"] = {
@@ -125,7 +126,8 @@ class Run:
         scores mean on a model without a ground truth."""
         names, parts = self.names, []
         for item, row in zip(self.items, self.rows()):
-            parts.append((f"\n== {item.source} ==\n" if len(self.items) > 1 else "") + format_table(row["methods"], names, row.get("random_ranking")))
+            heading = f"\n== {item.source} ==\n" if len(self.items) > 1 else ""
+            parts.append(heading + format_table(row["methods"], names, row.get("random_ranking")))
             if "compare_backends" in row:
                 parts.append(format_agreement(row["compare_backends"]["agreement"], names, *self.backends))
         if self.model.ground_truth is None:
