@@ -54,8 +54,8 @@ def test_gradient_of_the_randomized_model_is_its_new_weight_column(linear_model,
 
 def test_layer_initializers_redraw_batchnorm_inside_a_nested_backbone(tmp_path):
     """A float32 Keras model whose conv layer and BatchNorm sit in a nested model: the sanity
-    check names them outer/inner, and BatchNorm's own initializers give gamma 1, beta 0 and the
-    moving statistics 0 and 1."""
+    check names them outer/inner, BatchNorm's own initializers give gamma 1 and beta 0, and its
+    moving statistics, which it does not learn, stay (as PyTorch's buffers do)."""
     tf = frameworks.tensorflow()
     layers, init = tf.keras.layers, tf.keras.initializers
     backbone = tf.keras.Sequential([tf.keras.Input((8, 8, 1)),
@@ -64,16 +64,22 @@ def test_layer_initializers_redraw_batchnorm_inside_a_nested_backbone(tmp_path):
     inputs = tf.keras.Input((8, 8, 1))
     logits = layers.Dense(3, name="logits")(layers.GlobalAveragePooling2D()(backbone(inputs)))
     keras_model = tf.keras.Model(inputs, layers.Activation("softmax")(logits))
-    backbone.get_layer("bn").set_weights([np.full(2, value) for value in (2.0, 0.5, 0.3, 4.0)])
+    backbone.get_layer("bn").set_weights([np.array([2.0, 1.5]), *(np.full(2, value) for value in (0.5, 0.3, 4.0))])
     keras_model.save(tmp_path / "nested.h5")
     model = Model(tmp_path / "nested.h5")
     assert variants.weighted_layers(model) == ["logits", "backbone/bn", "backbone/conv"]
     change = variants.reinitializer(["backbone/bn", "backbone/conv"], "layer", 0.01, seed=5)
     altered = variants.variant(model, tmp_path, change, "step")
-    assert [list(values) for values in altered.keras.weights("backbone/bn")] == [[1, 1], [0, 0], [0, 0], [1, 1]]
+    gamma, beta, mean, variance = altered.keras.weights("backbone/bn")
+    assert [list(gamma), list(beta)] == [[1, 1], [0, 0]]
+    np.testing.assert_allclose([mean, variance], [[0.3, 0.3], [4.0, 4.0]], rtol=1e-7)
     assert not np.allclose(altered.keras.weights("backbone/conv")[0], model.keras.weights("backbone/conv")[0])
     for before, after in zip(model.keras.weights("logits"), altered.keras.weights("logits")):
         np.testing.assert_array_equal(before, after)
+    noised = variants.variant(model, tmp_path, variants.noiser(1.0, seed=0), "noise")
+    gamma, _, mean, variance = noised.keras.weights("backbone/bn")
+    assert not np.allclose(gamma, [2.0, 1.5])
+    np.testing.assert_allclose([mean, variance], [[0.3, 0.3], [4.0, 4.0]], rtol=1e-7)  # a variance stays positive
 
 
 @pytest.fixture(scope="module")

@@ -84,7 +84,9 @@ def noiser(level: float, seed: int) -> Callable:
 
 class KerasWeights:
     """A Keras model's weighted layers, by name (outer/inner inside a nested model), within its
-    graph's scope."""
+    graph's scope. A layer's weights are what it learned: a BatchNormalization's moving statistics
+    are left as they are, as PyTorch keeps them in buffers, not parameters (noise could make a
+    variance negative)."""
 
     def __init__(self, keras_model):
         self.model = keras_model
@@ -95,22 +97,25 @@ class KerasWeights:
                 if layer.weights and not isinstance(layer, tf.keras.Model)]
 
     def get(self, name: str) -> list[np.ndarray]:
-        return layer_named(self.model, name).get_weights()
+        layer = layer_named(self.model, name)
+        return [values for values, (_, attribute) in zip(layer.get_weights(), _held(layer)) if _learned(attribute)]
 
     def set(self, name: str, arrays: list[np.ndarray]) -> None:
-        layer_named(self.model, name).set_weights(arrays)
+        layer = layer_named(self.model, name)
+        given = iter(arrays)
+        layer.set_weights([next(given) if _learned(attribute) else values
+                           for values, (_, attribute) in zip(layer.get_weights(), _held(layer))])
 
     def initial(self, name: str, seed: int) -> list[np.ndarray]:
         """Fresh weights from the layer's own initializers, seeded: each weight's is the one named
-        after the attribute that holds it (kernel_initializer, gamma_initializer, moving_variance_
-        initializer, depthwise_initializer for depthwise_kernel, ...)."""
+        after the attribute that holds it (kernel_initializer, gamma_initializer,
+        depthwise_initializer for depthwise_kernel, ...)."""
         tf = frameworks.tensorflow()
         layer, fresh = layer_named(self.model, name), []
         session = tf.compat.v1.keras.backend.get_session()
-        attributes = {id(value): attribute for attribute, value in vars(layer).items()
-                      if any(value is weight for weight in layer.weights)}
-        for weight, values in zip(layer.weights, layer.get_weights()):
-            attribute = attributes.get(id(weight), "")
+        for (weight, attribute), values in zip(_held(layer), layer.get_weights()):
+            if not _learned(attribute):
+                continue
             initializer = getattr(layer, f"{attribute}_initializer", None) or \
                 getattr(layer, f"{attribute.removesuffix('_kernel')}_initializer", None)
             if initializer is None:
@@ -121,6 +126,18 @@ class KerasWeights:
                 config["seed"] = seed
             fresh.append(session.run(type(initializer).from_config(config)(values.shape, dtype=values.dtype.name)))
         return fresh
+
+
+def _held(layer) -> list[tuple[object, str]]:
+    """(weight, the name of the layer's attribute that holds it: kernel, bias, gamma, moving_mean, ...)
+    for each of the layer's weights, in order."""
+    attributes = {id(value): attribute for attribute, value in vars(layer).items()
+                  if any(value is weight for weight in layer.weights)}
+    return [(weight, attributes.get(id(weight), "")) for weight in layer.weights]
+
+
+def _learned(attribute: str) -> bool:
+    return not attribute.startswith("moving_")
 
 
 class TorchWeights:
