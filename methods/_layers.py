@@ -104,9 +104,9 @@ def keras_output(model, name: str):
     """The output of the layer named `name` (outer/inner in a nested model) where the model's input
     reaches it: a nested model's layers also have an output in that model's own graph, cut off
     from the input (and a nested model's `output` is that one)."""
+    tf = frameworks.tensorflow()
     layer = layer_named(model, name)
-    outputs = [output for node in layer._inbound_nodes for output in frameworks.tensorflow().nest.flatten(
-        node.output_tensors)]
+    outputs = [output for node in layer._inbound_nodes for output in tf.nest.flatten(node.output_tensors)]
     reached = [output for output in outputs if _reaches(output, model.inputs[0])]
     if not reached:
         raise UsageError(f"layer {name!r} does not depend on the model's input; choose a layer between input and "
