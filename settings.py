@@ -45,6 +45,10 @@ max_image_pixels = 50_000_000  # larger images are refused before they are decod
 # net); None: probed, the first side of 224, 227, 32, 28, 64, 128, 256, 299 that runs. Keras
 # models and create_model.py's twins declare theirs. --input-size
 input_size = None
+# The classifier's element of a PyTorch model that returns several outputs: an index of a tuple
+# (0) or a key of a dict ("logits"); None: the first tensor of a tuple, a dict's "logits" or
+# first tensor. run.json records which.
+output = None
 out_path = "results"  # default -op
 # Framework of the gradient family: keras (innvestigate), torch (captum), or auto: Keras where the
 # model has a Keras version, else PyTorch; --backend

@@ -81,7 +81,8 @@ def explain(model: Source = None, images: Images = None, methods: str | list[str
     backends = list(BACKENDS) if compare_backends else [model.gradient_backend(cfg["backend"])]
     model.load({REGISTRY[key].runs_on(backend, model.frameworks) for key in keys for backend in backends})
     inputs = _inputs(images, files, model, cfg, center_level)
-    items, interrupted = compute(model, inputs, keys, cfg, target, backends, verbose)
+    with model.evaluating():
+        items, interrupted = compute(model, inputs, keys, cfg, target, backends, verbose)
     request = _request("explain", model, files, keys, target=target, compare_backends=compare_backends,
                        center_level=center_level, trust=trust)
     return Run(items, keys, backends, cfg, model, request, class_names, interrupted, model.notes)
@@ -97,7 +98,8 @@ def sanity(model: Source = None, image: Images = None, methods: str | list[str] 
         raise UsageError(f"sanity mode {mode!r}: choose from {', '.join(experiments.SANITY_TITLES)}")
     setup = _experiment_setup(model, image, methods, settings, center_level, trust, progress, target)
     model, cfg, keys, backend, stem, pixels, files = setup
-    found = experiments.sanity(model, model.preprocess(pixels), pixels, keys, cfg, target, backend, mode)
+    with model.evaluating():
+        found = experiments.sanity(model, model.preprocess(pixels), pixels, keys, cfg, target, backend, mode)
     return _provenance(found, stem, _request("sanity", model, files, keys, target=target, mode=mode,
                                              center_level=center_level, trust=trust))
 
@@ -109,7 +111,8 @@ def growing_patch(model: Source = None, image: Images = None, methods: str | lis
     growing_patch.sizes, against the unoccluded image's."""
     model, cfg, keys, backend, stem, pixels, files = _experiment_setup(model, image, methods, settings, center_level,
                                                                        trust, progress, target)
-    found = experiments.growing_patch(model, model.preprocess(pixels), pixels, keys, cfg, target, backend)
+    with model.evaluating():
+        found = experiments.growing_patch(model, model.preprocess(pixels), pixels, keys, cfg, target, backend)
     return _provenance(found, stem, _request("growing_patch", model, files, keys, target=target,
                                              center_level=center_level, trust=trust))
 
@@ -127,7 +130,8 @@ def sweep(model: Source = None, image: Images = None, methods: str | list[str] =
         if "." not in key or not values:
             raise UsageError(f"sweep {key!r}: give METHOD.SETTING and its values, e.g. sg.noise_scale=0.1,0.2")
         swept.append((key, [(value, config.update(cfg, {key: value})) for value in values]))
-    found = experiments.sweep(model, model.preprocess(pixels), pixels, keys, swept, target, backend, cfg)
+    with model.evaluating():
+        found = experiments.sweep(model, model.preprocess(pixels), pixels, keys, swept, target, backend, cfg)
     return _provenance(found, stem, _request("sweep", model, files, keys, target=target, sweeps=sweeps,
                                              center_level=center_level, trust=trust))
 
@@ -287,7 +291,7 @@ def _experiment_setup(model, image, methods, settings, center_level, trust, prog
 def _request(function: str, model: Model, files: list[Path], keys: list[str], **options) -> dict:
     """What run.json records of a call: enough to repeat it, where the model and images are files."""
     return {"function": function, "model": model.source, "model_object": model.name, "dtype": model.dtype,
-            "images": [str(path) for path in files] or None, "methods": keys, **options}
+            "head": model.head.record(), "images": [str(path) for path in files] or None, "methods": keys, **options}
 
 
 def _provenance(found: Experiment, stem: str, request: dict) -> Experiment:

@@ -1,42 +1,68 @@
 """The backward pass of a PyTorch model's activations, replaced by a rule: Guided Backprop's and
-DeConvNet's for ReLUs, DeepLIFT's Rescale rule for every elementwise nonlinearity.
+DeConvNet's for the piecewise-linear rectifiers, DeepLIFT's Rescale rule for every elementwise
+nonlinearity; and the operations where no such rule is exact, which make the method not applicable.
 
 Activations are caught where Python calls them (an nn.ReLU module, F.relu, torch.relu,
 Tensor.relu, in place or not, and their kin), through a TorchFunctionMode: module hooks, as
 captum uses, see only activation modules, so they miss functional calls and fail when one module
 is called twice (torchvision's ResNets reuse theirs). TorchScript runs its forward in C++, where
-no mode applies: the rules are not applicable there.
+no mode applies: the rules are not applicable there. The model's final softmax or sigmoid is cut
+off before any of this sees it (heatkit/model/torch_head.py).
 """
 from __future__ import annotations
 
+import functools
 from typing import Callable
 
 from heatkit.base import frameworks
 from heatkit.base.errors import NotApplicable
 
+RECTIFIER_NAMES = "ReLU, ReLU6, Hardtanh, LeakyReLU, PReLU, Hardsigmoid"
 
-def _activations(relu_only: bool) -> set:
-    """The elementwise activation functions Python code calls (an nn module calls one of these)."""
+
+@functools.cache
+def kinds() -> dict[str, set]:
+    """The functions Python code calls, by what the rules make of them: piecewise-linear
+    "rectifiers", "smooth" elementwise activations (DeepLIFT's secant applies, no guided rule),
+    "attention" (softmax: neither rule applies), "normalizations" by the input's own statistics
+    (a guided rule passes them as a gradient does; no secant is exact through them), and
+    "products" (not exact where two operands depend on the input: attention, gating)."""
     torch = frameworks.torch()
     F, T = torch.nn.functional, torch.Tensor
-    relu = {F.relu, torch.relu, T.relu, F.relu_, torch.relu_, T.relu_}
-    if relu_only:
-        return relu
-    return relu | {F.relu6, F.hardtanh, F.hardtanh_, F.leaky_relu, F.leaky_relu_, F.elu, F.elu_, F.selu, F.celu,
-                   F.gelu, F.silu, F.mish, F.softplus, F.hardswish, F.hardsigmoid, F.sigmoid, torch.sigmoid,
-                   T.sigmoid, torch.sigmoid_, T.sigmoid_, F.tanh, torch.tanh, T.tanh, torch.tanh_, T.tanh_}
+    return {
+        "rectifiers": {F.relu, torch.relu, T.relu, F.relu_, torch.relu_, T.relu_, F.relu6, F.hardtanh, F.hardtanh_,
+                       F.leaky_relu, F.leaky_relu_, F.prelu, F.hardsigmoid},
+        "smooth": {F.elu, F.elu_, F.selu, F.celu, F.gelu, F.silu, F.mish, F.softplus, F.hardswish, F.logsigmoid,
+                   F.softsign, F.tanhshrink, F.sigmoid, torch.sigmoid, T.sigmoid, torch.sigmoid_, T.sigmoid_, F.tanh,
+                   torch.tanh, T.tanh, torch.tanh_, T.tanh_},
+        "attention": {F.softmax, torch.softmax, T.softmax, F.log_softmax, torch.log_softmax, T.log_softmax,
+                      F.softmin, F.scaled_dot_product_attention, F.multi_head_attention_forward},
+        "normalizations": {F.layer_norm, F.group_norm, F.instance_norm, F.local_response_norm, F.normalize,
+                           F.rms_norm},
+        "products": {torch.mul, T.mul, T.__mul__, T.__rmul__, torch.matmul, T.matmul, T.__matmul__, torch.bmm, T.bmm,
+                     torch.mm, T.mm, torch.einsum, torch.div, T.div, T.__truediv__, T.__rtruediv__},
+    }
 
 
-def replaced(model, name: str, rule: Callable, relu_only: bool):
+def name_of(func) -> str:
+    return getattr(func, "__name__", str(func)).strip("_")
+
+
+def replaced(model, name: str, rule: Callable, rectifiers_only: bool):
     """A context in which the model's activations compute as usual but pass gradients back by
-    rule(x, y, activation, signal) -> the gradient at x. With relu_only, only ReLUs are caught."""
+    rule(x, y, activation, signal) -> the gradient at x. With rectifiers_only (Guided Backprop,
+    DeConvNet), the rectifiers take the rule and any other nonlinearity makes the method not
+    applicable; else (DeepLIFT) every elementwise activation takes it, and operations no
+    elementwise rule makes exact (a softmax, a normalization, a product of two activations) do."""
     torch = frameworks.torch()
     from torch.overrides import TorchFunctionMode
 
     if model.torch.scripted:
         raise NotApplicable(f"{name} changes each activation's backward pass, which TorchScript runs in C++ out of "
                             "Python's reach; give the model as Python code or as a Keras model")
-    caught = _activations(relu_only)
+    found = kinds()
+    caught = found["rectifiers"] if rectifiers_only else found["rectifiers"] | found["smooth"]
+    refused = found["smooth"] | found["attention"] if rectifiers_only else found["attention"] | found["normalizations"]
 
     class Rule(torch.autograd.Function):
         @staticmethod
@@ -54,6 +80,8 @@ def replaced(model, name: str, rule: Callable, relu_only: bool):
     class Replaced(TorchFunctionMode):
         def __torch_function__(self, func, types, args=(), kwargs=None):
             kwargs = kwargs or {}
+            if func in refused or (not rectifiers_only and func in found["products"] and _computed(args) > 1):
+                raise NotApplicable(_no_rule(name, func, rectifiers_only))
             if func not in caught:
                 return func(*args, **kwargs)
 
@@ -68,6 +96,24 @@ def replaced(model, name: str, rule: Callable, relu_only: bool):
     return Replaced()
 
 
+def _computed(args) -> int:
+    """How many of the arguments are tensors computed from the input (parameters and constants have
+    no grad_fn)."""
+    torch = frameworks.torch()
+    return sum(isinstance(arg, torch.Tensor) and arg.grad_fn is not None for arg in args)
+
+
+def _no_rule(method: str, func, rectifiers_only: bool) -> str:
+    operation = name_of(func)
+    if rectifiers_only:
+        return (f"{method} has a rule for the piecewise-linear rectifiers ({RECTIFIER_NAMES}), and this model also "
+                f"computes {operation}, which has none")
+    what = "a product of two activations" if func in kinds()["products"] else operation
+    return (f"{method}'s Rescale rule is exact through linear layers and elementwise activations, and this model "
+            f"computes {what} ({operation}), as attention, normalization or gating do: its map would not sum to "
+            "the logit's change")
+
+
 def derivative(activation, x):
     """activation'(x), by autograd."""
     torch = frameworks.torch()
@@ -77,18 +123,19 @@ def derivative(activation, x):
     return gradient
 
 
-def relu_rule_gradient(model, image, target: int, guided: bool, name: str):
-    """d logit / d input as an (H, W, C) array, each ReLU passing back only positive signals
-    (DeConvNet), and only where its input was positive (Guided Backprop)."""
+def rectifier_rule_gradient(model, image, target: int, guided: bool, name: str):
+    """d logit / d input as an (H, W, C) array, each rectifier passing back only positive signals
+    (DeConvNet), times its local slope (Guided Backprop: 1 where a ReLU's input was positive, 0
+    where it was not; a LeakyReLU's slope below 0)."""
     torch = frameworks.torch()
     net = model.torch
 
     def rule(x, y, activation, signal):
         passed = signal.clamp(min=0)
-        return passed * (x > 0) if guided else passed
+        return passed * derivative(activation, x) if guided else passed
 
     inputs = net.tensor(image[None]).requires_grad_()
-    with replaced(model, name, rule, relu_only=True):
+    with replaced(model, name, rule, rectifiers_only=True):
         logit = net.forward(inputs)[0, target]
     (gradient,) = torch.autograd.grad(logit, inputs)
     return net.array(gradient[0]).transpose(1, 2, 0)

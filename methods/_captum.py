@@ -1,4 +1,5 @@
-"""captum attributions on the model's PyTorch twin (its logits), returned as NHWC numpy arrays."""
+"""captum attributions of a PyTorch model's logits (its head cut off: heatkit/model/heads.py),
+returned as NHWC numpy arrays."""
 from __future__ import annotations
 
 import numpy as np
@@ -10,5 +11,5 @@ def attribute(model, algorithm: str, batch: np.ndarray, target: int, **kwargs) -
 
     net = model.torch
     inputs = net.tensor(batch).requires_grad_()
-    attribution = getattr(captum.attr, algorithm)(net.module).attribute(inputs, target=target, **kwargs)
+    attribution = getattr(captum.attr, algorithm)(net.forward).attribute(inputs, target=target, **kwargs)
     return net.array(attribution).transpose(0, 2, 3, 1)

@@ -13,6 +13,7 @@ import numpy as np
 
 from heatkit.base import frameworks
 from heatkit.base.errors import NotApplicable, UsageError
+from heatkit.model import torch_head
 from heatkit.model.keras_net import layer_named, named_layers
 from heatkit.model.torch_net import is_kind
 from heatkit.model.twins import layer_modules
@@ -81,11 +82,12 @@ def run_recording(net, inputs, modules: set | None = None):
             for hook in hooks:
                 hook.remove()
     hidden = inputs
-    for module in _sequence_of(net.module):
+    sequence = _sequence_of(net.module)
+    for module in sequence[:-1] if net.cut.kind == "last child" else sequence:  # without the final activation
         hidden = module(hidden)
         if modules is None or module in modules:
             outputs[module] = hidden
-    return (net.torch.log(hidden) if net.softmax_inside else hidden), outputs
+    return torch_head.logits(net.head, hidden), outputs
 
 
 def _sequence_of(module) -> list:

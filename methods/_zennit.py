@@ -24,6 +24,8 @@ import types
 
 from heatkit.base import frameworks
 from heatkit.base.errors import NotApplicable
+from heatkit.methods._activations import kinds, name_of
+from heatkit.model.torch_head import binary_logits, logits_graph, tracer
 from heatkit.model.windows import is_spatial_mean
 
 NO_GRAPH = "LRP needs the model's graph to find its residual additions and BatchNorms"
@@ -63,16 +65,15 @@ def relevance(model, image, target: int, rule):
     net = model.torch
     if net.scripted:
         raise NotApplicable(f"{NO_GRAPH}, which a TorchScript module does not give; give it as Python code")
-    if net.softmax_inside:
-        raise NotApplicable("LRP starts from the explained class's logit, and this model ends in a softmax")
-    graph, merges = net.once("lrp graph", lambda: _lrp_graph(net.module))
+    graph, merges = net.once("lrp graph", lambda: _lrp_graph(net))
     z = zennit()
     types_, share = z.types, z.rules.Norm(stabilizer=SAFE)  # a sum's or an average's relevance, by contribution
     # A BatchNorm is elementwise (merged ones are identities): one contribution per output, which
     # the z-rule passes on whole and an alpha-beta rule would scale by alpha (measured: a 24-fold
     # excess of relevance on a residual network with alpha 2, beta 1).
     composite = z.composites.LayerMapComposite(
-        [(types_.Activation, z.rules.Pass()), ((z.layer.Sum, spatial_mean()), share), (types_.AvgPool, share),
+        [(binary_logits(), z.rules.Epsilon(epsilon=SAFE)),  # passes each class's relevance on whole
+         (types_.Activation, z.rules.Pass()), ((z.layer.Sum, spatial_mean()), share), (types_.AvgPool, share),
          (types_.Convolution, rule), (types_.Linear, rule), (types_.BatchNorm, z.rules.Epsilon(epsilon=SAFE))],
         canonizers=[_merge_canonizer(z, merges)])
     inputs = net.tensor(image[None]).requires_grad_()
@@ -140,28 +141,22 @@ def spatial_mean():
     return SpatialMean
 
 
-def _lrp_graph(module):
-    """The module's fx graph made ready for LRP rules, and the (convolution or linear, BatchNorm)
-    pairs to merge: every addition of two computed tensors becomes a zennit Sum of the two stacked,
-    and every mean over height and width a SpatialMean module, so that each takes the Norm rule."""
+def _lrp_graph(net):
+    """The fx graph of the net's logits made ready for LRP rules, and the (convolution or linear,
+    BatchNorm) pairs to merge: every addition of two computed tensors becomes a zennit Sum of the
+    two stacked, and every mean over height and width a SpatialMean module, so that each takes the
+    Norm rule."""
     torch = frameworks.torch()
     z = zennit()
     F = torch.nn.functional
     linear_functions = (F.linear, F.conv1d, F.conv2d, F.conv3d, F.batch_norm, F.avg_pool2d, F.adaptive_avg_pool2d,
                         torch.matmul, torch.mm, torch.bmm, torch.einsum)
     layers = (z.types.Convolution, z.types.Linear, z.types.BatchNorm, z.types.AvgPool, z.types.Activation)
-
-    class Tracer(torch.fx.Tracer):
-        """Keeps the layers zennit has rules for whole, subclasses (a twin's Dense) included."""
-
-        def is_leaf_module(self, submodule, qualified_name):
-            return isinstance(submodule, layers) or super().is_leaf_module(submodule, qualified_name)
-
-    try:
-        graph = torch.fx.GraphModule(module, Tracer().trace(module))
-    except Exception as error:  # torch.fx cannot trace data-dependent control flow, among others
-        raise NotApplicable(f"{NO_GRAPH}, and torch.fx cannot trace it ({type(error).__name__}: "
-                            f"{str(error).splitlines()[0][:120]})") from None
+    try:  # the layers zennit has rules for kept whole
+        graph = logits_graph(net.module, net.head, net.cut, tracer(layers))
+    except NotApplicable as reason:
+        raise NotApplicable(f"{NO_GRAPH}, and {reason}") from None
+    _refuse_unsupported(graph, torch)
     functional = [node for node in graph.graph.nodes if node.op == "call_function" and node.target in linear_functions]
     if functional:
         raise NotApplicable(f"LRP gives each layer's rule to its module, and this model calls "
@@ -183,6 +178,42 @@ def _lrp_graph(module):
                     and len(before.users) == 1):
                 merges.append((modules[before.target], modules[node.target]))
     return graph, merges
+
+
+NO_RULE_MODULES = ("LayerNorm", "GroupNorm", "InstanceNorm1d", "InstanceNorm2d", "LocalResponseNorm", "RMSNorm",
+                   "MultiheadAttention", "Softmax", "LogSoftmax", "Softmin")
+NO_RULE_METHODS = ("softmax", "log_softmax", "sigmoid", "tanh", "layer_norm")
+PRODUCTS = {operator.mul, operator.imul, operator.matmul, operator.truediv, operator.itruediv}
+PRODUCT_METHODS = ("mul", "mul_", "matmul", "bmm", "div", "div_")
+
+
+def _refuse_unsupported(graph, torch) -> None:
+    """NotApplicable where the graph computes what LRP's rules give no conserving rule for here:
+    attention and a softmax inside the model, a normalization by the input's own statistics
+    (LayerNorm), a smooth activation called as a function (an activation module passes relevance
+    on whole; its function's gradient would scale it), or a product of two activations."""
+    found, modules = kinds(), dict(graph.named_modules())
+    functions = found["attention"] | found["normalizations"] | found["smooth"]
+    for node in graph.graph.nodes:
+        what = None
+        if node.op == "call_module" and type(modules[node.target]).__name__ in NO_RULE_MODULES:
+            what = type(modules[node.target]).__name__
+        elif node.op == "call_function" and node.target in functions:
+            what = name_of(node.target)
+        elif node.op == "call_method" and node.target in NO_RULE_METHODS:
+            what = node.target
+        elif ((node.op == "call_function" and node.target in PRODUCTS | found["products"]) or
+              (node.op == "call_method" and node.target in PRODUCT_METHODS)) and _computed_nodes(node) > 1:
+            what = "a product of two activations"
+        if what:
+            raise NotApplicable(f"LRP's rules here conserve relevance through linear layers, additions, BatchNorm "
+                                f"and activation modules, and this model computes {what} ({node.name}), as "
+                                "transformers and gating do (AttnLRP's rules are not implemented)")
+
+
+def _computed_nodes(node) -> int:
+    """How many of a node's arguments are computed tensors (not parameters or constants)."""
+    return sum(hasattr(arg, "op") and arg.op not in ("get_attr",) for arg in node.args[:2])
 
 
 def _replace(graph, node, name: str, module, argument) -> None:

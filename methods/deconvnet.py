@@ -1,15 +1,27 @@
-"""DeConvNet (Zeiler & Fergus 2014): backward signals through ReLUs rectified, not masked by the forward pass."""
-from heatkit.methods import _innvestigate, channel_sum
+"""DeConvNet (Zeiler & Fergus 2014): backward signals through each rectifier rectified, whatever
+the forward pass did there (a ReLU passes max(signal, 0); so does every other piecewise-linear
+rectifier). As for Guided Backprop, a smooth activation or a softmax inside the model has no
+such rule, and the method is not applicable to it."""
+from heatkit.methods import _keras_rules, channel_sum
+from heatkit.methods._activations import rectifier_rule_gradient
 from heatkit.methods._entry import Method, Needs, Paper
-from heatkit.methods._activations import relu_rule_gradient
+from heatkit.methods.guided_backprop import SLOPES
+
+
+def _rectified(tf, op, signal):
+    return tf.nn.relu(signal)
+
+
+RULES = dict.fromkeys(SLOPES, _rectified)
 
 
 def keras(model, image, target, params):
-    return channel_sum(_innvestigate.analyze(model, "deconvnet", image[None], target)[0])
+    _keras_rules.refuse(model.keras, "DeConvNet", rectifiers_only=True)
+    return channel_sum(_keras_rules.gradient(model.keras, "Deconv", RULES)(image[None], target)[0])
 
 
 def torch(model, image, target, params):
-    return channel_sum(relu_rule_gradient(model, image, target, guided=False, name="DeConvNet"))
+    return channel_sum(rectifier_rule_gradient(model, image, target, guided=False, name="DeConvNet"))
 
 
 METHOD = Method("deconvnet", "DeConvNet", Paper(

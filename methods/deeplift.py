@@ -15,6 +15,10 @@ captum's DeepLift was not used: it refuses a ReLU module called twice (torchvisi
 misses functional ReLUs (measured: attributions summing to -0.166 for a difference of -0.190). On
 Keras the rule replaces the gradients of the Relu, Relu6, LeakyRelu, Elu, Selu, Sigmoid, Tanh and
 Softplus operations.
+
+No rule of this kind is exact through a softmax inside the model, a normalization by the input's
+own statistics (LayerNorm) or a product of two activations (attention, gating): on such a model
+(a ViT) DeepLIFT is not applicable, and says which operation it met.
 """
 import functools
 
@@ -22,7 +26,7 @@ import numpy as np
 
 from heatkit.base import frameworks
 from heatkit.base.rules import Float
-from heatkit.methods import channel_sum
+from heatkit.methods import _keras_rules, channel_sum
 from heatkit.methods._activations import derivative, replaced
 from heatkit.methods._entry import Method, Needs, Paper, Setting, Settings
 
@@ -35,17 +39,22 @@ def torch(model, image, target, params):
     baseline = np.full_like(image, params["baseline"])
 
     def rescale(z, y, activation, signal):
-        """The secant between the image's row and the baseline's, for both rows."""
+        """The secant between the image's row and the baseline's, for both rows, in float32 at least:
+        in float16, a difference below the rounding of z made secants of 1e4 and NaN maps."""
         half = len(z) // 2
-        dz, dy = z[:half] - z[half:], y[:half] - y[half:]
+        wide = torch.promote_types(z.dtype, torch.float32)
+        z_, y_ = z.to(wide), y.to(wide)
+        dz, dy = z_[:half] - z_[half:], y_[:half] - y_[half:]
         close = dz.abs() < NEAR_ZERO
+        if torch.finfo(z.dtype).bits == 16:  # a difference within z's own rounding is no secant: the derivative
+            close |= dz.abs() <= torch.finfo(z.dtype).eps * (z_[:half].abs() + z_[half:].abs())
         slope = dy / torch.where(close, torch.ones_like(dz), dz)
         if close.any():
-            slope = torch.where(close, derivative(activation, z[:half]), slope)
-        return signal * torch.cat([slope, slope])
+            slope = torch.where(close, derivative(activation, z[:half]).to(wide), slope)
+        return (signal.to(wide) * torch.cat([slope, slope])).to(signal.dtype)
 
     batch = net.tensor(np.stack([image, baseline])).requires_grad_()
-    with replaced(model, "DeepLIFT", rescale, relu_only=False):
+    with replaced(model, "DeepLIFT", rescale, rectifiers_only=False):
         logit = net.forward(batch)[0, target]
     (multipliers,) = torch.autograd.grad(logit, batch)
     return channel_sum((image - baseline) * net.array(multipliers[0]).transpose(1, 2, 0))
@@ -53,8 +62,9 @@ def torch(model, image, target, params):
 
 def keras(model, image, target, params):
     baseline = np.full_like(image, params["baseline"])
-    multipliers = model.keras.once(("deeplift",), lambda: _keras_multipliers(model.keras))
-    return channel_sum((image - baseline) * multipliers(np.stack([image, baseline]), target)[0])
+    _keras_rules.refuse(model.keras, "DeepLIFT", rectifiers_only=False)
+    multipliers = _keras_rules.gradient(model.keras, "Rescale", RESCALE)(np.stack([image, baseline]), target)
+    return channel_sum((image - baseline) * multipliers[0])
 
 
 # The Keras operations whose gradient the Rescale rule replaces, with their derivative for the
@@ -71,31 +81,17 @@ KERAS_DERIVATIVES = {
 }
 
 
-def _keras_multipliers(net):
-    """A function of (batch of the image and the baseline, class) giving the multipliers of both rows:
-    the logits model called again on a new input, under the Rescale rule's gradients."""
-    tf = frameworks.tensorflow()
-    _register_rescale(tf)
-    inputs = tf.compat.v1.placeholder(net.dtype, (None, *net.input_shape))
-    target = tf.compat.v1.placeholder(tf.int32, ())
-    with net.graph.gradient_override_map({kind: f"HeatkitRescale{kind}" for kind in KERAS_DERIVATIVES}):
-        logits = net.logits_model(inputs)
-    (multipliers,) = tf.gradients(logits[0, target], inputs)
-    return net.session.make_callable(multipliers, feed_list=[inputs, target])
+def _rescale(slope_at, tf, op, signal):
+    """The secant between the batch's image half and its baseline half, for both halves."""
+    z, y = op.inputs[0], op.outputs[0]
+    half = tf.shape(z)[0] // 2
+    dz, dy = z[:half] - z[half:], y[:half] - y[half:]
+    close = tf.abs(dz) < NEAR_ZERO
+    slope = tf.where(close, slope_at(tf, z[:half], y[:half], op), dy / tf.where(close, tf.ones_like(dz), dz))
+    return signal * tf.concat([slope, slope], 0)
 
 
-@functools.cache
-def _register_rescale(tf) -> None:
-    """The Rescale rule as a TensorFlow gradient, once per process, for each operation kind."""
-    for kind, slope_at in KERAS_DERIVATIVES.items():
-        def rescale(op, signal, slope_at=slope_at):
-            z, y = op.inputs[0], op.outputs[0]
-            half = tf.shape(z)[0] // 2
-            dz, dy = z[:half] - z[half:], y[:half] - y[half:]
-            close = tf.abs(dz) < NEAR_ZERO
-            slope = tf.where(close, slope_at(tf, z[:half], y[:half], op), dy / tf.where(close, tf.ones_like(dz), dz))
-            return [signal * tf.concat([slope, slope], 0)] + [None] * (len(op.inputs) - 1)
-        tf.RegisterGradient(f"HeatkitRescale{kind}")(rescale)
+RESCALE = {kind: functools.partial(_rescale, slope_at) for kind, slope_at in KERAS_DERIVATIVES.items()}
 
 
 SETTINGS = Settings("deeplift", "deeplift: DeepLIFT (Shrikumar et al. 2017), Rescale rule, explaining the logit.", {

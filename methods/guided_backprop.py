@@ -1,15 +1,39 @@
-"""Guided Backprop (Springenberg et al. 2015): the gradient with negative signals stopped at each ReLU."""
-from heatkit.methods import _innvestigate, channel_sum
+"""Guided Backprop (Springenberg et al. 2015): the gradient with negative signals stopped at each
+rectifier, and each rectifier passing its local slope (a ReLU: 1 where its input was positive).
+
+The rule applies to the piecewise-linear rectifiers however a model writes them (ReLU, ReLU6,
+Hardtanh, LeakyReLU; on PyTorch also PReLU and Hardsigmoid); a model with a smooth activation
+(GELU, SiLU, sigmoid, tanh, ...) or a softmax inside has no guided rule, and the method is not
+applicable to it. The backward pass starts from 1 at the explained logit, as the paper does.
+"""
+import functools
+
+from heatkit.methods import _keras_rules, channel_sum
+from heatkit.methods._activations import rectifier_rule_gradient
 from heatkit.methods._entry import Method, Needs, Paper
-from heatkit.methods._activations import relu_rule_gradient
+
+# d rectifier / d x at the operation's input, by TensorFlow operation
+SLOPES = {
+    "Relu": lambda tf, x, op: tf.cast(x > 0, x.dtype),
+    "Relu6": lambda tf, x, op: tf.cast((x > 0) & (x < 6), x.dtype),
+    "LeakyRelu": lambda tf, x, op: tf.where(x > 0, tf.ones_like(x), op.get_attr("alpha") * tf.ones_like(x)),
+}
+
+
+def _guided(slope, tf, op, signal):
+    return tf.nn.relu(signal) * slope(tf, op.inputs[0], op)
+
+
+RULES = {kind: functools.partial(_guided, slope) for kind, slope in SLOPES.items()}
 
 
 def keras(model, image, target, params):
-    return channel_sum(_innvestigate.analyze(model, "guided_backprop", image[None], target)[0])
+    _keras_rules.refuse(model.keras, "Guided Backprop", rectifiers_only=True)
+    return channel_sum(_keras_rules.gradient(model.keras, "Guided", RULES)(image[None], target)[0])
 
 
 def torch(model, image, target, params):
-    return channel_sum(relu_rule_gradient(model, image, target, guided=True, name="Guided Backprop"))
+    return channel_sum(rectifier_rule_gradient(model, image, target, guided=True, name="Guided Backprop"))
 
 
 METHOD = Method("gb", "Guided Backprop", Paper(

@@ -13,7 +13,7 @@ import numpy as np
 
 from heatkit.base import frameworks
 from heatkit.base.rules import Choice, Float
-from heatkit.methods import _innvestigate, _zennit, channel_sum
+from heatkit.methods import _innvestigate, _keras_rules, _zennit, channel_sum
 from heatkit.methods._entry import Method, Needs, Paper, Setting, Settings
 
 def z_keras(model, image, target, params):
@@ -54,6 +54,7 @@ def _torch(model, image, target, rule, params):
 
 
 def _keras(model, image, target, analyzer, **kwargs):
+    _keras_rules.refuse(model.keras, "LRP", rectifiers_only=False)
     return channel_sum(_innvestigate.analyze(model, analyzer, image[None], target, **kwargs)[0])
 
 

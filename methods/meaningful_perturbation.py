@@ -46,7 +46,7 @@ def attribute(model, image, target, params):
             if params["noise"] > 0:
                 noise = torch.randn(blended.shape, generator=generator, dtype=blended.dtype)
                 blended = blended + params["noise"] * noise.to(blended.device)
-            probability = torch.softmax(net.forward(blended), dim=-1)[0, target]
+            probability = net.probabilities_of(net.forward(blended))[0, target]
             l1 = params["l1_coeff"] * (1 - mask).abs().mean()
             tv = params["tv_coeff"] * total_variation(mask[0, 0], params["tv_beta"])
             loss = l1 + tv + probability

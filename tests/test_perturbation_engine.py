@@ -181,12 +181,12 @@ def test_probabilities_are_the_softmax_of_the_models_logits_for_every_output_kin
     if hasattr(net, "model"):  # Keras: its own predict
         with net.scope():
             raw = net.model.predict(batch, verbose=0)
-        expected = raw if not net.outputs_logits else softmax(raw)
+        expected = raw if net.head.activation == "softmax" else softmax(raw)
     else:
         torch = frameworks.torch()
         with torch.no_grad():
             raw = net.module(net.tensor(batch)).numpy()
-        expected = raw if net.softmax_inside else softmax(raw)
+        expected = raw if net.head.activation == "softmax" else softmax(raw)
     np.testing.assert_allclose(model.probabilities(batch), expected, rtol=0, atol=tolerance)
 
 

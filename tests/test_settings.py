@@ -166,6 +166,20 @@ def probe_input_size(small, tmp_path, capsys):
         assert np.load(only_folder(out) / "heatmaps.npz")["grad"].shape == (20, 16)
 
 
+def probe_output(small, tmp_path, capsys):
+    """A model returning (logits, aux): its first output by default, the one named by `output` else."""
+    (tmp_path / "two.py").write_text(
+        "import torch\n\n\nclass Two(torch.nn.Module):\n    def __init__(self):\n        super().__init__()\n"
+        "        self.a, self.b = torch.nn.Linear(225, 3), torch.nn.Linear(225, 4)\n\n    def forward(self, x):\n"
+        "        return self.a(x.flatten(1)), self.b(x.flatten(1))\n")
+    for chosen, classes in ((None, 3), (1, 4)):
+        out = tmp_path / str(chosen)
+        assert run_cli("-mp", f"{tmp_path / 'two.py'}:Two", "--trust-model", "--set", f"output={chosen}", "-hm",
+                       "grad", "-op", out, "-q") == 0
+        recorded = json.loads((only_folder(out) / "run.json").read_text())["model"]["head"]
+        assert recorded["output"] == f"[{chosen or 0}]" and recorded["classes"] == classes
+
+
 def probe_weights(small, tmp_path, capsys):
     """The state dict of a model given as code: two weights files, two different maps."""
     torch = frameworks.torch()

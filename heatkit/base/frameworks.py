@@ -67,15 +67,22 @@ def keras_graph(graph, session, dtype: str):
 
 @contextmanager
 def keras_floatx(dtype: str):
-    """Keras' default float type set to `dtype` for the block: innvestigate casts its masks and
-    constants to that type, which must be the model's own."""
+    """Keras' default float type set to `dtype` for the block, and its dtype policy left to follow
+    it: innvestigate casts its masks and constants to that type and builds layers of the default
+    policy, which must compute in the model's own type. A policy set by the caller (a notebook's
+    set_global_policy, even to "float32") would otherwise fix every new layer's type, and a
+    float64 model's analyzer mixed float32 layers into it (a TypeError)."""
     tf = tensorflow()
-    previous = tf.keras.backend.floatx()
+    from keras.src.mixed_precision import policy  # the policy the caller set, if any (Keras keeps no public handle)
+
+    previous, previous_policy = tf.keras.backend.floatx(), policy._global_policy
     tf.keras.backend.set_floatx(dtype)
+    tf.keras.mixed_precision.set_global_policy(None)
     try:
         yield
     finally:
         tf.keras.backend.set_floatx(previous)
+        tf.keras.mixed_precision.set_global_policy(previous_policy)
 
 
 def torch():

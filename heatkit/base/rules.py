@@ -72,6 +72,16 @@ class Text(Rule):
 
 
 @dataclass(frozen=True)
+class IndexOrKey(Rule):
+    """A position (an integer from 0) or a key (a non-empty string)."""
+
+    def check(self, value):
+        if isinstance(value, str) and value or isinstance(value, int) and not isinstance(value, bool) and value >= 0:
+            return None
+        return f"must be an index from 0 or a key, got {value!r}"
+
+
+@dataclass(frozen=True)
 class Optional(Rule):
     """None, or a value that passes `rule`."""
 

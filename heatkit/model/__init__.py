@@ -14,6 +14,7 @@ with its state dict as `weights`; it runs the file's code, so it too needs trust
 """
 from __future__ import annotations
 
+import contextlib
 import json
 from collections import Counter
 from functools import cached_property
@@ -38,9 +39,10 @@ class Model:
 
     def __init__(self, source, evaluate_with: str = "auto", engine_options: EngineOptions = EngineOptions(),
                  preprocess: Preprocess = Preprocess(), device: str = "auto", trust: bool = False,
-                 input_size: list[int] | None = None, weights: str | Path | None = None):
+                 input_size: list[int] | None = None, weights: str | Path | None = None, output=None):
         self.evaluate_with, self.engine_options = evaluate_with, engine_options
         self.preprocess, self.device, self.trust, self.input_size = preprocess, device, trust, input_size
+        self.output = output  # the classifier's element of a PyTorch model's tuple or dict output
         self.weights = Path(weights) if weights is not None else None
         self.evaluations: Counter = Counter()  # model evaluations by the engine, by path ("full", "fast", "windowed")
         self.meter = None  # the running method's progress (heatkit/pipeline/explain.py sets it)
@@ -66,7 +68,7 @@ class Model:
         """The model a run's validated settings describe: its device, input size, weights,
         preprocessing and engine options."""
         model = cls(source, evaluate_with=cfg["evaluate_with"], device=cfg["device"], trust=trust,
-                    input_size=cfg["input_size"], weights=cfg["weights"])
+                    input_size=cfg["input_size"], weights=cfg["weights"], output=cfg["output"])
         return model.configure(cfg, progress)
 
     def configure(self, cfg: dict, progress: bool = True) -> "Model":
@@ -86,7 +88,8 @@ class Model:
                              "trust it")
         if self.weights is not None and not self.weights.is_file():
             raise UsageError(f"weights file {self.weights} not found; give the state dict of {source}")
-        self._loaders["torch"] = lambda: TorchNet.load_code(source, self.weights, self.torch_device, self.input_size)
+        self._loaders["torch"] = lambda: TorchNet.load_code(source, self.weights, self.torch_device, self.input_size,
+                                                            self.output)
 
     def _from_file(self) -> None:
         if not self.path.is_file():
@@ -111,7 +114,7 @@ class Model:
         if "torch" in files:
             self._loaders["torch"] = (lambda: TorchNet.load_twin(files["torch"], self.card, self.torch_device)) \
                 if "twin" in self.card else (lambda: TorchNet.load_file(files["torch"], self.torch_device,
-                                                                        self.input_size, self.trust))
+                                                                        self.input_size, self.trust, self.output))
 
     def _from_object(self, source) -> None:
         from heatkit.model.keras_net import KerasNet
@@ -121,7 +124,7 @@ class Model:
         if "keras" in kind or "tensorflow" in kind:
             self._loaders["keras"] = lambda: KerasNet.wrap(source)
         elif "torch" in kind:
-            self._loaders["torch"] = lambda: TorchNet.wrap(source, self.torch_device, self.input_size)
+            self._loaders["torch"] = lambda: TorchNet.wrap(source, self.torch_device, self.input_size, self.output)
         else:
             raise UsageError(f"cannot explain a {type(source).__name__}; give a model file, a tf.keras.Model or a "
                              "torch.nn.Module")
@@ -226,20 +229,44 @@ class Model:
         return self._loaders["torch"]()
 
     @property
+    def head(self):
+        """How the model's output gives logits and probabilities (heatkit/model/heads.py)."""
+        return self.evaluator.head
+
+    @property
     def notes(self) -> list[str]:
-        """What a user should know about how the model reads its input: a probed input size, or
-        a first layer that rescales its input as if it were bytes, given pixels in [0, 1]."""
-        notes = [self.torch.probed] if "torch" in vars(self) and self.torch.probed else []
+        """What a user should know about how the model is read: its head, a probed input size, a
+        first layer that rescales its input as if it were bytes given pixels in [0, 1], or weights
+        that were never given."""
+        notes = list(self.head.notes(self.name))
+        notes += [self.torch.probed] if "torch" in vars(self) and self.torch.probed else []
         scale = self.keras.input_scale if "keras" in vars(self) else None
         if scale is not None and scale < 0.05 and self.preprocess.range == "unit" and self.preprocess.mean is None:
             notes.append(f"{self.name} begins with a Rescaling layer that multiplies its input by {scale:.3g}, as for "
                          "pixels in [0, 255], and is given pixels in [0, 1]: give --preprocess byte if it was "
                          "trained on bytes")
+        half = next((name for name in ("bfloat16", "float16") if name in self.dtype), None)
+        if half:
+            notes.append(f"{self.name} computes in {self.dtype}: probabilities, differences and scores are computed in "
+                         f"float32 from its {half} logits, which resolve about {2 if half == 'bfloat16' else 3} "
+                         "significant digits, so a perturbation that moves a logit by less changes nothing"
+                         + (" (LRP analyzes a float32 copy of it)" if self.evaluator_framework == "keras" else ""))
+        if self.source and ".py:" in self.source and self.weights is None:
+            notes.append(f"{self.name} is given no --weights: it runs with the random weights its code initializes")
         return notes
+
+    def evaluating(self):
+        """A context in which a PyTorch module the caller built is in eval mode, its training flags
+        given back when the block ends (heatkit/model/torch_net.py); a no-op for other models."""
+        if "torch" in vars(self):
+            return self.torch.evaluating()
+        return contextlib.nullcontext()
 
     @property
     def dtype(self) -> str:
-        """The float type the model computes in."""
+        """The float type the model computes in (a Keras mixed-precision policy by its name)."""
+        if self.evaluator_framework == "keras":
+            return self.keras.precision
         return str(self.evaluator.dtype).removeprefix("torch.")
 
     @property

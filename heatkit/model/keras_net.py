@@ -11,12 +11,16 @@ from heatkit.base import frameworks
 from heatkit.base.engine import AffineSplit
 from heatkit.base.errors import UsageError
 from heatkit.model.files import first_line, refuse_code_layers
+from heatkit.model.heads import Head, activation_of_values, check_classes, softmax
 
 
 class KerasNet:
-    """A Keras image classifier. `logits_model` ends before the softmax: at a softmax Activation
-    layer's input, at a copy of a softmax Dense layer without its activation, or, for a model
-    without a softmax, at its output (the softmax is then applied here).
+    """A Keras image classifier. Its head (heatkit/model/heads.py) is found from the operation its
+    output comes from, however the model writes it (a Softmax layer, an activation string or
+    function, tf.nn.softmax called on a tensor), and `logits_model` ends at its logits: the final
+    activation layer's input, or a copy of the last layer without its activation; a binary
+    classifier's one logit s becomes the two classes' (-s, s). Probabilities are computed from
+    the logits here, in float32 at least.
 
     Each model lives in a TensorFlow graph and session of its own: a session copies its whole
     graph whenever operations are added, so in one shared graph every analyzer built got slower
@@ -33,16 +37,49 @@ class KerasNet:
         if len(model.inputs) != 1 or len(model.input_shape) != 4 or len(model.output_shape) != 2:
             raise UsageError(f"{model.name}: the model must take one (H, W, C) image and give one vector of classes, "
                              f"not {model.input_shape} -> {model.output_shape}")
+        self.input_shape = tuple(model.input_shape[1:])
         with self.scope():
             _reserve_layer_names(model)
             self.is_chain = _is_chain(model)  # before the logits layer below adds a branch
-            logits = _logits_tensor(tf, model)
-            self.outputs_logits = logits is model.output  # no softmax in the model: probabilities apply one
+            self.head, below, self._last = _head(tf, self, model)
+            logits = self._two_logits(below)
             self.logits_model = tf.keras.Model(model.inputs, logits, name=f"{model.name}_logits")
-            self._run = session.make_callable([logits, tf.nn.softmax(logits)], feed_list=model.inputs)
-        self.input_shape = tuple(model.input_shape[1:])
-        self.num_classes = int(model.output_shape[-1])
+            self._run = session.make_callable([self._compute(logits), self._probabilities(logits)],
+                                              feed_list=model.inputs)
+        self.num_classes = self.head.classes
         self._built: dict = {}
+
+    @property
+    def precision(self) -> str:
+        """The model's float type, or its mixed-precision policy (float16 layers on float32 inputs)."""
+        tf = frameworks.tensorflow()
+        policies = sorted({layer.dtype_policy.name for layer in self.model.layers
+                           if not isinstance(layer, tf.keras.layers.InputLayer) and hasattr(layer, "dtype_policy")})
+        mixed = [policy for policy in policies if policy.startswith("mixed_")]
+        return mixed[0] if mixed else policies[0] if len(policies) == 1 else \
+            f"mixed ({', '.join(policies)})" if policies else self.dtype
+
+    def _compute(self, tensor):
+        """A tensor in the float type probabilities are computed in: float32 at least."""
+        tf = frameworks.tensorflow()
+        return tf.cast(tensor, tf.float64 if tensor.dtype == tf.float64 else tf.float32)
+
+    def _probabilities(self, logits):
+        tf = frameworks.tensorflow()
+        logits = self._compute(logits)
+        return tf.sigmoid(logits) if self.head.sigmoid else tf.nn.softmax(logits)
+
+    def _two_logits(self, below):
+        """The logits of the classes from the tensor below the final activation: a binary head's
+        one logit s becomes (-s, s), through a Dense layer that LRP can pass relevance through."""
+        tf = frameworks.tensorflow()
+        if not self.head.binary:
+            return below
+        pair = tf.keras.layers.Dense(2, use_bias=False, trainable=False, dtype=below.dtype.name,
+                                     name=f"{self.model.name}_binary_logits")
+        logits = pair(below)
+        pair.set_weights([np.array([[-1.0, 1.0]], dtype=below.dtype.name)])
+        return logits
 
     @classmethod
     def load(cls, path: Path, trust: bool = False) -> "KerasNet":
@@ -74,10 +111,15 @@ class KerasNet:
             session = tf.compat.v1.keras.backend.get_session()
         return cls(model, graph, session, trusted=True)
 
-    def scope(self):
-        """This model's graph, session and float type as the defaults for the block (innvestigate
-        casts its masks and constants to Keras' float type, which must be the model's)."""
-        return frameworks.keras_graph(self.graph, self.session, self.dtype)
+    def scope(self, dtype: str | None = None):
+        """This model's graph, session and float type (or `dtype`) as the defaults for the block
+        (innvestigate casts its masks and constants to Keras' float type, which must be the model's)."""
+        return frameworks.keras_graph(self.graph, self.session, dtype or self.dtype)
+
+    @property
+    def half(self) -> bool:
+        """Whether the model computes in float16 or bfloat16 (a mixed-precision policy included)."""
+        return any(half in self.precision for half in ("float16", "bfloat16"))
 
     def once(self, key, build: Callable):
         """What build() makes on this model's graph, built once per key and then reused: a graph
@@ -96,7 +138,7 @@ class KerasNet:
     def input_scale(self) -> float | None:
         """The factor of a Rescaling layer the input goes through first, if any."""
         tf = frameworks.tensorflow()
-        consumers = _consumers(self.model, self.model.inputs[0])
+        consumers = _readers(self.model, self.model.inputs[0])
         if len(consumers) == 1 and isinstance(consumers[0], tf.keras.layers.Rescaling):
             return float(consumers[0].scale)
         return None
@@ -120,10 +162,12 @@ class KerasNet:
 
     def analysis_model(self, lrp: bool):
         """The logits model as innvestigate 2.1.2 can analyze it, and a function that prepares a
-        batch for it (or None). Plain ReLU layers become Activation("relu") layers: innvestigate's
-        DeConvNet cannot copy a ReLU layer. For LRP, elementwise preprocessing layers at the input
+        batch for it (or None). Plain ReLU layers become Activation("relu") layers, which
+        innvestigate's rules recognize. For LRP, elementwise preprocessing layers at the input
         (Rescaling, Normalization) are cut off and applied to the batch first: an elementwise layer
-        passes relevance on unchanged, so the relevance of its output is that of the image's pixels."""
+        passes relevance on unchanged, so the relevance of its output is that of the image's pixels.
+        innvestigate builds its LRP rules in one float type: a float16 or mixed-precision model's
+        LRP analyzes a float32 copy of it (the same weights)."""
         return self.once(("analysis model", lrp), lambda: _analysis_model(frameworks.tensorflow(), self, lrp))
 
     def logits(self, batch: np.ndarray) -> np.ndarray:
@@ -134,7 +178,8 @@ class KerasNet:
 
     @cached_property
     def affine_split(self) -> AffineSplit | None:
-        """For a chain of layers: Input, Flatten, Dense, then anything. The head re-uses the layers."""
+        """For a chain of layers: Input, Flatten, Dense, then anything. The head re-uses the layers,
+        the last as the logits model does."""
         tf = frameworks.tensorflow()
         layers = [layer for layer in self.model.layers if not isinstance(layer, tf.keras.layers.InputLayer)]
         if (len(layers) < 2 or not isinstance(layers[0], tf.keras.layers.Flatten)
@@ -145,11 +190,13 @@ class KerasNet:
             kernel, *bias = dense.get_weights()
             head_input = tf.keras.Input((dense.units,), dtype=dense.dtype)
             hidden = tf.keras.layers.Activation(dense.activation, dtype=dense.dtype)(head_input)
-            for layer in layers[2:]:
-                hidden = layer(hidden)
-            if self.outputs_logits:  # as probabilities() does
-                hidden = tf.nn.softmax(hidden)
-            head = self.session.make_callable(hidden, feed_list=[head_input])
+            if len(layers) > 2:
+                for layer in layers[2:-1]:
+                    hidden = layer(hidden)
+                hidden = self._last(hidden)
+            elif self.head.activation != "none":  # the Dense layer's activation is the final one
+                hidden = head_input if self.head.below else _inverted(tf, self.head.activation, hidden)
+            head = self.session.make_callable(self._probabilities(self._two_logits(hidden)), feed_list=[head_input])
         return AffineSplit(kernel, bias[0] if bias else np.zeros(dense.units), head)
 
 
@@ -202,47 +249,103 @@ def _reserve_layer_names(model) -> None:
         counters[("", base)] = max(counters[("", base)], number + 1)
 
 
-def _logits_tensor(tf, model):
-    """The pre-softmax output of a Keras classifier (see KerasNet)."""
+FINAL_OPS = {"Softmax": "softmax", "LogSoftmax": "log_softmax", "Sigmoid": "sigmoid"}
+
+
+def _head(tf, net: KerasNet, model):
+    """The model's head, the tensor below its final activation (or the activation inverted), and a
+    function that applies the model's last layer to a tensor as that tensor does."""
+    op = model.output.op
+    while op.type == "Identity":
+        op = op.inputs[0].op
+    activation, units = FINAL_OPS.get(op.type, "none"), int(model.output_shape[-1])
     last = model.layers[-1]
-    softmax = tf.keras.activations.softmax
-    if isinstance(last, tf.keras.layers.Activation) and last.activation is softmax:
-        return last.input
-    if isinstance(last, tf.keras.layers.Dense) and last.activation is softmax:
-        linear = tf.keras.layers.Dense.from_config({**last.get_config(), "activation": "linear",
-                                                    "name": f"{last.name}_logits"})
-        logits = linear(last.input)
-        linear.set_weights(last.get_weights())
-        return logits
-    return model.output
+    below, apply_last = model.output, last
+    if activation != "none":
+        if isinstance(last, (tf.keras.layers.Activation, tf.keras.layers.Softmax)) or not _activation_in(last):
+            below, apply_last = last.input, lambda x: x  # an activation layer, tf.nn.softmax(x), a Lambda
+        else:  # the activation of a Dense or Conv layer, by string or function
+            copy = type(last).from_config({**last.get_config(), "activation": "linear", "name": f"{last.name}_logits"})
+            below = copy(last.input)
+            copy.set_weights(last.get_weights())
+            apply_last = copy
+    head, found = Head(activation, units), "graph"
+    probes = net.session.run([model.output, below], {model.inputs[0]: _probes(net.input_shape)})
+    if activation == "none" and (seen := activation_of_values(probes[0])) != "none":
+        head, found = Head(seen, units, below=False, found="values"), "values"
+    check_classes(head, model.name)
+    if head.below and activation != "none" and not _gives_back(activation, *probes):
+        head = Head(activation, units, below=False)
+    if not head.below:
+        return head, _inverted(tf, head.activation, model.output), lambda x: _inverted(tf, head.activation, last(x))
+    return head, below, apply_last
+
+
+def _activation_in(layer) -> bool:
+    activation = getattr(layer, "activation", None)
+    return activation is not None and getattr(activation, "__name__", "") != "linear"
+
+
+def _inverted(tf, activation: str, output):
+    """The logits that give `output` back under the activation (up to a constant, for a softmax)."""
+    if activation == "log_softmax":
+        return output
+    output = tf.cast(output, tf.float64 if output.dtype == tf.float64 else tf.float32)
+    return tf.math.log(output) if activation == "softmax" else tf.math.log(output) - tf.math.log1p(-output)
+
+
+def _gives_back(activation: str, output: np.ndarray, below: np.ndarray) -> bool:
+    """Whether the activation of the tensor below it is the model's output, to its precision."""
+    below = below.astype(np.float64)
+    again = {"softmax": lambda: softmax(below), "log_softmax": lambda: np.log(softmax(below)),
+             "sigmoid": lambda: 1 / (1 + np.exp(-below))}[activation]()
+    tolerance = 1e-2 if output.dtype == np.float16 else 1e-5
+    return bool(np.allclose(again, output, rtol=tolerance, atol=tolerance))
+
+
+def _probes(shape: tuple[int, int, int]) -> np.ndarray:
+    return np.stack([np.zeros(shape), np.full(shape, 0.5), np.random.default_rng(0).random(shape)])
 
 
 def _analysis_model(tf, net: KerasNet, lrp: bool):
     layers = tf.keras.layers
-    start, prepare = net.logits_model.inputs[0], None
-    if lrp:
-        while len(consumers := _consumers(net.logits_model, start)) == 1 and \
-                isinstance(consumers[0], (layers.Rescaling, layers.Normalization)):
-            start = consumers[0].output
-        if start is not net.logits_model.inputs[0]:
-            prepare = net.session.make_callable(start, feed_list=net.logits_model.inputs)
-    model = net.logits_model if prepare is None else tf.keras.Model(start, net.logits_model.output)
+    model, start, prepare, cut = net.logits_model, net.logits_model.inputs[0], None, []
+    if lrp:  # the elementwise preprocessing at the input: the batch goes through it first
+        while len(readers := _readers(model, start)) == 1 and isinstance(readers[0], (layers.Rescaling,
+                                                                                          layers.Normalization)):
+            cut.append(readers[0])
+            start = readers[0].output
+        if cut:
+            prepare = net.session.make_callable(start, feed_list=model.inputs)
     relus = [layer for layer in model.layers if type(layer) is layers.ReLU and layer.max_value is None
              and not float(layer.negative_slope) and not float(layer.threshold)]
-    if relus:
-        copy = tf.keras.models.clone_model(model, clone_function=lambda layer: layers.Activation(
-            "relu", name=layer.name, dtype=layer.dtype) if layer in relus else layer.__class__.from_config(
-            layer.get_config()))
-        copy.set_weights(model.get_weights())
-        model = copy
-    return model, prepare
+    wide = lrp and net.half
+
+    def clone(layer):
+        config = {**layer.get_config(), **({"dtype": "float32"} if wide else {})}
+        if layer in cut:  # passes its input on: the batch was prepared by it
+            return layers.Activation("linear", name=layer.name, dtype=config.get("dtype", layer.dtype))
+        if layer in relus:
+            return layers.Activation("relu", name=layer.name, dtype=config.get("dtype", layer.dtype))
+        return layer.__class__.from_config(config)
+    if not (relus or wide or cut):
+        return model, prepare
+    inputs = tf.keras.Input(model.input_shape[1:], dtype="float32" if wide else net.dtype)
+    copy = tf.keras.models.clone_model(model, input_tensors=inputs, clone_function=clone)
+    for layer in copy.layers:
+        if layer.weights:
+            weights = model.get_layer(layer.name).get_weights()
+            layer.set_weights([weight.astype(np.float32) if wide else weight for weight in weights])
+    return copy, prepare
 
 
-def _consumers(model, tensor) -> list:
-    """The layers of `model` that take `tensor` as their input."""
-    return [layer for layer in model.layers if any(
-        node.input_tensors is tensor or tensor in (node.input_tensors if isinstance(node.input_tensors, list) else [])
-        for node in layer._inbound_nodes)]
+def _readers(model, tensor) -> list:
+    """The layers of `model` that read `tensor`, found by the layer that made it (a loaded functional
+    model's nodes do not hold the tensor objects its `inputs` are)."""
+    tf = frameworks.tensorflow()
+    maker = tensor._keras_history.layer
+    return [layer for layer in model.layers if any(any(inbound is maker for inbound in tf.nest.flatten(
+        node.inbound_layers)) for node in layer._inbound_nodes)]
 
 
 def _is_chain(model) -> bool:

@@ -2,8 +2,8 @@
 or a module given as an object."""
 from __future__ import annotations
 
+import contextlib
 import pickle
-from contextlib import contextmanager
 from functools import cached_property
 from pathlib import Path
 
@@ -12,29 +12,43 @@ import numpy as np
 from heatkit.base import frameworks
 from heatkit.base.engine import AffineSplit
 from heatkit.base.errors import UsageError
-from heatkit.model import twins, windows
+from heatkit.model import torch_head, twins, windows
 from heatkit.model.files import archive_kind, first_line
 
 PROBE_SIZES = (224, 227, 32, 28, 64, 128, 256, 299)  # tried for a conv net's input side
 
 
 class TorchNet:
-    """A PyTorch classifier fed NHWC numpy batches, on `device`, in its own float type. Its module
-    returns logits, or probabilities (`softmax_inside`: then their log stands for the logits)."""
+    """A PyTorch classifier fed NHWC numpy batches, on `device`, in its own float type. Its head
+    (heatkit/model/heads.py) says how its output gives logits and probabilities; `output` chooses
+    the classifier's element of a tuple or dict output. A module the caller built (`owned` False)
+    is put in eval mode only while the toolkit evaluates it (see evaluating())."""
 
-    def __init__(self, module, input_shape: tuple[int, int, int], probed: str | None = None, device: str = "cpu"):
+    def __init__(self, module, input_shape: tuple[int, int, int], probed: str | None = None, device: str = "cpu",
+                 output=None, owned: bool = True, name: str = "the model"):
         self.torch = frameworks.torch()
-        self.device = device
-        self.module = module.to(device).eval()
+        self.owned = owned
+        if owned:
+            self.module, self.device = module.to(device).eval(), device
+        else:  # the caller's module runs where it is: moving it would change its parameters
+            self.module, self.device = module, str(next(module.parameters()).device)
         self.dtype = next(self.module.parameters()).dtype
+        # softmax, differences and scores in float32 at least (float16's resolution loses them)
+        self.compute_dtype = self.torch.promote_types(self.dtype, self.torch.float32)
         self.input_shape = input_shape
         self.probed = probed  # how the input size was found, where it was probed
         self._built: dict = {}
         height, width, channels = input_shape
         self._chw = (channels, height, width)
-        with self.torch.no_grad():  # a module that ends in a softmax gives rows of non-negative numbers summing to 1
-            output = self.module(self.tensor(np.stack([np.zeros(input_shape), np.full(input_shape, 0.5)])))
-        self.softmax_inside = bool((output >= 0).all() and self.torch.allclose(output.sum(1), output.new_ones(2)))
+        probes = np.stack([np.zeros(input_shape), np.full(input_shape, 0.5),
+                           np.random.default_rng(0).random(input_shape)])
+        with self.evaluating():
+            self.head, self.cut = torch_head.find(self.module, self.tensor(probes), output, name)
+
+    def evaluating(self):
+        """The module in eval mode for the block; a caller's module gets its submodules' training
+        flags back afterwards, raising or not (its parameters and buffers are never written)."""
+        return contextlib.nullcontext() if self.owned else in_eval_mode(self.module)
 
     @classmethod
     def load_twin(cls, path: Path, card: dict, device: str = "cpu") -> "TorchNet":
@@ -49,11 +63,11 @@ class TorchNet:
         except (RuntimeError, OSError, EOFError, ValueError, pickle.UnpicklingError) as error:
             raise UsageError(f"cannot load {path} as the state dict its card describes ({first_line(error)}); "
                              "rebuild it with create_model.py") from None
-        return cls(module, tuple(card["input_shape"]), device=device)
+        return cls(module, tuple(card["input_shape"]), device=device, name=str(path))
 
     @classmethod
     def load_file(cls, path: Path, device: str = "cpu", input_size: list[int] | None = None,
-                  trust: bool = False) -> "TorchNet":
+                  trust: bool = False, output=None) -> "TorchNet":
         """A .pt file without a card: TorchScript, or, trusted, a module saved whole with torch.save."""
         torch = frameworks.torch()
         kind = archive_kind(path)
@@ -71,11 +85,11 @@ class TorchNet:
         if not isinstance(module, torch.nn.Module):
             raise UsageError(f"{path} holds a {type(module).__name__}, not a model; give the code that builds the model "
                              f"with it as its weights: -mp net.py:factory --weights {path}")
-        return cls(module, *input_shape(module, str(path), input_size), device)
+        return cls(module, *input_shape(module, str(path), input_size, output), device, output, name=str(path))
 
     @classmethod
     def load_code(cls, source: str, weights: Path | None, device: str = "cpu",
-                  input_size: list[int] | None = None) -> "TorchNet":
+                  input_size: list[int] | None = None, output=None) -> "TorchNet":
         """The module a Python file's factory returns (`net.py:factory`, any callable of no arguments),
         with its state dict from `weights` (loaded with weights_only=True)."""
         torch = frameworks.torch()
@@ -87,12 +101,16 @@ class TorchNet:
             except (RuntimeError, OSError, EOFError, ValueError, KeyError, pickle.UnpicklingError) as error:
                 raise UsageError(f"cannot load {weights} as the state dict of {source} ({first_line(error)}); give "
                                  "the file torch.save(model.state_dict(), path) wrote for this model") from None
-        return cls(module, *input_shape(module, source, input_size), device)
+        return cls(module, *input_shape(module, source, input_size, output), device, output, name=source)
 
     @classmethod
-    def wrap(cls, module, device: str = "cpu", input_size: list[int] | None = None) -> "TorchNet":
-        """A module the caller built in this process, in its own float type."""
-        return cls(module, *input_shape(module, f"the {type(module).__name__} given", input_size), device)
+    def wrap(cls, module, device: str = "cpu", input_size: list[int] | None = None, output=None) -> "TorchNet":
+        """A module the caller built in this process, in its own float type, left in the training
+        mode it is in (see evaluating())."""
+        name = f"the {type(module).__name__} given"
+        with in_eval_mode(module):
+            shape = input_shape(module, name, input_size, output)
+        return cls(module, *shape, device, output, owned=False, name=name)
 
     def once(self, key, build):
         """What build() makes for this module (its fx graph for LRP), built once and then reused."""
@@ -109,16 +127,24 @@ class TorchNet:
         return self.torch.from_numpy(np.ascontiguousarray(batch.transpose(0, 3, 1, 2))).to(self.device, self.dtype)
 
     def array(self, tensor) -> np.ndarray:
-        return tensor.detach().cpu().numpy()
+        """A tensor as numpy, float16 and bfloat16 as float32 (numpy has no bfloat16)."""
+        tensor = tensor.detach()
+        if tensor.is_floating_point():
+            tensor = tensor.to(self.torch.promote_types(tensor.dtype, self.torch.float32))
+        return tensor.cpu().numpy()
 
     def forward(self, inputs):
-        """The logits of an NCHW tensor."""
-        output = self.module(inputs)
-        return self.torch.log(output) if self.softmax_inside else output
+        """The logits of an NCHW tensor (see heatkit/model/heads.py), in the module's float type."""
+        with self.evaluating():
+            return torch_head.logits(self.head, torch_head.run(self.module, inputs, self.cut))
+
+    def probabilities_of(self, logits):
+        """The probabilities of logits, in float32 at least."""
+        return torch_head.probabilities(self.head, logits)
 
     @property
     def num_classes(self) -> int:
-        return int(self.logits(np.zeros((1, *self.input_shape))).shape[-1])
+        return self.head.classes
 
     def logits(self, batch: np.ndarray) -> np.ndarray:
         with self.torch.no_grad():
@@ -126,21 +152,17 @@ class TorchNet:
 
     def probabilities(self, batch: np.ndarray) -> np.ndarray:
         with self.torch.no_grad():
-            return self.array(self.as_probabilities(self.module(self.tensor(batch))))
-
-    def as_probabilities(self, output):
-        """The module's output as probabilities: itself where the module ends in a softmax."""
-        return output if self.softmax_inside else self.torch.softmax(output, dim=-1)
+            return self.array(self.probabilities_of(self.forward(self.tensor(batch))))
 
     @cached_property
     def activation_bytes(self) -> int:
         """Bytes of every tensor one image's forward pass makes: what bounds a batch's size."""
-        return frameworks.allocated_bytes(lambda: self.module(self.tensor(np.zeros((1, *self.input_shape)))))
+        return frameworks.allocated_bytes(lambda: self.forward(self.tensor(np.zeros((1, *self.input_shape)))))
 
     def windowed(self, max_fraction: float):
         """An evaluator of windowed changes of an input (heatkit/model/windows.py), or None where
         the module cannot be traced or has no convolution or pooling."""
-        graph = self.once("fx graph", lambda: windows.traced(self.module))
+        graph = self.once("fx graph", lambda: windows.traced(self))
         return None if graph is None else windows.Windows(self, graph, max_fraction)
 
     @cached_property
@@ -148,6 +170,8 @@ class TorchNet:
         """For a Sequential (TorchScript or not) of Flatten, Linear, then anything."""
         nn = self.torch.nn
         layers = list(self.module.children()) if is_kind(self.module, nn.Sequential) else []
+        if self.cut.kind == "last child":
+            layers = layers[:-1]  # the final activation: the head applies its own
         if len(layers) < 2 or not is_kind(layers[0], nn.Flatten) or not is_kind(layers[1], nn.Linear):
             return None
         linear, rest = layers[1], nn.Sequential(*layers[2:])
@@ -158,14 +182,15 @@ class TorchNet:
 
         def head(z):
             with self.torch.no_grad():
-                return self.array(self.as_probabilities(rest(self.torch.from_numpy(z).to(self.device, self.dtype))))
+                hidden = rest(self.torch.from_numpy(z).to(self.device, self.dtype))
+                return self.array(self.probabilities_of(torch_head.logits(self.head, hidden)))
         # Softmax inputs far below their row's maximum make subnormal exponentials, which the CPU
         # computes slowly; flushing them to zero (only probabilities below 2.2e-308 change) ran
         # the center-pixel head 35% faster. The mode is per thread: only the engine's workers get it.
         return AffineSplit(np.ascontiguousarray(kernel), bias, head, self._one_thread,
                            prepare_worker=lambda: self.torch.set_flush_denormal(True))
 
-    @contextmanager
+    @contextlib.contextmanager
     def _one_thread(self):
         threads = self.torch.get_num_threads()
         self.torch.set_num_threads(1)
@@ -175,7 +200,19 @@ class TorchNet:
             self.torch.set_num_threads(threads)
 
 
-def input_shape(module, name: str, size: list[int] | None = None) -> tuple[tuple[int, int, int], str | None]:
+@contextlib.contextmanager
+def in_eval_mode(module):
+    """The module in eval mode for the block, each submodule's training flag given back after it."""
+    flags = [(submodule, submodule.training) for submodule in module.modules()]
+    module.eval()
+    try:
+        yield
+    finally:
+        for submodule, training in flags:
+            submodule.training = training
+
+
+def input_shape(module, name: str, size: list[int] | None = None, output=None) -> tuple[tuple[int, int, int], str | None]:
     """(H, W, C) of a module's input, and a note where it was probed. The channels come from its
     first Conv2d or Linear layer; the height and width are `size` where given, else a Linear's
     inputs tell them, or the first side of PROBE_SIZES that gives a (batch, classes) output."""
@@ -193,19 +230,22 @@ def input_shape(module, name: str, size: list[int] | None = None) -> tuple[tuple
     if size is not None:
         sizes = [tuple(size)]
     dtype = next(module.parameters()).dtype
+    failure = ""
     for height, width in sizes:
         try:
             with torch.no_grad():
-                output = module.eval()(torch.zeros(1, channels, height, width, dtype=dtype))
-        except RuntimeError:
+                result, _ = torch_head.select(module.eval()(torch.zeros(1, channels, height, width, dtype=dtype)),
+                                              output)
+        except RuntimeError as error:
+            failure = f" (at {height}x{width} it raised: {first_line(error)})"
             continue
-        if output.dim() == 2:
+        if result.dim() == 2:
             note = (f"{name} does not fix its input size; it runs at {height}x{width}, the first of "
                     f"{', '.join(map(str, PROBE_SIZES))} that does: give --input-size HxW for another") if probing else None
             return (height, width, channels), note
     tried = ", ".join(f"{height}x{width}" for height, width in sizes)
-    raise UsageError(f"{name}: no input of {channels} channels and {tried} pixels gives a (batch, classes) output; "
-                     "give the model's input size with --input-size HxW")
+    raise UsageError(f"{name}: no input of {channels} channels and {tried} pixels gives a (batch, classes) "
+                     f"output{failure}; give the model's input size with --input-size HxW")
 
 
 def build_from_code(source: str):

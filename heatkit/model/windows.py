@@ -27,6 +27,8 @@ from dataclasses import dataclass
 import numpy as np
 
 from heatkit.base import frameworks
+from heatkit.base.errors import NotApplicable
+from heatkit.model.torch_head import logits_graph, tracer
 
 ELEMENTWISE_MODULES = ("ReLU", "ReLU6", "LeakyReLU", "ELU", "SELU", "CELU", "GELU", "SiLU", "Mish", "Sigmoid", "Tanh",
                        "Hardswish", "Hardsigmoid", "Hardtanh", "Softplus", "PReLU", "Identity", "Dropout",
@@ -57,15 +59,16 @@ class Flat:
     source: object  # the fx node of the map
 
 
-def traced(module):
-    """The module's torch.fx graph, or None where torch.fx cannot trace it (TorchScript,
-    data-dependent control flow) or it has no convolution or pooling to window."""
+def traced(net):
+    """The torch.fx graph of a TorchNet's logits (heatkit/model/torch_head.py), or None where
+    torch.fx cannot trace its module (TorchScript, data-dependent control flow) or it has no
+    convolution or pooling to window."""
     torch = frameworks.torch()
-    if isinstance(module, torch.jit.ScriptModule):
+    if isinstance(net.module, torch.jit.ScriptModule):
         return None
     try:
-        graph = torch.fx.symbolic_trace(module)
-    except Exception:  # torch.fx raises many kinds of error on code it cannot trace; full passes then
+        graph = logits_graph(net.module, net.head, net.cut, tracer())
+    except NotApplicable:  # full passes then
         return None
     spatial = (torch.nn.Conv2d, torch.nn.MaxPool2d, torch.nn.AvgPool2d)
     return graph if any(isinstance(module, spatial) for module in graph.modules()) else None
@@ -449,7 +452,7 @@ class Windows:
         torch = self.net.torch
         as_index = lambda values: torch.as_tensor(np.asarray(values, dtype=np.int64), device=self.net.device)  # noqa
         output = self.windowed.evaluate(as_index(top), as_index(left), self.net.tensor(patches), walk)
-        return self.net.array(self.net.as_probabilities(output))
+        return self.net.array(self.net.probabilities_of(output))
 
     def bytes_per_row(self, size: tuple[int, int]) -> int:
         """Bytes one perturbation of a window of `size` makes on its way through the network,

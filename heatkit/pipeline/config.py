@@ -14,7 +14,7 @@ import types
 from pathlib import Path
 
 from heatkit.base.errors import UsageError
-from heatkit.base.rules import Bool, Choice, Float, Int, ListOf, Optional, Text
+from heatkit.base.rules import Bool, Choice, Float, IndexOrKey, Int, ListOf, Optional, Text
 from heatkit.methods._entry import SEED
 from heatkit.methods.registry import BACKENDS, SETTINGS
 
@@ -59,6 +59,7 @@ GLOBAL_RULES = {
     "seed": SEED,
     "max_image_pixels": Int(min=1),
     "input_size": Optional(ListOf(Int(min=1), length=2)),
+    "output": Optional(IndexOrKey()),
     "out_path": Text(),
     "backend": Choice(("auto", *BACKENDS)),
     "evaluate_with": Choice(("auto", "keras", "torch")),

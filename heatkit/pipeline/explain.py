@@ -19,15 +19,20 @@ def explain(model, image: np.ndarray, display: np.ndarray, name: str, keys: list
     """Every method's map for `image` (the model's input; `display` is it in [0, 1] for the figure),
     explaining `target` (default: the predicted class), with the gradient family on `backend`.
 
-    A method that raises is recorded as a failure with its message, one that does not apply to
-    this model as skipped with the reason; the others still run. Bad settings (UsageError) end the
-    run. Ctrl-C stops after the finished methods and marks the result interrupted. With `curves`
-    (and faithfulness.curves), every map gets its faithfulness curves.
+    A method that raises, or gives a map with NaN or infinite values, is recorded as a failure with
+    its message, one that does not apply to this model as skipped with the reason; the others
+    still run. Bad settings (UsageError) end the run. Ctrl-C stops after the finished methods and
+    marks the result interrupted. With `curves` (and faithfulness.curves), every map gets its
+    faithfulness curves.
     """
     probabilities = model.probabilities(image[None])[0]
     result = ImageResult(name=name, image=display, probabilities=probabilities,
                          target=int(probabilities.argmax()) if target is None else target, top_k=cfg["figure"]["top_k"],
                          true_label=model.true_label(display))
+    if not np.isfinite(probabilities).all():
+        result.failures = dict.fromkeys(keys, "the model's probabilities on this image are not finite (NaN or "
+                                              "infinite weights, or an overflow): no map of it can be trusted")
+        return result
     for key in keys:
         method = REGISTRY[key]
         params = cfg[method.settings.name] if method.settings else {}
@@ -57,6 +62,12 @@ def explain(model, image: np.ndarray, display: np.ndarray, name: str, keys: list
             result.failures[key] = f"{type(error).__name__}: {error}"
             continue
         seconds = time.perf_counter() - start
+        broken = {name: int(attribution.size - np.isfinite(attribution).sum()) for name, attribution in maps.items()
+                  if not np.isfinite(attribution).all()}
+        if broken:
+            result.failures[key] = "; ".join(f"{name}: {count} of {maps[name].size} pixels are not finite (NaN or "
+                                             "infinite)" for name, count in broken.items())
+            continue
         result.frameworks[key] = framework
         if model.evaluations != evaluations:
             result.evaluations[key] = dict(model.evaluations - evaluations)

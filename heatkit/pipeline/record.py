@@ -22,7 +22,8 @@ def run_record(command: list[str] | None, cfg: dict, request: dict, incomplete: 
         "started": datetime.now(timezone.utc).isoformat(timespec="seconds"),
         "request": request,
         "methods": request["methods"],
-        "model": {**_model(request["model"], request["model_object"], cfg["weights"]), "dtype": request["dtype"]},
+        "model": {**_model(request["model"], request["model_object"], cfg["weights"]), "dtype": request["dtype"],
+                  "head": request["head"]},
         "images": [_file(path) for path in request["images"] or []],  # none: a random image, or arrays given
         "seeds": seeds(cfg),
         "settings": cfg,
@@ -44,7 +45,7 @@ def _model(source: str | None, name: str, weights: str | None) -> dict:
     if ".py:" not in source:
         return _file(source)
     return {"code": source, "sha256": _sha256(Path(source.rpartition(":")[0])),
-            **({"weights": _file(weights)} if weights else {})}
+            "weights": _file(weights) if weights else None}  # None: the code's random initial weights
 
 
 def seeds(cfg: dict) -> dict[str, int]:

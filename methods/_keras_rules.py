@@ -1,0 +1,88 @@
+"""The backward pass of a Keras model's activations, replaced by a rule (Guided Backprop's,
+DeConvNet's, DeepLIFT's Rescale), and the operations where no such rule is exact.
+
+A rule overrides the gradient of the TensorFlow operations an activation computes with, however
+the model writes it (a ReLU layer, an activation string or function): Relu, Relu6 and LeakyRelu
+are the piecewise-linear rectifiers; Elu, Selu, Softplus, Sigmoid, Tanh and the rest are smooth.
+The operations are read from the model's logits graph, between its input and its logits: those
+that depend on the input are the ones a rule must pass (a BatchNorm's multiplication by its
+variables does not count as a product of two activations; attention's by its softmax does).
+"""
+from __future__ import annotations
+
+import functools
+from typing import Callable
+
+from heatkit.base import frameworks
+from heatkit.base.errors import NotApplicable
+
+RECTIFIERS = ("Relu", "Relu6", "LeakyRelu")
+SMOOTH = ("Elu", "Selu", "Softplus", "Softsign", "Sigmoid", "Tanh", "Erf", "Erfc")
+OTHER = ("Softmax", "LogSoftmax")  # not elementwise
+PRODUCTS = ("Mul", "BatchMatMul", "BatchMatMulV2", "BatchMatMulV3", "MatMul", "Einsum", "RealDiv", "Div", "DivNoNan")
+
+
+def input_dependent_ops(net) -> list:
+    """The operations between the model's input and its logits that depend on the input, in graph
+    order, with, for each, how many of its inputs do."""
+    def find():
+        start = net.logits_model.inputs[0].op
+        depends, queue = {start}, [start]
+        while queue:
+            for output in queue.pop().outputs:
+                for consumer in output.consumers():
+                    if consumer not in depends:
+                        depends.add(consumer)
+                        queue.append(consumer)
+        needed, queue = set(), [net.logits_model.output.op]
+        while queue:  # and that the logits depend on
+            op = queue.pop()
+            if op in depends and op not in needed:
+                needed.add(op)
+                queue += [tensor.op for tensor in op.inputs]
+        return [(op, sum(tensor.op in depends for tensor in op.inputs)) for op in net.graph.get_operations()
+                if op in needed]
+    return net.once(("input-dependent ops",), find)
+
+
+def refuse(net, method: str, rectifiers_only: bool) -> None:
+    """NotApplicable where the rule of `method` is not exact on this model: any nonlinearity but a
+    rectifier for Guided Backprop and DeConvNet, a softmax or a product of two activations (attention,
+    normalization, gating) for DeepLIFT."""
+    for op, computed in input_dependent_ops(net):
+        if rectifiers_only and op.type in SMOOTH + OTHER:
+            raise NotApplicable(f"{method} has a rule for the piecewise-linear rectifiers (ReLU, ReLU6, LeakyReLU), and "
+                                f"this model also computes {op.type} ({op.name}), which has none")
+        if not rectifiers_only and (op.type in OTHER or op.type in PRODUCTS and computed > 1):
+            what = op.type if op.type in OTHER else "a product of two activations"
+            raise NotApplicable(f"{method} is exact through linear layers and elementwise activations, and this model "
+                                f"computes {what} ({op.name}), as attention, normalization or gating do: its map would "
+                                "not sum to the logit's change")
+
+
+def gradient(net, key: str, rules: dict[str, Callable]) -> Callable:
+    """A function of (batch, class) giving d logit / d input with the gradient of each operation
+    type in `rules` replaced by rules[type](tf, op, signal); built once per model and key."""
+    tf = frameworks.tensorflow()
+
+    def build():
+        names = {kind: _registered(key, kind, rule) for kind, rule in rules.items()}
+        inputs = tf.compat.v1.placeholder(net.dtype, (None, *net.input_shape))
+        target = tf.compat.v1.placeholder(tf.int32, ())
+        with net.graph.gradient_override_map(names):
+            logits = net.logits_model(inputs)
+        (result,) = tf.gradients(logits[:, target], inputs)
+        return net.session.make_callable(result, feed_list=[inputs, target])
+    return net.once(("gradient", key), build)
+
+
+@functools.cache
+def _registered(key: str, kind: str, rule: Callable) -> str:
+    """The rule as a TensorFlow gradient, registered once per process under its own name."""
+    tf = frameworks.tensorflow()
+    name = f"Heatkit{key}{kind}"
+
+    def apply(op, signal):
+        return [rule(tf, op, signal)] + [None] * (len(op.inputs) - 1)
+    tf.RegisterGradient(name)(apply)
+    return name
