@@ -1,7 +1,7 @@
 # make demo: set up, build the center-pixel model, explain a bundled image with every method.
 # make test: set up, build the center-pixel model, run the test suite.
 # make models: every model the docs use (center-pixel, center-pixel CNN, digits CNN, the example
-# residual network; about 5 minutes).
+# residual network; about 4 minutes).
 PYTHON ?= $(shell command -v python3.11 2>/dev/null)
 VENV := .venv
 PY := $(VENV)/bin/python
@@ -15,7 +15,7 @@ demo: $(MODELS)
 	$(PY) heatmap_script.py -ip images/chelsea.png -hm all
 
 test: $(MODELS)
-	$(PY) -m pytest -q
+	$(PY) -m pytest -q -n 2 --durations=15
 
 install: $(VENV)/.installed
 

@@ -30,9 +30,9 @@ center_pixel = dict(
 digits = dict(
     image_size=32,  # the digits are upsampled (bilinear) to this side
     channels=16,  # filters of conv1; conv2 and conv3 have twice as many
-    epochs=40,
+    epochs=30,
     batch_size=32,
-    learning_rate=0.003,
+    learning_rate=0.01,  # the peak, annealed to zero by a cosine over the epochs
     held_out=0.2,  # share of the digits kept out of training, for the accuracy check
     min_accuracy=0.95,  # the build fails below this held-out accuracy
     seed=0,  # initializers, the split and the batch order
@@ -41,6 +41,9 @@ digits = dict(
 # ---- Runs (heatmap_script.py) ------------------------------------------------------
 seed = 0  # seed of the random input image used when no -ip is given (--seed overrides)
 max_image_pixels = 50_000_000  # larger images are refused before they are decoded (decompression bombs)
+# An image of -ip that cannot be read refuses the run (False), or is skipped with a note (True);
+# --skip-bad-images. The dataset mode always keeps going: a bad image is a row with its error.
+skip_bad_images = False
 # [height, width] of the input of a PyTorch model that does not fix it (a fully convolutional
 # net); None: probed, the first side of 224, 227, 32, 28, 64, 128, 256, 299 that runs. Keras
 # models and create_model.py's twins declare theirs. --input-size
@@ -58,6 +61,8 @@ backend = "auto"
 evaluate_with = "auto"
 
 device = "auto"  # where the PyTorch path runs: cpu, cuda, or auto (cuda when available); --device
+# Seconds the dataset mode waits for a Dask scheduler (--scheduler) to answer before it gives up
+scheduler_timeout = 60
 
 # How image pixels in [0, 1] become the model's input (--preprocess sets these for a named scheme).
 preprocess = dict(
@@ -67,6 +72,9 @@ preprocess = dict(
     # an image of another aspect than the model's input: "squash" resizes it to the input, distorted;
     # "center_crop" resizes it to cover the input and keeps the center, as torchvision's transforms do
     resize="squash",
+    # a resize that changes an image's aspect ratio, or enlarges it, by more than this factor says
+    # so in a note (a 1 x 5000 strip, or a 1 x 1 image, made 227 x 227)
+    max_stretch=4.0,
 )
 
 # The perturbation engine that every perturbation and sampling method evaluates through.
@@ -123,7 +131,9 @@ sanity = dict(
 
 # The growing patch (Bansal et al. 2020): a square of `fill` grows over `sizes` at `position`.
 growing_patch = dict(
-    sizes=[1, 5, 11, 21, 41, 81],  # sides in pixels
+    # sides in pixels; None: a pixel, then 2.2%, 4.8%, 9.3%, 18% and 35.7% of the input's smaller
+    # side (on 227 x 227: 1, 5, 11, 21, 41, 81)
+    sizes=None,
     position=None,  # [row, column] of the patch's top-left pixel; None: the top-left corner
     fill=0.5,  # gray, in [0, 1] before preprocessing
 )

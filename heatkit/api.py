@@ -80,12 +80,12 @@ def explain(model: Source = None, images: Images = None, methods: str | list[str
                          f"{' and '.join(model.frameworks)} only")
     backends = list(BACKENDS) if compare_backends else [model.gradient_backend(cfg["backend"])]
     model.load({REGISTRY[key].runs_on(backend, model.frameworks) for key in keys for backend in backends})
-    inputs = _inputs(images, files, model, cfg, center_level)
+    inputs, notes = _inputs(images, files, model, cfg, center_level)
     with model.evaluating():
         items, interrupted = compute(model, inputs, keys, cfg, target, backends, verbose)
     request = _request("explain", model, files, keys, target=target, compare_backends=compare_backends,
                        center_level=center_level, trust=trust)
-    return Run(items, keys, backends, cfg, model, request, class_names, interrupted, model.notes)
+    return Run(items, keys, backends, cfg, model, request, class_names, interrupted, model.notes + notes)
 
 
 def sanity(model: Source = None, image: Images = None, methods: str | list[str] = "all", *, mode: str = "cascading",
@@ -188,13 +188,12 @@ def explain_dataset(model: str | Path | None = None, dataset: str = "random:100"
         raise UsageError("the dataset mode loads the model in every worker: give it as a file or as net.py:factory")
     loaded = _model(model, cfg, trust, progress)
     backend = loaded.gradient_backend(cfg["backend"])
-    images = dataset_mode.items(dataset, loaded, cfg)
-    if not images:
-        raise UsageError(f"--dataset {dataset}: no images found there")
+    images, notes = dataset_mode.items(dataset, loaded, cfg)
     name = "".join(char if char.isalnum() else "_" for char in f"{dataset}_{Path(loaded.name.partition(':')[0]).stem}")
     folder = Path(out or cfg["out_path"]) / f"dataset_{name}"
     job = dataset_mode.Job(str(loaded.source), trust, cfg, tuple(keys), backend, str(folder.resolve()))
-    found = dataset_mode.run(job, images, loaded, scheduler, workers, batch_size, progress)
+    found = dataset_mode.run(job, images, loaded, scheduler, workers, batch_size, progress, cfg["scheduler_timeout"])
+    found.notes = notes
     record = run_record(command, cfg, _request("explain_dataset", loaded, [], keys, dataset=dataset,
                                                scheduler=scheduler, workers=workers, batch_size=batch_size), False)
     found.text = dataset_mode.write_summary(found, record)
@@ -230,10 +229,11 @@ def _check_inputs(images: Images, center_level: int | None) -> list[Path]:
 
 
 def _inputs(images: Images, files: list[Path], model: Model, cfg: dict,
-            center_level: int | None) -> list[tuple[str, str, np.ndarray]]:
+            center_level: int | None) -> tuple[list[tuple[str, str, np.ndarray]], list[str]]:
     """(stem, source, pixels in [0, 1]) of every image: the files, the arrays given, or a seeded
-    random image."""
-    shape = model.input_shape
+    random image; and the notes of reading them (an image stretched, or skipped with
+    skip_bad_images)."""
+    shape, notes = model.input_shape, []
     if images is None:
         inputs = [(f"random_seed{cfg['seed']}", f"random_seed{cfg['seed']}", random_image(shape, cfg["seed"]))]
     else:
@@ -243,14 +243,25 @@ def _inputs(images: Images, files: list[Path], model: Model, cfg: dict,
             if array.shape != shape or not (0 <= array.min() and array.max() <= 1):
                 raise UsageError(f"an image array of shape {array.shape} in [{array.min():g}, {array.max():g}]: give "
                                  f"one of the model's shape {shape} in [0, 1], or the image's file")
-        stems = unique_stems([path.stem for path in files] + [f"array{i}" for i in range(len(arrays))])
-        pixels = [load_image(path, shape, cfg["max_image_pixels"], cfg["preprocess"]["resize"])
-                  for path in files] + arrays
-        sources = [str(path) for path in files] + [f"array {i} given" for i in range(len(arrays))]
+        read = []
+        for path in files:
+            try:
+                read.append((path, load_image(path, shape, cfg["max_image_pixels"], cfg["preprocess"]["resize"],
+                                              cfg["preprocess"]["max_stretch"], notes)))
+            except UsageError as error:
+                if not cfg["skip_bad_images"]:
+                    hint = "; or give --skip-bad-images to explain the others" if len(files) > 1 else ""
+                    raise UsageError(f"{error}{hint}") from None
+                notes.append(f"skipped {path}: {error}")
+        if files and not read and not arrays:
+            raise UsageError("none of the images given could be read; see the notes above each")
+        stems = unique_stems([path.stem for path, _ in read] + [f"array{i}" for i in range(len(arrays))])
+        pixels = [pixels for _, pixels in read] + arrays
+        sources = [str(path) for path, _ in read] + [f"array {i} given" for i in range(len(arrays))]
         inputs = list(zip(stems, sources, pixels))
     if center_level is not None:
         inputs = [(stem, source, set_center(pixels, center_level)) for stem, source, pixels in inputs]
-    return inputs
+    return inputs, notes
 
 
 def _labels(labels: str | Path | list[str] | None, model: Model) -> list[str] | None:
@@ -284,7 +295,7 @@ def _experiment_setup(model, image, methods, settings, center_level, trust, prog
     _check_target(target, model)
     backend = model.gradient_backend(cfg["backend"])
     model.load({REGISTRY[key].runs_on(backend, model.frameworks) for key in keys})
-    [(stem, _, pixels)] = _inputs(image, files, model, cfg, center_level)
+    [(stem, _, pixels)], _ = _inputs(image, files, model, cfg, center_level)
     return model, cfg, keys, backend, stem, pixels, files
 
 

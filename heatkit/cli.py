@@ -70,6 +70,8 @@ def build_parser() -> Parser:
                         help="input scaling: pixels in [0, 1], in [0, 255], or ImageNet mean/std "
                              "(default: settings.preprocess)")
     parser.add_argument("--labels", type=Path, metavar="FILE", help="class names, one per line, shown in the figure")
+    parser.add_argument("--skip-bad-images", action="store_true",
+                        help="skip, with a note, the image files of -ip that cannot be read, instead of refusing the run")
     parser.add_argument("--device", choices=("auto", "cpu", "cuda"), help="where the PyTorch path runs "
                         "(default: settings.device, auto: cuda when available)")
     parser.add_argument("--sanity", choices=("cascading", "independent", "noise"),
@@ -103,6 +105,7 @@ def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
     args = build_parser().parse_args(argv)
     frameworks.verbose(args.verbose)
+    stop_on_sigterm()
     try:
         if args.rerun:
             return rerun(args)
@@ -124,6 +127,7 @@ def main(argv: list[str] | None = None) -> int:
 def explain(args, argv: list[str]) -> int:
     import heatkit
 
+    check_output(args)
     run = heatkit.explain(None, args.img_path, args.heatmap_methods, target=args.clamp_label,
                           settings=args.set + flag_settings(args), compare_backends=args.compare_backends,
                           center_level=args.centre_pixel, labels=args.labels, trust=args.trust_model,
@@ -148,6 +152,7 @@ def dataset(args, argv: list[str]) -> int:
         raise UsageError("--dataset explains its own images: drop -ip and the experiments")
     if args.workers is not None and args.workers < 0:
         raise UsageError(f"--workers {args.workers}: give 0 (this process) or more")
+    check_output(args)
     try:
         found = heatkit.explain_dataset(None, args.dataset, args.heatmap_methods,
                                         settings=args.set + flag_settings(args), scheduler=args.scheduler,
@@ -157,6 +162,8 @@ def dataset(args, argv: list[str]) -> int:
         print("interrupted: every finished image is kept; the same command resumes", file=sys.stderr)
         return 130
     errors = sum(1 for row in found.rows if row.get("error") and not str(row["error"]).startswith("not applicable"))
+    for note in found.notes:
+        print(f"note: {note}", file=sys.stderr)
     print(found.text)
     print(f"\n{len({row['key'] for row in found.rows})} images ({found.computed} computed now), "
           f"{errors} failed maps: {found.folder}")
@@ -170,6 +177,7 @@ def experiment(args, argv: list[str]) -> int:
     if sum([bool(args.sanity), args.growing_patch, bool(args.sweep)]) > 1 or args.compare_backends:
         raise UsageError("run one experiment (--sanity, --growing-patch or --sweep) at a time, on one image, "
                          "without --compare-backends")
+    check_output(args)
     common = dict(target=args.clamp_label, settings=args.set + flag_settings(args), center_level=args.centre_pixel,
                   trust=args.trust_model, progress=not args.quiet)
     if args.sanity:
@@ -207,6 +215,28 @@ def rerun(args) -> int:
     return 1 if repeated.run.failed else 0
 
 
+def stop_on_sigterm() -> None:
+    """SIGTERM (what batch schedulers and `timeout` send) stops a run as Ctrl-C does, keeping what
+    finished."""
+    import signal
+    import threading
+
+    def interrupt(signum, frame):
+        raise KeyboardInterrupt
+
+    if threading.current_thread() is threading.main_thread():
+        signal.signal(signal.SIGTERM, interrupt)
+
+
+def check_output(args) -> None:
+    """The folder a run will be written to, checked before any work: a run of minutes should not
+    find at its end that it cannot write."""
+    from heatkit.pipeline import config
+    from heatkit.pipeline.output import check_writable
+
+    check_writable(Path(args.out_path or config.load(args.set + flag_settings(args))["out_path"]))
+
+
 def parse_sweep(text: str) -> tuple[str, list]:
     """KEY=V1,V2,... as the key and its values, each a Python literal where it is one."""
     from heatkit.pipeline import config
@@ -233,7 +263,8 @@ def flag_settings(args) -> list[str]:
     from heatkit.base.images import IMAGENET
 
     flags = {"model_path": args.model_path, "weights": args.weights, "out_path": args.out_path, "seed": args.seed,
-             "backend": args.backend, "device": args.device, "input_size": args.input_size}
+             "backend": args.backend, "device": args.device, "input_size": args.input_size,
+             "skip_bad_images": args.skip_bad_images or None}
     overrides = [f"{key}={value if isinstance(value, (int, list)) else str(value)!r}" for key, value in flags.items()
                  if value is not None]
     return overrides + {None: [], "unit": ["preprocess.range='unit'"], "byte": ["preprocess.range='byte'"],

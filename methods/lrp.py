@@ -85,14 +85,16 @@ def _make_split_bias_rule(alpha: float, beta: float):
 
     class SplitBiasAlphaBeta(igraph.ReverseMappingBase):
         def __init__(self, layer, _state):
-            # as arrays: tensors computed from the weights would make Keras evaluate each one in a
-            # session call of its own while it builds the analyzer (135 calls, 5 s, on a small ResNet)
+            # As constants: tensors computed from the weights would make Keras evaluate each one in a
+            # session call of its own while it builds the analyzer (135 calls, 5 s, on a small ResNet),
+            # and arrays make each copy a variable assigned in a session call (16 calls, 15 s, on a
+            # residual network whose graph held the other methods' analyzers).
             kernel, *bias = layer.get_weights()
             positive, negative = np.maximum(kernel, 0), np.minimum(kernel, 0)
 
             def copy(name, weights, keep_bias):
-                return igraph.copy_layer_wo_activation(layer, keep_bias=keep_bias, weights=weights,
-                                                       name_template=f"{name}_%s")
+                return igraph.copy_layer_wo_activation(layer, keep_bias=keep_bias, name_template=f"{name}_%s",
+                                                       weights=[tf.constant(weight) for weight in weights])
             self.positive_with_bias = copy("positive_b", [positive, *[np.maximum(b, 0) for b in bias]], True)
             self.negative_with_bias = copy("negative_b", [negative, *[np.minimum(b, 0) for b in bias]], True)
             self.positive, self.negative = copy("positive", [positive], False), copy("negative", [negative], False)

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import itertools
 import json
+import os
 from pathlib import Path
 
 import numpy as np
@@ -16,6 +17,8 @@ from heatkit.model.twins import twin_of
 SMALL = 15  # side of the small test twins
 
 frameworks.verbose(False)
+if os.environ.get("PYTEST_XDIST_WORKER"):  # `make test` runs two worker processes on two cores: one thread each
+    frameworks.torch().set_num_threads(1)
 
 
 def build(out: Path, *settings: str, size: int = SMALL) -> Path:

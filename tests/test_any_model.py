@@ -67,8 +67,19 @@ def test_a_torchscript_model_runs_end_to_end(torchscript_path, rgb_images, tmp_p
         assert "TorchScript" in scores["methods"][key]["not_applicable"]
     assert scores["backend"] == "torch" and {scores["methods"][key]["framework"] for key in ran} == {"torch"}
     assert maps["grad"].shape == (224, 224) and maps["input"].shape == (224, 224, 3)  # the first side that runs
-    probabilities = scores["explained_probability"]
-    assert 0 < probabilities < 1
+    # the module's own softmax, and its logit's gradient (the scripted Sequential without its Softmax)
+    torch = frameworks.torch()
+    module = torch.jit.load(str(torchscript_path))
+    inputs = torch.from_numpy(maps["input"].transpose(2, 0, 1)[None].astype(np.float32)).requires_grad_()
+    children = list(module.children())
+    logits = inputs
+    for child in children[:-1]:
+        logits = child(logits)
+    target = scores["explained_class"]
+    assert scores["explained_probability"] == pytest.approx(float(torch.softmax(logits, -1)[0, target].detach()),
+                                                            rel=1e-6)
+    (gradient,) = torch.autograd.grad(logits[0, target], inputs)
+    np.testing.assert_allclose(maps["grad"], gradient[0].sum(0).numpy(), rtol=1e-5, atol=1e-9)
 
 
 @pytest.mark.parametrize("backend", ["keras", "torch"])
@@ -86,7 +97,19 @@ def test_a_keras_model_with_a_softmax_dense_runs(keras_path, rgb_images, tmp_pat
     _, scores, maps = finished(tmp_path)
     assert maps["grad"].shape == (16, 16) and maps["input"].shape == (16, 16, 3)
     assert "not_applicable" in scores["methods"]["mp"]  # it needs a PyTorch version
-    assert "center_value" in scores["methods"]["cam"] and scores["ground_truth"] is False
+    assert scores["ground_truth"] is False
+    # CAM is the conv maps weighted by the Dense column of the class, upsampled from 14 x 14
+    from heatkit.methods._layers import upsample
+    from heatkit.model import Model
+
+    model = Model(keras_path)
+    tf = frameworks.tensorflow()
+    with model.keras.scope():
+        conv = tf.keras.Model(model.keras.model.inputs, model.keras.model.layers[1].output)
+        features = conv.predict(maps["input"][None], verbose=0)[0]
+        kernel = model.keras.model.layers[-1].get_weights()[0]
+    expected = upsample(features @ kernel[:, scores["explained_class"]], (16, 16))
+    np.testing.assert_allclose(maps["cam"], expected, rtol=1e-5, atol=1e-7)
 
 
 def test_logits_stop_before_the_softmax_of_a_dense_layer(keras_path):

@@ -31,6 +31,28 @@ def corrupt_png(t):
     return write(t / "flipped.png", bytes(data))
 
 
+def nan_tiff(t):
+    """A float TIFF whose pixels are NaN."""
+    Image.fromarray(np.full((15, 15), np.nan, np.float32), mode="F").save(t / "nan.tif")
+    return t / "nan.tif"
+
+
+def huge_png(t):
+    """The header of a 30000 x 30000 PNG, 900 megapixels: past PIL's own limit of 179."""
+    import struct
+    import zlib
+
+    header = struct.pack(">IIBBBBB", 30000, 30000, 8, 0, 0, 0, 0)
+    chunk = lambda kind, data: struct.pack(">I", len(data)) + kind + data + struct.pack(  # noqa: E731
+        ">I", zlib.crc32(kind + data))
+    return write(t / "huge.png", b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header) + chunk(b"IEND", b""))
+
+
+def saved_model_folder(t):
+    (t / "saved").mkdir()
+    return write(t / "saved" / "saved_model.pb", b"")
+
+
 def dense_keras_model(t):
     """A Keras classifier of 10 numbers, not of an image."""
     tf = frameworks.tensorflow()
@@ -80,8 +102,13 @@ CATALOGUE = {
     "folder without images": (lambda t, m: ["-ip", t, "-mp", m], "holds no image files"),
     "decompression bomb": (lambda t, m: ["-ip", png(t / "big.png"), "-mp", m, "--set", "max_image_pixels=1000"],
                            "more than the limit of 1,000 (max_image_pixels"),
+    "900-megapixel PNG": (lambda t, m: ["-ip", huge_png(t), "-mp", m], "more than the limit of 50,000,000"),
+    "float image of NaN": (lambda t, m: ["-ip", nan_tiff(t), "-mp", m], "225 NaN or infinite values"),
     # model files
-    "missing model": (lambda t, m: ["-mp", t / "none.h5"], "create_model.py"),
+    "missing model": (lambda t, m: ["-mp", t / "none.h5"], "check the path given to -mp"),
+    "a project model not built": (lambda t, m: ["-mp", t / "models" / "digits.h5"], "build it with: make models"),
+    "model folder": (lambda t, m: ["-mp", t], "is a folder; give a model file"),
+    "SavedModel folder": (lambda t, m: ["-mp", saved_model_folder(t).parent], "is a TensorFlow SavedModel folder"),
     "empty model": (lambda t, m: ["-mp", write(t / "empty.h5", b"")], "cannot read"),
     "corrupt model": (lambda t, m: ["-mp", write(t / "bad.h5", m.read_bytes()[:2000])], "cannot read"),
     "image as model": (lambda t, m: ["-mp", png(t / "model.keras")], "cannot read"),
@@ -98,7 +125,7 @@ CATALOGUE = {
     "factory of no module": (lambda t, m: ["-mp", f"{net_code(t, 'build = dict')}:build", "--trust-model"],
                              "returned a dict, not a torch.nn.Module"),
     "weights of another model": (lambda t, m: ["-mp", f"{net_code(t)}:build", "--trust-model", "--weights",
-                                               unrelated_state_dict(t)], "as the state dict of"),
+                                               unrelated_state_dict(t)], "unexpected: conv.weight"),
     "weights missing": (lambda t, m: ["-mp", f"{net_code(t)}:build", "--trust-model", "--weights", t / "w.pt"],
                         "weights file"),
     "weights for a model file": (lambda t, m: ["-mp", m, "--weights", unrelated_state_dict(t)],
@@ -106,6 +133,8 @@ CATALOGUE = {
     "input size the model refuses": (lambda t, m: ["-mp", f"{net_code(t)}:build", "--trust-model", "--input-size",
                                                    "16"], "no input of 1 channels and 16x16 pixels"),
     "class beyond the model": (lambda t, m: ["-mp", m, "-cl", 256], "give 0 to 255"),
+    "ImageNet scaling of a gray model": (lambda t, m: ["-mp", m, "--preprocess", "imagenet"],
+                                         "3 values and the model 1 channel; give one value"),
     # arguments and settings
     "unknown method": (lambda t, m: ["-mp", m, "-hm", "gradd"], "unknown method 'gradd' (did you mean 'grad'?); "
                                                                "choose from grad"),
@@ -147,6 +176,8 @@ CATALOGUE = {
     "dataset with an image": (lambda t, m: ["-mp", m, "--dataset", "random:3", "-ip", m], "drop -ip"),
     "workers without a dataset": (lambda t, m: ["-mp", m, "--workers", 2], "go with --dataset"),
     "negative workers": (lambda t, m: ["-mp", m, "--dataset", "random:3", "--workers", -1], "give 0"),
+    "scheduler not an address": (lambda t, m: ["-mp", m, "--dataset", "random:3", "--scheduler", "notanaddress"],
+                                 "missing port number"),
     # output
     "output folder not writable": (lambda t, m: ["-mp", m, "-op", write(t / "file", b"") / "sub"],
                                    "choose a writable folder with -op"),

@@ -38,7 +38,7 @@ def test_a_local_cluster_gives_the_maps_of_single_runs(small_model_path, tmp_pat
     assert found.computed == 40
     model = heatkit.load_model(small_model_path, settings=SETTINGS)
     cfg = heatkit.settings(SETTINGS)
-    for item in dataset.items("random:40", model, cfg)[:3]:
+    for item in dataset.items("random:40", model, cfg)[0][:3]:
         single = heatkit.explain(small_model_path, item.pixels, METHODS, settings=SETTINGS, progress=False)
         for key in METHODS:
             assert np.array_equal(stored_maps(found)[item.source][key], single.maps[key])

@@ -240,6 +240,13 @@ def test_every_method_runs_on_a_residual_batchnorm_network(framework, torch_net,
     for key, attribution in run.maps.items():
         assert attribution.shape == (SIDE, SIDE) and attribution.dtype == np.float32
         assert np.isfinite(attribution).all() and np.abs(attribution).max() > 0, key
+    # the identities that tie the maps to the model and to each other
+    maps, target = run.maps, run.result.target
+    change = float(np.diff(run.model.logits(np.stack([np.zeros_like(image), image]))[:, target])[0])
+    assert maps["deeplift"].sum(dtype=np.float64) == pytest.approx(change, rel=1e-4)
+    assert maps["ig"].sum(dtype=np.float64) == pytest.approx(change, rel=0.05)  # up to its quadrature over ReLU kinks
+    np.testing.assert_allclose(maps["inpgrad"], image[..., 0] * maps["grad"], rtol=1e-5, atol=1e-7)
+    np.testing.assert_allclose(maps["guided_gradcam"], maps["gb"] * maps["gradcam"], rtol=1e-5, atol=1e-9)
 
 
 def test_a_pickled_module_needs_trust_and_then_gives_the_codes_maps(torch_net, image, tmp_path, capsys):

@@ -7,6 +7,7 @@ import signal
 
 import numpy as np
 import pytest
+from PIL import Image
 
 from conftest import break_occlusion, replace_method, run_cli
 from heatkit.methods.registry import BACKENDS, REGISTRY
@@ -84,7 +85,10 @@ def test_ctrl_c_keeps_the_finished_maps_and_marks_the_run_incomplete(small_model
     assert json.loads((folder / "run.json").read_text())["incomplete"] is True
     scores = json.loads((folder / "scores.json").read_text())["methods"]
     assert sorted(scores) == ["grad", "ig"]
-    assert (folder / "heatmaps.png").is_file()
+    # the figure of the finished maps: as wide as a whole run's of the same two methods
+    assert run_cli("-mp", small_model_path, "-hm", "grad", "ig", "-op", tmp_path / "whole", "-q") == 0
+    [whole] = (tmp_path / "whole").iterdir()
+    assert Image.open(folder / "heatmaps.png").size == Image.open(whole / "heatmaps.png").size
 
 
 EXPERIMENTS = {  # three steps each; Ctrl-C during the third leaves the first two, by the CSV's column

@@ -22,7 +22,7 @@ def edited_settings(tmp_path, extra: str):
 
 
 def test_every_setting_has_a_rule_and_every_rule_a_setting(tmp_path):
-    assert config.load() is not None  # load() refuses either kind of mismatch
+    assert sorted(config.load()) == sorted(config.RULES)  # and load() refuses either kind of mismatch
     with pytest.raises(UsageError, match="unknown setting 'typo_setting'"):
         config.load(settings_file=edited_settings(tmp_path, "typo_setting = 1\n"))
     with pytest.raises(UsageError, match="setting 'ig.steps' is missing"):
@@ -166,6 +166,34 @@ def probe_input_size(small, tmp_path, capsys):
         assert np.load(only_folder(out) / "heatmaps.npz")["grad"].shape == (20, 16)
 
 
+def probe_skip_bad_images(small, tmp_path, capsys):
+    from PIL import Image
+
+    folder = tmp_path / "images"
+    folder.mkdir()
+    Image.new("L", (15, 15)).save(folder / "good.png")
+    (folder / "bad.png").write_bytes(b"no image")
+    assert run_cli("-mp", small, "-ip", folder, "-hm", "grad", "-op", tmp_path / "a", "-q") == 2
+    assert run_cli("-mp", small, "-ip", folder, "-hm", "grad", "--set", "skip_bad_images=True", "-op", tmp_path / "b",
+                   "-q") == 0
+    assert "note: skipped" in capsys.readouterr().err
+
+
+def probe_scheduler_timeout(small, tmp_path, capsys):
+    """A port that takes connections and never answers: the run gives up after the setting's seconds."""
+    import socket
+    import time
+
+    with socket.socket() as silent:
+        silent.bind(("127.0.0.1", 0))
+        silent.listen()
+        start = time.monotonic()
+        assert run_cli("-mp", small, "--dataset", "random:2", "--scheduler", f"tcp://127.0.0.1:{silent.getsockname()[1]}",
+                       "--set", "scheduler_timeout=1.5", "-hm", "grad", "-op", tmp_path, "-q") == 2
+        assert time.monotonic() - start < 15
+    assert "1.5 s" in capsys.readouterr().err
+
+
 def probe_output(small, tmp_path, capsys):
     """A model returning (logits, aux): its first output by default, the one named by `output` else."""
     (tmp_path / "two.py").write_text(
@@ -281,21 +309,40 @@ def test_a_global_setting_takes_effect(name, small_model_path, tmp_path, capsys)
     PROBES[name](small_model_path, tmp_path, capsys)
 
 
+def another_value(rule, default):
+    """A valid value of `rule` other than `default`."""
+    from heatkit.base import rules
+
+    if isinstance(rule, rules.Optional):
+        return another_value(rule.rule, None) if default is None else None
+    if isinstance(rule, (rules.Choice, rules.ChoiceOrFolder)):
+        return next(option for option in rule.options if option != default)
+    if isinstance(rule, rules.Bool):
+        return not default
+    if isinstance(rule, rules.Int):
+        start = default if default is not None else rule.min or 1
+        return start + 2 if rule.odd else start - 1 if rule.max is not None and start + 1 > rule.max else start + 1
+    if isinstance(rule, rules.Float):
+        start = float(default if default is not None else rule.min or 0.0)
+        return (start + rule.max) / 2 if rule.max is not None else start * 2 + 0.5
+    if isinstance(rule, rules.ListOf):
+        return [another_value(rule.rule, None)] * (rule.length or 1)
+    if isinstance(rule, rules.Text):
+        return "conv1"
+    raise AssertionError(f"no other value for {rule}")
+
+
 @pytest.mark.parametrize("method", [m for m in METHODS if m.settings], ids=lambda m: m.key)
-def test_a_method_setting_reaches_the_method(method, small_model_path, tmp_path, monkeypatch):
-    """Each method dict's first key, set to another valid value, is what the method is given."""
+def test_every_method_setting_reaches_the_method(method, small_model_path, tmp_path, monkeypatch):
+    """Each of a method's settings, set to another valid value on the command line, is what the
+    method is given, and the run succeeds."""
     received = []
-    key, default = next(iter(method.settings.defaults().items()))
-    if method.settings.name == "gradcam":
-        other = ["conv1"]
-    elif isinstance(default, bool):
-        other = not default
-    else:
-        other = default + 1
-    replace_method(monkeypatch, method.key, lambda model, image, target, params: received.append(params))
-    run_cli("-mp", small_model_path, "-hm", method.key, "--set", f"{method.settings.name}.{key}={other!r}",
-            "-op", tmp_path, "-q")
-    assert received and received[0][key] == other
+    changed = {key: another_value(setting.rule, setting.default) for key, setting in method.settings.keys.items()}
+    replace_method(monkeypatch, method.key,
+                   lambda model, image, target, params: received.append(params) or np.zeros(image.shape[:2], np.float32))
+    overrides = [arg for key, value in changed.items() for arg in ("--set", f"{method.settings.name}.{key}={value!r}")]
+    assert run_cli("-mp", small_model_path, "-hm", method.key, *overrides, "-op", tmp_path, "-q") == 0
+    assert received and {key: received[0][key] for key in changed} == changed
 
 
 def test_an_edited_settings_file_takes_effect(small_model_path, tmp_path, monkeypatch):

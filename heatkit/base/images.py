@@ -5,6 +5,7 @@ to the model's input scale.
 """
 from __future__ import annotations
 
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -28,6 +29,7 @@ class Preprocess:
     mean: tuple[float, ...] | None = None
     std: tuple[float, ...] | None = None
     resize: str = "squash"
+    max_stretch: float = 4.0  # a resize changing aspect ratio or scale by more says so
 
     def __call__(self, pixels: np.ndarray) -> np.ndarray:
         scaled = pixels * (255.0 if self.range == "byte" else 1.0)
@@ -40,8 +42,10 @@ class Preprocess:
     def check(self, channels: int) -> None:
         for name, values in (("mean", self.mean), ("std", self.std)):
             if values is not None and len(values) not in (1, channels):
-                raise UsageError(f"preprocess.{name} has {len(values)} values and the model {channels} channels; "
-                                 f"give 1 or {channels}")
+                wanted = "one value (--preprocess imagenet is for RGB models)" if channels == 1 else \
+                    f"one value, or {channels}, one per channel"
+                raise UsageError(f"preprocess.{name} has {len(values)} values and the model {channels} "
+                                 f"channel{'s' if channels > 1 else ''}; give {wanted}")
 
 
 def image_files(paths: list[Path]) -> list[Path]:
@@ -63,25 +67,63 @@ MAX_PIXELS = 50_000_000  # settings.py's max_image_pixels by default
 
 
 def load_image(path: str | Path, shape: tuple[int, int, int], max_pixels: int = MAX_PIXELS,
-               resize: str = "squash") -> np.ndarray:
+               resize: str = "squash", max_stretch: float | None = None, notes: list[str] | None = None) -> np.ndarray:
     """The image at `path` as the model's input: upright (EXIF), gray or RGB, in [0, 1], resized to
     (H, W): squashed to it, or ("center_crop") resized to cover it and cropped to its center.
     16-bit images keep their 16 bits; an alpha channel is dropped (the colors stay as stored);
-    palette and CMYK images are converted. Images over `max_pixels` are refused unread."""
+    palette and CMYK images are converted. Images over `max_pixels` are refused unread, images
+    with NaN or infinite pixels refused. A resize that changes the aspect ratio, or enlarges the
+    image, by more than `max_stretch` adds a line to `notes`."""
     path = Path(path)
     height, width, channels = shape
     check_image_path(path)
     try:
-        with Image.open(path) as image:
+        with _no_pil_limit(), Image.open(path) as image:  # our own limit, checked before decoding
             if image.width * image.height > max_pixels:
                 raise UsageError(f"{path} is {image.width}x{image.height} pixels, more than the limit of "
-                                 f"{max_pixels:,} (max_image_pixels in settings); give a smaller image")
+                                 f"{max_pixels:,} (max_image_pixels in settings); give a smaller image or raise it")
             image.load()
             image = ImageOps.exif_transpose(image)
+            if max_stretch is not None and notes is not None:
+                notes.extend(_stretched(path, image.size, (width, height), resize, max_stretch))
             pixels = _as_float(image, channels, (width, height), resize)
-    except (UnidentifiedImageError, OSError, SyntaxError, ValueError, Image.DecompressionBombError) as error:
-        raise UsageError(f"cannot read {path} as an image ({error}); give a PNG, JPEG, BMP or TIFF file") from None
+    except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as error:
+        raise UsageError(f"cannot read {path} as an image ({error}); give an image file that PIL reads (PNG, JPEG, "
+                         "BMP, TIFF, ...), whole") from None
+    if not np.isfinite(pixels).all():
+        count = int(pixels.size - np.isfinite(pixels).sum())
+        raise UsageError(f"{path} has {count:,} NaN or infinite values; give an image of finite pixels")
     return pixels.reshape(height, width, channels)
+
+
+@contextmanager
+def _no_pil_limit():
+    """PIL's own decompression-bomb limit lifted for the block: max_image_pixels is the one the user sets."""
+    limit = Image.MAX_IMAGE_PIXELS
+    Image.MAX_IMAGE_PIXELS = None
+    try:
+        yield
+    finally:
+        Image.MAX_IMAGE_PIXELS = limit
+
+
+def _stretched(path: Path, size: tuple[int, int], target: tuple[int, int], resize: str, limit: float) -> list[str]:
+    """A note where resizing `size` (w, h) to `target` changes the aspect ratio, or enlarges the
+    image, by more than `limit` (shrinking a photo to a model's input is what models expect)."""
+    (width, height), (to_width, to_height) = size, target
+    aspect = (to_width / width) / (to_height / height)
+    enlarged = max(to_width / width, to_height / height) if resize == "center_crop" else \
+        (to_width * to_height / (width * height)) ** 0.5
+    changes = []
+    if resize == "squash" and max(aspect, 1 / aspect) > limit:
+        changes.append(f"its aspect ratio changes {max(aspect, 1 / aspect):.3g}-fold")
+    if enlarged > limit:
+        changes.append(f"it is enlarged {enlarged:.3g}-fold")
+    if not changes:
+        return []
+    how = "squashed" if resize == "squash" else "resized and cropped"
+    return [f"{path} is {width}x{height} pixels and is {how} to the model's {to_width}x{to_height}: "
+            f"{' and '.join(changes)} (more than preprocess.max_stretch, {limit:g})"]
 
 
 def _as_float(image: Image.Image, channels: int, size: tuple[int, int], resize: str) -> np.ndarray:

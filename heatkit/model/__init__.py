@@ -28,6 +28,8 @@ from heatkit.base.errors import NotApplicable, UsageError
 from heatkit.base.images import Preprocess
 
 KERAS_SUFFIXES = (".h5", ".keras")
+TORCH_SUFFIXES = (".pt", ".pth")
+PROJECT_MODELS = ("center_pixel", "center_cnn", "digits", "residual_digits")  # what `make models` builds
 FRAMEWORK_NAMES = {"keras": "Keras", "torch": "PyTorch"}
 
 
@@ -92,16 +94,22 @@ class Model:
                                                             self.output)
 
     def _from_file(self) -> None:
+        if self.path.is_dir():
+            kind = "a TensorFlow SavedModel folder" if (self.path / "saved_model.pb").is_file() else "a folder"
+            raise UsageError(f"-mp {self.path} is {kind}; give a model file: Keras (.h5, .keras) or PyTorch "
+                             "(.pt, .pth)")
         if not self.path.is_file():
-            raise UsageError(f"model file {self.path} not found; build the models with: python create_model.py")
+            ours = self.path.parent.name == "models" and self.path.stem in PROJECT_MODELS
+            raise UsageError(f"model file {self.path} not found; " + (
+                "build it with: make models" if ours else "check the path given to -mp"))
         if self.path.suffix == ".py":
             raise UsageError(f"-mp {self.path}: name the function or class in it that builds the model, as "
                              "path/to/net.py:factory")
-        if self.path.suffix not in (*KERAS_SUFFIXES, ".pt"):
-            raise UsageError(f"{self.path}: give a Keras model (.h5, .keras) or a PyTorch model (.pt)")
+        if self.path.suffix not in (*KERAS_SUFFIXES, *TORCH_SUFFIXES):
+            raise UsageError(f"{self.path}: give a Keras model (.h5, .keras) or a PyTorch model (.pt, .pth)")
         card_path = self.path.with_suffix(".json")
         self.card = json.loads(card_path.read_text()) if card_path.is_file() else {}
-        own = "torch" if self.path.suffix == ".pt" else "keras"
+        own = "torch" if self.path.suffix in TORCH_SUFFIXES else "keras"
         files = {own: self.path}
         twin = self.path.with_suffix(".h5" if own == "torch" else ".pt")
         if "twin" in self.card and twin.is_file():
@@ -239,7 +247,7 @@ class Model:
         first layer that rescales its input as if it were bytes given pixels in [0, 1], or weights
         that were never given."""
         notes = list(self.head.notes(self.name))
-        notes += [self.torch.probed] if "torch" in vars(self) and self.torch.probed else []
+        notes += self.torch.notes if "torch" in vars(self) else []
         scale = self.keras.input_scale if "keras" in vars(self) else None
         if scale is not None and scale < 0.05 and self.preprocess.range == "unit" and self.preprocess.mean is None:
             notes.append(f"{self.name} begins with a Rescaling layer that multiplies its input by {scale:.3g}, as for "

@@ -52,12 +52,14 @@ GLOBAL_RULES = {
         "seed": SEED,
     },
     "growing_patch": {
-        "sizes": ListOf(Int(min=1)),
+        "sizes": Optional(ListOf(Int(min=1))),
         "position": Optional(ListOf(Int(min=0))),
         "fill": Float(min=0.0, max=1.0),
     },
     "seed": SEED,
     "max_image_pixels": Int(min=1),
+    "skip_bad_images": Bool(),
+    "scheduler_timeout": Float(min=0.0, exclusive_min=True),
     "input_size": Optional(ListOf(Int(min=1), length=2)),
     "output": Optional(IndexOrKey()),
     "out_path": Text(),
@@ -69,6 +71,7 @@ GLOBAL_RULES = {
         "mean": Optional(ListOf(Float())),
         "std": Optional(ListOf(Float(min=0.0, exclusive_min=True))),
         "resize": Choice(("squash", "center_crop")),
+        "max_stretch": Float(min=1.0),
     },
     "perturbation": {
         "fast": Bool(),

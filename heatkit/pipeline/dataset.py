@@ -3,10 +3,11 @@ this process), resumable, ending in one table.
 
 A dataset run's folder holds one file per image, maps/<key>.npz (its maps, and its rows of
 scores as JSON), written whole or not at all. The key hashes the image's pixels, the model's
-files, the settings and the methods: rerunning the same command finds what is done and computes
-only the rest, and a changed setting computes everything anew. At the end the rows of the images
-asked for become results.parquet and results.csv, a leaderboard (printed, and leaderboard.txt)
-and summary.png, beside run.json.
+files, the methods and the settings that change a result (not where the folder is): rerunning
+the same command, from wherever the folder was moved, finds what is done and whole and computes
+only the rest; a changed setting computes everything anew. One run at a time holds the folder.
+At the end the rows of the images asked for become results.parquet and results.csv, a
+leaderboard (printed, and leaderboard.txt) and summary.png, beside run.json.
 
 Tasks are batches of images. A worker process loads the model once per run and keeps it. A task
 whose worker dies is rerun on another (Dask reschedules it; `retries` covers a task that raises);
@@ -17,12 +18,17 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
+import shutil
+import zipfile
+from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
 
 from heatkit.base.errors import UsageError
+from heatkit.base.images import IMAGE_SUFFIXES, load_image
 from heatkit.pipeline.faithfulness import AREAS
 
 SCORES = ("center_value", "center_rank", "center_share", "crop_share", *AREAS, "seconds")
@@ -48,9 +54,10 @@ class Item:
 
     stem: str
     source: str
-    pixels: np.ndarray  # (H, W, C) in [0, 1]
+    pixels: np.ndarray | None  # (H, W, C) in [0, 1]; None where the file cannot be read
     label: str | int | None = None  # from the folder, the CSV, or the generator
     key: str = ""
+    error: str | None = None  # why the file cannot be read: the image is a row with it, the others run
 
 
 @dataclass
@@ -61,6 +68,7 @@ class DatasetRun:
     rows: list[dict]
     computed: int  # images computed by this run (the others were done before)
     ground_truth: bool
+    notes: list[str] = field(default_factory=list)  # images stretched by the resize
     leaderboard: list[dict] = field(default_factory=list)
     text: str = ""  # the leaderboard as printed
 
@@ -71,12 +79,12 @@ class DatasetRun:
 
 
 # ---- the images ----
-def items(source: str, model, cfg: dict) -> list[Item]:
-    """The dataset's images: `random:N` (seeded, with chosen center classes, on a center-pixel
-    model), `digits` (the held-out digits the digits CNN was not trained on), or a folder of images
-    (recursively; labels from the subfolder names, or from labels.csv with `file,label` rows)."""
+def items(source: str, model, cfg: dict) -> tuple[list[Item], list[str]]:
+    """The dataset's images, and the notes of reading them: `random:N` (seeded, with chosen center
+    classes, on a center-pixel model), `digits` (the held-out digits the digits CNN was not trained
+    on), or a folder of images (recursively; labels from the first subfolder's name, or from
+    labels.csv with `file,label` rows). A file that cannot be read is an Item with its error."""
     from heatkit.base import data
-    from heatkit.base.images import image_files, load_image
 
     height, width, channels = model.input_shape
     if source.startswith("random:"):
@@ -86,27 +94,51 @@ def items(source: str, model, cfg: dict) -> list[Item]:
         centers = np.random.default_rng(cfg["seed"]).integers(0, model.num_classes, count)
         images = data.center_pixel_images(count, height, model.num_classes, cfg["seed"], centers)
         return [Item(f"random{i}", f"random:{i}", image, int(center)) for i, (image, center) in
-                enumerate(zip(images, centers))]
+                enumerate(zip(images, centers))], []
     if source == "digits":
         made = model.card.get("settings", {})
         if (height, width, channels) != (made.get("image_size"), made.get("image_size"), 1):
             raise UsageError(f"--dataset digits needs the digits CNN (models/digits.h5); {model.name} is another model")
         _, _, images, labels = data.digits(height, made["held_out"], made["seed"])
         return [Item(f"digit{i}", f"digits:{i}", image, int(label))
-                for i, (image, label) in enumerate(zip(images, labels))]
+                for i, (image, label) in enumerate(zip(images, labels))], []
     folder = Path(source)
     if not folder.is_dir():
         raise UsageError(f"--dataset {source}: give a folder of images, random:N or digits")
-    files = image_files([folder])
-    labels = _csv_labels(folder) if (folder / "labels.csv").is_file() else {}
-    found = []
-    for path in files:
-        relative = path.relative_to(folder)
-        label = labels.get(str(relative), relative.parts[0] if len(relative.parts) > 1 else None)
-        found.append(Item(str(relative.with_suffix("")).replace("/", "_"), str(path),
-                          load_image(path, model.input_shape, cfg["max_image_pixels"], cfg["preprocess"]["resize"]),
-                          label))
-    return found
+    files = dataset_files(folder)
+    if not files:
+        raise UsageError(f"--dataset {source}: the folder and its subfolders hold no image files "
+                         f"({', '.join(IMAGE_SUFFIXES)})")
+    labels = _csv_labels(folder, {relative.as_posix() for relative in files}) \
+        if (folder / "labels.csv").is_file() else {}
+    found, notes = [], []
+    for relative in files:
+        label = labels.get(relative.as_posix(), relative.parts[0] if len(relative.parts) > 1 else None)
+        stem, path = relative.with_suffix("").as_posix().replace("/", "_"), folder / relative
+        try:
+            pixels = load_image(path, model.input_shape, cfg["max_image_pixels"], cfg["preprocess"]["resize"],
+                                cfg["preprocess"]["max_stretch"], notes)
+            found.append(Item(stem, str(path), pixels, label))
+        except UsageError as error:
+            found.append(Item(stem, str(path), None, label, error=str(error)))
+    return found, notes
+
+
+def dataset_files(folder: Path) -> list[Path]:
+    """The image files below `folder`, relative to it, sorted: its own and every subfolder's, links
+    followed but never twice into one folder (a link to a folder above makes no loop). Hidden
+    files and folders are left out."""
+    found, seen = [], set()
+    for root, folders, names in os.walk(folder, followlinks=True):
+        real = os.path.realpath(root)
+        if real in seen:
+            folders[:] = []
+            continue
+        seen.add(real)
+        folders[:] = sorted(name for name in folders if not name.startswith("."))
+        found += [Path(root, name).relative_to(folder) for name in names
+                  if not name.startswith(".") and Path(name).suffix.lower() in IMAGE_SUFFIXES]
+    return sorted(found)
 
 
 def _count(source: str) -> int:
@@ -116,11 +148,57 @@ def _count(source: str) -> int:
     return int(count)
 
 
-def _csv_labels(folder: Path) -> dict[str, str]:
+def _csv_labels(folder: Path, files: set[str]) -> dict[str, str]:
+    """labels.csv's labels by file (relative to the folder): a header row `file,label`, then one row
+    per image. A file named twice, a file not in the folder or a row without a label refuses it."""
     import csv
+    import io
 
-    with open(folder / "labels.csv", newline="") as handle:
-        return {row["file"]: row["label"] for row in csv.DictReader(handle)}
+    path = folder / "labels.csv"
+    try:
+        rows = list(csv.reader(io.StringIO(path.read_text(encoding="utf-8-sig"))))
+    except UnicodeDecodeError as error:
+        raise UsageError(f"{path} is not UTF-8 text (byte {error.start} is 0x{error.object[error.start]:02x}); save "
+                         "it as UTF-8") from None
+    except OSError as error:
+        raise UsageError(f"cannot read {path} ({error.strerror})") from None
+    if not rows or [cell.strip().lower() for cell in rows[0][:2]] != ["file", "label"]:
+        raise UsageError(f"{path} must begin with the header row file,label; its first row is "
+                         f"{','.join(rows[0]) if rows else 'empty'}")
+    labels, first, problems = {}, {}, []
+    for number, row in enumerate(rows[1:], start=2):
+        if not any(cell.strip() for cell in row):
+            continue
+        name, label = row[0].strip(), row[1].strip() if len(row) > 1 else ""
+        if not label:
+            problems.append(f"row {number} ({name}) has no label")
+        elif name in first:
+            problems.append(f"row {number} names {name} again (row {first[name]})")
+        elif name not in files:
+            problems.append(f"row {number} names {name}, which is no image of the folder")
+        else:
+            first[name], labels[name] = number, label
+    if problems:
+        more = f"; and {len(problems) - 5} more" if len(problems) > 5 else ""
+        raise UsageError(f"{path}: {'; '.join(problems[:5])}{more}; fix those rows")
+    return labels
+
+
+# Settings that change no map and no score: a dataset folder moved, copied or given another
+# model path, or the figure re-styled, still resumes (figure.crop sets crop_share: it counts)
+NOT_RESULTS = ("out_path", "model_path", "weights", "max_image_pixels", "skip_bad_images", "scheduler_timeout",
+               "figure.", "sanity.", "growing_patch.", "center_pixel.", "digits.", "image_size", "num_classes",
+               "perturbation.warn_seconds")
+
+
+def result_settings(cfg: dict) -> dict:
+    """The settings that change an image's maps or scores."""
+    from heatkit.pipeline.config import flatten
+
+    def counts(key: str) -> bool:
+        return key == "figure.crop" or not any(key == name or name.endswith(".") and key.startswith(name)
+                                               for name in NOT_RESULTS)
+    return {key: value for key, value in flatten(cfg).items() if counts(key)}
 
 
 def fingerprint(model) -> str:
@@ -138,7 +216,9 @@ def fingerprint(model) -> str:
 
 
 def key_of(pixels: np.ndarray, model_hash: str, job: Job) -> str:
-    what = json.dumps({"cfg": job.cfg, "methods": job.methods, "backend": job.backend}, sort_keys=True, default=str)
+    """The image's file name: a hash of its pixels, the model's files and what changes its results."""
+    what = json.dumps({"cfg": result_settings(job.cfg), "methods": job.methods, "backend": job.backend},
+                      sort_keys=True, default=str)
     return hashlib.sha256(np.ascontiguousarray(pixels).tobytes() + model_hash.encode() + what.encode()).hexdigest()[:20]
 
 
@@ -213,24 +293,82 @@ def read_rows(path: Path) -> list[dict]:
         return json.loads(str(stored["rows"]))
 
 
+def finished(path: Path) -> bool:
+    """Whether the image's file is there and whole; a damaged one (cut short, emptied) is removed,
+    so that the image is computed again."""
+    if not path.is_file():
+        return False
+    try:
+        read_rows(path)
+        return True
+    except (OSError, ValueError, KeyError, EOFError, zipfile.BadZipFile):
+        path.unlink(missing_ok=True)
+        return False
+
+
+def error_rows(item: Item) -> list[dict]:
+    """The one row of an image that could not be read."""
+    return [{"image": item.source, "key": item.key, "label": item.label, "method": None, "error": item.error}]
+
+
 # ---- the run ----
 def run(job: Job, dataset: list[Item], model, scheduler: str | None, workers: int | None, batch_size: int,
-        progress: bool) -> DatasetRun:
+        progress: bool, timeout: float = 60.0) -> DatasetRun:
     """Every image not done yet, on Dask (a LocalCluster of `workers` processes, or the cluster at
-    `scheduler`) or, with workers=0, in this process; then the table of all the dataset's images."""
+    `scheduler`, which must answer within `timeout` seconds) or, with workers=0, in this process;
+    then the table of all the dataset's images. One run at a time writes a folder (a lock), and a
+    run that ends in an error leaves no folder it made."""
     folder = Path(job.out)
-    (folder / "maps").mkdir(parents=True, exist_ok=True)
     model_hash = fingerprint(model)
     for item in dataset:
-        item.key = key_of(item.pixels, model_hash, job)
-    todo = [item for item in dataset if not (folder / "maps" / f"{item.key}.npz").is_file()]
-    batches = [todo[start:start + batch_size] for start in range(0, len(todo), batch_size)]
-    if batches and workers == 0 and scheduler is None:
-        _sequential(job, batches, progress)
-    elif batches:
-        _on_dask(job, batches, scheduler, workers, progress)
-    rows = [row for item in dataset for row in read_rows(folder / "maps" / f"{item.key}.npz")]
+        item.key = key_of(item.pixels, model_hash, job) if item.error is None else \
+            hashlib.sha256(item.source.encode()).hexdigest()[:20]
+    made = not folder.exists()
+    try:
+        with _lock(folder):
+            (folder / "maps").mkdir(parents=True, exist_ok=True)
+            todo = [item for item in dataset if item.error is None and not finished(_file_of(folder, item))]
+            batches = [todo[start:start + batch_size] for start in range(0, len(todo), batch_size)]
+            if batches:
+                with _cluster(scheduler, workers, timeout) as client:
+                    if client is None:
+                        _sequential(job, batches, progress)
+                    else:
+                        _on_dask(client, job, batches, progress)
+            rows = [row for item in dataset for row in (error_rows(item) if item.error is not None else
+                                                         _rows_of(job, folder, item))]
+    except UsageError:
+        if made:
+            shutil.rmtree(folder, ignore_errors=True)
+        raise
     return DatasetRun(folder, rows, len(todo), model.ground_truth is not None)
+
+
+def _file_of(folder: Path, item: Item) -> Path:
+    return folder / "maps" / f"{item.key}.npz"
+
+
+def _rows_of(job: Job, folder: Path, item: Item) -> list[dict]:
+    """An image's rows, computed again here where its file was damaged after its task wrote it."""
+    if not finished(_file_of(folder, item)):
+        return explain_batch(job, [item])
+    return read_rows(_file_of(folder, item))
+
+
+@contextmanager
+def _lock(folder: Path):
+    """The folder held by this run alone: a second run on it at once is told so (the lock goes
+    with the process, however it ends)."""
+    import fcntl
+
+    folder.mkdir(parents=True, exist_ok=True)
+    with open(folder / ".lock", "w") as handle:
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            raise UsageError(f"another dataset run is writing {folder}; wait for it to end (the same command then "
+                             "finds its images done), or choose another folder with -op") from None
+        yield
 
 
 def _sequential(job: Job, batches: list[list[Item]], progress: bool) -> None:
@@ -242,36 +380,77 @@ def _sequential(job: Job, batches: list[list[Item]], progress: bool) -> None:
             bar.update(len(batch))
 
 
-def _on_dask(job: Job, batches: list[list[Item]], scheduler: str | None, workers: int | None, progress: bool) -> None:
-    import os
-
+@contextmanager
+def _cluster(scheduler: str | None, workers: int | None, timeout: float):
+    """A Dask client: of a LocalCluster of `workers` processes (at most one per core), of the cluster
+    at `scheduler`, or None for this process alone (workers=0)."""
+    if scheduler is None and workers == 0:
+        yield None
+        return
+    if scheduler is not None:
+        client = _connect(scheduler, timeout)
+        try:
+            yield client
+        finally:
+            client.close()
+        return
     import dask
-    from distributed import Client, LocalCluster, as_completed
+    from distributed import Client, LocalCluster
+
+    cores = os.cpu_count() or 1
+    if workers is not None and workers > cores:
+        raise UsageError(f"--workers {workers}: this machine has {cores} cores; give at most {cores}, or the "
+                         "--scheduler of a cluster")
+    # Dask's nanny gives workers MALLOC_TRIM_THRESHOLD_, which makes glibc map and unmap every
+    # large array anew: the perturbation engine ran 4x slower under it (PDA 31 s an image, not 8)
+    with dask.config.set({"distributed.nanny.pre-spawn-environ": WORKER_ENVIRONMENT}):
+        cluster = LocalCluster(n_workers=workers or cores, threads_per_worker=1, processes=True, host="127.0.0.1",
+                               dashboard_address=None)
+    try:
+        with Client(cluster) as client:
+            yield client
+    finally:
+        cluster.close()
+
+
+def _connect(address: str, timeout: float):
+    """A client of the scheduler at `address`, connected within `timeout` seconds. distributed's own
+    timeout does not bound its handshake (a plain HTTP server at the address held it for 420 s and
+    more): the client is made in a thread, waited for, and given up on."""
+    import threading
+
+    from distributed import Client
+
+    made: dict = {}
+
+    def connect():
+        try:
+            made["client"] = Client(address, timeout=f"{timeout}s")
+        except BaseException as error:  # handed to the caller below
+            made["error"] = error
+
+    thread = threading.Thread(target=connect, daemon=True)  # a stuck handshake must not hold the process
+    thread.start()
+    thread.join(timeout)
+    if "client" in made:
+        return made["client"]
+    reason = f"{type(made['error']).__name__}: {made['error']}" if "error" in made else \
+        f"no Dask scheduler answered within {timeout:g} s (scheduler_timeout)"
+    raise UsageError(f"--scheduler {address}: cannot reach a Dask scheduler there ({reason}); give the address "
+                     "`dask scheduler` prints (tcp://HOST:PORT), or leave --scheduler out for a local cluster")
+
+
+def _on_dask(client, job: Job, batches: list[list[Item]], progress: bool) -> None:
+    from distributed import as_completed
 
     from heatkit.base.engine import progress_bar
 
-    if scheduler is None:
-        # Dask's nanny gives workers MALLOC_TRIM_THRESHOLD_, which makes glibc map and unmap every
-        # large array anew: the perturbation engine ran 4x slower under it (PDA 31 s an image, not 8)
-        with dask.config.set({"distributed.nanny.pre-spawn-environ": WORKER_ENVIRONMENT}):
-            cluster = LocalCluster(n_workers=workers or os.cpu_count() or 1, threads_per_worker=1, processes=True,
-                                   host="127.0.0.1", dashboard_address=None)
-    else:
-        cluster = None
-    try:
-        with Client(cluster if cluster is not None else scheduler, timeout="30s") as client:
-            sizes = {client.submit(explain_batch, job, batch, key=f"explain-{batch[0].key}", retries=2): len(batch)
-                     for batch in batches}
-            with progress_bar(sum(sizes.values()), "images", "image", progress) as bar:
-                for future in as_completed(sizes):
-                    future.result()  # a task that failed past its retries ends the run: the rest is kept
-                    bar.update(sizes[future])
-    except OSError as error:
-        raise UsageError(f"--scheduler {scheduler}: no Dask scheduler answers there ({error}); start one with "
-                         "`dask scheduler` or leave --scheduler out for a local cluster") from None
-    finally:
-        if cluster is not None:
-            cluster.close()
+    sizes = {client.submit(explain_batch, job, batch, key=f"explain-{batch[0].key}", retries=2): len(batch)
+             for batch in batches}
+    with progress_bar(sum(sizes.values()), "images", "image", progress) as bar:
+        for future in as_completed(sizes):
+            future.result()  # a task that failed past its retries ends the run: the rest is kept
+            bar.update(sizes[future])
 
 
 # ---- the summary ----
@@ -311,7 +490,7 @@ def summary_figure(rows: list[dict]):
     """Per score, the distribution over the images of each method (box plots), and the seconds."""
     from matplotlib.figure import Figure
 
-    methods = list(dict.fromkeys(row["method"] for row in rows))
+    methods = list(dict.fromkeys(row["method"] for row in rows if row["method"] is not None))
     shown = [name for name in SCORES if any(row.get(name) is not None for row in rows)]
     fig = Figure(figsize=(2.6 * len(shown), 0.25 * len(methods) + 1.6))
     for panel, name in zip(fig.subplots(1, len(shown), squeeze=False)[0], shown):

@@ -16,10 +16,10 @@ from heatkit.base.errors import UsageError
 from heatkit.methods.registry import REGISTRY, label
 from heatkit.pipeline import variants
 from heatkit.pipeline.explain import explain
-from heatkit.pipeline.output import RunFolder, save_figure, write_csv, write_json
+from heatkit.pipeline.output import RunFolder, interrupts_deferred, save_figure, write_csv, write_json
 from heatkit.pipeline.plotting import curves_figure, grid_figure, heatmap_figure
 from heatkit.pipeline.record import run_record
-from heatkit.pipeline.similarity import ms_ssim, similarities, ssim
+from heatkit.pipeline.similarity import constant_reason, ms_ssim, similarities, ssim
 
 SANITY_TITLES = {"cascading": "cascading randomization, from the output layer down",
                  "independent": "independent randomization, one layer at a time",
@@ -49,16 +49,23 @@ class Experiment:
                          [f"{label(key)} ({key}) failed at {step}: {error}" for step, key, error in self.failures])
 
     def save(self, out: str | Path | None = None, command: list[str] | None = None) -> Path:
-        """Writes its figures, its CSV and run.json into a new run folder in `out` (default: the
-        out_path setting), named after the image, and returns the folder."""
+        """Writes its CSV and run.json, then its figures, into a new run folder in `out` (default:
+        the out_path setting), named after the image, and returns the folder. As for a heatmap
+        run, Ctrl-C or SIGTERM while the figures are drawn keeps the folder, marked incomplete."""
         folder = RunFolder(Path(out or self.settings["out_path"]), self.stem)
         try:
-            dpi = self.settings["figure"]["dpi"]
-            for file, make in self.figures.items():
-                save_figure(make(), folder.path / file, dpi)
-            if self.rows:
-                write_csv(folder.path / f"{self.name}.csv", self.rows)
-            write_json(folder.path / "run.json", run_record(command, self.settings, self.request, self.interrupted))
+            try:
+                with interrupts_deferred():
+                    if self.rows:
+                        write_csv(folder.path / f"{self.name}.csv", self.rows)
+                    write_json(folder.path / "run.json", run_record(command, self.settings, self.request,
+                                                                    self.interrupted))
+                for file, make in self.figures.items():
+                    save_figure(make(), folder.path / file, self.settings["figure"]["dpi"])
+            except KeyboardInterrupt:
+                self.interrupted = True
+                with interrupts_deferred():
+                    write_json(folder.path / "run.json", run_record(command, self.settings, self.request, True))
         except BaseException:
             folder.discard()
             raise
@@ -100,8 +107,8 @@ def sanity(model, image, display, keys, cfg, target, backend, mode: str) -> Expe
                 continue
             scores = similarities(original.maps[key], result.maps[key])
             rows.append({"method": key, "step": step, "changed": columns[step], **scores})
-            for metric, value in scores.items():
-                curves[key][metric].append(value)
+            for metric in curves[key]:
+                curves[key][metric].append(scores[metric])
     failures = _failures(columns, results)
     rows += [{"method": key, "step": columns.index(step), "changed": step, "error": error}
              for step, key, error in failures]
@@ -124,14 +131,15 @@ def growing_patch(model, image, display, keys, cfg, target, backend) -> Experime
     params = cfg["growing_patch"]
     height, width = display.shape[:2]
     row, column = params["position"] or (0, 0)
-    for size in params["sizes"]:
+    sizes = patch_sizes(params["sizes"], min(height, width))
+    for size in sizes:
         if row + size > height or column + size > width:
             raise UsageError(f"growing_patch: a {size}-pixel patch at {row, column} leaves the {height}x{width} "
                              "image; choose smaller sizes or another position")
     results = [with_maps(explain(model, image, display, "no patch", keys, cfg, target, backend, curves=False))]
     target = results[0].target
-    with _bar(model, len(params["sizes"]), "growing patch") as bar:
-        for size in params["sizes"]:
+    with _bar(model, len(sizes), "growing patch") as bar:
+        for size in sizes:
             occluded = display.copy()
             occluded[row:row + size, column:column + size] = params["fill"]
             result = explain(model, model.preprocess(occluded), occluded, f"patch {size}x{size}", keys, cfg, target,
@@ -141,13 +149,15 @@ def growing_patch(model, image, display, keys, cfg, target, backend) -> Experime
             results.append(result)
             bar.update()
     rows = []
-    sizes = [0, *params["sizes"]]
-    for size, result in zip(sizes, results):
+    for size, result in zip([0, *sizes], results):
         for key, reference in results[0].maps.items():
             if key in result.maps:
+                undefined = constant_reason(reference, result.maps[key])
                 rows.append({"method": key, "patch": size, "top1": result.predicted,
                              "explained_probability": result.target_probability,
-                             "ssim": ssim(reference, result.maps[key]), "ms_ssim": ms_ssim(reference, result.maps[key])})
+                             **({"ssim": float("nan"), "ms_ssim": float("nan"), "undefined": undefined} if undefined
+                                else {"ssim": ssim(reference, result.maps[key]),
+                                      "ms_ssim": ms_ssim(reference, result.maps[key])})})
         rows += [{"method": key, "patch": size, "error": error} for key, error in result.failures.items()]
     rows += [{"method": key, "patch": 0, "error": f"not applicable: {reason}"}
              for key, reason in results[0].skipped.items()]
@@ -155,7 +165,19 @@ def growing_patch(model, image, display, keys, cfg, target, backend) -> Experime
     figures = {"growing_patch.png": lambda: heatmap_figure(results, names, figure_cfg, model.ground_truth is not None)}
     return Experiment("growing_patch", results, rows, figures, cfg,
                       failures=_failures([result.name for result in results], results), skipped=results[0].skipped,
-                      interrupted=len(results) <= len(params["sizes"]))
+                      interrupted=len(results) <= len(sizes))
+
+
+# The default sizes as fractions of the input's smaller side: on a 227-pixel input, 1 (a pixel),
+# 5, 11, 21, 41 and 81 pixels
+PATCH_FRACTIONS = (0.022, 0.048, 0.093, 0.18, 0.357)
+
+
+def patch_sizes(sizes: list[int] | None, side: int) -> list[int]:
+    """The growing patch's sides: those given, or a pixel and PATCH_FRACTIONS of `side`."""
+    if sizes is not None:
+        return sizes
+    return sorted({1, *(max(1, round(fraction * side)) for fraction in PATCH_FRACTIONS)})
 
 
 def sweep(model, image, display, keys, swept: list[tuple[str, list[tuple[object, dict]]]], target, backend,
@@ -194,7 +216,8 @@ def sweep(model, image, display, keys, swept: list[tuple[str, list[tuple[object,
                 if isinstance(a, np.ndarray) and isinstance(b, np.ndarray):
                     scores = similarities(a, b)
                     rows.append({"setting": key, "method": method, "value_a": values[i][0], "value_b": values[j][0],
-                                 "ssim": scores["ssim"], "spearman": scores["spearman"]})
+                                 "ssim": scores["ssim"], "spearman": scores["spearman"],
+                                 **({"undefined": scores["undefined"]} if "undefined" in scores else {})})
         if interrupted:
             break
     bar.close()

@@ -48,17 +48,54 @@ class RunFolder:
         shutil.rmtree(self.path, ignore_errors=True)
 
 
+def check_writable(folder: Path) -> None:
+    """UsageError unless files can be written in `folder` (made if missing)."""
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        tempfile.TemporaryFile(dir=folder).close()
+    except OSError as error:
+        raise UsageError(f"cannot write to output folder {folder} ({error.strerror or error}); choose a writable "
+                         "folder with -op") from None
+
+
 @contextmanager
 def atomic(path: Path):
-    """A handle on a temporary file beside `path` that becomes `path` only once written whole."""
+    """A handle on a temporary file beside `path` that becomes `path` only once written whole. A
+    failed write (a full disk) is a UsageError naming the file."""
     temporary = path.with_name(f".{path.name}.{os.getpid()}.partial")
     try:
         with open(temporary, "wb") as handle:  # open(), unlike tempfile, keeps the umask's permissions
             yield handle
         os.replace(temporary, path)
+    except OSError as error:
+        temporary.unlink(missing_ok=True)
+        raise UsageError(f"cannot write {path} ({error.strerror or error}); free some space or choose another "
+                         "folder with -op") from None
     except BaseException:
         temporary.unlink(missing_ok=True)
         raise
+
+
+@contextmanager
+def interrupts_deferred():
+    """Ctrl-C and SIGTERM held back for the block, then raised as KeyboardInterrupt at its end: for
+    writes that a signal must not cut in half. Only the main thread handles signals."""
+    import signal
+    import threading
+
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    caught = []
+    handlers = {number: signal.signal(number, lambda signum, frame: caught.append(signum))
+                for number in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        yield
+    finally:
+        for number, handler in handlers.items():
+            signal.signal(number, handler)
+    if caught:
+        raise KeyboardInterrupt
 
 
 def write_json(path: Path, data) -> None:

@@ -3,8 +3,8 @@
 (--compare-backends).
 
 Every metric of a map with itself is 1. SSIM compares maps scaled to [0, 1] by their own range
-(as the sanity-check papers do); a constant map is compared as all zeros. A correlation with a
-constant map is 1 where the maps are equal and 0 otherwise.
+(as the sanity-check papers do). The similarity of a constant map (an all-zero one) is undefined:
+every metric is NaN, with the reason in `undefined`; so is a correlation with one.
 """
 from __future__ import annotations
 
@@ -26,7 +26,7 @@ def _unit(values: np.ndarray) -> np.ndarray:
 def _correlation(function, a: np.ndarray, b: np.ndarray) -> float:
     a, b = a.ravel().astype(np.float64), b.ravel().astype(np.float64)
     if a.std() == 0 or b.std() == 0:
-        return float(np.array_equal(a, b))
+        return float("nan")
     return float(function(a, b).statistic)
 
 
@@ -56,7 +56,16 @@ def hog_similarity(a: np.ndarray, b: np.ndarray) -> float:
     return _correlation(pearsonr, *features)
 
 
-def similarities(original: np.ndarray, other: np.ndarray) -> dict[str, float]:
+def constant_reason(original: np.ndarray, other: np.ndarray) -> str | None:
+    """Why a similarity of the two maps is undefined (one is constant), or None."""
+    constant = [name for name, values in (("original", original), ("compared", other)) if np.ptp(values) == 0]
+    return f"the {' and the '.join(constant)} map is constant: a similarity to it is undefined" if constant else None
+
+
+def similarities(original: np.ndarray, other: np.ndarray) -> dict[str, float | str]:
+    undefined = constant_reason(original, other)
+    if undefined:
+        return {**dict.fromkeys(("spearman", "spearman_abs", "ssim", "hog"), float("nan")), "undefined": undefined}
     return {
         "spearman": _correlation(spearmanr, original, other),
         "spearman_abs": _correlation(spearmanr, np.abs(original), np.abs(other)),

