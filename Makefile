@@ -24,9 +24,6 @@ $(VENV)/.installed: requirements.txt pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
 	$(PY) -m pip install --quiet -r requirements.txt
-	# zennit (PyTorch LRP) requires torchvision, which does not load beside the CPU torch pinned
-	# here and which heatkit does not use (heatkit/methods/_zennit.py stands in for it)
-	$(PY) -m pip install --quiet --no-deps zennit==0.5.1
 	$(PY) -m pip install --quiet --no-deps -e .
 	touch $@
 

@@ -15,7 +15,8 @@ defaults and meaning are declared too (the method dicts below are generated from
 image_size = 227  # side of the square grayscale input; odd, so that one pixel is the center
 num_classes = 256  # class j is the gray level j / (num_classes - 1): 256 gives the 8-bit value
 model_path = "models/center_pixel.h5"  # default -mp; the PyTorch twin is the same stem with .pt
-weights = None  # the state dict of a model given as code (-mp net.py:factory); --weights
+weights = None  # the weights of a model given as code (net.py:factory) or by name (torchvision:resnet50); --weights
+custom_objects = None  # a Python file defining a Keras model's custom layers (its code runs); --custom-objects
 
 center_pixel = dict(
     alpha=10.0,  # confidence: logit_j = alpha * (2*p*j - j^2) + (terms equal for every class)

@@ -24,7 +24,6 @@ sys.path.insert(0, str(ROOT / "examples"))
 
 import heatkit  # noqa: E402
 from heatkit.base import frameworks  # noqa: E402
-from heatkit.methods._zennit import zennit  # noqa: E402
 from heatkit.pipeline import faithfulness  # noqa: E402
 
 PARAMS = {"curves": True, "patch": 1, "regions_per_step": 1, "ranking": "signed", "baseline": "constant", "fill": 0.0,
@@ -47,7 +46,6 @@ def ours(model, image, target, attribution, per_step):
 
 def quantus_deletion(net, image, target, attribution, per_step):
     """Timed on a second map, as ours."""
-    zennit()  # quantus imports zennit, which imports torchvision: the stand-in first
     import quantus
 
     metric = quantus.PixelFlipping(features_in_step=per_step, perturb_baseline=0.0, abs=False, normalise=False,

@@ -20,7 +20,7 @@ random image. Settings override settings.py: {"ig.steps": 128} or {"ig": {"steps
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import numpy as np
@@ -54,10 +54,16 @@ def settings(overrides: dict | list[str] | None = None) -> dict:
     return config.load(overrides or {})
 
 
-def load_model(model: Source = None, *, settings: dict | list[str] | None = None, trust: bool = False) -> Model:
-    """The model wrapper for a file (default: the model_path setting) or an object. `trust` allows
-    files whose loading runs code (Keras Lambda layers)."""
-    return _model(model, config.load(settings or {}), trust, progress=True)
+def load_model(model: Source = None, *, weights: str | Path | None = None, settings: dict | list[str] | None = None,
+               trust: bool = False) -> Model:
+    """The model wrapper for a file (default: the model_path setting), a name
+    ("torchvision:resnet50", "timm:vit_small_patch16_224") or code ("net.py:factory") with its
+    `weights`, or an object. `trust` allows files whose loading runs code (Keras Lambda layers,
+    modules saved whole, code)."""
+    cfg = config.load(settings or {})
+    if weights is not None:
+        cfg = config.update(cfg, {"weights": str(weights)})
+    return _model(model, cfg, trust, progress=True)
 
 
 def explain(model: Source = None, images: Images = None, methods: str | list[str] = "all", *,
@@ -69,7 +75,7 @@ def explain(model: Source = None, images: Images = None, methods: str | list[str
     a model's Keras version and its PyTorch twin alike; `center_level` sets the center pixel to an
     8-bit gray level first; `labels` names the classes in the figure. A method that raises, or that
     does not apply to the model, is reported and the others still run; Ctrl-C keeps what finished."""
-    cfg = config.load(settings or {})
+    cfg = config.load(_layers_named(settings, model))
     keys = _methods(methods, compare_backends)
     files = _check_inputs(images, center_level)
     model = _model(model, cfg, trust, progress)
@@ -189,7 +195,8 @@ def explain_dataset(model: str | Path | None = None, dataset: str = "random:100"
     loaded = _model(model, cfg, trust, progress)
     backend = loaded.gradient_backend(cfg["backend"])
     images, notes = dataset_mode.items(dataset, loaded, cfg)
-    name = "".join(char if char.isalnum() else "_" for char in f"{dataset}_{Path(loaded.name.partition(':')[0]).stem}")
+    stem = loaded.named.architecture if loaded.named else Path(loaded.name.partition(":")[0]).stem
+    name = "".join(char if char.isalnum() else "_" for char in f"{dataset}_{stem}")
     folder = Path(out or cfg["out_path"]) / f"dataset_{name}"
     job = dataset_mode.Job(str(loaded.source), trust, cfg, tuple(keys), backend, str(folder.resolve()))
     found = dataset_mode.run(job, images, loaded, scheduler, workers, batch_size, progress, cfg["scheduler_timeout"])
@@ -205,6 +212,45 @@ def _model(source: Source, cfg: dict, trust: bool, progress: bool) -> Model:
     """The model, set up with the run's preprocessing and engine options."""
     return source.configure(cfg, progress) if isinstance(source, Model) else \
         Model.from_settings(cfg["model_path"] if source is None else source, cfg, trust, progress)
+
+
+def _layers_named(settings: dict | list[str] | None, model: Source) -> dict | list[str]:
+    """The settings with each layer object in them (a module of the torch.nn.Module given, a Keras
+    layer), as in {"gradcam.layers": [net.layer3, net.layer4]}, replaced by its name in the model."""
+    if not isinstance(settings, dict):
+        return settings or {}
+    flat = config.flatten(settings)
+    if not any(isinstance(value, list) and any(_is_layer(item) for item in value) for value in flat.values()):
+        return settings
+    modules = _module_names(model)
+    found = {}
+    for key, value in flat.items():
+        if isinstance(value, list) and any(_is_layer(item) for item in value):
+            value = [_layer_name(item, modules, key) if _is_layer(item) else item for item in value]
+        found[key] = value
+    return found
+
+
+def _is_layer(item) -> bool:
+    return not isinstance(item, (str, int, float, bool, type(None), list, tuple, dict))
+
+
+def _module_names(model: Source) -> dict[int, str]:
+    """The module path of each submodule of a PyTorch model given as an object, by id."""
+    if isinstance(model, Model):
+        model = model.torch.module if "torch" in model.frameworks else None
+    return {id(module): name for name, module in model.named_modules() if name} \
+        if hasattr(model, "named_modules") else {}
+
+
+def _layer_name(item, modules: dict[int, str], key: str) -> str:
+    """A torch module's path in the model, or a Keras layer's name."""
+    if id(item) in modules:
+        return modules[id(item)]
+    if type(item).__module__.startswith(("keras", "tensorflow")) and hasattr(item, "name"):
+        return item.name
+    raise UsageError(f"{key}: a {type(item).__name__} given is not a layer of the model explained; give the "
+                     "model's own layers (with the model as an object), or their names")
 
 
 def _methods(methods: str | list[str], compare_backends: bool = False) -> list[str]:
@@ -286,7 +332,7 @@ def _check_target(target: int | None, model: Model) -> None:
 def _experiment_setup(model, image, methods, settings, center_level, trust, progress, target):
     """What every experiment starts from: the model, the settings, the methods, the gradient
     family's framework, and the one image."""
-    cfg = config.load(settings or {})
+    cfg = config.load(_layers_named(settings, model))
     keys = _methods(methods)
     files = _check_inputs(image, center_level)
     if len(files) > 1 or isinstance(image, (list, tuple)) and len(image) > 1:
@@ -302,7 +348,7 @@ def _experiment_setup(model, image, methods, settings, center_level, trust, prog
 def _request(function: str, model: Model, files: list[Path], keys: list[str], **options) -> dict:
     """What run.json records of a call: enough to repeat it, where the model and images are files."""
     return {"function": function, "model": model.source, "model_object": model.name, "dtype": model.dtype,
-            "head": model.head.record(), "images": [str(path) for path in files] or None, "methods": keys, **options}
+            "head": model.head.record(), "preprocess": asdict(model.preprocess), "images": [str(path) for path in files] or None, "methods": keys, **options}
 
 
 def _provenance(found: Experiment, stem: str, request: dict) -> Experiment:

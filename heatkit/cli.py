@@ -41,11 +41,16 @@ def build_parser() -> Parser:
     parser.add_argument("-ip", "--img_path", type=Path, nargs="+", metavar="IMAGE",
                         help="image files (any format PIL reads) and folders of them; default: a seeded random image")
     parser.add_argument("-mp", "--model_path",
-                        help="Keras classifier (.h5/.keras), TorchScript classifier (.pt), or PyTorch code as "
-                             "net.py:factory (with --weights and --trust-model); a model from create_model.py brings "
-                             "its twin (default: settings.model_path)")
+                        help="a model by name, torchvision:resnet50 or timm:vit_small_patch16_224 (with --weights); "
+                             "an ONNX file (.onnx); a Keras classifier (.h5, .keras, a SavedModel folder); a "
+                             "TorchScript classifier (.pt); PyTorch code as net.py:factory (with --weights and "
+                             "--trust-model); a model from create_model.py brings its twin (default: "
+                             "settings.model_path)")
     parser.add_argument("--weights", type=Path, metavar="FILE",
-                        help="the state dict of a model given as code, loaded with weights_only=True")
+                        help="the weights of a model given as code or by name: a state dict (loaded with "
+                             "weights_only=True) or a .safetensors file")
+    parser.add_argument("--custom-objects", type=Path, metavar="FILE.py",
+                        help="a Python file defining the custom layers of a Keras model (with --trust-model)")
     parser.add_argument("-hm", "--heatmap_methods", nargs="+", default=["all"], metavar="KEY",
                         help="methods to run: keys below, a family, or all (default: all)")
     parser.add_argument("-cl", "--clamp_label", type=int, metavar="CLASS",
@@ -262,7 +267,8 @@ def flag_settings(args) -> list[str]:
     """The settings that the command line's flags stand for, as --set overrides (after --set's own)."""
     from heatkit.base.images import IMAGENET
 
-    flags = {"model_path": args.model_path, "weights": args.weights, "out_path": args.out_path, "seed": args.seed,
+    flags = {"model_path": args.model_path, "weights": args.weights, "custom_objects": args.custom_objects,
+             "out_path": args.out_path, "seed": args.seed,
              "backend": args.backend, "device": args.device, "input_size": args.input_size,
              "skip_bad_images": args.skip_bad_images or None}
     overrides = [f"{key}={value if isinstance(value, (int, list)) else str(value)!r}" for key, value in flags.items()

@@ -1,4 +1,4 @@
-"""LRP on PyTorch through zennit 0.5.1 (Anders et al., "Software for dataset-wide XAI"): its rules
+"""LRP on PyTorch through zennit 0.5.1 (zennit 1.0 needs Python 3.11.11 or newer; Anders et al., "Software for dataset-wide XAI"): its rules
 as hooks on every layer, applied to a copy of the model's graph where residual additions and
 BatchNorms have the form LRP needs.
 
@@ -10,17 +10,11 @@ those only in torchvision's ResNets (and in Sequentials): for any model, the gra
 torch.fx, every addition of two tensors becomes a Sum, and every BatchNorm that follows a
 convolution or linear layer is merged into it (a BatchNorm elsewhere takes the layer rule itself).
 TorchScript modules have no Python graph to rewrite.
-
-zennit 0.5.1 imports its torchvision canonizers at import time; PyPI's torchvision does not
-load beside the CPU build of torch pinned here, so zennit is imported with a stand-in for the two
-torchvision classes it names (the canonizers that use them are never used here).
 """
 from __future__ import annotations
 
 import functools
 import operator
-import sys
-import types
 
 from heatkit.base import frameworks
 from heatkit.base.errors import NotApplicable
@@ -37,25 +31,11 @@ def SAFE(values):
 
 
 def zennit():
-    """The zennit package, imported with a torchvision stand-in where torchvision does not load."""
-    try:
-        import torchvision  # noqa: F401
-        import zennit
-        return zennit
-    except ImportError:
-        pass
-    torch = frameworks.torch()
-    stand_in = {name: types.ModuleType(name) for name in ("torchvision", "torchvision.models",
-                                                          "torchvision.models.resnet")}
-    for cls in ("Bottleneck", "BasicBlock"):
-        setattr(stand_in["torchvision.models.resnet"], cls, type(cls, (torch.nn.Module,), {}))
-    sys.modules.update(stand_in)
-    try:
-        import zennit
-        import zennit.attribution, zennit.canonizers, zennit.composites, zennit.layer, zennit.rules  # noqa: E401
-    finally:
-        for name in stand_in:
-            sys.modules.pop(name, None)
+    """The zennit package with the modules used here, imported when LRP first runs (it imports
+    torchvision, which `-h` should not wait for)."""
+    import zennit
+    import zennit.canonizers, zennit.composites, zennit.core, zennit.layer, zennit.rules, zennit.types  # noqa: E401
+
     return zennit
 
 
@@ -157,6 +137,11 @@ def _lrp_graph(net):
     except NotApplicable as reason:
         raise NotApplicable(f"{NO_GRAPH}, and {reason}") from None
     _refuse_unsupported(graph, torch)
+    pools = {F.adaptive_avg_pool2d: torch.nn.AdaptiveAvgPool2d, F.avg_pool2d: torch.nn.AvgPool2d}
+    for node in [node for node in graph.graph.nodes if node.op == "call_function" and node.target in pools
+                 and not any(hasattr(arg, "op") for arg in [*node.args[1:], *node.kwargs.values()])]:
+        _replace(graph, node, f"heatkit_pool_{node.name}", pools[node.target](*node.args[1:], **node.kwargs),
+                 node.args[0])  # a pooling called as a function (MobileNetV2's), as the module that takes a rule
     functional = [node for node in graph.graph.nodes if node.op == "call_function" and node.target in linear_functions]
     if functional:
         raise NotApplicable(f"LRP gives each layer's rule to its module, and this model calls "
@@ -212,8 +197,18 @@ def _refuse_unsupported(graph, torch) -> None:
 
 
 def _computed_nodes(node) -> int:
-    """How many of a node's arguments are computed tensors (not parameters or constants)."""
-    return sum(hasattr(arg, "op") and arg.op not in ("get_attr",) for arg in node.args[:2])
+    """How many of a node's arguments are computed tensors (not parameters, constants or sizes)."""
+    return sum(hasattr(arg, "op") and arg.op != "get_attr" and not _is_size(arg) for arg in node.args[:2])
+
+
+def _is_size(node) -> bool:
+    """A number computed from tensors' shapes (torchvision's ViT multiplies its patch grid's sides)."""
+    if node.op == "call_method" and node.target in ("size", "dim"):
+        return True
+    if node.op == "call_function" and node.target is getattr:
+        return node.args[1] in ("shape", "ndim")
+    inputs = node.all_input_nodes
+    return node.op == "call_function" and bool(inputs) and all(_is_size(arg) for arg in inputs)
 
 
 def _replace(graph, node, name: str, module, argument) -> None:

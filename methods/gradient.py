@@ -1,10 +1,10 @@
 """Gradient (Simonyan et al. 2014): d logit_target / d input."""
-from heatkit.methods import _captum, _innvestigate, channel_sum
+from heatkit.methods import _captum, _keras_rules, channel_sum
 from heatkit.methods._entry import Method, Needs, Paper
 
 
 def keras(model, image, target, params):
-    return channel_sum(_innvestigate.analyze(model, "gradient", image[None], target)[0])
+    return channel_sum(_keras_rules.plain_gradient(model.keras)(image[None], target)[0])
 
 
 def torch(model, image, target, params):

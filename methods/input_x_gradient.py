@@ -1,10 +1,10 @@
 """Input x Gradient (Shrikumar et al. 2016): the input times the gradient, pixel by pixel."""
-from heatkit.methods import _captum, _innvestigate, channel_sum
+from heatkit.methods import _captum, _keras_rules, channel_sum
 from heatkit.methods._entry import Method, Needs, Paper
 
 
 def keras(model, image, target, params):
-    return channel_sum(_innvestigate.analyze(model, "input_t_gradient", image[None], target)[0])
+    return channel_sum(image * _keras_rules.plain_gradient(model.keras)(image[None], target)[0])
 
 
 def torch(model, image, target, params):

@@ -5,14 +5,14 @@ Both backends use the same quadrature, captum's rules by their captum names: gra
 rule's points alpha_k on the path, weighted by its step sizes. captum's riemann_trapezoid
 weights, copied here so that the backends agree, are 1/steps with both ends halved: they sum to
 1 - 1/steps, not 1, so that rule's total falls short of logit(x) - logit(reference) by 1/steps.
-On Keras the gradients come from
-innvestigate's Gradient analyzer (innvestigate's own IntegratedGradients has one fixed rule, the
-mean over evenly spaced points, both ends included, which no captum rule equals).
+On Keras the gradients at those points come from one tf.gradients of the logits
+(innvestigate's own IntegratedGradients has one fixed rule, the mean over evenly spaced points,
+both ends included, which no captum rule equals).
 """
 import numpy as np
 
 from heatkit.base.rules import Choice, Float, Int
-from heatkit.methods import _captum, _innvestigate, channel_sum
+from heatkit.methods import _captum, _keras_rules, channel_sum
 from heatkit.methods._entry import Method, Needs, Paper, Setting, Settings
 
 
@@ -20,7 +20,7 @@ def keras(model, image, target, params):
     reference = np.full_like(image, params["reference"])
     alphas, weights = path_rule(params["rule"], params["steps"])
     points = reference[None] + alphas[:, None, None, None] * (image - reference)[None]
-    gradients = _innvestigate.analyze(model, "gradient", points, target)
+    gradients = _keras_rules.plain_gradient(model.keras)(points, target)
     return channel_sum((image - reference) * np.tensordot(weights, gradients, axes=1))
 
 

@@ -9,14 +9,14 @@ generator and takes an absolute std.
 import numpy as np
 
 from heatkit.base.rules import Choice, Float, Int
-from heatkit.methods import _captum, _innvestigate, channel_sum
+from heatkit.methods import _captum, _keras_rules, channel_sum
 from heatkit.methods._entry import SEED, Method, Needs, Paper, Setting, Settings
 
 POSTPROCESS = {None: lambda g: g, "abs": np.abs, "square": np.square}
 
 
 def keras(model, image, target, params):
-    return _smoothgrad(lambda batch: _innvestigate.analyze(model, "gradient", batch, target), image, params)
+    return _smoothgrad(lambda batch: _keras_rules.plain_gradient(model.keras)(batch, target), image, params)
 
 
 def torch(model, image, target, params):

@@ -89,9 +89,6 @@ def quantus_case():
 
 
 def quantus():
-    from heatkit.methods._zennit import zennit
-
-    zennit()  # quantus imports zennit, which imports torchvision: the stand-in first
     import quantus
     return quantus
 

@@ -227,6 +227,33 @@ def probe_weights(small, tmp_path, capsys):
     assert not np.allclose(*maps)
 
 
+CUSTOM_LAYER = "import tensorflow as tf\n\n\nclass Double(tf.keras.layers.Layer):\n    def call(self, inputs):\n" \
+               "        return 2.0 * inputs\n"
+
+
+def probe_custom_objects(small, tmp_path, capsys):
+    """A Keras file with a custom layer (x -> 2x before a Dense): refused without its code, and with
+    it, the gradient of class 1 is twice the Dense layer's column."""
+    import importlib.util
+
+    tf = frameworks.tensorflow()
+    (tmp_path / "double.py").write_text(CUSTOM_LAYER)
+    spec = importlib.util.spec_from_file_location("double", tmp_path / "double.py")
+    double = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(double)
+    inputs = tf.keras.Input((15, 15, 1))
+    dense = tf.keras.layers.Dense(3, kernel_initializer=tf.keras.initializers.GlorotNormal(seed=0))
+    model = tf.keras.Model(inputs, dense(double.Double()(tf.keras.layers.Flatten()(inputs))))
+    model.save(tmp_path / "custom.keras")
+    assert run_cli("-mp", tmp_path / "custom.keras", "-hm", "grad", "-op", tmp_path / "out", "-q") == 2
+    assert "layers Keras does not know, Double" in capsys.readouterr().err
+    assert run_cli("-mp", tmp_path / "custom.keras", "--trust-model", "--set",
+                   f"custom_objects={str(tmp_path / 'double.py')!r}", "-cl", 1, "-hm", "grad", "-op", tmp_path / "out",
+                   "-q") == 0
+    grad = np.load(only_folder(tmp_path / "out") / "heatmaps.npz")["grad"]
+    np.testing.assert_allclose(grad, 2 * dense.get_weights()[0][:, 1].reshape(15, 15), rtol=1e-6)
+
+
 def probe_backend(small, tmp_path, capsys):
     assert run_cli("-mp", small, "--set", "backend='torch'", "-hm", "grad", "-op", tmp_path, "-q") == 0
     scores = scores_of(tmp_path)

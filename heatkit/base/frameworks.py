@@ -1,9 +1,10 @@
 """The one place TensorFlow and PyTorch are imported, lazily, so that `-h` stays instant.
 
-TensorFlow comes up in graph mode (innvestigate 2.1.2 needs eager execution off before a
-Keras model is built or loaded), without Grappler's graph rewrites, and quiet unless
-`verbose(True)` was called first. Each Keras model keeps its own precision: code that builds
-graphs on a model of another float type than Keras' default runs inside `keras_floatx(dtype)`.
+TensorFlow stays in eager mode, the process's and the notebook's; innvestigate 2.1.2 needs graph
+mode, which each Keras model gets in a graph and session of its own (`keras_graph`), without
+Grappler's graph rewrites. TensorFlow is quiet unless `verbose(True)` was called first. Each Keras
+model keeps its own precision: code that builds graphs on a model of another float type than
+Keras' default runs inside `keras_floatx(dtype)`.
 """
 from __future__ import annotations
 
@@ -31,19 +32,30 @@ def _quiet() -> None:
 
 
 def tensorflow():
-    """TensorFlow, set up once for the Keras path."""
+    """TensorFlow, quiet unless verbose. The process stays in eager mode, as a notebook expects:
+    every Keras model the toolkit analyzes lives in a graph and session of its own
+    (heatkit/model/keras_net.py), which innvestigate's graph mode needs."""
     _quiet()
     import tensorflow as tf
 
-    if tf.executing_eagerly():
-        if not _verbose:
-            import absl.logging
+    if not _verbose:
+        import absl.logging
 
-            absl.logging.set_verbosity(absl.logging.ERROR)
-            tf.get_logger().setLevel(logging.ERROR)
-        tf.compat.v1.disable_eager_execution()
-        tf.compat.v1.keras.backend.set_session(session(tf.compat.v1.get_default_graph()))
+        absl.logging.set_verbosity(absl.logging.ERROR)
+        tf.get_logger().setLevel(logging.ERROR)
     return tf
+
+
+def inference_graph():
+    """A new TensorFlow graph and session for a Keras model at inference: the graph's learning
+    phase is fixed at 0, so that BatchNorm and Dropout layers built in it make no tf.cond on it (a
+    ResNet50's first gradient took 17 s through those conds, 6 s without; its forward pass half
+    the time)."""
+    tf = tensorflow()
+    graph = tf.Graph()
+    with graph.as_default():
+        tf.compat.v1.keras.backend.set_learning_phase(0)
+    return graph, session(graph)
 
 
 def session(graph):
@@ -57,12 +69,56 @@ def session(graph):
     return tf.compat.v1.Session(graph=graph, config=config)
 
 
+_graph_depth = 0  # keras_graph blocks entered and not left
+_graph_classes: set = set()  # the Keras classes a graph-mode build rewrote, given back to eager mode since
+
+
 @contextmanager
 def keras_graph(graph, session, dtype: str):
     """`graph` and `session` as TensorFlow's and Keras' defaults, and `dtype` as Keras' float type,
-    for the block: where a Keras model of that graph is built, loaded, read or analyzed."""
-    with graph.as_default(), session.as_default(), keras_floatx(dtype):
-        yield
+    for the block: where a Keras model of that graph is built, loaded, read or analyzed.
+
+    Keras chooses between its graph-mode (v1) and eager (v2) classes by rewriting their base
+    classes as each object is made, and leaves them so: after a graph-mode build, a notebook's
+    eager model (its Sequential, its Dense layers) failed to predict. Leaving the outermost block
+    gives every class a graph-mode build rewrote back to eager mode; entering one gives them back
+    to graph mode, for the models built there before."""
+    global _graph_depth
+    tf = tensorflow()
+    if _graph_depth == 0 and _graph_classes:
+        _rebase(_graph_classes, eager=False)
+    _graph_depth += 1
+    try:
+        with graph.as_default(), session.as_default(), keras_floatx(dtype):
+            yield
+    finally:
+        _graph_depth -= 1
+        if _graph_depth == 0 and tf.executing_eagerly():
+            _graph_classes.update(_graph_mode_classes())
+            _rebase(_graph_classes, eager=True)
+
+
+def _graph_mode_classes() -> list:
+    """The Keras classes whose bases are graph-mode (v1) classes now."""
+    from keras.src.engine import base_layer, base_layer_v1, training_v1
+
+    graph_bases = (base_layer_v1.Layer, training_v1.Model)
+    found, queue = [], [base_layer.Layer]
+    while queue:
+        for cls in queue.pop().__subclasses__():
+            queue.append(cls)
+            if cls not in graph_bases and any(base in graph_bases for base in cls.__bases__):
+                found.append(cls)
+    return found
+
+
+def _rebase(classes, eager: bool) -> None:
+    from keras.src.engine import base_layer, base_layer_v1, training, training_v1
+    from keras.src.utils.version_utils import swap_class
+
+    for cls in classes:
+        swap_class(cls, training.Model, training_v1.Model, eager)
+        swap_class(cls, base_layer.Layer, base_layer_v1.Layer, eager)
 
 
 @contextmanager

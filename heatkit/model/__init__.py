@@ -17,6 +17,7 @@ from __future__ import annotations
 import contextlib
 import json
 from collections import Counter
+from dataclasses import replace
 from functools import cached_property
 from pathlib import Path
 
@@ -26,6 +27,8 @@ from heatkit.base import data, frameworks
 from heatkit.base.engine import AffineSplit, Engine, EngineOptions
 from heatkit.base.errors import NotApplicable, UsageError
 from heatkit.base.images import Preprocess
+from heatkit.model import zoo
+from heatkit.model.files import is_keras_saved_model
 
 KERAS_SUFFIXES = (".h5", ".keras")
 TORCH_SUFFIXES = (".pt", ".pth")
@@ -41,18 +44,27 @@ class Model:
 
     def __init__(self, source, evaluate_with: str = "auto", engine_options: EngineOptions = EngineOptions(),
                  preprocess: Preprocess = Preprocess(), device: str = "auto", trust: bool = False,
-                 input_size: list[int] | None = None, weights: str | Path | None = None, output=None):
+                 input_size: list[int] | None = None, weights: str | Path | None = None, output=None,
+                 custom_objects: str | Path | None = None):
         self.evaluate_with, self.engine_options = evaluate_with, engine_options
         self.preprocess, self.device, self.trust, self.input_size = preprocess, device, trust, input_size
         self.output = output  # the classifier's element of a PyTorch model's tuple or dict output
+        self.custom_objects = Path(custom_objects) if custom_objects is not None else None  # a Keras model's layers
+        if self.custom_objects is not None and not trust:
+            raise UsageError(f"--custom-objects {custom_objects} runs that file's code; give --trust-model if you "
+                             "trust it")
         self.weights = Path(weights) if weights is not None else None
         self.evaluations: Counter = Counter()  # model evaluations by the engine, by path ("full", "fast", "windowed")
         self.meter = None  # the running method's progress (heatkit/pipeline/explain.py sets it)
         self.card: dict = {}
+        self.named = None  # a model by name (heatkit/model/zoo.py)
         self._loaders = {}  # framework -> a function giving its net
         self.path = None  # the model file
         self.source = str(source) if isinstance(source, (str, Path)) else None  # the file or code it was read from
-        if isinstance(source, (str, Path)) and ".py:" in str(source):
+        if zoo.is_named(source):
+            self.name = str(source)
+            self._from_zoo(zoo.parse(str(source)))
+        elif isinstance(source, (str, Path)) and ".py:" in str(source):
             self.name = str(source)
             self._from_code(str(source))
         elif isinstance(source, (str, Path)):
@@ -63,23 +75,30 @@ class Model:
             self.name = f"the {type(source).__name__} given"
             self._from_object(source)
         if self.weights is not None and self.path is not None:
-            raise UsageError(f"--weights goes with a model given as code (-mp net.py:factory), not with {self.path}")
+            raise UsageError(f"--weights goes with a model given as code (-mp net.py:factory) or by name "
+                             f"(-mp torchvision:resnet50), not with {self.path}")
 
     @classmethod
     def from_settings(cls, source, cfg: dict, trust: bool = False, progress: bool = True) -> "Model":
         """The model a run's validated settings describe: its device, input size, weights,
         preprocessing and engine options."""
         model = cls(source, evaluate_with=cfg["evaluate_with"], device=cfg["device"], trust=trust,
-                    input_size=cfg["input_size"], weights=cfg["weights"], output=cfg["output"])
+                    input_size=cfg["input_size"], weights=cfg["weights"], output=cfg["output"],
+                    custom_objects=cfg["custom_objects"])
         return model.configure(cfg, progress)
 
     def configure(self, cfg: dict, progress: bool = True) -> "Model":
-        """Takes the run's preprocessing and engine options."""
+        """Takes the run's preprocessing (a named model's family's mean and std where the settings
+        give none) and engine options."""
         if cfg["device"] == "cuda" and not frameworks.torch().cuda.is_available():
             raise UsageError("device cuda: PyTorch finds no CUDA device here; use --device cpu or auto")
         self.preprocess = Preprocess(**cfg["preprocess"])
         self.engine_options = EngineOptions(**cfg["perturbation"], progress=progress)
-        self.preprocess.check(self.input_shape[-1])
+        channels = self.input_shape[-1]
+        family = self.torch.family_preprocess if self.named else None
+        if family and self.preprocess.mean is None and self.preprocess.std is None:
+            self.preprocess = replace(self.preprocess, mean=tuple(family["mean"]), std=tuple(family["std"]))
+        self.preprocess.check(channels)
         return self
 
     def _from_code(self, source: str) -> None:
@@ -93,11 +112,26 @@ class Model:
         self._loaders["torch"] = lambda: TorchNet.load_code(source, self.weights, self.torch_device, self.input_size,
                                                             self.output)
 
+    def _from_zoo(self, named) -> None:
+        from heatkit.model.torch_net import TorchNet
+
+        self.named = named
+        self._loaders["torch"] = lambda: TorchNet.load_named(named, self.weights, self.torch_device, self.input_size,
+                                                             self.output)
+
     def _from_file(self) -> None:
+        from heatkit.model.keras_net import KerasNet
+        from heatkit.model.torch_net import TorchNet
+
+        if is_keras_saved_model(self.path):
+            self._loaders["keras"] = lambda: KerasNet.load(self.path, self.trust, self.custom_objects)
+            return
         if self.path.is_dir():
-            kind = "a TensorFlow SavedModel folder" if (self.path / "saved_model.pb").is_file() else "a folder"
-            raise UsageError(f"-mp {self.path} is {kind}; give a model file: Keras (.h5, .keras) or PyTorch "
-                             "(.pt, .pth)")
+            kind = ("a TensorFlow SavedModel folder that Keras did not write; export it to ONNX (python -m "
+                    f"tf2onnx.convert --saved-model {self.path} --output model.onnx) and give the .onnx file") \
+                if (self.path / "saved_model.pb").is_file() else \
+                "a folder; give a model file: Keras (.h5, .keras), PyTorch (.pt, .pth) or ONNX (.onnx)"
+            raise UsageError(f"-mp {self.path} is {kind}")
         if not self.path.is_file():
             ours = self.path.parent.name == "models" and self.path.stem in PROJECT_MODELS
             raise UsageError(f"model file {self.path} not found; " + (
@@ -105,8 +139,13 @@ class Model:
         if self.path.suffix == ".py":
             raise UsageError(f"-mp {self.path}: name the function or class in it that builds the model, as "
                              "path/to/net.py:factory")
+        if self.path.suffix == ".onnx":
+            self._loaders["torch"] = lambda: TorchNet.load_onnx(self.path, self.torch_device, self.input_size,
+                                                                self.output)
+            return
         if self.path.suffix not in (*KERAS_SUFFIXES, *TORCH_SUFFIXES):
-            raise UsageError(f"{self.path}: give a Keras model (.h5, .keras) or a PyTorch model (.pt, .pth)")
+            raise UsageError(f"{self.path}: give a Keras model (.h5, .keras), a PyTorch model (.pt, .pth) or an ONNX "
+                             "model (.onnx)")
         card_path = self.path.with_suffix(".json")
         self.card = json.loads(card_path.read_text()) if card_path.is_file() else {}
         own = "torch" if self.path.suffix in TORCH_SUFFIXES else "keras"
@@ -114,11 +153,8 @@ class Model:
         twin = self.path.with_suffix(".h5" if own == "torch" else ".pt")
         if "twin" in self.card and twin.is_file():
             files["keras" if own == "torch" else "torch"] = twin
-        from heatkit.model.keras_net import KerasNet
-        from heatkit.model.torch_net import TorchNet
-
         if "keras" in files:
-            self._loaders["keras"] = lambda: KerasNet.load(files["keras"], self.trust)
+            self._loaders["keras"] = lambda: KerasNet.load(files["keras"], self.trust, self.custom_objects)
         if "torch" in files:
             self._loaders["torch"] = (lambda: TorchNet.load_twin(files["torch"], self.card, self.torch_device)) \
                 if "twin" in self.card else (lambda: TorchNet.load_file(files["torch"], self.torch_device,
@@ -259,7 +295,7 @@ class Model:
                          f"float32 from its {half} logits, which resolve about {2 if half == 'bfloat16' else 3} "
                          "significant digits, so a perturbation that moves a logit by less changes nothing"
                          + (" (LRP analyzes a float32 copy of it)" if self.evaluator_framework == "keras" else ""))
-        if self.source and ".py:" in self.source and self.weights is None:
+        if self.source and (".py:" in self.source or self.named) and self.weights is None:
             notes.append(f"{self.name} is given no --weights: it runs with the random weights its code initializes")
         return notes
 

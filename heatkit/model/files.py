@@ -11,7 +11,19 @@ from heatkit.base.errors import UsageError
 
 def refuse_code_layers(path: Path) -> None:
     """UsageError if the Keras file holds a Lambda layer: loading one runs the Python code stored in
-    the file. Reads the file's JSON config only."""
+    the file. Reads the file's JSON config only (a SavedModel folder's Keras metadata)."""
+    if path.is_dir():
+        if b'"class_name": "Lambda"' in (path / "keras_metadata.pb").read_bytes():
+            raise UsageError(f"{path} holds a Lambda layer, whose Python code would run on loading; give "
+                             "--trust-model if you trust the folder")
+        return
+    if '"class_name": "Lambda"' in json.dumps(keras_config(path)):
+        raise UsageError(f"{path} holds a Lambda layer, whose Python code would run on loading; "
+                         "give --trust-model if you trust the file")
+
+
+def keras_config(path: Path) -> dict:
+    """The JSON config of a Keras .h5 or .keras file, read without building anything."""
     import h5py
 
     try:
@@ -22,13 +34,38 @@ def refuse_code_layers(path: Path) -> None:
             with h5py.File(path, "r") as handle:
                 text = handle.attrs.get("model_config", "")
                 text = text.decode() if isinstance(text, bytes) else text
-        config = json.loads(text)
+        return json.loads(text)
     except (OSError, KeyError, ValueError) as error:
         raise UsageError(f"cannot read {path} as a Keras model ({first_line(error)}); "
                          "give a Keras .h5 or .keras classifier") from None
-    if '"class_name": "Lambda"' in json.dumps(config):
-        raise UsageError(f"{path} holds a Lambda layer, whose Python code would run on loading; "
-                         "give --trust-model if you trust the file")
+
+
+def layer_classes(config: dict) -> set[str]:
+    """The class names of a Keras model config's layers, a nested model's included."""
+    names = set()
+    for layer in config.get("config", {}).get("layers", []):
+        names |= {layer["class_name"], *layer_classes(layer)}
+    return names
+
+
+def refuse_keras_3(path: Path) -> None:
+    """UsageError for a .keras file saved by Keras 3, which Keras 2.14 (innvestigate's) cannot read."""
+    if path.suffix != ".keras" or not zipfile.is_zipfile(path):
+        return
+    with zipfile.ZipFile(path) as archive:
+        try:
+            version = json.loads(archive.read("metadata.json")).get("keras_version", "")
+        except (KeyError, ValueError):
+            return
+    if version.startswith("3"):
+        raise UsageError(f"{path} was saved by Keras {version}, which the toolkit's Keras 2.14 cannot read; export "
+                         f"it to ONNX in Keras 3, model.export('{path.stem}.onnx', format='onnx'), and give "
+                         f"-mp {path.stem}.onnx")
+
+
+def is_keras_saved_model(path: Path) -> bool:
+    """A SavedModel folder that Keras wrote (and can load back as layers)."""
+    return path.is_dir() and (path / "saved_model.pb").is_file() and (path / "keras_metadata.pb").is_file()
 
 
 def archive_kind(path: Path) -> str | None:

@@ -120,6 +120,13 @@ def probabilities(head: Head, logits: np.ndarray) -> np.ndarray:
     return 1 / (1 + np.exp(-logits)) if head.sigmoid else softmax(logits)
 
 
-def output_key(key) -> str:
-    """The record's name of a tuple index or dict key."""
-    return "" if key is None else f"[{key!r}]"
+def probabilities_of_output(head: Head, output: np.ndarray) -> np.ndarray:
+    """The probabilities of a model's raw output (its final activation included), as the
+    frameworks' wrappers compute them from its logits: for a check against another runtime."""
+    output = np.asarray(output, dtype=np.float64)
+    if head.activation == "log_softmax":
+        output = np.exp(output)
+    if head.activation == "none":
+        logits = np.concatenate([-output, output], axis=-1) if head.binary else output
+        return probabilities(head, logits)
+    return np.concatenate([1 - output, output], axis=-1) if head.binary else output

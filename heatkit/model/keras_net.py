@@ -10,7 +10,7 @@ import numpy as np
 from heatkit.base import frameworks
 from heatkit.base.engine import AffineSplit
 from heatkit.base.errors import UsageError
-from heatkit.model.files import first_line, refuse_code_layers
+from heatkit.model.files import first_line, keras_config, layer_classes, refuse_code_layers, refuse_keras_3
 from heatkit.model.heads import Head, activation_of_values, check_classes, softmax
 
 
@@ -82,34 +82,47 @@ class KerasNet:
         return logits
 
     @classmethod
-    def load(cls, path: Path, trust: bool = False) -> "KerasNet":
-        """A Keras file, loaded into a graph and session of its own."""
+    def load(cls, path: Path, trust: bool = False, custom_objects: Path | None = None) -> "KerasNet":
+        """A Keras file or SavedModel folder, loaded into a graph and session of its own. Custom
+        layer classes come from the Python file `custom_objects` (its code runs: with trust only)."""
         tf = frameworks.tensorflow()
+        refuse_keras_3(path)
         if not trust:
             refuse_code_layers(path)
-        graph = tf.Graph()
-        session = frameworks.session(graph)
+        objects = _custom_objects(custom_objects) if custom_objects is not None else None
+        graph, session = frameworks.inference_graph()
         with frameworks.keras_graph(graph, session, tf.keras.backend.floatx()):
             try:
-                model = _load_keras(tf, path, trust)
+                model = _load_keras(tf, path, trust, objects)
             except (OSError, ValueError, TypeError, KeyError) as error:
-                raise UsageError(f"cannot load {path} as a Keras model ({first_line(error)}); "
-                                 "give a Keras .h5 or .keras classifier") from None
+                unknown = _unknown_layers(tf, path, objects or {})
+                if unknown:
+                    raise UsageError(f"{path} holds layers Keras does not know, {', '.join(unknown)}: give the Python "
+                                     "file that defines them with --custom-objects FILE.py --trust-model") from None
+                raise UsageError(f"cannot load {path} as a Keras model ({first_line(error)}); give a Keras .h5 "
+                                 "or .keras classifier, or a Keras SavedModel folder") from None
         return cls(model, graph, session, trust)
 
     @classmethod
     def wrap(cls, model) -> "KerasNet":
-        """A Keras model the caller built in this process, where it is: in its graph, with Keras'
-        session of that graph. Its code is the caller's own, so Lambda layers are trusted."""
-        import tensorflow as tf
-
-        if tf.executing_eagerly():
-            raise UsageError("this Keras model was built with eager execution, which innvestigate cannot analyze; "
-                             "build it after heatkit.tensorflow() (graph mode), or save it and give the file")
-        graph = model.inputs[0].graph
-        with graph.as_default():
-            session = tf.compat.v1.keras.backend.get_session()
-        return cls(model, graph, session, trusted=True)
+        """A Keras model the caller built in this process: rebuilt from its config and weights in a
+        graph and session of its own, so that the caller's eager session goes on as it was. Its
+        code is the caller's own, so Lambda layers are trusted."""
+        tf = frameworks.tensorflow()
+        if not hasattr(model, "get_config") or type(model).__name__ not in ("Functional", "Sequential", "Model"):
+            raise UsageError(f"a subclassed Keras model ({type(model).__name__}) has no config to rebuild it from; "
+                             "save it (model.save('model.keras')) and give the file, or build it with the functional "
+                             "API")
+        weights = model.get_weights()
+        graph, session = frameworks.inference_graph()
+        with frameworks.keras_graph(graph, session, model.inputs[0].dtype.name):
+            try:
+                copy = tf.keras.models.clone_model(model)
+            except (ValueError, TypeError, NotImplementedError) as error:
+                raise UsageError(f"cannot rebuild the Keras model given ({first_line(error)}); save it and give the "
+                                 "file") from None
+            copy.set_weights(weights)
+        return cls(copy, graph, session, trusted=True)
 
     def scope(self, dtype: str | None = None):
         """This model's graph, session and float type (or `dtype`) as the defaults for the block
@@ -219,20 +232,47 @@ def layer_named(model, name: str):
     return model
 
 
-def _load_keras(tf, path: Path, trust: bool):
+def _load_keras(tf, path: Path, trust: bool, objects: dict | None):
     """The Keras model in the file. Keras 2.14 loads a .keras file's weights with
     `variable.assign`, which in graph mode only builds assignment ops: we run them (the
     variables' initializers first), or the model would keep its initial weights."""
     if path.suffix != ".keras":
-        return tf.keras.models.load_model(path, compile=False)
+        return tf.keras.models.load_model(path, compile=False, custom_objects=objects)
     graph = tf.compat.v1.get_default_graph()
     before = set(graph.get_operations())
-    model = tf.keras.models.load_model(path, compile=False, safe_mode=not trust)
+    model = tf.keras.models.load_model(path, compile=False, safe_mode=not trust, custom_objects=objects)
     initializers = {variable.initializer for variable in model.variables}
     loads = [op for op in graph.get_operations()
              if op not in before and op.type in ("AssignVariableOp", "Assign") and op not in initializers]
     tf.compat.v1.keras.backend.get_session().run(loads)  # get_session initializes the variables first
     return model
+
+
+def _unknown_layers(tf, path: Path, objects: dict) -> list[str]:
+    """The layer classes of a Keras file that neither Keras nor `objects` defines."""
+    if path.is_dir():
+        return []
+    known = {"Functional", "Sequential", "Model", *objects}
+    return sorted(name for name in layer_classes(keras_config(path)) if name not in known and
+                  not hasattr(tf.keras.layers, name))
+
+
+def _custom_objects(path: Path) -> dict:
+    """The classes and functions a Python file defines, by name: a Keras model's custom layers."""
+    import importlib.util
+    import inspect
+
+    if not path.is_file():
+        raise UsageError(f"--custom-objects {path} not found; give the Python file that defines the model's layers")
+    spec = importlib.util.spec_from_file_location(f"heatkit_custom_{path.stem}", path)
+    module = importlib.util.module_from_spec(spec)
+    try:
+        spec.loader.exec_module(module)
+    except Exception as error:  # the user's code: its error, in one line
+        raise UsageError(f"--custom-objects {path}: running it failed ({type(error).__name__}: "
+                         f"{first_line(error)})") from None
+    return {name: value for name, value in vars(module).items() if not name.startswith("_") and
+            (inspect.isclass(value) or inspect.isfunction(value)) and getattr(value, "__module__", "") == module.__name__}
 
 
 def _reserve_layer_names(model) -> None:

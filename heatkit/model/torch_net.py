@@ -12,7 +12,8 @@ import numpy as np
 from heatkit.base import frameworks
 from heatkit.base.engine import AffineSplit
 from heatkit.base.errors import UsageError
-from heatkit.model import torch_head, twins, windows
+from heatkit.model import onnx_file, torch_head, twins, windows, zoo
+from heatkit.model import weights as weights_file
 from heatkit.model.files import archive_kind, first_line
 
 PROBE_SIZES = (224, 227, 32, 28, 64, 128, 256, 299)  # tried for a conv net's input side
@@ -37,6 +38,7 @@ class TorchNet:
         self.compute_dtype = self.torch.promote_types(self.dtype, self.torch.float32)
         self.input_shape = input_shape
         self.notes = [probed] if probed else []  # how the input size was found, how the weights were read
+        self.family_preprocess = None  # a named model's family's input size, mean and std (zoo.preprocessing)
         self._built: dict = {}
         height, width, channels = input_shape
         self._chw = (channels, height, width)
@@ -91,19 +93,36 @@ class TorchNet:
     def load_code(cls, source: str, weights: Path | None, device: str = "cpu",
                   input_size: list[int] | None = None, output=None) -> "TorchNet":
         """The module a Python file's factory returns (`net.py:factory`, any callable of no arguments),
-        with its state dict from `weights` (loaded with weights_only=True)."""
-        torch = frameworks.torch()
+        with its state dict from `weights` (heatkit/model/weights.py)."""
         module = build_from_code(source)
         notes = []
         if weights is not None:
-            try:
-                state = torch.load(weights, weights_only=True, map_location="cpu")
-            except (RuntimeError, OSError, EOFError, ValueError, pickle.UnpicklingError) as error:
-                raise UsageError(f"cannot load {weights} as the state dict of {source} ({first_line(error)}); give "
-                                 "the file torch.save(model.state_dict(), path) wrote for this model") from None
-            notes = load_state(module, state, f"{weights}", source)
+            state, notes = weights_file.read(weights, source)
+            weights_file.load(module, state, weights, source)
         net = cls(module, *input_shape(module, source, input_size, output), device, output, name=source)
         net.notes += notes
+        return net
+
+    @classmethod
+    def load_onnx(cls, path: Path, device: str = "cpu", input_size: list[int] | None = None,
+                  output=None) -> "TorchNet":
+        """An ONNX file, converted to a torch.fx GraphModule and checked against onnxruntime
+        (heatkit/model/onnx_file.py)."""
+        module, shape, layout = onnx_file.load(path, input_size)
+        net = cls(module, shape, device=device, output=output, name=str(path))
+        net.notes.append(onnx_file.check(path, net, layout))
+        return net
+
+    @classmethod
+    def load_named(cls, named, weights: Path | None, device: str = "cpu", input_size: list[int] | None = None,
+                   output=None) -> "TorchNet":
+        """A torchvision or timm architecture by name (heatkit/model/zoo.py), with its weights."""
+        module, notes = zoo.build(named, weights)
+        family = zoo.preprocessing(named, module)
+        net = cls(module, *input_shape(module, named.source, input_size or family["input_size"], output), device,
+                  output, name=named.source)
+        net.notes += notes
+        net.family_preprocess = family
         return net
 
     @classmethod
@@ -213,44 +232,6 @@ def in_eval_mode(module):
     finally:
         for submodule, training in flags:
             submodule.training = training
-
-
-CHECKPOINT_KEYS = ("state_dict", "model_state_dict", "model", "net", "network", "weights")
-
-
-def load_state(module, state, file: str, name: str) -> list[str]:
-    """Loads a state dict into `module`, and says how: a checkpoint's entry (`state_dict`, `model`,
-    ...) is taken, nn.DataParallel's `module.` prefix dropped; keys that do not fit are named."""
-    torch = frameworks.torch()
-    notes = []
-
-    def is_state(value) -> bool:
-        return isinstance(value, dict) and bool(value) and all(isinstance(v, torch.Tensor) for v in value.values())
-
-    if isinstance(state, dict) and not is_state(state):
-        entry = next((key for key in CHECKPOINT_KEYS if is_state(state.get(key))), None)
-        if entry is None:
-            raise UsageError(f"{file} holds a dict of {', '.join(map(repr, list(state)[:6]))}, none of them a state "
-                             f"dict of tensors; save model.state_dict() of {name}")
-        state = state[entry]
-        notes.append(f"{file} is a checkpoint: its {entry!r} entry is the state dict")
-    if not is_state(state):
-        raise UsageError(f"{file} holds a {type(state).__name__}, not a state dict; save model.state_dict() of {name}")
-    if all(key.startswith("module.") for key in state):
-        state = {key.removeprefix("module."): value for key, value in state.items()}
-        notes.append(f"{file}'s keys begin with 'module.' (nn.DataParallel): the prefix is dropped")
-    expected = module.state_dict()
-    missing = [key for key in expected if key not in state]
-    unexpected = [key for key in state if key not in expected]
-    shapes = [f"{key} {tuple(state[key].shape)} for {tuple(value.shape)}" for key, value in expected.items()
-              if key in state and state[key].shape != value.shape]
-    problems = [f"{label}: {', '.join(keys[:3])}" + (f" and {len(keys) - 3} more" if len(keys) > 3 else "")
-                for label, keys in (("missing", missing), ("unexpected", unexpected), ("shapes differ", shapes)) if keys]
-    if problems:
-        raise UsageError(f"{file} is not the state dict of {name} ({'; '.join(problems)}); give the file "
-                         "torch.save(model.state_dict(), path) wrote for this model")
-    module.load_state_dict(state)
-    return notes
 
 
 def input_shape(module, name: str, size: list[int] | None = None, output=None) -> tuple[tuple[int, int, int], str | None]:

@@ -83,6 +83,8 @@ class WindowedNet:
         self.graph, self.max_fraction = graph, max_fraction
         self.modules = dict(graph.named_modules())
         self.nodes = list(graph.graph.nodes)
+        # the image; other placeholders are keyword arguments of forward() (timm's is_causal), at their defaults
+        self.input = next(node for node in self.nodes if node.op == "placeholder")
         self.cache: dict = {}  # node -> its output on the cached input(s)
         self.padded: dict = {}  # (node, padding, fill) -> its cached output, padded
 
@@ -94,7 +96,7 @@ class WindowedNet:
             for node in self.nodes:
                 if node.op == "output":
                     break
-                live[node] = inputs if node.op == "placeholder" else self._run(node, self._arguments(node, live))
+                live[node] = inputs if node is self.input else self._run(node, self._arguments(node, live))
                 # a copy: an in-place operation later in the graph (ReLU(inplace=True)) changes the live one
                 self.cache[node] = _copy(live[node])
 
@@ -105,7 +107,7 @@ class WindowedNet:
         values = {}
         with self.torch.no_grad():
             for node in self.nodes:
-                if node.op == "placeholder":
+                if node is self.input:
                     values[node] = Window(top, left, patch)
                 elif node.op == "output":
                     result = self._whole(self._arguments(node, values)[0][0], node.args[0], len(top))
@@ -293,6 +295,8 @@ class WindowedNet:
         """combine() of the arguments on the union of their windows (a whole argument taken there)."""
         torch = self.torch
         windows = [arg for arg in args if isinstance(arg, Window)]
+        if not windows:  # unchanged maps: computed whole
+            return None
         top = torch.stack([w.top for w in windows]).min(0).values
         left = torch.stack([w.left for w in windows]).min(0).values
         bottom = torch.stack([w.top + w.values.shape[2] for w in windows]).max(0).values
@@ -353,9 +357,10 @@ class WindowedNet:
             whole = cached.expand(batch, *cached.shape[1:]).clone()
             self._paste(whole, value.top, value.left, value.values)
             return whole
-        if isinstance(value, (list, tuple)):
+        if isinstance(value, (list, tuple)) and isinstance(source, (list, tuple)):
             return type(value)(self._whole(item, inner, batch) for item, inner in zip(value, source))
-        if isinstance(source, self.torch.fx.Node) and value is self.cache.get(source):
+        if isinstance(source, self.torch.fx.Node) and isinstance(value, self.torch.Tensor) and \
+                value is self.cache.get(source):
             return value.expand(batch, *value.shape[1:]).clone() if value.dim() and value.shape[0] == 1 else \
                 _copy(value)
         return value
@@ -381,6 +386,8 @@ class WindowedNet:
 
     def _run(self, node, arguments):
         args, kwargs = arguments
+        if node.op == "placeholder":
+            return node.args[0]  # its default
         if node.op == "call_module":
             return self.modules[node.target](*args, **kwargs)
         if node.op == "call_function":

@@ -27,6 +27,7 @@ GLOBAL_RULES = {
     "num_classes": Int(min=2, max=256),
     "model_path": Text(),
     "weights": Optional(Text()),
+    "custom_objects": Optional(Text()),
     "center_pixel": {
         "alpha": Float(min=0.0, exclusive_min=True),
         "relu": Bool(),

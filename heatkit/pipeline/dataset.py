@@ -186,9 +186,9 @@ def _csv_labels(folder: Path, files: set[str]) -> dict[str, str]:
 
 # Settings that change no map and no score: a dataset folder moved, copied or given another
 # model path, or the figure re-styled, still resumes (figure.crop sets crop_share: it counts)
-NOT_RESULTS = ("out_path", "model_path", "weights", "max_image_pixels", "skip_bad_images", "scheduler_timeout",
-               "figure.", "sanity.", "growing_patch.", "center_pixel.", "digits.", "image_size", "num_classes",
-               "perturbation.warn_seconds")
+NOT_RESULTS = ("out_path", "model_path", "weights", "custom_objects", "max_image_pixels", "skip_bad_images",
+               "scheduler_timeout", "figure.", "sanity.", "growing_patch.", "center_pixel.", "digits.", "image_size",
+               "num_classes", "perturbation.warn_seconds")
 
 
 def result_settings(cfg: dict) -> dict:
@@ -205,10 +205,11 @@ def fingerprint(model) -> str:
     """A hash of the model's files (a model object: its weights)."""
     digest = hashlib.sha256()
     paths = [model.path, model.path.with_suffix(".pt"), model.path.with_suffix(".json")] if model.path else []
-    if model.weights is not None:
-        paths.append(model.weights)
+    paths += [path for path in (model.weights, model.custom_objects) if path is not None]
     if model.source and ".py:" in model.source:
         paths.append(Path(model.source.rpartition(":")[0]))
+    if model.named:  # the architecture and its arguments are in the name
+        digest.update(model.named.source.encode())
     for path in paths:
         if path.is_file():
             digest.update(path.read_bytes())

@@ -23,7 +23,7 @@ def run_record(command: list[str] | None, cfg: dict, request: dict, incomplete: 
         "request": request,
         "methods": request["methods"],
         "model": {**_model(request["model"], request["model_object"], cfg["weights"]), "dtype": request["dtype"],
-                  "head": request["head"]},
+                  "head": request["head"], "preprocess": request["preprocess"]},  # a named model's: its family's
         "images": [_file(path) for path in request["images"] or []],  # none: a random image, or arrays given
         "seeds": seeds(cfg),
         "settings": cfg,
@@ -39,9 +39,14 @@ def _file(path: str) -> dict:
 
 
 def _model(source: str | None, name: str, weights: str | None) -> dict:
-    """The model's file, or its code and weights, with their SHA-256; an object has only a name."""
+    """The model's file, or its code or name and its weights, with their SHA-256; an object has
+    only a name."""
+    from heatkit.model.zoo import is_named
+
     if source is None:
         return {"object": name}
+    if is_named(source):
+        return {"name": source, "weights": _file(weights) if weights else None}
     if ".py:" not in source:
         return _file(source)
     return {"code": source, "sha256": _sha256(Path(source.rpartition(":")[0])),

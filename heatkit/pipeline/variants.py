@@ -42,8 +42,8 @@ def variant(model, folder: Path, change: Callable, label: str):
     path = target / "model.h5"
     with model.keras.scope():
         weights = model.keras.model.get_weights()
-    graph = tf.Graph()  # the copy's own, so that the original's graph does not grow with every variant
-    with frameworks.session(graph) as session, frameworks.keras_graph(graph, session, model.keras.dtype):
+    graph, session = frameworks.inference_graph()  # the copy's own: the original's graph must not grow with it
+    with session, frameworks.keras_graph(graph, session, model.keras.dtype):
         keras_copy = tf.keras.models.clone_model(model.keras.model)
         keras_copy.set_weights(weights)
         change(KerasWeights(keras_copy))

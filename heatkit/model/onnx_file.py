@@ -1,0 +1,138 @@
+"""ONNX files: what Keras 3, TensorFlow, JAX and deployment pipelines export. A file is converted
+to a torch.fx GraphModule by onnx2torch, so that every PyTorch method, LRP through zennit and
+the windowed path apply to it, and its probabilities are checked against onnxruntime's before
+any method runs.
+
+Reading an ONNX file parses a protobuf: no code of the file runs. onnx2torch has converters for
+the operations of ONNX opsets up to about 17; a newer version of an operation whose converter
+is missing takes the converter of its newest older version, and the check against onnxruntime
+says whether that was right. An image model's input may be NCHW (PyTorch's exports) or NHWC
+(tf2onnx's, from Keras): the second gets a transpose in front.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+from heatkit.base import frameworks
+from heatkit.base.errors import UsageError
+from heatkit.model.files import first_line
+
+AGREEMENT = 1e-5  # the largest difference of probabilities from onnxruntime's that a conversion may have
+
+
+def load(path: Path, size: list[int] | None):
+    """The converted module (taking NCHW input), its input shape (H, W, C), and the file's layout
+    ("NCHW" or "NHWC")."""
+    import onnx
+
+    try:
+        model = onnx.load(str(path))
+        onnx.checker.check_model(model)
+    except Exception as error:  # protobuf's and onnx's own errors
+        raise UsageError(f"cannot read {path} as an ONNX model ({first_line(error)})") from None
+    weights = {value.name for value in model.graph.initializer}
+    inputs = [value for value in model.graph.input if value.name not in weights]
+    if len(inputs) != 1:
+        raise UsageError(f"{path}: the model takes {len(inputs)} inputs; give an image classifier, which takes one")
+    [graph_input] = inputs
+    dims = [dim.dim_value or None for dim in graph_input.type.tensor_type.shape.dim]
+    if len(dims) != 4:
+        raise UsageError(f"{path}: the model's input has shape {dims}; give an image classifier, whose input is a "
+                         "batch of images (N, C, H, W) or (N, H, W, C)")
+    layout = "NHWC" if dims[3] in (1, 3) and dims[1] not in (1, 3) else "NCHW"
+    channels, height, width = (dims[3], dims[1], dims[2]) if layout == "NHWC" else dims[1:]
+    if size is not None:
+        height, width = size
+    if height is None or width is None:
+        raise UsageError(f"{path} does not fix its input size; give it with --input-size HxW")
+    module = _convert(model, path)
+    return (_ChannelsLast()(module) if layout == "NHWC" else module), (height, width, channels), layout
+
+
+def check(path: Path, net, layout: str) -> str:
+    """The converted module's probabilities against onnxruntime's on probe inputs: a UsageError past
+    AGREEMENT, else the note that says how close they are."""
+    import onnxruntime
+
+    from heatkit.model.heads import probabilities_of_output
+
+    session = onnxruntime.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+    probes = np.stack([np.zeros(net.input_shape), np.full(net.input_shape, 0.5),
+                       np.random.default_rng(0).random(net.input_shape)])
+    batch = probes if layout == "NHWC" else probes.transpose(0, 3, 1, 2)
+    outputs = session.run(None, {session.get_inputs()[0].name: batch.astype(np.float32)})
+    raw = outputs[net.cut.key] if isinstance(net.cut.key, int) else outputs[0]
+    difference = float(np.abs(net.probabilities(probes) - probabilities_of_output(net.head, raw)).max())
+    if not difference <= AGREEMENT:
+        raise UsageError(f"{path}: onnx2torch's conversion gives probabilities {difference:.2g} away from "
+                         f"onnxruntime's (the limit is {AGREEMENT:g}); export the model again, at opset 17")
+    return (f"{path} is converted to PyTorch by onnx2torch; its probabilities equal onnxruntime's to {difference:.1e} "
+            "on 3 probe inputs")
+
+
+def _convert(model, path: Path):
+    """onnx2torch's GraphModule, converters of older versions standing in for missing ones."""
+    import onnx2torch
+    from onnx2torch.node_converters import registry
+
+    _drop_identities(model)
+
+    for _ in range(64):  # at most one stand-in per operation
+        try:
+            return onnx2torch.convert(model)
+        except NotImplementedError as error:
+            missing = _missing(error)
+            older = sorted(version for domain, kind, version in registry._CONVERTER_REGISTRY
+                           if missing and (domain, kind) == missing[:2] and version < missing[2])
+            if not older:
+                raise UsageError(f"{path}: onnx2torch cannot convert the model ({first_line(error)}); export it "
+                                 "without that operation, or at an older opset") from None
+            registry.add_converter(missing[1], missing[2], missing[0])(
+                registry._CONVERTER_REGISTRY[registry.OperationDescription(missing[0], missing[1], older[-1])])
+        except Exception as error:  # onnx2torch's own errors on what it cannot read
+            raise UsageError(f"{path}: onnx2torch cannot convert the model ({type(error).__name__}: "
+                             f"{first_line(error)})") from None
+    raise UsageError(f"{path}: onnx2torch cannot convert the model")
+
+
+def _drop_identities(model) -> None:
+    """Identity operations removed from the graph, their readers given the Identity's input:
+    PyTorch's exporter at opset 19 and later puts them between weights and the layers reading
+    them, where onnx2torch looks for the weights themselves."""
+    graph = model.graph
+    outputs = {value.name for value in graph.output}
+    renamed = {node.output[0]: node.input[0] for node in graph.node
+               if node.op_type == "Identity" and node.output[0] not in outputs}
+    for _ in range(len(renamed)):  # chains of Identities resolve to their first input
+        renamed = {key: renamed.get(value, value) for key, value in renamed.items()}
+    kept = [node for node in graph.node if not (node.op_type == "Identity" and node.output[0] in renamed)]
+    for node in kept:
+        for index, name in enumerate(node.input):
+            node.input[index] = renamed.get(name, name)
+    del graph.node[:]
+    graph.node.extend(kept)
+
+
+def _missing(error: NotImplementedError) -> tuple[str, str, int] | None:
+    """(domain, operation, version) of onnx2torch's 'Converter is not implemented' error."""
+    import re
+
+    found = re.search(r"domain='([^']*)', operation_type='([^']*)', version=(\d+)", str(error))
+    return (found.group(1), found.group(2), int(found.group(3))) if found else None
+
+
+def _ChannelsLast():
+    """The class of a module that runs an NHWC model on NCHW input."""
+    torch = frameworks.torch()
+
+    class ChannelsLast(torch.nn.Module):
+        def __init__(self, model):
+            super().__init__()
+            self.model = model
+
+        def forward(self, x):
+            return self.model(x.permute(0, 2, 3, 1))
+
+    return ChannelsLast
