@@ -193,6 +193,22 @@ def test_an_onnx_export_gives_the_maps_of_the_pytorch_model(opset, image, tmp_pa
     np.testing.assert_allclose(onnx_run.maps["occlusion"], torch_run.maps["occlusion"], rtol=0, atol=1e-5)
 
 
+def test_an_onnx_vit_exported_with_a_batch_of_one_runs_one_image_at_a_time(image, tmp_path):
+    """PyTorch's default export: opset 20 (Gelu, which onnx2torch lacks) and a fixed batch of 1 that
+    the graph's class token holds, so the converted module fails on two images."""
+    torch = frameworks.torch()
+    net = built("timm:vit_tiny_patch16_224(img_size=32)")
+    torch.onnx.export(net, (torch.zeros(1, 3, SIDE, SIDE),), str(tmp_path / "vit.onnx"), dynamo=False)
+    settings = {**CHEAP, "preprocess.mean": [0.5] * 3, "preprocess.std": [0.5] * 3}
+    onnx_run = heatkit.explain(str(tmp_path / "vit.onnx"), image, ["grad", "occlusion"], target=2, settings=settings,
+                               progress=False)
+    torch_run = heatkit.explain(net, image, ["grad", "occlusion"], target=2, settings=settings, progress=False)
+    assert "one image at a time" in onnx_run.notes[0] and "onnxruntime's to" in onnx_run.notes[1]
+    scale = np.abs(torch_run.maps["grad"]).max()
+    np.testing.assert_allclose(onnx_run.maps["grad"], torch_run.maps["grad"], rtol=0, atol=1e-5 * scale)
+    np.testing.assert_allclose(onnx_run.maps["occlusion"], torch_run.maps["occlusion"], rtol=0, atol=1e-5)
+
+
 def test_an_onnx_export_of_a_keras_model_runs_in_its_layout(tmp_path):
     """tf2onnx writes Keras models NHWC: the converted model gets a transpose, and gives Keras' maps."""
     tf = frameworks.tensorflow()

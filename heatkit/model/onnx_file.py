@@ -11,6 +11,7 @@ says whether that was right. An image model's input may be NCHW (PyTorch's expor
 """
 from __future__ import annotations
 
+import functools
 from pathlib import Path
 
 import numpy as np
@@ -23,8 +24,8 @@ AGREEMENT = 1e-5  # the largest difference of probabilities from onnxruntime's t
 
 
 def load(path: Path, size: list[int] | None):
-    """The converted module (taking NCHW input), its input shape (H, W, C), and the file's layout
-    ("NCHW" or "NHWC")."""
+    """The converted module (taking NCHW input), its input shape (H, W, C), the file's layout
+    ("NCHW" or "NHWC"), and notes on how it runs."""
     import onnx
 
     try:
@@ -48,7 +49,15 @@ def load(path: Path, size: list[int] | None):
     if height is None or width is None:
         raise UsageError(f"{path} does not fix its input size; give it with --input-size HxW")
     module = _convert(model, path)
-    return (_ChannelsLast()(module) if layout == "NHWC" else module), (height, width, channels), layout
+    if layout == "NHWC":
+        module = _ChannelsLast()(module)
+    notes = []
+    if dims[0] == 1 and not _takes_batches(module, (channels, height, width)):
+        module = _OneAtATime()(module)
+        notes.append(f"{path} fixes its batch at 1 and its graph fails on more images: it runs one image at a time, "
+                     "with neither the windowed path nor LRP; export it with a dynamic batch (torch.onnx.export(..., "
+                     "dynamic_axes={'input': {0: 'batch'}})) to batch it")
+    return module, (height, width, channels), layout, notes
 
 
 def check(path: Path, net, layout: str) -> str:
@@ -61,9 +70,11 @@ def check(path: Path, net, layout: str) -> str:
     session = onnxruntime.InferenceSession(str(path), providers=["CPUExecutionProvider"])
     probes = np.stack([np.zeros(net.input_shape), np.full(net.input_shape, 0.5),
                        np.random.default_rng(0).random(net.input_shape)])
-    batch = probes if layout == "NHWC" else probes.transpose(0, 3, 1, 2)
-    outputs = session.run(None, {session.get_inputs()[0].name: batch.astype(np.float32)})
-    raw = outputs[net.cut.key] if isinstance(net.cut.key, int) else outputs[0]
+    batch = (probes if layout == "NHWC" else probes.transpose(0, 3, 1, 2)).astype(np.float32)
+    graph_input = session.get_inputs()[0]
+    rows = [batch[i:i + 1] for i in range(len(batch))] if graph_input.shape[0] == 1 else [batch]  # a fixed batch of 1
+    element = net.cut.key if isinstance(net.cut.key, int) else 0
+    raw = np.concatenate([session.run(None, {graph_input.name: row})[element] for row in rows])
     difference = float(np.abs(net.probabilities(probes) - probabilities_of_output(net.head, raw)).max())
     if not difference <= AGREEMENT:
         raise UsageError(f"{path}: onnx2torch's conversion gives probabilities {difference:.2g} away from "
@@ -77,6 +88,7 @@ def _convert(model, path: Path):
     import onnx2torch
     from onnx2torch.node_converters import registry
 
+    _add_converters()
     _drop_identities(model)
 
     for _ in range(64):  # at most one stand-in per operation
@@ -95,6 +107,20 @@ def _convert(model, path: Path):
             raise UsageError(f"{path}: onnx2torch cannot convert the model ({type(error).__name__}: "
                              f"{first_line(error)})") from None
     raise UsageError(f"{path}: onnx2torch cannot convert the model")
+
+
+@functools.cache
+def _add_converters() -> None:
+    """Converters onnx2torch 1.5 lacks for what PyTorch's exporter writes at its default opset:
+    Gelu (opset 20), as nn.GELU."""
+    torch = frameworks.torch()
+    from onnx2torch.node_converters.registry import add_converter
+    from onnx2torch.utils.common import OperationConverterResult, onnx_mapping_from_node
+
+    @add_converter(operation_type="Gelu", version=20)
+    def gelu(node, graph):
+        return OperationConverterResult(torch_module=torch.nn.GELU(node.attributes.get("approximate", "none")),
+                                        onnx_mapping=onnx_mapping_from_node(node))
 
 
 def _drop_identities(model) -> None:
@@ -121,6 +147,32 @@ def _missing(error: NotImplementedError) -> tuple[str, str, int] | None:
 
     found = re.search(r"domain='([^']*)', operation_type='([^']*)', version=(\d+)", str(error))
     return (found.group(1), found.group(2), int(found.group(3))) if found else None
+
+
+def _takes_batches(module, chw: tuple[int, int, int]) -> bool:
+    """Whether the converted module runs on two images at once: a graph exported with a batch of 1
+    may hold that 1 in its shapes (a ViT's class token, a Reshape to (1, -1))."""
+    torch = frameworks.torch()
+    try:
+        with torch.no_grad():
+            return module(torch.zeros(2, *chw)).shape[0] == 2
+    except RuntimeError:  # torch's shape errors: the graph holds its batch of 1
+        return False
+
+
+def _OneAtATime():
+    """The class of a module that runs a batch-1 model on each image of a batch in turn."""
+    torch = frameworks.torch()
+
+    class OneAtATime(torch.nn.Module):
+        def __init__(self, model):
+            super().__init__()
+            self.model = model
+
+        def forward(self, x):
+            return torch.cat([self.model(x[i:i + 1]) for i in range(len(x))])
+
+    return OneAtATime
 
 
 def _ChannelsLast():

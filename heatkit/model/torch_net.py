@@ -108,9 +108,9 @@ class TorchNet:
                   output=None) -> "TorchNet":
         """An ONNX file, converted to a torch.fx GraphModule and checked against onnxruntime
         (heatkit/model/onnx_file.py)."""
-        module, shape, layout = onnx_file.load(path, input_size)
+        module, shape, layout, notes = onnx_file.load(path, input_size)
         net = cls(module, shape, device=device, output=output, name=str(path))
-        net.notes.append(onnx_file.check(path, net, layout))
+        net.notes += [*notes, onnx_file.check(path, net, layout)]
         return net
 
     @classmethod
