@@ -193,6 +193,7 @@ def test_an_onnx_export_gives_the_maps_of_the_pytorch_model(opset, image, tmp_pa
     np.testing.assert_allclose(onnx_run.maps["occlusion"], torch_run.maps["occlusion"], rtol=0, atol=1e-5)
 
 
+@pytest.mark.filterwarnings("ignore:Converting a tensor")  # the exporter's tracer, on timm's shape checks
 def test_an_onnx_vit_exported_with_a_batch_of_one_runs_one_image_at_a_time(image, tmp_path):
     """PyTorch's default export: opset 20 (Gelu, which onnx2torch lacks) and a fixed batch of 1 that
     the graph's class token holds, so the converted module fails on two images."""

@@ -12,6 +12,7 @@ says whether that was right. An image model's input may be NCHW (PyTorch's expor
 from __future__ import annotations
 
 import functools
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -90,6 +91,8 @@ def _convert(model, path: Path):
 
     _add_converters()
     _drop_identities(model)
+    # onnx2torch's Slice indexes with a list, which torch warns of at every forward pass
+    warnings.filterwarnings("ignore", "Using a non-tuple sequence for multidimensional indexing")
 
     for _ in range(64):  # at most one stand-in per operation
         try:
