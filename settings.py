@@ -83,6 +83,9 @@ perturbation = dict(
     fast=True,  # exact incremental evaluation where the first layer is affine (False: full passes)
     memory_mb=1024,  # bound on what one chunk of perturbed inputs may allocate
     max_fast_fraction=0.5,  # edits that change more of the input than this take full passes
+    # the windowed path (convolutional networks) is taken where a window's change costs this many
+    # times fewer multiply-adds than a full pass; below, full passes are faster. 0: wherever it applies
+    min_flop_ratio=1.8,
     workers=0,  # threads for the fast path's chunks; 0: one per CPU core
     # a method whose model evaluations, timed as they start, will take longer than this says so
     # first, with the settings that make it cheaper; 0: never

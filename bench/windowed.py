@@ -1,19 +1,23 @@
-"""The windowed path on convolutional networks against full forward passes and captum's Occlusion,
-in one process, each case once (float32 unless said):
+"""The windowed path on convolutional networks against its limit, our full forward passes and
+captum's Occlusion, in one process (float32, 2 threads):
 
-    .venv/bin/python bench/windowed.py          # about 15 minutes on 2 cores
-    .venv/bin/python bench/windowed.py --quick  # the 64 x 64 CNN and the digits CNN only
+    .venv/bin/python bench/windowed.py          # about 20 minutes on 2 cores
+    .venv/bin/python bench/windowed.py --quick  # the 64 x 64 CNN, ResNet-18 at 16/8 and the digits CNN
 
-1. the issue's CNN (conv 3->16, max pool, conv 16->16, Linear; 64 x 64 RGB): single-pixel occlusion
-   of all 4,096 pixels;
-2. a ResNet-18-shaped network at 224 x 224 (7 x 7 stride-2 stem, max pool, four stages of two basic
-   blocks, 64 to 512 channels, BatchNorm, GAP, Linear; seeded, untrained): occlusion with an 8 x 8
-   patch at stride 4 (3,025 patches);
-3. the digits CNN of create_model.py (float64): PDA (every pixel at 256 levels) and Shapley sampling
-   (25 permutations).
-It prints a Markdown table: seconds (after a small warm-up run of each path, as the first run in
-a process pays torch's one-time costs), the speed-up of the windowed path over each baseline, and
-the largest difference of the maps, relative to the largest probability change.
+1. the 64 x 64 CNN (conv 3->16, max pool, conv 16->16, Linear): single-pixel occlusion of all
+   4,096 pixels, against captum;
+2. torchvision's ResNet-18 and ResNet-50 at 224 x 224 (seeded, untrained): occlusion with 16 x 16
+   patches at stride 8 (against captum too), 8 x 8 at stride 8, and single pixels (on a slice of
+   2,048 pixels in the middle rows: the whole image would take an hour on full passes);
+3. the digits CNN of create_model.py (float64): PDA (every pixel at 256 levels) and Shapley sampling.
+
+The FLOP limit is the windowed path's best speed-up over full passes: the multiply-adds of a full
+pass (convolutions and matrix products, as torch counts them) over those of a windowed
+evaluation, averaged over up to 49 of the setting's positions spread over the image. "Of the
+limit" is the speed-up reached over it. Captum's Occlusion runs at its best
+`perturbations_per_eval` of 1, 16 and 64. Each path runs once after a small warm-up (the first
+run in a process pays torch's one-time costs). The maps' largest difference is relative to the
+largest probability change.
 """
 from __future__ import annotations
 
@@ -29,8 +33,11 @@ sys.path.insert(0, str(ROOT))
 
 import heatkit  # noqa: E402
 from heatkit.base import frameworks  # noqa: E402
+from heatkit.base.engine import EngineOptions  # noqa: E402
+from heatkit.methods import _windows  # noqa: E402
 
 DIGITS = str(ROOT / "models" / "digits.h5")
+SLICE = 2048  # single pixels evaluated on the ResNets, in the middle rows
 
 
 def small_cnn(torch):
@@ -40,33 +47,11 @@ def small_cnn(torch):
                          nn.ReLU(), nn.Flatten(), nn.Linear(16 * 32 * 32, 10)).eval()
 
 
-def resnet18_shaped(torch):
-    nn = torch.nn
+def resnet(name: str):
+    import torchvision
 
-    class Block(nn.Module):
-        def __init__(self, inputs, outputs, stride):
-            super().__init__()
-            self.conv1, self.bn1 = nn.Conv2d(inputs, outputs, 3, stride, 1, bias=False), nn.BatchNorm2d(outputs)
-            self.conv2, self.bn2 = nn.Conv2d(outputs, outputs, 3, 1, 1, bias=False), nn.BatchNorm2d(outputs)
-            self.shortcut = nn.Identity() if stride == 1 and inputs == outputs else nn.Sequential(
-                nn.Conv2d(inputs, outputs, 1, stride, bias=False), nn.BatchNorm2d(outputs))
-
-        def forward(self, x):
-            return torch.relu(self.bn2(self.conv2(torch.relu(self.bn1(self.conv1(x))))) + self.shortcut(x))
-
-    torch.manual_seed(0)
-    layers = [nn.Conv2d(3, 64, 7, 2, 3, bias=False), nn.BatchNorm2d(64), nn.ReLU(), nn.MaxPool2d(3, 2, 1)]
-    inputs = 64
-    for width, stride in ((64, 1), (128, 2), (256, 2), (512, 2)):
-        layers += [Block(inputs, width, stride), Block(width, width, 1)]
-        inputs = width
-    net = nn.Sequential(*layers, nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(512, 10))
-    with torch.no_grad():
-        for module in net.modules():
-            if isinstance(module, nn.BatchNorm2d):
-                module.running_mean.uniform_(-0.1, 0.1)
-                module.running_var.uniform_(0.5, 1.5)
-    return net.eval()
+    frameworks.torch().manual_seed(0)
+    return getattr(torchvision.models, name)().eval()
 
 
 def timed(run):
@@ -75,71 +60,131 @@ def timed(run):
     return value, time.perf_counter() - start
 
 
-def heatkit_map(model, image, method, settings):
-    run = heatkit.explain(model, image, [method], settings={**settings, "faithfulness.curves": False}, progress=False)
-    return run.maps[method], run.result.evaluations[method]
+def flop_limit(model, image, windows: list[tuple[int, int]], size: tuple[int, int]) -> float:
+    """A full pass's multiply-adds over the mean of a windowed evaluation's, at up to 49 of the windows."""
+    from torch.utils.flop_counter import FlopCounterMode
+
+    def flops(run) -> int:
+        with FlopCounterMode(display=False) as counter:
+            run()
+        return counter.get_total_flops()
+    evaluator = model.windowed()
+    evaluator.remember(image[None])
+    chosen = [windows[i] for i in np.linspace(0, len(windows) - 1, min(49, len(windows))).round().astype(int)]
+    windowed = [flops(lambda: evaluator.probabilities(np.array([top]), np.array([left]),
+                                                      np.zeros((1, *size, image.shape[2])))) for top, left in chosen]
+    return flops(lambda: model.probabilities(image[None])) / np.mean(windowed)
 
 
 def captum_occlusion(torch, net, image, target, patch, stride):
+    """captum's map and seconds at its best perturbations_per_eval."""
     from captum.attr import Occlusion
 
-    def probabilities(batch):
-        return torch.softmax(net(batch), dim=1)
     tensor = torch.tensor(image.transpose(2, 0, 1)[None], dtype=torch.float32)
-    with torch.no_grad():
-        attribution = Occlusion(probabilities).attribute(tensor, sliding_window_shapes=(3, patch, patch),
-                                                         strides=(3, stride, stride), baselines=0.0, target=target,
-                                                         perturbations_per_eval=64)
-    return attribution[0, 0].numpy()
+    occlusion = Occlusion(lambda batch: torch.softmax(net(batch), dim=1))
+    best = None
+    for per_eval in (1, 16, 64):
+        with torch.no_grad():
+            attribution, seconds = timed(lambda: occlusion.attribute(
+                tensor, sliding_window_shapes=(3, patch, patch), strides=(3, stride, stride), baselines=0.0,
+                target=target, perturbations_per_eval=per_eval))
+        if best is None or seconds < best[1]:
+            best = (attribution[0, 0].numpy(), seconds, per_eval)
+    return best
 
 
-def occlusion_case(torch, name, net, side, patch, stride):
+def occlusion_map(model, image, patch, stride, fast):
+    run = heatkit.explain(model, image, ["occlusion"], progress=False, settings={
+        "faithfulness.curves": False, "occlusion.patch": patch, "occlusion.stride": stride,
+        "perturbation.fast": fast})
+    return run.maps["occlusion"], run.result.evaluations["occlusion"]
+
+
+def occlusion_case(torch, name, net, side, patch, stride, captum=True):
     image = np.random.default_rng(1).random((side, side, 3))
-    settings = {"input_size": [side, side], "occlusion.patch": patch, "occlusion.stride": stride}
-    model = heatkit.load_model(net, settings=settings)
+    model = heatkit.load_model(net, settings={"input_size": [side, side]})
     target = int(model.probabilities(image[None]).argmax())
-    # the first run in a process pays torch's one-time costs (kernel choice, allocator growth)
-    warm = {**settings, "occlusion.stride": side}
-    heatkit_map(net, image, "occlusion", warm)
-    heatkit_map(net, image, "occlusion", {**warm, "perturbation.fast": False})
-    (windowed, evaluations), windowed_seconds = timed(lambda: heatkit_map(net, image, "occlusion", settings))
-    full_settings = {**settings, "perturbation.fast": False}
-    (full, _), full_seconds = timed(lambda: heatkit_map(net, image, "occlusion", full_settings))
-    reference, captum_seconds = timed(lambda: captum_occlusion(torch, net, image, target, patch, stride))
+    occlusion_map(model, image, side // 2, side // 2, True)  # one-time costs, as above
+    occlusion_map(model, image, side // 2, side // 2, False)
+    (windowed, evaluations), windowed_seconds = timed(lambda: occlusion_map(model, image, patch, stride, True))
+    (full, _), full_seconds = timed(lambda: occlusion_map(model, image, patch, stride, False))
+    rows, cols = _windows.starts(side, patch, stride), _windows.starts(side, patch, stride)
+    limit = flop_limit(model, image, [(top, left) for top in rows for left in cols], (patch, patch))
     scale = np.abs(full).max()
-    return [(name, "occlusion", windowed_seconds, full_seconds, captum_seconds,
-             max(np.abs(windowed - full).max(), np.abs(windowed - reference).max()) / scale, evaluations)]
+    difference = np.abs(windowed - full).max() / scale
+    reference = captum_occlusion(torch, net, image, target, patch, stride) if captum else None
+    if reference is not None:
+        difference = max(difference, np.abs(windowed - reference[0]).max() / scale)
+    return (name, f"{patch}x{patch}/{stride}", evaluations, limit, windowed_seconds, full_seconds,
+            reference[1:] if reference else None, difference)
+
+
+def single_pixel_case(name, net, side):
+    """Single-pixel occlusion of SLICE pixels in the middle rows, through the engine."""
+    image = np.random.default_rng(1).random((side, side, 3))
+    first = (side // 2 - SLICE // (2 * side)) * side
+    pixels = np.arange(first, first + SLICE)
+    elements = (pixels[:, None] * 3 + np.arange(3)).astype(np.int64)  # a pixel's three channels
+    seconds, results = {}, {}
+    for fast in (True, False):
+        model = heatkit.load_model(net, settings={"input_size": [side, side], "perturbation.fast": fast})
+        model.engine_options = EngineOptions(fast=fast, progress=False)
+        target = int(model.probabilities(image[None]).argmax())
+        engine = model.engine(image, target)
+        engine.edits(elements[:8], 0.0, "warm-up")
+        results[fast], seconds[fast] = timed(lambda: engine.edits(elements, 0.0, "occlusion"))
+    limit = flop_limit(model, image, [(p // side, p % side) for p in pixels], (1, 1))
+    difference = np.abs(results[True] - results[False]).max() / np.abs(engine.probability() - results[False]).max()
+    return (name, f"1x1, {SLICE} pixels", {"windowed": SLICE}, limit, seconds[True], seconds[False], None, difference)
 
 
 def digits_cases():
     image = str(ROOT / "images" / "digits" / "digit3_heldout18.png")
-    heatkit_map(DIGITS, image, "occlusion", {"occlusion.stride": 32})  # one-time costs, as above
+    heatkit.explain(DIGITS, image, ["occlusion"], settings={"occlusion.stride": 32}, progress=False)
     rows = []
     for method in ("pda", "shapley"):
-        (windowed, evaluations), windowed_seconds = timed(lambda: heatkit_map(DIGITS, image, method, {}))
-        (full, _), full_seconds = timed(lambda: heatkit_map(DIGITS, image, method,
-                                                            {"perturbation.fast": False}))
-        rows.append(("digits CNN (float64)", method, windowed_seconds, full_seconds, None,
-                     np.abs(windowed - full).max() / np.abs(full).max(), evaluations))
+        maps = {}
+        for fast in (True, False):
+            run, seconds = timed(lambda: heatkit.explain(DIGITS, image, [method], progress=False, settings={
+                "faithfulness.curves": False, "perturbation.fast": fast}))
+            maps[fast] = (run.maps[method], seconds, run.result.evaluations[method])
+        difference = np.abs(maps[True][0] - maps[False][0]).max() / np.abs(maps[False][0]).max()
+        rows.append(("digits CNN (float64)", method, maps[True][2], None, maps[True][1], maps[False][1], None,
+                     difference))
     return rows
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--quick", action="store_true", help="skip the ResNet-18-shaped network")
+    parser.add_argument("--quick", action="store_true", help="the 64 x 64 CNN, ResNet-18 at 16/8, the digits CNN")
     args = parser.parse_args()
     torch = frameworks.torch()
     torch.set_num_threads(2)
-    rows = occlusion_case(torch, "64x64 CNN", small_cnn(torch), 64, 1, 1)
-    if not args.quick:
-        rows += occlusion_case(torch, "ResNet-18-shaped, 224x224", resnet18_shaped(torch), 224, 8, 4)
-    rows += digits_cases()
-    print("| network | method | windowed | full passes | captum | vs full | vs captum | max difference |")
-    print("|---|---|---|---|---|---|---|---|")
-    for name, method, windowed, full, captum, difference, evaluations in rows:
-        versus_captum = f"{captum / windowed:.1f}x" if captum else "-"
-        print(f"| {name} | {method} | {windowed:.1f} s | {full:.1f} s | {f'{captum:.1f} s' if captum else '-'} | "
-              f"{full / windowed:.1f}x | {versus_captum} | {difference:.1e} |", flush=True)
+    print("| network | setting | evaluations | FLOP limit | windowed | full passes | speed-up | of the limit | "
+          "captum (per eval) | vs captum | max difference |")
+    print("|---|---|---|---|---|---|---|---|---|---|---|")
+    cases = [lambda: occlusion_case(torch, "64x64 CNN", small_cnn(torch), 64, 1, 1)]
+    for name in ("resnet18",) if args.quick else ("resnet18", "resnet50"):
+        label = {"resnet18": "ResNet-18, 224", "resnet50": "ResNet-50, 224"}[name]
+        cases.append(lambda name=name, label=label: occlusion_case(torch, label, resnet(name), 224, 16, 8))
+        if not args.quick:
+            cases.append(lambda name=name, label=label: occlusion_case(torch, label, resnet(name), 224, 8, 8, False))
+            cases.append(lambda name=name, label=label: single_pixel_case(label, resnet(name), 224))
+    for case in cases:
+        _print(case())
+    for row in digits_cases():
+        _print(row)
+
+
+def _print(row) -> None:
+    name, setting, evaluations, limit, windowed, full, captum, difference = row
+    paths = ", ".join(f"{count:,} {path}" for path, count in evaluations.items())
+    speedup = full / windowed
+    captum_cells = f"{captum[0]:.1f} s ({captum[1]}) | {captum[0] / windowed:.1f}x" if captum else "- | -"
+    limit_cells = f"{limit:.2f}x | " if limit else "- | "
+    share = f"{speedup / limit:.0%}" if limit else "-"
+    print(f"| {name} | {setting} | {paths} | {limit_cells}{windowed:.1f} s | {full:.1f} s | {speedup:.2f}x | {share} | "
+          f"{captum_cells} | {difference:.1e} |", flush=True)
 
 
 if __name__ == "__main__":

@@ -48,12 +48,14 @@ def name_of(func) -> str:
     return getattr(func, "__name__", str(func)).strip("_")
 
 
-def replaced(model, name: str, rule: Callable, rectifiers_only: bool):
+def replaced(model, name: str, rule: Callable, rectifiers_only: bool, seen: Callable | None = None):
     """A context in which the model's activations compute as usual but pass gradients back by
-    rule(x, y, activation, signal) -> the gradient at x. With rectifiers_only (Guided Backprop,
-    DeConvNet), the rectifiers take the rule and any other nonlinearity makes the method not
-    applicable; else (DeepLIFT) every elementwise activation takes it, and operations no
-    elementwise rule makes exact (a softmax, a normalization, a product of two activations) do."""
+    rule(x, y, activation, signal, index) -> the gradient at x, `index` counting the activation
+    calls of the forward pass in order; seen(index, x, y), where given, is told of each call. With
+    rectifiers_only (Guided Backprop, DeConvNet), the rectifiers take the rule and any other
+    nonlinearity makes the method not applicable; else (DeepLIFT) every elementwise activation
+    takes it, and operations no elementwise rule makes exact (a softmax, a normalization, a
+    product of two activations) do."""
     torch = frameworks.torch()
     from torch.overrides import TorchFunctionMode
 
@@ -66,18 +68,23 @@ def replaced(model, name: str, rule: Callable, rectifiers_only: bool):
 
     class Rule(torch.autograd.Function):
         @staticmethod
-        def forward(ctx, x, activation):
+        def forward(ctx, x, activation, index):
             y = activation(x)
-            ctx.save_for_backward(x.clone(), y)  # a copy: an in-place call overwrites x afterwards
-            ctx.activation = activation
+            x = x.clone()  # a copy: an in-place call overwrites x afterwards
+            ctx.save_for_backward(x, y)
+            ctx.activation, ctx.index = activation, index
+            if seen is not None:
+                seen(index, x, y)
             return y
 
         @staticmethod
         def backward(ctx, signal):
             x, y = ctx.saved_tensors
-            return rule(x, y, ctx.activation, signal), None
+            return rule(x, y, ctx.activation, signal, ctx.index), None, None
 
     class Replaced(TorchFunctionMode):
+        calls = 0
+
         def __torch_function__(self, func, types, args=(), kwargs=None):
             kwargs = kwargs or {}
             if func in refused or (not rectifiers_only and func in found["products"] and _computed(args) > 1):
@@ -90,7 +97,8 @@ def replaced(model, name: str, rule: Callable, rectifiers_only: bool):
 
             probe = args[0].detach().clone()
             in_place = func(probe, *args[1:], **kwargs) is probe
-            result = Rule.apply(args[0], activation)
+            result = Rule.apply(args[0], activation, self.calls)
+            self.calls += 1
             return args[0].copy_(result) if in_place else result
 
     return Replaced()
@@ -130,7 +138,7 @@ def rectifier_rule_gradient(model, image, target: int, guided: bool, name: str):
     torch = frameworks.torch()
     net = model.torch
 
-    def rule(x, y, activation, signal):
+    def rule(x, y, activation, signal, index):
         passed = signal.clamp(min=0)
         return passed * derivative(activation, x) if guided else passed
 

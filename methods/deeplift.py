@@ -8,13 +8,16 @@ convolutions, BatchNorm at inference, additions, average pooling) pass their gra
 attributions sum to logit(x) - logit(baseline). Max pooling passes its gradient too, which keeps
 that sum only approximately.
 
-Both frameworks compute it alike: the image and the baseline go through the model as one batch
-of two, and each nonlinearity's backward pass takes the secant between the batch's two rows. On
-PyTorch every elementwise activation called from Python is caught (heatkit.methods._activations);
-captum's DeepLift was not used: it refuses a ReLU module called twice (torchvision's ResNets) and
-misses functional ReLUs (measured: attributions summing to -0.166 for a difference of -0.190). On
-Keras the rule replaces the gradients of the Relu, Relu6, LeakyRelu, Elu, Selu, Sigmoid, Tanh and
-Softplus operations.
+On PyTorch the baseline goes through the model first, without gradients, and each activation's
+input and output are kept; the image's forward and backward pass then take the secant between
+its activations and the baseline's, call by call (a forward and a backward pass: about 4 forward
+passes of cost, where a batch of the two cost 6). Every elementwise activation called from
+Python is caught (heatkit.methods._activations); captum's DeepLift was not used: it refuses a
+ReLU module called twice (torchvision's ResNets) and misses functional ReLUs (measured:
+attributions summing to -0.166 for a difference of -0.190). On
+Keras the image and the baseline go through the model as one batch of two, and the rule replaces
+the gradients of the Relu, Relu6, LeakyRelu, Elu, Selu, Sigmoid, Tanh and Softplus operations
+with the secant between the batch's two rows.
 
 No rule of this kind is exact through a softmax inside the model, a normalization by the input's
 own statistics (LayerNorm) or a product of two activations (attention, gating): on such a model
@@ -25,6 +28,7 @@ import functools
 import numpy as np
 
 from heatkit.base import frameworks
+from heatkit.base.errors import NotApplicable
 from heatkit.base.rules import Float
 from heatkit.methods import _keras_rules, channel_sum
 from heatkit.methods._activations import derivative, replaced
@@ -37,26 +41,36 @@ def torch(model, image, target, params):
     torch = frameworks.torch()
     net = model.torch
     baseline = np.full_like(image, params["baseline"])
+    on_baseline = []  # each activation's (input, output) on the baseline, in call order
 
-    def rescale(z, y, activation, signal):
-        """The secant between the image's row and the baseline's, for both rows, in float32 at least:
-        in float16, a difference below the rounding of z made secants of 1e4 and NaN maps."""
-        half = len(z) // 2
+    def keep(index, z, y):
+        on_baseline.append((z, y.detach()))
+    with torch.no_grad(), replaced(model, "DeepLIFT", None, rectifiers_only=False, seen=keep):
+        net.forward(net.tensor(baseline[None]))
+    shapes = []
+
+    def rescale(z, y, activation, signal, index):
+        """The secant between the image's activation and the baseline's, in float32 at least: in
+        float16, a difference below the rounding of z made secants of 1e4 and NaN maps."""
+        z0, y0 = on_baseline[index]
         wide = torch.promote_types(z.dtype, torch.float32)
-        z_, y_ = z.to(wide), y.to(wide)
-        dz, dy = z_[:half] - z_[half:], y_[:half] - y_[half:]
+        dz, dy = z.to(wide) - z0.to(wide), y.to(wide) - y0.to(wide)
         close = dz.abs() < NEAR_ZERO
         if torch.finfo(z.dtype).bits == 16:  # a difference within z's own rounding is no secant: the derivative
-            close |= dz.abs() <= torch.finfo(z.dtype).eps * (z_[:half].abs() + z_[half:].abs())
+            close |= dz.abs() <= torch.finfo(z.dtype).eps * (z.to(wide).abs() + z0.to(wide).abs())
         slope = dy / torch.where(close, torch.ones_like(dz), dz)
         if close.any():
-            slope = torch.where(close, derivative(activation, z[:half]).to(wide), slope)
-        return (signal.to(wide) * torch.cat([slope, slope])).to(signal.dtype)
+            slope = torch.where(close, derivative(activation, z).to(wide), slope)
+        return (signal.to(wide) * slope).to(signal.dtype)
 
-    batch = net.tensor(np.stack([image, baseline])).requires_grad_()
-    with replaced(model, "DeepLIFT", rescale, rectifiers_only=False):
-        logit = net.forward(batch)[0, target]
-    (multipliers,) = torch.autograd.grad(logit, batch)
+    inputs = net.tensor(image[None]).requires_grad_()
+    with replaced(model, "DeepLIFT", rescale, rectifiers_only=False, seen=lambda index, z, y: shapes.append(z.shape)):
+        logit = net.forward(inputs)[0, target]
+    if shapes != [z.shape for z, _ in on_baseline]:
+        raise NotApplicable("DeepLIFT pairs each activation on the image with the same one on the baseline, and this "
+                            "model's forward calls different activations for the two (control flow that depends on "
+                            "the input)")
+    (multipliers,) = torch.autograd.grad(logit, inputs)
     return channel_sum((image - baseline) * net.array(multipliers[0]).transpose(1, 2, 0))
 
 

@@ -209,3 +209,32 @@ def test_keras_files_are_explained_with_their_saved_weights(tmp_path):
     for suffix in (".keras", ".h5"):
         probabilities = Model(tmp_path / f"cnn{suffix}").probabilities(batch)
         np.testing.assert_allclose(probabilities, predicted, rtol=0, atol=1e-6)
+
+
+@pytest.mark.parametrize("flatten", ["view", "flatten"])
+def test_a_cnn_runs_channels_last_where_it_can_and_gives_autograds_gradient(flatten):
+    """Channels-last memory speeds float32 convolutions up; a module that views its activations as
+    NCHW memory (x.view(n, -1)) raises on it, so it keeps NCHW. Either way the maps are the model's."""
+    import heatkit
+
+    torch = frameworks.torch()
+    nn = torch.nn
+
+    class Net(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.conv, self.fc = nn.Conv2d(3, 4, 3, padding=1), nn.Linear(4 * 8 * 8, 3)
+
+        def forward(self, x):
+            hidden = torch.relu(self.conv(x))
+            return self.fc(hidden.view(len(hidden), -1) if flatten == "view" else hidden.flatten(1))
+
+    torch.manual_seed(0)
+    net = Net().eval()
+    image = np.random.default_rng(2).random((8, 8, 3))
+    run = heatkit.explain(net, image, ["grad"], target=1, progress=False,
+                          settings={"faithfulness.curves": False, "input_size": [8, 8]})
+    assert run.model.torch.channels_last == (flatten == "flatten")
+    inputs = torch.tensor(image.transpose(2, 0, 1)[None], dtype=torch.float32).contiguous().requires_grad_()
+    (gradient,) = torch.autograd.grad(net(inputs)[0, 1], inputs)
+    np.testing.assert_allclose(run.maps["grad"], gradient[0].sum(0).numpy(), rtol=1e-5, atol=1e-7)

@@ -76,7 +76,8 @@ def maps(model, image, method: str, **settings):
     """The method's map and the model's evaluations by path, on the windowed path or full passes."""
     key = method.split("_")[0]
     size = {} if isinstance(model, (str, Path)) else {"input_size": list(image.shape[:2])}
-    run = heatkit.explain(model, image, [key], settings={**size, **METHODS[method], **settings}, progress=False)
+    run = heatkit.explain(model, image, [key], progress=False, settings={
+        **size, **METHODS[method], "perturbation.min_flop_ratio": 0, **settings})  # windowed wherever it applies
     assert key in run.maps, run.result.failures
     return run.maps[key], run.result.evaluations[key]
 
@@ -97,6 +98,22 @@ def test_every_windowed_method_equals_full_passes(net, dtype, method, image):
     assert_close(windowed, full, dtype)
 
 
+def test_the_windowed_path_is_taken_where_it_saves_enough_multiply_adds(image):
+    """The plain CNN at 12 x 12, a 3 x 3 window at the center, counted by hand (2 flops a
+    multiply-add): a full pass is conv1 2*8*3*9*144 + conv2 2*8*8*9*36 + Linear 2*288*6 = 107,136;
+    the window changes 5 x 5 of conv1's outputs (2*8*3*9*25 = 10,800), and 25 of conv2's 36, over
+    max_fast_fraction, so conv2 and the Linear layer run whole: 55,728, a ratio of 1.92."""
+    net = NETS["plain CNN"].float()
+    model = heatkit.load_model(net, settings={"input_size": [SIDE, SIDE]})
+    windows = model.windowed()
+    windows.remember(image[None])
+    assert windows.flop_ratio((3, 3)) == pytest.approx(107_136 / 55_728, rel=1e-12)
+    taken = {}
+    for ratio in (1.9, 1.95):
+        _, taken[ratio] = maps(net, image, "occlusion", **{"perturbation.min_flop_ratio": ratio})
+    assert set(taken[1.9]) == {"windowed"} and set(taken[1.95]) == {"full"}
+
+
 @pytest.fixture(scope="module")
 def center_cnn(tmp_path_factory):
     """The center-pixel CNN of create_model.py at 15 x 15 (dilated convolutions, a Dense head)."""
@@ -111,7 +128,7 @@ def test_the_center_cnn_windowed_equals_full_passes(center_cnn, rng):
     image, orders = rng.random((15, 15, 1)), np.stack([rng.permutation(15 * 15) for _ in range(8)])
     probabilities = {}
     for fast in (True, False):
-        model = Model(center_cnn, engine_options=EngineOptions(fast=fast, progress=False))
+        model = Model(center_cnn, engine_options=EngineOptions(fast=fast, min_flop_ratio=0, progress=False))
         engine = Engine(model, image, int(model.probabilities(image[None]).argmax()), model.engine_options)
         patches = np.array([[row * 15 + col for row in range(top, top + 3) for col in range(left, left + 3)]
                             for top in range(0, 13, 2) for left in range(0, 13, 3)])

@@ -449,6 +449,7 @@ class Windows:
     def __init__(self, net, graph, max_fraction: float):
         self.net, self.windowed = net, WindowedNet(graph, max_fraction)
         self._row_bytes: dict = {}
+        self._flop_ratios: dict = {}
 
     def remember(self, images: np.ndarray) -> None:
         """Caches the network on `images`: one (shared by every row) or one per walk."""
@@ -460,6 +461,25 @@ class Windows:
         as_index = lambda values: torch.as_tensor(np.asarray(values, dtype=np.int64), device=self.net.device)  # noqa
         output = self.windowed.evaluate(as_index(top), as_index(left), self.net.tensor(patches), walk)
         return self.net.array(self.net.probabilities_of(output))
+
+    def flop_ratio(self, size: tuple[int, int]) -> float:
+        """How many times fewer multiply-adds (convolutions and matrix products, torch's count) a
+        change of a window of `size` at the input's center costs than a full forward pass: the
+        windowed path's limit, for a window that grows the most. Counted once per size."""
+        if size not in self._flop_ratios:
+            from torch.utils.flop_counter import FlopCounterMode
+
+            height, width, channels = self.net.input_shape
+
+            def flops(run) -> int:
+                with FlopCounterMode(display=False) as counter:
+                    run()
+                return counter.get_total_flops()
+            full = flops(lambda: self.net.probabilities(np.zeros((1, height, width, channels))))
+            top, left = np.array([(height - size[0]) // 2]), np.array([(width - size[1]) // 2])
+            windowed = flops(lambda: self.probabilities(top, left, np.zeros((1, *size, channels))))
+            self._flop_ratios[size] = full / max(1, windowed)
+        return self._flop_ratios[size]
 
     def bytes_per_row(self, size: tuple[int, int]) -> int:
         """Bytes one perturbation of a window of `size` makes on its way through the network,
