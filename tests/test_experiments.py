@@ -5,6 +5,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
+import heatkit
 from conftest import SMALL, break_occlusion, run_cli
 from heatkit.base import frameworks
 from heatkit.base.data import center_pixel_images
@@ -32,21 +33,21 @@ def test_every_metric_of_a_map_with_itself_is_one_and_of_a_constant_map_undefine
         assert "constant" in found["undefined"]
 
 
-def test_randomizing_the_dense_layer_destroys_the_center(small_model, tmp_path):
+def test_randomizing_the_dense_layer_destroys_the_center(small_model):
     image = center_pixel_images(1, SMALL, 256, seed=2)[0]
     target = int(small_model.probabilities(image[None])[0].argmax())
     before = occlusion.attribute(small_model, image, target, OCCLUSION)
     assert center_scores(before, 5)["center_rank"] == 1
     change = variants.reinitializer(["dense"], "truncated_normal", 0.05, seed=0)
-    randomized = variants.variant(small_model, tmp_path, change, "dense")
+    randomized = variants.variant(small_model, change)
     after = occlusion.attribute(randomized, image, target, OCCLUSION)
     assert center_scores(after, 5)["center_rank"] > 1
 
 
 @pytest.mark.parametrize("initializer", ["layer", "truncated_normal"])
-def test_gradient_of_the_randomized_model_is_its_new_weight_column(linear_model, tmp_path, initializer):
+def test_gradient_of_the_randomized_model_is_its_new_weight_column(linear_model, initializer):
     image = center_pixel_images(1, SMALL, 256, seed=2)[0]
-    randomized = variants.variant(linear_model, tmp_path, variants.reinitializer(["dense"], initializer, 0.05, 1), "x")
+    randomized = variants.variant(linear_model, variants.reinitializer(["dense"], initializer, 0.05, 1))
     kernel = randomized.keras.weights("dense")[0]
     original = linear_model.keras.weights("dense")[0]
     assert not np.allclose(kernel, original)
@@ -74,14 +75,14 @@ def test_layer_initializers_redraw_batchnorm_inside_a_nested_backbone(tmp_path):
     model = Model(tmp_path / "nested.h5")
     assert variants.weighted_layers(model) == ["logits", "backbone/bn", "backbone/conv"]
     change = variants.reinitializer(["backbone/bn", "backbone/conv"], "layer", 0.01, seed=5)
-    altered = variants.variant(model, tmp_path, change, "step")
+    altered = variants.variant(model, change)
     gamma, beta, mean, variance = altered.keras.weights("backbone/bn")
     assert [list(gamma), list(beta)] == [[1, 1], [0, 0]]
     np.testing.assert_allclose([mean, variance], [[0.3, 0.3], [4.0, 4.0]], rtol=1e-7)
     assert not np.allclose(altered.keras.weights("backbone/conv")[0], model.keras.weights("backbone/conv")[0])
     for before, after in zip(model.keras.weights("logits"), altered.keras.weights("logits")):
         np.testing.assert_array_equal(before, after)
-    noised = variants.variant(model, tmp_path, variants.noiser(1.0, seed=0), "noise")
+    noised = variants.variant(model, variants.noiser(1.0, seed=0))
     gamma, _, mean, variance = noised.keras.weights("backbone/bn")
     assert not np.allclose(gamma, [2.0, 1.5])
     np.testing.assert_allclose([mean, variance], [[0.3, 0.3], [4.0, 4.0]], rtol=1e-7)  # a variance stays positive
@@ -211,3 +212,16 @@ def test_experiment_arguments_that_make_no_sense_are_one_line(small_model_path, 
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and message in err
     assert not any(tmp_path.iterdir())
+
+
+def test_an_experiment_says_its_cost_first_and_each_step_as_it_ends(small_model_path, capsys):
+    """Before its steps, the cost they will take at the first maps' cost (past warn_seconds); then a
+    line a step, which a log keeps."""
+    heatkit.sanity(small_model_path, None, ["grad"], mode="noise", progress=True,
+                   settings={"sanity.noise_levels": [0.1, 0.2], "perturbation.warn_seconds": 1e-9})
+    err = capsys.readouterr().err
+    assert "sanity noise: about" in err and "(2 steps, each recomputing the maps" in err
+    assert "sanity noise: step 1 of 2 (noise 0.1)" in err and "sanity noise: step 2 of 2 (noise 0.2)" in err
+    heatkit.sanity(small_model_path, None, ["grad"], mode="noise", progress=False,
+                   settings={"sanity.noise_levels": [0.1], "perturbation.warn_seconds": 0})
+    assert capsys.readouterr().err == ""

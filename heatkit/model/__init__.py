@@ -67,6 +67,9 @@ class Model:
         elif isinstance(source, (str, Path)) and ".py:" in str(source):
             self.name = str(source)
             self._from_code(str(source))
+        elif isinstance(source, dict):  # frameworks' nets built in memory: an altered copy (pipeline/variants.py)
+            self.name = "the altered copy"
+            self._loaders = {framework: (lambda net=net: net) for framework, net in source.items()}
         elif isinstance(source, (str, Path)):
             self.path = Path(source)
             self.name = str(self.path)

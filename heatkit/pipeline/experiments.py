@@ -4,14 +4,16 @@ figures on demand, the methods that failed at a step and those that do not apply
 from __future__ import annotations
 
 import itertools
-import tempfile
+import sys
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
 
 import numpy as np
+from tqdm import tqdm
 
-from heatkit.base.engine import progress_bar
+from heatkit.base.engine import duration
 from heatkit.base.errors import UsageError
 from heatkit.methods.registry import REGISTRY, label
 from heatkit.pipeline import variants
@@ -75,7 +77,9 @@ class Experiment:
 def sanity(model, image, display, keys, cfg, target, backend, mode: str) -> Experiment:
     """Maps of the original model, then after each randomization step (or noise level)."""
     params = cfg["sanity"]
+    start = time.perf_counter()
     original = with_maps(explain(model, image, display, "original", keys, cfg, target, backend, curves=False))
+    first_seconds = time.perf_counter() - start
     target = original.target  # every step explains the original's class
     if mode == "noise":
         steps = [(f"noise {level:g}", variants.noiser(level, params["seed"])) for level in params["noise_levels"]]
@@ -85,14 +89,14 @@ def sanity(model, image, display, keys, cfg, target, backend, mode: str) -> Expe
         steps = [(names[-1], variants.reinitializer(names, params["initializer"], params["std"], params["seed"]))
                  for names in chosen]
     results = [original]
-    with tempfile.TemporaryDirectory(prefix="heatkit-variants-") as scratch, _bar(model, len(steps), "sanity") as bar:
-        for index, (step, change) in enumerate(steps):
-            altered = variants.variant(model, Path(scratch), change, f"step{index}")
-            result = explain(altered, image, display, step, keys, cfg, target, backend, curves=False)
-            if result.interrupted:
-                break
-            results.append(result)
-            bar.update()
+    progress = _Steps(model, f"sanity {mode}", len(steps), first_seconds)
+    for step, change in steps:
+        result = explain(variants.variant(model, change), image, display, step, keys, cfg, target, backend,
+                         curves=False)
+        if result.interrupted:
+            break
+        results.append(result)
+        progress.step(step)
     interrupted, steps = len(results) <= len(steps), steps[: len(results) - 1]
 
     columns = ["original"] + [step for step, _ in steps]
@@ -136,18 +140,19 @@ def growing_patch(model, image, display, keys, cfg, target, backend) -> Experime
         if row + size > height or column + size > width:
             raise UsageError(f"growing_patch: a {size}-pixel patch at {row, column} leaves the {height}x{width} "
                              "image; choose smaller sizes or another position")
+    start = time.perf_counter()
     results = [with_maps(explain(model, image, display, "no patch", keys, cfg, target, backend, curves=False))]
+    progress = _Steps(model, "growing patch", len(sizes), time.perf_counter() - start)
     target = results[0].target
-    with _bar(model, len(sizes), "growing patch") as bar:
-        for size in sizes:
-            occluded = display.copy()
-            occluded[row:row + size, column:column + size] = params["fill"]
-            result = explain(model, model.preprocess(occluded), occluded, f"patch {size}x{size}", keys, cfg, target,
-                             backend, curves=False)
-            if result.interrupted:
-                break
-            results.append(result)
-            bar.update()
+    for size in sizes:
+        occluded = display.copy()
+        occluded[row:row + size, column:column + size] = params["fill"]
+        result = explain(model, model.preprocess(occluded), occluded, f"patch {size}x{size}", keys, cfg, target,
+                         backend, curves=False)
+        if result.interrupted:
+            break
+        results.append(result)
+        progress.step(result.name)
     rows = []
     for size, result in zip([0, *sizes], results):
         for key, reference in results[0].maps.items():
@@ -185,7 +190,8 @@ def sweep(model, image, display, keys, swept: list[tuple[str, list[tuple[object,
     """Each swept setting at each of its values, for the chosen methods that read it. `swept` holds
     (setting key, [(value, the validated settings with that value)])."""
     grid, rows, results, interrupted = [], [], [], False
-    bar = _bar(model, sum(len(values) for _, values in swept), "sweep")
+    progress = None  # its estimate comes from the first value's maps
+    start = time.perf_counter()
     for key, values in swept:
         section = key.split(".")[0]
         methods = [k for k in keys if REGISTRY[k].settings and REGISTRY[k].settings.name == section]
@@ -207,7 +213,11 @@ def sweep(model, image, display, keys, swept: list[tuple[str, list[tuple[object,
                      for method, error in result.failures.items()]
             for method in methods:
                 maps[method].append(_map_or_reason(result, method))
-            bar.update()
+            if progress is None:
+                progress = _Steps(model, "sweep", sum(len(values) for _, values in swept) - 1,
+                                  time.perf_counter() - start)
+            else:
+                progress.step(result.name)
         for method, maps_of_values in maps.items():
             if not maps_of_values:  # Ctrl-C stopped this sweep at its first value
                 continue
@@ -220,7 +230,6 @@ def sweep(model, image, display, keys, swept: list[tuple[str, list[tuple[object,
                                  **({"undefined": scores["undefined"]} if "undefined" in scores else {})})
         if interrupted:
             break
-    bar.close()
     figure_cfg = cfg["figure"]
     title = "hyperparameter sweep: " + "; ".join(f"{key}={','.join(str(v) for v, _ in values)}" for key, values in swept)
     figures = {"sweep.png": lambda: grid_figure(grid, column_width=figure_cfg["column_width"] * 0.8,
@@ -242,9 +251,30 @@ def with_maps(result):
     return result
 
 
-def _bar(model, steps: int, name: str):
-    """The experiment's progress over its steps (each method's own bar runs below it)."""
-    return progress_bar(steps, name, "step", model.engine_options.progress)
+class _Steps:
+    """An experiment's progress: first, one line where its steps would take longer than
+    perturbation.warn_seconds, each costing what the first maps cost; then, unless progress is off
+    (-q), one line a step, which a log keeps where the methods' own bars vanish."""
+
+    def __init__(self, model, name: str, count: int, first_seconds: float):
+        options = model.engine_options
+        self.name, self.count, self.progress, self.done = name, count, options.progress, 0
+        if options.warn_seconds and count * first_seconds > options.warn_seconds:
+            _say(f"{name}: about {duration(count * first_seconds)} to go ({count} steps, each recomputing the maps, "
+                 f"which took {first_seconds:.1f} s on the first); to make it cheaper, choose fewer methods (-hm) or "
+                 "cheaper settings for them")
+        self.started = time.perf_counter()
+
+    def step(self, what: str) -> None:
+        now = time.perf_counter()
+        self.done += 1
+        if self.progress:
+            _say(f"{self.name}: step {self.done} of {self.count} ({what}) in {duration(now - self.started)}")
+        self.started = now
+
+
+def _say(line: str) -> None:
+    tqdm.write(line, file=sys.stderr)
 
 
 def _failures(steps: list[str], results) -> list[tuple[str, str, str]]:

@@ -1,9 +1,9 @@
 """Altered copies of a model for the sanity checks: layers re-initialized, or weights noised.
 
 A change works on a framework-neutral view of the model's weights (Weights): each weighted layer
-by name, its arrays, and fresh arrays from the layer's own initializer. A Keras model's copy is
-saved with its PyTorch twin (where it has one) into a scratch folder and loaded like any model; a
-PyTorch model's copy is a deep copy of its module. The original is never touched.
+by name, its arrays, and fresh arrays from the layer's own initializer. A Keras model's copy is a
+clone in a graph of its own, with its PyTorch twin (where it has one) built from it; a PyTorch
+model's copy is a deep copy of its module. Copies live in memory; the original is never touched.
 """
 from __future__ import annotations
 
@@ -26,9 +26,11 @@ def weighted_layers(model) -> list[str]:
     return list(reversed(_weights(model).names()))
 
 
-def variant(model, folder: Path, change: Callable, label: str):
-    """A copy of `model` after change(weights)."""
+def variant(model, change: Callable):
+    """A copy of `model` after change(weights), built in memory."""
     from heatkit.model import Model
+    from heatkit.model.keras_net import KerasNet
+    from heatkit.model.torch_net import TorchNet
 
     options = dict(evaluate_with=model.evaluate_with, engine_options=model.engine_options, preprocess=model.preprocess,
                    device=model.device, trust=model.trust)
@@ -37,24 +39,20 @@ def variant(model, folder: Path, change: Callable, label: str):
         change(TorchWeights(module))
         return Model(module, **options, input_size=list(model.input_shape[:2]))
     tf = frameworks.tensorflow()
-    target = folder / label
-    target.mkdir(parents=True)
-    path = target / "model.h5"
     with model.keras.scope():
         weights = model.keras.model.get_weights()
     graph, session = frameworks.inference_graph()  # the copy's own: the original's graph must not grow with it
-    with session, frameworks.keras_graph(graph, session, model.keras.dtype):
+    with frameworks.keras_graph(graph, session, model.keras.dtype):
         keras_copy = tf.keras.models.clone_model(model.keras.model)
         keras_copy.set_weights(weights)
         change(KerasWeights(keras_copy))
-        keras_copy.save(path, save_format="h5")
-        twin, arguments = twin_of(keras_copy) if "torch" in model.frameworks else (None, None)
+        twin = twin_of(keras_copy)[0] if "torch" in model.frameworks else None
+    nets = {"keras": KerasNet(keras_copy, graph, session, model.keras.trusted)}
     if twin is not None:
-        frameworks.torch().save(twin.state_dict(), target / "model.pt")
-        card = {"twin": arguments, "input_shape": list(model.input_shape),
-                "num_classes": model.num_classes, "class_names": model.card.get("class_names")}
-        (target / "model.json").write_text(json.dumps(card))
-    return Model(path, **options, input_size=model.input_size)
+        nets["torch"] = TorchNet(twin, tuple(model.input_shape), device=model.torch_device, name="the altered twin")
+    altered = Model(nets, **options, input_size=model.input_size)
+    altered.card = {key: model.card[key] for key in ("input_shape", "num_classes", "class_names") if key in model.card}
+    return altered
 
 
 def reinitializer(names: list[str], initializer: str, std: float, seed: int) -> Callable:
