@@ -86,6 +86,10 @@ perturbation = dict(
     # the windowed path (convolutional networks) is taken where a window's change costs this many
     # times fewer multiply-adds than a full pass; below, full passes are faster. 0: wherever it applies
     min_flop_ratio=1.8,
+    # 0: the windowed path is exact. Krypton's approximate mode (opt-in), a fraction in (0, 1]: each
+    # convolution and pooling recomputes at most this fraction of its output's side around the
+    # change, dropping the rest of it: faster, not exact (bench/windowed.py reports its error)
+    approximate=0.0,
     workers=0,  # threads for the fast path's chunks; 0: one per CPU core
     # a method whose model evaluations, timed as they start, will take longer than this says so
     # first, with the settings that make it cheaper; 0: never

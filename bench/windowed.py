@@ -9,15 +9,17 @@ captum's Occlusion, in one process (float32, 2 threads):
 2. torchvision's ResNet-18 and ResNet-50 at 224 x 224 (seeded, untrained): occlusion with 16 x 16
    patches at stride 8 (against captum too), 8 x 8 at stride 8, and single pixels (on a slice of
    2,048 pixels in the middle rows: the whole image would take an hour on full passes);
-3. the digits CNN of create_model.py (float64): PDA (every pixel at 256 levels) and Shapley sampling.
+3. Krypton's approximate mode on both ResNets at 16/8, at 0.5 and 0.25 of each map's side, its
+   error beside its speed;
+4. the digits CNN of create_model.py (float64): PDA (every pixel at 256 levels) and Shapley sampling.
 
 The FLOP limit is the windowed path's best speed-up over full passes: the multiply-adds of a full
 pass (convolutions and matrix products, as torch counts them) over those of a windowed
 evaluation, averaged over up to 49 of the setting's positions spread over the image. "Of the
 limit" is the speed-up reached over it. Captum's Occlusion runs at its best
 `perturbations_per_eval` of 1, 16 and 64. Each path runs once after a small warm-up (the first
-run in a process pays torch's one-time costs). The maps' largest difference is relative to the
-largest probability change.
+run in a process pays torch's one-time costs). The maps' largest difference (the approximate
+mode's error) is relative to the largest probability change.
 """
 from __future__ import annotations
 
@@ -93,30 +95,35 @@ def captum_occlusion(torch, net, image, target, patch, stride):
     return best
 
 
-def occlusion_map(model, image, patch, stride, fast):
+def occlusion_map(model, image, patch, stride, fast, approximate=0.0):
     run = heatkit.explain(model, image, ["occlusion"], progress=False, settings={
         "faithfulness.curves": False, "occlusion.patch": patch, "occlusion.stride": stride,
-        "perturbation.fast": fast})
+        "perturbation.fast": fast, "perturbation.approximate": approximate})
     return run.maps["occlusion"], run.result.evaluations["occlusion"]
 
 
-def occlusion_case(torch, name, net, side, patch, stride, captum=True):
+def occlusion_case(torch, name, net, side, patch, stride, captum=True, approximate=0.0):
+    """The windowed path (Krypton's approximate mode at `approximate`) against full passes (and
+    captum); the difference is the approximation's error where there is one."""
     image = np.random.default_rng(1).random((side, side, 3))
     model = heatkit.load_model(net, settings={"input_size": [side, side]})
     target = int(model.probabilities(image[None]).argmax())
     occlusion_map(model, image, side // 2, side // 2, True)  # one-time costs, as above
     occlusion_map(model, image, side // 2, side // 2, False)
-    (windowed, evaluations), windowed_seconds = timed(lambda: occlusion_map(model, image, patch, stride, True))
+    (windowed, evaluations), windowed_seconds = timed(
+        lambda: occlusion_map(model, image, patch, stride, True, approximate))
     (full, _), full_seconds = timed(lambda: occlusion_map(model, image, patch, stride, False))
     rows, cols = _windows.starts(side, patch, stride), _windows.starts(side, patch, stride)
-    limit = flop_limit(model, image, [(top, left) for top in rows for left in cols], (patch, patch))
+    limit = None if approximate else flop_limit(model, image, [(top, left) for top in rows for left in cols],
+                                                (patch, patch))
     scale = np.abs(full).max()
     difference = np.abs(windowed - full).max() / scale
     reference = captum_occlusion(torch, net, image, target, patch, stride) if captum else None
     if reference is not None:
         difference = max(difference, np.abs(windowed - reference[0]).max() / scale)
-    return (name, f"{patch}x{patch}/{stride}", evaluations, limit, windowed_seconds, full_seconds,
-            reference[1:] if reference else None, difference)
+    setting = f"{patch}x{patch}/{stride}" + (f", approximate {approximate:g}" if approximate else "")
+    return (name, setting, evaluations, limit, windowed_seconds, full_seconds, reference[1:] if reference else None,
+            difference)
 
 
 def single_pixel_case(name, net, side):
@@ -170,6 +177,9 @@ def main() -> None:
         if not args.quick:
             cases.append(lambda name=name, label=label: occlusion_case(torch, label, resnet(name), 224, 8, 8, False))
             cases.append(lambda name=name, label=label: single_pixel_case(label, resnet(name), 224))
+            for approximate in (0.5, 0.25):
+                cases.append(lambda name=name, label=label, approximate=approximate: occlusion_case(
+                    torch, label, resnet(name), 224, 16, 8, False, approximate))
     for case in cases:
         _print(case())
     for row in digits_cases():

@@ -226,3 +226,25 @@ def test_no_warning_below_the_threshold_and_no_bar_in_a_log(image, capsys):
         heatkit.explain(model, image, ["occlusion"], settings={"perturbation.warn_seconds": seconds,
                                                               "input_size": [SIDE, SIDE]})
     assert capsys.readouterr().err == ""  # stderr is no terminal here: no progress lines either
+
+
+def test_krypton_approximate_mode_recomputes_a_fraction_of_each_side(rng):
+    """A 3 x 3 box filter summed by the head: a pixel raised by d changes 9 outputs by d each, and
+    logit 0 by 9d. Cropped to 1 of 12 output rows and columns (approximate 1/12), the windowed path
+    recomputes the middle output only: logit 0 changes by d. At 1.0 nothing is cropped."""
+    torch = frameworks.torch()
+    nn = torch.nn
+    net = nn.Sequential(nn.Conv2d(1, 1, 3, padding=1, bias=False), nn.Flatten(), nn.Linear(144, 2, bias=False)).double()
+    with torch.no_grad():
+        net[0].weight.fill_(1.0)
+        net[2].weight.copy_(torch.stack([torch.ones(144), torch.zeros(144)]))
+    image = rng.random((12, 12, 1))
+    padded = np.pad(image[..., 0], 1)
+    box = sum(padded[i:i + 12, j:j + 12] for i in range(3) for j in range(3)).sum()  # logit 0; logit 1 is 0
+    pixels, change = np.array([[5 * 12 + 6]]), 0.5 - image[5, 6, 0]  # an inner pixel set to 0.5
+    for approximate, logit_change in ((1 / 12, change), (1.0, 9 * change)):
+        model = Model(net, input_size=[12, 12], engine_options=EngineOptions(
+            progress=False, min_flop_ratio=0, approximate=approximate))
+        probability = Engine(model, image, 0, model.engine_options).edits(pixels, 0.5, "occlusion")[0]
+        assert model.evaluations["windowed"] == 1
+        assert probability == pytest.approx(1 / (1 + np.exp(-(box + logit_change))), rel=1e-12)

@@ -133,6 +133,7 @@ class EngineOptions:
     memory_mb: int = 1024  # bound on the arrays one chunk allocates
     max_fast_fraction: float = 0.5  # edits changing more of the input take full passes
     min_flop_ratio: float = 1.8  # the windowed path where a window saves this many times the multiply-adds
+    approximate: float = 0.0  # Krypton's approximate mode: a layer recomputes at most this fraction of a side
     workers: int = 0  # threads for fast-path chunks; 0: one per CPU core
     warn_seconds: float = 120.0  # a method whose evaluations will take longer says so first; 0: never
     progress: bool = True  # tqdm bars on stderr

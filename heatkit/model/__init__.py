@@ -252,7 +252,7 @@ class Model:
         network (heatkit/model/windows.py), or None."""
         if self.evaluator_framework != "torch":
             return None
-        return self.torch.windowed(self.engine_options.max_fast_fraction)
+        return self.torch.windowed(self.engine_options.max_fast_fraction, self.engine_options.approximate)
 
     def affine_split(self) -> AffineSplit | None:
         """The model as an affine first layer and the rest, where it has that form."""

@@ -206,11 +206,11 @@ class TorchNet:
         """Bytes of every tensor one image's forward pass makes: what bounds a batch's size."""
         return frameworks.allocated_bytes(lambda: self.forward(self.tensor(np.zeros((1, *self.input_shape)))))
 
-    def windowed(self, max_fraction: float):
+    def windowed(self, max_fraction: float, approximate: float = 0.0):
         """An evaluator of windowed changes of an input (heatkit/model/windows.py), or None where
         the module cannot be traced or has no convolution or pooling."""
         graph = self.once("fx graph", lambda: windows.traced(self))
-        return None if graph is None else windows.Windows(self, graph, max_fraction)
+        return None if graph is None else windows.Windows(self, graph, max_fraction, approximate)
 
     @cached_property
     def affine_split(self) -> AffineSplit | None:

@@ -18,9 +18,15 @@ order of float sums inside a convolution (tests hold it to 1e-5 in float32, 1e-1
 In `walk` mode each row of the batch has its own cache, and every evaluation writes its windows
 into it: the next perturbation of that row is a change from the last one (Shapley walks switch
 one input after another).
+
+Krypton's approximate mode is opt-in (`approximate`, a fraction of a map's side): each
+convolution and pooling recomputes at most that fraction of its output's rows and columns,
+around the middle of the span the change reaches, and leaves the rest as cached. The change at
+a window's edges fades as it spreads, so little is lost; walks stay exact.
 """
 from __future__ import annotations
 
+import math
 import operator
 from dataclasses import dataclass
 
@@ -77,10 +83,11 @@ def traced(net):
 class WindowedNet:
     """A traced PyTorch module (see traced()), evaluated on windowed changes of cached inputs."""
 
-    def __init__(self, graph, max_fraction: float = 0.5):
+    def __init__(self, graph, max_fraction: float = 0.5, approximate: float = 0.0):
         torch = frameworks.torch()
         self.torch, self.F = torch, torch.nn.functional
-        self.graph, self.max_fraction = graph, max_fraction
+        self.graph, self.max_fraction, self.approximate = graph, max_fraction, approximate
+        self._cropping = False  # the approximate mode's crop applies in this pass (never in a walk)
         self.modules = dict(graph.named_modules())
         self.nodes = list(graph.graph.nodes)
         # the image; other placeholders are keyword arguments of forward() (timm's is_causal), at their defaults
@@ -105,6 +112,7 @@ class WindowedNet:
         """The network's output for each row: the cached input with `patch` (B, C, h, w) at
         (top, left). With `walk`, the cache has one row per batch row and keeps the change."""
         values = {}
+        self._cropping = bool(self.approximate) and not walk  # a walk's caches would keep a crop's error
         with self.torch.no_grad():
             for node in self.nodes:
                 if node is self.input:
@@ -221,6 +229,8 @@ class WindowedNet:
         height, width = window.values.shape[2:]
         rows = self._output_span(window.top, height, kernel[0], stride[0], padding[0][0], dilation[0], output_size[0])
         cols = self._output_span(window.left, width, kernel[1], stride[1], padding[1][0], dilation[1], output_size[1])
+        if self._cropping:
+            rows, cols = self._cropped(rows, output_size[0]), self._cropped(cols, output_size[1])
         if rows[1] * cols[1] > self.max_fraction * output_size[0] * output_size[1]:
             return None
         slab_size = ((rows[1] - 1) * stride[0] + dilation[0] * (kernel[0] - 1) + 1,
@@ -230,6 +240,15 @@ class WindowedNet:
         slab = self._slab(padded, rows[0] * stride[0], cols[0] * stride[1], slab_size,
                           Window(window.top + padding[0][0], window.left + padding[1][0], window.values))
         return Window(rows[0], cols[0], run(slab))
+
+    def _cropped(self, span, outputs: int):
+        """Krypton's projective-field threshold: a span of more than `approximate` of the output's
+        side cut to that, around its middle; the change beyond it is dropped."""
+        first, count = span
+        side = max(1, math.ceil(self.approximate * outputs))
+        if count <= side:
+            return span
+        return self.torch.clamp(first + (count - side) // 2, max=outputs - side), side
 
     def _padded(self, source, padding: tuple, fill: float):
         """The cached map of `source` with a border, made once per cached input."""
@@ -446,8 +465,8 @@ def _windows_in(value) -> bool:
 class Windows:
     """The perturbation engine's view of a WindowedNet: NHWC numpy batches in, probabilities out."""
 
-    def __init__(self, net, graph, max_fraction: float):
-        self.net, self.windowed = net, WindowedNet(graph, max_fraction)
+    def __init__(self, net, graph, max_fraction: float, approximate: float = 0.0):
+        self.net, self.windowed = net, WindowedNet(graph, max_fraction, approximate)
         self._row_bytes: dict = {}
         self._flop_ratios: dict = {}
 

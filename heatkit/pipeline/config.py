@@ -79,6 +79,7 @@ GLOBAL_RULES = {
         "memory_mb": Int(min=16, max=65536),
         "max_fast_fraction": Float(min=0.0, max=1.0),
         "min_flop_ratio": Float(min=0.0),
+        "approximate": Float(min=0.0, max=1.0),
         "workers": Int(min=0, max=256),
         "warn_seconds": Float(min=0.0),
     },
