@@ -10,7 +10,7 @@ captum's Occlusion, in one process (float32, 2 threads):
    patches at stride 8 (against captum too), 8 x 8 at stride 8, and single pixels (on a slice of
    2,048 pixels in the middle rows: the whole image would take an hour on full passes);
 3. Krypton's approximate mode on both ResNets at 16/8, at 0.5 and 0.25 of each map's side, its
-   error beside its speed;
+   error (and its map's Pearson correlation with the exact one) beside its speed;
 4. the digits CNN of create_model.py (float64): PDA (every pixel at 256 levels) and Shapley sampling.
 
 The FLOP limit is the windowed path's best speed-up over full passes: the multiply-adds of a full
@@ -121,9 +121,14 @@ def occlusion_case(torch, name, net, side, patch, stride, captum=True, approxima
     reference = captum_occlusion(torch, net, image, target, patch, stride) if captum else None
     if reference is not None:
         difference = max(difference, np.abs(windowed - reference[0]).max() / scale)
-    setting = f"{patch}x{patch}/{stride}" + (f", approximate {approximate:g}" if approximate else "")
+    setting = f"{patch}x{patch}/{stride}" + (f", approximate {approximate:g} (r {pearson(windowed, full):.2f})"
+                                             if approximate else "")
     return (name, setting, evaluations, limit, windowed_seconds, full_seconds, reference[1:] if reference else None,
             difference)
+
+
+def pearson(a: np.ndarray, b: np.ndarray) -> float:
+    return float(np.corrcoef(a.ravel(), b.ravel())[0, 1])
 
 
 def single_pixel_case(name, net, side):
