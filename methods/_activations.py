@@ -131,10 +131,10 @@ def derivative(activation, x):
     return gradient
 
 
-def rectifier_rule_gradient(model, image, target: int, guided: bool, name: str):
-    """d logit / d input as an (H, W, C) array, each rectifier passing back only positive signals
-    (DeConvNet), times its local slope (Guided Backprop: 1 where a ReLU's input was positive, 0
-    where it was not; a LeakyReLU's slope below 0)."""
+def rectifier_rule_gradient(model, images, targets, guided: bool, name: str):
+    """d logit / d input of each image, explaining its target, as (N, H, W, C), each rectifier
+    passing back only positive signals (DeConvNet), times its local slope (Guided Backprop: 1
+    where a ReLU's input was positive, 0 where it was not; a LeakyReLU's slope below 0)."""
     torch = frameworks.torch()
     net = model.torch
 
@@ -142,8 +142,8 @@ def rectifier_rule_gradient(model, image, target: int, guided: bool, name: str):
         passed = signal.clamp(min=0)
         return passed * derivative(activation, x) if guided else passed
 
-    inputs = net.tensor(image[None]).requires_grad_()
+    inputs = net.tensor(images).requires_grad_()
     with replaced(model, name, rule, rectifiers_only=True):
-        logit = net.forward(inputs)[0, target]
-    (gradient,) = torch.autograd.grad(logit, inputs)
-    return net.array(gradient[0]).transpose(1, 2, 0)
+        logits = net.forward(inputs)[torch.arange(len(images)), torch.as_tensor(targets)]
+    (gradient,) = torch.autograd.grad(logits.sum(), inputs)  # each image's logit has its own inputs
+    return net.array(gradient).transpose(0, 2, 3, 1)

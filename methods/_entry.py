@@ -7,6 +7,8 @@ from dataclasses import dataclass, field
 from enum import Enum
 from typing import Any, Callable
 
+import numpy as np
+
 from heatkit.base.errors import UsageError
 from heatkit.base.rules import Int, Rule
 
@@ -53,6 +55,13 @@ class Settings:
         return {key: setting.rule for key, setting in self.keys.items()}
 
 
+def one_image(batched: Callable) -> Callable:
+    """The contract's one-image function of a method's function of a batch of images."""
+    def function(model, image, target, params):
+        return batched(model, image[None], np.array([target]), params)[0]
+    return function
+
+
 @dataclass(frozen=True)
 class Method:
     key: str
@@ -63,6 +72,9 @@ class Method:
     impl: dict[str, Callable]
     settings: Settings | None = None  # the settings.py dict this method reads
     cheaper: str = ""  # what makes it cheaper, for the warning before a long run
+    # backend -> function(model, images (N, H, W, C), targets (N,), params) -> float32 (N, H, W): the
+    # method on several images at once (heatkit/pipeline/explain.py); impl's function is its one-image case
+    batched: dict[str, Callable] = field(default_factory=dict)
 
     @property
     def backends(self) -> tuple[str, ...]:

@@ -39,8 +39,9 @@ def zennit():
     return zennit
 
 
-def relevance(model, image, target: int, rule):
-    """The relevance of every input element, (H, W, C), starting from the target logit."""
+def relevance(model, images, targets, rule):
+    """The relevance of every input element of each image, (N, H, W, C), starting from its
+    target's logit."""
     torch = frameworks.torch()
     net = model.torch
     if net.scripted:
@@ -56,13 +57,14 @@ def relevance(model, image, target: int, rule):
          (types_.Activation, z.rules.Pass()), ((z.layer.Sum, spatial_mean()), share), (types_.AvgPool, share),
          (types_.Convolution, rule), (types_.Linear, rule), (types_.BatchNorm, z.rules.Epsilon(epsilon=SAFE))],
         canonizers=[_merge_canonizer(z, merges)])
-    inputs = net.tensor(image[None]).requires_grad_()
+    inputs = net.tensor(images).requires_grad_()
+    rows, targets = torch.arange(len(images)), torch.as_tensor(targets)
     with composite.context(graph) as modified:
         output = modified(inputs)
         seed = torch.zeros_like(output)
-        seed[0, target] = output[0, target]  # the relevance starts as the logit, as innvestigate's does
+        seed[rows, targets] = output[rows, targets]  # the relevance starts as the logit, as innvestigate's does
         (attribution,) = torch.autograd.grad(output, inputs, grad_outputs=seed)
-    return net.array(attribution[0]).transpose(1, 2, 0)
+    return net.array(attribution).transpose(0, 2, 3, 1)
 
 
 def rules(epsilon: float, alpha_beta_bias: str) -> dict:

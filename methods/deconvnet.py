@@ -4,7 +4,7 @@ rectifier). As for Guided Backprop, a smooth activation or a softmax inside the 
 such rule, and the method is not applicable to it."""
 from heatkit.methods import _keras_rules, channel_sum
 from heatkit.methods._activations import rectifier_rule_gradient
-from heatkit.methods._entry import Method, Needs, Paper
+from heatkit.methods._entry import Method, Needs, Paper, one_image
 from heatkit.methods.guided_backprop import SLOPES
 
 
@@ -20,10 +20,12 @@ def keras(model, image, target, params):
     return channel_sum(_keras_rules.gradient(model.keras, "Deconv", RULES)(image[None], target)[0])
 
 
-def torch(model, image, target, params):
-    return channel_sum(rectifier_rule_gradient(model, image, target, guided=False, name="DeConvNet"))
+def torch_batch(model, images, targets, params):
+    return channel_sum(rectifier_rule_gradient(model, images, targets, guided=False, name="DeConvNet"))
 
 
+torch = one_image(torch_batch)
 METHOD = Method("deconvnet", "DeConvNet", Paper(
     "Zeiler & Fergus 2014", "Visualizing and Understanding Convolutional Networks", "https://arxiv.org/abs/1311.2901"),
-    Needs.GRADIENTS, {"keras": keras, "torch": torch})
+    Needs.GRADIENTS, {"keras": keras, "torch": torch},
+    batched={"torch": torch_batch})

@@ -32,15 +32,15 @@ from heatkit.base.errors import NotApplicable
 from heatkit.base.rules import Float
 from heatkit.methods import _keras_rules, channel_sum
 from heatkit.methods._activations import derivative, replaced
-from heatkit.methods._entry import Method, Needs, Paper, Setting, Settings
+from heatkit.methods._entry import Method, Needs, Paper, Setting, Settings, one_image
 
 NEAR_ZERO = 1e-10  # captum's threshold below which the secant becomes the derivative
 
 
-def torch(model, image, target, params):
+def torch_batch(model, images, targets, params):
     torch = frameworks.torch()
     net = model.torch
-    baseline = np.full_like(image, params["baseline"])
+    baseline = np.full_like(images[0], params["baseline"])
     on_baseline = []  # each activation's (input, output) on the baseline, in call order
 
     def keep(index, z, y):
@@ -50,7 +50,7 @@ def torch(model, image, target, params):
     shapes = []
 
     def rescale(z, y, activation, signal, index):
-        """The secant between the image's activation and the baseline's, in float32 at least: in
+        """The secant between each image's activation and the baseline's, in float32 at least: in
         float16, a difference below the rounding of z made secants of 1e4 and NaN maps."""
         z0, y0 = on_baseline[index]
         wide = torch.promote_types(z.dtype, torch.float32)
@@ -63,15 +63,19 @@ def torch(model, image, target, params):
             slope = torch.where(close, derivative(activation, z).to(wide), slope)
         return (signal.to(wide) * slope).to(signal.dtype)
 
-    inputs = net.tensor(image[None]).requires_grad_()
-    with replaced(model, "DeepLIFT", rescale, rectifiers_only=False, seen=lambda index, z, y: shapes.append(z.shape)):
-        logit = net.forward(inputs)[0, target]
-    if shapes != [z.shape for z, _ in on_baseline]:
+    inputs = net.tensor(images).requires_grad_()
+    with replaced(model, "DeepLIFT", rescale, rectifiers_only=False,
+                  seen=lambda index, z, y: shapes.append(z.shape[1:])):
+        logits = net.forward(inputs)[torch.arange(len(images)), torch.as_tensor(targets)]
+    if shapes != [z.shape[1:] for z, _ in on_baseline]:
         raise NotApplicable("DeepLIFT pairs each activation on the image with the same one on the baseline, and this "
                             "model's forward calls different activations for the two (control flow that depends on "
                             "the input)")
-    (multipliers,) = torch.autograd.grad(logit, inputs)
-    return channel_sum((image - baseline) * net.array(multipliers[0]).transpose(1, 2, 0))
+    (multipliers,) = torch.autograd.grad(logits.sum(), inputs)  # each image's logit has its own inputs
+    return channel_sum((images - baseline) * net.array(multipliers).transpose(0, 2, 3, 1))
+
+
+torch = one_image(torch_batch)
 
 
 def keras(model, image, target, params):
@@ -113,4 +117,5 @@ SETTINGS = Settings("deeplift", "deeplift: DeepLIFT (Shrikumar et al. 2017), Res
 })
 METHOD = Method("deeplift", "DeepLIFT", Paper(
     "Shrikumar et al. 2017", "Learning Important Features Through Propagating Activation Differences",
-    "https://arxiv.org/abs/1704.02685"), Needs.GRADIENTS, {"keras": keras, "torch": torch}, SETTINGS)
+    "https://arxiv.org/abs/1704.02685"), Needs.GRADIENTS, {"keras": keras, "torch": torch}, SETTINGS,
+    batched={"torch": torch_batch})

@@ -10,7 +10,7 @@ import functools
 
 from heatkit.methods import _keras_rules, channel_sum
 from heatkit.methods._activations import rectifier_rule_gradient
-from heatkit.methods._entry import Method, Needs, Paper
+from heatkit.methods._entry import Method, Needs, Paper, one_image
 
 # d rectifier / d x at the operation's input, by TensorFlow operation
 SLOPES = {
@@ -32,10 +32,12 @@ def keras(model, image, target, params):
     return channel_sum(_keras_rules.gradient(model.keras, "Guided", RULES)(image[None], target)[0])
 
 
-def torch(model, image, target, params):
-    return channel_sum(rectifier_rule_gradient(model, image, target, guided=True, name="Guided Backprop"))
+def torch_batch(model, images, targets, params):
+    return channel_sum(rectifier_rule_gradient(model, images, targets, guided=True, name="Guided Backprop"))
 
 
+torch = one_image(torch_batch)
 METHOD = Method("gb", "Guided Backprop", Paper(
     "Springenberg et al. 2015", "Striving for Simplicity: The All Convolutional Net", "https://arxiv.org/abs/1412.6806"),
-    Needs.GRADIENTS, {"keras": keras, "torch": torch})
+    Needs.GRADIENTS, {"keras": keras, "torch": torch},
+    batched={"torch": torch_batch})

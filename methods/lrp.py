@@ -12,7 +12,7 @@ innvestigate 2.1.2 computes it, z_j+- = sum_i z_ij+- + b_j, the whole bias in bo
 from heatkit.base import frameworks
 from heatkit.base.rules import Choice, Float
 from heatkit.methods import _innvestigate, _keras_rules, _zennit, channel_sum
-from heatkit.methods._entry import Method, Needs, Paper, Setting, Settings
+from heatkit.methods._entry import Method, Needs, Paper, Setting, Settings, one_image
 
 
 def z_keras(model, image, target, params):
@@ -31,25 +31,15 @@ def alpha2beta1_keras(model, image, target, params):
     return _keras_alpha_beta(model, image, target, 2.0, 1.0, params["alpha_beta_bias"])
 
 
-def z_torch(model, image, target, params):
-    return _torch(model, image, target, "z", params)
+def _torch_batch(rule: str):
+    """The rule's function of a batch of images and their targets, on PyTorch."""
+    def function(model, images, targets, params):
+        rules = _zennit.rules(params.get("epsilon", 1e-7), params.get("alpha_beta_bias", "split"))
+        return channel_sum(_zennit.relevance(model, images, targets, rules[rule]))
+    return function
 
 
-def epsilon_torch(model, image, target, params):
-    return _torch(model, image, target, "epsilon", params)
-
-
-def alpha1beta0_torch(model, image, target, params):
-    return _torch(model, image, target, "alpha1beta0", params)
-
-
-def alpha2beta1_torch(model, image, target, params):
-    return _torch(model, image, target, "alpha2beta1", params)
-
-
-def _torch(model, image, target, rule, params):
-    rules = _zennit.rules(params.get("epsilon", 1e-7), params.get("alpha_beta_bias", "split"))
-    return channel_sum(_zennit.relevance(model, image, target, rules[rule]))
+TORCH = {rule: _torch_batch(rule) for rule in ("z", "epsilon", "alpha1beta0", "alpha2beta1")}
 
 
 def _keras(model, image, target, analyzer, **kwargs):
@@ -128,11 +118,10 @@ SETTINGS = Settings("lrp", "lrp: Layer-wise Relevance Propagation (Bach et al. 2
                                "computes them (all of b in both z+ and z-)"),
 })
 METHODS = [
-    Method("lrp.z", "LRP-Z", PAPER, Needs.GRADIENTS, {"keras": z_keras, "torch": z_torch}),
-    Method("lrp.epsilon", "LRP-Epsilon", PAPER, Needs.GRADIENTS, {"keras": epsilon_keras, "torch": epsilon_torch},
-           SETTINGS),
-    Method("lrp.alpha1beta0", "LRP-Alpha1Beta0", PAPER, Needs.GRADIENTS,
-           {"keras": alpha1beta0_keras, "torch": alpha1beta0_torch}, SETTINGS),
-    Method("lrp.alpha2beta1", "LRP-Alpha2Beta1", PAPER, Needs.GRADIENTS,
-           {"keras": alpha2beta1_keras, "torch": alpha2beta1_torch}, SETTINGS),
+    Method(f"lrp.{rule}", name, PAPER, Needs.GRADIENTS, {"keras": keras, "torch": one_image(TORCH[rule])},
+           settings, batched={"torch": TORCH[rule]})
+    for rule, name, keras, settings in (("z", "LRP-Z", z_keras, None),
+                                        ("epsilon", "LRP-Epsilon", epsilon_keras, SETTINGS),
+                                        ("alpha1beta0", "LRP-Alpha1Beta0", alpha1beta0_keras, SETTINGS),
+                                        ("alpha2beta1", "LRP-Alpha2Beta1", alpha2beta1_keras, SETTINGS))
 ]

@@ -238,3 +238,57 @@ def test_a_cnn_runs_channels_last_where_it_can_and_gives_autograds_gradient(flat
     inputs = torch.tensor(image.transpose(2, 0, 1)[None], dtype=torch.float32).contiguous().requires_grad_()
     (gradient,) = torch.autograd.grad(net(inputs)[0, 1], inputs)
     np.testing.assert_allclose(run.maps["grad"], gradient[0].sum(0).numpy(), rtol=1e-5, atol=1e-7)
+
+
+def test_methods_that_take_a_batch_give_each_image_its_own_map(monkeypatch):
+    """Several images in one call: the gradient family, DeepLIFT and LRP on PyTorch run them as one
+    batch, and equal the maps of one image at a time (float64, to 1e-10 of each map's scale),
+    each image's row explaining its own class (here 0, 3 and 1); the Gradient is autograd's."""
+    import heatkit
+    from heatkit.methods.registry import REGISTRY
+
+    torch = frameworks.torch()
+    nn = torch.nn
+
+    class Residual(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.conv, self.bn = nn.Conv2d(3, 6, 3, padding=1), nn.BatchNorm2d(6)
+            self.inner, self.head = nn.Conv2d(6, 6, 3, padding=1), nn.Linear(6, 5)
+
+        def forward(self, x):
+            hidden = torch.relu(self.bn(self.conv(x)))
+            return self.head((hidden + torch.relu(self.inner(hidden))).mean((2, 3)))
+
+    torch.manual_seed(1)
+    net = Residual().double().eval()
+    with torch.no_grad():
+        net.bn.running_mean.uniform_(-0.2, 0.2)
+    rng = np.random.default_rng(0)
+    images, targets = np.stack([rng.random((10, 10, 3)) for _ in range(3)]), np.array([0, 3, 1])
+    settings = {"faithfulness.curves": False, "input_size": [10, 10]}
+    model = heatkit.load_model(net, settings=settings)
+    keys = [key for key, method in REGISTRY.items() if "torch" in method.batched]
+    assert {"grad", "inpgrad", "gb", "deconvnet", "deeplift", "lrp.epsilon"} <= set(keys)
+    cfg = heatkit.settings(settings)
+    for key in keys:
+        method = REGISTRY[key]
+        params = cfg[method.settings.name] if method.settings else {}
+        together = method.batched["torch"](model, images, targets, params)
+        for image, target, found in zip(images, targets, together):
+            alone = method.function("torch")(model, image, target, params)
+            np.testing.assert_allclose(found, alone, rtol=0, atol=1e-10 * np.abs(alone).max(), err_msg=key)
+    for image, target, found in zip(images, targets, REGISTRY["grad"].batched["torch"](model, images, targets, {})):
+        inputs = torch.tensor(image.transpose(2, 0, 1)[None]).requires_grad_()
+        (gradient,) = torch.autograd.grad(net(inputs)[0, target], inputs)
+        np.testing.assert_allclose(found, gradient[0].sum(0).numpy(), rtol=1e-6)
+    batches = []
+    batched = REGISTRY["grad"].batched["torch"]
+    monkeypatch.setitem(REGISTRY["grad"].batched, "torch", lambda *args: batches.append(len(args[1])) or batched(*args))
+    run = heatkit.explain(model, list(images), keys, settings=settings, progress=False)
+    assert batches == [3]  # the pipeline ran the three images as one batch
+    for image, item in zip(images, run.items):
+        alone = heatkit.explain(model, image, keys, settings=settings, progress=False).result
+        for key in keys:
+            np.testing.assert_allclose(item.results[0].maps[key], alone.maps[key], rtol=0,
+                                       atol=1e-10 * np.abs(alone.maps[key]).max(), err_msg=key)

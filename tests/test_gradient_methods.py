@@ -15,6 +15,7 @@ from heatkit.methods import (
     lrp,
     smoothgrad,
 )
+from heatkit.methods.registry import REGISTRY
 from heatkit.model import Model
 
 SG = {"augment_by_n": 16, "noise_scale": 0.2, "postprocess": None, "seed": 0}
@@ -26,9 +27,14 @@ def backend(request):
     return request.param
 
 
-def on(module, backend, rule=""):
-    """The module's function for `backend` (lrp's are named per rule: z_keras, ...)."""
-    return getattr(module, f"{rule}{backend}")
+def on(module, backend):
+    """The module's function for `backend`."""
+    return getattr(module, backend)
+
+
+def lrp_on(rule: str, backend):
+    """An LRP rule's function for `backend`, from the registry (lrp.py builds them per rule)."""
+    return REGISTRY[f"lrp.{rule}"].function(backend)
 
 
 def case(model, seed=3, target=None):
@@ -124,7 +130,7 @@ def test_lrp_z_is_the_hand_formula(small_model, backend):
     # R_i = x_i w_i / z * R with z = x.w + b and R = the logit relu(z)
     image, target, x, w, b = case(small_model)
     z = x @ w + b
-    np.testing.assert_allclose(on(lrp, backend, "z_")(small_model, image, target, {}),
+    np.testing.assert_allclose(lrp_on("z", backend)(small_model, image, target, {}),
                                as_map(x * w / z * max(z, 0.0)), rtol=1e-6)
 
 
@@ -133,11 +139,11 @@ def test_lrp_epsilon_is_the_hand_formula(small_model, backend):
     z = x @ w + b
     epsilon = z / 4  # large enough to matter
     expected = x * w / (z + epsilon * np.sign(z)) * max(z, 0.0)
-    np.testing.assert_allclose(on(lrp, backend, "epsilon_")(small_model, image, target, {"epsilon": epsilon}),
+    np.testing.assert_allclose(lrp_on("epsilon", backend)(small_model, image, target, {"epsilon": epsilon}),
                                as_map(expected), rtol=1e-6)
 
 
-@pytest.mark.parametrize("rule, alpha, beta", [("alpha1beta0_", 1, 0), ("alpha2beta1_", 2, 1)])
+@pytest.mark.parametrize("rule, alpha, beta", [("alpha1beta0", 1, 0), ("alpha2beta1", 2, 1)])
 @pytest.mark.parametrize("bias", ["split", "whole"])
 def test_lrp_alpha_beta_is_the_hand_formula(small_model, backend, rule, alpha, beta, bias):
     """R_i = (alpha z_i+ / z+ - beta z_i- / z-) R with z_i = x_i w_i. "split" (Bach et al. 2015):
@@ -149,7 +155,7 @@ def test_lrp_alpha_beta_is_the_hand_formula(small_model, backend, rule, alpha, b
     b_positive, b_negative = (max(b, 0.0), min(b, 0.0)) if bias == "split" else (b, b)
     expected = (alpha * positive / (positive.sum() + b_positive)
                 - beta * negative / (negative.sum() + b_negative)) * logit
-    attribution = on(lrp, backend, rule)(small_model, image, target, {"alpha_beta_bias": bias})
+    attribution = lrp_on(rule, backend)(small_model, image, target, {"alpha_beta_bias": bias})
     np.testing.assert_allclose(attribution, as_map(expected), rtol=1e-6)
 
 

@@ -228,14 +228,15 @@ _MODELS: dict = {}  # in each worker process: the model of each job, loaded once
 
 
 def explain_batch(job: Job, batch: list[Item]) -> list[dict]:
-    """Explains each image of the batch and writes its file; its rows."""
-    from heatkit.pipeline.explain import explain
+    """Explains the batch's images (the methods that take a batch of images on all at once) and
+    writes each image's file as it is done; their rows."""
+    from heatkit.pipeline.explain import explain_images
 
     model = _worker_model(job)
     rows = []
-    for item in batch:
-        result = explain(model, model.preprocess(item.pixels), item.pixels, item.stem, list(job.methods), job.cfg,
-                         None, job.backend)
+    results = explain_images(model, [model.preprocess(item.pixels) for item in batch], [item.pixels for item in batch],
+                             [item.stem for item in batch], list(job.methods), job.cfg, None, job.backend)
+    for item, result in zip(batch, results):
         image_rows = _rows(item, result, job.cfg["figure"]["crop"])
         _write_item(Path(job.out) / "maps" / f"{item.key}.npz", result.maps, image_rows)
         rows += image_rows

@@ -1,8 +1,11 @@
-"""The chosen methods' maps for one input."""
+"""The chosen methods' maps for one input, or for several, the methods that take a batch of
+images computing theirs for all of them at once."""
 from __future__ import annotations
 
 import time
 import traceback
+from dataclasses import dataclass, field
+from typing import Iterator
 
 import numpy as np
 
@@ -14,10 +17,26 @@ from heatkit.pipeline import faithfulness
 from heatkit.pipeline.results import ImageResult
 
 
+@dataclass
+class Outcome:
+    """What one method gave for one image: its maps and extras, or why it gave none."""
+
+    framework: str
+    maps: dict[str, np.ndarray] = field(default_factory=dict)
+    extras: dict[str, np.ndarray] = field(default_factory=dict)
+    seconds: float = 0.0
+    evaluations: dict[str, int] = field(default_factory=dict)
+    skipped: str | None = None  # why the method does not apply
+    failure: str | None = None  # what it raised
+
+
 def explain(model, image: np.ndarray, display: np.ndarray, name: str, keys: list[str], cfg: dict,
-            target: int | None, backend: str, verbose: bool = False, curves: bool = True) -> ImageResult:
+            target: int | None, backend: str, verbose: bool = False, curves: bool = True,
+            probabilities: np.ndarray | None = None, ready: dict[str, Outcome] | None = None) -> ImageResult:
     """Every method's map for `image` (the model's input; `display` is it in [0, 1] for the figure),
     explaining `target` (default: the predicted class), with the gradient family on `backend`.
+    `probabilities` and the `ready` methods' outcomes, where given, were computed for several
+    images at once (explain_images).
 
     A method that raises, or gives a map with NaN or infinite values, is recorded as a failure with
     its message, one that does not apply to this model as skipped with the reason; the others
@@ -25,7 +44,8 @@ def explain(model, image: np.ndarray, display: np.ndarray, name: str, keys: list
     marks the result interrupted. With `curves` (and faithfulness.curves), every map gets its
     faithfulness curves.
     """
-    probabilities = model.probabilities(image[None])[0]
+    if probabilities is None:
+        probabilities = model.probabilities(image[None])[0]
     result = ImageResult(name=name, image=display, probabilities=probabilities,
                          target=int(probabilities.argmax()) if target is None else target, top_k=cfg["figure"]["top_k"],
                          true_label=model.true_label(display))
@@ -34,50 +54,112 @@ def explain(model, image: np.ndarray, display: np.ndarray, name: str, keys: list
                                               "infinite weights, or an overflow): no map of it can be trusted")
         return result
     for key in keys:
-        method = REGISTRY[key]
-        params = cfg[method.settings.name] if method.settings else {}
-        framework = method.runs_on(backend, model.frameworks)
         try:
-            model.require(framework, key)
-            function = method.function(framework)  # imports the method's libraries, outside the timing
-            evaluations = model.evaluations.copy()
-            start = time.perf_counter()
-            model.meter = Meter(key, model.engine_options.progress, model.engine_options.warn_seconds, method.cheaper)
-            try:
-                maps, extras = contract.check(key, function(model, image, result.target, params), image.shape[:2])
-            finally:
-                model.meter.close()
-                model.meter = None
-        except NotApplicable as reason:
-            result.skipped[key] = str(reason)
-            continue
-        except UsageError:
-            raise
+            outcome = (ready or {}).get(key) or _outcome(model, image, key, cfg, result.target, backend, verbose)
         except KeyboardInterrupt:
             result.interrupted = True
             break
-        except Exception as error:  # reported in the table, scores.json and the figure
-            if verbose:
-                traceback.print_exc()
-            result.failures[key] = f"{type(error).__name__}: {error}"
-            continue
-        seconds = time.perf_counter() - start
-        broken = {name: int(attribution.size - np.isfinite(attribution).sum()) for name, attribution in maps.items()
-                  if not np.isfinite(attribution).all()}
-        if broken:
-            result.failures[key] = "; ".join(f"{name}: {count} of {maps[name].size} pixels are not finite (NaN or "
-                                             "infinite)" for name, count in broken.items())
-            continue
-        result.frameworks[key] = framework
-        if model.evaluations != evaluations:
-            result.evaluations[key] = dict(model.evaluations - evaluations)
-        for name, attribution in maps.items():
-            result.maps[name], result.seconds[name] = attribution, seconds / len(maps)
-        if extras:
-            result.extras[key] = extras
+        _record(result, key, outcome)
     if curves and cfg["faithfulness"]["curves"] and result.maps and not result.interrupted:
         try:
             result.curves = faithfulness.score_maps(model, image, result.target, result.maps, cfg["faithfulness"])
         except KeyboardInterrupt:
             result.interrupted = True
     return result
+
+
+def explain_images(model, images: list[np.ndarray], displays: list[np.ndarray], names: list[str], keys: list[str],
+                   cfg: dict, target: int | None, backend: str, verbose: bool = False) -> Iterator[ImageResult]:
+    """explain() of each image in turn; first, the probabilities of all of them, and the maps of
+    the methods that take a batch of images (the gradient family, DeepLIFT and LRP on PyTorch), in
+    batches that keep a forward and a backward pass within perturbation.memory_mb."""
+    size = max(1, (model.engine_options.memory_mb << 20) // max(1, 3 * model.activation_bytes))
+    spans = [(start, min(len(images), start + size)) for start in range(0, len(images), size)]
+    probabilities = np.concatenate([model.probabilities(np.stack(images[a:b])) for a, b in spans])
+    targets = probabilities.argmax(1) if target is None else np.full(len(images), target)
+    ready: list[dict[str, Outcome]] = [{} for _ in images]
+    if len(images) > 1 and np.isfinite(probabilities).all():
+        for key in keys:
+            method = REGISTRY[key]
+            framework = method.runs_on(backend, model.frameworks)
+            if framework in method.batched and framework in model.frameworks:
+                for (a, b) in spans:
+                    for index, outcome in enumerate(_batched(model, images[a:b], targets[a:b], key, cfg, framework,
+                                                             verbose), start=a):
+                        ready[index][key] = outcome
+    for image, display, name, image_probabilities, prepared in zip(images, displays, names, probabilities, ready):
+        yield explain(model, image, display, name, keys, cfg, target, backend, verbose,
+                      probabilities=image_probabilities, ready=prepared)
+
+
+def _outcome(model, image, key: str, cfg: dict, target: int, backend: str, verbose: bool) -> Outcome:
+    """Method `key`'s maps of one image, or why it has none."""
+    method = REGISTRY[key]
+    params = cfg[method.settings.name] if method.settings else {}
+    framework = method.runs_on(backend, model.frameworks)
+    try:
+        model.require(framework, key)
+        function = method.function(framework)  # imports the method's libraries, outside the timing
+        evaluations = model.evaluations.copy()
+        start = time.perf_counter()
+        model.meter = Meter(key, model.engine_options.progress, model.engine_options.warn_seconds, method.cheaper)
+        try:
+            maps, extras = contract.check(key, function(model, image, target, params), image.shape[:2])
+        finally:
+            model.meter.close()
+            model.meter = None
+    except NotApplicable as reason:
+        return Outcome(framework, skipped=str(reason))
+    except (UsageError, KeyboardInterrupt):
+        raise
+    except Exception as error:  # reported in the table, scores.json and the figure
+        if verbose:
+            traceback.print_exc()
+        return Outcome(framework, failure=f"{type(error).__name__}: {error}")
+    return Outcome(framework, maps, extras, time.perf_counter() - start, dict(model.evaluations - evaluations))
+
+
+def _batched(model, images: list[np.ndarray], targets: np.ndarray, key: str, cfg: dict, framework: str,
+             verbose: bool) -> list[Outcome]:
+    """Method `key`'s maps of a batch of images at once, as each image's outcome (the time shared)."""
+    method = REGISTRY[key]
+    params = cfg[method.settings.name] if method.settings else {}
+    try:
+        function = method.batched[framework]
+        start = time.perf_counter()
+        found = function(model, np.stack(images), targets, params)
+        seconds = (time.perf_counter() - start) / len(images)
+        return [Outcome(framework, contract.check(key, attribution, image.shape[:2])[0], seconds=seconds)
+                for attribution, image in zip(found, images)]
+    except NotApplicable as reason:
+        return [Outcome(framework, skipped=str(reason))] * len(images)
+    except (UsageError, KeyboardInterrupt):
+        raise
+    except Exception as error:  # reported for each image, as explain() reports one image's
+        if verbose:
+            traceback.print_exc()
+        return [Outcome(framework, failure=f"{type(error).__name__}: {error}")] * len(images)
+
+
+def _record(result: ImageResult, key: str, outcome: Outcome) -> None:
+    """An outcome into the image's result: its maps, or its failure (a map with NaN or infinite
+    values is one), or why it does not apply."""
+    if outcome.skipped is not None:
+        result.skipped[key] = outcome.skipped
+        return
+    if outcome.failure is not None:
+        result.failures[key] = outcome.failure
+        return
+    broken = {name: int(attribution.size - np.isfinite(attribution).sum()) for name, attribution in outcome.maps.items()
+              if not np.isfinite(attribution).all()}
+    if broken:
+        result.failures[key] = "; ".join(f"{name}: {count} of {outcome.maps[name].size} pixels are not finite (NaN or "
+                                         "infinite)" for name, count in broken.items())
+        return
+    result.frameworks[key] = outcome.framework
+    if outcome.evaluations:
+        result.evaluations[key] = outcome.evaluations
+    for name, attribution in outcome.maps.items():
+        result.maps[name], result.seconds[name] = attribution, outcome.seconds / len(outcome.maps)
+    if outcome.extras:
+        result.extras[key] = outcome.extras

@@ -9,7 +9,7 @@ import numpy as np
 
 from heatkit.methods.registry import label
 from heatkit.pipeline import plotting, report
-from heatkit.pipeline.explain import explain
+from heatkit.pipeline.explain import explain_images
 from heatkit.pipeline.results import Explained, ImageResult
 from heatkit.pipeline.scores import format_table
 from heatkit.pipeline.similarity import agreement, format_agreement
@@ -18,17 +18,24 @@ from heatkit.pipeline.similarity import agreement, format_agreement
 def compute(model, inputs: list[tuple[str, str, np.ndarray]], keys: list[str], cfg: dict, target: int | None,
             backends: list[str], verbose: bool = False) -> tuple[list[Explained], bool]:
     """Every method on every (stem, source, pixels) input, once per backend; and whether Ctrl-C
-    stopped it (the results so far are kept)."""
-    items = []
-    for stem, source, pixels in inputs:
-        results = []
-        for backend in backends:
-            name = stem + (f" ({backend})" if len(backends) > 1 else "")
-            results.append(explain(model, model.preprocess(pixels), pixels, name, keys, cfg, target, backend, verbose))
-            if results[-1].interrupted:
-                return [*items, Explained(stem, source, results)], True
-        items.append(Explained(stem, source, results))
-    return items, False
+    stopped it (what finished is kept: an image stopped midway has the maps it had)."""
+    images, displays = [model.preprocess(pixels) for _, _, pixels in inputs], [pixels for _, _, pixels in inputs]
+    results: list[list] = [[] for _ in inputs]
+    interrupted = False
+    for backend in backends:
+        names = [stem + (f" ({backend})" if len(backends) > 1 else "") for stem, _, _ in inputs]
+        try:
+            for index, result in enumerate(explain_images(model, images, displays, names, keys, cfg, target, backend,
+                                                          verbose)):
+                results[index].append(result)
+                if result.interrupted:
+                    interrupted = True
+                    break
+        except KeyboardInterrupt:  # while the methods that take a batch of images ran
+            interrupted = True
+        if interrupted:
+            break
+    return [Explained(stem, source, found) for (stem, source, _), found in zip(inputs, results) if found], interrupted
 
 
 @dataclass
