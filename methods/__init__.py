@@ -5,8 +5,11 @@
 `model` is a heatkit.model.Model, `image` one preprocessed input (H, W, C) in the model's
 input scale, `target` the class explained, `params` the method's settings dict. The map is
 raw: normalizing is for plotting only. A gradient-family module has one such function per
-framework, `keras` (innvestigate) and `torch`. Each module declares its registry entry and its
-settings (methods/_entry.py); methods/registry.py lists them all. Installed as heatkit.methods.
+framework, `keras` (innvestigate) and `torch`. A method that can take several images at once
+also declares `function(model, images, targets, params) -> float32 (N, H, W)`, one target per
+image, and its one-image function is that batch of one (_entry.one_image). Each module declares
+its registry entry and its settings (methods/_entry.py); methods/registry.py lists them all.
+Installed as heatkit.methods.
 """
 import numpy as np
 
