@@ -50,11 +50,12 @@ def load(path: Path, size: list[int] | None):
     if height is None or width is None:
         raise UsageError(f"{path} does not fix its input size; give it with --input-size HxW")
     module = _convert(model, path)
-    if layout == "NHWC":
-        module = _ChannelsLast()(module)
+    if layout == "NHWC":  # PyTorch's NCHW input, given to the NHWC graph
+        module = _wrapped(module, lambda model, x: model(x.permute(0, 2, 3, 1)))
     notes = []
     if dims[0] == 1 and not _takes_batches(module, (channels, height, width)):
-        module = _OneAtATime()(module)
+        cat = frameworks.torch().cat
+        module = _wrapped(module, lambda model, x: cat([model(x[i:i + 1]) for i in range(len(x))]))
         notes.append(f"{path} fixes its batch at 1 and its graph fails on more images: it runs one image at a time, "
                      "with neither the windowed path nor LRP; export it with a dynamic batch (torch.onnx.export(..., "
                      "dynamic_axes={'input': {0: 'batch'}})) to batch it")
@@ -163,31 +164,16 @@ def _takes_batches(module, chw: tuple[int, int, int]) -> bool:
         return False
 
 
-def _OneAtATime():
-    """The class of a module that runs a batch-1 model on each image of a batch in turn."""
+def _wrapped(model, forward):
+    """`model` inside a module whose forward(x) is forward(model, x): torch.fx traces through it."""
     torch = frameworks.torch()
 
-    class OneAtATime(torch.nn.Module):
-        def __init__(self, model):
+    class Wrapped(torch.nn.Module):
+        def __init__(self):
             super().__init__()
             self.model = model
 
         def forward(self, x):
-            return torch.cat([self.model(x[i:i + 1]) for i in range(len(x))])
+            return forward(self.model, x)
 
-    return OneAtATime
-
-
-def _ChannelsLast():
-    """The class of a module that runs an NHWC model on NCHW input."""
-    torch = frameworks.torch()
-
-    class ChannelsLast(torch.nn.Module):
-        def __init__(self, model):
-            super().__init__()
-            self.model = model
-
-        def forward(self, x):
-            return self.model(x.permute(0, 2, 3, 1))
-
-    return ChannelsLast
+    return Wrapped()
