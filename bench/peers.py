@@ -72,7 +72,8 @@ def main() -> None:
 
     rows = [
         ("Saliency, one image", best(ours(model, image, ["grad"])), "captum",
-         best(lambda: Saliency(net).attribute(tensor.clone().requires_grad_(), target=int(predicted(tensor)))), 1 / 1.3),
+         best(lambda: Saliency(net).attribute(tensor.clone().requires_grad_(), target=int(predicted(tensor)))),
+         1 / 1.3),
         ("IG, 64 steps", best(ours(model, image, ["ig"], {"ig.steps": 64}), 1), "captum",
          best(lambda: IntegratedGradients(net).attribute(tensor, target=int(predicted(tensor)), n_steps=64), 1),
          1 / 1.3),

@@ -348,7 +348,8 @@ def _experiment_setup(model, image, methods, settings, center_level, trust, prog
 def _request(function: str, model: Model, files: list[Path], keys: list[str], **options) -> dict:
     """What run.json records of a call: enough to repeat it, where the model and images are files."""
     return {"function": function, "model": model.source, "model_object": model.name, "dtype": model.dtype,
-            "head": model.head.record(), "preprocess": asdict(model.preprocess), "images": [str(path) for path in files] or None, "methods": keys, **options}
+            "head": model.head.record(), "preprocess": asdict(model.preprocess),
+            "images": [str(path) for path in files] or None, "methods": keys, **options}
 
 
 def _provenance(found: Experiment, stem: str, request: dict) -> Experiment:

@@ -1,6 +1,6 @@
-"""LRP on PyTorch through zennit 0.5.1 (zennit 1.0 needs Python 3.11.11 or newer; Anders et al., "Software for dataset-wide XAI"): its rules
-as hooks on every layer, applied to a copy of the model's graph where residual additions and
-BatchNorms have the form LRP needs.
+"""LRP on PyTorch through zennit 0.5.1 (Anders et al., "Software for dataset-wide XAI"; zennit 1.0
+needs Python 3.11.11 or newer): its rules as hooks on every layer, applied to a copy of the
+model's graph where residual additions and BatchNorms have the form LRP needs.
 
 Why zennit: captum's LRP has rules for a fixed list of layer types and passes a residual
 addition's relevance to both of its inputs whole, which doubles it; zennit's rules are hooks any

@@ -395,7 +395,8 @@ class Engine:
         # The batch, its mask or source, the framework's copy, and every operator's output (twice: a
         # convolution's workspace comes on top)
         per_image = self.flat.nbytes * 3 + 2 * self.model.activation_bytes
-        fitting = min((self.options.memory_mb << 20) // per_image, FULL_PASS_BYTES // max(1, self.model.activation_bytes))
+        fitting = min((self.options.memory_mb << 20) // per_image,
+                      FULL_PASS_BYTES // max(1, self.model.activation_bytes))
         return max(1, min(fitting, max_batch or count))
 
     @contextmanager

@@ -28,7 +28,8 @@ def read(path: Path, name: str) -> tuple[dict, list[str]]:
             state = torch.load(path, weights_only=True, map_location="cpu")
     except (RuntimeError, OSError, EOFError, ValueError, pickle.UnpicklingError) as error:
         raise UsageError(f"cannot load {path} as the state dict of {name} ({first_line(error)}); give the file "
-                         "torch.save(model.state_dict(), path) or safetensors' save_file wrote for this model") from None
+                         "torch.save(model.state_dict(), path) or safetensors' save_file wrote for this model") \
+            from None
     notes = []
 
     def is_state(value) -> bool:
@@ -56,8 +57,9 @@ def load(module, state: dict, path: Path, name: str) -> None:
     unexpected = [key for key in state if key not in expected]
     shapes = [f"{key} {tuple(state[key].shape)} for {tuple(value.shape)}" for key, value in expected.items()
               if key in state and state[key].shape != value.shape]
+    found = (("missing", missing), ("unexpected", unexpected), ("shapes differ", shapes))
     problems = [f"{label}: {', '.join(keys[:3])}" + (f" and {len(keys) - 3} more" if len(keys) > 3 else "")
-                for label, keys in (("missing", missing), ("unexpected", unexpected), ("shapes differ", shapes)) if keys]
+                for label, keys in found if keys]
     if problems:
         raise UsageError(f"{path} is not the state dict of {name} ({'; '.join(problems)}); give the file "
                          "torch.save(model.state_dict(), path) wrote for this model")
