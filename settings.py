@@ -147,11 +147,15 @@ growing_patch = dict(
 )
 
 # ---- Methods: one dict per method, generated from the methods' modules by `python -m heatkit.generated` ----
-# sg: SmoothGrad (Smilkov et al. 2017): the mean gradient over noisy copies of the input.
+# sg: SmoothGrad (Smilkov et al. 2017): the mean gradient over noisy copies of the input, or
+# captum's NoiseTunnel variants of it.
 sg = dict(
     augment_by_n=64,  # number of noisy copies
     noise_scale=0.1,  # noise std as a fraction of the input's range (max - min), as in the paper
-    postprocess=None,  # None, "abs" or "square" (SmoothGrad-Squared), applied to each gradient
+    # the copies' gradients' mean ("smoothgrad"), mean absolute value ("smoothgrad_abs"), mean
+    # square ("smoothgrad_sq", SmoothGrad-Squared) or variance ("vargrad", Adebayo et al. 2018),
+    # channels then summed
+    type='smoothgrad',
     seed=0,  # seed of the noise
 )
 
@@ -165,14 +169,29 @@ ig = dict(
     rule='gausslegendre',
 )
 
+# gradshap: GradientSHAP (Lundberg & Lee 2017, captum's GradientShap): the mean of (input -
+# baseline) times the gradient at a random point between them, over random baselines and noisy
+# copies of the input.
+gradshap = dict(
+    samples=64,  # gradients averaged (captum's n_samples)
+    # "uniform": images uniform over the input's range; "reference": the constant image `reference`
+    baselines='uniform',
+    num_baselines=16,  # images in the baselines' set, for baselines "uniform"
+    reference=0.0,  # the constant baseline's value, for baselines "reference"
+    # std of the noise added to the input, as a fraction of its range (captum's stdevs, relative)
+    noise_scale=0.0,
+    seed=0,  # seed of every draw
+)
+
 # deeplift: DeepLIFT (Shrikumar et al. 2017), Rescale rule, explaining the logit.
 deeplift = dict(
     baseline=0.0,  # the baseline image's value at every pixel (0.0: the all-zero image)
 )
 
-# gradcam: the conv layers explained by Grad-CAM (Selvaraju et al. 2017), Grad-CAM++ and Guided
-# Grad-CAM, by their Keras names; several give one map each. CAM (Zhou et al. 2016) always uses the
-# layer before the global average pooling.
+# gradcam: the conv layers the CAM family explains (Grad-CAM, Selvaraju et al. 2017, and its
+# variants, Score-CAM, Ablation-CAM, Eigen-CAM, Guided Grad-CAM), by their Keras names or PyTorch
+# module paths; several give one map each. CAM (Zhou et al. 2016) always uses the layer before the
+# global average pooling.
 gradcam = dict(
     layers=None,  # None: the last conv layer; or a list, e.g. ["conv2", "conv3"]
 )
@@ -187,11 +206,15 @@ lrp = dict(
 )
 
 # occlusion: Zeiler & Fergus 2014. A pixel's relevance is the drop of the explained class's
-# probability when a patch covering it is set to `fill`, averaged over the patches covering it.
+# probability when a patch covering it is set to `fill`, averaged over the patches covering it; or,
+# with a mask, when its region is.
 occlusion = dict(
     patch=1,  # side of the square patch, in pixels (1: every pixel alone)
     stride=1,  # step between patch positions; the last row and column of patches are always included
     fill=0.0,  # value the patch is set to
+    # None: the sliding patches above; or regions filled one at a time, "pixels", "patch:N" (a grid
+    # of N x N squares) or "superpixels" (SLIC)
+    mask=None,
 )
 
 # pda: Prediction Difference Analysis (Zintgraf et al. 2017). A window of the input is replaced by
@@ -212,11 +235,14 @@ pda = dict(
 )
 
 # shapley: Shapley value sampling (Castro et al. 2009; Strumbelj & Kononenko 2010): the mean change
-# of the probability when a pixel is switched from the baseline to the input, over random orders of
-# all pixels.
+# of the probability when a feature is switched from the baseline to the input, over random orders
+# of all features.
 shapley = dict(
     samples=25,  # random permutations (captum's ShapleyValueSampling default)
     baseline=0.0,  # the value a pixel has before it is switched to the input's
+    # the features: "pixels" (each with its channels), "patch:N" (a grid of N x N squares) or
+    # "superpixels" (SLIC)
+    mask='pixels',
     seed=0,
 )
 
@@ -232,9 +258,11 @@ lime = dict(
     seed=0,  # seeds the segmentation and lime's sampler
 )
 
-# shap: KernelSHAP (Lundberg & Lee 2017) from the shap package over SLIC superpixels, explaining the
-# explained class's probability.
+# shap: KernelSHAP (Lundberg & Lee 2017) from the shap package over SLIC superpixels or square
+# patches, explaining the explained class's probability.
 shap = dict(
+    # the features: "superpixels" (SLIC, the three settings below) or "patch:N" (N x N squares)
+    mask='superpixels',
     n_segments=50,  # SLIC
     compactness=0.1,  # SLIC (gray values in [0, 1])
     sigma=1.0,  # SLIC pre-smoothing

@@ -19,7 +19,7 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 
-GRADIENT_FAMILY = ["grad", "gb", "deconvnet", "sg", "inpgrad", "ig", "lrp", "deeplift"]
+GRADIENT_FAMILY = ["grad", "gb", "deconvnet", "sg", "inpgrad", "ig", "gradshap", "lrp", "deeplift"]
 # run name -> (command-line arguments, {file the run writes: its name in docs/})
 RUNS = {
     "demo": (["-ip", "images/chelsea.png", "-hm", "all"], {"heatmaps.png": "demo.png"}),

@@ -1,5 +1,6 @@
 """A layer's activations, and the target logit's gradient with respect to them, on either
-framework, as (H', W', K) numpy arrays for one image.
+framework, as (H', W', K) numpy arrays for one image; and the form every CAM method shares
+(cam_method), where a method is one function of those arrays.
 
 Layers are named as the user knows them: Keras layer names (a nested model's as outer/inner), or
 PyTorch module paths (`layer4`, `layer3.1.conv2`). A create_model.py twin's modules carry its
@@ -9,9 +10,13 @@ instead); a module called twice gives its last call.
 """
 from __future__ import annotations
 
+from dataclasses import dataclass
+from typing import Any, Callable
+
 import numpy as np
 
 from heatkit.base import frameworks
+from heatkit.base.contract import Several
 from heatkit.base.errors import NotApplicable, UsageError
 from heatkit.model import torch_head
 from heatkit.model.keras_net import layer_named, named_layers
@@ -49,6 +54,34 @@ def target_layers(model, chosen: list[str] | None, framework: str) -> list[str]:
     return chosen or names[-1:]
 
 
+@dataclass(frozen=True)
+class AtLayer:
+    """What a CAM method combines into a map: a layer's activations and the target logit's
+    gradients at them, (H', W', K) each, with the model, image and target it came from."""
+
+    model: Any
+    image: np.ndarray
+    target: int
+    name: str
+    activations: np.ndarray
+    gradients: np.ndarray
+
+
+def cam_method(combine: Callable[[AtLayer], np.ndarray], backends: tuple[str, ...] = ("keras", "torch")) -> dict:
+    """The contract's function, per framework, of a CAM whose map at a layer's resolution is
+    `combine(at_layer)`: rectified and upsampled to the input, one map per layer in `gradcam.layers`
+    (the default, the last conv layer), as pytorch-grad-cam's BaseCAM does."""
+    def on(framework: str) -> Callable:
+        def function(model, image, target, params):
+            names = target_layers(model, params["layers"], framework)
+            values = (keras if framework == "keras" else torch)(model, names, image, target)
+            maps = {name: upsample(np.maximum(combine(AtLayer(model, image, target, name, *pair)), 0.0), image.shape[:2])
+                    for name, pair in zip(names, values)}
+            return next(iter(maps.values())) if len(maps) == 1 else Several(maps)
+        return function
+    return {framework: on(framework) for framework in backends}
+
+
 def keras(model, names: list[str], image: np.ndarray, target: int) -> list[tuple[np.ndarray, np.ndarray]]:
     values = model.keras.once(("layers", *names), lambda: _layer_gradients(model.keras, names))(image[None], target)
     return [(values[i][0], values[len(names) + i][0]) for i in range(len(names))]
@@ -58,14 +91,19 @@ def torch(model, names: list[str], image: np.ndarray, target: int) -> list[tuple
     """The named modules' outputs, and the logit's gradients at them."""
     torch = frameworks.torch()
     net = model.torch
-    modules = dict(net.module.named_modules())
-    twin = "twin" in model.card
-    wanted = {name: layer_modules(net.module, name)[-1] if twin else modules[name] for name in names}
+    wanted = {name: module_named(model, name) for name in names}
     logits, outputs = run_recording(net, net.tensor(image[None]).requires_grad_(), set(wanted.values()))
     captured = {name: outputs[module] for name, module in wanted.items()}
     gradients = torch.autograd.grad(logits[0, target], list(captured.values()))
     return [(net.array(captured[name][0]).transpose(1, 2, 0), net.array(gradient[0]).transpose(1, 2, 0))
             for name, gradient in zip(names, gradients)]
+
+
+def module_named(model, name: str):
+    """The PyTorch module of a layer name (a twin's modules carry its Keras layers' names)."""
+    if "twin" in model.card:
+        return layer_modules(model.torch.module, name)[-1]
+    return dict(model.torch.module.named_modules())[name]
 
 
 def run_recording(net, inputs, modules: set | None = None):

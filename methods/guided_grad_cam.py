@@ -6,11 +6,11 @@ from heatkit.methods._entry import Method, Needs
 
 
 def keras(model, image, target, params):
-    return _guided(guided_backprop.keras(model, image, target, {}), grad_cam.gradcam_keras(model, image, target, params))
+    return _guided(guided_backprop.keras(model, image, target, {}), grad_cam.GRAD_CAM["keras"](model, image, target, params))
 
 
 def torch(model, image, target, params):
-    return _guided(guided_backprop.torch(model, image, target, {}), grad_cam.gradcam_torch(model, image, target, params))
+    return _guided(guided_backprop.torch(model, image, target, {}), grad_cam.GRAD_CAM["torch"](model, image, target, params))
 
 
 def _guided(guided, cam):

@@ -1,4 +1,5 @@
-"""KernelSHAP (Lundberg & Lee 2017) from the shap package, over SLIC superpixels.
+"""KernelSHAP (Lundberg & Lee 2017) from the shap package, over SLIC superpixels or square patches
+(`mask`).
 
 It explains the explained class's probability; a superpixel left out of a coalition takes the
 background value. shap samples coalitions with numpy's global generator, so the call runs
@@ -8,18 +9,15 @@ from contextlib import contextmanager
 
 import numpy as np
 
-from heatkit.base.rules import Float, Int
+from heatkit.base.rules import Float, Int, Mask
+from heatkit.methods import _regions
 from heatkit.methods._entry import ANY, SEED, Method, Needs, Paper, Setting, Settings
 
 
 def attribute(model, image, target, params):
     import shap
-    from skimage.segmentation import slic
 
-    gray = image.shape[-1] == 1
-    segments = slic(image[..., 0] if gray else image, n_segments=params["n_segments"],
-                    compactness=params["compactness"], sigma=params["sigma"], start_label=0,
-                    channel_axis=None if gray else -1)
+    segments = _regions.labels(image, params["mask"], {key: params[key] for key in _regions.SLIC})
     count = segments.max() + 1
     engine = model.engine(image, target)
     explainer = shap.KernelExplainer(lambda masks: engine.segments(segments, masks, params["background"], "shap"),
@@ -40,8 +38,10 @@ def _seeded_global_numpy(seed: int):
         np.random.set_state(state)
 
 
-SETTINGS = Settings("shap", "shap: KernelSHAP (Lundberg & Lee 2017) from the shap package over SLIC superpixels, "
-                            "explaining the explained class's probability.", {
+SETTINGS = Settings("shap", "shap: KernelSHAP (Lundberg & Lee 2017) from the shap package over SLIC superpixels "
+                            "or square patches, explaining the explained class's probability.", {
+    "mask": Setting("superpixels", Mask(("patch", "superpixels")),
+                    'the features: "superpixels" (SLIC, the three settings below) or "patch:N" (N x N squares)'),
     "n_segments": Setting(50, Int(min=1), "SLIC"),
     "compactness": Setting(0.1, Float(min=0.0, exclusive_min=True), "SLIC (gray values in [0, 1])"),
     "sigma": Setting(1.0, Float(min=0.0), "SLIC pre-smoothing"),

@@ -10,11 +10,14 @@ import difflib
 
 from heatkit.base.errors import UsageError
 from heatkit.methods import (
+    ablation_cam,
     cam,
     deconvnet,
     deeplift,
+    eigen_cam,
     grad_cam,
     gradient,
+    gradient_shap,
     guided_backprop,
     guided_grad_cam,
     input_x_gradient,
@@ -26,6 +29,7 @@ from heatkit.methods import (
     occlusion,
     pda,
     rise,
+    score_cam,
     shapley,
     smoothgrad,
 )
@@ -35,7 +39,8 @@ __all__ = ["ANY", "BACKENDS", "METHODS", "REGISTRY", "SETTINGS", "Needs", "compa
 
 METHODS: list[Method] = [
     gradient.METHOD, guided_backprop.METHOD, deconvnet.METHOD, smoothgrad.METHOD, input_x_gradient.METHOD,
-    integrated_gradients.METHOD, deeplift.METHOD, cam.METHOD, *grad_cam.METHODS, guided_grad_cam.METHOD, *lrp.METHODS,
+    integrated_gradients.METHOD, gradient_shap.METHOD, deeplift.METHOD, cam.METHOD, *grad_cam.METHODS, *eigen_cam.METHODS, score_cam.METHOD,
+    ablation_cam.METHOD, guided_grad_cam.METHOD, *lrp.METHODS,
     occlusion.METHOD, pda.METHOD, shapley.METHOD, lime.METHOD, kernel_shap.METHOD, rise.METHOD,
     meaningful_perturbation.METHOD,
 ]

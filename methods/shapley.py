@@ -1,33 +1,48 @@
 """Shapley value sampling (Castro et al. 2009; Strumbelj & Kononenko 2010).
 
-For each random order of the input elements, walk from the baseline to the input, switching one
-element at a time; an element's value is the mean change of the probability at its switch. The
-values of one walk add up to p(x) - p(baseline) exactly.
+For each random order of the features, walk from the baseline to the input, switching one
+feature at a time; a feature's value is the mean change of the probability at its switch, and
+each of its pixels shows it (as captum's ShapleyValueSampling with a feature mask). The values of
+one walk add up to p(x) - p(baseline) exactly. The features are given by `mask`: each pixel with
+its channels, N x N squares, or superpixels.
 """
 import numpy as np
 
-from heatkit.base.rules import Float, Int
+from heatkit.base.rules import Float, Int, Mask
+from heatkit.methods import _regions
 from heatkit.methods._entry import ANY, SEED, Method, Needs, Paper, Setting, Settings
 
 
 def attribute(model, image, target, params):
-    rng = np.random.default_rng(params["seed"])
-    orders = np.stack([rng.permutation(image.size) for _ in range(params["samples"])])
-    walks = model.engine(image, target).walks(np.full(image.size, params["baseline"]), orders, "shapley")
-    values = np.zeros(image.size)
+    labels = _regions.labels(image, params["mask"])
+    features = labels.max() + 1
+    orders = permutations(features, params)
+    # a pixel of one channel is an input of its own: the engine's per-input walks, which the windowed path takes
+    groups = None if features == image.size else np.repeat(labels.reshape(-1), image.shape[-1])
+    walks = model.engine(image, target).walks(np.full(image.size, params["baseline"]), orders, "shapley",
+                                              groups=groups)
+    values = np.zeros(features)
     for order, probabilities in zip(orders, walks):
         values[order] += np.diff(probabilities)
-    return (values / len(orders)).reshape(image.shape).sum(axis=-1).astype(np.float32)
+    return (values / len(orders))[labels].astype(np.float32)
+
+
+def permutations(features: int, params: dict) -> np.ndarray:
+    """The seeded random orders of the features, (samples, features)."""
+    rng = np.random.default_rng(params["seed"])
+    return np.stack([rng.permutation(features) for _ in range(params["samples"])])
 
 
 SETTINGS = Settings("shapley", "shapley: Shapley value sampling (Castro et al. 2009; Strumbelj & Kononenko 2010): the "
-                               "mean change of the probability when a pixel is switched from the baseline to the input, "
-                               "over random orders of all pixels.", {
+                               "mean change of the probability when a feature is switched from the baseline to the "
+                               "input, over random orders of all features.", {
     "samples": Setting(25, Int(min=1), "random permutations (captum's ShapleyValueSampling default)"),
     "baseline": Setting(0.0, Float(), "the value a pixel has before it is switched to the input's"),
+    "mask": Setting("pixels", Mask(), 'the features: "pixels" (each with its channels), "patch:N" (a grid of N x N '
+                                      'squares) or "superpixels" (SLIC)'),
     "seed": Setting(0, SEED),
 })
 METHOD = Method("shapley", "Shapley Sampling", Paper(
     "Castro et al. 2009; Strumbelj & Kononenko 2010", "Polynomial calculation of the Shapley value based on sampling",
     "https://doi.org/10.1016/j.cor.2008.04.004"), Needs.PROBABILITIES, {ANY: attribute}, SETTINGS,
-    cheaper="lower shapley.samples")
+    cheaper="lower shapley.samples, or give shapley.mask patches")

@@ -1,4 +1,6 @@
-"""SmoothGrad (Smilkov et al. 2017): the mean gradient over copies of the input with Gaussian noise.
+"""SmoothGrad (Smilkov et al. 2017): the mean gradient over copies of the input with Gaussian noise;
+with `type`, captum's NoiseTunnel variants: SmoothGrad-Squared (the mean squared gradient) and
+VarGrad (Adebayo et al. 2018: the gradients' variance), and the mean absolute gradient.
 
 The noise is drawn here, seeded, with std = noise_scale * (max - min of the input) as in the
 paper, and the same noisy copies go to either backend. innvestigate 2.1.2's own SmoothGrad
@@ -12,7 +14,13 @@ from heatkit.base.rules import Choice, Float, Int
 from heatkit.methods import _captum, _keras_rules, channel_sum
 from heatkit.methods._entry import SEED, Method, Needs, Paper, Setting, Settings
 
-POSTPROCESS = {None: lambda g: g, "abs": np.abs, "square": np.square}
+# type -> the map of the noisy copies' gradients (copies first), element by element
+AGGREGATE = {
+    "smoothgrad": lambda gradients: gradients.mean(axis=0),
+    "smoothgrad_abs": lambda gradients: np.abs(gradients).mean(axis=0),
+    "smoothgrad_sq": lambda gradients: np.square(gradients).mean(axis=0),
+    "vargrad": lambda gradients: gradients.var(axis=0),
+}
 
 
 def keras(model, image, target, params):
@@ -23,18 +31,24 @@ def torch(model, image, target, params):
     return _smoothgrad(lambda batch: _captum.attribute(model, "Saliency", batch, target, abs=False), image, params)
 
 
-def _smoothgrad(gradients, image, params):
-    rng = np.random.default_rng(params["seed"])
+def noise(image: np.ndarray, params: dict) -> np.ndarray:
+    """The seeded noise of each copy, (augment_by_n, H, W, C)."""
     std = params["noise_scale"] * (image.max() - image.min())
-    noisy = image[None] + rng.normal(0.0, std, (params["augment_by_n"], *image.shape))
-    return channel_sum(POSTPROCESS[params["postprocess"]](gradients(noisy)).mean(axis=0))
+    return np.random.default_rng(params["seed"]).normal(0.0, std, (params["augment_by_n"], *image.shape))
 
 
-SETTINGS = Settings("sg", "sg: SmoothGrad (Smilkov et al. 2017): the mean gradient over noisy copies of the input.", {
+def _smoothgrad(gradients, image, params):
+    return channel_sum(AGGREGATE[params["type"]](gradients(image[None] + noise(image, params))))
+
+
+SETTINGS = Settings("sg", "sg: SmoothGrad (Smilkov et al. 2017): the mean gradient over noisy copies of the input, or "
+                          "captum's NoiseTunnel variants of it.", {
     "augment_by_n": Setting(64, Int(min=1), "number of noisy copies"),
     "noise_scale": Setting(0.1, Float(min=0.0), "noise std as a fraction of the input's range (max - min), as in the paper"),
-    "postprocess": Setting(None, Choice((None, "abs", "square")),
-                           'None, "abs" or "square" (SmoothGrad-Squared), applied to each gradient'),
+    "type": Setting("smoothgrad", Choice(tuple(AGGREGATE)),
+                    'the copies\' gradients\' mean ("smoothgrad"), mean absolute value ("smoothgrad_abs"), mean square '
+                    '("smoothgrad_sq", SmoothGrad-Squared) or variance ("vargrad", Adebayo et al. 2018), channels then '
+                    "summed"),
     "seed": Setting(0, SEED, "seed of the noise"),
 })
 METHOD = Method("sg", "SmoothGrad", Paper("Smilkov et al. 2017", "SmoothGrad: removing noise by adding noise",

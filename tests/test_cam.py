@@ -9,6 +9,7 @@ from conftest import SMALL, save_with_twin
 from heatkit.base import frameworks
 from heatkit.base.data import center_pixel_images
 from heatkit.methods import _layers, cam, grad_cam, guided_backprop, guided_grad_cam
+from heatkit.methods.registry import REGISTRY, Needs
 from heatkit.model import Model
 
 BACKENDS = ["keras", "torch"]
@@ -69,7 +70,7 @@ def test_grad_cam_on_a_gap_dense_head_is_relu_of_cam_over_the_pooled_size(gap_mo
     image = image_for(gap_model)
     pooled_positions = 4 * 4  # conv2's output: (12 / 2) - 2 = 4 on each side
     for target in range(3):
-        gradcam = getattr(grad_cam, f"gradcam_{backend}")(gap_model, image, target, {"layers": None})
+        gradcam = grad_cam.GRAD_CAM[backend](gap_model, image, target, {"layers": None})
         expected = _layers.upsample(np.maximum(cam_by_hand(gap_model, image, target), 0) / pooled_positions, (12, 12))
         np.testing.assert_allclose(gradcam, expected, rtol=1e-5, atol=1e-7)
 
@@ -98,7 +99,7 @@ def test_cam_and_grad_cam_reach_into_a_nested_backbone(tmp_path):
         by_hand = features @ model.keras.weights("logits")[0][:, target]
         np.testing.assert_allclose(cam.keras(model, image, target, {}), _layers.upsample(by_hand, (10, 10)),
                                    rtol=1e-5, atol=1e-6)
-        np.testing.assert_allclose(grad_cam.gradcam_keras(model, image, target, {"layers": None}),
+        np.testing.assert_allclose(grad_cam.GRAD_CAM["keras"](model, image, target, {"layers": None}),
                                    _layers.upsample(np.maximum(by_hand, 0) / 36, (10, 10)), rtol=1e-5, atol=1e-7)
 
 
@@ -106,21 +107,23 @@ def test_cam_and_grad_cam_reach_into_a_nested_backbone(tmp_path):
 def test_guided_grad_cam_is_guided_backprop_times_grad_cam(gap_model, backend):
     image = image_for(gap_model)
     expected = getattr(guided_backprop, backend)(gap_model, image, 1, {}) * \
-        getattr(grad_cam, f"gradcam_{backend}")(gap_model, image, 1, {"layers": None})
+        grad_cam.GRAD_CAM[backend](gap_model, image, 1, {"layers": None})
     np.testing.assert_allclose(getattr(guided_grad_cam, backend)(gap_model, image, 1, {"layers": None}), expected,
                                rtol=1e-6)
 
 
 def test_several_layers_give_one_map_each(gap_model):
-    maps = grad_cam.gradcampp_keras(gap_model, image_for(gap_model), 0, {"layers": ["conv1", "conv2"]}).maps
+    maps = REGISTRY["gradcampp"].impl["keras"](gap_model, image_for(gap_model), 0, {"layers": ["conv1", "conv2"]}).maps
     assert list(maps) == ["conv1", "conv2"] and all(m.shape == (12, 12) for m in maps.values())
 
 
-def test_cam_family_agrees_between_twins(gap_model):
+@pytest.mark.parametrize("key", [key for key, method in REGISTRY.items()
+                                 if method.needs is Needs.CONV_LAYER and "keras" in method.impl])
+def test_cam_family_agrees_between_twins(gap_model, key):
     image = image_for(gap_model)
-    for keras, torch in [(cam.keras, cam.torch), (grad_cam.gradcampp_keras, grad_cam.gradcampp_torch)]:
-        np.testing.assert_allclose(keras(gap_model, image, 2, {"layers": None}),
-                                   torch(gap_model, image, 2, {"layers": None}), rtol=1e-6, atol=1e-9)
+    keras, torch = REGISTRY[key].impl["keras"], REGISTRY[key].impl["torch"]
+    np.testing.assert_allclose(keras(gap_model, image, 2, {"layers": None}),
+                               torch(gap_model, image, 2, {"layers": None}), rtol=1e-6, atol=1e-9)
 
 
 @pytest.fixture(scope="module")
@@ -141,7 +144,7 @@ def test_grad_cam_on_the_center_cnn_peaks_at_the_center(center_cnn, backend):
     for seed, target in [(0, None), (1, 0), (2, 255), (3, 77)]:
         image = center_pixel_images(1, SMALL, 256, seed)[0]
         target = int(center_cnn.probabilities(image[None])[0].argmax()) if target is None else target
-        gradcam = getattr(grad_cam, f"gradcam_{backend}")(center_cnn, image, target, {"layers": None})
+        gradcam = grad_cam.GRAD_CAM[backend](center_cnn, image, target, {"layers": None})
         assert np.unravel_index(np.argmax(gradcam), gradcam.shape) == (SMALL // 2, SMALL // 2)
 
 
@@ -151,7 +154,7 @@ def test_cam_is_not_applicable_without_a_gap_head(center_cnn, small_model):
     with pytest.raises(NotApplicable):
         cam.keras(center_cnn, center_pixel_images(1, SMALL, 256, 0)[0], 0, {})
     with pytest.raises(NotApplicable, match="no convolutional layer"):
-        grad_cam.gradcam_keras(small_model, center_pixel_images(1, SMALL, 256, 0)[0], 0, {"layers": None})
+        grad_cam.GRAD_CAM["keras"](small_model, center_pixel_images(1, SMALL, 256, 0)[0], 0, {"layers": None})
 
 
 def test_the_digits_cnn_trains_and_its_twin_agrees(tmp_path):

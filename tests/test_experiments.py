@@ -15,7 +15,7 @@ from heatkit.pipeline import variants
 from heatkit.pipeline.scores import center_scores
 from heatkit.pipeline.similarity import ms_ssim, similarities
 
-OCCLUSION = {"patch": 1, "stride": 1, "fill": 0.0}
+OCCLUSION = {"patch": 1, "stride": 1, "fill": 0.0, "mask": None}
 
 
 def rows(path):

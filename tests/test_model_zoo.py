@@ -35,8 +35,12 @@ ZOO = {
                                                "cam": "reads no global average"},
 }
 # One evaluation per input element (6,144 for PDA, 3,073 for a Shapley walk) costs 15 to 30 s on these
-# two full-width networks; they take the engine's paths that occlusion, run on them, takes too.
-PER_ELEMENT = {"torchvision:vgg11": ["pda", "shapley"], "torchvision:vit_b_16(image_size=32)": ["pda", "shapley"]}
+# two full-width networks; they take the engine's paths that occlusion, run on them, takes too. Score-CAM
+# and Ablation-CAM take a full pass per channel of the layer (512 to 1,280 here): they run on the ResNets.
+PER_CHANNEL = ["scorecam", "ablationcam"]
+EXPENSIVE = {"torchvision:vgg11": ["pda", "shapley", *PER_CHANNEL], "torchvision:mobilenet_v2": PER_CHANNEL,
+             "torchvision:efficientnet_b0": PER_CHANNEL, "timm:vit_tiny_patch16_224(img_size=32)": PER_CHANNEL,
+             "torchvision:vit_b_16(image_size=32)": ["pda", "shapley", *PER_CHANNEL]}
 
 
 def built(name: str):
@@ -82,7 +86,7 @@ def test_a_zoo_model_by_name_runs_every_method_or_says_why_not(name, image, tmp_
     assert model.num_classes == 10 and model.input_shape == (SIDE, SIDE, 3)  # the classes read from the weights
     family = net.pretrained_cfg if name.startswith("timm") else IMAGENET  # the mean and std its family expects
     assert model.preprocess.mean == tuple(family["mean"]) and model.preprocess.std == tuple(family["std"])
-    methods = [key for key in REGISTRY if key not in PER_ELEMENT.get(name, [])]
+    methods = [key for key in REGISTRY if key not in EXPENSIVE.get(name, [])]
     run = heatkit.explain(model, image, methods, settings=CHEAP, progress=False)
     expected = {key: reason for family, reason in ZOO[name].items() for key in REGISTRY
                 if key == family or key.startswith(family + ".")}
@@ -146,6 +150,29 @@ def test_resnet18_matches_captum_zennit_and_a_hand_grad_cam(image, tmp_path):
     (grads,) = torch.autograd.grad(logit, captured["a"])
     cam = torch.relu((grads[0].mean((1, 2))[:, None, None] * captured["a"][0]).sum(0)).item()  # a 1 x 1 map here
     np.testing.assert_allclose(run.maps["gradcam"], cam, rtol=1e-5, atol=1e-7)
+
+
+def test_shapley_over_patches_equals_captums_shapley_value_sampling_with_the_same_orders(image, tmp_path,
+                                                                                         monkeypatch):
+    torch = frameworks.torch()
+    from captum.attr import ShapleyValueSampling
+    from captum.attr._core import shapley_value
+
+    from heatkit.methods import shapley
+
+    net = built("torchvision:resnet18")
+    torch.save(net.state_dict(), tmp_path / "r18.pth")
+    settings = {**CHEAP, "weights": str(tmp_path / "r18.pth"), "shapley.mask": "patch:8", "shapley.samples": 3}
+    run = heatkit.explain("torchvision:resnet18", image, ["shapley"], target=4, settings=settings, progress=False)
+    orders = shapley.permutations(16, {"samples": 3, "seed": 0})  # 4 x 4 squares of 8 x 8 pixels
+    monkeypatch.setattr(shapley_value, "_perm_generator", lambda *_: (order.tolist() for order in orders))
+    net.mean, net.std = np.asarray(run.model.preprocess.mean), np.asarray(run.model.preprocess.std)
+    mask = torch.from_numpy((np.arange(SIDE)[:, None] // 8 * 4 + np.arange(SIDE)[None] // 8)[None, None])
+    theirs = ShapleyValueSampling(lambda x: torch.softmax(net(x), -1)).attribute(
+        nchw(net, image), baselines=0.0, target=4, feature_mask=mask, n_samples=3)
+    assert (theirs[0] == theirs[0, :1]).all()  # a region's value at each of its elements
+    np.testing.assert_allclose(run.maps["shapley"], theirs[0, 0].numpy(), rtol=0, atol=1e-6)
+    assert np.ptp(run.maps["shapley"]) > 1e-4
 
 
 def test_a_zoo_name_without_weights_says_they_are_random_and_records_none(tmp_path, capsys):

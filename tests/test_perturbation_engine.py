@@ -197,15 +197,15 @@ def test_every_perturbation_method_explains_the_same_quantity_fast_and_full(ever
     fast, full, tolerance = every_output_kind
     function = {"occlusion": occlusion, "pda": pda, "pda windows": pda, "shapley": shapley, "lime": lime,
                 "shap": kernel_shap, "rise": rise}[name].attribute
-    params = {"occlusion": {"patch": 2, "stride": 1, "fill": 0.0},
+    params = {"occlusion": {"patch": 2, "stride": 1, "fill": 0.0, "mask": None},
               "pda": {"train_samples": 256_000, "levels": 8, "window": 1, "prior": "uniform", "samples": 4, "seed": 0},
               "pda windows": {"train_samples": 256_000, "levels": 8, "window": 3, "prior": "image", "samples": 4,
                               "seed": 0},
-              "shapley": {"samples": 2, "baseline": 0.0, "seed": 0},
+              "shapley": {"samples": 2, "baseline": 0.0, "mask": "pixels", "seed": 0},
               "lime": {"kernel_size": 1, "max_dist": 4, "ratio": 0.5, "num_samples": 60, "hide_color": 0.0,
                        "num_features": 1000, "seed": 0},
-              "shap": {"n_segments": 6, "compactness": 0.1, "sigma": 0.5, "nsamples": 60, "background": 0.0,
-                       "l1_reg": 0, "seed": 0},
+              "shap": {"mask": "superpixels", "n_segments": 6, "compactness": 0.1, "sigma": 0.5, "nsamples": 60,
+                       "background": 0.0, "l1_reg": 0, "seed": 0},
               "rise": {"num_masks": 20, "cell_size": 3, "keep_probability": 0.5, "batch_size": 8, "seed": 0}}[name]
     image = np.random.default_rng(7).random((SIDE, SIDE, 1))
     target = int(fast.probabilities(image[None])[0].argmax())
@@ -227,5 +227,5 @@ def test_occlusion_of_a_softmax_free_model_is_the_drop_of_its_softmax(tmp_path):
     with model.keras.scope():
         before = softmax(keras_model.predict(image[None], verbose=0))[0, 2]
         after = softmax(keras_model.predict(edited.reshape(-1, SIDE, SIDE, 1), verbose=0))[:, 2]
-    np.testing.assert_allclose(occlusion.attribute(model, image, 2, {"patch": 1, "stride": 1, "fill": 0.0}),
+    np.testing.assert_allclose(occlusion.attribute(model, image, 2, {"patch": 1, "stride": 1, "fill": 0.0, "mask": None}),
                                (before - after).reshape(SIDE, SIDE), rtol=0, atol=1e-6)

@@ -9,7 +9,7 @@ from conftest import SMALL, build
 from heatkit import cli
 from heatkit.base.data import center_pixel_images
 from heatkit.base.engine import AffineSplit, Engine, EngineOptions
-from heatkit.methods import kernel_shap, lime, occlusion, pda, rise, shapley
+from heatkit.methods import _regions, kernel_shap, lime, occlusion, pda, rise, shapley
 from heatkit.model import Model
 from heatkit.pipeline.scores import center_scores
 
@@ -18,13 +18,13 @@ NAIVE = EngineOptions(fast=False, progress=False)
 ALPHA, LEVELS = 10.0, np.arange(256)
 CENTER = (SMALL // 2, SMALL // 2)
 PARAMS = {
-    "occlusion": {"patch": 1, "stride": 1, "fill": 0.0},
+    "occlusion": {"patch": 1, "stride": 1, "fill": 0.0, "mask": None},
     "pda": {"train_samples": 256_000, "levels": 256, "window": 1, "prior": "uniform", "samples": 4, "seed": 0},
-    "shapley": {"samples": 3, "baseline": 0.0, "seed": 0},
+    "shapley": {"samples": 3, "baseline": 0.0, "mask": "pixels", "seed": 0},
     "lime": {"kernel_size": 2, "max_dist": 20, "ratio": 0.5, "num_samples": 200, "hide_color": 0.0,
              "num_features": 1000, "seed": 0},
-    "shap": {"n_segments": 30, "compactness": 0.1, "sigma": 0.5, "nsamples": 200, "background": 0.0, "l1_reg": 0,
-             "seed": 0},
+    "shap": {"mask": "superpixels", "n_segments": 30, "compactness": 0.1, "sigma": 0.5, "nsamples": 200,
+             "background": 0.0, "l1_reg": 0, "seed": 0},
     "rise": {"num_masks": 60, "cell_size": 4, "keep_probability": 0.5, "batch_size": 16, "seed": 0},
 }
 FUNCTIONS = {"occlusion": occlusion.attribute, "pda": pda.attribute, "shapley": shapley.attribute,
@@ -61,7 +61,7 @@ def test_single_pixel_occlusion_is_the_drop_at_the_center_and_zero_elsewhere(cas
 
 def test_patch_occlusion_spreads_the_drop_over_the_patches_covering_the_center(case):
     model, image, target = case
-    attribution = occlusion.attribute(model, image, target, {"patch": 3, "stride": 1, "fill": 0.0})
+    attribution = occlusion.attribute(model, image, target, {"patch": 3, "stride": 1, "fill": 0.0, "mask": None})
     drop = analytic(target)[target] - analytic(0)[target]
     expected = np.zeros((SMALL, SMALL))
     for dy in range(-2, 3):
@@ -159,6 +159,47 @@ def test_shapley_of_a_linear_model_is_weight_times_input_change(rng, options):
     weight, image = rng.normal(size=SMALL * SMALL), rng.random((SMALL, SMALL, 1))
     attribution = shapley.attribute(LinearModel(weight, 0.3, options), image, 0, {**PARAMS["shapley"], "baseline": 0.2})
     np.testing.assert_allclose(attribution, (weight * (image.reshape(-1) - 0.2)).reshape(SMALL, SMALL), atol=1e-6)
+
+
+@pytest.mark.parametrize("options", [QUIET, NAIVE], ids=["fast", "naive"])
+@pytest.mark.parametrize("mask", ["patch:4", "superpixels"])
+def test_shapley_of_a_linear_model_over_regions_is_each_regions_weighted_change(rng, options, mask):
+    """Regions switch whole: a region's value is the sum of w_i (x_i - baseline) over its inputs,
+    shown at each of its pixels; on three channels a pixel's channels switch together."""
+    weight, image = rng.normal(size=SMALL * SMALL * 3), rng.random((SMALL, SMALL, 3))
+    attribution = shapley.attribute(LinearModel(weight, 0.3, options), image, 0,
+                                    {**PARAMS["shapley"], "baseline": 0.2, "mask": mask})
+    labels = _regions.labels(image, mask)
+    assert 4 <= labels.max() + 1 <= 60  # a 4 x 4 grid over 15 x 15, or SLIC's superpixels
+    per_input = weight * (image.reshape(-1) - 0.2)
+    region_values = np.bincount(np.repeat(labels.reshape(-1), 3), weights=per_input)
+    np.testing.assert_allclose(attribution, region_values[labels], atol=1e-9)
+
+
+def test_patches_number_a_grid_cut_by_the_edges():
+    labels = _regions.labels(np.zeros((5, 7, 1)), "patch:3")
+    np.testing.assert_array_equal(labels, [[0, 0, 0, 1, 1, 1, 2]] * 3 + [[3, 3, 3, 4, 4, 4, 5]] * 2)
+    assert (_regions.labels(np.zeros((5, 7, 1)), "pixels") == np.arange(35).reshape(5, 7)).all()
+
+
+@pytest.mark.parametrize("options", [QUIET, NAIVE], ids=["fast", "naive"])
+def test_occlusion_over_a_grid_is_occlusion_of_patches_at_their_own_stride(small_model_path, options):
+    """15 = 3 x 5: 5 x 5 squares of the grid are the windows of patch 5, stride 5."""
+    model = Model(small_model_path, engine_options=options)
+    image = center_pixel_images(1, SMALL, 256, seed=21)[0]
+    target = model.true_label(image)
+    grid = occlusion.attribute(model, image, target, {**PARAMS["occlusion"], "mask": "patch:5"})
+    windows = occlusion.attribute(model, image, target, {**PARAMS["occlusion"], "patch": 5, "stride": 5})
+    np.testing.assert_allclose(grid, windows, rtol=0, atol=1e-12)
+    assert grid[CENTER] > 0.5 and (grid[5:10, 5:10] == grid[CENTER]).all() and not grid[:5].any()
+
+
+def test_kernel_shap_over_patches_gives_the_center_patch_everything(case):
+    model, image, target = case
+    attribution = kernel_shap.attribute(model, image, target, {**PARAMS["shap"], "mask": "patch:5"})
+    center = attribution[CENTER]
+    assert center == pytest.approx(analytic(target)[target] - analytic(0)[target], rel=1e-6)
+    assert (attribution[5:10, 5:10] == center).all() and np.abs(attribution[:5]).max() <= 1e-9
 
 
 @pytest.mark.parametrize("name", FUNCTIONS)
@@ -290,7 +331,7 @@ def test_shapley_sampling_converges_to_the_exact_values_of_interacting_inputs(op
     model = InteractingModel(options)
     errors = []
     for samples in (4, 64, 1024):
-        estimates = [shapley.attribute(model, image, 0, {"samples": samples, "baseline": 0.1, "seed": seed}).reshape(-1)
+        estimates = [shapley.attribute(model, image, 0, {"samples": samples, "baseline": 0.1, "mask": "pixels", "seed": seed}).reshape(-1)
                      for seed in range(5)]
         for estimate in estimates:  # every order's changes add up to f(x) - f(baseline)
             assert estimate.sum() == pytest.approx(exact.sum(), rel=1e-6)

@@ -39,8 +39,8 @@ def test_every_method_dict_is_declared_by_the_methods_that_read_it():
 @pytest.mark.parametrize("override, key, value", [
     ("sg.noise_scale=0.2", ("sg", "noise_scale"), 0.2),
     ("sg.noise_scale=1", ("sg", "noise_scale"), 1.0),  # an int where a float is due is converted
-    ("sg.postprocess=square", ("sg", "postprocess"), "square"),  # bare words are strings
-    ("sg.postprocess=None", ("sg", "postprocess"), None),
+    ("sg.type=vargrad", ("sg", "type"), "vargrad"),  # bare words are strings
+    ("gradcam.layers=None", ("gradcam", "layers"), None),
     ("ig.steps=128", ("ig", "steps"), 128),
     ("figure.cmap=bwr", ("figure", "cmap"), "bwr"),
     ("seed=3", ("seed",), 3),
@@ -69,7 +69,7 @@ def test_overrides_as_a_dict_nested_or_flat():
     ("ig=3", "unknown setting 'ig'"),
     ("ig.steps=2.5", "must be an integer"),
     ("ig.steps=-4", "must be at least 2"),
-    ("sg.postprocess=cube", "must be one of None, 'abs', 'square'"),
+    ("sg.type=cube", "must be one of 'smoothgrad', 'smoothgrad_abs', 'smoothgrad_sq', 'vargrad'"),
     ("image_size=8", "must be odd"),
     ("seed=-1", "must be at least 0"),
     ("lrp.epsilon=0", "must be above 0.0"),
@@ -356,6 +356,8 @@ def another_value(rule, default):
         return [another_value(rule.rule, None)] * (rule.length or 1)
     if isinstance(rule, rules.Text):
         return "conv1"
+    if isinstance(rule, rules.Mask):
+        return "patch:3"
     raise AssertionError(f"no other value for {rule}")
 
 

@@ -161,11 +161,20 @@ class Engine:
     def images(self, count: int, make: Callable[[int, int], np.ndarray], desc: str,
                all_classes: bool = False, max_batch: int | None = None) -> np.ndarray:
         """Probabilities of `make(start, stop)`'s images, (count,) for the target or (count, K)."""
+        def run(start, stop):
+            probabilities = self.model.probabilities(make(start, stop))
+            return probabilities if all_classes else probabilities[:, self.target]
+        return self.passes(count, run, desc, max_batch)
+
+    def passes(self, count: int, run: Callable[[int, int], np.ndarray], desc: str,
+               max_batch: int | None = None) -> np.ndarray:
+        """`run(start, stop)`'s outputs, concatenated: each call is one forward pass of its
+        stop - start inputs (input images, or a layer's altered activations), in spans that fit the
+        memory bound."""
         outputs = []
         self.model.evaluations["full"] += count
         for start, stop in self._chunks(count, self._full_pass_size(count, max_batch), desc):
-            probabilities = self.model.probabilities(make(start, stop))
-            outputs.append(probabilities if all_classes else probabilities[:, self.target])
+            outputs.append(run(start, stop))
         return np.concatenate(outputs) if outputs else np.empty((0,))
 
     # ---- soft masks ----
@@ -205,6 +214,20 @@ class Engine:
         self._parallel(len(pixels), max(1, CACHE_BYTES // (8 * units * (pixels.shape[1] + 3))), desc, work)
         return out
 
+    def regions(self, labels: np.ndarray, fill: float, desc: str) -> np.ndarray:
+        """Target probability with each region of `labels` ((H, W), numbered 0..R-1) set to `fill`,
+        one region at a time: as edits, regions of the same size together, so that the fast and
+        windowed paths take them."""
+        members = np.repeat(labels.reshape(-1), self.image.shape[-1])  # the region of each input
+        inputs = np.argsort(members, kind="stable")
+        sizes = np.bincount(members)
+        by_region = np.split(inputs, np.cumsum(sizes)[:-1])
+        out = np.empty(sizes.size)
+        for size in np.unique(sizes):
+            same = np.flatnonzero(sizes == size)
+            out[same] = self.edits(np.stack([by_region[region] for region in same]), fill, desc)
+        return out
+
     def _edited(self, pixels: np.ndarray, values: np.ndarray) -> np.ndarray:
         batch = np.repeat(self.flat[None], len(pixels), axis=0)
         np.put_along_axis(batch, pixels, values, axis=1)
@@ -241,19 +264,26 @@ class Engine:
         return out
 
     # ---- walks from one image to the input ----
-    def walks(self, start: np.ndarray, orders: np.ndarray, desc: str, points: np.ndarray | None = None) -> np.ndarray:
+    def walks(self, start: np.ndarray, orders: np.ndarray, desc: str, points: np.ndarray | None = None,
+              groups: np.ndarray | None = None) -> np.ndarray:
         """(walks, points + 1) target probabilities: from `start`, switching inputs to the input's
         values one at a time in each row's order, at the start and after each of `points` switches
-        (increasing; default: after every switch)."""
+        (increasing; default: after every switch). With `groups`, the group number (0..G-1) of each
+        input, a step switches a group's inputs together, and the orders order groups."""
         start, orders = start.reshape(-1), np.asarray(orders, dtype=np.int64)
         count, steps = orders.shape
         every = points is None
         points = np.arange(1, steps + 1) if every else np.asarray(points, dtype=np.int64)
-        if every and not self.fast and self._windowed_pixels and count >= WINDOWED_WALKS:
-            return self._windowed_walks(start, orders, desc)
+        height, width, channels = self.image.shape
+        pixels = groups is not None and np.array_equal(groups, np.repeat(np.arange(height * width), channels))
+        if every and (groups is None or pixels) and not self.fast and self._windowed_pixels and count >= WINDOWED_WALKS:
+            return self._windowed_walks(start, orders, desc, pixels)
         if not self.fast:
-            switched_at = np.full((count, start.size), steps + 1)  # the step that switches each input
+            features = start.size if groups is None else groups.max() + 1
+            switched_at = np.full((count, features), steps + 1)  # the step that switches each input (or group)
             np.put_along_axis(switched_at, orders, np.arange(1, steps + 1)[None], axis=1)
+            if groups is not None:
+                switched_at = switched_at[:, groups]
             after = np.concatenate([[0], points])
 
             def states(a, b):
@@ -263,6 +293,17 @@ class Engine:
                 return np.where(switched, self.flat, start).reshape((b - a, *self.image.shape))
             return self.images(count * after.size, states, desc).reshape(count, after.size)
         weight = self.split.weight
+        if groups is None:
+            def step_changes(taken):
+                return (self.flat[taken] - start[taken])[:, None] * weight[taken]
+        else:  # each group's change of the first layer's output, summed over its inputs at once
+            from scipy.sparse import csr_matrix
+
+            by_group = csr_matrix((self.flat - start, (groups, np.arange(start.size))), (groups.max() + 1, start.size))
+            group_changes = np.asarray(by_group @ weight)
+
+            def step_changes(taken):
+                return group_changes[taken]
         size = max(1, CACHE_BYTES // (8 * weight.shape[1] * 3))
         out = np.empty((count, points.size + 1))
         self.model.evaluations["fast"] += count * (points.size + 1)
@@ -272,7 +313,7 @@ class Engine:
             out[row, 0] = self._head(z[None])[0]
             for first in range(0, steps, size):
                 taken = order[first:first + size]
-                hidden = z + np.cumsum((self.flat[taken] - start[taken])[:, None] * weight[taken], axis=0)
+                hidden = z + np.cumsum(step_changes(taken), axis=0)
                 wanted = np.flatnonzero((points > first) & (points <= first + taken.size))
                 if wanted.size:
                     out[row, 1 + wanted] = self._head(hidden[points[wanted] - first - 1])
@@ -359,9 +400,9 @@ class Engine:
             out[start:stop] = self.windows.probabilities(top, left, patches)[:, self.target]
         return out
 
-    def _windowed_walks(self, start: np.ndarray, orders: np.ndarray, desc: str) -> np.ndarray:
+    def _windowed_walks(self, start: np.ndarray, orders: np.ndarray, desc: str, pixels: bool) -> np.ndarray:
         """walks() on the windowed path: a batch of walks, each with its own cache, takes one step
-        (one input switched) per evaluation."""
+        (one input switched, or one pixel's channels where `pixels`) per evaluation."""
         height, width, channels = self.image.shape
         count, steps = orders.shape
         walker = self.model.windowed()  # caches of its own: the engine's stay on its input
@@ -380,8 +421,12 @@ class Engine:
                 walker.remember(state)
                 for step in range(steps):
                     element = rows[:, step]
-                    y, x = element // (width * channels), element // channels % width
-                    state[walks, y, x, element % channels] = self.flat[element]
+                    if pixels:
+                        y, x = element // width, element % width
+                        state[walks, y, x] = self.image[y, x]
+                    else:
+                        y, x = element // (width * channels), element // channels % width
+                        state[walks, y, x, element % channels] = self.flat[element]
                     out[first:first + len(rows), step + 1] = walker.probabilities(
                         y, x, state[walks, y, x][:, None, None, :], walk=True)[:, self.target]
                     meter.update(len(rows))

@@ -124,3 +124,19 @@ class ChoiceOrFolder(Rule):
         if value in self.options or (isinstance(value, str) and Path(value).is_dir()):
             return None
         return f"must be one of {', '.join(map(repr, self.options))} or an existing folder; got {value!r}"
+
+
+@dataclass(frozen=True)
+class Mask(Rule):
+    """A feature mask's spec: "pixels", "patch:N" (N x N squares) or "superpixels", of the
+    `kinds` a method takes."""
+
+    kinds: tuple = ("pixels", "patch", "superpixels")
+
+    def check(self, value):
+        kind, colon, size = value.partition(":") if isinstance(value, str) else ("", "", "")
+        allowed = " or ".join(f'"{kind}:N"' if kind == "patch" else f'"{kind}"' for kind in self.kinds)
+        if kind not in self.kinds or (kind == "patch") != bool(colon) or \
+                kind == "patch" and not (size.isdigit() and int(size) >= 1):
+            return f"must be {allowed} (N a side in pixels, at least 1); got {value!r}"
+        return None

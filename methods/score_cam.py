@@ -1,0 +1,48 @@
+"""Score-CAM (Wang et al. 2020): each of a conv layer's maps A_k, upsampled to the input and
+scaled to [0, 1], masks the input; the target logit of each masked input, softmaxed over the
+maps, weighs them: sum_k softmax(s)_k A_k, rectified and upsampled (methods/_layers.cam_method).
+As pytorch-grad-cam 1.5 computes it: the upsampling is bilinear with corners aligned, the scores
+are logits (the paper's code uses the softmax probability), and a constant map's mask is 0.
+One forward pass per map, through the perturbation engine.
+"""
+import numpy as np
+
+from heatkit.methods._entry import Method, Needs, Paper
+from heatkit.methods._layers import AtLayer, cam_method
+from heatkit.methods.grad_cam import SETTINGS
+
+SCALE_EPSILON = 1e-8  # pytorch-grad-cam's, under a map's range
+
+
+def scorecam(at: AtLayer) -> np.ndarray:
+    height, width = at.image.shape[:2]
+    rows, cols = corners_aligned(at.activations.shape[0], height), corners_aligned(at.activations.shape[1], width)
+
+    def masked_logits(start, stop):
+        upsampled = np.einsum("yi,ijk,xj->kyx", rows, at.activations[..., start:stop], cols)
+        low = upsampled.min(axis=(1, 2), keepdims=True)
+        masks = (upsampled - low) / (upsampled.max(axis=(1, 2), keepdims=True) - low + SCALE_EPSILON)
+        return at.model.logits(masks[..., None] * at.image)[:, at.target]
+
+    scores = at.model.engine(at.image, at.target).passes(at.activations.shape[-1], masked_logits, "scorecam")
+    weights = np.exp(scores - scores.max())
+    return at.activations @ (weights / weights.sum())
+
+
+def corners_aligned(size: int, upsampled: int) -> np.ndarray:
+    """(upsampled, size) matrix of bilinear upsampling with the corners aligned (torch's
+    UpsamplingBilinear2d) along one axis."""
+    position = np.linspace(0.0, size - 1, upsampled)
+    below = np.minimum(np.floor(position).astype(int), max(size - 2, 0))
+    above = np.minimum(below + 1, size - 1)
+    fraction = position - below
+    matrix = np.zeros((upsampled, size))
+    np.add.at(matrix, (np.arange(upsampled), below), 1.0 - fraction)
+    np.add.at(matrix, (np.arange(upsampled), above), fraction)
+    return matrix
+
+
+METHOD = Method("scorecam", "Score-CAM", Paper(
+    "Wang et al. 2020", "Score-CAM: Score-Weighted Visual Explanations for Convolutional Neural Networks",
+    "https://arxiv.org/abs/1910.01279"), Needs.CONV_LAYER, cam_method(scorecam), SETTINGS,
+    cheaper="choose a layer with fewer channels in gradcam.layers")
