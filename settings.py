@@ -196,13 +196,22 @@ gradcam = dict(
     layers=None,  # None: the last conv layer; or a list, e.g. ["conv2", "conv3"]
 )
 
-# lrp: Layer-wise Relevance Propagation (Bach et al. 2015). lrp.z has no setting.
+# lrp: Layer-wise Relevance Propagation (Bach et al. 2015), its rules and its composites
+# (lrp_composites.py). lrp.z has no setting.
 lrp = dict(
-    epsilon=1e-07,  # stabilizer of lrp.epsilon: z + epsilon * sign(z) in each denominator
+    # stabilizer of lrp.epsilon and of the composites' linear layers: z + epsilon * sign(z) in each
+    # denominator
+    epsilon=1e-07,
+    gamma=0.25,  # the gamma rule's extra weight of positive contributions (lrp.epsilon_gamma_box)
     # where the alpha-beta rules put a layer's bias b: "split", as Bach et al. 2015 define them (b+
     # in the positive denominator z+, b- in z-), or "whole", as innvestigate 2.1.2 computes them
     # (all of b in both z+ and z-)
     alpha_beta_bias='split',
+)
+
+# rollout: attention rollout (Abnar & Zuidema 2020) on a vision transformer.
+rollout = dict(
+    head_fusion='mean',  # how a block's heads are fused: the paper's mean, or their max or min
 )
 
 # occlusion: Zeiler & Fergus 2014. A pixel's relevance is the drop of the explained class's

@@ -258,12 +258,12 @@ def _methods(methods: str | list[str], compare_backends: bool = False) -> list[s
     keys = expand(names)
     if not compare_backends:
         return keys
-    if names == ["all"]:
-        return comparable()
-    single = [key for key in keys if key not in comparable()]
+    both = comparable()  # a group ('all', 'lrp') gives its members that run on both; a method named alone must
+    # run on both
+    single = [name for name in names if name in REGISTRY and name not in both]
     if single:
         raise UsageError(f"--compare-backends compares methods that run on both frameworks; drop {', '.join(single)}")
-    return keys
+    return [key for key in keys if key in both]
 
 
 def _check_inputs(images: Images, center_level: int | None) -> list[Path]:

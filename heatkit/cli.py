@@ -31,12 +31,14 @@ class Parser(argparse.ArgumentParser):
 
 def build_parser() -> Parser:
     families = ", ".join(f"{name} ({len(keys)} maps)" for name, keys in groups().items() if name != "all")
-    methods = "\n".join(f"  {m.key:<17}{m.name}, {m.paper.cite}" + (f"  [--set {m.settings.name}.*]" if m.settings else "")
+    width = max(len(m.key) for m in METHODS) + 2
+    methods = "\n".join(f"  {m.key:<{width}}{m.name}, {m.paper.cite}"
+                        + (f"  [--set {m.settings.name}.*]" if m.settings else "")
                         + ("" if ANY in m.impl or len(m.impl) > 1 else f"  ({next(iter(m.impl))} only)")
                         for m in METHODS)
     parser = Parser(
         prog="heatmap_script.py", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter,
-        epilog=f"methods (-hm):\n{methods}\n  all              every method above\nfamilies: {families}\n\n"
+        epilog=f"methods (-hm):\n{methods}\n  {'all':<{width}}every method above\nfamilies: {families}\n\n"
                "Settings and their defaults are in settings.py; override any with --set KEY=VALUE.")
     parser.add_argument("-ip", "--img_path", type=Path, nargs="+", metavar="IMAGE",
                         help="image files (any format PIL reads) and folders of them; default: a seeded random image")

@@ -22,6 +22,7 @@ class Needs(Enum):
 
     GRADIENTS = "gradients of the logits"
     CONV_LAYER = "a conv layer's activations and gradients"
+    ATTENTION = "a transformer's attention and its gradients"
     TORCH_MODULE = "the PyTorch module"
     PROBABILITIES = "batch probabilities only"
 

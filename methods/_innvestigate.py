@@ -16,8 +16,8 @@ def analyze(model, analyzer: str, batch: np.ndarray, target: int, **kwargs) -> n
     lrp = analyzer.startswith("lrp")
     analyzed, prepare = net.analysis_model(lrp=lrp)
     dtype = "float32" if lrp and net.half else None  # the float32 copy's (see KerasNet.analysis_model)
-    instance = net.once(("innvestigate", analyzer, *sorted(kwargs.items())),
-                        lambda: _create(net, analyzed, analyzer, kwargs))
+    key = [(name, tuple(value) if isinstance(value, list) else value) for name, value in sorted(kwargs.items())]
+    instance = net.once(("innvestigate", analyzer, *key), lambda: _create(net, analyzed, analyzer, kwargs))
     with net.scope(dtype), _constants_kept_symbolic():  # innvestigate builds its graph on the first call
         return instance.analyze(batch if prepare is None else prepare(batch), neuron_selection=[target] * len(batch))
 

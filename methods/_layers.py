@@ -18,6 +18,7 @@ import numpy as np
 from heatkit.base import frameworks
 from heatkit.base.contract import Several
 from heatkit.base.errors import NotApplicable, UsageError
+from heatkit.methods import _attention
 from heatkit.model import torch_head
 from heatkit.model.keras_net import layer_named, named_layers
 from heatkit.model.torch_net import is_kind
@@ -44,6 +45,9 @@ def target_layers(model, chosen: list[str] | None, framework: str) -> list[str]:
     if framework == "torch" and model.torch.scripted:
         _sequence_of(model.torch.module)  # NotApplicable unless a Sequential, whose modules can be run one by one
     names = conv_layers(model, framework)
+    tokens = _attention.default_layer(model.torch) if framework == "torch" and not model.torch.scripted else None
+    if not chosen and tokens:
+        return [tokens]
     if not chosen and not names:
         raise NotApplicable("the model has no convolutional layer")
     known = names if model.card.get("twin") else _all_layers(model, framework)
@@ -75,8 +79,8 @@ def cam_method(combine: Callable[[AtLayer], np.ndarray], backends: tuple[str, ..
         def function(model, image, target, params):
             names = target_layers(model, params["layers"], framework)
             values = (keras if framework == "keras" else torch)(model, names, image, target)
-            maps = {name: upsample(np.maximum(combine(AtLayer(model, image, target, name, *pair)), 0.0), image.shape[:2])
-                    for name, pair in zip(names, values)}
+            maps = {name: upsample(np.maximum(combine(AtLayer(model, image, target, name, *pair)), 0.0),
+                                   image.shape[:2]) for name, pair in zip(names, values)}
             return next(iter(maps.values())) if len(maps) == 1 else Several(maps)
         return function
     return {framework: on(framework) for framework in backends}
@@ -95,8 +99,17 @@ def torch(model, names: list[str], image: np.ndarray, target: int) -> list[tuple
     logits, outputs = run_recording(net, net.tensor(image[None]).requires_grad_(), set(wanted.values()))
     captured = {name: outputs[module] for name, module in wanted.items()}
     gradients = torch.autograd.grad(logits[0, target], list(captured.values()))
-    return [(net.array(captured[name][0]).transpose(1, 2, 0), net.array(gradient[0]).transpose(1, 2, 0))
+    return [(_as_grid(model, captured[name][0]), _as_grid(model, gradient[0]))
             for name, gradient in zip(names, gradients)]
+
+
+def _as_grid(model, value) -> np.ndarray:
+    """A layer's (C, H, W) maps, or a transformer's (N, D) tokens, as (H', W', K): tokens on their
+    patch grid, the class token dropped (pytorch-grad-cam's reshape_transform)."""
+    array = model.torch.array(value)
+    if array.ndim == 2:
+        return _attention.tokens_as_grid(array, _attention.token_grid(model))
+    return array.transpose(1, 2, 0)
 
 
 def module_named(model, name: str):

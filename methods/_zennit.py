@@ -39,9 +39,10 @@ def zennit():
     return zennit
 
 
-def relevance(model, images, targets, rule):
+def relevance(model, images, targets, rule, dense=None, first=None):
     """The relevance of every input element of each image, (N, H, W, C), starting from its
-    target's logit."""
+    target's logit: `rule` at each convolution, `dense` (or `rule`) at each linear layer, and where
+    `first` is given, (layer types, rule), that rule at the first layer of those types (a composite's)."""
     torch = frameworks.torch()
     net = model.torch
     if net.scripted:
@@ -52,11 +53,13 @@ def relevance(model, images, targets, rule):
     # A BatchNorm is elementwise (merged ones are identities): one contribution per output, which
     # the z-rule passes on whole and an alpha-beta rule would scale by alpha (measured: a 24-fold
     # excess of relevance on a residual network with alpha 2, beta 1).
-    composite = z.composites.LayerMapComposite(
-        [(binary_logits(), z.rules.Epsilon(epsilon=SAFE)),  # passes each class's relevance on whole
-         (types_.Activation, z.rules.Pass()), ((z.layer.Sum, spatial_mean()), share), (types_.AvgPool, share),
-         (types_.Convolution, rule), (types_.Linear, rule), (types_.BatchNorm, z.rules.Epsilon(epsilon=SAFE))],
-        canonizers=[_merge_canonizer(z, merges)])
+    layer_map = [(binary_logits(), z.rules.Epsilon(epsilon=SAFE)),  # passes each class's relevance on whole
+                 (types_.Activation, z.rules.Pass()), ((z.layer.Sum, spatial_mean()), share), (types_.AvgPool, share),
+                 (types_.Convolution, rule), (types_.Linear, dense or rule),
+                 (types_.BatchNorm, z.rules.Epsilon(epsilon=SAFE))]
+    canonizers = [_merge_canonizer(z, merges)]
+    composite = z.composites.LayerMapComposite(layer_map, canonizers=canonizers) if first is None else \
+        z.composites.SpecialFirstLayerMapComposite(layer_map, [first], canonizers=canonizers)
     inputs = net.tensor(images).requires_grad_()
     rows, targets = torch.arange(len(images)), torch.as_tensor(targets)
     with composite.context(graph) as modified:

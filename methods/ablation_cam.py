@@ -27,7 +27,11 @@ def ablationcam(at: AtLayer) -> np.ndarray:
     def ablated_logits(start, stop):
         def zero_one_map_each(_, __, output):
             output = output.clone()
-            output[torch.arange(stop - start), torch.arange(start, stop)] = 0
+            rows, channels = torch.arange(stop - start), torch.arange(start, stop)
+            if output.dim() == 3:  # a transformer's tokens: the channel in every token
+                output[rows, :, channels] = 0
+            else:
+                output[rows, channels] = 0
             return output
 
         hook = module.register_forward_hook(zero_one_map_each)

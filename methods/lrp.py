@@ -16,11 +16,11 @@ from heatkit.methods._entry import Method, Needs, Paper, Setting, Settings, one_
 
 
 def z_keras(model, image, target, params):
-    return _keras(model, image, target, "lrp.z")
+    return keras_lrp(model, image, target, "lrp.z")
 
 
 def epsilon_keras(model, image, target, params):
-    return _keras(model, image, target, "lrp.epsilon", epsilon=params["epsilon"])
+    return keras_lrp(model, image, target, "lrp.epsilon", epsilon=params["epsilon"])
 
 
 def alpha1beta0_keras(model, image, target, params):
@@ -42,7 +42,8 @@ def _torch_batch(rule: str):
 TORCH = {rule: _torch_batch(rule) for rule in ("z", "epsilon", "alpha1beta0", "alpha2beta1")}
 
 
-def _keras(model, image, target, analyzer, **kwargs):
+def keras_lrp(model, image, target, analyzer="lrp", **kwargs):
+    """innvestigate's `analyzer` with its settings, refused where no LRP rule conserves relevance."""
     _keras_rules.refuse(model.keras, "LRP", rectifiers_only=False)
     return channel_sum(_innvestigate.analyze(model, analyzer, image[None], target, **kwargs)[0])
 
@@ -52,11 +53,11 @@ def _keras_alpha_beta(model, image, target, alpha, beta, bias):
 
     whole = {1.0: relevance_rule.Alpha1Beta0Rule, 2.0: relevance_rule.Alpha2Beta1Rule}[alpha]
     # BatchNorm layers take the z-rule, as on PyTorch (see _zennit.relevance)
-    return _keras(model, image, target, "lrp", rule=whole if bias == "whole" else _split_bias_rule(alpha, beta),
-                  bn_layer_rule="Z")
+    return keras_lrp(model, image, target, rule=whole if bias == "whole" else split_bias_rule(alpha, beta),
+                     bn_layer_rule="Z")
 
 
-def _split_bias_rule(alpha: float, beta: float):
+def split_bias_rule(alpha: float, beta: float):
     """innvestigate's reverse mapping of a layer with a kernel under the alpha-beta rule of Bach et
     al. 2015: the positive part of the bias joins z+, the negative part z-. Cached per (alpha,
     beta), so that the analyzer's cache key stays the same from call to call."""
@@ -109,9 +110,13 @@ def _make_split_bias_rule(alpha: float, beta: float):
 PAPER = Paper("Bach et al. 2015",
               "On Pixel-Wise Explanations for Non-Linear Classifier Decisions by Layer-Wise Relevance Propagation",
               "https://doi.org/10.1371/journal.pone.0130140")
-SETTINGS = Settings("lrp", "lrp: Layer-wise Relevance Propagation (Bach et al. 2015). lrp.z has no setting.", {
+SETTINGS = Settings("lrp", "lrp: Layer-wise Relevance Propagation (Bach et al. 2015), its rules and its composites "
+                           "(lrp_composites.py). lrp.z has no setting.", {
     "epsilon": Setting(1e-7, Float(min=0.0, exclusive_min=True),
-                       "stabilizer of lrp.epsilon: z + epsilon * sign(z) in each denominator"),
+                       "stabilizer of lrp.epsilon and of the composites' linear layers: z + epsilon * sign(z) in "
+                       "each denominator"),
+    "gamma": Setting(0.25, Float(min=0.0),
+                     "the gamma rule's extra weight of positive contributions (lrp.epsilon_gamma_box)"),
     "alpha_beta_bias": Setting("split", Choice(("split", "whole")),
                                'where the alpha-beta rules put a layer\'s bias b: "split", as Bach et al. 2015 define '
                                "them (b+ in the positive denominator z+, b- in z-), or \"whole\", as innvestigate 2.1.2 "

@@ -11,6 +11,7 @@ import difflib
 from heatkit.base.errors import UsageError
 from heatkit.methods import (
     ablation_cam,
+    attention,
     cam,
     deconvnet,
     deeplift,
@@ -25,6 +26,7 @@ from heatkit.methods import (
     kernel_shap,
     lime,
     lrp,
+    lrp_composites,
     meaningful_perturbation,
     occlusion,
     pda,
@@ -39,10 +41,10 @@ __all__ = ["ANY", "BACKENDS", "METHODS", "REGISTRY", "SETTINGS", "Needs", "compa
 
 METHODS: list[Method] = [
     gradient.METHOD, guided_backprop.METHOD, deconvnet.METHOD, smoothgrad.METHOD, input_x_gradient.METHOD,
-    integrated_gradients.METHOD, gradient_shap.METHOD, deeplift.METHOD, cam.METHOD, *grad_cam.METHODS, *eigen_cam.METHODS, score_cam.METHOD,
-    ablation_cam.METHOD, guided_grad_cam.METHOD, *lrp.METHODS,
-    occlusion.METHOD, pda.METHOD, shapley.METHOD, lime.METHOD, kernel_shap.METHOD, rise.METHOD,
-    meaningful_perturbation.METHOD,
+    integrated_gradients.METHOD, gradient_shap.METHOD, deeplift.METHOD, cam.METHOD, *grad_cam.METHODS,
+    *eigen_cam.METHODS, score_cam.METHOD, ablation_cam.METHOD, guided_grad_cam.METHOD, *lrp.METHODS,
+    *lrp_composites.METHODS, *attention.METHODS, occlusion.METHOD, pda.METHOD, shapley.METHOD, lime.METHOD,
+    kernel_shap.METHOD, rise.METHOD, meaningful_perturbation.METHOD,
 ]
 REGISTRY = {method.key: method for method in METHODS}
 # the settings dicts the methods read, by name, in the order of the methods that first read them

@@ -184,6 +184,20 @@ def rng():
     return np.random.default_rng(20261125)
 
 
+def trained_looking(module):
+    """A torchvision or timm module in eval mode with weights as if trained: BatchNorm statistics not
+    the identity, no classifier of zeros (timm's ViTs start so)."""
+    torch = frameworks.torch()
+    with torch.no_grad():
+        for layer in module.modules():
+            if isinstance(layer, torch.nn.BatchNorm2d):
+                layer.running_mean.normal_(0, 0.1)
+                layer.running_var.uniform_(0.5, 1.5)
+            if isinstance(layer, torch.nn.Linear) and not layer.weight.any():
+                layer.weight.normal_(0, 0.1)
+    return module.eval()
+
+
 def dense_weights(model) -> tuple[np.ndarray, np.ndarray]:
     """The center-pixel model's Dense kernel (pixels, classes) and bias, as stored in the file."""
     return model.keras.weights("dense")

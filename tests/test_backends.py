@@ -8,7 +8,7 @@ from conftest import SMALL, default_params, run_cli
 from heatkit.base.contract import WithExtras
 from heatkit.base.data import center_pixel_images
 from heatkit.methods import deeplift, meaningful_perturbation
-from heatkit.methods.registry import REGISTRY, Needs, comparable
+from heatkit.methods.registry import REGISTRY, Needs, comparable, expand
 from heatkit.model import Model
 from heatkit.pipeline.similarity import agreement
 
@@ -97,7 +97,7 @@ def test_meaningful_perturbation_is_seeded(mp_runs):
 
 def test_torch_backend_writes_the_same_maps(small_model_path, tmp_path):
     """The same command on either backend: the same keys, and maps equal to 1e-6 of their maximum."""
-    keys = ["grad", "gb", "ig", "deeplift", "lrp"]
+    keys = [key for key in expand(["grad", "gb", "ig", "deeplift", "lrp"]) if key in comparable()]
     maps = {}
     for backend in ("keras", "torch"):
         out = tmp_path / backend
@@ -129,6 +129,14 @@ def test_compare_backends_refuses_single_framework_methods(small_model_path, tmp
     assert run_cli("-mp", small_model_path, "--compare-backends", "-hm", "grad", "occlusion", "-op", tmp_path) == 2
     assert "drop occlusion" in capsys.readouterr().err
     assert not any(tmp_path.iterdir())
+
+
+def test_compare_backends_takes_a_groups_members_that_run_on_both():
+    from heatkit.api import _methods
+
+    keras_too = [key for key in expand(["lrp"]) if key != "lrp.epsilon_gamma_box"]
+    assert _methods(["lrp"], compare_backends=True) == keras_too
+    assert _methods(["all"], compare_backends=True) == comparable()
 
 
 def test_compare_backends_with_nothing_applicable_says_so(small_model_path, tmp_path, capsys):

@@ -75,6 +75,42 @@ def test_grad_cam_on_a_gap_dense_head_is_relu_of_cam_over_the_pooled_size(gap_mo
         np.testing.assert_allclose(gradcam, expected, rtol=1e-5, atol=1e-7)
 
 
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_gradient_weighted_cams_on_a_gap_dense_head_are_cam_over_the_pooled_size(gap_model, backend):
+    """With G_k = w_k / Z everywhere: XGrad-CAM's weight sum(G A) / sum(A) and HiResCAM's G * A give
+    CAM / Z, and Layer-CAM keeps the channels with w_k > 0."""
+    image = image_for(gap_model)
+    features = _keras_features(gap_model, image)
+    for target in range(3):
+        weights = gap_model.keras.weights("logits")[0][:, target] / 16
+        expected = {"xgradcam": features @ weights, "hirescam": features @ weights,
+                    "layercam": features @ np.maximum(weights, 0)}
+        for key, by_hand in expected.items():
+            np.testing.assert_allclose(REGISTRY[key].impl[backend](gap_model, image, target, {"layers": None}),
+                                       _layers.upsample(np.maximum(by_hand, 0), (12, 12)), rtol=1e-5, atol=1e-7,
+                                       err_msg=key)
+
+
+def test_ablation_cam_on_a_gap_dense_head_weighs_each_map_by_its_share_of_the_logit(gap_model):
+    """Zeroing map k takes w_k mean(A_k) off the logit y of a linear head: its weight is that over y."""
+    image = image_for(gap_model)
+    features = _keras_features(gap_model, image)
+    for target in range(3):
+        kernel, bias = gap_model.keras.weights("logits")
+        logit = features.mean(axis=(0, 1)) @ kernel[:, target] + bias[target]
+        weights = kernel[:, target] * features.mean(axis=(0, 1)) / logit
+        np.testing.assert_allclose(REGISTRY["ablationcam"].impl["torch"](gap_model, image, target, {"layers": None}),
+                                   _layers.upsample(np.maximum(features @ weights, 0), (12, 12)), rtol=1e-5, atol=1e-7)
+
+
+def _keras_features(model, image):
+    """conv2's maps (4 x 4 x 5), from the Keras layers."""
+    tf = frameworks.tensorflow()
+    with model.keras.scope():
+        return tf.keras.Model(model.keras.model.inputs, model.keras.model.get_layer("conv2").output).predict(
+            image[None], verbose=0)[0]
+
+
 def test_cam_and_grad_cam_reach_into_a_nested_backbone(tmp_path):
     """A float32 Keras model with its conv layers in a nested model, as a pretrained backbone is:
     Grad-CAM's default layer is named outer/inner, and both maps equal the backbone's own features

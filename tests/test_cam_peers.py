@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 
 import heatkit
+from conftest import trained_looking
 from heatkit.base import frameworks
 from heatkit.methods import eigen_cam
 from heatkit.methods._layers import AtLayer
@@ -23,12 +24,8 @@ def resnet():
     import torchvision
 
     torch.manual_seed(0)
-    net = torchvision.models.resnet18(num_classes=10).eval()
+    net = trained_looking(torchvision.models.resnet18(num_classes=10))
     with torch.no_grad():
-        for layer in net.modules():
-            if isinstance(layer, torch.nn.BatchNorm2d):
-                layer.running_mean.normal_(0, 0.1)
-                layer.running_var.uniform_(0.5, 1.5)
         net.fc.weight *= 100
     return net
 

@@ -43,7 +43,8 @@ def test_npz_holds_every_map_and_the_input(finished_run):
     _, folder = finished_run
     maps = np.load(folder / "heatmaps.npz")
     expected = ["grad", "gb", "deconvnet", "sg", "inpgrad", "ig", "lrp.z", "lrp.epsilon", "lrp.alpha1beta0",
-                "lrp.alpha2beta1", "input"]
+                "lrp.alpha2beta1", "lrp.epsilon_plus_flat", "lrp.epsilon_alpha2beta1_flat", "lrp.epsilon_gamma_box",
+                "input"]
     assert sorted(maps.files) == sorted(expected)
     for key in expected:
         assert maps[key].shape == (SMALL, SMALL)

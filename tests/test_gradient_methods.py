@@ -214,6 +214,14 @@ def test_smoothgrad_types_equal_captums_noise_tunnel_with_the_same_noise(clippin
                                    rtol=1e-5, atol=1e-6 * np.abs(expected).max())
 
 
+def test_the_noise_tunnel_types_of_an_affine_model(linear_model):
+    """Its gradient is w on every copy: SmoothGrad-Squared is w^2, VarGrad 0."""
+    image, target, _, w, _ = case(linear_model)
+    squared = smoothgrad.torch(linear_model, image, target, {**SG, "type": "smoothgrad_sq"})
+    np.testing.assert_allclose(squared, as_map(w**2), rtol=1e-6)
+    assert np.abs(smoothgrad.torch(linear_model, image, target, {**SG, "type": "vargrad"})).max() <= 1e-9 * (w**2).max()
+
+
 GRADSHAP = {"samples": 16, "baselines": "uniform", "num_baselines": 4, "reference": 0.0, "noise_scale": 0.1, "seed": 0}
 
 

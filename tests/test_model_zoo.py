@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 import heatkit
-from conftest import run_cli
+from conftest import run_cli, trained_looking
 from heatkit.base import frameworks
 from heatkit.base.errors import UsageError
 from heatkit.base.images import IMAGENET
@@ -19,17 +19,18 @@ CHEAP = {"faithfulness.curves": False, "input_size": [SIDE, SIDE], "pda.levels":
          "lime.num_samples": 20, "shap.nsamples": 20, "rise.num_masks": 20, "mp.iterations": 2, "mp.mask_size": 5,
          "ig.steps": 16, "sg.augment_by_n": 2, "occlusion.patch": 8, "occlusion.stride": 8}
 # name -> the methods that do not apply to it, each with a piece of its true reason
+CNN = {"rollout": "no attention layers", "chefer": "no attention layers"}
 ZOO = {
-    "torchvision:resnet18": {},
-    "torchvision:vgg11": {"cam": "reads no global average"},
-    "torchvision:mobilenet_v2": {},
-    "torchvision:efficientnet_b0": {"gb": "silu", "deconvnet": "silu", "guided_gradcam": "silu",
+    "torchvision:resnet18": CNN,
+    "torchvision:vgg11": {**CNN, "cam": "reads no global average"},
+    "torchvision:mobilenet_v2": CNN,
+    "torchvision:efficientnet_b0": {**CNN, "gb": "silu", "deconvnet": "silu", "guided_gradcam": "silu",
                                     "deeplift": "product of two activations",
                                     "lrp": "product of two activations"},
     "torchvision:vit_b_16(image_size=32)": {"gb": "attention", "deconvnet": "attention", "guided_gradcam": "attention",
                                             "deeplift": "layer_norm", "lrp": "LayerNorm",
                                             "cam": "reads no global average"},
-    "timm:resnet18": {},
+    "timm:resnet18": CNN,
     "timm:vit_tiny_patch16_224(img_size=32)": {"gb": "attention", "deconvnet": "attention", "guided_gradcam": "attention",
                                                "deeplift": "layer_norm", "lrp": "layer_norm",
                                                "cam": "reads no global average"},
@@ -50,15 +51,7 @@ def built(name: str):
 
     torch.manual_seed(0)
     named = zoo.parse(name)
-    module = zoo._construct(named, {**named.arguments, "num_classes": 10})
-    with torch.no_grad():  # trained-looking weights: BatchNorm not the identity, no classifier of zeros (ViTs')
-        for layer in module.modules():
-            if isinstance(layer, torch.nn.BatchNorm2d):
-                layer.running_mean.normal_(0, 0.1)
-                layer.running_var.uniform_(0.5, 1.5)
-            if isinstance(layer, torch.nn.Linear) and not layer.weight.any():
-                layer.weight.normal_(0, 0.1)
-    return module.eval()
+    return trained_looking(zoo._construct(named, {**named.arguments, "num_classes": 10}))
 
 
 @pytest.fixture(scope="module")

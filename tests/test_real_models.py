@@ -11,7 +11,7 @@ import pytest
 import heatkit
 from conftest import run_cli
 from heatkit.base import frameworks
-from heatkit.methods.registry import REGISTRY
+from heatkit.methods.registry import REGISTRY, Needs
 
 SIDE = 16
 NET_CODE = '''
@@ -233,9 +233,12 @@ def test_every_method_runs_on_a_residual_batchnorm_network(framework, torch_net,
     cheap = {"pda.levels": 8, "shapley.samples": 2, "lime.num_samples": 50, "shap.nsamples": 50,
              "rise.num_masks": 50, "mp.iterations": 5, "mp.mask_size": 5, "mp.blur_sigma": 2.0}
     run = explain(source, image, "all", **cheap)
-    # Meaningful Perturbation optimizes its mask with torch's autograd, Ablation-CAM ablates with a torch hook: a
-    # Keras-only model has neither
-    skipped = {"mp": "mp runs on torch", "ablationcam": "ablationcam runs on torch"} if framework == "keras" else {}
+    # Meaningful Perturbation optimizes its mask with torch's autograd, Ablation-CAM ablates with a torch hook,
+    # innvestigate has no gamma rule: a Keras-only model has none of them
+    torch_only = [key for key, method in REGISTRY.items() if list(method.impl) == ["torch"]]
+    attention = [key for key, method in REGISTRY.items() if method.needs is Needs.ATTENTION]  # a CNN has none
+    skipped = {key: f"{key} runs on torch" for key in torch_only} if framework == "keras" else \
+        {key: "the model has no attention layers" for key in attention}
     assert set(run.maps) == set(REGISTRY) - set(skipped) and not run.result.failures
     assert {key: reason[:len(skipped[key])] for key, reason in run.result.skipped.items()} == skipped
     for key, attribution in run.maps.items():

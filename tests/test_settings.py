@@ -82,7 +82,9 @@ def test_bad_overrides_say_what_to_fix(override, message):
 
 
 def test_groups_expand_in_order_without_repeats():
-    assert expand(["lrp", "grad", "lrp.z"]) == ["lrp.z", "lrp.epsilon", "lrp.alpha1beta0", "lrp.alpha2beta1", "grad"]
+    assert expand(["lrp", "grad", "lrp.z"]) == ["lrp.z", "lrp.epsilon", "lrp.alpha1beta0", "lrp.alpha2beta1",
+                                                "lrp.epsilon_plus_flat", "lrp.epsilon_alpha2beta1_flat",
+                                                "lrp.epsilon_gamma_box", "grad"]
     assert expand(["all"]) == list(REGISTRY)
 
 

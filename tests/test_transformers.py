@@ -1,0 +1,149 @@
+"""Vision transformers at reduced size, two blocks, built as users build them (timm's and
+torchvision's classes): attention rollout and Chefer et al.'s gradient-weighted attention against
+the papers' formulas on attention computed here by hand, and Grad-CAM on a token layer against
+pytorch-grad-cam's reshape_transform."""
+import numpy as np
+import pytest
+
+import heatkit
+from heatkit.base import frameworks
+from heatkit.methods import _attention, _layers, attention
+from heatkit.methods.registry import REGISTRY
+
+SIDE, PATCH, TARGET = 32, 8, 3
+GRID = SIDE // PATCH
+
+
+@pytest.fixture(scope="module")
+def timm_vit():
+    torch = frameworks.torch()
+    import timm
+
+    torch.manual_seed(0)
+    net = timm.create_model("vit_tiny_patch16_224", pretrained=False, img_size=SIDE, patch_size=PATCH, depth=2,
+                            num_classes=10).eval()
+    with torch.no_grad():
+        net.head.weight.normal_(0, 0.5)  # timm starts its head at zero
+    return net
+
+
+@pytest.fixture(scope="module")
+def image():
+    return np.random.default_rng(4).random((SIDE, SIDE, 3))
+
+
+def by_hand(net, image):
+    """The timm ViT's forward written out: the logits, and each block's attention softmax(q k^T / sqrt(d))."""
+    torch = frameworks.torch()
+    inputs = torch.from_numpy(image.transpose(2, 0, 1)[None].astype(np.float32))
+    tokens = net._pos_embed(net.patch_embed(inputs))
+    maps = []
+    for block in net.blocks:
+        batch, count, width = tokens.shape
+        heads = block.attn.num_heads
+        q, k, v = block.attn.qkv(block.norm1(tokens)).reshape(batch, count, 3, heads, -1).permute(2, 0, 3, 1, 4)
+        weights = (q @ k.transpose(-2, -1) / np.sqrt(width // heads)).softmax(-1)
+        maps.append(weights)
+        tokens = tokens + block.attn.proj((weights @ v).transpose(1, 2).reshape(batch, count, width))
+        tokens = tokens + block.mlp(block.norm2(tokens))
+    logits = net.head(net.norm(tokens)[:, 0])
+    np.testing.assert_allclose(logits.detach().numpy(), net(inputs).detach().numpy(), rtol=1e-5, atol=1e-6)
+    gradients = torch.autograd.grad(logits[0, TARGET], maps)
+    return [m[0].detach().numpy() for m in maps], [g[0].numpy() for g in gradients]
+
+
+def on_the_grid(flow):
+    return _layers.upsample(flow[0, 1:].reshape(GRID, GRID), (SIDE, SIDE))
+
+
+def test_rollout_is_the_product_of_the_blocks_attention_mixed_with_the_identity(timm_vit, image):
+    model = heatkit.load_model(timm_vit, settings={"input_size": [SIDE, SIDE], "preprocess.mean": [0, 0, 0],
+                                                   "preprocess.std": [1, 1, 1]})
+    maps, _ = by_hand(timm_vit, image)
+    flow = np.eye(GRID * GRID + 1)
+    for weights in maps:
+        mixed = 0.5 * weights.mean(0) + 0.5 * np.eye(len(flow))
+        flow = mixed / mixed.sum(-1, keepdims=True) @ flow
+    ours = attention.rollout(model, image, TARGET, {"head_fusion": "mean"})
+    np.testing.assert_allclose(ours, on_the_grid(flow), rtol=1e-5, atol=1e-7)
+    assert np.ptp(ours) > 1e-3
+
+
+def test_chefer_accumulates_the_positive_gradient_weighted_attention(timm_vit, image):
+    model = heatkit.load_model(timm_vit, settings={"input_size": [SIDE, SIDE], "preprocess.mean": [0, 0, 0],
+                                                   "preprocess.std": [1, 1, 1]})
+    maps, gradients = by_hand(timm_vit, image)
+    relevance = np.eye(GRID * GRID + 1)
+    for weights, gradient in zip(maps, gradients):
+        relevance = relevance + np.maximum(weights * gradient, 0).mean(0) @ relevance
+    ours = attention.gradient_weighted(model, image, TARGET, {})
+    np.testing.assert_allclose(ours, on_the_grid(relevance), rtol=1e-4, atol=1e-7)
+    other = attention.gradient_weighted(model, image, TARGET + 1, {})
+    assert np.abs(other - ours).max() > 1e-3 * np.abs(ours).max()  # it depends on the class
+
+
+def test_torchvisions_multihead_attention_is_read_as_torch_computes_it(image):
+    """The attention written out gives the module's own logits, and its matrix equals
+    nn.MultiheadAttention's need_weights output, per head."""
+    torch = frameworks.torch()
+    from torchvision.models.vision_transformer import VisionTransformer
+
+    torch.manual_seed(0)
+    net = VisionTransformer(image_size=SIDE, patch_size=PATCH, num_layers=2, num_heads=2, hidden_dim=16, mlp_dim=32,
+                            num_classes=10).eval()
+    with torch.no_grad():
+        net.heads.head.weight.normal_(0, 0.5)
+    model = heatkit.load_model(net, settings={"input_size": [SIDE, SIDE], "preprocess.mean": [0, 0, 0],
+                                              "preprocess.std": [1, 1, 1]})
+    inputs = torch.from_numpy(image.transpose(2, 0, 1)[None].astype(np.float32))
+    blocks, theirs = [layer.self_attention for layer in net.encoder.layers], []
+    hooks = [block.register_forward_pre_hook(lambda module, args: theirs.append(
+        module.forward(args[0], args[0], args[0], need_weights=True, average_attn_weights=False)[1][0].numpy()))
+        for block in blocks]
+    with torch.no_grad():
+        logits = net(inputs)
+    for hook in hooks:
+        hook.remove()
+    recorded = _attention.record(model, image, TARGET)
+    assert recorded.grid == (GRID, GRID) and recorded.prefix == 1
+    for ours, reference in zip(recorded.maps, theirs):
+        np.testing.assert_allclose(ours, reference, rtol=1e-5, atol=1e-7)
+    np.testing.assert_allclose(model.logits(image[None]), logits.numpy(), rtol=1e-5, atol=1e-6)
+    assert "forward" not in vars(blocks[0])  # the module's own forward is back
+
+
+def test_grad_cam_on_a_token_layer_equals_pytorch_grad_cams_reshape_transform(timm_vit, image):
+    torch = frameworks.torch()
+    from pytorch_grad_cam import GradCAM
+    from pytorch_grad_cam.utils.model_targets import ClassifierOutputTarget
+
+    model = heatkit.load_model(timm_vit, settings={"input_size": [SIDE, SIDE], "preprocess.mean": [0, 0, 0],
+                                                   "preprocess.std": [1, 1, 1]})
+    ours = REGISTRY["gradcam"].impl["torch"](model, image, TARGET, {"layers": None})  # default: blocks.1.norm1
+
+    def reshape_transform(tokens):
+        return tokens[:, 1:, :].reshape(tokens.shape[0], GRID, GRID, -1).permute(0, 3, 1, 2)
+
+    inputs = torch.from_numpy(image.transpose(2, 0, 1)[None].astype(np.float32))
+    with GradCAM(timm_vit, [timm_vit.blocks[-1].norm1], reshape_transform=reshape_transform) as cam:
+        theirs = cam(inputs, targets=[ClassifierOutputTarget(TARGET)])[0]
+    scaled = (ours - ours.min()) / (ours.max() - ours.min() + 1e-7)
+    assert np.ptp(ours) > 0
+    np.testing.assert_allclose(scaled, theirs, rtol=0, atol=1e-4)
+
+
+def test_the_attention_methods_repeat_bit_for_bit(timm_vit, image):
+    runs = [heatkit.explain(timm_vit, image, ["rollout", "chefer", "gradcam"], target=TARGET,
+                            settings={"input_size": [SIDE, SIDE]}, progress=False) for _ in range(2)]
+    assert sorted(runs[0].maps) == ["chefer", "gradcam", "rollout"]
+    for key, values in runs[0].maps.items():
+        assert values.tobytes() == runs[1].maps[key].tobytes(), key
+
+
+def test_attention_methods_on_a_cnn_say_why_not():
+    torch = frameworks.torch()
+    nn = torch.nn
+    net = nn.Sequential(nn.Conv2d(3, 4, 3), nn.ReLU(), nn.Flatten(), nn.Linear(4 * 6 * 6, 3))
+    run = heatkit.explain(net, np.random.default_rng(0).random((8, 8, 3)), ["rollout", "chefer"],
+                          settings={"input_size": [8, 8]}, progress=False)
+    assert all("no attention layers" in reason for reason in run.result.skipped.values()) and not run.maps
