@@ -1,7 +1,7 @@
 """Whole calls against the peers users would call instead, in one process, on torchvision's
 ResNet-18 at 224 x 224 (seeded, untrained, float32, 2 threads), the model loaded once:
 
-    .venv/bin/python bench/peers.py     # about a minute on 2 cores
+    .venv/bin/python bench/peers.py     # about three minutes on 2 cores
 
 - Saliency, Integrated Gradients (64 steps) and Grad-CAM (at layer4, upsampled) on one image, and
   Saliency on 16 images in one call, against captum's Saliency, IntegratedGradients and
@@ -9,6 +9,8 @@ ResNet-18 at 224 x 224 (seeded, untrained, float32, 2 threads), the model loaded
 - LRP-epsilon and LRP-alpha1beta0 against zennit called directly with the same rules (its
   ResNetCanonizer, Norm on additions and average pooling, Pass on activations);
 - DeepLIFT in forward passes of the network;
+- Shapley value sampling over 16 x 16 patches against captum's ShapleyValueSampling with that
+  feature mask, and the two maps' difference given the same permutations;
 - single-pixel occlusion by full passes on a TorchScript 64 x 64 CNN (no graph to window) against
   captum's Occlusion at its best perturbations_per_eval.
 heatkit's calls leave the faithfulness curves out, which captum and zennit do not compute. Each
@@ -85,6 +87,8 @@ def main() -> None:
     for key, rule in (("lrp.epsilon", "epsilon"), ("lrp.alpha1beta0", "alpha1beta0")):
         rows.append((key.replace("lrp.", "LRP-"), best(ours(model, image, [key])), "zennit",
                      best(zennit_call(torch, net, tensor, rule, predicted)), 1 / 1.2))
+    shapley_timing, shapley_agreement = shapley_row(torch, net, model, image, tensor, predicted)
+    rows.append(shapley_timing)
     forward = best(lambda: predicted(tensor), 10)
     deeplift = min(ours(model, image, ["deeplift"])().seconds["deeplift"] for _ in range(4))  # the method's own
     rows.append(full_passes_row(torch, Occlusion))
@@ -95,6 +99,7 @@ def main() -> None:
         print(f"| {what} | {mine:.2f} s | {peer} | {theirs:.2f} s | {theirs / mine:.2f} | ≥ {target:.2f} |")
     print(f"\nDeepLIFT, the method's own time: {deeplift:.3f} s, {deeplift / forward:.1f} forward passes of "
           f"{forward * 1000:.0f} ms (target: at most 4)")
+    print(shapley_agreement)
 
 
 def zennit_call(torch, net, tensor, rule: str, predicted):
@@ -121,6 +126,32 @@ def zennit_call(torch, net, tensor, rule: str, predicted):
             seed[0, target] = output[0, target]
             return torch.autograd.grad(output, inputs, grad_outputs=seed)
     return run
+
+
+def shapley_row(torch, net, model, image, tensor, predicted):
+    """Shapley value sampling over the 196 squares of 16 x 16 pixels, two permutations, against captum's
+    ShapleyValueSampling with that feature mask at its best perturbations_per_eval; and the largest
+    difference of the two maps when captum is given our permutations."""
+    from captum.attr import ShapleyValueSampling
+
+    from heatkit.methods import shapley
+
+    mask = torch.from_numpy(np.arange(224)[:, None] // 16 * 14 + np.arange(224)[None] // 16)[None, None]
+    sampling = ShapleyValueSampling(lambda batch: torch.softmax(net(batch), dim=1))
+    settings = {"shapley.mask": "patch:16", "shapley.samples": 2}
+
+    def captum(per_eval):
+        with torch.no_grad():
+            return sampling.attribute(tensor, baselines=0.0, target=int(predicted(tensor)), feature_mask=mask,
+                                      n_samples=2, perturbations_per_eval=per_eval)
+    theirs = min(best(lambda: captum(per_eval), 1) for per_eval in (8, 32))
+    mine = best(ours(model, image, ["shapley"], settings), 1)
+    orders = shapley.permutations(196, {"samples": 2, "seed": 0})
+    sampling.permutation_generator = lambda *_: (order.tolist() for order in orders)
+    same_orders = captum(32)[0, 0].numpy()
+    difference = np.abs(ours(model, image, ["shapley"], settings)().maps["shapley"] - same_orders).max()
+    row = ("Shapley sampling, 16x16 patches, 2 permutations", mine, "captum", theirs, 1.0)
+    return row, f"Shapley sampling's map and captum's, given the same permutations: largest difference {difference:.1e}"
 
 
 def full_passes_row(torch, Occlusion):

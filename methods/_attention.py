@@ -32,11 +32,9 @@ class Attention:
 
 def modules(net) -> list:
     """The attention modules of the net, in the order they are registered."""
-    torch = frameworks.torch()
     if net.scripted:
         raise NotApplicable(NO_HOOKS)
-    found = [module for module in net.module.modules()
-             if isinstance(module, torch.nn.MultiheadAttention) or _is_timm_attention(module)]
+    found = [module for module in net.module.modules() if _is_attention(module)]
     if not found:
         raise NotApplicable(NO_ATTENTION)
     return found
@@ -63,8 +61,7 @@ def default_layer(net) -> str | None:
     the image (after the last block only the class token counts); None without attention."""
     torch = frameworks.torch()
     named = list(net.module.named_modules())
-    last = max((i for i, (_, m) in enumerate(named) if isinstance(m, torch.nn.MultiheadAttention)
-                or _is_timm_attention(m)), default=None)
+    last = max((i for i, (_, module) in enumerate(named) if _is_attention(module)), default=None)
     if last is None:
         return None
     return next((name for name, module in reversed(named[:last]) if isinstance(module, torch.nn.LayerNorm)), None)
@@ -83,7 +80,9 @@ def token_grid(model) -> tuple[int, int]:
 
     def measure():
         sides = []
-        embedding = next(m for m in net.module.modules() if isinstance(m, torch.nn.Conv2d))
+        embedding = next((m for m in net.module.modules() if isinstance(m, torch.nn.Conv2d)), None)
+        if embedding is None:
+            raise NotApplicable("the model's tokens have no grid of patches: no convolution embeds them")
         hook = embedding.register_forward_hook(lambda _, __, output: sides.extend(output.shape[-2:]))
         try:
             with torch.no_grad():
@@ -92,6 +91,10 @@ def token_grid(model) -> tuple[int, int]:
             hook.remove()
         return int(sides[0]), int(sides[1])
     return net.once("token grid", measure)
+
+
+def _is_attention(module) -> bool:
+    return isinstance(module, frameworks.torch().nn.MultiheadAttention) or _is_timm_attention(module)
 
 
 def _is_timm_attention(module) -> bool:

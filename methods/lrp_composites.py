@@ -10,9 +10,9 @@ at the first layer. zennit's composites of the same names:
 The alpha-beta rules split a layer's bias by sign (Bach et al. 2015, zennit; see lrp.py). As in
 zennit, flat takes the first convolution or linear layer, whichever comes first, and z-box the
 first convolution (a network without one takes epsilon at every layer). On Keras the first
-two are innvestigate's LRP with a rule per layer kind (as its LRPSequentialPreset*Flat, with z+ in
-place of alpha 1 beta 0 without its bias); innvestigate has no gamma rule, so epsilon_gamma_box
-runs on PyTorch (a Keras twin on its PyTorch twin).
+two are innvestigate's LRP with a rule per layer kind, as its LRPSequentialPresetAFlat and
+BFlat but with the bias split by sign, as zennit splits it; innvestigate has no gamma rule, so
+epsilon_gamma_box runs on PyTorch (a Keras twin on its PyTorch twin).
 """
 import functools
 
@@ -60,6 +60,7 @@ def _box(z, model):
 
 
 def _keras(alpha: float, beta: float):
+    """The composite on Keras, its convolutions taking alpha-beta with the bias split by sign."""
     def function(model, image, target, params):
         import innvestigate.backend.checks as checks
 
@@ -71,6 +72,7 @@ def _keras(alpha: float, beta: float):
 
 
 def _any_layer(_layer) -> bool:
+    """Any other layer with a kernel (innvestigate asks a rule of each): epsilon, as a dense layer."""
     return True
 
 

@@ -45,9 +45,12 @@ from tqdm import tqdm
 
 CACHE_BYTES = 2 << 20  # fast-path working set per chunk: PDA measured fastest at 2 MB (L2 is 512 KB a core)
 PROBE = 8  # evaluations in the first chunk of full passes: a slow model is timed on few
-# The activations of one batch of full passes, at most: larger batches ran slower per image (captum's
-# Occlusion of a 64 x 64 CNN took twice as long at 256 images a batch as at 64, whose activations are 58 MB)
+# The activations of one batch of full passes, at most, unless that is fewer than FULL_PASS_IMAGES images:
+# larger batches ran slower per image (captum's Occlusion of a 64 x 64 CNN took twice as long at 256 images
+# a batch as at 64, whose activations are 58 MB), and smaller ones too (ResNet-18 at 224, channels-last:
+# 26 ms an image at 2, 21 ms at 4 to 32)
 FULL_PASS_BYTES = 64 << 20
+FULL_PASS_IMAGES = 8
 # The windowed path takes one step of every walk per evaluation: with fewer walks than this, each
 # evaluation pays the graph's Python overhead for a handful of rows (one Shapley walk over a
 # 32 x 32 RGB ResNet-18 input took 32 s, and 2 s as batched full passes)
@@ -376,9 +379,9 @@ class Engine:
         rows, cols = pixels // (width * channels), pixels // channels % width
         size = (int((rows.max(1) - rows.min(1)).max()) + 1, int((cols.max(1) - cols.min(1)).max()) + 1)
         small = size[0] * size[1] <= self.options.max_fast_fraction * height * width
-        # The default ratio, 1.8: on ResNet-18 at 224 the windowed path was 1.3 to 2.1 times faster than
-        # full passes at ratios 1.9 to 2.3 (patches of 1 to 32 pixels), as fast at 1.76 (48-pixel
-        # patches) and slower below; a ViT's ratio is 1.0
+        # The default ratio, 1.8: on ResNet-18 at 224 the windowed path was 1.26 to 1.49 times faster than
+        # full passes at ratios 1.91 to 2.02 (patches of 24 to 40 pixels) and 1.14 times at 1.76 (48
+        # pixels); a ViT's ratio is 1.0
         saves = self.options.min_flop_ratio <= 0 or self.windows.flop_ratio(size) >= self.options.min_flop_ratio
         return size if small and saves else None
 
@@ -441,7 +444,7 @@ class Engine:
         # convolution's workspace comes on top)
         per_image = self.flat.nbytes * 3 + 2 * self.model.activation_bytes
         fitting = min((self.options.memory_mb << 20) // per_image,
-                      FULL_PASS_BYTES // max(1, self.model.activation_bytes))
+                      max(FULL_PASS_IMAGES, FULL_PASS_BYTES // max(1, self.model.activation_bytes)))
         return max(1, min(fitting, max_batch or count))
 
     @contextmanager
