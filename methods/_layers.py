@@ -41,13 +41,14 @@ def conv_layers(model, framework: str) -> list[str]:
 
 
 def target_layers(model, chosen: list[str] | None, framework: str) -> list[str]:
-    """The layers a CAM method explains: those chosen in settings, or the last conv layer."""
+    """The layers a CAM method explains: those chosen in settings, or the last conv layer (on a
+    transformer, the token layer before its last attention)."""
     if framework == "torch" and model.torch.scripted:
         _sequence_of(model.torch.module)  # NotApplicable unless a Sequential, whose modules can be run one by one
-    names = conv_layers(model, framework)
-    tokens = _attention.default_layer(model.torch) if framework == "torch" and not model.torch.scripted else None
-    if not chosen and tokens:
+    tokens = _attention.default_layer(model.torch) if framework == "torch" and not chosen else None
+    if tokens:
         return [tokens]
+    names = conv_layers(model, framework)
     if not chosen and not names:
         raise NotApplicable("the model has no convolutional layer")
     known = names if model.card.get("twin") else _all_layers(model, framework)

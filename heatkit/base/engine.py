@@ -299,11 +299,8 @@ class Engine:
         if groups is None:
             def step_changes(taken):
                 return (self.flat[taken] - start[taken])[:, None] * weight[taken]
-        else:  # each group's change of the first layer's output, summed over its inputs at once
-            from scipy.sparse import csr_matrix
-
-            by_group = csr_matrix((self.flat - start, (groups, np.arange(start.size))), (groups.max() + 1, start.size))
-            group_changes = np.asarray(by_group @ weight)
+        else:
+            group_changes = self._changes_by_group(self.flat - start, groups)
 
             def step_changes(taken):
                 return group_changes[taken]
@@ -339,9 +336,7 @@ class Engine:
                 keep = masks[a:b][:, per_pixel]
                 return (keep * self.flat + (1 - keep) * fill).reshape((b - a, *self.image.shape))
             return self.images(len(masks), composed, desc, all_classes=all_classes)
-        # Each segment's switch to the fill, as one row: the sum over its inputs of dx_i * W[i].
-        change = fill - self.flat
-        deltas = np.stack([change[per_pixel == s] @ self.split.weight[per_pixel == s] for s in range(masks.shape[1])])
+        deltas = self._changes_by_group(fill - self.flat, per_pixel, masks.shape[1])  # each segment set to the fill
         out = np.empty((len(masks), self.model.num_classes) if all_classes else len(masks))
         self.model.evaluations["fast"] += len(masks)
 
@@ -436,6 +431,15 @@ class Engine:
         return out
 
     # ---- shared ----
+    def _changes_by_group(self, change: np.ndarray, groups: np.ndarray, count: int | None = None) -> np.ndarray:
+        """(groups, units): the change of the first layer's output when each group's inputs change by
+        `change`, the sum over its inputs of dx_i * W[i], as one sparse product."""
+        from scipy.sparse import csr_matrix
+
+        count = groups.max() + 1 if count is None else count
+        by_group = csr_matrix((change, (groups, np.arange(change.size))), (count, change.size))
+        return np.asarray(by_group @ self.split.weight)
+
     def _head(self, hidden: np.ndarray) -> np.ndarray:
         return self.split.head(hidden)[:, self.target]
 
