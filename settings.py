@@ -308,3 +308,13 @@ mp = dict(
     noise=0.0,  # std of seeded Gaussian noise added to the perturbed image at each step
     seed=0,
 )
+
+# ---- Metrics: one dict per family, generated from the metrics' modules ----
+# Localisation metrics: how much of a map's relevance falls in a ground-truth mask (on models that
+# declare one, or with a mask file).
+localisation = dict(
+    relevance='positive',  # what counts: the positive part (the papers), |a|, or a as it is
+    # an image file, nonzero inside, resized to the map by nearest pixel; None: the model's own
+    # ground truth
+    mask=None,
+)

@@ -1,5 +1,6 @@
-"""Text generated from the registry: the README's method table, and settings.py's method dicts
-(each method declares its settings in its module; settings.py shows them, for users to edit).
+"""Text generated from the registries: the README's method and metric tables, and settings.py's
+method and metric dicts (each declares its settings in its module; settings.py shows them, for
+users to edit).
 
     python -m heatkit.generated          # rewrite both, between their markers
 """
@@ -10,11 +11,15 @@ import textwrap
 from pathlib import Path
 
 from heatkit.methods.registry import ANY, METHODS, SETTINGS
+from heatkit.metrics.registry import METRICS
+from heatkit.metrics.registry import SETTINGS as METRIC_SETTINGS
 
 ROOT = Path(__file__).resolve().parent.parent
-TABLE_START, TABLE_END = "<!-- methods:start -->", "<!-- methods:end -->"
+TABLES = {"methods": ("<!-- methods:start -->", "<!-- methods:end -->"),
+          "metrics": ("<!-- metrics:start -->", "<!-- metrics:end -->")}
 SETTINGS_START = ("# ---- Methods: one dict per method, generated from the methods' modules by "
                   "`python -m heatkit.generated` ----\n")
+METRIC_SETTINGS_START = "# ---- Metrics: one dict per family, generated from the metrics' modules ----\n"
 LINE = 110  # longest line; a setting whose comment would pass it gets the comment above it
 
 
@@ -31,10 +36,28 @@ def method_table() -> str:
     return "\n".join(rows)
 
 
+def metric_table() -> str:
+    """The README's table of metrics: key, name, paper, category, direction, needs, settings."""
+    rows = ["| key | metric | paper | category | better | needs | settings (defaults) |", "|---|---|---|---|---|---|---|"]
+    for metric in METRICS:
+        defaults = metric.settings.defaults() if metric.settings else {}
+        settings = ", ".join(f"`{metric.settings.name}.{k}={v!r}`" for k, v in defaults.items()) or metric.reads
+        paper = f"[{metric.paper.cite}]({metric.paper.url})"
+        rows.append(f"| `{metric.key}` | {metric.name} | {paper} | {metric.category.value} | {metric.direction} | "
+                    f"{metric.needs.value} | {settings or 'none'} |")
+    return "\n".join(rows)
+
+
 def settings_section() -> str:
-    """settings.py's method dicts, each under its comment, each key with its default and meaning."""
+    """settings.py's method dicts, then its metric dicts, each under its comment, each key with its
+    default and meaning."""
+    return (SETTINGS_START + _dicts(SETTINGS.values()) + "\n\n" + METRIC_SETTINGS_START
+            + _dicts(METRIC_SETTINGS.values()) + "\n")
+
+
+def _dicts(all_settings) -> str:
     blocks = []
-    for settings in SETTINGS.values():
+    for settings in all_settings:
         lines = ["# " + line for line in textwrap.wrap(settings.doc, LINE - 12)] + [f"{settings.name} = dict("]
         for key, setting in settings.keys.items():
             entry = f"    {key}={setting.default!r},"
@@ -44,13 +67,16 @@ def settings_section() -> str:
                 lines += ["    # " + line for line in textwrap.wrap(setting.doc, LINE - 16)]
             lines.append(entry)
         blocks.append("\n".join(lines + [")"]))
-    return SETTINGS_START + "\n\n".join(blocks) + "\n"
+    return "\n\n".join(blocks)
 
 
 def rewrite_readme(readme: Path) -> None:
-    head, rest = readme.read_text().split(TABLE_START, 1)
-    _, tail = rest.split(TABLE_END, 1)
-    readme.write_text(f"{head}{TABLE_START}\n{method_table()}\n{TABLE_END}{tail}")
+    text = readme.read_text()
+    for name, table in (("methods", method_table()), ("metrics", metric_table())):
+        start, end = TABLES[name]
+        head, rest = text.split(start, 1)
+        text = f"{head}{start}\n{table}\n{end}{rest.split(end, 1)[1]}"
+    readme.write_text(text)
 
 
 def rewrite_settings(settings_file: Path) -> None:

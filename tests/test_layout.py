@@ -13,6 +13,7 @@ LAYERS = {
     "heatkit.base": 0,  # errors, rules, contract, frameworks, images, data, the perturbation engine
     "heatkit.model": 1,  # the model wrapper
     "heatkit.methods": 2,  # the registry and one module per method
+    "heatkit.metrics": 2,  # the metric registry and one module per family of metrics
     "heatkit.testmodels": 2,  # the builders of the test models
     "heatkit.pipeline": 3,  # settings, explaining, scores, figures, files, experiments
     "heatkit.api": 4, "heatkit.generated": 4, "heatkit": 4,  # the Python API

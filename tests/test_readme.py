@@ -2,18 +2,22 @@
 registry and from the runs of docs/build.py."""
 from pathlib import Path
 
-from heatkit.generated import SETTINGS_START, TABLE_END, TABLE_START, method_table, settings_section
+import pytest
+
+from heatkit.generated import SETTINGS_START, TABLES, method_table, metric_table, settings_section
 
 ROOT = Path(__file__).resolve().parent.parent
 README = (ROOT / "README.md").read_text()
 
 
-def test_method_table_matches_the_registry():
-    assert README.split(TABLE_START)[1].split(TABLE_END)[0].strip() == method_table()
+@pytest.mark.parametrize("name, table", [("methods", method_table), ("metrics", metric_table)])
+def test_method_and_metric_tables_match_their_registries(name, table):
+    start, end = TABLES[name]
+    assert README.split(start)[1].split(end)[0].strip() == table()
 
 
-def test_settings_py_shows_every_methods_declared_settings():
-    """settings.py's method dicts are generated from the methods' modules (python -m heatkit.generated)."""
+def test_settings_py_shows_every_declared_setting():
+    """settings.py's method and metric dicts are generated from their modules (python -m heatkit.generated)."""
     text = (ROOT / "settings.py").read_text()
     assert SETTINGS_START in text and SETTINGS_START + text.split(SETTINGS_START, 1)[1] == settings_section()
 

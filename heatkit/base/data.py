@@ -17,6 +17,16 @@ def true_label(ground_truth: str | None, image: np.ndarray, num_classes: int) ->
     return int(np.rint(image[height // 2, width // 2, 0] * (num_classes - 1)))
 
 
+def ground_truth_mask(ground_truth: str | None, shape: tuple[int, int]) -> np.ndarray | None:
+    """(H, W) bool: the pixels the probabilities depend on under the declared ground truth; None
+    where the model declares none."""
+    if ground_truth != CENTER_PIXEL:
+        return None
+    mask = np.zeros(shape, bool)
+    mask[shape[0] // 2, shape[1] // 2] = True
+    return mask
+
+
 def center_pixel_images(count: int, image_size: int, num_classes: int, seed: int,
                         centers: np.ndarray | None = None) -> np.ndarray:
     """Seeded 8-bit gray images (count, H, W, 1) in [0, 1]; `centers` sets their center classes."""

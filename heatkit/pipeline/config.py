@@ -17,6 +17,7 @@ from heatkit.base.errors import UsageError
 from heatkit.base.rules import Bool, Choice, Float, IndexOrKey, Int, ListOf, Optional, Text
 from heatkit.methods._entry import SEED
 from heatkit.methods.registry import BACKENDS, SETTINGS
+from heatkit.metrics.registry import SETTINGS as METRIC_SETTINGS
 
 SETTINGS_FILE = Path(__file__).resolve().parents[2] / "settings.py"  # the repository's, beside the package
 
@@ -107,7 +108,7 @@ GLOBAL_RULES = {
     },
 }
 
-RULES = {**GLOBAL_RULES, **{name: settings.rules() for name, settings in SETTINGS.items()}}
+RULES = {**GLOBAL_RULES, **{name: settings.rules() for name, settings in {**SETTINGS, **METRIC_SETTINGS}.items()}}
 
 
 def load(overrides: list[str] | dict = (), settings_file: Path | None = None) -> dict:

@@ -29,9 +29,10 @@ import numpy as np
 
 from heatkit.base.errors import UsageError
 from heatkit.base.images import IMAGE_SUFFIXES, load_image
+from heatkit.metrics.registry import METRICS
 from heatkit.pipeline.faithfulness import AREAS
 
-SCORES = ("center_value", "center_rank", "center_share", "crop_share", *AREAS, "seconds")
+SCORES = (*(metric.key for metric in METRICS), "seconds")  # the columns every method row has
 RESAMPLES = 1000  # bootstrap resamples of a leaderboard interval
 WORKER_ENVIRONMENT = {"OMP_NUM_THREADS": 1, "MKL_NUM_THREADS": 1, "OPENBLAS_NUM_THREADS": 1}  # one core a worker
 
@@ -237,7 +238,7 @@ def explain_batch(job: Job, batch: list[Item]) -> list[dict]:
     results = explain_images(model, [model.preprocess(item.pixels) for item in batch], [item.pixels for item in batch],
                              [item.stem for item in batch], list(job.methods), job.cfg, None, job.backend)
     for item, result in zip(batch, results):
-        image_rows = _rows(item, result, job.cfg["figure"]["crop"])
+        image_rows = _rows(item, result, job.cfg)
         _write_item(Path(job.out) / "maps" / f"{item.key}.npz", result.maps, image_rows)
         rows += image_rows
     return rows
@@ -258,11 +259,11 @@ def _worker_model(job: Job):
     return _MODELS[which]
 
 
-def _rows(item: Item, result, crop: int) -> list[dict]:
+def _rows(item: Item, result, cfg: dict) -> list[dict]:
     base = {"image": item.source, "key": item.key, "label": item.label, "predicted": result.predicted,
             "explained_probability": result.target_probability}
     rows = []
-    for method, scores in result.scores(crop).items():
+    for method, scores in result.scores(cfg).items():
         row = {**base, "method": method, **{name: scores.get(name) for name in SCORES}}
         row["error"] = scores.get("error") or (f"not applicable: {scores['not_applicable']}"
                                                if "not_applicable" in scores else None)

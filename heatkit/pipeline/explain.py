@@ -13,6 +13,7 @@ from heatkit.base import contract
 from heatkit.base.engine import Meter
 from heatkit.base.errors import NotApplicable, UsageError
 from heatkit.methods.registry import REGISTRY
+from heatkit.metrics import localisation
 from heatkit.pipeline import faithfulness
 from heatkit.pipeline.results import ImageResult
 
@@ -48,7 +49,8 @@ def explain(model, image: np.ndarray, display: np.ndarray, name: str, keys: list
         probabilities = model.probabilities(image[None])[0]
     result = ImageResult(name=name, image=display, probabilities=probabilities,
                          target=int(probabilities.argmax()) if target is None else target, top_k=cfg["figure"]["top_k"],
-                         true_label=model.true_label(display))
+                         true_label=model.true_label(display),
+                         mask=localisation.mask_from(cfg["localisation"], image.shape[:2], model.ground_truth))
     if not np.isfinite(probabilities).all():
         result.failures = dict.fromkeys(keys, "the model's probabilities on this image are not finite (NaN or "
                                               "infinite weights, or an overflow): no map of it can be trusted")

@@ -5,6 +5,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from heatkit.metrics import registry as metrics
 from heatkit.pipeline.faithfulness import AREAS
 from heatkit.pipeline.scores import center_scores
 
@@ -19,6 +20,7 @@ class ImageResult:
     target: int  # the class explained
     top_k: int = 5  # classes the figure lists
     true_label: int | None = None
+    mask: np.ndarray | None = None  # (H, W) bool: the ground truth the localisation metrics grade against
     maps: dict[str, np.ndarray] = field(default_factory=dict)  # map key -> (H, W) float32
     failures: dict[str, str] = field(default_factory=dict)  # method key -> the error it raised
     skipped: dict[str, str] = field(default_factory=dict)  # method key -> why it does not apply
@@ -43,13 +45,14 @@ class ImageResult:
         order = np.argsort(-self.probabilities, kind="stable")[: self.top_k]
         return [(int(c), float(self.probabilities[c])) for c in order]
 
-    def scores(self, crop: int) -> dict[str, dict]:
-        """Per map key: its center scores, seconds and framework (and engine evaluations); per method
-        that gave no map: why."""
+    def scores(self, settings: dict) -> dict[str, dict]:
+        """Per map key: its center scores, faithfulness areas, metrics, seconds and framework (and
+        engine evaluations); per method that gave no map: why."""
         table = {}
         for key, attribution in self.maps.items():
             method = key.partition("@")[0]
-            table[key] = {**center_scores(attribution, crop), **self._areas(key),
+            table[key] = {**center_scores(attribution, settings["figure"]["crop"]), **self._areas(key),
+                          **metrics.score(attribution, self.mask, settings),
                           "seconds": round(self.seconds[key], 4), "framework": self.frameworks[method],
                           **({"evaluations": self.evaluations[method]} if method in self.evaluations else {})}
         table.update({key: {"not_applicable": reason} for key, reason in self.skipped.items()})

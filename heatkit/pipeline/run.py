@@ -11,7 +11,7 @@ from heatkit.methods.registry import label
 from heatkit.pipeline import plotting, report
 from heatkit.pipeline.explain import explain_images
 from heatkit.pipeline.results import Explained, ImageResult
-from heatkit.pipeline.scores import format_table
+from heatkit.pipeline.scores import format_metrics, format_table
 from heatkit.pipeline.similarity import agreement, format_agreement
 
 
@@ -66,7 +66,7 @@ class Run:
 
     @property
     def scores(self) -> dict[str, dict]:
-        return self.result.scores(self.settings["figure"]["crop"])
+        return self.result.scores(self.settings)
 
     @property
     def probabilities(self) -> np.ndarray:
@@ -96,17 +96,17 @@ class Run:
     def rows(self) -> list[dict]:
         """Per image: its classes and probability, and the scores of every map (with
         compare_backends, the other framework's and how far the two agree)."""
-        crop, rows = self.settings["figure"]["crop"], []
+        rows = []
         for item in self.items:
             first = item.results[0]
             row = {"image": item.source, "true_label": first.true_label, "predicted_label": first.predicted,
                    "explained_class": first.target, "explained_probability": first.target_probability,
-                   "methods": first.scores(crop),
+                   "methods": first.scores(self.settings),
                    **({"random_ranking": first.random_ranking()} if first.curves else {})}
             if len(item.results) > 1:
                 second = item.results[1]
                 row["compare_backends"] = {
-                    "backends": self.backends, f"methods_{self.backends[1]}": second.scores(crop),
+                    "backends": self.backends, f"methods_{self.backends[1]}": second.scores(self.settings),
                     "agreement": {key: agreement(first.maps[key], second.maps[key])
                                   for key in self.names if key in first.maps and key in second.maps}}
             rows.append(row)
@@ -135,12 +135,13 @@ class Run:
         for item, row in zip(self.items, self.rows()):
             heading = f"\n== {item.source} ==\n" if len(self.items) > 1 else ""
             parts.append(heading + format_table(row["methods"], names, row.get("random_ranking")))
+            parts.append(format_metrics(row["methods"], names))
             if "compare_backends" in row:
                 parts.append(format_agreement(row["compare_backends"]["agreement"], names, *self.backends))
         if self.model.ground_truth is None:
             parts.append("(this model declares no ground truth: the center scores describe the maps, they do not "
                          "grade them)")
-        return "\n\n".join(parts)
+        return "\n\n".join(part for part in parts if part)
 
     def save(self, out: str | Path | None = None, command: list[str] | None = None) -> Path:
         """Writes the run folder (figure, maps, scores, record) into `out` (default: the out_path

@@ -1,4 +1,5 @@
-"""How much of a map's attribution falls on the center pixel and the center crop.
+"""How much of a map's attribution falls on the center pixel and the center crop, and the
+printed tables of every score.
 
 For the center-pixel model, whose probabilities depend on the center pixel alone, these
 are ground-truth scores: a faithful map has center_rank 1 and center_share near 1.
@@ -52,3 +53,25 @@ def format_table(table: dict[str, dict], names: dict[str, str], random: dict | N
         lines.append(f"{'':<{width}}{'':>53}{random['deletion_area_sd']:>10.3f}{random['insertion_area_sd']:>10.3f}"
                      f"{random['aopc_sd']:>9.3f}")
     return "\n".join(lines)
+
+
+def format_metrics(table: dict[str, dict], names: dict[str, str]) -> str:
+    """The registry's metrics of each map as a fixed-width text table, each column's better
+    direction under its name; "" when no map has any."""
+    from heatkit.metrics.registry import COMPUTED
+
+    columns = [metric for metric in COMPUTED if any(metric.key in row for row in table.values())]
+    rows = {key: row for key, row in table.items() if any(metric.key in row for metric in columns)}
+    if not rows:
+        return ""
+    width = max(len(f"{names[key]} ({key})") for key in rows) + 2
+    widths = [max(len(metric.key), 8) + 2 for metric in columns]
+    header = f"{'metric':<{width}}" + "".join(f"{m.key:>{w}}" for m, w in zip(columns, widths))
+    better = f"{'better':<{width}}" + "".join(f"{m.direction:>{w}}" for m, w in zip(columns, widths))
+    lines = [header, better, "-" * len(header)]
+    for key, row in rows.items():
+        cells = "".join(f"{'-':>{w}}" if row.get(m.key) is None else f"{row[m.key]:>{w}.4g}"
+                        for m, w in zip(columns, widths))
+        lines.append(f"{names[key] + f' ({key})':<{width}}{cells}")
+    return "\n".join(lines)
+

@@ -1,0 +1,27 @@
+"""Scores computed outside this package, registered for their names, papers and directions: the
+center scores (heatkit/pipeline/scores.py) and the faithfulness curves' areas
+(heatkit/pipeline/faithfulness.py)."""
+from __future__ import annotations
+
+from heatkit.metrics._entry import Category, Metric, Needs
+from heatkit.methods._entry import Paper
+
+_CENTER = Paper("this toolkit", "The center-pixel model: its probabilities depend on the center pixel alone",
+                "#the-center-pixel-model")
+_PETSIUK = Paper("Petsiuk et al. 2018", "RISE: randomized input sampling for explanation of black-box models",
+                 "https://arxiv.org/abs/1806.07421")
+
+_CURVES = "the `faithfulness` dict"
+
+METRICS = [
+    Metric("center_value", "center value", _CENTER, Category.LOCALISATION, None, Needs.MAP),
+    Metric("center_rank", "center rank", _CENTER, Category.LOCALISATION, False, Needs.MAP),
+    Metric("center_share", "center share", _CENTER, Category.LOCALISATION, True, Needs.MAP),
+    Metric("crop_share", "center crop share", _CENTER, Category.LOCALISATION, True, Needs.MAP, reads="`figure.crop`"),
+    Metric("deletion_area", "Deletion", _PETSIUK, Category.FAITHFULNESS, False, Needs.CURVES, reads=_CURVES),
+    Metric("insertion_area", "Insertion", _PETSIUK, Category.FAITHFULNESS, True, Needs.CURVES, reads=_CURVES),
+    Metric("aopc", "AOPC (MoRF)",
+           Paper("Samek et al. 2017", "Evaluating the visualization of what a deep neural network has learned",
+                 "https://arxiv.org/abs/1509.06321"),
+           Category.FAITHFULNESS, True, Needs.CURVES, reads=_CURVES),
+]

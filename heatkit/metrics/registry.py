@@ -1,0 +1,26 @@
+"""The registry: the one list of metrics, in the order tables show them. Each metric's module
+declares its entry (name, paper, category, direction, what it needs) and the settings it reads;
+the score tables, scores.json, the dataset's columns, settings.py's metric dicts and the README's
+metric table come from here. Importing this module imports no framework."""
+from __future__ import annotations
+
+import numpy as np
+
+from heatkit.metrics import builtin, complexity, localisation
+from heatkit.metrics._entry import Category, Metric, Needs
+from heatkit.methods._entry import Settings
+
+__all__ = ["Category", "METRICS", "Metric", "Needs", "REGISTRY", "SETTINGS", "COMPUTED", "score"]
+
+METRICS: list[Metric] = [*builtin.METRICS, *complexity.METRICS, *localisation.METRICS]
+REGISTRY = {metric.key: metric for metric in METRICS}
+SETTINGS: dict[str, Settings] = {m.settings.name: m.settings for m in METRICS if m.settings}
+# the metrics this package computes from a map (and a mask), in table order
+COMPUTED = [metric for metric in METRICS if metric.function is not None]
+
+
+def score(attribution: np.ndarray, mask: np.ndarray | None, settings: dict) -> dict[str, float | None]:
+    """Every computed metric of one map that its inputs allow (the mask's only with a mask);
+    None where a metric is undefined (a map of zeros has no Sparseness)."""
+    return {metric.key: metric.function(attribution, mask, settings[metric.settings.name] if metric.settings else {})
+            for metric in COMPUTED if metric.needs is Needs.MAP or mask is not None}

@@ -1,0 +1,175 @@
+"""The metric registry's metrics: equal to Quantus 0.6 on the same map and mask, or to their papers
+where the two differ (with the difference itself checked), known answers on maps whose scores
+are known, and the scores a run writes."""
+from __future__ import annotations
+
+import json
+import math
+import warnings
+
+import numpy as np
+import pytest
+from PIL import Image
+
+import heatkit
+from heatkit.base.errors import UsageError
+from heatkit.metrics import complexity, localisation
+from heatkit.metrics.registry import COMPUTED, METRICS, REGISTRY, Category, score
+from tests.conftest import replace_method, run_cli
+
+SIDE = 15
+MODES = {"positive": {"relevance": "positive", "mask": None}, "absolute": {"relevance": "absolute", "mask": None},
+         "signed": {"relevance": "signed", "mask": None}}
+
+
+def quantus_score(name: str, attribution: np.ndarray, mask: np.ndarray | None = None, **options) -> float:
+    """Quantus's score of one map (a batch of one, channel first), its warnings off."""
+    import quantus
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        metric = getattr(quantus, name)(disable_warnings=True, **options)
+        x = np.zeros((1, 1, *attribution.shape), np.float32)
+        found = metric(model=None, x_batch=x, y_batch=np.array([0]), a_batch=attribution[None, None].copy(),
+                       s_batch=None if mask is None else mask[None, None].astype(float), channel_first=True)
+    return float(found[0])
+
+
+def maps_and_masks():
+    """Seeded maps without ties (signed, one nearly all negative) and masks of several shapes."""
+    rng = np.random.default_rng(7)
+    for index in range(6):
+        attribution = rng.normal(size=(SIDE, SIDE)) * 10.0 ** rng.uniform(-3, 3)
+        if index == 5:
+            attribution = -np.abs(attribution)
+            attribution[0, 0] *= -1  # Quantus refuses a map with no positive value
+        mask = np.zeros((SIDE, SIDE), bool)
+        row, col, height, width = *rng.integers(0, 8, 2), *rng.integers(1, 8, 2)
+        mask[row:row + height, col:col + width] = True
+        yield attribution, mask
+
+
+def test_every_score_has_one_entry_with_a_category_and_a_direction():
+    assert len(REGISTRY) == len(METRICS) and all(isinstance(m.category, Category) for m in METRICS)
+    assert {m.direction for m in METRICS} <= {"higher", "lower", "-"}
+    assert REGISTRY["complexity"].direction == "lower" and REGISTRY["sparseness"].direction == "higher"
+
+
+@pytest.mark.parametrize("attribution, mask", list(maps_and_masks()))
+def test_complexity_equals_quantus_and_sparseness_is_quantus_without_its_epsilon(attribution, mask):
+    assert complexity.entropy(attribution) == pytest.approx(quantus_score("Complexity", attribution), rel=1e-6)
+    # Quantus: the Gini index of |a| / max|a| + 1e-7; the paper's has no 1e-7
+    shifted = np.abs(attribution) / np.abs(attribution).max() + 1e-7
+    assert complexity.gini(shifted) == pytest.approx(quantus_score("Sparseness", attribution), rel=1e-6)
+
+
+@pytest.mark.parametrize("attribution, mask", list(maps_and_masks()))
+def test_localisation_equals_quantus_in_each_relevance_mode(attribution, mask):
+    positive = np.clip(attribution, 0, None)
+    for key, quantus_name in (("pointing_game", "PointingGame"), ("relevance_mass_accuracy", "RelevanceMassAccuracy"),
+                              ("relevance_rank_accuracy", "RelevanceRankAccuracy")):
+        function = REGISTRY[key].function
+        assert function(attribution, mask, MODES["signed"]) == pytest.approx(
+            quantus_score(quantus_name, attribution, mask), rel=1e-6, abs=1e-12)
+        assert function(attribution, mask, MODES["absolute"]) == pytest.approx(
+            quantus_score(quantus_name, attribution, mask, abs=True), rel=1e-6, abs=1e-12)
+        if positive.any() and key != "relevance_rank_accuracy":  # clipped maps tie at 0, which Quantus's sort breaks
+            assert function(attribution, mask, MODES["positive"]) == pytest.approx(
+                quantus_score(quantus_name, positive, mask), rel=1e-6, abs=1e-12)
+    function = REGISTRY["attribution_localisation"].function
+    assert function(attribution, mask, MODES["absolute"]) == pytest.approx(
+        quantus_score("AttributionLocalisation", attribution, mask), rel=1e-6)
+    if positive.any():
+        assert function(attribution, mask, MODES["positive"]) == pytest.approx(
+            quantus_score("AttributionLocalisation", attribution, mask, abs=False, positive_attributions=True),
+            rel=1e-6)
+
+
+def test_known_answers_of_one_pixel_and_constant_maps():
+    n = SIDE * SIDE
+    one_pixel = np.zeros((SIDE, SIDE))
+    one_pixel[7, 7] = 3.0
+    assert complexity.gini(one_pixel) == pytest.approx((n - 1) / n) and complexity.entropy(one_pixel) == 0
+    constant = np.full((SIDE, SIDE), -2.0)
+    assert complexity.gini(constant) == pytest.approx(0, abs=1e-12)
+    assert complexity.entropy(constant) == pytest.approx(math.log(n))
+    assert complexity.gini(np.zeros((SIDE, SIDE))) is None and complexity.entropy(np.zeros((SIDE, SIDE))) is None
+    # a one-pixel map on 227 x 227: the paper's Gini against Quantus's with its 1e-7
+    big = np.zeros((227, 227))
+    big[113, 113] = 1.0
+    assert complexity.gini(big) == pytest.approx(0.99998, abs=1e-5)
+    assert quantus_score("Sparseness", big) == pytest.approx(0.99485, abs=1e-5)
+
+
+def test_ties_are_shared_by_chance():
+    mask = np.zeros((SIDE, SIDE), bool)
+    mask[:3, :3] = True  # 9 of 225 pixels
+    constant = np.ones((SIDE, SIDE))
+    share = 9 / SIDE**2
+    for key in ("pointing_game", "relevance_mass_accuracy", "relevance_rank_accuracy"):
+        assert REGISTRY[key].function(constant, mask, MODES["positive"]) == pytest.approx(share)
+    two_tops = np.zeros((SIDE, SIDE))
+    two_tops[0, 0] = two_tops[10, 10] = 5.0  # one maximum inside, one outside
+    assert localisation.pointing_game(two_tops, mask, MODES["positive"]) == 0.5
+    assert quantus_score("PointingGame", two_tops, mask) == 1.0  # Quantus: any tied maximum inside is a hit
+    # rank accuracy, K = 9: 8 pixels clearly inside and above, then 3 pixels tied at the 9th value, one inside
+    ranked = np.zeros((SIDE, SIDE))
+    ranked[:3, :3] = 10.0
+    ranked[2, 2] = 1.0
+    ranked[5, 5] = ranked[6, 6] = 1.0
+    assert localisation.rank_accuracy(ranked, mask, MODES["positive"]) == pytest.approx((8 + 1 / 3) / 9)
+    assert localisation.attribution_localisation(-constant, mask, MODES["positive"]) is None
+
+
+def test_a_center_pixel_run_scores_against_the_center(small_model_path, tmp_path):
+    """The center-pixel model's mask is its center pixel: occlusion, which finds it, scores 1."""
+    run = heatkit.explain(str(small_model_path), np.random.default_rng(1).random((SIDE, SIDE, 1)),
+                          ["occlusion", "grad"], settings={"occlusion.patch": 1}, progress=False)
+    found = run.scores["occlusion"]
+    assert found["pointing_game"] == 1 and found["relevance_rank_accuracy"] == 1
+    assert found["relevance_mass_accuracy"] == pytest.approx(1, abs=1e-6)
+    for key in ("grad", "occlusion"):
+        expected = score(run.maps[key], localisation.mask_from(MODES["positive"], (SIDE, SIDE), "center_pixel"),
+                         run.settings)
+        assert {k: run.scores[key][k] for k in expected} == expected
+    written = json.loads((run.save(tmp_path / "out") / "scores.json").read_text())
+    assert written["methods"]["occlusion"]["pointing_game"] == 1
+    assert "relevance_rank_accuracy" in run.summary() and "higher" in run.summary()
+
+
+def test_the_relevance_setting_reaches_the_localisation_metrics(small_model_path, monkeypatch):
+    """A map whose largest magnitude is negative and at the center: a hit by |a|, a miss by its positive part."""
+    attribution = np.full((SIDE, SIDE), 0.1, np.float32)
+    attribution[7, 7] = -5.0
+    replace_method(monkeypatch, "grad", lambda model, image, target, params: attribution)
+    image = np.random.default_rng(1).random((SIDE, SIDE, 1))
+    found = {relevance: heatkit.explain(str(small_model_path), image, ["grad"], progress=False,
+                                        settings={"localisation.relevance": relevance}).scores["grad"]["pointing_game"]
+             for relevance in ("positive", "absolute")}
+    assert found == {"positive": 0.0, "absolute": 1.0}
+
+
+def test_a_model_without_ground_truth_gets_the_map_metrics_and_a_mask_file_brings_the_rest(gap_model_path, tmp_path):
+    image = np.random.default_rng(2).random((12, 12, 3))
+    run = heatkit.explain(str(gap_model_path), image, ["grad"], progress=False)
+    assert "sparseness" in run.scores["grad"] and "pointing_game" not in run.scores["grad"]
+    mask = np.zeros((6, 6), np.uint8)
+    mask[:3, :3] = 255  # the top-left quarter, at half the map's size
+    Image.fromarray(mask).save(tmp_path / "mask.png")
+    run = heatkit.explain(str(gap_model_path), image, ["grad"], settings={"localisation.mask": str(tmp_path / "mask.png")},
+                          progress=False)
+    quarter = np.zeros(run.maps["grad"].shape, bool)
+    quarter[:6, :6] = True
+    keys = [m.key for m in COMPUTED]
+    assert {k: run.scores["grad"][k] for k in keys} == score(run.maps["grad"], quarter, run.settings)
+
+
+def test_a_bad_mask_is_one_line_and_exit_2(small_model_path, tmp_path, capsys):
+    (tmp_path / "mask.png").write_text("not an image")
+    Image.fromarray(np.zeros((4, 4), np.uint8)).save(tmp_path / "empty.png")
+    for mask, said in (("mask.png", "cannot read the mask"), ("empty.png", "is empty")):
+        with pytest.raises(UsageError, match=said):
+            localisation.mask_from({"relevance": "positive", "mask": str(tmp_path / mask)}, (SIDE, SIDE), None)
+        assert run_cli("-mp", str(small_model_path), "-hm", "grad", "--set", f"localisation.mask={tmp_path / mask}",
+                       "-op", str(tmp_path / "out")) == 2
+        assert said in capsys.readouterr().err and not list((tmp_path / "out").rglob("*"))  # no run folder
