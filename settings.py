@@ -310,6 +310,15 @@ mp = dict(
 )
 
 # ---- Metrics: one dict per family, generated from the metrics' modules ----
+# Faithfulness Correlation (Bhatt et al. 2020): random pixel subsets set to a baseline, their map
+# sums against the probability drops.
+faithfulness_correlation = dict(
+    runs=100,  # random subsets
+    subset=224,  # pixels in a subset (at most all but one)
+    baseline='black',  # what a subset becomes: the input's smallest value (Quantus's 'black'), its mean, or 0
+    seed=0,
+)
+
 # Localisation metrics: how much of a map's relevance falls in a ground-truth mask (on models that
 # declare one, or with a mask file).
 localisation = dict(

@@ -14,7 +14,7 @@ from PIL import Image
 import heatkit
 from heatkit.base.errors import UsageError
 from heatkit.metrics import complexity, localisation
-from heatkit.metrics.registry import COMPUTED, METRICS, REGISTRY, Category, score
+from heatkit.metrics.registry import COMPUTED, METRICS, REGISTRY, Category, Needs, score
 from tests.conftest import replace_method, run_cli
 
 SIDE = 15
@@ -160,8 +160,9 @@ def test_a_model_without_ground_truth_gets_the_map_metrics_and_a_mask_file_bring
                           progress=False)
     quarter = np.zeros(run.maps["grad"].shape, bool)
     quarter[:6, :6] = True
-    keys = [m.key for m in COMPUTED]
-    assert {k: run.scores["grad"][k] for k in keys} == score(run.maps["grad"], quarter, run.settings)
+    expected = score(run.maps["grad"], quarter, run.settings)
+    assert set(expected) == {m.key for m in COMPUTED if m.needs is not Needs.MODEL}
+    assert {k: run.scores["grad"][k] for k in expected} == expected
 
 
 def test_a_bad_mask_is_one_line_and_exit_2(small_model_path, tmp_path, capsys):
@@ -173,3 +174,47 @@ def test_a_bad_mask_is_one_line_and_exit_2(small_model_path, tmp_path, capsys):
         assert run_cli("-mp", str(small_model_path), "-hm", "grad", "--set", f"localisation.mask={tmp_path / mask}",
                        "-op", str(tmp_path / "out")) == 2
         assert said in capsys.readouterr().err and not list((tmp_path / "out").rglob("*"))  # no run folder
+
+
+def test_faithfulness_correlation_equals_quantus_given_the_same_subsets(monkeypatch):
+    """A PyTorch CNN built here, its Gradient map, our seeded subsets replayed into Quantus's draws."""
+    import quantus
+    import torch
+
+    from heatkit.metrics import faithfulness
+
+    torch.manual_seed(0)
+    net = torch.nn.Sequential(torch.nn.Conv2d(1, 4, 3), torch.nn.ReLU(), torch.nn.Flatten(),
+                              torch.nn.Linear(4 * 13 * 13, 4)).eval()
+    image = np.random.default_rng(3).random((SIDE, SIDE, 1)).astype(np.float32)
+    params = {"runs": 30, "subset": 20, "baseline": "black", "seed": 5}
+    run = heatkit.explain(net, image, ["grad"], progress=False, settings={
+        "input_size": [SIDE, SIDE], "faithfulness.curves": True, "faithfulness.random_draws": 0,
+        **{f"faithfulness_correlation.{key}": value for key, value in params.items()}})
+    draws = iter(faithfulness.subsets(params, SIDE * SIDE))
+    monkeypatch.setattr(np.random, "choice", lambda *args, **kwargs: next(draws))
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        expected = quantus.FaithfulnessCorrelation(nr_runs=30, subset_size=20, disable_warnings=True)(
+            model=net, x_batch=image.transpose(2, 0, 1)[None], y_batch=np.array([run.result.target]),
+            a_batch=run.maps["grad"][None, None], channel_first=True, softmax=True, device="cpu")
+    assert run.scores["grad"]["faithfulness_correlation"] == pytest.approx(expected[0], abs=1e-6)
+    assert abs(expected[0]) > 0.1  # a correlation, not a constant
+
+
+def test_faithfulness_correlation_knows_a_map_that_is_the_drop(small_model_path):
+    """On the center-pixel model a subset's drop is all in the center pixel: a map that is 1 there and
+    0 elsewhere correlates with the drops exactly (+1), its negative at -1."""
+    from heatkit.metrics import faithfulness
+    from heatkit.model import Model
+
+    model = Model(small_model_path)
+    image = np.random.default_rng(4).random((SIDE, SIDE, 1))
+    image[7, 7, 0] = 0.8  # above the baseline (the image's smallest value): removing it drops the class
+    target = int(model.probabilities(image[None])[0].argmax())
+    one_hot = np.zeros((SIDE, SIDE))
+    one_hot[7, 7] = 1.0
+    params = {"runs": 40, "subset": 50, "baseline": "black", "seed": 0}
+    assert faithfulness.correlation(model, image, target, one_hot, params) == pytest.approx(1.0, abs=1e-9)
+    assert faithfulness.correlation(model, image, target, -one_hot, params) == pytest.approx(-1.0, abs=1e-9)
+    assert faithfulness.correlation(model, image, target, np.ones((SIDE, SIDE)), params) is None  # constant sums

@@ -27,6 +27,7 @@ class Needs(Enum):
 
     MAP = "the map"
     MASK = "the map and a ground-truth mask"
+    MODEL = "the model, through the perturbation engine"
     CURVES = "the model, through the faithfulness curves"
 
 
@@ -38,7 +39,8 @@ class Metric:
     category: Category
     higher_is_better: bool | None  # None: it describes a map, it does not grade it
     needs: Needs
-    # function(attribution (H, W), mask (H, W) bool or None, params) -> float, or None where undefined;
+    # MAP and MASK: function(attribution (H, W), mask (H, W) bool or None, params); MODEL:
+    # function(model, image, target, attribution, params); each -> float, or None where undefined.
     # None for scores another part computes (the center scores, the faithfulness curves)
     function: Callable | None = None
     settings: Settings | None = None  # the settings.py dict this metric reads

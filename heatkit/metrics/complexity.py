@@ -31,7 +31,7 @@ def entropy(attribution: np.ndarray, mask=None, params=None) -> float | None:
     if total == 0:
         return None
     share = magnitude[magnitude > 0] / total
-    return float(-(share * np.log(share)).sum())
+    return float(-(share * np.log(share)).sum()) + 0.0  # + 0.0: a one-pixel map's -0.0 prints as 0
 
 
 METRICS = [

@@ -6,13 +6,13 @@ from __future__ import annotations
 
 import numpy as np
 
-from heatkit.metrics import builtin, complexity, localisation
+from heatkit.metrics import builtin, complexity, faithfulness, localisation
 from heatkit.metrics._entry import Category, Metric, Needs
 from heatkit.methods._entry import Settings
 
-__all__ = ["Category", "METRICS", "Metric", "Needs", "REGISTRY", "SETTINGS", "COMPUTED", "score"]
+__all__ = ["Category", "METRICS", "Metric", "Needs", "REGISTRY", "SETTINGS", "COMPUTED", "score", "score_with_model"]
 
-METRICS: list[Metric] = [*builtin.METRICS, *complexity.METRICS, *localisation.METRICS]
+METRICS: list[Metric] = [*builtin.METRICS, *faithfulness.METRICS, *complexity.METRICS, *localisation.METRICS]
 REGISTRY = {metric.key: metric for metric in METRICS}
 SETTINGS: dict[str, Settings] = {m.settings.name: m.settings for m in METRICS if m.settings}
 # the metrics this package computes from a map (and a mask), in table order
@@ -22,5 +22,17 @@ COMPUTED = [metric for metric in METRICS if metric.function is not None]
 def score(attribution: np.ndarray, mask: np.ndarray | None, settings: dict) -> dict[str, float | None]:
     """Every computed metric of one map that its inputs allow (the mask's only with a mask);
     None where a metric is undefined (a map of zeros has no Sparseness)."""
-    return {metric.key: metric.function(attribution, mask, settings[metric.settings.name] if metric.settings else {})
-            for metric in COMPUTED if metric.needs is Needs.MAP or mask is not None}
+    return {metric.key: metric.function(attribution, mask, _params(metric, settings))
+            for metric in COMPUTED if metric.needs is Needs.MAP or metric.needs is Needs.MASK and mask is not None}
+
+
+def score_with_model(model, image: np.ndarray, target: int, maps: dict[str, np.ndarray],
+                     settings: dict) -> dict[str, dict[str, float | None]]:
+    """Per map key, every computed metric that evaluates the model (perturbed inputs through the engine)."""
+    return {key: {metric.key: metric.function(model, image, target, attribution, _params(metric, settings))
+                  for metric in COMPUTED if metric.needs is Needs.MODEL}
+            for key, attribution in maps.items()}
+
+
+def _params(metric: Metric, settings: dict) -> dict:
+    return settings[metric.settings.name] if metric.settings else {}

@@ -33,6 +33,7 @@ from heatkit.metrics.registry import METRICS
 from heatkit.pipeline.faithfulness import AREAS
 
 SCORES = (*(metric.key for metric in METRICS), "seconds")  # the columns every method row has
+SUMMARY_COLUMNS = 5  # score panels a row of summary.png
 RESAMPLES = 1000  # bootstrap resamples of a leaderboard interval
 WORKER_ENVIRONMENT = {"OMP_NUM_THREADS": 1, "MKL_NUM_THREADS": 1, "OPENBLAS_NUM_THREADS": 1}  # one core a worker
 
@@ -490,17 +491,23 @@ def leaderboard(rows: list[dict], ground_truth: bool, seed: int = 0) -> tuple[st
 
 
 def summary_figure(rows: list[dict]):
-    """Per score, the distribution over the images of each method (box plots), and the seconds."""
+    """Per score, the distribution over the images of each method (box plots), and the seconds, in
+    rows of SUMMARY_COLUMNS panels."""
     from matplotlib.figure import Figure
 
     methods = list(dict.fromkeys(row["method"] for row in rows if row["method"] is not None))
     shown = [name for name in SCORES if any(row.get(name) is not None for row in rows)]
-    fig = Figure(figsize=(2.6 * len(shown), 0.25 * len(methods) + 1.6))
-    for panel, name in zip(fig.subplots(1, len(shown), squeeze=False)[0], shown):
+    columns = min(len(shown), SUMMARY_COLUMNS)
+    lines = -(-len(shown) // columns)
+    fig = Figure(figsize=(2.6 * columns, lines * (0.25 * len(methods) + 1.6)))
+    panels = fig.subplots(lines, columns, squeeze=False).ravel()
+    for panel in panels[len(shown):]:
+        panel.set_visible(False)
+    for index, (panel, name) in enumerate(zip(panels, shown)):
         values = [[row[name] for row in rows if row["method"] == method and row.get(name) is not None]
                   for method in methods]
         panel.boxplot([v if v else [np.nan] for v in values], vert=False, widths=0.6, flierprops={"markersize": 2})
-        panel.set_yticks(np.arange(1, len(methods) + 1), methods if panel is fig.axes[0] else [""] * len(methods),
+        panel.set_yticks(np.arange(1, len(methods) + 1), methods if index % columns == 0 else [""] * len(methods),
                          fontsize=7)
         panel.set_title(name, fontsize=8)
         panel.tick_params(labelsize=7)

@@ -14,6 +14,7 @@ from heatkit.base.engine import Meter
 from heatkit.base.errors import NotApplicable, UsageError
 from heatkit.methods.registry import REGISTRY
 from heatkit.metrics import localisation
+from heatkit.metrics import registry as metrics
 from heatkit.pipeline import faithfulness
 from heatkit.pipeline.results import ImageResult
 
@@ -43,7 +44,7 @@ def explain(model, image: np.ndarray, display: np.ndarray, name: str, keys: list
     its message, one that does not apply to this model as skipped with the reason; the others
     still run. Bad settings (UsageError) end the run. Ctrl-C stops after the finished methods and
     marks the result interrupted. With `curves` (and faithfulness.curves), every map gets its
-    faithfulness curves.
+    faithfulness curves and the metrics that evaluate the model.
     """
     if probabilities is None:
         probabilities = model.probabilities(image[None])[0]
@@ -65,6 +66,7 @@ def explain(model, image: np.ndarray, display: np.ndarray, name: str, keys: list
     if curves and cfg["faithfulness"]["curves"] and result.maps and not result.interrupted:
         try:
             result.curves = faithfulness.score_maps(model, image, result.target, result.maps, cfg["faithfulness"])
+            result.model_scores = metrics.score_with_model(model, image, result.target, result.maps, cfg)
         except KeyboardInterrupt:
             result.interrupted = True
     return result

@@ -29,6 +29,7 @@ class ImageResult:
     frameworks: dict[str, str] = field(default_factory=dict)  # method key -> the framework that ran it
     evaluations: dict[str, dict[str, int]] = field(default_factory=dict)  # method key -> engine evaluations by path
     curves: dict[str, dict] = field(default_factory=dict)  # map key or "random" -> faithfulness curves and scores
+    model_scores: dict[str, dict] = field(default_factory=dict)  # map key -> the metrics that evaluate the model
     interrupted: bool = False  # Ctrl-C stopped it before every method finished
 
     @property
@@ -52,7 +53,7 @@ class ImageResult:
         for key, attribution in self.maps.items():
             method = key.partition("@")[0]
             table[key] = {**center_scores(attribution, settings["figure"]["crop"]), **self._areas(key),
-                          **metrics.score(attribution, self.mask, settings),
+                          **self.model_scores.get(key, {}), **metrics.score(attribution, self.mask, settings),
                           "seconds": round(self.seconds[key], 4), "framework": self.frameworks[method],
                           **({"evaluations": self.evaluations[method]} if method in self.evaluations else {})}
         table.update({key: {"not_applicable": reason} for key, reason in self.skipped.items()})

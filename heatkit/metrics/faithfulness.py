@@ -1,0 +1,57 @@
+"""Does the model's output follow the map? Faithfulness Correlation (Bhatt et al. 2020): over
+`runs` random subsets of `subset` pixels, the Pearson correlation between the map's sum over a
+subset and the drop of the explained class's probability when the subset is set to the baseline.
+The subsets are seeded and the perturbed inputs run through the perturbation engine (its exact
+fast path where the model has one).
+
+Features are pixels, all channels together, as in the paper. Quantus 0.6 draws them from the map
+broadcast over the channels, so the two agree on one-channel images; run it with softmax=True
+to grade the probabilities, as here (tests/test_metrics.py)."""
+from __future__ import annotations
+
+import numpy as np
+
+from heatkit.base.rules import Choice, Int
+from heatkit.metrics._entry import Category, Metric, Needs
+from heatkit.methods._entry import SEED, Paper, Setting, Settings
+
+SETTINGS = Settings("faithfulness_correlation", "Faithfulness Correlation (Bhatt et al. 2020): random pixel subsets "
+                    "set to a baseline, their map sums against the probability drops.", {
+                        "runs": Setting(100, Int(min=2), "random subsets"),
+                        "subset": Setting(224, Int(min=1), "pixels in a subset (at most all but one)"),
+                        "baseline": Setting("black", Choice(("black", "mean", "zero")),
+                                            "what a subset becomes: the input's smallest value (Quantus's "
+                                            "'black'), its mean, or 0"),
+                        "seed": Setting(0, SEED),
+                    })
+
+
+def subsets(params: dict, pixels: int) -> np.ndarray:
+    """(runs, subset) pixel numbers, each row drawn without repeats."""
+    rng = np.random.default_rng(params["seed"])
+    size = min(params["subset"], pixels - 1)
+    return np.stack([rng.choice(pixels, size, replace=False) for _ in range(params["runs"])])
+
+
+def correlation(model, image: np.ndarray, target: int, attribution: np.ndarray, params: dict) -> float | None:
+    """Pearson correlation of subset sums and probability drops; None where either is constant."""
+    height, width = attribution.shape
+    chosen = subsets(params, height * width)
+    keep = np.ones((len(chosen), height * width))
+    keep[np.arange(len(chosen))[:, None], chosen] = 0
+    fill = {"black": image.min(), "mean": image.mean(), "zero": 0.0}[params["baseline"]]
+    engine = model.engine(image, target)
+    drops = engine.probability() - engine.segments(np.arange(height * width).reshape(height, width), keep,
+                                                   np.full_like(image, fill), "faithfulness correlation")
+    sums = attribution.astype(np.float64).ravel()[chosen].sum(1)
+    if np.ptp(drops) == 0 or np.ptp(sums) == 0:
+        return None
+    return float(np.corrcoef(sums, drops)[0, 1])
+
+
+METRICS = [
+    Metric("faithfulness_correlation", "Faithfulness Correlation",
+           Paper("Bhatt et al. 2020", "Evaluating and aggregating feature-based model explanations",
+                 "https://arxiv.org/abs/2005.00631"),
+           Category.FAITHFULNESS, True, Needs.MODEL, correlation, SETTINGS),
+]
