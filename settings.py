@@ -25,6 +25,9 @@ center_pixel = dict(
     noise_weight_scale=1.0,  # std of the non-center weights, in units of alpha * 255^2
     verify_per_class=10,  # verification images per class (10 x 256 = 2,560)
     verify_seed=1,  # seed of the verification images
+    # the region model (create_model.py --model region): the class is set by the mean of a square of
+    # this side, centered a quarter of the way down and across the image, instead of the center pixel
+    region_side=5,
 )
 
 # The digits CNN (create_model.py --model digits): trained on scikit-learn's 8 x 8 digits.
@@ -316,6 +319,13 @@ faithfulness_correlation = dict(
     runs=100,  # random subsets
     subset=224,  # pixels in a subset (at most all but one)
     baseline='black',  # what a subset becomes: the input's smallest value (Quantus's 'black'), its mean, or 0
+    seed=0,
+)
+
+# Max- and Avg-Sensitivity (Yeh et al. 2019): the method recomputed on noisy copies of the input.
+sensitivity = dict(
+    samples=0,  # noisy copies, each a map; 0 leaves both metrics out
+    radius=0.2,  # noise drawn uniformly in [-radius, radius], in the model's input scale
     seed=0,
 )
 

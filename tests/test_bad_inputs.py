@@ -173,7 +173,7 @@ CATALOGUE = {
     "dataset count not a number": (lambda t, m: ["-mp", m, "--dataset", "random:many"], "give random:N"),
     "dataset folder missing": (lambda t, m: ["-mp", m, "--dataset", t / "none"], "give a folder of images"),
     "random images on another model": (lambda t, m: ["-mp", f"{net_code(t)}:build", "--trust-model", "--dataset",
-                                                     "random:3"], "is no center-pixel model"),
+                                                     "random:3"], "is neither a center-pixel nor a region model"),
     "dataset with an image": (lambda t, m: ["-mp", m, "--dataset", "random:3", "-ip", m], "drop -ip"),
     "workers without a dataset": (lambda t, m: ["-mp", m, "--workers", 2], "go with --dataset"),
     "negative workers": (lambda t, m: ["-mp", m, "--dataset", "random:3", "--workers", -1], "give 0"),

@@ -98,3 +98,31 @@ def test_full_size_model_passes_every_check(full_model_path):
         assert 0 <= checks.pop(name) <= 1e-9, name
     assert checks == {}
     assert Model(full_model_path).input_shape == (227, 227, 1)
+
+
+def test_the_region_model_depends_on_its_square_alone(tmp_path, rng):
+    """create_model.py --model region: the class is the mean level of a 3 x 3 square a quarter of the
+    way in, whatever the other pixels, while every logit moves with them; the card names the square."""
+    from heatkit.base import data
+
+    assert create_model.main(["--model", "region", "--image-size", "13", "--set", "center_pixel.region_side=3",
+                              "--out", str(tmp_path)]) == 0
+    model = Model(tmp_path / "region.h5")
+    assert model.ground_truth == data.region_ground_truth(2, 2, 3)  # 13 // 4 - 3 // 2
+    levels = np.array([0, 40, 99, 255])
+    images = center_pixel_images(4, 13, 256, seed=2, centers=levels, ground_truth=model.ground_truth)
+    images[:, 2:5, 2:5, 0] += np.array([-1, 0, 1])[None, :, None] / 255 * (levels[:, None, None] % 255 > 0)
+    mask = data.ground_truth_mask(model.ground_truth, (13, 13))
+    outside = images.copy()
+    outside[:, ~mask] = rng.random((4, int((~mask).sum()), 1))
+    for net in (model.keras, model.torch):
+        assert net.probabilities(images).argmax(1).tolist() == levels.tolist()  # the mean, not any one pixel
+        assert np.abs(net.probabilities(outside) - net.probabilities(images)).max() <= 1e-9
+        assert np.abs(net.logits(outside) - net.logits(images)).min() > 1.0
+    assert [model.true_label(image) for image in images] == levels.tolist()
+
+
+def test_a_region_that_does_not_fit_is_one_line(tmp_path, capsys):
+    assert create_model.main(["--model", "region", "--image-size", "9", "--set", "center_pixel.region_side=5",
+                              "--out", str(tmp_path)]) == 2
+    assert "region_side=5 does not fit" in capsys.readouterr().err and not list(tmp_path.iterdir())

@@ -161,7 +161,7 @@ def test_a_model_without_ground_truth_gets_the_map_metrics_and_a_mask_file_bring
     quarter = np.zeros(run.maps["grad"].shape, bool)
     quarter[:6, :6] = True
     expected = score(run.maps["grad"], quarter, run.settings)
-    assert set(expected) == {m.key for m in COMPUTED if m.needs is not Needs.MODEL}
+    assert set(expected) == {m.key for m in COMPUTED if m.needs in (Needs.MAP, Needs.MASK)}
     assert {k: run.scores["grad"][k] for k in expected} == expected
 
 
@@ -218,3 +218,55 @@ def test_faithfulness_correlation_knows_a_map_that_is_the_drop(small_model_path)
     assert faithfulness.correlation(model, image, target, one_hot, params) == pytest.approx(1.0, abs=1e-9)
     assert faithfulness.correlation(model, image, target, -one_hot, params) == pytest.approx(-1.0, abs=1e-9)
     assert faithfulness.correlation(model, image, target, np.ones((SIDE, SIDE)), params) is None  # constant sums
+
+
+def test_max_and_avg_sensitivity_equal_quantus_given_the_same_noise(monkeypatch):
+    """A PyTorch CNN built here, its Gradient map recomputed (as one batch) on our seeded noisy copies;
+    Quantus's, with its explain_func an autograd gradient, fed the same noise."""
+    import quantus
+    import torch
+
+    from heatkit.metrics import robustness
+
+    torch.manual_seed(1)
+    net = torch.nn.Sequential(torch.nn.Conv2d(1, 3, 3), torch.nn.ReLU(), torch.nn.Flatten(),
+                              torch.nn.Linear(3 * 13 * 13, 4)).eval()
+    image = np.random.default_rng(5).random((SIDE, SIDE, 1)).astype(np.float32)
+    params = {"samples": 6, "radius": 0.3, "seed": 2}
+    run = heatkit.explain(net, image, ["grad"], progress=False, settings={
+        "input_size": [SIDE, SIDE], **{f"sensitivity.{key}": value for key, value in params.items()}})
+
+    def gradient(model, inputs, targets, **kwargs):
+        inputs = torch.tensor(inputs, requires_grad=True)
+        model(inputs)[torch.arange(len(inputs)), torch.as_tensor(targets)].sum().backward()
+        return inputs.grad.numpy()
+
+    found = {}
+    for key, name in (("max_sensitivity", "MaxSensitivity"), ("avg_sensitivity", "AvgSensitivity")):
+        noise = iter([(copy - image).reshape(1, -1) for copy in robustness.noisy_copies(image, params)])
+        monkeypatch.setattr(np.random, "uniform", lambda *args, **kwargs: next(noise))
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            found[key] = getattr(quantus, name)(nr_samples=6, lower_bound=0.3, disable_warnings=True)(
+                model=net, x_batch=image.transpose(2, 0, 1)[None], y_batch=np.array([run.result.target]),
+                a_batch=run.maps["grad"][None, None], explain_func=gradient, channel_first=True, device="cpu")[0]
+        assert run.scores["grad"][key] == pytest.approx(found[key], rel=1e-5)
+    assert found["max_sensitivity"] > found["avg_sensitivity"] > 0  # the ReLUs switch: the gradient moves
+
+
+def test_sensitivity_recomputes_each_copy_once_and_is_off_by_default(small_model_path, monkeypatch):
+    from heatkit.metrics import robustness
+
+    calls = []
+    replace_method(monkeypatch, "grad", lambda model, image, target, params: calls.append(1) or np.float32(2) * image[..., 0].astype(np.float32))
+    image = np.random.default_rng(1).random((SIDE, SIDE, 1))
+    run = heatkit.explain(str(small_model_path), image, ["grad"], progress=False)
+    assert len(calls) == 1 and run.scores["grad"]["max_sensitivity"] is None
+    run = heatkit.explain(str(small_model_path), image, ["grad"], progress=False,
+                          settings={"sensitivity.samples": 4, "sensitivity.radius": 0.1})
+    assert len(calls) == 1 + 1 + 4  # the map, then the four copies shared by both metrics
+    # the map is 2x: each copy moves it by 2 * noise, so the ratio is ||noise|| / ||image||
+    noise = [np.linalg.norm(copy - image) / np.linalg.norm(image)
+             for copy in robustness.noisy_copies(image, {"samples": 4, "radius": 0.1, "seed": 0})]
+    assert run.scores["grad"]["max_sensitivity"] == pytest.approx(max(noise), rel=1e-6)
+    assert run.scores["grad"]["avg_sensitivity"] == pytest.approx(np.mean(noise), rel=1e-6)

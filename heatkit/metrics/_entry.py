@@ -28,6 +28,7 @@ class Needs(Enum):
     MAP = "the map"
     MASK = "the map and a ground-truth mask"
     MODEL = "the model, through the perturbation engine"
+    METHOD = "the method, recomputed on changed inputs"
     CURVES = "the model, through the faithfulness curves"
 
 
@@ -40,7 +41,9 @@ class Metric:
     higher_is_better: bool | None  # None: it describes a map, it does not grade it
     needs: Needs
     # MAP and MASK: function(attribution (H, W), mask (H, W) bool or None, params); MODEL:
-    # function(model, image, target, attribution, params); each -> float, or None where undefined.
+    # function(model, image, target, attribution, params); METHOD: function(recompute, image,
+    # attribution, params), recompute(images) giving the map of each; each -> float, or None where
+    # undefined.
     # None for scores another part computes (the center scores, the faithfulness curves)
     function: Callable | None = None
     settings: Settings | None = None  # the settings.py dict this metric reads

@@ -36,6 +36,7 @@ GLOBAL_RULES = {
         "noise_weight_scale": Float(min=0.0),
         "verify_per_class": Int(min=1),
         "verify_seed": SEED,
+        "region_side": Int(min=1),
     },
     "digits": {
         "image_size": Int(min=8),

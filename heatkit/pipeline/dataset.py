@@ -91,10 +91,11 @@ def items(source: str, model, cfg: dict) -> tuple[list[Item], list[str]]:
     height, width, channels = model.input_shape
     if source.startswith("random:"):
         count = _count(source)
-        if model.ground_truth != data.CENTER_PIXEL:
-            raise UsageError(f"--dataset {source} makes center-pixel images; {model.name} is no center-pixel model")
+        if data.ground_truth_mask(model.ground_truth, (height, width)) is None:
+            raise UsageError(f"--dataset {source} makes center-pixel (or region) images; {model.name} is neither "
+                             "a center-pixel nor a region model")
         centers = np.random.default_rng(cfg["seed"]).integers(0, model.num_classes, count)
-        images = data.center_pixel_images(count, height, model.num_classes, cfg["seed"], centers)
+        images = data.center_pixel_images(count, height, model.num_classes, cfg["seed"], centers, model.ground_truth)
         return [Item(f"random{i}", f"random:{i}", image, int(center)) for i, (image, center) in
                 enumerate(zip(images, centers))], []
     if source == "digits":

@@ -44,7 +44,8 @@ def explain(model, image: np.ndarray, display: np.ndarray, name: str, keys: list
     its message, one that does not apply to this model as skipped with the reason; the others
     still run. Bad settings (UsageError) end the run. Ctrl-C stops after the finished methods and
     marks the result interrupted. With `curves` (and faithfulness.curves), every map gets its
-    faithfulness curves and the metrics that evaluate the model.
+    faithfulness curves and the metrics that evaluate the model; then the metrics that recompute
+    the method (where their settings ask for them).
     """
     if probabilities is None:
         probabilities = model.probabilities(image[None])[0]
@@ -67,6 +68,14 @@ def explain(model, image: np.ndarray, display: np.ndarray, name: str, keys: list
         try:
             result.curves = faithfulness.score_maps(model, image, result.target, result.maps, cfg["faithfulness"])
             result.model_scores = metrics.score_with_model(model, image, result.target, result.maps, cfg)
+        except KeyboardInterrupt:
+            result.interrupted = True
+    if result.maps and not result.interrupted:
+        try:
+            def recompute(key: str, images: list[np.ndarray]) -> list[np.ndarray] | None:
+                return _again(model, key, images, cfg, result.target, backend, verbose)
+            for key, found in metrics.score_with_method(recompute, image, result.maps, cfg).items():
+                result.model_scores[key] = {**result.model_scores.get(key, {}), **found}
         except KeyboardInterrupt:
             result.interrupted = True
     return result
@@ -143,6 +152,22 @@ def _batched(model, images: list[np.ndarray], targets: np.ndarray, key: str, cfg
         if verbose:
             traceback.print_exc()
         return [Outcome(framework, failure=f"{type(error).__name__}: {error}")] * len(images)
+
+
+def _again(model, key: str, images: list[np.ndarray], cfg: dict, target: int, backend: str,
+           verbose: bool) -> list[np.ndarray] | None:
+    """Map `key` of each image, explaining `target`: the method recomputed (in batches where it takes
+    them), for the metrics that ask how its map changes; None where it fails on one (the metric is
+    then undefined)."""
+    method = REGISTRY[key.partition("@")[0]]
+    framework = method.runs_on(backend, model.frameworks)
+    if framework in method.batched and framework in model.frameworks:
+        outcomes = _batched(model, images, np.full(len(images), target), method.key, cfg, framework, verbose)
+    else:
+        outcomes = [_outcome(model, image, method.key, cfg, target, backend, verbose) for image in images]
+    if any(outcome.failure or outcome.skipped or key not in outcome.maps for outcome in outcomes):
+        return None
+    return [outcome.maps[key] for outcome in outcomes]
 
 
 def _record(result: ImageResult, key: str, outcome: Outcome) -> None:

@@ -57,10 +57,11 @@ def format_table(table: dict[str, dict], names: dict[str, str], random: dict | N
 
 def format_metrics(table: dict[str, dict], names: dict[str, str]) -> str:
     """The registry's metrics of each map as a fixed-width text table, each column's better
-    direction under its name; "" when no map has any."""
+    direction under its name; a metric no map has a value of (one left out by its settings) is
+    left out; "" when no map has any."""
     from heatkit.metrics.registry import COMPUTED
 
-    columns = [metric for metric in COMPUTED if any(metric.key in row for row in table.values())]
+    columns = [metric for metric in COMPUTED if any(row.get(metric.key) is not None for row in table.values())]
     rows = {key: row for key, row in table.items() if any(metric.key in row for metric in columns)}
     if not rows:
         return ""

@@ -2,6 +2,7 @@
 
     python create_model.py                          # models/center_pixel.{h5,pt,json}, 227 x 227
     python create_model.py --model center_cnn       # the center-pixel model with conv layers
+    python create_model.py --model region           # the class set by the mean of a square region
     python create_model.py --model digits           # a small CNN trained on scikit-learn's digits
     python create_model.py --image-size 15 --out /tmp/small
 
@@ -22,7 +23,7 @@ from heatkit.base import data, frameworks
 from heatkit.base.errors import UsageError
 from heatkit.pipeline import config
 
-MODELS = ("center_pixel", "center_cnn", "digits")
+MODELS = ("center_pixel", "center_cnn", "region", "digits")
 
 
 def parse_args(argv):
@@ -36,18 +37,33 @@ def parse_args(argv):
     return parser.parse_args(argv)
 
 
-def center_pixel(cfg: dict):
-    """The Keras model, its twin, and the card's description of the center-pixel model."""
+def center_pixel(cfg: dict, ground_truth: str = data.CENTER_PIXEL):
+    """The Keras model, its twin, and the card's description of the center-pixel model (or of the
+    region model, whose ground truth names its square)."""
     from heatkit.model.twins import twin_of
     from heatkit.testmodels.center_pixel import build_weights
     from heatkit.testmodels.keras_builders import center_pixel as keras_center_pixel
 
-    params = cfg["center_pixel"]
-    weights = build_weights(cfg["image_size"], cfg["num_classes"], params["alpha"], params["relu"],
-                            params["weight_seed"], params["noise_weight_scale"])
+    params, size = cfg["center_pixel"], cfg["image_size"]
+    weights = build_weights(size, cfg["num_classes"], params["alpha"], params["relu"], params["weight_seed"],
+                            params["noise_weight_scale"], data.ground_truth_mask(ground_truth, (size, size)))
     keras_model = keras_center_pixel(weights)
     twin, arguments = twin_of(keras_model)
-    return keras_model, twin, {"twin": arguments}
+    return keras_model, twin, {"twin": arguments, "ground_truth": ground_truth}
+
+
+def region_of(cfg: dict) -> str:
+    """The region model's square, centered a quarter of the way down and across."""
+    side, size = cfg["center_pixel"]["region_side"], cfg["image_size"]
+    if side > size // 2:
+        raise UsageError(f"center_pixel.region_side={side} does not fit a quarter of a {size}-pixel image: "
+                         f"give at most {size // 2}")
+    corner = size // 4 - side // 2
+    return data.region_ground_truth(corner, corner, side)
+
+
+def region(cfg: dict):
+    return center_pixel(cfg, region_of(cfg))
 
 
 def center_cnn(cfg: dict):
@@ -60,16 +76,21 @@ def center_cnn(cfg: dict):
                             params["noise_weight_scale"])
     keras_model = keras_center_cnn(weights)
     twin, arguments = twin_of(keras_model)
-    return keras_model, twin, {"twin": arguments}
+    return keras_model, twin, {"twin": arguments, "ground_truth": data.CENTER_PIXEL}
 
 
-def center_checks(cfg: dict, keras_net, torch_net, twin_tolerance: float | None = None):
+def center_checks(cfg: dict, keras_net, torch_net, twin_tolerance: float | None = None,
+                  ground_truth: str = data.CENTER_PIXEL):
     from heatkit.testmodels.verify import EXACT, center_pixel_checks
 
     params = cfg["center_pixel"]
     return center_pixel_checks(keras_net, torch_net, cfg["num_classes"], params["alpha"],
                                params["verify_per_class"], params["verify_seed"],
-                               twin_tolerance=twin_tolerance or EXACT)
+                               twin_tolerance=twin_tolerance or EXACT, ground_truth=ground_truth)
+
+
+def region_checks(cfg: dict, keras_net, torch_net):
+    return center_checks(cfg, keras_net, torch_net, ground_truth=region_of(cfg))
 
 
 def center_cnn_checks(cfg: dict, keras_net, torch_net):
@@ -84,7 +105,7 @@ def digits(cfg: dict):
 
     keras_model = train(cfg["digits"])
     twin, arguments = twin_of(keras_model)
-    return keras_model, twin, {"twin": arguments,
+    return keras_model, twin, {"twin": arguments, "ground_truth": None,
                                "class_names": [str(digit) for digit in range(10)]}
 
 
@@ -94,9 +115,8 @@ def digits_checks(cfg: dict, keras_net, torch_net):
     return checks(cfg["digits"], keras_net, torch_net)
 
 
-BUILDERS = {"center_pixel": (center_pixel, center_checks, data.CENTER_PIXEL),
-            "center_cnn": (center_cnn, center_cnn_checks, data.CENTER_PIXEL),
-            "digits": (digits, digits_checks, None)}
+BUILDERS = {"center_pixel": (center_pixel, center_checks), "center_cnn": (center_cnn, center_cnn_checks),
+            "region": (region, region_checks), "digits": (digits, digits_checks)}
 
 
 def build(name: str, cfg: dict, out: Path) -> bool:
@@ -106,10 +126,9 @@ def build(name: str, cfg: dict, out: Path) -> bool:
 
     torch = frameworks.torch()
 
-    make, verify, ground_truth = BUILDERS[name]
+    make, verify = BUILDERS[name]
     keras_model, twin, card = make(cfg)
     card.update(input_shape=list(keras_model.input_shape[1:]), num_classes=int(keras_model.output_shape[-1]),
-                ground_truth=ground_truth,
                 settings=cfg["digits"] if name == "digits" else cfg["center_pixel"])
     files = [f"{name}.h5", f"{name}.pt", f"{name}.json"]
     out.mkdir(parents=True, exist_ok=True)
@@ -138,11 +157,10 @@ def main(argv=None) -> int:
     frameworks.verbose(args.verbose)
     try:
         overrides = args.set + ([f"image_size={args.image_size}"] if args.image_size is not None else [])
-        cfg = config.load(overrides=overrides)
+        return 0 if build(args.model, config.load(overrides=overrides), args.out) else 1
     except UsageError as error:
         print(f"error: {error}", file=sys.stderr)
         return 2
-    return 0 if build(args.model, cfg, args.out) else 1
 
 
 if __name__ == "__main__":

@@ -5,7 +5,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from heatkit.base.data import center_pixel_images
+from heatkit.base.data import CENTER_PIXEL, center_pixel_images, ground_truth_mask
 
 CHUNK = 128  # images per forward pass: 128 x 227 x 227 float64 is 53 MB
 EXACT = 1e-9  # probability tolerance of the twins and of the non-center invariance
@@ -28,11 +28,15 @@ class Check:
 
 
 def center_pixel_checks(keras_net, torch_net, num_classes: int, alpha: float, per_class: int,
-                        seed: int, invariance_pixels: int = 64, twin_tolerance: float = EXACT) -> list[Check]:
-    """Accuracy, confidence, twin agreement and non-center invariance of a center-pixel model."""
+                        seed: int, invariance_pixels: int = 64, twin_tolerance: float = EXACT,
+                        ground_truth: str = CENTER_PIXEL) -> list[Check]:
+    """Accuracy, confidence, twin agreement and invariance outside the deciding pixels (the center,
+    or the region) of a center-pixel or region model."""
     size = keras_net.input_shape[0]
     labels = np.repeat(np.arange(num_classes), per_class)
-    images = center_pixel_images(labels.size, size, num_classes, seed, centers=labels)
+    images = center_pixel_images(labels.size, size, num_classes, seed, centers=labels, ground_truth=ground_truth)
+    deciding = ground_truth_mask(ground_truth, (size, size))
+    where = "non-center pixels" if ground_truth == CENTER_PIXEL else "pixels outside the region"
     keras_probs = _in_chunks(keras_net.probabilities, images)
     torch_probs = _in_chunks(torch_net.probabilities, images)
     levels = np.arange(num_classes)
@@ -41,7 +45,8 @@ def center_pixel_checks(keras_net, torch_net, num_classes: int, alpha: float, pe
     checks = []
     for name, probs in (("Keras", keras_probs), ("PyTorch", torch_probs)):
         accuracy = float(np.mean(probs.argmax(1) == labels))
-        checks.append(Check(f"{name} top-1 = center value", accuracy, accuracy == 1.0,
+        checks.append(Check(f"{name} top-1 = {'center value' if ground_truth == CENTER_PIXEL else 'region mean'}",
+                            accuracy, accuracy == 1.0,
                             f"{accuracy:.2%} of {labels.size} images"))
     top1 = float(keras_probs.max(1).min())
     checks.append(Check("lowest top-1 probability", top1, top1 >= 0.999 or alpha < 10,
@@ -52,21 +57,19 @@ def center_pixel_checks(keras_net, torch_net, num_classes: int, alpha: float, pe
     twins = float(np.abs(keras_probs - torch_probs).max())
     checks.append(Check("Keras and PyTorch probabilities agree", twins, twins <= twin_tolerance,
                         f"max |difference| {twins:.2e} (limit {twin_tolerance:g})"))
-    sampled = min(invariance_pixels, size * size - 1)
+    sampled = min(invariance_pixels, int((~deciding).sum()))
     for name, net in (("Keras", keras_net), ("PyTorch", torch_net)):
-        change = _invariance(net, images[:: labels.size // 4], sampled, seed)
-        checks.append(Check(f"{name}: non-center pixels leave probabilities unchanged", change, change <= EXACT,
+        change = _invariance(net, images[:: labels.size // 4], deciding, sampled, seed)
+        checks.append(Check(f"{name}: {where} leave probabilities unchanged", change, change <= EXACT,
                             f"max |change| {change:.2e} setting {sampled} pixels to 0 and 1 "
                             f"on 4 images (limit {EXACT:g})"))
     return checks
 
 
-def _invariance(net, images: np.ndarray, count: int, seed: int) -> float:
-    """Largest probability change when one sampled non-center pixel is set to 0 or to 1."""
-    size = images.shape[1]
-    center = (size * size) // 2
+def _invariance(net, images: np.ndarray, deciding: np.ndarray, count: int, seed: int) -> float:
+    """Largest probability change when one sampled pixel outside `deciding` is set to 0 or to 1."""
     rng = np.random.default_rng(seed)
-    pixels = rng.choice(np.delete(np.arange(size * size), center), count, replace=False)
+    pixels = rng.choice(np.flatnonzero(~deciding), count, replace=False)
     largest = 0.0
     for image in images:
         base = net.probabilities(image[None])
