@@ -130,6 +130,17 @@ faithfulness = dict(
     seed=0,
 )
 
+# Which metric can be believed (heatmap_script.py --evaluate-metrics): every method on known-answer
+# models, each metric's ranking of the methods against the ground truth's (Kendall's tau).
+evaluate_metrics = dict(
+    models=["center_pixel", "region"],  # known-answer models, built at image_size for the evaluation
+    image_size=31,  # their side (odd); the 227 x 227 models cost about 50 times more
+    images=8,  # seeded images a model, each with a random true class
+    resamples=1000,  # bootstrap resamples of a mean tau's interval
+    noisy_copies=10,  # for the robustness metrics here (their `samples` elsewhere)
+    seed=0,
+)
+
 # ---- Experiments (heatmap_script.py --sanity, --growing-patch, --sweep) ---------------
 # Sanity checks (Adebayo et al. 2018): re-initialize layers (--sanity cascading / independent)
 # or add Gaussian noise to every weight (--sanity noise), then recompute the maps.
@@ -326,6 +337,20 @@ faithfulness_correlation = dict(
 sensitivity = dict(
     samples=0,  # noisy copies, each a map; 0 leaves both metrics out
     radius=0.2,  # noise drawn uniformly in [-radius, radius], in the model's input scale
+    seed=0,
+)
+
+# Local Lipschitz Estimate (Alvarez-Melis & Jaakkola 2018): the method recomputed on noisy copies of
+# the input.
+lipschitz = dict(
+    samples=0,  # noisy copies, each a map; 0 leaves the metric out
+    std=0.1,  # Gaussian noise's standard deviation, in the model's input scale
+    seed=0,
+)
+
+# Random Logit (Sixt et al. 2020): each map recomputed for a random other class.
+random_logit = dict(
+    enabled=False,  # recompute each map for another class (a map more each)
     seed=0,
 )
 

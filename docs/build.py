@@ -40,6 +40,7 @@ RUNS = {
                 "-hm", "grad", "gb", "ig", "gradcam", "guided_gradcam", "lrp"],
                {"sanity_cascading.png": "sanity_cascading.png",
                 "sanity_cascading_curves.png": "sanity_cascading_curves.png"}),
+    "evaluate_metrics": (["--evaluate-metrics"], {"metrics.png": "evaluate_metrics.png"}),
     "sweep": (["-ip", "images/chelsea.png", "-hm", "sg", "occlusion", "lime", "--sweep", "sg.noise_scale=0.05,0.1,0.2",
                "--sweep", "occlusion.patch=5,29,53", "--sweep", "lime.seed=0,1,2"], {"sweep.png": "sweep.png"}),
 }
@@ -113,7 +114,7 @@ def leaderboard_block(text: str) -> str:
 # table name -> (the run file it reads, how it becomes the README's text)
 TABLES = {"demo": ("scores.json", demo_table), "compare": ("scores.json", compare_table),
           "residual": ("scores.json", model_table), "curves": ("scores.json", curves_table),
-          "dataset": ("leaderboard.txt", leaderboard_block)}
+          "dataset": ("leaderboard.txt", leaderboard_block), "evaluate_metrics": ("table.txt", leaderboard_block)}
 
 
 def marked(text: str, name: str) -> tuple[str, str, str]:

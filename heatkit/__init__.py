@@ -10,8 +10,8 @@ line's -h, which imports heatkit, stays instant.
 """
 import importlib
 
-API = ("DatasetRun", "Experiment", "Model", "Rerun", "Run", "explain", "explain_dataset", "growing_patch", "load_model",
-       "rerun", "sanity", "settings", "sweep", "tensorflow")
+API = ("DatasetRun", "Experiment", "MetricEvaluation", "Model", "Rerun", "Run", "evaluate_metrics", "explain",
+       "explain_dataset", "growing_patch", "load_model", "rerun", "sanity", "settings", "sweep", "tensorflow")
 
 
 def __getattr__(name: str):

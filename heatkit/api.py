@@ -25,20 +25,21 @@ from pathlib import Path
 
 import numpy as np
 
-from heatkit.base import frameworks
+from heatkit.base import data, frameworks
 from heatkit.base.errors import UsageError
 from heatkit.base.images import image_files, load_image, random_image, set_center, unique_stems
 from heatkit.methods.registry import BACKENDS, REGISTRY, comparable, expand
 from heatkit.model import Model
-from heatkit.pipeline import config, experiments
+from heatkit.pipeline import config, experiments, meta_evaluation
 from heatkit.pipeline import dataset as dataset_mode
 from heatkit.pipeline.dataset import DatasetRun
 from heatkit.pipeline.experiments import Experiment
+from heatkit.pipeline.meta_evaluation import MetricEvaluation
 from heatkit.pipeline.record import run_record
 from heatkit.pipeline.run import Run, compute
 
-__all__ = ["DatasetRun", "Experiment", "Model", "Rerun", "Run", "explain", "explain_dataset", "growing_patch",
-           "load_model", "rerun", "sanity", "settings", "sweep", "tensorflow"]
+__all__ = ["DatasetRun", "Experiment", "MetricEvaluation", "Model", "Rerun", "Run", "evaluate_metrics", "explain",
+           "explain_dataset", "growing_patch", "load_model", "rerun", "sanity", "settings", "sweep", "tensorflow"]
 
 Source = str | Path | object  # a model file, a tf.keras.Model, a torch.nn.Module, or a Model
 Images = str | Path | np.ndarray | list | None
@@ -177,6 +178,39 @@ def rerun(record: str | Path, out: str | Path | None = None, progress: bool = Tr
     differing = sorted(key for key in set(maps.files) | set(repeated.files)
                        if key not in maps.files or key not in repeated.files or not np.array_equal(maps[key], repeated[key]))
     return Rerun(run, folder, record.parent, len(maps.files), differing)
+
+
+def evaluate_metrics(models: list[Source], methods: str | list[str] = "all", *,
+                     settings: dict | list[str] | None = None, progress: bool = True) -> MetricEvaluation:
+    """Which metric can be believed: on each known-answer model (a center-pixel or region model,
+    create_model.py builds them), `evaluate_metrics.images` seeded images with random true classes,
+    every method's map graded by the truth (its |attribution|'s share on the deciding pixels) and by
+    each metric, and per metric how far the two rankings of the methods agree (Kendall's tau). The
+    faithfulness curves and Random Logit are on, and the robustness metrics take
+    evaluate_metrics.noisy_copies."""
+    cfg = config.load(_layers_named(settings, None))
+    params = cfg["evaluate_metrics"]
+    taus, summaries = {}, {}
+    for source in models:
+        model = _model(source, cfg, False, progress)
+        height, width, _ = model.input_shape
+        mask = data.ground_truth_mask(model.ground_truth, (height, width))
+        if mask is None:
+            raise UsageError(f"{model.name} declares no ground truth: --evaluate-metrics needs a center-pixel or "
+                             "region model (create_model.py builds them)")
+        classes = np.random.default_rng(params["seed"]).integers(0, model.num_classes, params["images"])
+        images = data.center_pixel_images(params["images"], height, model.num_classes, params["seed"], classes,
+                                          model.ground_truth)
+        run = explain(model, list(images), methods, progress=progress, settings={
+            **config.flatten(cfg), "faithfulness.curves": True, "sensitivity.samples": params["noisy_copies"],
+            "lipschitz.samples": params["noisy_copies"], "random_logit.enabled": True})
+        name = Path(source).stem if isinstance(source, (str, Path)) else model.name
+        taus[name] = [meta_evaluation.image_taus(
+            item.results[0].scores(run.settings),
+            {key: meta_evaluation.truth(attribution, mask) for key, attribution in item.results[0].maps.items()})
+            for item in run.items]
+        summaries[name] = meta_evaluation.summarize(taus[name], params["resamples"], params["seed"])
+    return MetricEvaluation(taus, summaries, cfg)
 
 
 def explain_dataset(model: str | Path | None = None, dataset: str = "random:100", methods: str | list[str] = "all", *,

@@ -96,6 +96,10 @@ def build_parser() -> Parser:
                         help="explain a dataset on Dask: a folder of images (labels from subfolders or labels.csv), "
                              "random:N (center-pixel models) or digits (the held-out digits); resumable; ends with a "
                              "leaderboard")
+    parser.add_argument("--evaluate-metrics", action="store_true",
+                        help="which metric can be believed: the methods on known-answer models built here "
+                             "(evaluate_metrics.models), each metric's ranking of them against the ground truth's "
+                             "(Kendall's tau); writes metrics.csv/.png")
     parser.add_argument("--scheduler", metavar="ADDRESS",
                         help="with --dataset: the Dask scheduler of a cluster (default: a local cluster)")
     parser.add_argument("--workers", type=int, metavar="N",
@@ -118,6 +122,8 @@ def main(argv: list[str] | None = None) -> int:
             return rerun(args)
         if args.dataset:
             return dataset(args, argv)
+        if args.evaluate_metrics:
+            return evaluate_metrics(args)
         if args.scheduler or args.workers is not None:
             raise UsageError("--scheduler and --workers go with --dataset")
         if args.sanity or args.growing_patch or args.sweep:
@@ -175,6 +181,38 @@ def dataset(args, argv: list[str]) -> int:
     print(f"\n{len({row['key'] for row in found.rows})} images ({found.computed} computed now), "
           f"{errors} failed maps: {found.folder}")
     return 1 if errors else 0
+
+
+def evaluate_metrics(args) -> int:
+    """--evaluate-metrics: the known-answer models built (and verified) in a temporary folder at
+    evaluate_metrics.image_size, every method on their seeded images, and the metrics graded."""
+    import contextlib
+    import io
+    import tempfile
+
+    import heatkit
+    from heatkit.pipeline import config
+    from heatkit.testmodels.build import build
+
+    if args.img_path or args.model_path or args.sanity or args.growing_patch or args.sweep or args.compare_backends:
+        raise UsageError("--evaluate-metrics builds its own models and images: drop -ip, -mp and the experiments")
+    check_output(args)
+    overrides = args.set + flag_settings(args)
+    cfg = config.load(overrides)
+    params = cfg["evaluate_metrics"]
+    with tempfile.TemporaryDirectory() as models:
+        for name in params["models"]:
+            with contextlib.redirect_stdout(io.StringIO()) as log:
+                built = build(name, config.update(cfg, {"image_size": params["image_size"]}), Path(models))
+            if not built:
+                raise UsageError(f"the {name} model failed its verification:\n{log.getvalue()}")
+        found = heatkit.evaluate_metrics([str(Path(models) / f"{name}.h5") for name in params["models"]],
+                                         args.heatmap_methods, settings=overrides, progress=not args.quiet)
+    folder = found.save(Path(cfg["out_path"]))
+    print(found.table())
+    print(f"\nKendall's tau of each metric's ranking of the methods with the ground truth's, over "
+          f"{params['images']} images a model (+1: the same order): {folder}")
+    return 0
 
 
 def experiment(args, argv: list[str]) -> int:

@@ -10,7 +10,7 @@ from heatkit.base.data import center_pixel_images
 from heatkit.methods import deeplift, meaningful_perturbation
 from heatkit.methods.registry import REGISTRY, Needs, comparable, expand
 from heatkit.model import Model
-from heatkit.pipeline.similarity import agreement
+from heatkit.base.similarity import agreement
 
 MP = {"mask_size": 5, "blur_sigma": 3.0, "l1_coeff": 0.01, "tv_coeff": 0.2, "tv_beta": 3.0, "learning_rate": 0.1,
       "iterations": 60, "optimizer": "adam", "mask_init": "ones", "noise": 0.0, "seed": 0}

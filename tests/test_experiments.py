@@ -13,7 +13,7 @@ from heatkit.methods import gradient, occlusion
 from heatkit.model import Model
 from heatkit.pipeline import variants
 from heatkit.pipeline.scores import center_scores
-from heatkit.pipeline.similarity import ms_ssim, similarities
+from heatkit.base.similarity import ms_ssim, similarities
 
 OCCLUSION = {"patch": 1, "stride": 1, "fill": 0.0, "mask": None}
 

@@ -270,3 +270,94 @@ def test_sensitivity_recomputes_each_copy_once_and_is_off_by_default(small_model
              for copy in robustness.noisy_copies(image, {"samples": 4, "radius": 0.1, "seed": 0})]
     assert run.scores["grad"]["max_sensitivity"] == pytest.approx(max(noise), rel=1e-6)
     assert run.scores["grad"]["avg_sensitivity"] == pytest.approx(np.mean(noise), rel=1e-6)
+
+
+def test_local_lipschitz_estimate_equals_quantus_on_the_papers_raw_maps(monkeypatch):
+    """Quantus with normalise=False (the paper compares the maps as they are), fed our Gaussian noise."""
+    import quantus
+    import torch
+
+    from heatkit.metrics import robustness
+
+    torch.manual_seed(2)
+    net = torch.nn.Sequential(torch.nn.Conv2d(1, 3, 3), torch.nn.ReLU(), torch.nn.Flatten(),
+                              torch.nn.Linear(3 * 13 * 13, 4)).eval()
+    image = np.random.default_rng(6).random((SIDE, SIDE, 1)).astype(np.float32)
+    params = {"samples": 5, "std": 0.2, "seed": 3}
+    run = heatkit.explain(net, image, ["grad"], progress=False, settings={
+        "input_size": [SIDE, SIDE], **{f"lipschitz.{key}": value for key, value in params.items()}})
+
+    def gradient(model, inputs, targets, **kwargs):
+        inputs = torch.tensor(inputs, requires_grad=True)
+        model(inputs)[torch.arange(len(inputs)), torch.as_tensor(targets)].sum().backward()
+        return inputs.grad.numpy()
+
+    noise = iter([(copy - image).reshape(1, -1) for copy in robustness.gaussian_copies(image, params)])
+    monkeypatch.setattr(np.random, "normal", lambda *args, **kwargs: next(noise))
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        expected = quantus.LocalLipschitzEstimate(nr_samples=5, perturb_std=0.2, normalise=False,
+                                                  disable_warnings=True)(
+            model=net, x_batch=image.transpose(2, 0, 1)[None], y_batch=np.array([run.result.target]),
+            a_batch=run.maps["grad"][None, None], explain_func=gradient, channel_first=True, device="cpu")[0]
+    assert run.scores["grad"]["local_lipschitz_estimate"] == pytest.approx(expected, rel=1e-5) and expected > 0
+
+
+def test_random_logit_is_the_ssim_of_the_maps_of_two_classes(small_model_path, gap_model_path):
+    """The center-pixel model's logit gradients differ between classes only at the center: Random
+    Logit calls Gradient nearly class-blind. Its occlusion map of a far class is all zero (that
+    class's probability is 0 to float64), so the score is undefined. On an untrained 3-class CNN
+    both are the SSIM of the two classes' maps."""
+    from heatkit.base.similarity import ssim
+    from heatkit.metrics.randomisation import other_class
+
+    settings = {"random_logit.enabled": True, "random_logit.seed": 4, "occlusion.patch": 2}
+    for path, image in ((small_model_path, np.random.default_rng(3).random((SIDE, SIDE, 1))),
+                        (gap_model_path, np.random.default_rng(3).random((12, 12, 3)))):
+        run = heatkit.explain(str(path), image, ["grad", "occlusion"], progress=False, settings=settings)
+        other = other_class(run.result.target, run.model.num_classes, 4)
+        assert other != run.result.target
+        again = heatkit.explain(str(path), image, ["grad", "occlusion"], target=other, progress=False,
+                                settings=settings)
+        assert run.scores["grad"]["random_logit"] == pytest.approx(ssim(run.maps["grad"], again.maps["grad"]))
+        if path == small_model_path:
+            assert run.scores["grad"]["random_logit"] > 0.99 and np.ptp(again.maps["occlusion"]) == 0
+            assert run.scores["occlusion"]["random_logit"] is None
+        else:
+            assert run.scores["occlusion"]["random_logit"] == pytest.approx(
+                ssim(run.maps["occlusion"], again.maps["occlusion"]))
+    assert heatkit.explain(str(gap_model_path), image, ["grad"],
+                           progress=False).scores["grad"]["random_logit"] is None  # off by default
+
+
+def test_quantus_random_logit_is_ssim_of_flattened_rescaled_maps(monkeypatch):
+    """Quantus's Random Logit, its class drawn as ours, equals skimage's SSIM of the two maps each
+    divided by its largest |value| and flattened to one row (not the paper's 2-D SSIM)."""
+    import quantus
+    import torch
+    from skimage.metrics import structural_similarity
+
+    from heatkit.metrics.randomisation import other_class
+
+    torch.manual_seed(3)
+    net = torch.nn.Sequential(torch.nn.Conv2d(1, 3, 3), torch.nn.ReLU(), torch.nn.Flatten(),
+                              torch.nn.Linear(3 * 13 * 13, 5)).eval()
+    image = np.random.default_rng(8).random((1, 1, SIDE, SIDE)).astype(np.float32)
+
+    def gradient(model, inputs, targets, **kwargs):
+        inputs = torch.tensor(inputs, requires_grad=True)
+        model(inputs)[torch.arange(len(inputs)), torch.as_tensor(targets)].sum().backward()
+        return inputs.grad.numpy()
+
+    target = int(net(torch.tensor(image)).argmax())
+    other = other_class(target, 5, 0)
+    monkeypatch.setattr(np.random, "randint", lambda *args, **kwargs: np.array([other - (other > target)]))
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        found = quantus.RandomLogit(num_classes=5, disable_warnings=True)(
+            model=net, x_batch=image, y_batch=np.array([target]), a_batch=gradient(net, image, [target]),
+            explain_func=gradient, channel_first=True, device="cpu")[0]
+    a, b = (gradient(net, image, [c]).ravel() for c in (target, other))
+    a, b = a / np.abs(a).max(), b / np.abs(b).max()
+    joint = np.concatenate([a, b])
+    assert found == pytest.approx(structural_similarity(a, b, data_range=float(joint.max() - joint.min())), rel=1e-5)

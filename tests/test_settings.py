@@ -128,6 +128,16 @@ def probe_center_pixel(small, tmp_path, capsys):
     assert np.array_equal(stored, build_weights(5, 256, 10.0, True, 4, 1.0).kernel)
 
 
+def probe_evaluate_metrics(small, tmp_path, capsys):
+    argv = ["--evaluate-metrics", "-hm", "grad", "occlusion", "ig", "--set", "evaluate_metrics.models=['region']",
+            "--set", "evaluate_metrics.image_size=11", "--set", "center_pixel.region_side=3",
+            "--set", "evaluate_metrics.images=2", "-op", str(tmp_path), "-q"]
+    assert run_cli(*argv) == 0
+    (folder,) = tmp_path.glob("evaluate_metrics_*")
+    rows = list(csv.DictReader((folder / "metrics.csv").open()))
+    assert {row["model"] for row in rows} == {"region"} and max(int(row["images"]) for row in rows) == 2
+
+
 def probe_digits(small, tmp_path, capsys):
     argv = ["--model", "digits", "--out", str(tmp_path), "--set", "digits.image_size=8", "--set", "digits.epochs=1",
             "--set", "digits.min_accuracy=1.0"]

@@ -4,9 +4,12 @@ tables, scores.json, the dataset's columns, settings.py's metric dicts and the R
 table come from them."""
 from __future__ import annotations
 
-from dataclasses import dataclass
+import hashlib
+from dataclasses import dataclass, field
 from enum import Enum
 from typing import Callable
+
+import numpy as np
 
 from heatkit.methods._entry import Paper, Settings
 
@@ -41,9 +44,8 @@ class Metric:
     higher_is_better: bool | None  # None: it describes a map, it does not grade it
     needs: Needs
     # MAP and MASK: function(attribution (H, W), mask (H, W) bool or None, params); MODEL:
-    # function(model, image, target, attribution, params); METHOD: function(recompute, image,
-    # attribution, params), recompute(images) giving the map of each; each -> float, or None where
-    # undefined.
+    # function(model, image, target, attribution, params); METHOD: function(again: Recomputation,
+    # image, attribution, params); each -> float, or None where undefined.
     # None for scores another part computes (the center scores, the faithfulness curves)
     function: Callable | None = None
     settings: Settings | None = None  # the settings.py dict this metric reads
@@ -52,3 +54,24 @@ class Metric:
     @property
     def direction(self) -> str:
         return {True: "higher", False: "lower", None: "-"}[self.higher_is_better]
+
+
+@dataclass
+class Recomputation:
+    """One map's method, recomputed on other inputs or for another class, for the metrics that ask
+    how its map changes. `compute(images, target)` gives the map of each image (None where the
+    method fails on one); the maps of the same inputs and class are computed once, however many
+    metrics ask."""
+
+    compute: Callable[[list[np.ndarray], int], list[np.ndarray] | None]
+    target: int  # the class the map explains
+    classes: int  # the model's class count
+    _done: dict = field(default_factory=dict)
+
+    def maps(self, images: list[np.ndarray], target: int | None = None) -> list[np.ndarray] | None:
+        target = self.target if target is None else target
+        digest = (hashlib.sha1(np.stack(images).tobytes()).hexdigest(), target)
+        if digest not in self._done:
+            self._done[digest] = self.compute(images, target)
+        return self._done[digest]
+

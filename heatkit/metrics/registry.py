@@ -6,14 +6,14 @@ from __future__ import annotations
 
 import numpy as np
 
-from heatkit.metrics import builtin, complexity, faithfulness, localisation, robustness
-from heatkit.metrics._entry import Category, Metric, Needs
+from heatkit.metrics import builtin, complexity, faithfulness, localisation, randomisation, robustness
+from heatkit.metrics._entry import Category, Metric, Needs, Recomputation
 from heatkit.methods._entry import Settings
 
 __all__ = ["Category", "METRICS", "Metric", "Needs", "REGISTRY", "SETTINGS", "COMPUTED", "score", "score_with_method", "score_with_model"]
 
-METRICS: list[Metric] = [*builtin.METRICS, *faithfulness.METRICS, *robustness.METRICS, *complexity.METRICS,
-                         *localisation.METRICS]
+METRICS: list[Metric] = [*builtin.METRICS, *faithfulness.METRICS, *robustness.METRICS, *randomisation.METRICS,
+                         *complexity.METRICS, *localisation.METRICS]
 REGISTRY = {metric.key: metric for metric in METRICS}
 SETTINGS: dict[str, Settings] = {m.settings.name: m.settings for m in METRICS if m.settings}
 # the metrics this package computes from a map (and a mask), in table order
@@ -35,26 +35,13 @@ def score_with_model(model, image: np.ndarray, target: int, maps: dict[str, np.n
             for key, attribution in maps.items()}
 
 
-def score_with_method(recompute, image: np.ndarray, maps: dict[str, np.ndarray],
+def score_with_method(recompute, image: np.ndarray, target: int, classes: int, maps: dict[str, np.ndarray],
                       settings: dict) -> dict[str, dict[str, float | None]]:
-    """Per map key, every computed metric that recomputes the method: `recompute(key, images)` gives
-    map `key` of each image (None where the method fails on one). The maps of the same inputs are
-    computed once, however many metrics ask."""
-    import hashlib
-
-    def memoized(key: str):
-        done: dict[str, list[np.ndarray]] = {}
-
-        def again(images: list[np.ndarray]) -> list[np.ndarray] | None:
-            digest = hashlib.sha1(np.stack(images).tobytes()).hexdigest() if images else ""
-            if digest not in done:
-                done[digest] = recompute(key, images) if images else []
-            return done[digest]
-        return again
-
+    """Per map key, every computed metric that recomputes the method: `recompute(key, images, target)`
+    gives map `key` of each image for that class (None where the method fails on one)."""
     scores = {}
     for key, attribution in maps.items():
-        again = memoized(key)
+        again = Recomputation(lambda images, target, key=key: recompute(key, images, target), target, classes)
         scores[key] = {metric.key: metric.function(again, image, attribution, _params(metric, settings))
                        for metric in COMPUTED if metric.needs is Needs.METHOD}
     return scores

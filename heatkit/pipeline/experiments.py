@@ -21,7 +21,7 @@ from heatkit.pipeline.explain import explain
 from heatkit.pipeline.output import RunFolder, interrupts_deferred, save_figure, write_csv, write_json
 from heatkit.pipeline.plotting import curves_figure, grid_figure, heatmap_figure
 from heatkit.pipeline.record import run_record
-from heatkit.pipeline.similarity import constant_reason, ms_ssim, similarities, ssim
+from heatkit.base.similarity import constant_reason, ms_ssim, similarities, ssim
 
 SANITY_TITLES = {"cascading": "cascading randomization, from the output layer down",
                  "independent": "independent randomization, one layer at a time",

@@ -72,9 +72,10 @@ def explain(model, image: np.ndarray, display: np.ndarray, name: str, keys: list
             result.interrupted = True
     if result.maps and not result.interrupted:
         try:
-            def recompute(key: str, images: list[np.ndarray]) -> list[np.ndarray] | None:
-                return _again(model, key, images, cfg, result.target, backend, verbose)
-            for key, found in metrics.score_with_method(recompute, image, result.maps, cfg).items():
+            def recompute(key: str, images: list[np.ndarray], target: int) -> list[np.ndarray] | None:
+                return _again(model, key, images, cfg, target, backend, verbose)
+            for key, found in metrics.score_with_method(recompute, image, result.target, model.num_classes,
+                                                        result.maps, cfg).items():
                 result.model_scores[key] = {**result.model_scores.get(key, {}), **found}
         except KeyboardInterrupt:
             result.interrupted = True

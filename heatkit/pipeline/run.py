@@ -12,7 +12,7 @@ from heatkit.pipeline import plotting, report
 from heatkit.pipeline.explain import explain_images
 from heatkit.pipeline.results import Explained, ImageResult
 from heatkit.pipeline.scores import format_metrics, format_table
-from heatkit.pipeline.similarity import agreement, format_agreement
+from heatkit.base.similarity import agreement, format_agreement
 
 
 def compute(model, inputs: list[tuple[str, str, np.ndarray]], keys: list[str], cfg: dict, target: int | None,

@@ -1,0 +1,46 @@
+"""Does the map depend on the class it explains? Random Logit (Sixt et al. 2020): the SSIM of the
+map and the same method's map of another class, drawn at random (seeded) among the others. A map
+that ignores the class scores 1.
+
+SSIM here is the sanity checks' (heatkit/base/similarity.py): both maps as images, each scaled to
+[0, 1], a 7 x 7 window, as the paper compares them. Quantus 0.6 computes it on the maps flattened
+to one row, each first divided by its largest |value|; tests/test_metrics.py checks ours against
+the paper's definition and Quantus's against its own."""
+from __future__ import annotations
+
+import numpy as np
+
+from heatkit.base.rules import Bool
+from heatkit.metrics._entry import Category, Metric, Needs, Recomputation
+from heatkit.methods._entry import SEED, Paper, Setting, Settings
+
+SETTINGS = Settings("random_logit", "Random Logit (Sixt et al. 2020): each map recomputed for a random other class.", {
+    "enabled": Setting(False, Bool(), "recompute each map for another class (a map more each)"),
+    "seed": Setting(0, SEED),
+})
+
+
+def other_class(target: int, classes: int, seed: int) -> int:
+    """A seeded class other than `target`."""
+    drawn = int(np.random.default_rng(seed).integers(0, classes - 1))
+    return drawn + (drawn >= target)
+
+
+def random_logit(again: Recomputation, image, attribution, params) -> float | None:
+    """SSIM of the map and its method's map of another class; None where either map is constant."""
+    if not params["enabled"]:
+        return None
+    from heatkit.base.similarity import ssim
+
+    others = again.maps([image], other_class(again.target, again.classes, params["seed"]))
+    if others is None or np.ptp(attribution) == 0 or np.ptp(others[0]) == 0:
+        return None
+    return ssim(attribution, others[0])
+
+
+METRICS = [
+    Metric("random_logit", "Random Logit",
+           Paper("Sixt et al. 2020", "When explanations lie: why many modified BP attributions fail",
+                 "https://arxiv.org/abs/1912.09818"),
+           Category.RANDOMISATION, False, Needs.METHOD, random_logit, SETTINGS),
+]
