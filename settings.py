@@ -28,6 +28,8 @@ center_pixel = dict(
     # the region model (create_model.py --model region): the class is set by the mean of a square of
     # this side, centered a quarter of the way down and across the image, instead of the center pixel
     region_side=5,
+    # the two-pixel models (--model two_pixels_and, two_pixels_xor): logit_1 - logit_0 = k (rule - 1/2)
+    two_pixels_sharpness=40.0,
 )
 
 # The digits CNN (create_model.py --model digits): trained on scikit-learn's 8 x 8 digits.
@@ -133,7 +135,8 @@ faithfulness = dict(
 # Which metric can be believed (heatmap_script.py --evaluate-metrics): every method on known-answer
 # models, each metric's ranking of the methods against the ground truth's (Kendall's tau).
 evaluate_metrics = dict(
-    models=["center_pixel", "region"],  # known-answer models, built at image_size for the evaluation
+    # known-answer models, built at image_size for the evaluation
+    models=["center_pixel", "region", "two_pixels_and", "two_pixels_xor"],
     image_size=31,  # their side (odd); the 227 x 227 models cost about 50 times more
     images=8,  # seeded images a model, each with a random true class
     resamples=1000,  # bootstrap resamples of a mean tau's interval
@@ -352,6 +355,21 @@ lipschitz = dict(
 random_logit = dict(
     enabled=False,  # recompute each map for another class (a map more each)
     seed=0,
+)
+
+# Completeness (Sundararajan et al. 2017): the map's sum against the explained logit's change from a
+# baseline.
+completeness = dict(
+    # the baseline input: 0 everywhere (IG's default reference) or the input's smallest value
+    # (Quantus's 'black')
+    baseline='zero',
+)
+
+# Non-Sensitivity (Nguyen & Martínez 2020): pixels that change nothing must get nothing, and the
+# others something.
+non_sensitivity = dict(
+    baseline='black',  # what a pixel is set to: the input's smallest value (Quantus's 'black') or 0
+    eps=1e-05,  # below this a probability change, or a share of the largest |value|, counts as none
 )
 
 # Localisation metrics: how much of a map's relevance falls in a ground-truth mask (on models that

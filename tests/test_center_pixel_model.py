@@ -126,3 +126,40 @@ def test_a_region_that_does_not_fit_is_one_line(tmp_path, capsys):
     assert create_model.main(["--model", "region", "--image-size", "9", "--set", "center_pixel.region_side=5",
                               "--out", str(tmp_path)]) == 2
     assert "region_side=5 does not fit" in capsys.readouterr().err and not list(tmp_path.iterdir())
+
+
+@pytest.mark.parametrize("kind", ["and", "xor"])
+def test_the_two_pixel_models_depend_on_their_two_pixels_alone(kind, tmp_path, rng):
+    """create_model.py --model two_pixels_and / _xor: verified at build (the closed-form Shapley
+    values among the checks); the class is the rule's on pixels A and B, every logit moves with the
+    other pixels while the probabilities do not."""
+    from heatkit.base import data
+    from heatkit.testmodels.two_pixels import decides, pixels
+
+    assert create_model.main(["--model", f"two_pixels_{kind}", "--image-size", "13", "--out", str(tmp_path)]) == 0
+    model = Model(tmp_path / f"two_pixels_{kind}.h5")
+    (row_a, col_a), (row_b, col_b) = pixels(13)
+    assert model.ground_truth == data.two_pixels_ground_truth(kind, (row_a, col_a), (row_b, col_b))
+    images = data.center_pixel_images(6, 13, 2, seed=3, centers=np.array([0, 1, 0, 1, 1, 0]),
+                                      ground_truth=model.ground_truth)
+    mask = data.ground_truth_mask(model.ground_truth, (13, 13))
+    outside = images.copy()
+    outside[:, ~mask] = rng.random((6, int((~mask).sum()), 1))
+    expected = decides(kind, images[:, row_a, col_a, 0], images[:, row_b, col_b, 0]).tolist()
+    assert expected == [0, 1, 0, 1, 1, 0] == [model.true_label(image) for image in images]
+    for net in (model.keras, model.torch):
+        assert net.probabilities(images).argmax(1).tolist() == expected
+        assert np.abs(net.probabilities(outside) - net.probabilities(images)).max() <= 1e-9
+        assert np.abs(net.logits(outside) - net.logits(images)).min() > 0.01
+
+
+def test_shapley_values_of_two_players_in_closed_form():
+    """AND at (1, 1) from a baseline of 0: the two pixels are symmetric, so each gets half of the
+    change; XOR at (1, 0): A alone makes the class, B alone does nothing but spoil it."""
+    from heatkit.testmodels.two_pixels import shapley_values
+
+    sigmoid = lambda z: 1 / (1 + np.exp(-z))  # noqa: E731
+    a, b = shapley_values("and", 40.0, 1.0, 1.0, 0.0, 1)
+    assert a == pytest.approx(b) and a + b == pytest.approx(sigmoid(20) - sigmoid(-20))
+    a, b = shapley_values("xor", 40.0, 1.0, 0.0, 0.0, 1)
+    assert a == pytest.approx(sigmoid(20) - sigmoid(-20)) and b == pytest.approx(0.0)

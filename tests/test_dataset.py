@@ -71,6 +71,19 @@ def test_the_leaderboard_ranks_the_faithful_method_first(small_model_path, tmp_p
     assert board[0]["low"] <= board[0]["mean"] <= board[0]["high"] and "center_share" in text.splitlines()[0]
 
 
+def test_a_board_per_category_orders_the_methods_by_its_first_metric_in_its_direction(small_model_path, tmp_path):
+    """Occlusion finds the center: first on the localisation board (higher is better) and, as the
+    sparser map, first on the complexity board, whose first metric, Sparseness, is higher-better."""
+    found = heatkit.explain_dataset(small_model_path, "random:4", METHODS, settings=SETTINGS, workers=0, out=tmp_path,
+                                    progress=False)
+    boards = {block.splitlines()[0].split(",")[0]: block.splitlines() for block in
+              dataset.category_boards(found.rows).split("\n\n")}
+    assert boards["localisation"][0].endswith("by center_rank") and boards["localisation"][3].startswith("occlusion")
+    assert boards["complexity"][2].split()[1:] == ["higher", "lower"]  # sparseness, complexity
+    assert boards["complexity"][3].startswith("occlusion")
+    assert "localisation, mean over the images" in (found.folder / "leaderboard.txt").read_text()
+
+
 def free_port() -> int:
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))

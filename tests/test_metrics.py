@@ -361,3 +361,80 @@ def test_quantus_random_logit_is_ssim_of_flattened_rescaled_maps(monkeypatch):
     a, b = a / np.abs(a).max(), b / np.abs(b).max()
     joint = np.concatenate([a, b])
     assert found == pytest.approx(structural_similarity(a, b, data_range=float(joint.max() - joint.min())), rel=1e-5)
+
+
+def test_integrated_gradients_is_complete_and_gradient_is_not(linear_model_path):
+    """On the center-pixel construction without its ReLU the logits are affine, so IG from a zero
+    reference, and Input x Gradient, sum exactly to the logit's change: a gap of 0 to rounding."""
+    image = np.random.default_rng(5).random((SIDE, SIDE, 1))
+    run = heatkit.explain(str(linear_model_path), image, ["ig", "inpgrad", "grad"], progress=False,
+                          settings={"faithfulness.curves": True, "faithfulness.random_draws": 0})
+    assert run.scores["ig"]["completeness"] < 1e-6 and run.scores["inpgrad"]["completeness"] < 1e-6
+    assert run.scores["grad"]["completeness"] > 0.01
+
+
+def test_completeness_against_quantus_which_asks_for_float_equality():
+    """Quantus (normalise=False) says True only of a map whose sum equals the logit's change exactly
+    (float equality): of a map 1e-3 off it says False, where ours gives the gap, 1e-3."""
+    import quantus
+    import torch
+
+    from heatkit.metrics import axiomatic
+
+    torch.manual_seed(4)
+    net = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(SIDE * SIDE, 3)).eval()
+    image = np.random.default_rng(9).random((SIDE, SIDE, 1)).astype(np.float32)
+    model = heatkit.load_model(net, settings={"input_size": [SIDE, SIDE]})
+    with torch.no_grad():  # one input at a time, as Quantus runs them
+        image_logit, baseline_logit = (net(torch.tensor(x.transpose(2, 0, 1)[None]))[0, 1].numpy()
+                                       for x in (image, np.full_like(image, image.min())))
+    change = float(image_logit - baseline_logit)
+    exact = np.zeros((SIDE, SIDE))
+    exact[0, 0] = change
+    off = exact * (1 + 1e-3)
+    params = {"baseline": "black"}
+    assert axiomatic.completeness(model, image, 1, exact, params) < 1e-4  # float32 logits, a change of 3e-3
+    assert axiomatic.completeness(model, image, 1, off, params) == pytest.approx(1e-3, rel=0.05)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        for attribution, expected in ((exact, True), (off, False)):
+            found = quantus.Completeness(normalise=False, disable_warnings=True)(
+                model=net, x_batch=image.transpose(2, 0, 1)[None], y_batch=np.array([1]),
+                a_batch=attribution[None, None], channel_first=True, device="cpu")
+            assert bool(found[0]) is expected
+
+
+def test_non_sensitivity_knows_the_center_pixel_model(small_model_path):
+    """Only the center changes the center-pixel model's probability. Occlusion attributes only it
+    (no violation); Gradient attributes every pixel (every other pixel is a violation)."""
+    image = np.random.default_rng(2).random((SIDE, SIDE, 1))
+    run = heatkit.explain(str(small_model_path), image, ["grad", "occlusion"], progress=False,
+                          settings={"occlusion.patch": 1, "faithfulness.curves": True, "faithfulness.random_draws": 0})
+    assert run.scores["occlusion"]["non_sensitivity"] == 0
+    assert run.scores["grad"]["non_sensitivity"] == SIDE * SIDE - 1
+
+
+def test_non_sensitivity_equals_quantus_on_probabilities():
+    """A PyTorch CNN built here that looks at the left half of its input alone: the right half
+    changes nothing and its gradient is 0 there; the counts equal Quantus's with softmax=True."""
+    import quantus
+    import torch
+
+    from heatkit.metrics import axiomatic
+
+    torch.manual_seed(5)
+    net = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(SIDE * SIDE, 8), torch.nn.Tanh(),
+                              torch.nn.Linear(8, 3)).eval()
+    with torch.no_grad():
+        net[1].weight.view(8, SIDE, SIDE)[:, :, SIDE // 2:] = 0
+    image = np.random.default_rng(4).random((SIDE, SIDE, 1)).astype(np.float32)
+    run = heatkit.explain(net, image, ["grad", "occlusion"], progress=False,
+                          settings={"input_size": [SIDE, SIDE], "occlusion.patch": 1})
+    params = {"baseline": "black", "eps": 1e-5}
+    for key in ("grad", "occlusion"):
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            expected = quantus.NonSensitivity(disable_warnings=True)(
+                model=net, x_batch=image.transpose(2, 0, 1)[None], y_batch=np.array([run.result.target]),
+                a_batch=run.maps[key][None, None], channel_first=True, softmax=True, device="cpu")[0]
+        assert axiomatic.non_sensitivity(run.model, image, run.result.target, run.maps[key], params) == expected

@@ -37,6 +37,7 @@ GLOBAL_RULES = {
         "verify_per_class": Int(min=1),
         "verify_seed": SEED,
         "region_side": Int(min=1),
+        "two_pixels_sharpness": Float(min=0.0, exclusive_min=True),
     },
     "digits": {
         "image_size": Int(min=8),
@@ -60,7 +61,7 @@ GLOBAL_RULES = {
         "fill": Float(min=0.0, max=1.0),
     },
     "evaluate_metrics": {
-        "models": ListOf(Choice(("center_pixel", "region"))),
+        "models": ListOf(Choice(("center_pixel", "region", "two_pixels_and", "two_pixels_xor"))),
         "image_size": Int(min=9, odd=True),
         "images": Int(min=1),
         "resamples": Int(min=1),

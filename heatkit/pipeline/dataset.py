@@ -491,6 +491,33 @@ def leaderboard(rows: list[dict], ground_truth: bool, seed: int = 0) -> tuple[st
     return "\n".join(lines), board
 
 
+def category_boards(rows: list[dict]) -> str:
+    """Per category of the metric registry, the mean of each of its metrics per method, the better
+    direction under each name, the methods ordered by the category's first metric."""
+    from heatkit.metrics.registry import Category
+
+    methods = [method for method in dict.fromkeys(row["method"] for row in rows) if method not in (None, "random")]
+    blocks = []
+    for category in Category:
+        columns = [metric for metric in METRICS if metric.category is category and metric.higher_is_better is not None
+                   and any(row.get(metric.key) is not None for row in rows)]
+        if not columns:
+            continue
+        means = {method: [np.mean([row[m.key] for row in rows if row["method"] == method and row.get(m.key) is not None]
+                                  or [np.nan]) for m in columns] for method in methods}
+        first = columns[0]
+        order = sorted(methods, key=lambda method: (np.isnan(means[method][0]),
+                                                    -means[method][0] if first.higher_is_better else means[method][0]))
+        widths = [max(len(m.key), 9) + 2 for m in columns]
+        lines = [f"{category.value}, mean over the images, by {first.key}",
+                 f"{'method':<16}" + "".join(f"{m.key:>{w}}" for m, w in zip(columns, widths)),
+                 f"{'better':<16}" + "".join(f"{m.direction:>{w}}" for m, w in zip(columns, widths))]
+        lines += [f"{method:<16}" + "".join(f"{'-':>{w}}" if np.isnan(value) else f"{value:>{w}.3g}"
+                                           for value, w in zip(means[method], widths)) for method in order]
+        blocks.append("\n".join(lines))
+    return "\n\n".join(blocks)
+
+
 def summary_figure(rows: list[dict]):
     """Per score, the distribution over the images of each method (box plots), and the seconds, in
     rows of SUMMARY_COLUMNS panels."""
@@ -520,10 +547,11 @@ def summary_figure(rows: list[dict]):
 
 def write_summary(found: DatasetRun, record: dict) -> str:
     """results.parquet, results.csv, leaderboard.txt, summary.png and run.json, each written whole
-    or not at all; the leaderboard."""
+    or not at all; the leaderboard, then one board per category of metrics."""
     from heatkit.pipeline.output import atomic, save_figure, write_csv, write_json
 
     text, found.leaderboard = leaderboard(found.rows, found.ground_truth)
+    text += "\n\n" + category_boards(found.rows)
     with atomic(found.folder / "results.parquet") as handle:
         found.table().to_parquet(handle, index=False)
     write_csv(found.folder / "results.csv", found.rows)

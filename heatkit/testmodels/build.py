@@ -3,6 +3,7 @@
     python create_model.py                          # models/center_pixel.{h5,pt,json}, 227 x 227
     python create_model.py --model center_cnn       # the center-pixel model with conv layers
     python create_model.py --model region           # the class set by the mean of a square region
+    python create_model.py --model two_pixels_xor   # two classes, set by the XOR of two pixels (or _and)
     python create_model.py --model digits           # a small CNN trained on scikit-learn's digits
     python create_model.py --image-size 15 --out /tmp/small
 
@@ -23,7 +24,7 @@ from heatkit.base import data, frameworks
 from heatkit.base.errors import UsageError
 from heatkit.pipeline import config
 
-MODELS = ("center_pixel", "center_cnn", "region", "digits")
+MODELS = ("center_pixel", "center_cnn", "region", "two_pixels_and", "two_pixels_xor", "digits")
 
 
 def parse_args(argv):
@@ -64,6 +65,28 @@ def region_of(cfg: dict) -> str:
 
 def region(cfg: dict):
     return center_pixel(cfg, region_of(cfg))
+
+
+def two_pixels(kind: str):
+    """The builder of the two-pixel model with rule `kind`."""
+    def make(cfg: dict):
+        from heatkit.model.twins import twin_of
+        from heatkit.testmodels.keras_builders import two_pixels as keras_two_pixels
+        from heatkit.testmodels.two_pixels import build_weights, pixels
+
+        params, size = cfg["center_pixel"], cfg["image_size"]
+        weights = build_weights(kind, size, params["two_pixels_sharpness"], params["weight_seed"])
+        keras_model = keras_two_pixels(weights, f"two_pixels_{kind}")
+        twin, arguments = twin_of(keras_model)
+        return keras_model, twin, {"twin": arguments, "ground_truth": data.two_pixels_ground_truth(kind, *pixels(size))}
+
+    def verify(cfg: dict, keras_net, torch_net):
+        from heatkit.testmodels.verify import two_pixel_checks
+
+        params = cfg["center_pixel"]
+        return two_pixel_checks(keras_net, torch_net, kind, params["two_pixels_sharpness"],
+                                params["verify_per_class"] * 20, params["verify_seed"])
+    return make, verify
 
 
 def center_cnn(cfg: dict):
@@ -116,7 +139,8 @@ def digits_checks(cfg: dict, keras_net, torch_net):
 
 
 BUILDERS = {"center_pixel": (center_pixel, center_checks), "center_cnn": (center_cnn, center_cnn_checks),
-            "region": (region, region_checks), "digits": (digits, digits_checks)}
+            "region": (region, region_checks), "two_pixels_and": two_pixels("and"),
+            "two_pixels_xor": two_pixels("xor"), "digits": (digits, digits_checks)}
 
 
 def build(name: str, cfg: dict, out: Path) -> bool:

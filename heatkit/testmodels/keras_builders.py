@@ -6,6 +6,7 @@ from __future__ import annotations
 from heatkit.base import frameworks
 from heatkit.testmodels.center_cnn import CenterCnnWeights
 from heatkit.testmodels.center_pixel import CenterPixelWeights
+from heatkit.testmodels.two_pixels import TwoPixelWeights
 
 tf = frameworks.tensorflow()
 F64 = {"dtype": "float64"}
@@ -38,4 +39,16 @@ def center_cnn(weights: CenterCnnWeights) -> "tf.keras.Model":
     for index, (_, kernel) in enumerate(weights.boxes, start=1):
         model.get_layer(f"box{index}").set_weights([kernel])
     model.get_layer("dense").set_weights(list(weights.dense))
+    return model
+
+
+def two_pixels(weights: TwoPixelWeights, name: str) -> "tf.keras.Model":
+    """Input (H, W, 1) -> Flatten -> Dense (4, ReLU) -> Dense (2) -> softmax, float64."""
+    size, layers = weights.image_size, tf.keras.layers
+    inputs = tf.keras.Input((size, size, 1), name="image", **F64)
+    hidden = layers.Dense(4, activation="relu", name="hidden", **F64)(layers.Flatten(name="flatten", **F64)(inputs))
+    logits = layers.Dense(2, name="logits", **F64)(hidden)
+    model = tf.keras.Model(inputs, layers.Activation("softmax", name="softmax", **F64)(logits), name=name)
+    model.get_layer("hidden").set_weights(list(weights.hidden))
+    model.get_layer("logits").set_weights(list(weights.logits))
     return model
