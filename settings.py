@@ -140,7 +140,7 @@ evaluate_metrics = dict(
     image_size=31,  # their side (odd); the 227 x 227 models cost about 50 times more
     images=8,  # seeded images a model, each with a random true class
     resamples=1000,  # bootstrap resamples of a mean tau's interval
-    noisy_copies=10,  # for the robustness metrics here (their `samples` elsewhere)
+    noisy_copies=10,  # draws for the robustness metrics and Monotonicity here (their `samples` elsewhere)
     seed=0,
 )
 
@@ -333,6 +333,23 @@ faithfulness_correlation = dict(
     runs=100,  # random subsets
     subset=224,  # pixels in a subset (at most all but one)
     baseline='black',  # what a subset becomes: the input's smallest value (Quantus's 'black'), its mean, or 0
+    seed=0,
+)
+
+# Monotonicity (Nguyen & Martínez 2020): each pixel alone set to random values, the probability's
+# mean squared change against |a|.
+monotonicity = dict(
+    samples=0,  # values a pixel takes, each an evaluation; 0 leaves the metric out (Quantus's default is 100)
+    seed=0,
+)
+
+# ROAD (Rong et al. 2022): the most relevant pixels removed and filled by noisy linear imputation, a
+# growing share at a time.
+road = dict(
+    # shares of the pixels removed, in percent, each an imputation and an evaluation; None leaves
+    # the metric out (Quantus: 1, 3, ..., 99)
+    percentages=None,
+    noise=0.01,  # std of the noise added to the imputed values
     seed=0,
 )
 

@@ -29,6 +29,7 @@ from heatkit.base import data, frameworks
 from heatkit.base.errors import UsageError
 from heatkit.base.images import image_files, load_image, random_image, set_center, unique_stems
 from heatkit.methods.registry import BACKENDS, REGISTRY, comparable, expand
+from heatkit.metrics import road
 from heatkit.model import Model
 from heatkit.pipeline import config, experiments, meta_evaluation
 from heatkit.pipeline import dataset as dataset_mode
@@ -186,8 +187,8 @@ def evaluate_metrics(models: list[Source], methods: str | list[str] = "all", *,
     create_model.py builds them), `evaluate_metrics.images` seeded images with random true classes,
     every method's map graded by the truth (its |attribution|'s share on the deciding pixels) and by
     each metric, and per metric how far the two rankings of the methods agree (Kendall's tau). The
-    faithfulness curves and Random Logit are on, and the robustness metrics take
-    evaluate_metrics.noisy_copies."""
+    faithfulness curves, Random Logit and ROAD (at Quantus's percentages) are on, and the robustness
+    metrics and Monotonicity take evaluate_metrics.noisy_copies draws."""
     cfg = config.load(_layers_named(settings, None))
     params = cfg["evaluate_metrics"]
     taus, summaries = {}, {}
@@ -203,7 +204,8 @@ def evaluate_metrics(models: list[Source], methods: str | list[str] = "all", *,
                                           model.ground_truth)
         run = explain(model, list(images), methods, progress=progress, settings={
             **config.flatten(cfg), "faithfulness.curves": True, "sensitivity.samples": params["noisy_copies"],
-            "lipschitz.samples": params["noisy_copies"], "random_logit.enabled": True})
+            "lipschitz.samples": params["noisy_copies"], "monotonicity.samples": params["noisy_copies"],
+            "random_logit.enabled": True, "road.percentages": road.QUANTUS_PERCENTAGES})
         name = Path(source).stem if isinstance(source, (str, Path)) else model.name
         taus[name] = [meta_evaluation.image_taus(
             item.results[0].scores(run.settings),

@@ -438,3 +438,79 @@ def test_non_sensitivity_equals_quantus_on_probabilities():
                 model=net, x_batch=image.transpose(2, 0, 1)[None], y_batch=np.array([run.result.target]),
                 a_batch=run.maps[key][None, None], channel_first=True, softmax=True, device="cpu")[0]
         assert axiomatic.non_sensitivity(run.model, image, run.result.target, run.maps[key], params) == expected
+
+
+def test_monotonicity_equals_quantus_given_the_same_values(monkeypatch):
+    """Quantus's MonotonicityCorrelation (softmax=True) on a PyTorch network built here, each pixel's
+    uniform values replayed in the order Quantus visits the pixels (ascending |a|)."""
+    import quantus
+    import torch
+
+    from heatkit.metrics import faithfulness
+
+    torch.manual_seed(6)
+    net = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(SIDE * SIDE, 6), torch.nn.Tanh(),
+                              torch.nn.Linear(6, 3)).eval()
+    image = np.random.default_rng(7).random((SIDE, SIDE, 1)).astype(np.float32)
+    params = {"samples": 4, "seed": 1}
+    run = heatkit.explain(net, image, ["grad"], progress=False, settings={
+        "input_size": [SIDE, SIDE], "faithfulness.curves": True, "faithfulness.random_draws": 0,
+        **{f"monotonicity.{key}": value for key, value in params.items()}})
+    attribution = run.maps["grad"]
+    values = faithfulness.pixel_values(params, SIDE * SIDE)
+    visited = np.argsort(np.abs(attribution / np.abs(attribution).max()).reshape(1, -1), axis=1)[0]
+    draws = iter([np.array([value]) for pixel in visited for value in values[pixel]])
+    original = np.random.uniform
+    monkeypatch.setattr(np.random, "uniform", lambda *args, **kwargs: next(draws) if kwargs.get("size") == 1
+                        else original(*args, **kwargs))
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        expected = quantus.MonotonicityCorrelation(nr_samples=4, disable_warnings=True)(
+            model=net, x_batch=image.transpose(2, 0, 1)[None], y_batch=np.array([run.result.target]),
+            a_batch=attribution[None, None], channel_first=True, softmax=True, device="cpu")[0]
+    assert run.scores["grad"]["monotonicity"] == pytest.approx(expected, abs=1e-6) and abs(expected) > 0.1
+
+
+def test_monotonicity_knows_the_center_pixel_model(small_model_path):
+    """Only the center changes the probability, so only its variance is above 0: a map largest at the
+    center, and tied below (occlusion), correlates positively; its negative's |a| is the same."""
+    image = np.random.default_rng(2).random((SIDE, SIDE, 1))
+    run = heatkit.explain(str(small_model_path), image, ["occlusion", "grad"], progress=False,
+                          settings={"occlusion.patch": 1, "faithfulness.curves": True, "faithfulness.random_draws": 0,
+                                    "monotonicity.samples": 3})
+    assert run.scores["occlusion"]["monotonicity"] > run.scores["grad"]["monotonicity"]
+    assert heatkit.explain(str(small_model_path), image, ["grad"], progress=False, settings={
+        "faithfulness.curves": True, "faithfulness.random_draws": 0}).scores["grad"]["monotonicity"] is None
+
+
+def test_road_equals_quantus_without_noise_and_imputes_a_linear_image_exactly():
+    """Noisy linear imputation fills a removed pixel with the weighted mean of its neighbours: on an
+    image that is a plane it puts back removed values away from its edges exactly (neighbouring
+    ones too, solved together). ROAD's mean over the percentages
+    equals the mean of Quantus's curve (noise 0, a map without ties), on a PyTorch network built here."""
+    import quantus
+    import torch
+
+    from heatkit.metrics import road
+
+    rows, cols = np.mgrid[:SIDE, :SIDE]
+    plane = (0.02 * rows + 0.03 * cols + 0.1)[..., None]
+    removed = np.array([17, 18, 33, 112, 113, 128])
+    filled = road.impute(plane, removed, np.zeros((len(removed), 1)))
+    np.testing.assert_allclose(filled, plane, atol=1e-12)
+
+    torch.manual_seed(7)
+    net = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(SIDE * SIDE, 8), torch.nn.Tanh(),
+                              torch.nn.Linear(8, 3)).eval()
+    image = np.random.default_rng(8).random((SIDE, SIDE, 1)).astype(np.float32)
+    percentages = [5, 20, 40, 60, 80, 95]
+    run = heatkit.explain(net, image, ["grad"], progress=False, settings={
+        "input_size": [SIDE, SIDE], "faithfulness.curves": True, "faithfulness.random_draws": 0,
+        "road.percentages": percentages, "road.noise": 0.0})
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        curve = quantus.ROAD(percentages=percentages, noise=0.0, disable_warnings=True)(
+            model=net, x_batch=image.transpose(2, 0, 1)[None], y_batch=np.array([run.result.target]),
+            a_batch=run.maps["grad"][None, None], channel_first=True, device="cpu")  # percentage -> accuracy
+    found = run.scores["grad"]["road"]
+    assert list(curve) == percentages and found == pytest.approx(np.mean(list(curve.values()))) and 0 < found < 1

@@ -6,17 +6,19 @@ from __future__ import annotations
 
 import numpy as np
 
-from heatkit.metrics import axiomatic, builtin, complexity, faithfulness, localisation, randomisation, robustness
+from heatkit.metrics import (axiomatic, builtin, complexity, faithfulness, localisation, randomisation, road,
+                             robustness)
 from heatkit.metrics._entry import Category, Metric, Needs, Recomputation
 from heatkit.methods._entry import Settings
 
-__all__ = ["Category", "METRICS", "Metric", "Needs", "REGISTRY", "SETTINGS", "COMPUTED", "score", "score_with_method", "score_with_model"]
+__all__ = ["Category", "METRICS", "Metric", "Needs", "REGISTRY", "SETTINGS", "COMPUTED", "score", "score_with_method",
+           "score_with_model"]
 
-METRICS: list[Metric] = [*builtin.METRICS, *faithfulness.METRICS, *robustness.METRICS, *randomisation.METRICS,
-                         *axiomatic.METRICS, *complexity.METRICS, *localisation.METRICS]
+METRICS: list[Metric] = [*builtin.METRICS, *faithfulness.METRICS, *road.METRICS, *robustness.METRICS,
+                         *randomisation.METRICS, *axiomatic.METRICS, *complexity.METRICS, *localisation.METRICS]
 REGISTRY = {metric.key: metric for metric in METRICS}
 SETTINGS: dict[str, Settings] = {m.settings.name: m.settings for m in METRICS if m.settings}
-# the metrics this package computes from a map (and a mask), in table order
+# the metrics this package computes (the others are computed in the pipeline), in table order
 COMPUTED = [metric for metric in METRICS if metric.function is not None]
 
 
