@@ -353,6 +353,11 @@ road = dict(
     seed=0,
 )
 
+# Sufficiency (Dasgupta et al. 2022): images with alike maps should be predicted alike.
+sufficiency = dict(
+    threshold=0.6,  # alike: at most this share of the largest distance between the maps
+)
+
 # Max- and Avg-Sensitivity (Yeh et al. 2019): the method recomputed on noisy copies of the input.
 sensitivity = dict(
     samples=0,  # noisy copies, each a map; 0 leaves both metrics out

@@ -514,3 +514,47 @@ def test_road_equals_quantus_without_noise_and_imputes_a_linear_image_exactly():
             a_batch=run.maps["grad"][None, None], channel_first=True, device="cpu")  # percentage -> accuracy
     found = run.scores["grad"]["road"]
     assert list(curve) == percentages and found == pytest.approx(np.mean(list(curve.values()))) and 0 < found < 1
+
+
+def test_sufficiency_equals_quantus_and_leaves_out_pixels_that_never_vary():
+    """Six seeded maps and a PyTorch network built here that predicts their images: equal to
+    Quantus's Sufficiency; with a pixel that is 0 in every map added, Quantus divides by its variance
+    of 0 and finds no map alike (0 everywhere), ours leaves the pixel out and is unchanged."""
+    import quantus
+    import torch
+
+    from heatkit.metrics.sufficiency import sufficiency
+
+    torch.manual_seed(8)
+    net = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(SIDE * SIDE, 3)).eval()
+    rng = np.random.default_rng(10)
+    images = rng.random((6, 1, SIDE, SIDE)).astype(np.float32)
+    maps = rng.normal(size=(6, SIDE, SIDE)) * np.array([1, 1, 1, 5, 5, 5])[:, None, None]
+    predicted = net(torch.tensor(images)).argmax(1).numpy()
+    params = {"threshold": 0.6}
+
+    def quantus_sufficiency(attributions):
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            return quantus.Sufficiency(disable_warnings=True)(
+                model=net, x_batch=images, y_batch=predicted, a_batch=attributions[:, None], channel_first=True,
+                device="cpu")
+
+    ours = sufficiency(list(maps), predicted, params)
+    assert ours == pytest.approx(quantus_sufficiency(maps)) and len(set(ours)) > 1
+    with_constant = maps.copy()
+    with_constant[:, 0, 0] = 0.0
+    assert sufficiency(list(with_constant), predicted, params) == pytest.approx(
+        sufficiency(list(maps[:, :, :].reshape(6, -1)[:, 1:]), predicted, params))
+    assert quantus_sufficiency(with_constant) == [0.0] * 6
+
+
+def test_a_run_of_several_images_grades_them_together(small_model_path):
+    images = [np.random.default_rng(seed).random((SIDE, SIDE, 1)) for seed in range(3)]
+    run = heatkit.explain(str(small_model_path), images, ["grad", "occlusion"], progress=False)
+    for key in ("grad", "occlusion"):
+        maps = [item.results[0].maps[key] for item in run.items]
+        predicted = np.array([item.results[0].predicted for item in run.items])
+        expected = REGISTRY["sufficiency"].function(maps, predicted, run.settings["sufficiency"])
+        assert [item.results[0].scores(run.settings)[key]["sufficiency"] for item in run.items] == expected
+    assert "sufficiency" not in heatkit.explain(str(small_model_path), images[0], ["grad"], progress=False).scores["grad"]

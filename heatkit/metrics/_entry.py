@@ -32,6 +32,7 @@ class Needs(Enum):
     MASK = "the map and a ground-truth mask"
     MODEL = "the model, through the perturbation engine"
     METHOD = "the method, recomputed on changed inputs"
+    IMAGES = "the maps of the run's other images"
     CURVES = "the model, through the faithfulness curves"
 
 
@@ -45,7 +46,8 @@ class Metric:
     needs: Needs
     # MAP and MASK: function(attribution (H, W), mask (H, W) bool or None, params); MODEL:
     # function(model, image, target, attribution, params); METHOD: function(again: Recomputation,
-    # image, attribution, params); each -> float, or None where undefined.
+    # image, attribution, params); each -> float, or None where undefined. IMAGES: function(maps of
+    # the run's images, their predicted classes, params) -> one score an image.
     # None for scores another part computes (the center scores, the faithfulness curves)
     function: Callable | None = None
     settings: Settings | None = None  # the settings.py dict this metric reads

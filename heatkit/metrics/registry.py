@@ -7,15 +7,16 @@ from __future__ import annotations
 import numpy as np
 
 from heatkit.metrics import (axiomatic, builtin, complexity, faithfulness, localisation, randomisation, road,
-                             robustness)
+                             robustness, sufficiency)
 from heatkit.metrics._entry import Category, Metric, Needs, Recomputation
 from heatkit.methods._entry import Settings
 
-__all__ = ["Category", "METRICS", "Metric", "Needs", "REGISTRY", "SETTINGS", "COMPUTED", "score", "score_with_method",
-           "score_with_model"]
+__all__ = ["Category", "METRICS", "Metric", "Needs", "REGISTRY", "SETTINGS", "COMPUTED", "score", "score_images",
+           "score_with_method", "score_with_model"]
 
-METRICS: list[Metric] = [*builtin.METRICS, *faithfulness.METRICS, *road.METRICS, *robustness.METRICS,
-                         *randomisation.METRICS, *axiomatic.METRICS, *complexity.METRICS, *localisation.METRICS]
+METRICS: list[Metric] = [*builtin.METRICS, *faithfulness.METRICS, *road.METRICS, *sufficiency.METRICS,
+                         *robustness.METRICS, *randomisation.METRICS, *axiomatic.METRICS, *complexity.METRICS,
+                         *localisation.METRICS]
 REGISTRY = {metric.key: metric for metric in METRICS}
 SETTINGS: dict[str, Settings] = {m.settings.name: m.settings for m in METRICS if m.settings}
 # the metrics this package computes (the others are computed in the pipeline), in table order
@@ -46,6 +47,20 @@ def score_with_method(recompute, image: np.ndarray, target: int, classes: int, m
         again = Recomputation(lambda images, target, key=key: recompute(key, images, target), target, classes)
         scores[key] = {metric.key: metric.function(again, image, attribution, _params(metric, settings))
                        for metric in COMPUTED if metric.needs is Needs.METHOD}
+    return scores
+
+
+def score_images(maps: list[dict[str, np.ndarray]], predicted: np.ndarray,
+                 settings: dict) -> list[dict[str, dict[str, float | None]]]:
+    """Per image, per map key every image has, every computed metric that grades the run's images
+    together."""
+    scores: list[dict[str, dict]] = [{} for _ in maps]
+    shared = [key for key in maps[0] if all(key in found for found in maps)] if maps else []
+    for metric in (metric for metric in COMPUTED if metric.needs is Needs.IMAGES):
+        for key in shared:
+            for index, value in enumerate(metric.function([found[key] for found in maps], predicted,
+                                                          _params(metric, settings))):
+                scores[index].setdefault(key, {})[metric.key] = value
     return scores
 
 

@@ -7,18 +7,20 @@ from pathlib import Path
 
 import numpy as np
 
+from heatkit.base.similarity import agreement, format_agreement
 from heatkit.methods.registry import label
+from heatkit.metrics import registry as metrics
 from heatkit.pipeline import plotting, report
 from heatkit.pipeline.explain import explain_images
 from heatkit.pipeline.results import Explained, ImageResult
 from heatkit.pipeline.scores import format_metrics, format_table
-from heatkit.base.similarity import agreement, format_agreement
 
 
 def compute(model, inputs: list[tuple[str, str, np.ndarray]], keys: list[str], cfg: dict, target: int | None,
             backends: list[str], verbose: bool = False) -> tuple[list[Explained], bool]:
-    """Every method on every (stem, source, pixels) input, once per backend; and whether Ctrl-C
-    stopped it (what finished is kept: an image stopped midway has the maps it had)."""
+    """Every method on every (stem, source, pixels) input, once per backend, and the metrics that
+    grade the images together; and whether Ctrl-C stopped it (what finished is kept: an image
+    stopped midway has the maps it had)."""
     images, displays = [model.preprocess(pixels) for _, _, pixels in inputs], [pixels for _, _, pixels in inputs]
     results: list[list] = [[] for _ in inputs]
     interrupted = False
@@ -35,6 +37,13 @@ def compute(model, inputs: list[tuple[str, str, np.ndarray]], keys: list[str], c
             interrupted = True
         if interrupted:
             break
+    if not interrupted and len(inputs) > 1:
+        for per_backend in zip(*results):  # each backend's results, one an image
+            graded = metrics.score_images([result.maps for result in per_backend],
+                                          np.array([result.predicted for result in per_backend]), cfg)
+            for result, found in zip(per_backend, graded):
+                for key, scores in found.items():
+                    result.model_scores[key] = {**result.model_scores.get(key, {}), **scores}
     return [Explained(stem, source, found) for (stem, source, _), found in zip(inputs, results) if found], interrupted
 
 
