@@ -138,10 +138,10 @@ evaluate_metrics = dict(
     # known-answer models, built at image_size for the evaluation
     models=["center_pixel", "region", "two_pixels_and", "two_pixels_xor"],
     image_size=31,  # their side (odd); the 227 x 227 models cost about 50 times more
-    images=8,  # seeded images a model, each with a random true class
+    images=4,  # images a model and seed, each with a random true class
+    seeds=[0, 1],  # each seeds the images and every method's draws
     resamples=1000,  # bootstrap resamples of a mean tau's interval
     noisy_copies=10,  # draws for the robustness metrics and Monotonicity here (their `samples` elsewhere)
-    seed=0,
 )
 
 # ---- Experiments (heatmap_script.py --sanity, --growing-patch, --sweep) ---------------

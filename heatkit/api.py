@@ -29,6 +29,7 @@ from heatkit.base import data, frameworks
 from heatkit.base.errors import UsageError
 from heatkit.base.images import image_files, load_image, random_image, set_center, unique_stems
 from heatkit.methods.registry import BACKENDS, REGISTRY, comparable, expand
+from heatkit.methods.registry import SETTINGS as METHODS
 from heatkit.metrics import road
 from heatkit.model import Model
 from heatkit.pipeline import config, experiments, meta_evaluation
@@ -183,35 +184,39 @@ def rerun(record: str | Path, out: str | Path | None = None, progress: bool = Tr
 
 def evaluate_metrics(models: list[Source], methods: str | list[str] = "all", *,
                      settings: dict | list[str] | None = None, progress: bool = True) -> MetricEvaluation:
-    """Which metric can be believed: on each known-answer model (a center-pixel or region model,
-    create_model.py builds them), `evaluate_metrics.images` seeded images with random true classes,
-    every method's map graded by the truth (its |attribution|'s share on the deciding pixels) and by
-    each metric, and per metric how far the two rankings of the methods agree (Kendall's tau). The
+    """Which metric can be believed: on each known-answer model (a center-pixel, region or two-pixel
+    model, create_model.py builds them), for each of `evaluate_metrics.seeds` (it seeds the images
+    and every method's draws) `evaluate_metrics.images` images with random true classes, every
+    method's map graded by the truth (its |attribution|'s share on the deciding pixels) and by each
+    metric, and per metric how far the two rankings of the methods agree (Kendall's tau). The
     faithfulness curves, Random Logit and ROAD (at Quantus's percentages) are on, and the robustness
     metrics and Monotonicity take evaluate_metrics.noisy_copies draws."""
     cfg = config.load(_layers_named(settings, None))
-    params = cfg["evaluate_metrics"]
+    params, flat = cfg["evaluate_metrics"], config.flatten(cfg)
     taus, summaries = {}, {}
     for source in models:
         model = _model(source, cfg, False, progress)
         height, width, _ = model.input_shape
         mask = data.ground_truth_mask(model.ground_truth, (height, width))
         if mask is None:
-            raise UsageError(f"{model.name} declares no ground truth: --evaluate-metrics needs a center-pixel or "
-                             "region model (create_model.py builds them)")
-        classes = np.random.default_rng(params["seed"]).integers(0, model.num_classes, params["images"])
-        images = data.center_pixel_images(params["images"], height, model.num_classes, params["seed"], classes,
-                                          model.ground_truth)
-        run = explain(model, list(images), methods, progress=progress, settings={
-            **config.flatten(cfg), "faithfulness.curves": True, "sensitivity.samples": params["noisy_copies"],
-            "lipschitz.samples": params["noisy_copies"], "monotonicity.samples": params["noisy_copies"],
-            "random_logit.enabled": True, "road.percentages": road.QUANTUS_PERCENTAGES})
+            raise UsageError(f"{model.name} declares no ground truth: --evaluate-metrics needs a center-pixel, region "
+                             "or two-pixel model (create_model.py builds them)")
         name = Path(source).stem if isinstance(source, (str, Path)) else model.name
-        taus[name] = [meta_evaluation.image_taus(
-            item.results[0].scores(run.settings),
-            {key: meta_evaluation.truth(attribution, mask) for key, attribution in item.results[0].maps.items()})
-            for item in run.items]
-        summaries[name] = meta_evaluation.summarize(taus[name], params["resamples"], params["seed"])
+        taus[name] = []
+        for seed in params["seeds"]:
+            classes = np.random.default_rng(seed).integers(0, model.num_classes, params["images"])
+            images = data.center_pixel_images(params["images"], height, model.num_classes, seed, classes,
+                                              model.ground_truth)
+            methods_seeded = {key: seed for key in flat if key.endswith(".seed") and key.split(".")[0] in METHODS}
+            run = explain(model, list(images), methods, progress=progress, settings={
+                **flat, **methods_seeded, "faithfulness.curves": True, "sensitivity.samples": params["noisy_copies"],
+                "lipschitz.samples": params["noisy_copies"], "monotonicity.samples": params["noisy_copies"],
+                "random_logit.enabled": True, "road.percentages": road.QUANTUS_PERCENTAGES})
+            taus[name].append([meta_evaluation.image_taus(
+                item.results[0].scores(run.settings),
+                {key: meta_evaluation.truth(attribution, mask) for key, attribution in item.results[0].maps.items()})
+                for item in run.items])
+        summaries[name] = meta_evaluation.summarize(taus[name], params["resamples"], params["seeds"][0])
     return MetricEvaluation(taus, summaries, cfg)
 
 

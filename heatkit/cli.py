@@ -94,8 +94,8 @@ def build_parser() -> Parser:
                              "bit-identical")
     parser.add_argument("--dataset", metavar="SOURCE",
                         help="explain a dataset on Dask: a folder of images (labels from subfolders or labels.csv), "
-                             "random:N (center-pixel, region and two-pixel models) or digits (the held-out digits); resumable; ends with a "
-                             "leaderboard")
+                             "random:N (center-pixel, region and two-pixel models) or digits (the held-out digits); "
+                             "resumable; ends with a leaderboard")
     parser.add_argument("--evaluate-metrics", action="store_true",
                         help="which metric can be believed: the methods on known-answer models built here "
                              "(evaluate_metrics.models), each metric's ranking of them against the ground truth's "

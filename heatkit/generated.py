@@ -38,7 +38,8 @@ def method_table() -> str:
 
 def metric_table() -> str:
     """The README's table of metrics: key, name, paper, category, direction, needs, settings."""
-    rows = ["| key | metric | paper | category | better | needs | settings (defaults) |", "|---|---|---|---|---|---|---|"]
+    rows = ["| key | metric | paper | category | better | needs | settings (defaults) |",
+            "|---|---|---|---|---|---|---|"]
     for metric in METRICS:
         defaults = metric.settings.defaults() if metric.settings else {}
         settings = ", ".join(f"`{metric.settings.name}.{k}={v!r}`" for k, v in defaults.items()) or metric.reads

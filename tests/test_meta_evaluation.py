@@ -2,6 +2,7 @@
 construction (a metric that is the truth itself has tau 1), and the command's files."""
 from __future__ import annotations
 
+import numpy as np
 import pytest
 
 import create_model
@@ -27,13 +28,15 @@ def test_a_metric_that_is_the_truth_agrees_with_it_exactly(known_answer_models):
     """The truth is the share of |a| on the deciding pixels: center_share is that share on the
     center-pixel model, and Relevance Mass Accuracy by |a| is it on both models."""
     found = heatkit.evaluate_metrics(known_answer_models, METHODS, progress=False, settings={
-        "evaluate_metrics.images": 3, "localisation.relevance": "absolute", "center_pixel.region_side": 3})
+        "evaluate_metrics.images": 3, "evaluate_metrics.seeds": [0, 1], "localisation.relevance": "absolute",
+        "center_pixel.region_side": 3})
     assert list(found.summaries) == ["center_pixel", "region"]
     assert found.summaries["center_pixel"]["center_share"]["tau"] == pytest.approx(1.0)
     for model in found.summaries:
         summary = found.summaries[model]["relevance_mass_accuracy"]
         assert summary["tau"] == pytest.approx(1.0) and summary["sd"] == pytest.approx(0.0)
-        assert summary["images"] == 3 and summary["low"] <= summary["tau"] <= summary["high"]
+        assert summary["seed_sd"] == pytest.approx(0.0) and len(found.taus[model]) == 2
+        assert summary["images"] == 6 and summary["low"] <= summary["tau"] <= summary["high"]
     assert found.summaries["region"]["center_share"]["tau"] < 0.5  # the center is not where the region model looks
     assert "relevance_mass_accuracy" in found.table() and len(found.rows()) == 2 * len(meta_evaluation.graded())
 
@@ -46,9 +49,11 @@ def test_tau_is_kendalls_over_the_methods_each_metric_turned_to_its_better_direc
     assert taus["complexity"] == pytest.approx(1.0)  # lower is better, and lower goes with the truth
     assert taus["sparseness"] == pytest.approx(-1.0)
     assert taus["pointing_game"] is None  # no map has it
-    summary = meta_evaluation.summarize([{"sparseness": 1.0}, {"sparseness": 0.0}, {"sparseness": None}], 200, 0)
-    assert summary["sparseness"]["tau"] == 0.5 and summary["sparseness"]["images"] == 2
-    assert 0.0 <= summary["sparseness"]["low"] <= 0.5 <= summary["sparseness"]["high"] <= 1.0
+    summary = meta_evaluation.summarize([[{"sparseness": 1.0}, {"sparseness": 0.0}, {"sparseness": None}],
+                                         [{"sparseness": 0.5}]], 200, 0)["sparseness"]
+    assert summary["tau"] == 0.5 and summary["images"] == 3 and summary["seed_sd"] == 0.0  # seed means 0.5, 0.5
+    assert summary["sd"] == pytest.approx(np.std([1.0, 0.0, 0.5]))
+    assert 0.0 <= summary["low"] <= 0.5 <= summary["high"] <= 1.0
 
 
 def test_a_model_without_ground_truth_is_refused(gap_model_path):
@@ -58,7 +63,8 @@ def test_a_model_without_ground_truth_is_refused(gap_model_path):
 
 def test_the_command_writes_its_table_and_refuses_an_image(tmp_path, capsys):
     argv = ["--evaluate-metrics", "-hm", "grad", "occlusion", "ig", "--set", f"evaluate_metrics.image_size={SIDE}",
-            "--set", "center_pixel.region_side=3", "--set", "evaluate_metrics.images=2", "-op", str(tmp_path), "-q"]
+            "--set", "center_pixel.region_side=3", "--set", "evaluate_metrics.images=2", "--set",
+            "evaluate_metrics.seeds=[0]", "-op", str(tmp_path), "-q"]
     assert run_cli(*argv) == 0
     (folder,) = tmp_path.glob("evaluate_metrics_*")
     assert {path.name for path in folder.iterdir()} == {"metrics.csv", "metrics.png", "table.txt", "settings.json"}

@@ -70,7 +70,8 @@ def non_sensitivity(model, image: np.ndarray, target: int, attribution: np.ndarr
 
 METRICS = [
     Metric("completeness", "Completeness",
-           Paper("Sundararajan et al. 2017", "Axiomatic attribution for deep networks", "https://arxiv.org/abs/1703.01365"),
+           Paper("Sundararajan et al. 2017", "Axiomatic attribution for deep networks",
+                 "https://arxiv.org/abs/1703.01365"),
            Category.AXIOMATIC, False, Needs.MODEL, completeness, COMPLETENESS),
     Metric("non_sensitivity", "Non-Sensitivity",
            Paper("Nguyen & Martínez 2020", "On quantitative aspects of model interpretability",

@@ -82,7 +82,8 @@ def lipschitz(again: Recomputation, image, attribution, params) -> float | None:
                      for other, copy in zip(others, copies)))
 
 
-_YEH = Paper("Yeh et al. 2019", "On the (in)fidelity and sensitivity of explanations", "https://arxiv.org/abs/1901.09392")
+_YEH = Paper("Yeh et al. 2019", "On the (in)fidelity and sensitivity of explanations",
+             "https://arxiv.org/abs/1901.09392")
 
 METRICS = [
     Metric("max_sensitivity", "Max-Sensitivity", _YEH, Category.ROBUSTNESS, False, Needs.METHOD, max_sensitivity,

@@ -2,8 +2,9 @@
 region models), the truth of a map is the share of its |attribution| that falls on the pixels the
 probabilities depend on. Per image, the methods are ranked by that share and by each metric (its
 better direction first); Kendall's tau-b between the two rankings says how far the metric can be
-believed there. Per model and metric: the mean tau over the images, a bootstrap interval of that
-mean (images resampled, seeded), and the spread of tau over the images.
+believed there. Per model and metric, over the images of each seed (the images and every method's
+seed set from it): the mean tau, a bootstrap interval of that mean (images resampled, seeded), the
+spread of tau over images and seeds, and the spread of the seeds' means.
 
 Functions of score rows and arrays: heatkit/evaluation.py runs the methods, this grades the metrics.
 """
@@ -47,18 +48,24 @@ def image_taus(scores: dict[str, dict], truths: dict[str, float | None]) -> dict
     return taus
 
 
-def summarize(taus: list[dict[str, float | None]], resamples: int, seed: int) -> dict[str, dict]:
-    """Per metric, over the images: mean tau, its bootstrap 95% interval, the spread and the count."""
+def summarize(taus: list[list[dict[str, float | None]]], resamples: int, seed: int) -> dict[str, dict]:
+    """Per metric, over the images of every seed (`taus` holds one list a seed, one dict an image):
+    mean tau, its bootstrap 95% interval, the spread over images and seeds, the spread of the
+    seeds' means, and the count."""
     rng = np.random.default_rng(seed)
     summary = {}
     for metric in graded():
-        values = np.array([found[metric.key] for found in taus if found.get(metric.key) is not None])
+        by_seed = [np.array([found[metric.key] for found in images if found.get(metric.key) is not None])
+                   for images in taus]
+        values = np.concatenate(by_seed)
         if values.size == 0:
-            summary[metric.key] = {"tau": None, "low": None, "high": None, "sd": None, "images": 0}
+            summary[metric.key] = {"tau": None, "low": None, "high": None, "sd": None, "seed_sd": None, "images": 0}
             continue
         means = values[rng.integers(0, values.size, (resamples, values.size))].mean(1)
+        seed_means = [found.mean() for found in by_seed if found.size]
         summary[metric.key] = {"tau": float(values.mean()), "low": float(np.percentile(means, 2.5)),
                                "high": float(np.percentile(means, 97.5)), "sd": float(values.std()),
+                               "seed_sd": float(np.std(seed_means)) if len(seed_means) > 1 else None,
                                "images": int(values.size)}
     return summary
 
@@ -114,7 +121,7 @@ def figure(summaries: dict[str, dict[str, dict]]):
 class MetricEvaluation:
     """What --evaluate-metrics found: per model, per image the taus, and their summaries."""
 
-    taus: dict[str, list[dict[str, float | None]]]  # model -> one dict a image: metric -> tau
+    taus: dict[str, list[list[dict[str, float | None]]]]  # model -> a list a seed, a dict an image: metric -> tau
     summaries: dict[str, dict[str, dict]]  # model -> metric -> tau, low, high, sd, images
     settings: dict
 

@@ -27,7 +27,8 @@ class CenterPixelWeights:
 
 
 def build_weights(image_size: int, num_classes: int, alpha: float, relu: bool,
-                  weight_seed: int, noise_weight_scale: float, deciding: np.ndarray | None = None) -> CenterPixelWeights:
+                  weight_seed: int, noise_weight_scale: float,
+                  deciding: np.ndarray | None = None) -> CenterPixelWeights:
     """`deciding`: the (H, W) bool mask of the pixels whose mean sets the class; None: the center."""
     pixels = image_size * image_size
     deciding_pixels = np.flatnonzero(deciding) if deciding is not None else pixels // 2

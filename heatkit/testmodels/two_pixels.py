@@ -61,7 +61,8 @@ def decides(kind: str, a, b):
     return ((np.minimum(a, b) > 0.5) if kind == "and" else (np.abs(a - b) > 0.5)).astype(int)
 
 
-def shapley_values(kind: str, sharpness: float, a: float, b: float, baseline: float, target: int) -> tuple[float, float]:
+def shapley_values(kind: str, sharpness: float, a: float, b: float, baseline: float,
+                   target: int) -> tuple[float, float]:
     """The exact Shapley values of A and B for the probability of `target`, the other pixels (which
     change nothing) and the absent players at `baseline`: two players, four coalitions."""
     def value(x_a, x_b):
