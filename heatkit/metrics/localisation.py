@@ -1,7 +1,8 @@
 """Does the map's relevance fall inside the region the answer depends on? Pointing Game (Zhang et
 al. 2018), Attribution Localisation (Kohlbrenner et al. 2020), Relevance Mass Accuracy and
 Relevance Rank Accuracy (Arras et al. 2022), each against a ground-truth mask: the model's own
-where it declares one (the center pixel of the center-pixel models), or `localisation.mask`.
+where it declares one (the center pixel, the region model's square, the two-pixel models' pair),
+or `localisation.mask`.
 
 The papers count positive relevance, and so does `localisation.relevance = "positive"`;
 "absolute" and "signed" give Quantus 0.6's defaults (abs=True for Attribution Localisation,
