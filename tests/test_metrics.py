@@ -35,6 +35,15 @@ def quantus_score(name: str, attribution: np.ndarray, mask: np.ndarray | None = 
     return float(found[0])
 
 
+def autograd_gradient(model, inputs, targets, **kwargs):
+    """The gradient of each target logit by torch's autograd: Quantus's explain_func, (N, C, H, W)."""
+    import torch
+
+    inputs = torch.tensor(inputs, requires_grad=True)
+    model(inputs)[torch.arange(len(inputs)), torch.as_tensor(targets)].sum().backward()
+    return inputs.grad.numpy()
+
+
 def maps_and_masks():
     """Seeded maps without ties (signed, one nearly all negative) and masks of several shapes."""
     rng = np.random.default_rng(7)
@@ -237,11 +246,6 @@ def test_max_and_avg_sensitivity_equal_quantus_given_the_same_noise(monkeypatch)
     run = heatkit.explain(net, image, ["grad"], progress=False, settings={
         "input_size": [SIDE, SIDE], **{f"sensitivity.{key}": value for key, value in params.items()}})
 
-    def gradient(model, inputs, targets, **kwargs):
-        inputs = torch.tensor(inputs, requires_grad=True)
-        model(inputs)[torch.arange(len(inputs)), torch.as_tensor(targets)].sum().backward()
-        return inputs.grad.numpy()
-
     found = {}
     for key, name in (("max_sensitivity", "MaxSensitivity"), ("avg_sensitivity", "AvgSensitivity")):
         noise = iter([(copy - image).reshape(1, -1) for copy in robustness.noisy_copies(image, params)])
@@ -250,7 +254,7 @@ def test_max_and_avg_sensitivity_equal_quantus_given_the_same_noise(monkeypatch)
             warnings.simplefilter("ignore")
             found[key] = getattr(quantus, name)(nr_samples=6, lower_bound=0.3, disable_warnings=True)(
                 model=net, x_batch=image.transpose(2, 0, 1)[None], y_batch=np.array([run.result.target]),
-                a_batch=run.maps["grad"][None, None], explain_func=gradient, channel_first=True, device="cpu")[0]
+                a_batch=run.maps["grad"][None, None], explain_func=autograd_gradient, channel_first=True, device="cpu")[0]
         assert run.scores["grad"][key] == pytest.approx(found[key], rel=1e-5)
     assert found["max_sensitivity"] > found["avg_sensitivity"] > 0  # the ReLUs switch: the gradient moves
 
@@ -289,11 +293,6 @@ def test_local_lipschitz_estimate_equals_quantus_on_the_papers_raw_maps(monkeypa
     run = heatkit.explain(net, image, ["grad"], progress=False, settings={
         "input_size": [SIDE, SIDE], **{f"lipschitz.{key}": value for key, value in params.items()}})
 
-    def gradient(model, inputs, targets, **kwargs):
-        inputs = torch.tensor(inputs, requires_grad=True)
-        model(inputs)[torch.arange(len(inputs)), torch.as_tensor(targets)].sum().backward()
-        return inputs.grad.numpy()
-
     noise = iter([(copy - image).reshape(1, -1) for copy in robustness.gaussian_copies(image, params)])
     monkeypatch.setattr(np.random, "normal", lambda *args, **kwargs: next(noise))
     with warnings.catch_warnings():
@@ -301,7 +300,7 @@ def test_local_lipschitz_estimate_equals_quantus_on_the_papers_raw_maps(monkeypa
         expected = quantus.LocalLipschitzEstimate(nr_samples=5, perturb_std=0.2, normalise=False,
                                                   disable_warnings=True)(
             model=net, x_batch=image.transpose(2, 0, 1)[None], y_batch=np.array([run.result.target]),
-            a_batch=run.maps["grad"][None, None], explain_func=gradient, channel_first=True, device="cpu")[0]
+            a_batch=run.maps["grad"][None, None], explain_func=autograd_gradient, channel_first=True, device="cpu")[0]
     assert run.scores["grad"]["local_lipschitz_estimate"] == pytest.approx(expected, rel=1e-5) and expected > 0
 
 
@@ -346,20 +345,15 @@ def test_quantus_random_logit_is_ssim_of_flattened_rescaled_maps(monkeypatch):
                               torch.nn.Linear(3 * 13 * 13, 5)).eval()
     image = np.random.default_rng(8).random((1, 1, SIDE, SIDE)).astype(np.float32)
 
-    def gradient(model, inputs, targets, **kwargs):
-        inputs = torch.tensor(inputs, requires_grad=True)
-        model(inputs)[torch.arange(len(inputs)), torch.as_tensor(targets)].sum().backward()
-        return inputs.grad.numpy()
-
     target = int(net(torch.tensor(image)).argmax())
     other = other_class(target, 5, 0)
     monkeypatch.setattr(np.random, "randint", lambda *args, **kwargs: np.array([other - (other > target)]))
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         found = quantus.RandomLogit(num_classes=5, disable_warnings=True)(
-            model=net, x_batch=image, y_batch=np.array([target]), a_batch=gradient(net, image, [target]),
-            explain_func=gradient, channel_first=True, device="cpu")[0]
-    a, b = (gradient(net, image, [c]).ravel() for c in (target, other))
+            model=net, x_batch=image, y_batch=np.array([target]), a_batch=autograd_gradient(net, image, [target]),
+            explain_func=autograd_gradient, channel_first=True, device="cpu")[0]
+    a, b = (autograd_gradient(net, image, [c]).ravel() for c in (target, other))
     a, b = a / np.abs(a).max(), b / np.abs(b).max()
     joint = np.concatenate([a, b])
     assert found == pytest.approx(structural_similarity(a, b, data_range=float(joint.max() - joint.min())), rel=1e-5)

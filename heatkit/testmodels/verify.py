@@ -57,12 +57,19 @@ def center_pixel_checks(keras_net, torch_net, num_classes: int, alpha: float, pe
     analytic = float(np.abs(keras_probs - expected).max())
     checks.append(Check("probabilities = softmax(-alpha (j - p)^2)", analytic, analytic <= EXACT,
                         f"max |difference| {analytic:.2e} (limit {EXACT:g})"))
+    return checks + _twin_checks(keras_net, torch_net, keras_probs, torch_probs, twin_tolerance,
+                                 images[:: labels.size // 4], deciding, min(invariance_pixels, int((~deciding).sum())),
+                                 seed, where)
+
+
+def _twin_checks(keras_net, torch_net, keras_probs: np.ndarray, torch_probs: np.ndarray, twin_tolerance: float,
+                 images: np.ndarray, deciding: np.ndarray, sampled: int, seed: int, where: str) -> list[Check]:
+    """The twins' agreement, and each twin's invariance to `sampled` pixels outside `deciding` on `images`."""
     twins = float(np.abs(keras_probs - torch_probs).max())
-    checks.append(Check("Keras and PyTorch probabilities agree", twins, twins <= twin_tolerance,
-                        f"max |difference| {twins:.2e} (limit {twin_tolerance:g})"))
-    sampled = min(invariance_pixels, int((~deciding).sum()))
+    checks = [Check("Keras and PyTorch probabilities agree", twins, twins <= twin_tolerance,
+                    f"max |difference| {twins:.2e} (limit {twin_tolerance:g})")]
     for name, net in (("Keras", keras_net), ("PyTorch", torch_net)):
-        change = _invariance(net, images[:: labels.size // 4], deciding, sampled, seed)
+        change = _invariance(net, images, deciding, sampled, seed)
         checks.append(Check(f"{name}: {where} leave probabilities unchanged", change, change <= EXACT,
                             f"max |change| {change:.2e} setting {sampled} pixels to 0 and 1 "
                             f"on 4 images (limit {EXACT:g})"))
@@ -126,13 +133,5 @@ def two_pixel_checks(keras_net, torch_net, kind: str, sharpness: float, count: i
     shapley = float(np.abs(from_net - closed).max())
     checks.append(Check("Shapley value of A = its closed form", shapley, shapley <= EXACT,
                         f"max |difference| {shapley:.2e} on 4 images, baseline 0 (limit {EXACT:g})"))
-    twins = float(np.abs(keras_probs - torch_probs).max())
-    checks.append(Check("Keras and PyTorch probabilities agree", twins, twins <= EXACT,
-                        f"max |difference| {twins:.2e} (limit {EXACT:g})"))
-    sampled = min(64, int((~deciding).sum()))
-    for name, net in (("Keras", keras_net), ("PyTorch", torch_net)):
-        change = _invariance(net, images[:: max(1, count // 4)], deciding, sampled, seed)
-        checks.append(Check(f"{name}: pixels other than the two leave probabilities unchanged", change,
-                            change <= EXACT, f"max |change| {change:.2e} setting {sampled} pixels to 0 and 1 "
-                                             f"on 4 images (limit {EXACT:g})"))
-    return checks
+    return checks + _twin_checks(keras_net, torch_net, keras_probs, torch_probs, EXACT, images[:: max(1, count // 4)],
+                                 deciding, min(64, int((~deciding).sum())), seed, "pixels other than the two")
