@@ -379,6 +379,13 @@ random_logit = dict(
     seed=0,
 )
 
+# The Model Parameter Randomisation Test (Adebayo et al. 2018), scored by --sanity cascading.
+mprt = dict(
+    # how alike the original and the randomized model's maps are: Spearman's correlation of |a|
+    # (Quantus's), of a, or SSIM
+    similarity='spearman_abs',
+)
+
 # Completeness (Sundararajan et al. 2017): the map's sum against the explained logit's change from a
 # baseline.
 completeness = dict(
@@ -398,7 +405,8 @@ non_sensitivity = dict(
 # declare one, or with a mask file).
 localisation = dict(
     relevance='positive',  # what counts: the positive part (the papers), |a|, or a as it is
-    # an image file, nonzero inside, resized to the map by nearest pixel; None: the model's own
-    # ground truth
+    # an image file, nonzero inside, resized to the map by nearest pixel; or a folder of them, each
+    # image's at its own relative path (an image without one gets no localisation scores); None: the
+    # model's own ground truth
     mask=None,
 )

@@ -30,9 +30,10 @@ from heatkit.base.errors import UsageError
 from heatkit.base.images import image_files, load_image, random_image, set_center, unique_stems
 from heatkit.methods.registry import BACKENDS, REGISTRY, comparable, expand
 from heatkit.methods.registry import SETTINGS as METHODS
+from heatkit.metrics import registry as metrics
 from heatkit.metrics import road
 from heatkit.model import Model
-from heatkit.pipeline import config, experiments, meta_evaluation
+from heatkit.pipeline import config, experiments, meta_evaluation, variants
 from heatkit.pipeline import dataset as dataset_mode
 from heatkit.pipeline.dataset import DatasetRun
 from heatkit.pipeline.experiments import Experiment
@@ -190,7 +191,8 @@ def evaluate_metrics(models: list[Source], methods: str | list[str] = "all", *,
     method's map graded by the truth (its |attribution|'s share on the deciding pixels) and by each
     metric, and per metric how far the two rankings of the methods agree (Kendall's tau). The
     faithfulness curves, Random Logit and ROAD (at Quantus's percentages) are on, and the robustness
-    metrics and Monotonicity take evaluate_metrics.noisy_copies draws."""
+    metrics and Monotonicity take evaluate_metrics.noisy_copies draws; MPRT compares each map with
+    its method's map on the model with every layer re-initialized."""
     cfg = config.load(_layers_named(settings, None))
     params, flat = cfg["evaluate_metrics"], config.flatten(cfg)
     taus, summaries = {}, {}
@@ -212,6 +214,16 @@ def evaluate_metrics(models: list[Source], methods: str | list[str] = "all", *,
                 **flat, **methods_seeded, "faithfulness.curves": True, "sensitivity.samples": params["noisy_copies"],
                 "lipschitz.samples": params["noisy_copies"], "monotonicity.samples": params["noisy_copies"],
                 "random_logit.enabled": True, "road.percentages": road.QUANTUS_PERCENTAGES})
+            # MPRT: each image's maps, of the class explained, on the model with every layer
+            # re-initialized (the last step of --sanity cascading)
+            randomised = variants.variant(model, variants.reinitializer(
+                variants.weighted_layers(model), cfg["sanity"]["initializer"], cfg["sanity"]["std"], seed))
+            for item, image in zip(run.items, images):
+                result = item.results[0]
+                again = explain(randomised, image, list(result.maps), target=result.target, progress=False,
+                                settings={**flat, **methods_seeded, "faithfulness.curves": False})
+                for key, found in metrics.score_randomised(result.maps, again.maps, run.settings).items():
+                    result.model_scores[key] = {**result.model_scores.get(key, {}), **found}
             taus[name].append([meta_evaluation.image_taus(
                 item.results[0].scores(run.settings),
                 {key: meta_evaluation.truth(attribution, mask) for key, attribution in item.results[0].maps.items()})
@@ -241,7 +253,7 @@ def explain_dataset(model: str | Path | None = None, dataset: str = "random:100"
     folder = Path(out or cfg["out_path"]) / f"dataset_{name}"
     job = dataset_mode.Job(str(loaded.source), trust, cfg, tuple(keys), backend, str(folder.resolve()))
     found = dataset_mode.run(job, images, loaded, scheduler, workers, batch_size, progress, cfg["scheduler_timeout"])
-    found.notes = notes
+    found.notes = notes + found.notes
     record = run_record(command, cfg, _request("explain_dataset", loaded, [], keys, dataset=dataset,
                                                scheduler=scheduler, workers=workers, batch_size=batch_size), False)
     found.text = dataset_mode.write_summary(found, record)

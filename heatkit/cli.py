@@ -236,7 +236,7 @@ def experiment(args, argv: list[str]) -> int:
     if found.interrupted:
         print(f"interrupted: the finished steps are in {folder} (run.json says incomplete)", file=sys.stderr)
         return 130
-    if found.failures or found.skipped:
+    if found.failures or found.skipped or found.scores:
         print(found.summary())
     print("wrote " + ", ".join(str(p) for p in sorted(folder.iterdir()) if p.name != "run.json"))
     return 1 if found.failures else 0

@@ -84,6 +84,35 @@ def test_a_board_per_category_orders_the_methods_by_its_first_metric_in_its_dire
     assert "localisation, mean over the images" in (found.folder / "leaderboard.txt").read_text()
 
 
+def test_sufficiency_grades_the_datasets_images_together_as_one_run_does(gap_model_path, tmp_path):
+    """Sufficiency compares each image's map with every other image's: on an untrained 3-class CNN
+    and eight images of mixed predictions, the dataset's score of an image equals that of one run
+    of all eight, resumed or not."""
+    from PIL import Image
+
+    folder = tmp_path / "images"
+    folder.mkdir()
+    rng = np.random.default_rng(4)
+    for index in range(8):  # each channel scaled apart, so that the predictions differ
+        pixels = rng.random((12, 12, 3)) * rng.uniform(0, 1, 3) * 255
+        Image.fromarray(pixels.astype(np.uint8)).save(folder / f"image{index}.png")
+    settings = {**SETTINGS, "sufficiency.threshold": 0.9}  # random images: alike maps are far apart
+    found = heatkit.explain_dataset(gap_model_path, str(folder), METHODS, settings=settings, workers=0,
+                                    out=tmp_path, progress=False)
+    files = sorted(folder.iterdir())
+    together = heatkit.explain(gap_model_path, [str(file) for file in files], METHODS, settings=settings,
+                               progress=False)
+    expected = {(str(file), key): image.results[0].scores(together.settings)[key]["sufficiency"]
+                for file, image in zip(files, together.items) for key in METHODS}
+    assert {(row["image"], row["method"]): row["sufficiency"] for row in found.rows if row["method"] in METHODS} \
+        == pytest.approx(expected)
+    assert 0 < np.mean(list(expected.values())) < 1
+    again = heatkit.explain_dataset(gap_model_path, str(folder), METHODS, settings=settings, workers=0,
+                                    out=tmp_path, progress=False)
+    assert again.computed == 0 and [row.get("sufficiency") for row in again.rows] == \
+        [row.get("sufficiency") for row in found.rows]
+
+
 def free_port() -> int:
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))

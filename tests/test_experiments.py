@@ -1,5 +1,6 @@
 """Sanity checks, the growing patch and sweeps, on small models with known answers."""
 import csv
+import json
 
 import numpy as np
 import pytest
@@ -126,9 +127,12 @@ def test_cascading_sanity_run_writes_figures_and_curves(small_model_path, tmp_pa
                    "-q") == 0
     [folder] = tmp_path.iterdir()
     assert sorted(p.name for p in folder.iterdir()) == ["run.json", "sanity_cascading.csv", "sanity_cascading.png",
-                                                        "sanity_cascading_curves.png"]
+                                                        "sanity_cascading_curves.png", "scores.json"]
     table = rows(folder / "sanity_cascading.csv")
     assert [row["changed"] for row in table if row["method"] == "occlusion"] == ["original", "dense"]
+    last = next(row for row in table if row["method"] == "occlusion" and row["changed"] == "dense")
+    mprt = json.loads((folder / "scores.json").read_text())["occlusion"]["mprt"]  # the last step's Spearman of |a|
+    assert mprt == pytest.approx(float(last["spearman_abs"]))
 
 
 def test_zero_noise_changes_no_map(small_model_path, tmp_path):

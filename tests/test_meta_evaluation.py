@@ -37,6 +37,8 @@ def test_a_metric_that_is_the_truth_agrees_with_it_exactly(known_answer_models):
         assert summary["tau"] == pytest.approx(1.0) and summary["sd"] == pytest.approx(0.0)
         assert summary["seed_sd"] == pytest.approx(0.0) and len(found.taus[model]) == 2
         assert summary["images"] == 6 and summary["low"] <= summary["tau"] <= summary["high"]
+        # each image's maps on the re-initialized model (some maps are constant there: no score)
+        assert found.summaries[model]["mprt"]["images"] > 0
     assert found.summaries["region"]["center_share"]["tau"] < 0.5  # the center is not where the region model looks
     assert "relevance_mass_accuracy" in found.table() and len(found.rows()) == 2 * len(meta_evaluation.graded())
 

@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import math
 import warnings
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -13,7 +14,7 @@ from PIL import Image
 
 import heatkit
 from heatkit.base.errors import UsageError
-from heatkit.metrics import complexity, localisation
+from heatkit.metrics import complexity, localisation, randomisation
 from heatkit.metrics.registry import COMPUTED, METRICS, REGISTRY, Category, Needs, score
 from tests.conftest import replace_method, run_cli
 
@@ -175,6 +176,35 @@ def test_a_model_without_ground_truth_gets_the_map_metrics_and_a_mask_file_bring
     assert {k: run.scores["grad"][k] for k in expected} == expected
 
 
+def test_a_mask_folder_gives_each_dataset_image_its_own_mask(gap_model_path, tmp_path):
+    """Masks at the images' relative paths (any image type): each row is scored against its image's
+    own mask; an image without one gets no localisation scores."""
+    from heatkit.pipeline import dataset
+
+    rng = np.random.default_rng(6)
+    masks = {}
+    for relative in ("cat/a.png", "cat/b.png", "dog/c.png"):
+        for root in ("images", "masks"):
+            (tmp_path / root / relative).parent.mkdir(parents=True, exist_ok=True)
+        Image.fromarray((rng.random((12, 12, 3)) * 255).astype(np.uint8)).save(tmp_path / "images" / relative)
+        if relative != "dog/c.png":
+            masks[relative] = rng.random((12, 12)) > 0.7
+            Image.fromarray(masks[relative].astype(np.uint8) * 255).save(
+                (tmp_path / "masks" / relative).with_suffix(".bmp"))
+    found = heatkit.explain_dataset(gap_model_path, str(tmp_path / "images"), ["grad"], workers=0, out=tmp_path,
+                                    progress=False, settings={"backend": "torch",
+                                                              "localisation.mask": str(tmp_path / "masks")})
+    for row in found.rows:
+        relative = Path(row["image"]).relative_to(tmp_path / "images").as_posix()
+        attribution = dataset.read_item(found.folder / "maps" / f"{row['key']}.npz")[0]["grad"]
+        if relative in masks:
+            expected = score(attribution, masks[relative], heatkit.settings())
+            assert row["relevance_mass_accuracy"] == pytest.approx(expected["relevance_mass_accuracy"])
+            assert row["pointing_game"] == expected["pointing_game"]
+        else:
+            assert row["relevance_mass_accuracy"] is None and row["sparseness"] is not None
+
+
 def test_a_bad_mask_is_one_line_and_exit_2(small_model_path, tmp_path, capsys):
     (tmp_path / "mask.png").write_text("not an image")
     Image.fromarray(np.zeros((4, 4), np.uint8)).save(tmp_path / "empty.png")
@@ -329,6 +359,45 @@ def test_random_logit_is_the_ssim_of_the_maps_of_two_classes(small_model_path, g
                 ssim(run.maps["occlusion"], again.maps["occlusion"]))
     assert heatkit.explain(str(gap_model_path), image, ["grad"],
                            progress=False).scores["grad"]["random_logit"] is None  # off by default
+
+
+def test_mprt_equals_quantus_given_the_same_seeds_and_is_the_sanity_checks_last_step(monkeypatch):
+    """--sanity cascading re-initializes a CNN built here from the output down, layer k seeded with
+    seed + k; Quantus's MPRT (top down, its last correlation, Spearman of |a|) replayed with the same
+    seeds finds the same score, which is the sanity table's spearman_abs at the last step."""
+    import quantus
+    import torch
+
+    torch.manual_seed(1)
+    net = torch.nn.Sequential(torch.nn.Conv2d(1, 3, 3), torch.nn.ReLU(), torch.nn.Flatten(),
+                              torch.nn.Linear(3 * 13 * 13, 4)).eval()
+    image = np.random.default_rng(5).random((SIDE, SIDE, 1)).astype(np.float32)
+    found = heatkit.sanity(net, image, ["grad", "ig"], progress=False,
+                           settings={"input_size": [SIDE, SIDE], "sanity.seed": 3})
+    last = {row["method"]: row["spearman_abs"] for row in found.rows if row["step"] == 2}
+    assert found.scores["grad"]["mprt"] == pytest.approx(last["grad"]) and found.scores.keys() == last.keys()
+
+    target, original = found.results[0].target, found.results[0].maps["grad"]
+    seeds, seed_with = iter([3, 4]), torch.manual_seed  # Quantus seeds every layer with seed + 1
+    monkeypatch.setattr(torch, "manual_seed", lambda seed: seed_with(next(seeds)))
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        expected = quantus.MPRT(layer_order="top_down", return_last_correlation=True, disable_warnings=True)(
+            model=net, x_batch=image.transpose(2, 0, 1)[None], y_batch=np.array([target]),
+            a_batch=original[None, None], explain_func=autograd_gradient, channel_first=True, device="cpu")[0]
+    assert found.scores["grad"]["mprt"] == pytest.approx(expected, abs=1e-6) and abs(expected) < 0.9
+
+
+def test_mprt_scores_a_map_the_weights_do_not_set_as_alike(small_model_path):
+    """On the center-pixel model, with every layer re-initialized, Gradient's map is a new weight
+    column (MPRT near 0) while a map of the input alone would score 1: the similarity is SSIM here."""
+    found = heatkit.sanity(str(small_model_path), np.random.default_rng(2).random((SIDE, SIDE, 1)), ["grad"],
+                           progress=False, settings={"mprt.similarity": "ssim"})
+    steps = max(row["step"] for row in found.rows)
+    last = next(row for row in found.rows if row["step"] == steps and row["method"] == "grad")
+    assert found.scores["grad"]["mprt"] == pytest.approx(last["ssim"]) and abs(last["ssim"]) < 0.5
+    original = found.results[0].maps["grad"]
+    assert randomisation.mprt(original, original.copy(), {"similarity": "ssim"}) == pytest.approx(1)
 
 
 def test_quantus_random_logit_is_ssim_of_flattened_rescaled_maps(monkeypatch):

@@ -33,6 +33,7 @@ class Needs(Enum):
     MODEL = "the model, through the perturbation engine"
     METHOD = "the method, recomputed on changed inputs"
     IMAGES = "the maps of the run's other images"
+    RANDOMISED = "the method, recomputed on the model with its layers re-initialized (--sanity cascading)"
     CURVES = "the model, through the faithfulness curves"
 
 
@@ -47,7 +48,8 @@ class Metric:
     # MAP and MASK: function(attribution (H, W), mask (H, W) bool or None, params); MODEL:
     # function(model, image, target, attribution, params); METHOD: function(again: Recomputation,
     # image, attribution, params); each -> float, or None where undefined. IMAGES: function(maps of
-    # the run's images, their predicted classes, params) -> one score an image.
+    # the run's images, their predicted classes, params) -> one score an image. RANDOMISED:
+    # function(the map, the fully randomized model's map, params) -> float or None.
     # None for scores another part computes (the center scores, the faithfulness curves)
     function: Callable | None = None
     settings: Settings | None = None  # the settings.py dict this metric reads

@@ -2,7 +2,8 @@
 al. 2018), Attribution Localisation (Kohlbrenner et al. 2020), Relevance Mass Accuracy and
 Relevance Rank Accuracy (Arras et al. 2022), each against a ground-truth mask: the model's own
 where it declares one (the center pixel, the region model's square, the two-pixel models' pair),
-or `localisation.mask`.
+or `localisation.mask`: one file for every image, or a folder with each image's mask at its own
+relative path (a dataset's cat/1.png: the folder's cat/1.png).
 
 The papers count positive relevance, and so does `localisation.relevance = "positive"`;
 "absolute" and "signed" give Quantus 0.6's defaults (abs=True for Attribution Localisation,
@@ -12,6 +13,9 @@ share of the image rather than a hit. Quantus counts any tied maximum inside the
 and breaks rank ties by its sort; on maps without ties the two agree (tests/test_metrics.py).
 """
 from __future__ import annotations
+
+import functools
+from pathlib import Path
 
 import numpy as np
 
@@ -24,8 +28,9 @@ SETTINGS = Settings("localisation", "Localisation metrics: how much of a map's r
                         "relevance": Setting("positive", Choice(("positive", "absolute", "signed")),
                                              "what counts: the positive part (the papers), |a|, or a as it is"),
                         "mask": Setting(None, Optional(Text()),
-                                        "an image file, nonzero inside, resized to the map by nearest pixel; "
-                                        "None: the model's own ground truth"),
+                                        "an image file, nonzero inside, resized to the map by nearest pixel; or a "
+                                        "folder of them, each image's at its own relative path (an image without "
+                                        "one gets no localisation scores); None: the model's own ground truth"),
                     })
 
 
@@ -59,23 +64,45 @@ def rank_accuracy(attribution, mask, params) -> float:
     return float(hits / k)
 
 
-def mask_from(params: dict, shape: tuple[int, int], ground_truth: str | None) -> np.ndarray | None:
-    """The ground-truth mask at the map's (H, W): the file's, or the model's, or None."""
+def mask_from(params: dict, shape: tuple[int, int], ground_truth: str | None, name: str = "") -> np.ndarray | None:
+    """The ground-truth mask at the map's (H, W): the file's; in a folder, the image's own (None
+    where it has none); or the model's, or None."""
     from heatkit.base import data
-    from heatkit.base.errors import UsageError
 
     if params["mask"] is None:
         return data.ground_truth_mask(ground_truth, shape)
+    path = Path(params["mask"])
+    if path.is_dir():
+        path = masks_in(path, path.stat().st_mtime_ns).get(name)
+        if path is None:
+            return None
+    return _read_mask(path, shape)
+
+
+@functools.lru_cache(maxsize=4)
+def masks_in(folder: Path, modified: int) -> dict[str, Path]:
+    """The mask files below `folder` by the name of the image they belong to: the relative path
+    without its suffix, `/` written `_`, as a dataset names its images (cat/1.png: cat_1). Listed
+    once for a dataset's images (`modified`, the folder's time, renews the list)."""
+    from heatkit.base.images import IMAGE_SUFFIXES
+
+    return {path.relative_to(folder).with_suffix("").as_posix().replace("/", "_"): path
+            for path in sorted(folder.rglob("*")) if path.suffix.lower() in IMAGE_SUFFIXES}
+
+
+def _read_mask(path: Path, shape: tuple[int, int]) -> np.ndarray:
     from PIL import Image
 
+    from heatkit.base.errors import UsageError
+
     try:
-        with Image.open(params["mask"]) as picture:
+        with Image.open(path) as picture:
             mask = np.asarray(picture.convert("L").resize(shape[::-1], Image.NEAREST)) > 0
     except OSError as error:
-        raise UsageError(f"cannot read the mask {params['mask']} ({error}); give an image file, nonzero inside "
-                         "the region (localisation.mask)") from None
+        raise UsageError(f"cannot read the mask {path} ({error}); give an image file, nonzero inside "
+                         "the region, or a folder of them (localisation.mask)") from None
     if not mask.any():
-        raise UsageError(f"the mask {params['mask']} is empty at {shape[0]}x{shape[1]}: no pixel is nonzero")
+        raise UsageError(f"the mask {path} is empty at {shape[0]}x{shape[1]}: no pixel is nonzero")
     return mask
 
 

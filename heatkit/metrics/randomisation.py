@@ -1,6 +1,13 @@
-"""Does the map depend on the class it explains? Random Logit (Sixt et al. 2020): the SSIM of the
-map and the same method's map of another class, drawn at random (seeded) among the others. A map
-that ignores the class scores 1.
+"""Does the map depend on what it should? Random Logit (Sixt et al. 2020): the SSIM of the map and
+the same method's map of another class, drawn at random (seeded) among the others; a map that
+ignores the class scores 1. The Model Parameter Randomisation Test (Adebayo et al. 2018): how alike
+the map stays once `--sanity cascading` has re-initialized every layer, from the output down; a map
+that ignores the weights scores 1.
+
+MPRT's score is the similarity at the last step (Quantus 0.6's return_last_correlation), by default
+its Spearman correlation of |a|, as Quantus's default. Quantus seeds every layer's draw alike (seed +
+1); the sanity check seeds layer k with seed + k, so that two layers of one shape get different
+weights. tests/test_metrics.py replays our seeds into Quantus and finds the same score.
 
 SSIM here is the sanity checks' (heatkit/base/similarity.py): both maps as images, each scaled to
 [0, 1], a 7 x 7 window, as the paper compares them. Quantus 0.6 computes it on the maps flattened
@@ -10,7 +17,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from heatkit.base.rules import Bool
+from heatkit.base.rules import Bool, Choice
 from heatkit.metrics._entry import Category, Metric, Needs, Recomputation
 from heatkit.methods._entry import SEED, Paper, Setting, Settings
 
@@ -38,9 +45,29 @@ def random_logit(again: Recomputation, image, attribution, params) -> float | No
     return ssim(attribution, others[0])
 
 
+MPRT_SETTINGS = Settings("mprt", "The Model Parameter Randomisation Test (Adebayo et al. 2018), scored by "
+                         "--sanity cascading.", {
+                             "similarity": Setting("spearman_abs", Choice(("spearman_abs", "spearman", "ssim")),
+                                                   "how alike the original and the randomized model's maps are: "
+                                                   "Spearman's correlation of |a| (Quantus's), of a, or SSIM"),
+                         })
+
+
+def mprt(original: np.ndarray, randomised: np.ndarray, params: dict) -> float | None:
+    """The similarity of the map and the map of the fully randomized model; None where either is
+    constant."""
+    from heatkit.base.similarity import similarities
+
+    found = similarities(original, randomised)
+    return None if "undefined" in found else float(found[params["similarity"]])
+
+
 METRICS = [
     Metric("random_logit", "Random Logit",
            Paper("Sixt et al. 2020", "When explanations lie: why many modified BP attributions fail",
                  "https://arxiv.org/abs/1912.09818"),
            Category.RANDOMISATION, False, Needs.METHOD, random_logit, SETTINGS),
+    Metric("mprt", "Model Parameter Randomisation Test",
+           Paper("Adebayo et al. 2018", "Sanity checks for saliency maps", "https://arxiv.org/abs/1810.03292"),
+           Category.RANDOMISATION, False, Needs.RANDOMISED, mprt, MPRT_SETTINGS),
 ]

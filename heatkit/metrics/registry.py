@@ -12,7 +12,7 @@ from heatkit.metrics._entry import Category, Metric, Needs, Recomputation
 from heatkit.methods._entry import Settings
 
 __all__ = ["Category", "METRICS", "Metric", "Needs", "REGISTRY", "SETTINGS", "COMPUTED", "score", "score_images",
-           "score_with_method", "score_with_model"]
+           "score_randomised", "score_with_method", "score_with_model"]
 
 METRICS: list[Metric] = [*builtin.METRICS, *faithfulness.METRICS, *road.METRICS, *sufficiency.METRICS,
                          *robustness.METRICS, *randomisation.METRICS, *axiomatic.METRICS, *complexity.METRICS,
@@ -62,6 +62,15 @@ def score_images(maps: list[dict[str, np.ndarray]], predicted: np.ndarray,
                                                           _params(metric, settings))):
                 scores[index].setdefault(key, {})[metric.key] = value
     return scores
+
+
+def score_randomised(original: dict[str, np.ndarray], randomised: dict[str, np.ndarray],
+                     settings: dict) -> dict[str, dict[str, float | None]]:
+    """Per map key both runs have, every computed metric that compares a map with the map of the
+    model whose layers are all re-initialized."""
+    return {key: {metric.key: metric.function(attribution, randomised[key], _params(metric, settings))
+                  for metric in COMPUTED if metric.needs is Needs.RANDOMISED}
+            for key, attribution in original.items() if key in randomised}
 
 
 def _params(metric: Metric, settings: dict) -> dict:

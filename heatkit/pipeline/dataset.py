@@ -29,10 +29,12 @@ import numpy as np
 
 from heatkit.base.errors import UsageError
 from heatkit.base.images import IMAGE_SUFFIXES, load_image
-from heatkit.metrics.registry import METRICS
+from heatkit.metrics import registry as metrics
+from heatkit.metrics.registry import METRICS, Needs
 from heatkit.pipeline.faithfulness import AREAS
 
-SCORES = (*(metric.key for metric in METRICS), "seconds")  # the columns every method row has
+# the columns every method row has: each metric but MPRT, which takes a sanity check an image
+SCORES = (*(metric.key for metric in METRICS if metric.needs is not Needs.RANDOMISED), "seconds")
 SUMMARY_COLUMNS = 5  # score panels a row of summary.png
 RESAMPLES = 1000  # bootstrap resamples of a leaderboard interval
 WORKER_ENVIRONMENT = {"OMP_NUM_THREADS": 1, "MKL_NUM_THREADS": 1, "OPENBLAS_NUM_THREADS": 1}  # one core a worker
@@ -70,7 +72,7 @@ class DatasetRun:
     rows: list[dict]
     computed: int  # images computed by this run (the others were done before)
     ground_truth: bool
-    notes: list[str] = field(default_factory=list)  # images stretched by the resize
+    notes: list[str] = field(default_factory=list)  # images stretched by the resize, metrics left out
     leaderboard: list[dict] = field(default_factory=list)
     text: str = ""  # the leaderboard as printed
 
@@ -342,11 +344,38 @@ def run(job: Job, dataset: list[Item], model, scheduler: str | None, workers: in
                         _on_dask(client, job, batches, progress)
             rows = [row for item in dataset for row in (error_rows(item) if item.error is not None else
                                                          _rows_of(job, folder, item))]
+            notes = grade_together(rows, [_file_of(folder, item) for item in dataset if item.error is None], job.cfg)
     except UsageError:
         if made:
             shutil.rmtree(folder, ignore_errors=True)
         raise
-    return DatasetRun(folder, rows, len(todo), model.ground_truth is not None)
+    return DatasetRun(folder, rows, len(todo), model.ground_truth is not None, notes)
+
+
+def grade_together(rows: list[dict], files: list[Path], cfg: dict) -> list[str]:
+    """The metrics that grade a dataset's images together (Sufficiency), one method at a time from
+    the images' files, written into their rows; a note where a method's maps would not fit in
+    perturbation.memory_mb."""
+    graded = [metric for metric in metrics.COMPUTED if metric.needs is Needs.IMAGES]
+    by_image = {(row["key"], row["method"]): row for row in rows if row.get("method") not in (None, "random")}
+    predicted = {row["key"]: row["predicted"] for row in by_image.values()}
+    notes = []
+    for method in dict.fromkeys(method for _, method in by_image):
+        maps = []
+        for path in (path for path in files if (path.stem, method) in by_image):
+            with np.load(path, allow_pickle=False) as stored:
+                if method in stored.files:
+                    maps.append((path.stem, stored[method]))
+                    if len(maps) * stored[method].size * 8 > cfg["perturbation"]["memory_mb"] << 20:
+                        notes.append(f"{', '.join(m.name for m in graded)} of {method}: the dataset's maps need more "
+                                     f"than perturbation.memory_mb ({cfg['perturbation']['memory_mb']} MB); left out")
+                        break
+        else:
+            found = metrics.score_images([{method: found} for _, found in maps],
+                                         np.array([predicted[key] for key, _ in maps]), cfg)
+            for (key, _), scores in zip(maps, found):
+                by_image[key, method].update(scores.get(method, {}))
+    return notes
 
 
 def _file_of(folder: Path, item: Item) -> Path:

@@ -16,6 +16,7 @@ from tqdm import tqdm
 from heatkit.base.engine import duration
 from heatkit.base.errors import UsageError
 from heatkit.methods.registry import REGISTRY, label
+from heatkit.metrics import registry as metrics
 from heatkit.pipeline import variants
 from heatkit.pipeline.explain import explain
 from heatkit.pipeline.output import RunFolder, interrupts_deferred, save_figure, write_csv, write_json
@@ -45,10 +46,12 @@ class Experiment:
     interrupted: bool = False
     stem: str = "experiment"  # the image's, which names the run folder
     request: dict = field(default_factory=dict)  # what was asked, as run.json records it
+    scores: dict = field(default_factory=dict)  # per method, the registry's scores of the experiment (MPRT)
 
     def summary(self) -> str:
         return "\n".join([f"{label(key)} ({key}) not applicable: {reason}" for key, reason in self.skipped.items()] +
-                         [f"{label(key)} ({key}) failed at {step}: {error}" for step, key, error in self.failures])
+                         [f"{label(key)} ({key}) failed at {step}: {error}" for step, key, error in self.failures] +
+                         _score_lines(self.scores))
 
     def save(self, out: str | Path | None = None, command: list[str] | None = None) -> Path:
         """Writes its CSV and run.json, then its figures, into a new run folder in `out` (default:
@@ -60,6 +63,8 @@ class Experiment:
                 with interrupts_deferred():
                     if self.rows:
                         write_csv(folder.path / f"{self.name}.csv", self.rows)
+                    if self.scores:
+                        write_json(folder.path / "scores.json", self.scores)
                     write_json(folder.path / "run.json", run_record(command, self.settings, self.request,
                                                                     self.interrupted))
                 for file, make in self.figures.items():
@@ -126,8 +131,11 @@ def sanity(model, image, display, keys, cfg, target, backend, mode: str) -> Expe
         f"sanity_{mode}_curves.png": lambda: curves_figure(columns, {label(key): values for key, values in curves.items()},
                                                            title=f"similarity to the original map: {title}"),
     }
+    # MPRT compares with the model whose every layer is re-initialized: the cascade's last step
+    scores = metrics.score_randomised(original.maps, results[-1].maps, cfg) \
+        if mode == "cascading" and not interrupted and len(results) > 1 else {}
     return Experiment(f"sanity_{mode}", results, rows, figures, cfg, failures=failures, skipped=original.skipped,
-                      interrupted=interrupted)
+                      interrupted=interrupted, scores=scores)
 
 
 def growing_patch(model, image, display, keys, cfg, target, backend) -> Experiment:
@@ -275,6 +283,14 @@ class _Steps:
 
 def _say(line: str) -> None:
     tqdm.write(line, file=sys.stderr)
+
+
+def _score_lines(scores: dict[str, dict]) -> list[str]:
+    """One line per score: its name, its better direction and each method's value."""
+    names = sorted({name for found in scores.values() for name in found}, key=list(metrics.REGISTRY).index)
+    return [f"{metrics.REGISTRY[name].name} ({metrics.REGISTRY[name].direction} is better): " +
+            ", ".join(f"{key} {'-' if found.get(name) is None else format(found[name], '.3f')}"
+                      for key, found in scores.items()) for name in names]
 
 
 def _failures(steps: list[str], results) -> list[tuple[str, str, str]]:

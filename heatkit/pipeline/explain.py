@@ -52,7 +52,7 @@ def explain(model, image: np.ndarray, display: np.ndarray, name: str, keys: list
     result = ImageResult(name=name, image=display, probabilities=probabilities,
                          target=int(probabilities.argmax()) if target is None else target, top_k=cfg["figure"]["top_k"],
                          true_label=model.true_label(display),
-                         mask=localisation.mask_from(cfg["localisation"], image.shape[:2], model.ground_truth))
+                         mask=localisation.mask_from(cfg["localisation"], image.shape[:2], model.ground_truth, name))
     if not np.isfinite(probabilities).all():
         result.failures = dict.fromkeys(keys, "the model's probabilities on this image are not finite (NaN or "
                                               "infinite weights, or an overflow): no map of it can be trusted")
