@@ -129,7 +129,7 @@ def readme_table(name: str) -> str:
     """Table `name` as the README shows it, from the run file kept in docs/."""
     file, table = TABLES[name]
     kept = (ROOT / "docs" / f"{name}{Path(file).suffix}").read_text()
-    return table(json.loads(kept) if file.endswith(".json") else kept)
+    return table(json.loads(kept)["images"][0] if file.endswith(".json") else kept)
 
 
 def rewrite_readme(readme: Path) -> None:

@@ -5,10 +5,13 @@ models whose right answer is known.
     run = heatkit.explain("models/center_pixel.h5", "images/chelsea.png", methods=["grad", "occlusion"])
     run.maps["occlusion"], run.scores["occlusion"], run.figure()
 
+The command line is `heatkit` (also `heatmap_script.py` in a checkout, and `python -m heatkit`).
 The API is heatkit/api.py. It is imported on first use of one of its names, so that the command
 line's -h, which imports heatkit, stays instant.
 """
 import importlib
+
+__version__ = "0.4.0"
 
 API = ("DatasetRun", "Experiment", "MetricEvaluation", "Model", "Rerun", "Run", "evaluate_metrics", "explain",
        "explain_dataset", "growing_patch", "load_model", "rerun", "sanity", "settings", "sweep", "tensorflow")

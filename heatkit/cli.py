@@ -37,12 +37,14 @@ def build_parser() -> Parser:
                         + ("" if ANY in m.impl or len(m.impl) > 1 else f"  ({next(iter(m.impl))} only)")
                         for m in METHODS)
     parser = Parser(
-        prog="heatmap_script.py", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter,
+        prog=program_name(), description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter,
         epilog=f"methods (-hm):\n{methods}\n  {'all':<{width}}every method above\nfamilies: {families}\n\n"
-               "Settings and their defaults are in settings.py; override any with --set KEY=VALUE.")
-    parser.add_argument("-ip", "--img_path", type=Path, nargs="+", metavar="IMAGE",
+               "Settings and their defaults are in settings.py (in the package: heatkit/defaults.py); a settings.py "
+               "in the working folder, --config FILE and --set KEY=VALUE override them.")
+    # the short flags and the long names after them are the seed's, kept as aliases
+    parser.add_argument("-ip", "--image", "--img_path", dest="img_path", type=Path, nargs="+", metavar="IMAGE",
                         help="image files (any format PIL reads) and folders of them; default: a seeded random image")
-    parser.add_argument("-mp", "--model_path",
+    parser.add_argument("-mp", "--model", "--model_path", dest="model_path", metavar="MODEL",
                         help="a model by name, torchvision:resnet50 or timm:vit_small_patch16_224 (with --weights); "
                              "an ONNX file (.onnx); a Keras classifier (.h5, .keras, a SavedModel folder); a "
                              "TorchScript classifier (.pt); PyTorch code as net.py:factory (with --weights and "
@@ -53,13 +55,14 @@ def build_parser() -> Parser:
                              "weights_only=True) or a .safetensors file")
     parser.add_argument("--custom-objects", type=Path, metavar="FILE.py",
                         help="a Python file defining the custom layers of a Keras model (with --trust-model)")
-    parser.add_argument("-hm", "--heatmap_methods", nargs="+", default=["all"], metavar="KEY",
+    parser.add_argument("-hm", "--methods", "--heatmap_methods", dest="heatmap_methods", nargs="+", default=["all"],
+                        metavar="KEY",
                         help="methods to run: keys below, a family, or all (default: all)")
-    parser.add_argument("-cl", "--clamp_label", type=int, metavar="CLASS",
+    parser.add_argument("-cl", "--target", "--clamp_label", dest="clamp_label", type=int, metavar="CLASS",
                         help="class to explain (default: the predicted class)")
-    parser.add_argument("-cp", "--centre_pixel", type=int, metavar="LEVEL",
+    parser.add_argument("-cp", "--center-level", "--centre_pixel", dest="centre_pixel", type=int, metavar="LEVEL",
                         help="set the center pixel to this 8-bit gray level (0-255) before explaining")
-    parser.add_argument("-op", "--out_path", type=Path,
+    parser.add_argument("-op", "--out", "--out_path", dest="out_path", type=Path, metavar="FOLDER",
                         help="folder that receives the run folder (default: settings.out_path)")
     parser.add_argument("--backend", choices=("auto", *BACKENDS), help="framework of the gradient family: keras "
                         "(innvestigate), torch (captum), or auto: Keras where the model has a Keras version "
@@ -105,11 +108,22 @@ def build_parser() -> Parser:
     parser.add_argument("--workers", type=int, metavar="N",
                         help="with --dataset: local worker processes (default: one per core; 0: this process alone)")
     parser.add_argument("--seed", type=int, help="seed of the random input image (default: settings.seed)")
+    parser.add_argument("--config", type=Path, metavar="FILE",
+                        help="a settings file: the values it names override the defaults and a settings.py in "
+                             "the working folder")
     parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                         help="override a setting for this run, e.g. --set ig.steps=128 (repeatable)")
     parser.add_argument("-v", "--verbose", action="store_true", help="show framework logs and tracebacks")
     parser.add_argument("-q", "--quiet", action="store_true", help="no progress bars")
     return parser
+
+
+def program_name() -> str:
+    """How the command was started, for its help and errors: heatmap_script.py, heatkit,
+    heatmap_script (the installed alias) or python -m heatkit."""
+    name = Path(sys.argv[0]).name
+    return "python -m heatkit" if name == "__main__.py" else \
+        name if name in ("heatmap_script.py", "heatmap_script") else "heatkit"
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -142,7 +156,7 @@ def explain(args, argv: list[str]) -> int:
 
     check_output(args)
     run = heatkit.explain(None, args.img_path, args.heatmap_methods, target=args.clamp_label,
-                          settings=args.set + flag_settings(args), compare_backends=args.compare_backends,
+                          settings=run_settings(args), compare_backends=args.compare_backends,
                           center_level=args.centre_pixel, labels=args.labels, trust=args.trust_model,
                           progress=not args.quiet, verbose=args.verbose)
     folder = run.save(command=argv)
@@ -168,7 +182,7 @@ def dataset(args, argv: list[str]) -> int:
     check_output(args)
     try:
         found = heatkit.explain_dataset(None, args.dataset, args.heatmap_methods,
-                                        settings=args.set + flag_settings(args), scheduler=args.scheduler,
+                                        settings=run_settings(args), scheduler=args.scheduler,
                                         workers=args.workers, trust=args.trust_model, progress=not args.quiet,
                                         command=argv)
     except KeyboardInterrupt:
@@ -197,7 +211,7 @@ def evaluate_metrics(args) -> int:
     if args.img_path or args.model_path or args.sanity or args.growing_patch or args.sweep or args.compare_backends:
         raise UsageError("--evaluate-metrics builds its own models and images: drop -ip, -mp and the experiments")
     check_output(args)
-    overrides = args.set + flag_settings(args)
+    overrides = run_settings(args)
     cfg = config.load(overrides)
     params = cfg["evaluate_metrics"]
     with tempfile.TemporaryDirectory() as models:
@@ -223,7 +237,7 @@ def experiment(args, argv: list[str]) -> int:
         raise UsageError("run one experiment (--sanity, --growing-patch or --sweep) at a time, on one image, "
                          "without --compare-backends")
     check_output(args)
-    common = dict(target=args.clamp_label, settings=args.set + flag_settings(args), center_level=args.centre_pixel,
+    common = dict(target=args.clamp_label, settings=run_settings(args), center_level=args.centre_pixel,
                   trust=args.trust_model, progress=not args.quiet)
     if args.sanity:
         found = heatkit.sanity(None, args.img_path, args.heatmap_methods, mode=args.sanity, **common)
@@ -279,7 +293,7 @@ def check_output(args) -> None:
     from heatkit.pipeline import config
     from heatkit.pipeline.output import check_writable
 
-    check_writable(Path(args.out_path or config.load(args.set + flag_settings(args))["out_path"]))
+    check_writable(Path(args.out_path or config.load(run_settings(args))["out_path"]))
 
 
 def parse_sweep(text: str) -> tuple[str, list]:
@@ -301,6 +315,14 @@ def input_size(text: str) -> list[int]:
     if len(sides) not in (1, 2) or min(sides) < 1:
         raise argparse.ArgumentTypeError(f"{text!r} is not a size; give H or HxW, e.g. 64 or 64x48")
     return sides * (3 - len(sides))
+
+
+def run_settings(args) -> list[str | dict]:
+    """The run's overrides of the defaults (and of a settings.py in the working folder): the values
+    of --config FILE, then --set's, then the flags'."""
+    from heatkit.pipeline import config
+
+    return [config.read_file(args.config) if args.config else {}, *args.set, *flag_settings(args)]
 
 
 def flag_settings(args) -> list[str]:

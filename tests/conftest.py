@@ -128,6 +128,19 @@ def run_cli(*argv) -> int:
         return exit.code
 
 
+def image_maps(folder) -> dict[str, np.ndarray]:
+    """heatmaps.npz of a one-image run folder, its keys without the image's `<stem>/`."""
+    with np.load(Path(folder) / "heatmaps.npz") as stored:
+        return {name.partition("/")[2]: stored[name] for name in stored.files}
+
+
+def image_scores(folder) -> dict:
+    """scores.json of a one-image run folder: the run's header and its image's scores in one dict."""
+    written = json.loads((Path(folder) / "scores.json").read_text())
+    [image] = written.pop("images")
+    return {**written, **image}
+
+
 def replace_method(monkeypatch, key: str, function) -> None:
     """The registered method `key` computes with `function` for the test, on every framework."""
     from heatkit.methods.registry import REGISTRY
@@ -169,8 +182,9 @@ def no_curves_unless_asked():
 
     def without_curves(overrides=(), settings_file=None):
         cfg = load(overrides, settings_file)
-        given = config.flatten(overrides) if isinstance(overrides, dict) else \
-            {config.parse_override(item)[0]: None for item in overrides}
+        given = {}
+        for item in [overrides] if isinstance(overrides, dict) else overrides:
+            given.update(config.flatten(item) if isinstance(item, dict) else {config.parse_override(item)[0]: None})
         if "faithfulness.curves" not in given:
             cfg["faithfulness"]["curves"] = False
         return cfg

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from conftest import run_cli
+from conftest import run_cli, image_maps, image_scores
 from heatkit.base import frameworks
 
 
@@ -50,8 +50,16 @@ def keras_path(tmp_path_factory):
 
 
 def finished(out):
+    """A one-image run's folder, scores and maps."""
     [folder] = out.iterdir()
-    return folder, json.loads((folder / "scores.json").read_text()), np.load(folder / "heatmaps.npz")
+    return folder, image_scores(folder), image_maps(folder)
+
+
+def finished_several(out):
+    """A run's folder, scores.json and heatmaps.npz as written (keys `<stem>/<map key>`)."""
+    [folder] = out.iterdir()
+    with np.load(folder / "heatmaps.npz") as maps:
+        return folder, json.loads((folder / "scores.json").read_text()), dict(maps)
 
 
 def test_a_torchscript_model_runs_end_to_end(torchscript_path, rgb_images, tmp_path, capsys):
@@ -134,7 +142,7 @@ def test_several_images_equal_single_runs(small_model_path, tmp_path):
     settings = ["--set", "shapley.samples=2"]
     assert run_cli("-mp", small_model_path, "-ip", folder, "-hm", *methods, "-op", tmp_path / "both", "-q",
                    *settings) == 0
-    _, scores, maps = finished(tmp_path / "both")
+    _, scores, maps = finished_several(tmp_path / "both")
     assert [row["image"] for row in scores["images"]] == [str(folder / "x.png"), str(folder / "y.png")]
     for name in ("x", "y"):
         assert run_cli("-mp", small_model_path, "-ip", folder / f"{name}.png", "-hm", *methods, "-op",
@@ -150,7 +158,7 @@ def test_a_folder_gives_its_images_sorted_and_more_than_max_images_get_a_figure_
         torchscript_path, rgb_images, tmp_path):
     assert run_cli("-mp", torchscript_path, "-ip", rgb_images, "-hm", "grad", "-op", tmp_path, "-q",
                    "--set", "figure.max_images=2") == 0
-    folder, scores, _ = finished(tmp_path)
+    folder, scores, _ = finished_several(tmp_path)
     assert [row["image"].rsplit("/", 1)[1] for row in scores["images"]] == ["a.png", "b.png", "c.png"]
     assert sorted(p.name for p in folder.glob("*.png")) == ["heatmaps_a.png", "heatmaps_b.png", "heatmaps_c.png"]
 

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 import heatkit
-from conftest import run_cli
+from conftest import run_cli, image_maps
 from heatkit.base import frameworks
 from heatkit.base.errors import UsageError
 
@@ -37,9 +37,9 @@ def test_the_readme_example_runs_and_gives_the_command_lines_maps(full_model_pat
     assert run_cli("-mp", full_model_path, "-ip", "images/chelsea.png", "-hm", "grad", "occlusion", "lime",
                    "--set", "lime.num_samples=200", "-op", tmp_path / "cli", "-q") == 0
     [folder] = (tmp_path / "cli").iterdir()
-    from_api, from_cli = np.load(namespace["folder"] / "heatmaps.npz"), np.load(folder / "heatmaps.npz")
-    assert sorted(from_api.files) == sorted(from_cli.files) == ["grad", "input", "lime", "occlusion"]
-    for key in from_api.files:
+    from_api, from_cli = image_maps(namespace["folder"]), image_maps(folder)
+    assert sorted(from_api) == sorted(from_cli) == ["grad", "input", "lime", "occlusion"]
+    for key in from_api:
         assert from_api[key].tobytes() == from_cli[key].tobytes(), key
 
 

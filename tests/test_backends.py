@@ -4,7 +4,7 @@ import json
 import numpy as np
 import pytest
 
-from conftest import SMALL, default_params, run_cli
+from conftest import SMALL, default_params, run_cli, image_maps, image_scores
 from heatkit.base.contract import WithExtras
 from heatkit.base.data import center_pixel_images
 from heatkit.methods import deeplift, meaningful_perturbation
@@ -104,11 +104,11 @@ def test_torch_backend_writes_the_same_maps(small_model_path, tmp_path):
         assert run_cli("-mp", small_model_path, "-hm", *keys, "--backend", backend, "-op", out, "-q",
                        "--set", "ig.steps=8") == 0
         [folder] = out.iterdir()
-        maps[backend] = np.load(folder / "heatmaps.npz")
-        scores = json.loads((folder / "scores.json").read_text())
+        maps[backend] = image_maps(folder)
+        scores = image_scores(folder)
         assert scores["backend"] == backend and {row["framework"] for row in scores["methods"].values()} == {backend}
-    assert sorted(maps["keras"].files) == sorted(maps["torch"].files)
-    for key in maps["keras"].files:
+    assert sorted(maps["keras"]) == sorted(maps["torch"])
+    for key in maps["keras"]:
         assert agreement(maps["keras"][key], maps["torch"][key])["max_abs_diff_relative"] <= 1e-6, key
 
 
@@ -116,11 +116,11 @@ def test_compare_backends_reports_agreement(small_model_path, tmp_path, capsys):
     assert run_cli("-mp", small_model_path, "--compare-backends", "-hm", "grad", "lrp.epsilon", "-op", tmp_path,
                    "-q") == 0
     [folder] = tmp_path.iterdir()
-    compared = json.loads((folder / "scores.json").read_text())["compare_backends"]
+    compared = image_scores(folder)["compare_backends"]
     assert set(compared["agreement"]) == {"grad", "lrp.epsilon"}
     for row in compared["agreement"].values():
         assert row["max_abs_diff_relative"] <= 1e-6 and row["pearson"] > 0.999999
-    assert set(np.load(folder / "heatmaps.npz").files) == {"input", "grad", "lrp.epsilon", "torch/grad",
+    assert set(image_maps(folder)) == {"input", "grad", "lrp.epsilon", "torch/grad",
                                                            "torch/lrp.epsilon"}
     assert "keras vs torch" in capsys.readouterr().out
 
@@ -142,7 +142,7 @@ def test_compare_backends_takes_a_groups_members_that_run_on_both():
 def test_compare_backends_with_nothing_applicable_says_so(small_model_path, tmp_path, capsys):
     assert run_cli("-mp", small_model_path, "--compare-backends", "-hm", "cam", "-op", tmp_path, "-q") == 0
     [folder] = tmp_path.iterdir()
-    assert json.loads((folder / "scores.json").read_text())["compare_backends"]["agreement"] == {}
+    assert image_scores(folder)["compare_backends"]["agreement"] == {}
     assert "nothing to compare" in capsys.readouterr().out
 
 

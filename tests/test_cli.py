@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from conftest import SMALL, run_cli
+from conftest import SMALL, run_cli, image_maps, image_scores
 from heatkit import cli
 from heatkit.pipeline.scores import center_scores
 
@@ -32,20 +32,38 @@ def finished_run(small_model_path, image_path, tmp_path_factory):
     return code, folder
 
 
-def test_run_writes_the_four_files(finished_run):
+def test_run_writes_its_files(finished_run):
     code, folder = finished_run
     assert code == 0
     assert folder.name.startswith("gray_")
-    assert sorted(p.name for p in folder.iterdir()) == ["heatmaps.npz", "heatmaps.png", "run.json", "scores.json"]
+    assert sorted(p.name for p in folder.iterdir()) == ["heatmaps.npz", "heatmaps.png", "run.json", "scores.csv",
+                                                        "scores.json"]
+
+
+def test_scores_csv_holds_every_map_of_scores_json(finished_run):
+    """One row per image and map, in the registry's columns, the same values as scores.json."""
+    import csv
+
+    from heatkit.metrics.registry import METRICS, Needs
+
+    _, folder = finished_run
+    methods = image_scores(folder)["methods"]
+    with open(folder / "scores.csv", newline="") as handle:
+        rows = list(csv.DictReader(handle))
+    assert [row["method"] for row in rows] == list(methods)
+    for row in rows:
+        for metric in (m for m in METRICS if m.needs is not Needs.RANDOMISED):
+            value = methods[row["method"]].get(metric.key)
+            assert (row[metric.key] == "") if value is None else float(row[metric.key]) == pytest.approx(value)
 
 
 def test_npz_holds_every_map_and_the_input(finished_run):
     _, folder = finished_run
-    maps = np.load(folder / "heatmaps.npz")
+    maps = image_maps(folder)
     expected = ["grad", "gb", "deconvnet", "sg", "inpgrad", "ig", "lrp.z", "lrp.epsilon", "lrp.alpha1beta0",
                 "lrp.alpha2beta1", "lrp.epsilon_plus_flat", "lrp.epsilon_alpha2beta1_flat", "lrp.epsilon_gamma_box",
                 "input"]
-    assert sorted(maps.files) == sorted(expected)
+    assert sorted(maps) == sorted(expected)
     for key in expected:
         assert maps[key].shape == (SMALL, SMALL)
         assert maps[key].dtype == (np.float64 if key == "input" else np.float32)
@@ -53,8 +71,8 @@ def test_npz_holds_every_map_and_the_input(finished_run):
 
 def test_scores_agree_with_the_npz(finished_run):
     _, folder = finished_run
-    maps = np.load(folder / "heatmaps.npz")
-    scores = json.loads((folder / "scores.json").read_text())
+    maps = image_maps(folder)
+    scores = image_scores(folder)
     center = maps["input"][SMALL // 2, SMALL // 2]
     assert scores["true_label"] == round(center * 255) == scores["predicted_label"] == scores["explained_class"]
     assert scores["explained_probability"] > 0.999 and scores["ground_truth"] is True
@@ -74,7 +92,7 @@ def test_seconds_are_the_methods_own_time(small_model_path, tmp_path, monkeypatc
     replace_method(monkeypatch, "ig", slow)
     assert run_cli("-mp", small_model_path, "-hm", "ig", "grad", "-op", tmp_path, "-q") == 0
     [folder] = tmp_path.iterdir()
-    seconds = {key: row["seconds"] for key, row in json.loads((folder / "scores.json").read_text())["methods"].items()}
+    seconds = {key: row["seconds"] for key, row in image_scores(folder)["methods"].items()}
     assert 0.3 <= seconds["ig"] < 0.6 and seconds["grad"] < 0.3
 
 
@@ -93,14 +111,14 @@ def test_random_image_run_is_named_by_its_seed_and_repeatable(small_model_path, 
                        "--set", "sg.augment_by_n=4") == 0
     first, second = sorted(tmp_path.iterdir())
     assert first.name.startswith("random_seed7_") and second.name != first.name
-    a, b = np.load(first / "heatmaps.npz"), np.load(second / "heatmaps.npz")
-    assert all(np.array_equal(a[key], b[key]) for key in a.files)
+    a, b = image_maps(first), image_maps(second)
+    assert all(np.array_equal(a[key], b[key]) for key in a)
 
 
 def test_clamp_label_and_centre_pixel(small_model_path, tmp_path):
     assert run_cli("-mp", small_model_path, "-hm", "grad", "-op", tmp_path, "-cp", 200, "-cl", 17) == 0
     [folder] = tmp_path.iterdir()
-    scores = json.loads((folder / "scores.json").read_text())
+    scores = image_scores(folder)
     assert (scores["true_label"], scores["predicted_label"], scores["explained_class"]) == (200, 200, 17)
     assert scores["explained_probability"] < 1e-100
 

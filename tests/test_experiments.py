@@ -7,7 +7,7 @@ import pytest
 from PIL import Image
 
 import heatkit
-from conftest import SMALL, break_occlusion, run_cli
+from conftest import SMALL, break_occlusion, run_cli, image_scores
 from heatkit.base import frameworks
 from heatkit.base.data import center_pixel_images
 from heatkit.methods import gradient, occlusion
@@ -131,7 +131,7 @@ def test_cascading_sanity_run_writes_figures_and_curves(small_model_path, tmp_pa
     table = rows(folder / "sanity_cascading.csv")
     assert [row["changed"] for row in table if row["method"] == "occlusion"] == ["original", "dense"]
     last = next(row for row in table if row["method"] == "occlusion" and row["changed"] == "dense")
-    mprt = json.loads((folder / "scores.json").read_text())["occlusion"]["mprt"]  # the last step's Spearman of |a|
+    mprt = image_scores(folder)["methods"]["occlusion"]["mprt"]  # the last step's Spearman of |a|
     assert mprt == pytest.approx(float(last["spearman_abs"]))
 
 

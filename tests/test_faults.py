@@ -15,7 +15,7 @@ import pytest
 from PIL import Image
 
 import heatkit
-from conftest import run_cli
+from conftest import run_cli, image_maps, image_scores
 from heatkit.base import frameworks
 from heatkit.base.errors import UsageError
 from heatkit.pipeline import dataset
@@ -155,7 +155,7 @@ def test_ctrl_c_while_the_figures_are_drawn_keeps_the_finished_maps(small_model_
     assert run_cli("-mp", small_model_path, "-hm", "grad", "occlusion", "-op", tmp_path, "-q") == 130
     folder = only_folder(tmp_path)
     assert json.loads((folder / "run.json").read_text())["incomplete"] is True
-    assert set(np.load(folder / "heatmaps.npz").files) == {"input", "grad", "occlusion"}
+    assert set(image_maps(folder)) == {"input", "grad", "occlusion"}
     assert "finished maps are in" in capsys.readouterr().err
 
 
@@ -172,7 +172,7 @@ def test_sigterm_stops_a_run_as_ctrl_c_does(small_model_path, tmp_path):
         signal.signal(signal.SIGTERM, before)
     assert code == 130
     folder = only_folder(tmp_path)
-    assert "grad" in np.load(folder / "heatmaps.npz").files
+    assert "grad" in image_maps(folder)
     assert json.loads((folder / "run.json").read_text())["incomplete"] is True
 
 
@@ -241,7 +241,7 @@ def test_state_dicts_as_researchers_save_them_load_and_say_how(form, tmp_path, c
                    "-hm", "grad", "-op", tmp_path / "out", "-q") == 0
     note = "'module.'" if form == "DataParallel" else "its 'model' entry"
     assert note in capsys.readouterr().err
-    grad = np.load(only_folder(tmp_path / "out") / "heatmaps.npz")["grad"]
+    grad = image_maps(only_folder(tmp_path / "out"))["grad"]
     np.testing.assert_allclose(grad, net[1].weight[1].detach().numpy().reshape(15, 15), rtol=1e-6)
 
 

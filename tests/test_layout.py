@@ -10,6 +10,7 @@ import pytest
 ROOT = Path(__file__).resolve().parent.parent
 # Lower layers never import higher ones; a layer may import itself.
 LAYERS = {
+    "heatkit.defaults": 0,  # the default settings (the repository's settings.py), data only
     "heatkit.base": 0,  # errors, rules, contract, frameworks, images, data, the perturbation engine
     "heatkit.model": 1,  # the model wrapper
     "heatkit.methods": 2,  # the registry and one module per method
@@ -17,7 +18,7 @@ LAYERS = {
     "heatkit.testmodels": 2,  # the builders of the test models
     "heatkit.pipeline": 3,  # settings, explaining, scores, figures, files, experiments
     "heatkit.api": 4, "heatkit.generated": 4, "heatkit": 4,  # the Python API
-    "heatkit.cli": 5, "heatkit.testmodels.build": 5,  # the command lines, shells over the API
+    "heatkit.cli": 5, "heatkit.__main__": 5, "heatkit.testmodels.build": 5,  # the command lines, shells over the API
 }
 
 

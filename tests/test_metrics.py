@@ -143,7 +143,7 @@ def test_a_center_pixel_run_scores_against_the_center(small_model_path, tmp_path
                          run.settings)
         assert {k: run.scores[key][k] for k in expected} == expected
     written = json.loads((run.save(tmp_path / "out") / "scores.json").read_text())
-    assert written["methods"]["occlusion"]["pointing_game"] == 1
+    assert written["images"][0]["methods"]["occlusion"]["pointing_game"] == 1
     assert "relevance_rank_accuracy" in run.summary() and "higher" in run.summary()
 
 

@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 import heatkit
-from conftest import run_cli
+from conftest import run_cli, image_scores
 from heatkit.base import frameworks
 from heatkit.base.errors import UsageError
 from heatkit.model import Model
@@ -259,4 +259,4 @@ def _png(folder):
 
 def _scores(out):
     [folder] = out.iterdir()
-    return json.loads((folder / "scores.json").read_text())
+    return image_scores(folder)

@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from conftest import SMALL, build
+from conftest import SMALL, build, image_maps
 from heatkit import cli
 from heatkit.base.data import center_pixel_images
 from heatkit.base.engine import AffineSplit, Engine, EngineOptions
@@ -274,7 +274,7 @@ def test_full_size_perturbation_run(full_model_path, tmp_path, capsys):
                                 "--set", "shapley.samples=2"])
     assert code == 0
     [folder] = tmp_path.iterdir()
-    maps = np.load(folder / "heatmaps.npz")
+    maps = image_maps(folder)
     for key in ("occlusion", "pda", "shapley"):
         scores = center_scores(maps[key], 5)
         assert scores["center_rank"] == 1 and scores["center_share"] == pytest.approx(1.0, abs=1e-9)

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 import heatkit
-from conftest import replace_method, run_cli
+from conftest import replace_method, run_cli, image_scores
 from heatkit.base import frameworks
 from heatkit.model import Model
 from heatkit.model.heads import softmax
@@ -124,7 +124,7 @@ def test_nan_weights_make_every_map_an_error_not_a_score(tmp_path, capsys):
                    "--set", "faithfulness.curves=False")
     assert code == 1
     [folder] = (tmp_path / "out").iterdir()
-    scores = json.loads((folder / "scores.json").read_text())["methods"]
+    scores = image_scores(folder)["methods"]
     assert all("not finite" in scores[key]["error"] and "center_rank" not in scores[key] for key in ("grad", "occlusion"))
 
 

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 import heatkit
-from conftest import run_cli
+from conftest import run_cli, image_maps
 from heatkit.base import frameworks
 from heatkit.methods.registry import REGISTRY, Needs
 
@@ -281,4 +281,4 @@ def test_torchscript_runs_in_its_own_dtype_and_a_probed_size_is_a_note(torch_net
                    "--input-size", "24x16") == 0
     assert "note: " not in capsys.readouterr().err
     newest = max(out.iterdir(), key=lambda path: path.stat().st_mtime_ns)
-    assert np.load(newest / "heatmaps.npz")["grad"].shape == (24, 16)
+    assert image_maps(newest)["grad"].shape == (24, 16)

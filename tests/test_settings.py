@@ -1,12 +1,13 @@
 """settings.py, --set overrides and the registry stay consistent and checked, and every setting takes effect."""
 import csv
 import json
+from pathlib import Path
 
 import numpy as np
 import pytest
 
 import create_model
-from conftest import replace_method, run_cli
+from conftest import replace_method, run_cli, image_maps, image_scores
 from heatkit.base import frameworks
 from heatkit.base.errors import UsageError
 from heatkit.methods.registry import METHODS, REGISTRY, SETTINGS, expand
@@ -18,16 +19,34 @@ from heatkit.pipeline import config
 def edited_settings(tmp_path, extra: str):
     """A copy of settings.py with `extra` appended, as a user would edit it."""
     path = tmp_path / "settings.py"
-    path.write_text(config.SETTINGS_FILE.read_text() + extra)
+    path.write_text(config.DEFAULTS_FILE.read_text() + extra)
     return path
 
 
-def test_every_setting_has_a_rule_and_every_rule_a_setting(tmp_path):
+def test_every_setting_has_a_rule_and_every_rule_a_setting(tmp_path, monkeypatch):
     assert sorted(config.load()) == sorted(config.RULES)  # and load() refuses either kind of mismatch
     with pytest.raises(UsageError, match="unknown setting 'typo_setting'"):
         config.load(settings_file=edited_settings(tmp_path, "typo_setting = 1\n"))
+    monkeypatch.setattr(config, "DEFAULTS_FILE", edited_settings(tmp_path, "ig = dict(reference=0.0, rule='gausslegendre')\n"))
     with pytest.raises(UsageError, match="setting 'ig.steps' is missing"):
-        config.load(settings_file=edited_settings(tmp_path, "ig = dict(reference=0.0, rule='gausslegendre')\n"))
+        config.load()
+
+
+def test_a_settings_file_overrides_only_the_values_it_names(tmp_path, monkeypatch):
+    """A settings.py in the working folder, then --config FILE, then --set: each overrides what it
+    names and keeps the other defaults; the repository's own settings.py is the defaults."""
+    defaults = config.load()
+    assert config.DEFAULTS_FILE.samefile(Path(__file__).parents[1] / "settings.py")
+    (tmp_path / "settings.py").write_text("ig = dict(steps=7)\nseed = 5\n")
+    (tmp_path / "other.py").write_text("ig = dict(steps=9)\n")
+    monkeypatch.chdir(tmp_path)
+    local = config.load()
+    assert local["ig"] == {**defaults["ig"], "steps": 7} and local["seed"] == 5
+    assert config.read_file(tmp_path / "other.py") == {"ig.steps": 9}
+    assert config.load([config.read_file(tmp_path / "other.py"), "seed=6"])["ig"]["steps"] == 9
+    (tmp_path / "other.py").write_text("ig = dict(stepz=9)\n")
+    with pytest.raises(UsageError, match="other.py: unknown setting 'ig.stepz'; did you mean 'ig.steps'"):
+        config.read_file(tmp_path / "other.py")
 
 
 def test_every_method_dict_is_declared_by_the_methods_that_read_it():
@@ -103,7 +122,7 @@ def only_folder(out):
 
 
 def scores_of(out):
-    return json.loads((only_folder(out) / "scores.json").read_text())
+    return image_scores(only_folder(out))
 
 
 def card_of(out, name="center_pixel"):
@@ -176,7 +195,7 @@ def probe_input_size(small, tmp_path, capsys):
     for flag in (["--set", "input_size=[20, 16]"], ["--input-size", "20x16"]):
         out = tmp_path / flag[0]
         assert run_cli("-mp", tmp_path / "any_size.pt", *flag, "-hm", "grad", "-op", out, "-q") == 0
-        assert np.load(only_folder(out) / "heatmaps.npz")["grad"].shape == (20, 16)
+        assert image_maps(only_folder(out))["grad"].shape == (20, 16)
 
 
 def probe_skip_bad_images(small, tmp_path, capsys):
@@ -233,7 +252,7 @@ def probe_weights(small, tmp_path, capsys):
         out = tmp_path / f"out{seed}"
         assert run_cli("-mp", f"{tmp_path / 'net.py'}:build", "--trust-model", "--set",
                        f"weights={str(tmp_path / 'w.pt')!r}", "-cl", 0, "-hm", "grad", "-op", out, "-q") == 0
-        maps.append(np.load(only_folder(out) / "heatmaps.npz")["grad"])
+        maps.append(image_maps(only_folder(out))["grad"])
         torch.manual_seed(seed)
         expected = torch.nn.Linear(225, 3).weight[0].detach().numpy().reshape(15, 15)
         np.testing.assert_allclose(maps[-1], expected, rtol=1e-6)
@@ -263,7 +282,7 @@ def probe_custom_objects(small, tmp_path, capsys):
     assert run_cli("-mp", tmp_path / "custom.keras", "--trust-model", "--set",
                    f"custom_objects={str(tmp_path / 'double.py')!r}", "-cl", 1, "-hm", "grad", "-op", tmp_path / "out",
                    "-q") == 0
-    grad = np.load(only_folder(tmp_path / "out") / "heatmaps.npz")["grad"]
+    grad = image_maps(only_folder(tmp_path / "out"))["grad"]
     np.testing.assert_allclose(grad, 2 * dense.get_weights()[0][:, 1].reshape(15, 15), rtol=1e-6)
 
 
@@ -306,7 +325,7 @@ def probe_faithfulness(small, tmp_path, capsys):
     """25 of the 225 pixels a step: 9 steps, 10 points a curve; curves off: no areas."""
     assert run_cli("-mp", small, "--set", "faithfulness.curves=True", "--set", "faithfulness.regions_per_step=25",
                    "-hm", "occlusion", "-op", tmp_path / "on", "-q") == 0
-    assert np.load(only_folder(tmp_path / "on") / "heatmaps.npz")["curves/occlusion/deletion"].shape == (10,)
+    assert image_maps(only_folder(tmp_path / "on"))["curves/occlusion/deletion"].shape == (10,)
     assert run_cli("-mp", small, "--set", "faithfulness.curves=False", "-hm", "occlusion", "-op", tmp_path / "off",
                    "-q") == 0
     assert "deletion_area" not in scores_of(tmp_path / "off")["methods"]["occlusion"]
@@ -389,7 +408,11 @@ def test_every_method_setting_reaches_the_method(method, small_model_path, tmp_p
 
 def test_an_edited_settings_file_takes_effect(small_model_path, tmp_path, monkeypatch):
     """settings.py is read when a run starts: an edited value there is used as if given with --set."""
-    edited = edited_settings(tmp_path, f"model_path = {str(small_model_path)!r}\nout_path = {str(tmp_path / 'out')!r}\n")
-    monkeypatch.setattr(config, "SETTINGS_FILE", edited)
+    (tmp_path / "settings.py").write_text(f"model_path = {str(small_model_path)!r}\nout_path = 'out'\n")
+    monkeypatch.chdir(tmp_path)
     assert run_cli("-hm", "grad", "-q") == 0
     assert scores_of(tmp_path / "out")["model"] == str(small_model_path)
+    (tmp_path / "run.py").write_text("out_path = 'elsewhere'\n")
+    assert run_cli("-hm", "grad", "-q", "--config", "run.py") == 0 and scores_of(tmp_path / "elsewhere")
+    (tmp_path / "run.py").write_text("out_path = 3\n")
+    assert run_cli("-hm", "grad", "-q", "--config", "run.py") == 2

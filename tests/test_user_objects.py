@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 import heatkit
-from conftest import replace_method, run_cli
+from conftest import replace_method, run_cli, image_scores
 from heatkit.base import frameworks
 from heatkit.base.errors import UsageError
 from heatkit.model import Model
@@ -36,7 +36,7 @@ def test_code_without_weights_says_its_weights_are_random_and_records_none(tmp_p
     [folder] = (tmp_path / "out").iterdir()
     record = json.loads((folder / "run.json").read_text())
     assert record["model"]["weights"] is None
-    assert any("random weights" in note for note in json.loads((folder / "scores.json").read_text())["notes"])
+    assert any("random weights" in note for note in image_scores(folder)["notes"])
 
 
 def test_a_module_in_training_mode_is_explained_in_eval_mode_and_given_back_untouched():

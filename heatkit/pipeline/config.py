@@ -1,5 +1,7 @@
-"""Settings: settings.py read into a plain dict, overrides (`--set key=value`, or a dict from the
-API), and validation.
+"""Settings: the defaults (the repository's settings.py, shipped inside the package as
+heatkit/defaults.py) read into a plain dict, then in order the overrides of a settings.py in the
+working folder or of --config FILE (only the values it names), of --set key=value or a dict from
+the API; and validation.
 
 Every key has a rule: the global ones below, each method dict's in its method's module. A value
 that breaks its rule, or a key nobody reads, is a UsageError naming the fix.
@@ -19,7 +21,8 @@ from heatkit.methods._entry import SEED
 from heatkit.methods.registry import BACKENDS, SETTINGS
 from heatkit.metrics.registry import SETTINGS as METRIC_SETTINGS
 
-SETTINGS_FILE = Path(__file__).resolve().parents[2] / "settings.py"  # the repository's, beside the package
+DEFAULTS_FILE = Path(__file__).resolve().parents[1] / "defaults.py"  # in a checkout, a link to its settings.py
+LOCAL_FILE = "settings.py"  # in the working folder: its values override the defaults
 
 DIVERGING_CMAPS = ("RdBu_r", "bwr", "seismic", "coolwarm", "PuOr_r", "PiYG", "PRGn", "BrBG", "RdGy_r")
 
@@ -121,28 +124,51 @@ GLOBAL_RULES = {
 RULES = {**GLOBAL_RULES, **{name: settings.rules() for name, settings in {**SETTINGS, **METRIC_SETTINGS}.items()}}
 
 
-def load(overrides: list[str] | dict = (), settings_file: Path | None = None) -> dict:
-    """The settings of settings.py (or `settings_file`), overridden and validated. Overrides are
-    `KEY=VALUE` texts, as --set takes them, or a dict of {"ig.steps": 128} or {"ig": {"steps": 128}}."""
-    path = Path(settings_file or SETTINGS_FILE)
-    try:
-        values = runpy.run_path(str(path))
-    except (OSError, SyntaxError) as error:
-        raise UsageError(f"cannot read the settings file {path} ({error}); restore it from the repository") from None
-    cfg = {name: copy.deepcopy(value) for name, value in values.items()
-           if not name.startswith("_") and not isinstance(value, types.ModuleType)}
-    _check_tree(cfg, RULES, origin=path.name)
+def load(overrides: list[str | dict] | dict = (), settings_file: Path | None = None) -> dict:
+    """The default settings, overridden by `settings_file` (default: a settings.py in the working
+    folder, where there is one), then by `overrides`, and validated. An overriding file sets only
+    the values it names (`ig = dict(steps=128)` keeps ig's other defaults). Overrides are `KEY=VALUE`
+    texts, as --set takes them, or dicts as {"ig.steps": 128} or {"ig": {"steps": 128}}."""
+    cfg = _read(DEFAULTS_FILE, "reinstall heatkit, or restore settings.py from the repository")
+    _check_tree(cfg, RULES, origin=DEFAULTS_FILE.name)
+    local = Path(settings_file) if settings_file is not None else Path.cwd() / LOCAL_FILE
+    if settings_file is not None or local.is_file() and not local.samefile(DEFAULTS_FILE):
+        _override_from(cfg, local)
     return update(cfg, overrides)
 
 
-def update(cfg: dict, overrides: list[str] | dict) -> dict:
+def read_file(path: Path) -> dict:
+    """The values a settings file names, as {"ig.steps": 128}, checked against the rules."""
+    cfg = _read(DEFAULTS_FILE, "reinstall heatkit, or restore settings.py from the repository")
+    return _override_from(cfg, path)
+
+
+def _override_from(cfg: dict, path: Path) -> dict:
+    named = flatten(_read(path, "fix the file, or give another with --config"))
+    for key, value in named.items():
+        _override(cfg, key, value, origin=str(path))
+    checked = flatten(cfg)
+    return {key: checked[key] for key in named}
+
+
+def _read(path: Path, fix: str) -> dict:
+    """A settings file's values: its top-level names, but modules and names that start with _."""
+    try:
+        values = runpy.run_path(str(path))
+    except (OSError, SyntaxError) as error:
+        raise UsageError(f"cannot read the settings file {path} ({error}); {fix}") from None
+    return {name: copy.deepcopy(value) for name, value in values.items()
+            if not name.startswith("_") and not isinstance(value, types.ModuleType)}
+
+
+def update(cfg: dict, overrides: list[str | dict] | dict) -> dict:
     """A copy of validated settings with overrides (as load() takes them) applied and checked."""
     cfg = copy.deepcopy(cfg)
-    if isinstance(overrides, dict):
-        for key, value in flatten(overrides).items():
-            _override(cfg, key, value, origin="settings")
-    else:
-        for item in overrides:
+    for item in [overrides] if isinstance(overrides, dict) else overrides:
+        if isinstance(item, dict):
+            for key, value in flatten(item).items():
+                _override(cfg, key, value, origin="settings")
+        else:
             key, value = parse_override(item)
             _override(cfg, key, value, origin="--set")
     return cfg
@@ -190,7 +216,8 @@ def _check_tree(values: dict, rules: dict, origin: str, prefix: str = "") -> Non
         if name not in rules:
             raise UsageError(f"{origin}: unknown setting {key!r}; remove it or add a rule for it")
         if name not in values:
-            raise UsageError(f"{origin}: setting {key!r} is missing; restore it from the repository's settings.py")
+            raise UsageError(f"{origin}: setting {key!r} is missing; reinstall heatkit, or restore settings.py "
+                             "from the repository")
         if isinstance(rules[name], dict):
             if not isinstance(values[name], dict):
                 raise UsageError(f"{origin}: {key!r} must be a dict of settings")

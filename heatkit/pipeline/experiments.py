@@ -63,8 +63,9 @@ class Experiment:
                 with interrupts_deferred():
                     if self.rows:
                         write_csv(folder.path / f"{self.name}.csv", self.rows)
-                    if self.scores:
-                        write_json(folder.path / "scores.json", self.scores)
+                    if self.scores:  # scores.json's layout, as a heatmap run's
+                        write_json(folder.path / "scores.json", {"images": [{"stem": self.stem,
+                                                                             "methods": self.scores}]})
                     write_json(folder.path / "run.json", run_record(command, self.settings, self.request,
                                                                     self.interrupted))
                 for file, make in self.figures.items():

@@ -4,19 +4,22 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from heatkit.pipeline.output import RunFolder, interrupts_deferred, save_figure, write_json, write_npz
+from heatkit.pipeline.output import RunFolder, interrupts_deferred, save_figure, write_csv, write_json, write_npz
 from heatkit.pipeline.plotting import extras_figure, faithfulness_figure
 from heatkit.pipeline.record import run_record
 
 
 def write_run(run, out: Path, command: list[str] | None) -> Path:
-    """The run's folder in `out`, named after its first image: heatmaps.npz (the maps, and the
-    curves under curves/), scores.json, the methods' extras and run.json, written first and whole
-    (Ctrl-C or SIGTERM is held back meanwhile); then the figures: heatmaps.png (or one figure per
-    image past figure.max_images), curves.png (faithfulness curves, one per image), the extras'
-    panels. Ctrl-C or SIGTERM during the figures keeps the folder, its run.json saying incomplete.
-    One image keeps plain keys in heatmaps.npz and a flat scores.json; several prefix the keys
-    with `<stem>/` and list the images under "images"."""
+    """The run's folder in `out`, named after its first image: heatmaps.npz, scores.json,
+    scores.csv, the methods' extras and run.json, written first and whole (Ctrl-C or SIGTERM is
+    held back meanwhile); then the figures: heatmaps.png (or one figure per image past
+    figure.max_images), curves.png (faithfulness curves, one per image), the extras' panels.
+    Ctrl-C or SIGTERM during the figures keeps the folder, its run.json saying incomplete.
+
+    One layout, whatever the number of images: heatmaps.npz keys each array `<stem>/<map key>`
+    (`<stem>/input`, `<stem>/curves/<map key>/deletion`, `<stem>/torch/<map key>` for the second
+    framework); scores.json holds the run's header and "images", a list of the images in order,
+    each with its stem and its "methods"; scores.csv has one row per image and map."""
     items = run.items
     folder = RunFolder(out, items[0].stem if len(items) == 1 else f"{items[0].stem}+{len(items) - 1}")
     try:
@@ -38,7 +41,7 @@ def _write_data(folder: Path, run, command: list[str] | None) -> None:
     items, several = run.items, len(run.items) > 1
     maps = {}
     for item in items:
-        prefix = f"{item.stem}/" if several else ""
+        prefix = f"{item.stem}/"
         first = item.results[0]
         maps[f"{prefix}input"] = first.image.squeeze(-1) if first.image.shape[-1] == 1 else first.image
         maps.update({f"{prefix}{key}": value for key, value in first.maps.items()})
@@ -51,8 +54,8 @@ def _write_data(folder: Path, run, command: list[str] | None) -> None:
         maps.update({f"{prefix}curves/{key}/{curve}": scored[curve] for key, scored in first.curves.items()
                      for curve in ("deletion", "insertion")})
     write_npz(folder / "heatmaps.npz", maps)
-    rows = run.rows()
-    write_json(folder / "scores.json", {**run.header(), "images": rows} if several else {**run.header(), **rows[0]})
+    write_json(folder / "scores.json", {**run.header(), "images": run.rows()})
+    write_csv(folder / "scores.csv", run.table())
     write_json(folder / "run.json", run_record(command, run.settings, run.request, run.interrupted))
 
 

@@ -108,7 +108,8 @@ class Run:
         rows = []
         for item in self.items:
             first = item.results[0]
-            row = {"image": item.source, "true_label": first.true_label, "predicted_label": first.predicted,
+            row = {"image": item.source, "stem": item.stem, "true_label": first.true_label,
+                   "predicted_label": first.predicted,
                    "explained_class": first.target, "explained_probability": first.target_probability,
                    "methods": first.scores(self.settings),
                    **({"random_ranking": first.random_ranking()} if first.curves else {})}
@@ -120,6 +121,23 @@ class Run:
                                   for key in self.names if key in first.maps and key in second.maps}}
             rows.append(row)
         return rows
+
+    def table(self) -> list[dict]:
+        """scores.csv: one row per image and map (each framework's, with compare_backends), its
+        metrics in the registry's order, and why a method gave no map."""
+        columns = [metric.key for metric in metrics.METRICS if metric.needs is not metrics.Needs.RANDOMISED]
+        table = []
+        for item in self.items:
+            for backend, result in zip(self.backends, item.results):
+                for key, scores in result.scores(self.settings).items():
+                    table.append({"image": item.source, "stem": item.stem, "backend": backend, "method": key,
+                                  "true_label": result.true_label, "predicted_label": result.predicted,
+                                  "explained_class": result.target,
+                                  "explained_probability": result.target_probability,
+                                  **{name: scores.get(name) for name in columns}, "seconds": scores.get("seconds"),
+                                  "error": scores.get("error") or (f"not applicable: {scores['not_applicable']}"
+                                                                   if "not_applicable" in scores else None)})
+        return table
 
     def header(self) -> dict:
         """What scores.json says of the run as a whole."""
