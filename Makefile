@@ -1,5 +1,5 @@
 # make demo: set up, build the center-pixel model, explain a bundled image with every method.
-# make test: set up, build the center-pixel model, run the test suite.
+# make test: set up, build the center-pixel model, install Chromium (apt-get), run the test suite.
 # make models: every model the docs use (center-pixel, center-pixel CNN, digits CNN, the example
 # residual network; about 4 minutes).
 PYTHON ?= $(shell command -v python3.11 2>/dev/null)
@@ -9,13 +9,22 @@ MODELS := models/center_pixel.h5
 MORE_MODELS := models/center_cnn.h5 models/digits.h5 models/residual_digits.pt
 BUILDER := $(VENV)/.installed create_model.py settings.py $(wildcard heatkit/testmodels/*.py) heatkit/model/twins.py
 
-.PHONY: demo test install models clean
+SUDO := $(if $(filter 0,$(shell id -u)),,sudo)
+
+.PHONY: demo test install models browser clean
 
 demo: $(MODELS)
 	$(PY) heatmap_script.py -ip images/chelsea.png -hm all
 
-test: $(MODELS)
+test: $(MODELS) browser
 	$(PY) -m pytest -q -n 2 --durations=15
+
+# Debian's Chromium, for the test that opens report.html in a real browser
+browser:
+	@command -v chromium >/dev/null 2>&1 || { echo "installing Debian's chromium (apt-get)"; \
+		$(SUDO) apt-get install -y --no-install-recommends chromium >/dev/null 2>&1 || \
+		{ $(SUDO) apt-get update -qq && $(SUDO) apt-get install -y --no-install-recommends chromium >/dev/null; } || \
+		echo "make: could not install chromium; the report's browser test will be skipped"; }
 
 install: $(VENV)/.installed
 

@@ -110,7 +110,7 @@ figure = dict(
     # over their own range (white to red, or blue to white); "symmetric": every map about 0
     scale="auto",
     column_width=2.1,  # inches per panel column
-    maps_per_row=0,  # maps in one row of the figure before it wraps; 0: all in one row
+    maps_per_row=8,  # maps in one row of the figure before it wraps; 0: all in one row
     dpi=120,
     cmap="RdBu_r",  # diverging blue-white-red, symmetric about 0
     top_k=5,  # classes listed in the right margin

@@ -36,8 +36,8 @@ def test_run_writes_its_files(finished_run):
     code, folder = finished_run
     assert code == 0
     assert folder.name.startswith("gray_")
-    assert sorted(p.name for p in folder.iterdir()) == ["heatmaps.npz", "heatmaps.png", "run.json", "scores.csv",
-                                                        "scores.json"]
+    assert sorted(p.name for p in folder.iterdir()) == ["heatmaps.npz", "heatmaps.png", "report.html", "run.json",
+                                                        "scores.csv", "scores.json"]
 
 
 def test_scores_csv_holds_every_map_of_scores_json(finished_run):

@@ -11,6 +11,7 @@ from PIL import Image
 
 from conftest import break_occlusion, replace_method, run_cli, image_maps, image_scores
 from heatkit.methods.registry import BACKENDS, REGISTRY, Needs
+from heatkit.pipeline.plotting import WARNING_HEIGHT
 
 # Every method, cheap enough for a 12 x 12 RGB model.
 CHEAP = ["sg.augment_by_n=3", "ig.steps=4", "pda.levels=4", "shapley.samples=2", "lime.num_samples=20",
@@ -87,10 +88,14 @@ def test_ctrl_c_keeps_the_finished_maps_and_marks_the_run_incomplete(small_model
     assert json.loads((folder / "run.json").read_text())["incomplete"] is True
     scores = image_scores(folder)["methods"]
     assert sorted(scores) == ["grad", "ig"]
-    # the figure of the finished maps: as wide as a whole run's of the same two methods
+    # the figure of the finished maps: a whole run's of the same two methods, under a red line
+    # saying that the run is incomplete
     assert run_cli("-mp", small_model_path, "-hm", "grad", "ig", "-op", tmp_path / "whole", "-q") == 0
     [whole] = (tmp_path / "whole").iterdir()
-    assert Image.open(folder / "heatmaps.png").size == Image.open(whole / "heatmaps.png").size
+    (width, height), whole_size = Image.open(folder / "heatmaps.png").size, Image.open(whole / "heatmaps.png").size
+    assert width == whole_size[0] and abs(height - whole_size[1] - WARNING_HEIGHT * 120) <= 1
+    top = np.asarray(Image.open(folder / "heatmaps.png").convert("RGB"))[: int(WARNING_HEIGHT * 120)].astype(int)
+    assert ((top[..., 0] > 200) & (top[..., 1] < 80)).any()  # red text
 
 
 EXPERIMENTS = {  # three steps each; Ctrl-C during the third leaves the first two, by the CSV's column

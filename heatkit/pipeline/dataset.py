@@ -378,8 +378,9 @@ def grade_together(rows: list[dict], files: list[Path], cfg: dict) -> list[str]:
     return notes
 
 
-def _file_of(folder: Path, item: Item) -> Path:
-    return folder / "maps" / f"{item.key}.npz"
+def _file_of(folder: Path, item: Item | str) -> Path:
+    """The file of an image (or of its key)."""
+    return folder / "maps" / f"{item if isinstance(item, str) else item.key}.npz"
 
 
 def _rows_of(job: Job, folder: Path, item: Item) -> list[dict]:
@@ -575,8 +576,9 @@ def summary_figure(rows: list[dict]):
 
 
 def write_summary(found: DatasetRun, record: dict) -> str:
-    """results.parquet, results.csv, leaderboard.txt, summary.png and run.json, each written whole
-    or not at all; the leaderboard, then one board per category of metrics."""
+    """results.parquet, results.csv, leaderboard.txt, summary.png, run.json and report.html, each
+    written whole or not at all; the leaderboard, then one board per category of metrics."""
+    from heatkit.pipeline import html
     from heatkit.pipeline.output import atomic, save_figure, write_csv, write_json
 
     text, found.leaderboard = leaderboard(found.rows, found.ground_truth)
@@ -587,6 +589,12 @@ def write_summary(found: DatasetRun, record: dict) -> str:
     with atomic(found.folder / "leaderboard.txt") as handle:
         handle.write((text + "\n").encode())
     save_figure(summary_figure(found.rows), found.folder / "summary.png", 120)
-    write_json(found.folder / "run.json", {**record, "images": len({row["key"] for row in found.rows}),
-                                           "computed": found.computed, "leaderboard": found.leaderboard})
+    record = {**record, "images": len({row["key"] for row in found.rows}), "computed": found.computed,
+              "leaderboard": found.leaderboard}
+    write_json(found.folder / "run.json", record)
+    maps = {key: read_item(_file_of(found.folder, key))[0]
+            for key in dict.fromkeys(row["key"] for row in found.rows if row.get("method") is not None)}
+    with atomic(found.folder / "report.html") as handle:
+        handle.write(html.dataset_page(found.rows, found.leaderboard, text, maps, record["settings"]["figure"],
+                                       record).encode())
     return text

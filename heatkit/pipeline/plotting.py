@@ -20,15 +20,17 @@ LEFT_MARGIN = 1.9  # inches, for the label text
 RIGHT_MARGIN = 1.9  # inches, for the top-k list
 ROW_HEIGHT = 2.0  # inches per row of panels
 TITLE_HEIGHT = 0.75  # inches above each row pair for the column titles
+WARNING_HEIGHT = 0.45  # inches above everything for a warning line
 MARGIN_FONT = 9  # points, of the label text and the top-k list
 
 
 def heatmap_figure(results: list, names: dict[str, str], options: dict, ground_truth: bool,
-                   class_names: list[str] | None = None) -> Figure:
+                   class_names: list[str] | None = None, warning: str | None = None) -> Figure:
     """Per ImageResult, the input and its maps in rows of at most options["maps_per_row"] maps,
     each with a row of their center crops below it where options["crop_row"] asks for one ("auto":
     where the model declares a ground truth). `names` gives each map key's display name, in column
-    order; `options` are the figure settings."""
+    order; `options` are the figure settings; `warning`, where given, heads the figure in red (an
+    interrupted run's)."""
     # a method that applies to none of the images gets no column (the table says why)
     keys = [key for key in names if any(key in r.maps or key in r.failures for r in results)]
     crop = options["crop"] if options["crop_row"] is True or (options["crop_row"] == "auto" and ground_truth) else None
@@ -41,11 +43,15 @@ def heatmap_figure(results: list, names: dict[str, str], options: dict, ground_t
     right = max(RIGHT_MARGIN, max(_text_inches(lines) for _, lines in margins) + 0.75)
     width = left + columns * options["column_width"] + right
     block_count = len(results) * len(blocks)
-    height = block_count * (rows * ROW_HEIGHT + TITLE_HEIGHT)
+    head = WARNING_HEIGHT if warning else 0.0
+    height = block_count * (rows * ROW_HEIGHT + TITLE_HEIGHT) + head
     fig = Figure(figsize=(width, height))
+    if warning:
+        fig.text(0.5, 1 - 0.5 * head / height, warning, ha="center", va="center", color="red", fontsize=11)
     grid = fig.add_gridspec(
         (rows + 1) * block_count, columns, height_ratios=[TITLE_HEIGHT, *[ROW_HEIGHT] * rows] * block_count,
-        left=left / width, right=1 - right / width, top=1.0, bottom=0.1 / height, wspace=0.45, hspace=0.08)
+        left=left / width, right=1 - right / width, top=1.0 - head / height, bottom=0.1 / height, wspace=0.45,
+        hspace=0.08)
     for index, (result, (label_lines, top_lines)) in enumerate(zip(results, margins)):
         for number, block in enumerate(blocks):
             full_row = (rows + 1) * (index * len(blocks) + number) + 1

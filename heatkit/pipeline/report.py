@@ -4,14 +4,15 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from heatkit.pipeline.output import RunFolder, interrupts_deferred, save_figure, write_csv, write_json, write_npz
+from heatkit.pipeline import html
+from heatkit.pipeline.output import RunFolder, atomic, interrupts_deferred, save_figure, write_csv, write_json, write_npz
 from heatkit.pipeline.plotting import extras_figure, faithfulness_figure
 from heatkit.pipeline.record import run_record
 
 
 def write_run(run, out: Path, command: list[str] | None) -> Path:
     """The run's folder in `out`, named after its first image: heatmaps.npz, scores.json,
-    scores.csv, the methods' extras and run.json, written first and whole (Ctrl-C or SIGTERM is
+    scores.csv, the methods' extras, run.json and report.html, written first and whole (Ctrl-C or SIGTERM is
     held back meanwhile); then the figures: heatmaps.png (or one figure per image past
     figure.max_images), curves.png (faithfulness curves, one per image), the extras' panels.
     Ctrl-C or SIGTERM during the figures keeps the folder, its run.json saying incomplete.
@@ -30,11 +31,18 @@ def write_run(run, out: Path, command: list[str] | None) -> Path:
         except KeyboardInterrupt:  # what is written is whole: keep it, and say the run is incomplete
             run.interrupted = True
             with interrupts_deferred():
-                write_json(folder.path / "run.json", run_record(command, run.settings, run.request, True))
+                record = run_record(command, run.settings, run.request, True)
+                write_json(folder.path / "run.json", record)
+                _write_page(folder.path, html.run_page(run, record))
     except BaseException:
         folder.discard()
         raise
     return folder.publish()
+
+
+def _write_page(folder: Path, text: str) -> None:
+    with atomic(folder / "report.html") as handle:
+        handle.write(text.encode())
 
 
 def _write_data(folder: Path, run, command: list[str] | None) -> None:
@@ -56,7 +64,9 @@ def _write_data(folder: Path, run, command: list[str] | None) -> None:
     write_npz(folder / "heatmaps.npz", maps)
     write_json(folder / "scores.json", {**run.header(), "images": run.rows()})
     write_csv(folder / "scores.csv", run.table())
-    write_json(folder / "run.json", run_record(command, run.settings, run.request, run.interrupted))
+    record = run_record(command, run.settings, run.request, run.interrupted)
+    write_json(folder / "run.json", record)
+    _write_page(folder, html.run_page(run, record))
 
 
 def _write_figures(folder: Path, run) -> None:

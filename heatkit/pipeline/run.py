@@ -15,6 +15,8 @@ from heatkit.pipeline.explain import explain_images
 from heatkit.pipeline.results import Explained, ImageResult
 from heatkit.pipeline.scores import format_metrics, format_table
 
+INCOMPLETE = "incomplete: the run was interrupted, and only the maps it finished are shown"
+
 
 def compute(model, inputs: list[tuple[str, str, np.ndarray]], keys: list[str], cfg: dict, target: int | None,
             backends: list[str], verbose: bool = False) -> tuple[list[Explained], bool]:
@@ -150,7 +152,7 @@ class Run:
         pyplot only if asked."""
         figure = plotting.heatmap_figure([r for item in items or self.items for r in item.results], self.names,
                                          self.settings["figure"], self.model.ground_truth is not None,
-                                         class_names=self.class_names)
+                                         class_names=self.class_names, warning=INCOMPLETE if self.interrupted else None)
         if show:
             plotting.show(figure)
         return figure

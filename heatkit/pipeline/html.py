@@ -1,0 +1,140 @@
+"""report.html: one static page a run folder (or a dataset folder) holds, to look at without a
+server or a network. The page is its data (JSON in the page: the maps as float32, the scores, the
+curves, the run record) and one script (report.js) that draws the maps on canvases with the
+figure's colormaps, for zoom and hover, and sorts the tables. Functions of arrays and rows."""
+from __future__ import annotations
+
+import base64
+import html
+import io
+import json
+from importlib import resources
+
+import numpy as np
+
+from heatkit.metrics.registry import METRICS, Needs
+from heatkit.pipeline.plotting import color_scale
+
+THUMBNAIL = 64  # largest side of a dataset image's maps in its drill-down
+
+
+def run_page(run, record: dict) -> str:
+    """The page of a heatmap run: each image with its maps, the scores table, the curves, the record."""
+    names, luts = run.names, {}
+    images = []
+    for item in run.items:
+        first = item.results[0]
+        maps = [_map_entry(key, names[key], first, run.settings["figure"], luts) for key in names
+                if key in first.maps or key in first.failures or key in first.skipped]
+        images.append({"stem": item.stem, "source": item.source, "input": _png(first.image),
+                       "caption": f"predicted class {first.predicted}, explained class {first.target} "
+                                  f"(p = {first.target_probability:.3g})"
+                                  + (f", true class {first.true_label}" if first.true_label is not None else ""),
+                       "maps": maps, "curves": _curves(first.curves, names)})
+    data = {"kind": "run", "title": f"heatkit: {', '.join(item.stem for item in run.items)}",
+            "header": run.header(), "incomplete": run.interrupted, "luts": luts, "images": images,
+            "columns": _columns(), "rows": run.table(), "record": record}
+    return page(data)
+
+
+def dataset_page(rows: list[dict], leaderboard: list[dict], boards: str, maps: dict[str, dict[str, np.ndarray]],
+                 figure: dict, record: dict) -> str:
+    """The page of a dataset run: the leaderboard, the boards per category, the table of every
+    image and method, and a drill-down to each image's maps (at most THUMBNAIL pixels a side,
+    their values kept to 8 bits of their range). `maps` holds each image's maps by its key."""
+    luts, images = {}, []
+    for key, found in maps.items():
+        entries = []
+        for method, attribution in found.items():
+            small = _shrink(attribution.astype(np.float64))
+            colormap, low, high, _ = color_scale(small, figure["cmap"], figure["scale"])
+            luts.setdefault(colormap, _lut(colormap))
+            levels = np.round((small - low) / ((high - low) or 1.0) * 255).clip(0, 255).astype(np.uint8)
+            entries.append({"key": method, "name": method, "shape": list(small.shape), "bytes": _base64(levels),
+                            "type": "uint8", "cmap": colormap, "low": low, "high": high})
+        images.append({"key": key, "maps": entries})
+    data = {"kind": "dataset", "title": f"heatkit dataset: {record.get('request', {}).get('dataset', '')}",
+            "incomplete": False, "luts": luts, "images": images, "leaderboard": leaderboard, "boards": boards,
+            "columns": _columns(), "rows": rows, "record": record}
+    return page(data)
+
+
+def page(data: dict) -> str:
+    """The page: its data as JSON, its style and its script inline."""
+    assets = resources.files("heatkit.pipeline")
+    text = json.dumps(_finite(data), default=_plain, allow_nan=False).replace("</", "<\\/")  # no </script> in it
+    return (f"<!doctype html>\n<html lang=\"en\">\n<head>\n<meta charset=\"utf-8\">\n"
+            f"<title>{html.escape(data['title'])}</title>\n"
+            f"<style>\n{assets.joinpath('report.css').read_text()}</style>\n</head>\n<body>\n"
+            f"<script type=\"application/json\" id=\"data\">{text}</script>\n"
+            f"<script>\n{assets.joinpath('report.js').read_text()}</script>\n</body>\n</html>\n")
+
+
+def _map_entry(key: str, name: str, result, figure: dict, luts: dict) -> dict:
+    """A map as the page draws it: its float32 values, its colormap and range (the figure's)."""
+    if key not in result.maps:
+        reason = result.failures.get(key) or f"not applicable: {result.skipped[key]}"
+        return {"key": key, "name": name, "error": reason}
+    attribution = result.maps[key].astype(np.float32)
+    colormap, low, high, _ = color_scale(attribution, figure["cmap"], figure["scale"])
+    luts.setdefault(colormap, _lut(colormap))
+    return {"key": key, "name": name, "shape": list(attribution.shape), "bytes": _base64(attribution),
+            "type": "float32", "cmap": colormap, "low": low, "high": high}
+
+
+def _curves(curves: dict, names: dict[str, str]) -> list[dict]:
+    return [{"key": key, "name": "random ranking" if key == "random" else names.get(key, key),
+             **{curve: [round(float(v), 5) for v in scored[curve]] for curve in ("deletion", "insertion")},
+             **{f"{curve}_area": float(scored[f"{curve}_area"]) for curve in ("deletion", "insertion")}}
+            for key, scored in curves.items()]
+
+
+def _columns() -> list[dict]:
+    """The scores table's metric columns, each with its name and better direction."""
+    return [{"key": metric.key, "name": metric.name, "direction": metric.direction}
+            for metric in METRICS if metric.needs is not Needs.RANDOMISED]
+
+
+def _lut(name: str) -> str:
+    """A matplotlib colormap as 256 RGB bytes."""
+    from matplotlib import colormaps
+
+    return _base64((colormaps[name](np.linspace(0, 1, 256))[:, :3] * 255).round().astype(np.uint8))
+
+
+def _shrink(values: np.ndarray) -> np.ndarray:
+    """The map averaged over blocks, to at most THUMBNAIL pixels a side."""
+    step = max(1, -(-max(values.shape) // THUMBNAIL))
+    height, width = (-(-side // step) * step for side in values.shape)
+    padded = np.pad(values, ((0, height - values.shape[0]), (0, width - values.shape[1])), mode="edge")
+    return padded.reshape(height // step, step, width // step, step).mean(axis=(1, 3))
+
+
+def _png(image: np.ndarray) -> str:
+    from PIL import Image
+
+    pixels = (np.clip(image, 0, 1) * 255).round().astype(np.uint8)
+    buffer = io.BytesIO()
+    Image.fromarray(pixels[..., 0] if pixels.shape[-1] == 1 else pixels).save(buffer, format="png")
+    return "data:image/png;base64," + base64.b64encode(buffer.getvalue()).decode()
+
+
+def _base64(values: np.ndarray) -> str:
+    return base64.b64encode(np.ascontiguousarray(values).astype(values.dtype.newbyteorder("<")).tobytes()).decode()
+
+
+def _finite(value):
+    """The data with NaN and infinite numbers as None (JSON has no NaN)."""
+    if isinstance(value, dict):
+        return {key: _finite(item) for key, item in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_finite(item) for item in value]
+    if isinstance(value, (float, np.floating)) and not np.isfinite(value):
+        return None
+    return value
+
+
+def _plain(value):
+    if isinstance(value, np.generic):
+        return value.item()
+    return str(value)

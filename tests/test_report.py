@@ -1,0 +1,137 @@
+"""report.html: its data equals the run's files, and in a real browser (Debian's Chromium, headless)
+every map is drawn in the figure's colors with its values on hover, the scores table sorts, an
+interrupted run says so, a dataset's page drills down to an image's maps, and a screenshot shows
+a page that is not blank."""
+from __future__ import annotations
+
+import base64
+import csv
+import io
+import json
+import shutil
+
+import numpy as np
+import pytest
+from PIL import Image
+
+import heatkit
+from conftest import break_occlusion, image_maps, run_cli
+from heatkit.pipeline.plotting import color_scale
+
+METHODS = ["grad", "ig", "occlusion", "lime"]
+
+
+def page_data(folder) -> dict:
+    text = (folder / "report.html").read_text()
+    start = text.index('id="data">') + len('id="data">')
+    return json.loads(text[start:text.index("</script>", start)])
+
+
+def decoded(entry) -> np.ndarray:
+    values = np.frombuffer(base64.b64decode(entry["bytes"]), "<f4" if entry["type"] == "float32" else np.uint8)
+    return values.reshape(entry["shape"])
+
+
+@pytest.fixture(scope="module")
+def run_folder(small_model_path, tmp_path_factory):
+    out = tmp_path_factory.mktemp("report")
+    assert run_cli("-mp", small_model_path, "-hm", *METHODS, "-op", out, "-q", "--set", "faithfulness.curves=True",
+                   "--set", "lime.num_samples=50") == 0
+    [folder] = out.iterdir()
+    return folder
+
+
+@pytest.fixture(scope="module")
+def browser(tmp_path_factory):
+    if shutil.which("chromium") is None:
+        pytest.skip("Debian's chromium is not installed: `make test` installs it (apt-get install chromium)")
+    from browser import Chromium
+
+    chromium = Chromium(tmp_path_factory.mktemp("profile"))
+    yield chromium
+    chromium.close()
+
+
+def test_the_page_holds_the_runs_maps_scores_and_record(run_folder):
+    data = page_data(run_folder)
+    maps = image_maps(run_folder)
+    entries = {entry["key"]: entry for entry in data["images"][0]["maps"]}
+    assert list(entries) == METHODS
+    for key in METHODS:
+        assert np.array_equal(decoded(entries[key]), maps[key])  # the float32 values, bit for bit
+        assert (entries[key]["cmap"], entries[key]["low"], entries[key]["high"]) == \
+            color_scale(maps[key], "RdBu_r", "auto")[:3]  # the figure's colors
+    with open(run_folder / "scores.csv", newline="") as handle:
+        assert [row["method"] for row in csv.DictReader(handle)] == [row["method"] for row in data["rows"]]
+    assert data["record"] == json.loads((run_folder / "run.json").read_text())
+    assert {curve["key"] for curve in data["images"][0]["curves"]} == {*METHODS, "random"}
+    assert "<script src" not in (run_folder / "report.html").read_text()  # nothing to fetch
+
+
+def test_every_map_is_drawn_in_its_colors_with_its_values_on_hover(run_folder, browser):
+    assert browser.open(run_folder / "report.html") == []
+    maps, data = image_maps(run_folder), page_data(run_folder)
+    lut = {name: np.frombuffer(base64.b64decode(text), np.uint8).reshape(256, 3) for name, text in data["luts"].items()}
+    assert browser.evaluate("document.querySelectorAll('canvas.map').length") == len(METHODS)
+    for entry in data["images"][0]["maps"]:
+        row, column = 7, 7  # the center pixel of the 15 x 15 model
+        drawn = browser.evaluate(f"""Array.from(document.querySelector('figure[data-key="{entry['key']}"] canvas.map')
+            .getContext('2d').getImageData({column}, {row}, 1, 1).data)""")
+        value = maps[entry["key"]][row, column]
+        level = int(np.clip(np.round((value - entry["low"]) / (entry["high"] - entry["low"]) * 255), 0, 255))
+        assert np.abs(np.array(drawn[:3]) - lut[entry["cmap"]][level]).max() <= 1, entry["key"]
+        tip = browser.evaluate(f"""(() => {{
+            const canvas = document.querySelector('figure[data-key="{entry['key']}"] canvas.map');
+            const box = canvas.getBoundingClientRect();
+            canvas.dispatchEvent(new MouseEvent('mousemove', {{clientX: box.left + box.width * {column + 0.5} / 15,
+                                                              clientY: box.top + box.height * {row + 0.5} / 15}}));
+            return document.getElementById('tip').textContent; }})()""")
+        assert tip.startswith(f"{entry['key']} [{row}, {column}] = ")
+        assert float(tip.rpartition("= ")[2]) == pytest.approx(float(value), rel=1e-3, abs=1e-12)
+
+
+def test_a_column_sorts_both_ways_on_a_click(run_folder, browser):
+    browser.open(run_folder / "report.html")
+    expected = {row["method"]: float(row["deletion_area"]) for row in page_data(run_folder)["rows"]}
+    order = lambda: browser.evaluate(  # noqa: E731
+        "Array.from(document.querySelectorAll('table.scores tbody tr')).map((row) => row.cells[1].textContent)")
+    click = "document.querySelector('table.scores th[data-key=\"deletion_area\"]').click()"
+    browser.evaluate(click)
+    assert order() == sorted(expected, key=expected.get)
+    browser.evaluate(click)
+    assert order() == sorted(expected, key=expected.get, reverse=True)
+    assert browser.evaluate("document.querySelector('th[data-key=\"deletion_area\"]').getAttribute('aria-sort')") \
+        == "descending"
+
+
+def test_the_screenshot_is_a_page_not_a_blank(run_folder, browser):
+    browser.open(run_folder / "report.html")
+    shot = np.asarray(Image.open(io.BytesIO(browser.screenshot())).convert("RGB"))
+    assert shot.shape == (900, 1280, 3)
+    colored = (shot.max(axis=2) - shot.min(axis=2)) > 60  # the maps' reds and blues
+    assert colored.mean() > 0.005 and (shot.min(axis=2) < 100).mean() > 0.002  # and dark text
+
+
+def test_an_interrupted_run_says_so(small_model_path, tmp_path, monkeypatch, browser):
+    def interrupt():
+        raise KeyboardInterrupt
+    break_occlusion(monkeypatch, 1, interrupt)
+    assert run_cli("-mp", small_model_path, "-hm", "grad", "occlusion", "-op", tmp_path, "-q") == 130
+    [folder] = tmp_path.iterdir()
+    assert page_data(folder)["incomplete"] is True
+    browser.open(folder / "report.html")
+    assert "incomplete" in browser.evaluate("document.querySelector('.incomplete').textContent")
+    assert browser.evaluate("document.querySelectorAll('canvas.map').length") == 1
+
+
+def test_a_dataset_page_has_its_leaderboard_and_drills_down_to_an_image(small_model_path, tmp_path, browser):
+    found = heatkit.explain_dataset(small_model_path, "random:4", ["grad", "occlusion"], workers=0, out=tmp_path,
+                                    progress=False, settings={"backend": "torch"})
+    data = page_data(found.folder)
+    assert [entry["method"] for entry in data["leaderboard"]] == [entry["method"] for entry in found.leaderboard]
+    browser.open(found.folder / "report.html")
+    assert browser.evaluate("document.querySelectorAll('table.leaderboard tbody tr').length") == 2
+    rows = browser.evaluate("document.querySelectorAll('table.scores tbody tr').length")
+    assert rows == len(found.rows)
+    browser.evaluate("document.querySelector('table.scores tbody tr').click()")
+    assert browser.evaluate("document.querySelectorAll('#drill canvas.map').length") == 2
