@@ -1,5 +1,6 @@
 # make demo: set up, build the center-pixel model, explain a bundled image with every method.
 # make test: set up, build the center-pixel model, install Chromium (apt-get), run the test suite.
+# make docs: the documentation site (mkdocs-material) into site/.
 # make models: every model the docs use (center-pixel, center-pixel CNN, digits CNN, the example
 # residual network; about 4 minutes).
 PYTHON ?= $(shell command -v python3.11 2>/dev/null)
@@ -11,13 +12,17 @@ BUILDER := $(VENV)/.installed create_model.py settings.py $(wildcard heatkit/tes
 
 SUDO := $(if $(filter 0,$(shell id -u)),,sudo)
 
-.PHONY: demo test install models browser clean
+.PHONY: demo test install models browser docs clean
 
 demo: $(MODELS)
 	$(PY) heatmap_script.py -ip images/chelsea.png -hm all
 
 test: $(MODELS) browser
 	$(PY) -m pytest -q -n 2 --durations=15
+
+# the documentation site, from docs/ into site/
+docs: $(VENV)/.installed
+	NO_MKDOCS_2_WARNING=1 $(VENV)/bin/mkdocs build --strict
 
 # Debian's Chromium, for the test that opens report.html in a real browser
 browser:
@@ -50,4 +55,4 @@ models/residual_digits.pt: $(VENV)/.installed examples/residual_digits.py
 	$(PY) examples/residual_digits.py $@
 
 clean:
-	rm -rf $(VENV) models/*.h5 models/*.pt models/*.json
+	rm -rf $(VENV) models/*.h5 models/*.pt models/*.json site

@@ -4,9 +4,10 @@
     .venv/bin/python docs/build.py residual   # one run
 
 Each run goes through the command line into a scratch folder. Its figures are copied into docs/,
-its scores.json is kept as docs/<run>.json, and the README's table between the markers
-<!-- <run>:start --> and <!-- <run>:end --> is rewritten from that file; tests/test_readme.py
-checks that the two agree, so every number in those tables comes from a run of this script.
+its scores.json is kept as docs/<run>.json, and the table between the markers <!-- <run>:start -->
+and <!-- <run>:end --> (in the README or a page of docs/) is rewritten from that file;
+tests/test_readme.py checks that the two agree, so every number in those tables comes from a run of
+this script.
 """
 from __future__ import annotations
 
@@ -18,6 +19,9 @@ import tempfile
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))  # run as a script: the checkout's heatkit
+
+from heatkit import generated  # noqa: E402
 
 GRADIENT_FAMILY = ["grad", "gb", "deconvnet", "sg", "inpgrad", "ig", "gradshap", "lrp", "deeplift"]
 # run name -> (command-line arguments, {file the run writes: its name in docs/})
@@ -117,27 +121,11 @@ TABLES = {"demo": ("scores.json", demo_table), "compare": ("scores.json", compar
           "dataset": ("leaderboard.txt", leaderboard_block), "evaluate_metrics": ("table.txt", leaderboard_block)}
 
 
-def marked(text: str, name: str) -> tuple[str, str, str]:
-    """The README's text before, inside and after the markers of table `name`."""
-    start, end = f"<!-- {name}:start -->", f"<!-- {name}:end -->"
-    head, rest = text.split(start, 1)
-    inside, tail = rest.split(end, 1)
-    return head + start, inside.strip(), end + tail
-
-
 def readme_table(name: str) -> str:
-    """Table `name` as the README shows it, from the run file kept in docs/."""
+    """Table `name` as the README or a page shows it, from the run file kept in docs/."""
     file, table = TABLES[name]
     kept = (ROOT / "docs" / f"{name}{Path(file).suffix}").read_text()
     return table(json.loads(kept)["images"][0] if file.endswith(".json") else kept)
-
-
-def rewrite_readme(readme: Path) -> None:
-    text = readme.read_text()
-    for name in TABLES:
-        head, _, tail = marked(text, name)
-        text = f"{head}\n{readme_table(name)}\n{tail}"
-    readme.write_text(text)
 
 
 def main() -> None:
@@ -154,7 +142,7 @@ def main() -> None:
             if name in TABLES:
                 file = TABLES[name][0]
                 shutil.copy(folder / file, ROOT / "docs" / f"{name}{Path(file).suffix}")
-    rewrite_readme(ROOT / "README.md")
+    generated.rewrite({name: readme_table(name) for name in TABLES})
 
 
 if __name__ == "__main__":

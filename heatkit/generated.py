@@ -1,8 +1,8 @@
-"""Text generated from the registries: the README's method and metric tables, and settings.py's
-method and metric dicts (each declares its settings in its module; settings.py shows them, for
-users to edit).
+"""Text generated from the registries: the method and metric tables of the README and the
+documentation's pages, and settings.py's method and metric dicts (each declares its settings in
+its module; settings.py shows them, for users to edit).
 
-    python -m heatkit.generated          # rewrite both, between their markers
+    python -m heatkit.generated          # rewrite them all, between their markers
 """
 from __future__ import annotations
 
@@ -15,8 +15,6 @@ from heatkit.metrics.registry import METRICS
 from heatkit.metrics.registry import SETTINGS as METRIC_SETTINGS
 
 ROOT = Path(__file__).resolve().parent.parent
-TABLES = {"methods": ("<!-- methods:start -->", "<!-- methods:end -->"),
-          "metrics": ("<!-- metrics:start -->", "<!-- metrics:end -->")}
 SETTINGS_START = ("# ---- Methods: one dict per method, generated from the methods' modules by "
                   "`python -m heatkit.generated` ----\n")
 METRIC_SETTINGS_START = "# ---- Metrics: one dict per family, generated from the metrics' modules ----\n"
@@ -71,13 +69,30 @@ def _dicts(all_settings) -> str:
     return "\n\n".join(blocks)
 
 
-def rewrite_readme(readme: Path) -> None:
-    text = readme.read_text()
-    for name, table in (("methods", method_table()), ("metrics", metric_table())):
-        start, end = TABLES[name]
-        head, rest = text.split(start, 1)
-        text = f"{head}{start}\n{table}\n{end}{rest.split(end, 1)[1]}"
-    readme.write_text(text)
+def documents() -> list[Path]:
+    """The README and the documentation's pages: where generated tables live, between markers."""
+    return [ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md"))]
+
+
+def between(text: str, name: str) -> tuple[str, str, str] | None:
+    """The text before, inside and after the markers of table `name`; None where it has none."""
+    start, end = f"<!-- {name}:start -->", f"<!-- {name}:end -->"
+    if start not in text:
+        return None
+    head, rest = text.split(start, 1)
+    inside, tail = rest.split(end, 1)
+    return head + start, inside.strip(), end + tail
+
+
+def rewrite(tables: dict[str, str]) -> None:
+    """Each document's tables named in `tables` rewritten with their text."""
+    for path in documents():
+        text = path.read_text()
+        for name, table in tables.items():
+            parts = between(text, name)
+            if parts:
+                text = f"{parts[0]}\n{table}\n{parts[2]}"
+        path.write_text(text)
 
 
 def rewrite_settings(settings_file: Path) -> None:
@@ -86,6 +101,6 @@ def rewrite_settings(settings_file: Path) -> None:
 
 
 if __name__ == "__main__":
-    rewrite_readme(ROOT / "README.md")
+    rewrite({"methods": method_table(), "metrics": metric_table()})
     rewrite_settings(ROOT / "settings.py")
     sys.exit(0)

@@ -15,7 +15,7 @@ README = (ROOT / "README.md").read_text()
 
 
 def readme_example() -> str:
-    block = README.split("<!-- api:start -->")[1].split("<!-- api:end -->")[0]
+    block = README.split("<!-- --8<-- [start:api] -->")[1].split("<!-- --8<-- [end:api] -->")[0]
     return block.split("```python\n")[1].split("```")[0]
 
 

@@ -7,7 +7,7 @@ from heatkit.metrics._entry import Category, Metric, Needs
 from heatkit.methods._entry import Paper
 
 _CENTER = Paper("this toolkit", "The center-pixel model: its probabilities depend on the center pixel alone",
-                "#the-center-pixel-model")
+                "center-pixel.md")
 _PETSIUK = Paper("Petsiuk et al. 2018", "RISE: randomized input sampling for explanation of black-box models",
                  "https://arxiv.org/abs/1806.07421")
 
