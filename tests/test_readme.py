@@ -47,6 +47,23 @@ def test_referenced_images_and_pages_exist():
         assert page.name == "index.md" or f"docs/{page.name}" in README, page.name
 
 
+def test_the_tests_the_pages_name_exist():
+    """A page that names a test (`test_x.py::test_y`, or `::test_y` after its file) names a real one."""
+    import re
+
+    named = 0
+    for page in (ROOT / "docs").glob("*.md"):
+        last = None
+        for file, test in re.findall(r"`(test_\w+\.py)?(?:::(test_\w+))?`", page.read_text()):
+            last = file or last
+            if file:
+                assert (ROOT / "tests" / file).is_file(), (page.name, file)
+            if test:
+                assert re.search(rf"^def {test}\(", (ROOT / "tests" / last).read_text(), re.M), (page.name, last, test)
+                named += 1
+    assert named >= 20
+
+
 def test_result_tables_come_from_the_docs_build():
     """docs/build.py reruns the documented commands, keeps their scores.json (or leaderboard) in docs/
     and writes the tables from them: a table edited by hand, or a stale one, fails here."""
