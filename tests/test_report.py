@@ -16,7 +16,7 @@ from PIL import Image
 
 import heatkit
 from conftest import break_occlusion, image_maps, run_cli
-from heatkit.pipeline.plotting import color_scale
+from heatkit.pipeline.plotting import INCOMPLETE, color_scale
 
 METHODS = ["grad", "ig", "occlusion", "lime"]
 
@@ -118,9 +118,9 @@ def test_an_interrupted_run_says_so(small_model_path, tmp_path, monkeypatch, bro
     break_occlusion(monkeypatch, 1, interrupt)
     assert run_cli("-mp", small_model_path, "-hm", "grad", "occlusion", "-op", tmp_path, "-q") == 130
     [folder] = tmp_path.iterdir()
-    assert page_data(folder)["incomplete"] is True
+    assert page_data(folder)["incomplete"] == INCOMPLETE
     browser.open(folder / "report.html")
-    assert "incomplete" in browser.evaluate("document.querySelector('.incomplete').textContent")
+    assert browser.evaluate("document.querySelector('.incomplete').textContent") == INCOMPLETE
     assert browser.evaluate("document.querySelectorAll('canvas.map').length") == 1
 
 

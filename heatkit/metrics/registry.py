@@ -11,7 +11,8 @@ from heatkit.metrics import (axiomatic, builtin, complexity, faithfulness, local
 from heatkit.metrics._entry import Category, Metric, Needs, Recomputation
 from heatkit.methods._entry import Settings
 
-__all__ = ["Category", "METRICS", "Metric", "Needs", "REGISTRY", "SETTINGS", "COMPUTED", "score", "score_images",
+__all__ = ["Category", "METRICS", "Metric", "Needs", "REGISTRY", "ROW_METRICS", "SETTINGS", "COMPUTED", "score",
+           "score_images",
            "score_randomised", "score_with_method", "score_with_model"]
 
 METRICS: list[Metric] = [*builtin.METRICS, *faithfulness.METRICS, *road.METRICS, *sufficiency.METRICS,
@@ -21,6 +22,8 @@ REGISTRY = {metric.key: metric for metric in METRICS}
 SETTINGS: dict[str, Settings] = {m.settings.name: m.settings for m in METRICS if m.settings}
 # the metrics this package computes (the others are computed in the pipeline), in table order
 COMPUTED = [metric for metric in METRICS if metric.function is not None]
+# the metrics a map's row of scores can hold: all but MPRT, which a sanity check computes
+ROW_METRICS = [metric for metric in METRICS if metric.needs is not Needs.RANDOMISED]
 
 
 def score(attribution: np.ndarray, mask: np.ndarray | None, settings: dict) -> dict[str, float | None]:

@@ -30,11 +30,10 @@ import numpy as np
 from heatkit.base.errors import UsageError
 from heatkit.base.images import IMAGE_SUFFIXES, load_image
 from heatkit.metrics import registry as metrics
-from heatkit.metrics.registry import METRICS, Needs
+from heatkit.metrics.registry import METRICS, ROW_METRICS, Needs
 from heatkit.pipeline.faithfulness import AREAS
 
-# the columns every method row has: each metric but MPRT, which takes a sanity check an image
-SCORES = (*(metric.key for metric in METRICS if metric.needs is not Needs.RANDOMISED), "seconds")
+SCORES = (*(metric.key for metric in ROW_METRICS), "seconds")  # the columns every method row has
 SUMMARY_COLUMNS = 5  # score panels a row of summary.png
 RESAMPLES = 1000  # bootstrap resamples of a leaderboard interval
 WORKER_ENVIRONMENT = {"OMP_NUM_THREADS": 1, "MKL_NUM_THREADS": 1, "OPENBLAS_NUM_THREADS": 1}  # one core a worker

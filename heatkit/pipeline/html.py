@@ -12,8 +12,8 @@ from importlib import resources
 
 import numpy as np
 
-from heatkit.metrics.registry import METRICS, Needs
-from heatkit.pipeline.plotting import color_scale
+from heatkit.metrics.registry import ROW_METRICS
+from heatkit.pipeline.plotting import INCOMPLETE, color_scale
 
 THUMBNAIL = 64  # largest side of a dataset image's maps in its drill-down
 
@@ -32,7 +32,8 @@ def run_page(run, record: dict) -> str:
                                   + (f", true class {first.true_label}" if first.true_label is not None else ""),
                        "maps": maps, "curves": _curves(first.curves, names)})
     data = {"kind": "run", "title": f"heatkit: {', '.join(item.stem for item in run.items)}",
-            "header": run.header(), "incomplete": run.interrupted, "luts": luts, "images": images,
+            "header": run.header(), "incomplete": INCOMPLETE if run.interrupted else None, "luts": luts,
+            "images": images,
             "columns": _columns(), "rows": run.table(), "record": record}
     return page(data)
 
@@ -54,7 +55,7 @@ def dataset_page(rows: list[dict], leaderboard: list[dict], boards: str, maps: d
                             "type": "uint8", "cmap": colormap, "low": low, "high": high})
         images.append({"key": key, "maps": entries})
     data = {"kind": "dataset", "title": f"heatkit dataset: {record.get('request', {}).get('dataset', '')}",
-            "incomplete": False, "luts": luts, "images": images, "leaderboard": leaderboard, "boards": boards,
+            "incomplete": None, "luts": luts, "images": images, "leaderboard": leaderboard, "boards": boards,
             "columns": _columns(), "rows": rows, "record": record}
     return page(data)
 
@@ -91,8 +92,7 @@ def _curves(curves: dict, names: dict[str, str]) -> list[dict]:
 
 def _columns() -> list[dict]:
     """The scores table's metric columns, each with its name and better direction."""
-    return [{"key": metric.key, "name": metric.name, "direction": metric.direction}
-            for metric in METRICS if metric.needs is not Needs.RANDOMISED]
+    return [{"key": metric.key, "name": metric.name, "direction": metric.direction} for metric in ROW_METRICS]
 
 
 def _lut(name: str) -> str:

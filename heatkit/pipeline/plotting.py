@@ -21,6 +21,7 @@ RIGHT_MARGIN = 1.9  # inches, for the top-k list
 ROW_HEIGHT = 2.0  # inches per row of panels
 TITLE_HEIGHT = 0.75  # inches above each row pair for the column titles
 WARNING_HEIGHT = 0.45  # inches above everything for a warning line
+INCOMPLETE = "incomplete: the run was interrupted, and only the maps it finished are shown"  # figure and page
 MARGIN_FONT = 9  # points, of the label text and the top-k list
 
 

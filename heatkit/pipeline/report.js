@@ -190,10 +190,7 @@ function render() {
   const slider = element("input", {type: "range", id: "zoom", min: 1, max: 8, step: 1, value: 1});
   slider.addEventListener("input", () => setZoom(Number(slider.value)));
   main.append(element("h1", {}, DATA.title));
-  if (DATA.incomplete) {
-    main.append(element("div", {class: "incomplete"},
-                        "incomplete: the run was interrupted, and only what it finished is shown"));
-  }
+  if (DATA.incomplete) main.append(element("div", {class: "incomplete"}, DATA.incomplete));
   if (DATA.header) {
     main.append(element("p", {class: "header"}, Object.entries(DATA.header).filter(([, v]) => typeof v !== "object")
       .map(([k, v]) => `${k}: ${v}`).join(" · ")));

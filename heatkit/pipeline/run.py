@@ -15,8 +15,6 @@ from heatkit.pipeline.explain import explain_images
 from heatkit.pipeline.results import Explained, ImageResult
 from heatkit.pipeline.scores import format_metrics, format_table
 
-INCOMPLETE = "incomplete: the run was interrupted, and only the maps it finished are shown"
-
 
 def compute(model, inputs: list[tuple[str, str, np.ndarray]], keys: list[str], cfg: dict, target: int | None,
             backends: list[str], verbose: bool = False) -> tuple[list[Explained], bool]:
@@ -127,7 +125,7 @@ class Run:
     def table(self) -> list[dict]:
         """scores.csv: one row per image and map (each framework's, with compare_backends), its
         metrics in the registry's order, and why a method gave no map."""
-        columns = [metric.key for metric in metrics.METRICS if metric.needs is not metrics.Needs.RANDOMISED]
+        columns = [metric.key for metric in metrics.ROW_METRICS]
         table = []
         for item in self.items:
             for backend, result in zip(self.backends, item.results):
@@ -152,7 +150,8 @@ class Run:
         pyplot only if asked."""
         figure = plotting.heatmap_figure([r for item in items or self.items for r in item.results], self.names,
                                          self.settings["figure"], self.model.ground_truth is not None,
-                                         class_names=self.class_names, warning=INCOMPLETE if self.interrupted else None)
+                                         class_names=self.class_names,
+                                         warning=plotting.INCOMPLETE if self.interrupted else None)
         if show:
             plotting.show(figure)
         return figure
