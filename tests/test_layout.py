@@ -92,9 +92,10 @@ def test_the_installed_package_imports_from_anywhere_under_one_name(tmp_path):
     assert done.returncode == 0 and Path(done.stdout.strip()) == ROOT / "heatkit" / "api.py"
     for generic in ("core", "settings", "methods"):
         assert python(f"import {generic}", tmp_path).returncode != 0, generic
-    command = Path(sys.executable).parent / "heatmap_script"
-    help_text = subprocess.run([command, "-h"], cwd=tmp_path, capture_output=True, text=True)
-    assert help_text.returncode == 0 and "methods (-hm)" in help_text.stdout
+    for command in ("heatkit", "heatmap_script"):
+        help_text = subprocess.run([Path(sys.executable).parent / command, "-h"], cwd=tmp_path, capture_output=True,
+                                   text=True)
+        assert help_text.returncode == 0 and "methods (-hm)" in help_text.stdout
 
 
 def test_the_package_exposes_the_api():
