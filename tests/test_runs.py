@@ -75,11 +75,13 @@ def test_a_method_that_raises_is_reported_and_the_others_complete(small_model_pa
 
 
 def ctrl_c():
-    """Ctrl-C as the terminal sends it: a real SIGINT, while a method runs. Raised in this thread
-    (os.kill to the process may land in another of its threads, and the handler then runs a few
-    bytecodes late)."""
+    """Ctrl-C as the terminal sends it: a real SIGINT, while a method runs, raised in this thread
+    and unblocked first (a library that spawns a helper process with SIGINT blocked, as loky's
+    resource tracker does, can leave it blocked in the thread that spawned it)."""
+    signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGINT})
     signal.raise_signal(signal.SIGINT)
-    raise AssertionError("SIGINT did not interrupt the method")
+    raise AssertionError(f"SIGINT did not interrupt the method (handler {signal.getsignal(signal.SIGINT)!r}, "
+                         f"blocked {signal.pthread_sigmask(signal.SIG_BLOCK, set())!r})")
 
 
 def test_ctrl_c_keeps_the_finished_maps_and_marks_the_run_incomplete(small_model_path, tmp_path, monkeypatch):
