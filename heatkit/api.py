@@ -190,9 +190,9 @@ def evaluate_metrics(models: list[Source], methods: str | list[str] = "all", *,
     and every method's draws) `evaluate_metrics.images` images with random true classes, every
     method's map graded by the truth (its |attribution|'s share on the deciding pixels) and by each
     metric, and per metric how far the two rankings of the methods agree (Kendall's tau). The
-    faithfulness curves, Random Logit and ROAD (at Quantus's percentages) are on, and the robustness
-    metrics and Monotonicity take evaluate_metrics.noisy_copies draws; MPRT compares each map with
-    its method's map on the model with every layer re-initialized."""
+    faithfulness curves, Random Logit, Non-Sensitivity and ROAD (at Quantus's percentages) are on,
+    and the robustness metrics and Monotonicity take evaluate_metrics.noisy_copies draws; MPRT
+    compares each map with its method's map on the model with every layer re-initialized."""
     cfg = config.load(_layers_named(settings, None))
     params, flat = cfg["evaluate_metrics"], config.flatten(cfg)
     taus, summaries = {}, {}
@@ -213,7 +213,8 @@ def evaluate_metrics(models: list[Source], methods: str | list[str] = "all", *,
             run = explain(model, list(images), methods, progress=progress, settings={
                 **flat, **methods_seeded, "faithfulness.curves": True, "sensitivity.samples": params["noisy_copies"],
                 "lipschitz.samples": params["noisy_copies"], "monotonicity.samples": params["noisy_copies"],
-                "random_logit.enabled": True, "road.percentages": road.QUANTUS_PERCENTAGES})
+                "random_logit.enabled": True, "non_sensitivity.enabled": True,
+                "road.percentages": road.QUANTUS_PERCENTAGES})
             # MPRT: each image's maps, of the class explained, on the model with every layer
             # re-initialized (the last step of --sanity cascading)
             randomised = variants.variant(model, variants.reinitializer(

@@ -471,12 +471,16 @@ def test_completeness_against_quantus_which_asks_for_float_equality():
 
 def test_non_sensitivity_knows_the_center_pixel_model(small_model_path):
     """Only the center changes the center-pixel model's probability. Occlusion attributes only it
-    (no violation); Gradient attributes every pixel (every other pixel is a violation)."""
+    (no violation); Gradient attributes every pixel (every other pixel is a violation). It costs an
+    evaluation a pixel, so it waits for non_sensitivity.enabled."""
     image = np.random.default_rng(2).random((SIDE, SIDE, 1))
+    settings = {"occlusion.patch": 1, "faithfulness.curves": True, "faithfulness.random_draws": 0}
     run = heatkit.explain(str(small_model_path), image, ["grad", "occlusion"], progress=False,
-                          settings={"occlusion.patch": 1, "faithfulness.curves": True, "faithfulness.random_draws": 0})
+                          settings={**settings, "non_sensitivity.enabled": True})
     assert run.scores["occlusion"]["non_sensitivity"] == 0
     assert run.scores["grad"]["non_sensitivity"] == SIDE * SIDE - 1
+    off = heatkit.explain(str(small_model_path), image, ["grad"], progress=False, settings=settings)
+    assert off.scores["grad"]["non_sensitivity"] is None
 
 
 def test_non_sensitivity_equals_quantus_on_probabilities():
@@ -495,7 +499,7 @@ def test_non_sensitivity_equals_quantus_on_probabilities():
     image = np.random.default_rng(4).random((SIDE, SIDE, 1)).astype(np.float32)
     run = heatkit.explain(net, image, ["grad", "occlusion"], progress=False,
                           settings={"input_size": [SIDE, SIDE], "occlusion.patch": 1})
-    params = {"baseline": "black", "eps": 1e-5}
+    params = {"enabled": True, "baseline": "black", "eps": 1e-5}
     for key in ("grad", "occlusion"):
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")

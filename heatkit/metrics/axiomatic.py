@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from heatkit.base.rules import Choice, Float
+from heatkit.base.rules import Bool, Choice, Float
 from heatkit.metrics._entry import Category, Metric, Needs
 from heatkit.methods._entry import Paper, Setting, Settings
 
@@ -31,6 +31,9 @@ COMPLETENESS = Settings("completeness", "Completeness (Sundararajan et al. 2017)
                         })
 NON_SENSITIVITY = Settings("non_sensitivity", "Non-Sensitivity (Nguyen & Martínez 2020): pixels that change nothing "
                            "must get nothing, and the others something.", {
+                               "enabled": Setting(False, Bool(),
+                                                  "set each pixel to the baseline alone (an evaluation a pixel: "
+                                                  "50,176 ResNet passes at 224 x 224)"),
                                "baseline": Setting("black", Choice(BASELINES),
                                                    "what a pixel is set to: the input's smallest value (Quantus's "
                                                    "'black') or 0"),
@@ -55,9 +58,10 @@ def completeness(model, image: np.ndarray, target: int, attribution: np.ndarray,
 
 
 def non_sensitivity(model, image: np.ndarray, target: int, attribution: np.ndarray, params: dict) -> float | None:
-    """Pixels whose removal changes the probability but which have no attribution, or the reverse."""
+    """Pixels whose removal changes the probability but which have no attribution, or the reverse;
+    None until non_sensitivity.enabled."""
     magnitude = np.abs(attribution.astype(np.float64))
-    if magnitude.max() == 0:
+    if not params["enabled"] or magnitude.max() == 0:
         return None
     height, width = attribution.shape
     engine = model.engine(image, target)
