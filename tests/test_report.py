@@ -124,7 +124,11 @@ def test_an_interrupted_run_says_so(small_model_path, tmp_path, monkeypatch, bro
     assert browser.evaluate("document.querySelectorAll('canvas.map').length") == 1
 
 
-def test_a_dataset_page_has_its_leaderboard_and_drills_down_to_an_image(small_model_path, tmp_path, browser):
+def test_a_dataset_page_has_its_leaderboard_and_drills_down_to_an_image(small_model_path, tmp_path, browser,
+                                                                       monkeypatch):
+    from heatkit.pipeline import html
+
+    monkeypatch.setattr(html, "DRILL_DOWN_IMAGES", 3)  # the fourth image's maps stay in their file
     found = heatkit.explain_dataset(small_model_path, "random:4", ["grad", "occlusion"], workers=0, out=tmp_path,
                                     progress=False, settings={"backend": "torch"})
     data = page_data(found.folder)
@@ -135,3 +139,7 @@ def test_a_dataset_page_has_its_leaderboard_and_drills_down_to_an_image(small_mo
     assert rows == len(found.rows)
     browser.evaluate("document.querySelector('table.scores tbody tr').click()")
     assert browser.evaluate("document.querySelectorAll('#drill canvas.map').length") == 2
+    browser.evaluate("Array.from(document.querySelectorAll('table.scores tbody tr')).at(-1).click()")
+    assert browser.evaluate("document.querySelectorAll('#drill canvas.map').length") == 0
+    last = [row for row in found.rows if row["method"] is not None][-1]["key"]
+    assert f"maps/{last}.npz" in browser.evaluate("document.getElementById('drill').textContent")

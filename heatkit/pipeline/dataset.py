@@ -591,8 +591,8 @@ def write_summary(found: DatasetRun, record: dict) -> str:
     record = {**record, "images": len({row["key"] for row in found.rows}), "computed": found.computed,
               "leaderboard": found.leaderboard}
     write_json(found.folder / "run.json", record)
-    maps = {key: read_item(_file_of(found.folder, key))[0]
-            for key in dict.fromkeys(row["key"] for row in found.rows if row.get("method") is not None)}
+    keys = list(dict.fromkeys(row["key"] for row in found.rows if row.get("method") is not None))
+    maps = {key: read_item(_file_of(found.folder, key))[0] for key in keys[:html.DRILL_DOWN_IMAGES]}
     with atomic(found.folder / "report.html") as handle:
         handle.write(html.dataset_page(found.rows, found.leaderboard, text, maps, record["settings"]["figure"],
                                        record).encode())

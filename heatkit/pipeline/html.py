@@ -16,6 +16,7 @@ from heatkit.metrics.registry import ROW_METRICS
 from heatkit.pipeline.plotting import INCOMPLETE, color_scale
 
 THUMBNAIL = 64  # largest side of a dataset image's maps in its drill-down
+DRILL_DOWN_IMAGES = 500  # a dataset page holds its first images' maps only (500 of 5 methods: about 10 MB)
 
 
 def run_page(run, record: dict) -> str:
@@ -42,7 +43,8 @@ def dataset_page(rows: list[dict], leaderboard: list[dict], boards: str, maps: d
                  figure: dict, record: dict) -> str:
     """The page of a dataset run: the leaderboard, the boards per category, the table of every
     image and method, and a drill-down to each image's maps (at most THUMBNAIL pixels a side,
-    their values kept to 8 bits of their range). `maps` holds each image's maps by its key."""
+    their values kept to 8 bits of their range). `maps` holds each image's maps by its key, for
+    the images whose maps the page shows (the others' are named by their file)."""
     luts, images = {}, []
     for key, found in maps.items():
         entries = []

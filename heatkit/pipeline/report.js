@@ -176,7 +176,9 @@ function datasetPage(main) {
   const rows = DATA.rows.map((row) => ({...row, onclick: () => {
     const image = byKey[row.key];
     drill.replaceChildren(element("h3", {}, `${row.image}: predicted ${row.predicted}, label ${number(row.label)}`),
-                          element("div", {class: "maps"}, ...(image ? image.maps.map(mapFigure) : [])));
+                          image ? element("div", {class: "maps"}, ...image.maps.map(mapFigure)) :
+                            element("p", {}, `this page holds the maps of the first ${DATA.images.length} images; `
+                                             + `this image's are in maps/${row.key}.npz`));
     setZoom(zoom);
     drill.scrollIntoView();
   }}));
