@@ -223,8 +223,7 @@ def evaluate_metrics(models: list[Source], methods: str | list[str] = "all", *,
                 result = item.results[0]
                 again = explain(randomised, image, list(result.maps), target=result.target, progress=False,
                                 settings={**flat, **methods_seeded, "faithfulness.curves": False})
-                for key, found in metrics.score_randomised(result.maps, again.maps, run.settings).items():
-                    result.model_scores[key] = {**result.model_scores.get(key, {}), **found}
+                result.add_scores(metrics.score_randomised(result.maps, again.maps, run.settings))
             taus[name].append([meta_evaluation.image_taus(
                 item.results[0].scores(run.settings),
                 {key: meta_evaluation.truth(attribution, mask) for key, attribution in item.results[0].maps.items()})

@@ -154,9 +154,10 @@ def main(argv: list[str] | None = None) -> int:
 def explain(args, argv: list[str]) -> int:
     import heatkit
 
-    check_output(args)
+    settings = run_settings(args)
+    check_output(args, settings)
     run = heatkit.explain(None, args.img_path, args.heatmap_methods, target=args.clamp_label,
-                          settings=run_settings(args), compare_backends=args.compare_backends,
+                          settings=settings, compare_backends=args.compare_backends,
                           center_level=args.centre_pixel, labels=args.labels, trust=args.trust_model,
                           progress=not args.quiet, verbose=args.verbose)
     folder = run.save(command=argv)
@@ -179,10 +180,11 @@ def dataset(args, argv: list[str]) -> int:
         raise UsageError("--dataset explains its own images: drop -ip and the experiments")
     if args.workers is not None and args.workers < 0:
         raise UsageError(f"--workers {args.workers}: give 0 (this process) or more")
-    check_output(args)
+    settings = run_settings(args)
+    check_output(args, settings)
     try:
         found = heatkit.explain_dataset(None, args.dataset, args.heatmap_methods,
-                                        settings=run_settings(args), scheduler=args.scheduler,
+                                        settings=settings, scheduler=args.scheduler,
                                         workers=args.workers, trust=args.trust_model, progress=not args.quiet,
                                         command=argv)
     except KeyboardInterrupt:
@@ -210,8 +212,8 @@ def evaluate_metrics(args) -> int:
 
     if args.img_path or args.model_path or args.sanity or args.growing_patch or args.sweep or args.compare_backends:
         raise UsageError("--evaluate-metrics builds its own models and images: drop -ip, -mp and the experiments")
-    check_output(args)
     overrides = run_settings(args)
+    check_output(args, overrides)
     cfg = config.load(overrides)
     params = cfg["evaluate_metrics"]
     with tempfile.TemporaryDirectory() as models:
@@ -236,8 +238,9 @@ def experiment(args, argv: list[str]) -> int:
     if sum([bool(args.sanity), args.growing_patch, bool(args.sweep)]) > 1 or args.compare_backends:
         raise UsageError("run one experiment (--sanity, --growing-patch or --sweep) at a time, on one image, "
                          "without --compare-backends")
-    check_output(args)
-    common = dict(target=args.clamp_label, settings=run_settings(args), center_level=args.centre_pixel,
+    settings = run_settings(args)
+    check_output(args, settings)
+    common = dict(target=args.clamp_label, settings=settings, center_level=args.centre_pixel,
                   trust=args.trust_model, progress=not args.quiet)
     if args.sanity:
         found = heatkit.sanity(None, args.img_path, args.heatmap_methods, mode=args.sanity, **common)
@@ -287,13 +290,13 @@ def stop_on_sigterm() -> None:
         signal.signal(signal.SIGTERM, interrupt)
 
 
-def check_output(args) -> None:
+def check_output(args, settings: list[str | dict]) -> None:
     """The folder a run will be written to, checked before any work: a run of minutes should not
     find at its end that it cannot write."""
     from heatkit.pipeline import config
     from heatkit.pipeline.output import check_writable
 
-    check_writable(Path(args.out_path or config.load(run_settings(args))["out_path"]))
+    check_writable(Path(args.out_path or config.load(settings)["out_path"]))
 
 
 def parse_sweep(text: str) -> tuple[str, list]:

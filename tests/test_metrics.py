@@ -45,6 +45,16 @@ def autograd_gradient(model, inputs, targets, **kwargs):
     return inputs.grad.numpy()
 
 
+def small_cnn(seed: int, classes: int = 4):
+    """A seeded untrained PyTorch CNN on SIDE x SIDE gray inputs, built as a user builds one:
+    conv, ReLU, flatten, linear."""
+    import torch
+
+    torch.manual_seed(seed)
+    return torch.nn.Sequential(torch.nn.Conv2d(1, 3, 3), torch.nn.ReLU(), torch.nn.Flatten(),
+                               torch.nn.Linear(3 * (SIDE - 2) ** 2, classes)).eval()
+
+
 def maps_and_masks():
     """Seeded maps without ties (signed, one nearly all negative) and masks of several shapes."""
     rng = np.random.default_rng(7)
@@ -264,13 +274,10 @@ def test_max_and_avg_sensitivity_equal_quantus_given_the_same_noise(monkeypatch)
     """A PyTorch CNN built here, its Gradient map recomputed (as one batch) on our seeded noisy copies;
     Quantus's, with its explain_func an autograd gradient, fed the same noise."""
     import quantus
-    import torch
 
     from heatkit.metrics import robustness
 
-    torch.manual_seed(1)
-    net = torch.nn.Sequential(torch.nn.Conv2d(1, 3, 3), torch.nn.ReLU(), torch.nn.Flatten(),
-                              torch.nn.Linear(3 * 13 * 13, 4)).eval()
+    net = small_cnn(seed=1)
     image = np.random.default_rng(5).random((SIDE, SIDE, 1)).astype(np.float32)
     params = {"samples": 6, "radius": 0.3, "seed": 2}
     run = heatkit.explain(net, image, ["grad"], progress=False, settings={
@@ -311,13 +318,10 @@ def test_sensitivity_recomputes_each_copy_once_and_is_off_by_default(small_model
 def test_local_lipschitz_estimate_equals_quantus_on_the_papers_raw_maps(monkeypatch):
     """Quantus with normalise=False (the paper compares the maps as they are), fed our Gaussian noise."""
     import quantus
-    import torch
 
     from heatkit.metrics import robustness
 
-    torch.manual_seed(2)
-    net = torch.nn.Sequential(torch.nn.Conv2d(1, 3, 3), torch.nn.ReLU(), torch.nn.Flatten(),
-                              torch.nn.Linear(3 * 13 * 13, 4)).eval()
+    net = small_cnn(seed=2)
     image = np.random.default_rng(6).random((SIDE, SIDE, 1)).astype(np.float32)
     params = {"samples": 5, "std": 0.2, "seed": 3}
     run = heatkit.explain(net, image, ["grad"], progress=False, settings={
@@ -368,9 +372,7 @@ def test_mprt_equals_quantus_given_the_same_seeds_and_is_the_sanity_checks_last_
     import quantus
     import torch
 
-    torch.manual_seed(1)
-    net = torch.nn.Sequential(torch.nn.Conv2d(1, 3, 3), torch.nn.ReLU(), torch.nn.Flatten(),
-                              torch.nn.Linear(3 * 13 * 13, 4)).eval()
+    net = small_cnn(seed=1)
     image = np.random.default_rng(5).random((SIDE, SIDE, 1)).astype(np.float32)
     found = heatkit.sanity(net, image, ["grad", "ig"], progress=False,
                            settings={"input_size": [SIDE, SIDE], "sanity.seed": 3})
@@ -409,9 +411,7 @@ def test_quantus_random_logit_is_ssim_of_flattened_rescaled_maps(monkeypatch):
 
     from heatkit.metrics.randomisation import other_class
 
-    torch.manual_seed(3)
-    net = torch.nn.Sequential(torch.nn.Conv2d(1, 3, 3), torch.nn.ReLU(), torch.nn.Flatten(),
-                              torch.nn.Linear(3 * 13 * 13, 5)).eval()
+    net = small_cnn(seed=3, classes=5)
     image = np.random.default_rng(8).random((1, 1, SIDE, SIDE)).astype(np.float32)
 
     target = int(net(torch.tensor(image)).argmax())

@@ -74,9 +74,8 @@ def explain(model, image: np.ndarray, display: np.ndarray, name: str, keys: list
         try:
             def recompute(key: str, images: list[np.ndarray], target: int) -> list[np.ndarray] | None:
                 return _again(model, key, images, cfg, target, backend, verbose)
-            for key, found in metrics.score_with_method(recompute, image, result.target, model.num_classes,
-                                                        result.maps, cfg).items():
-                result.model_scores[key] = {**result.model_scores.get(key, {}), **found}
+            result.add_scores(metrics.score_with_method(recompute, image, result.target, model.num_classes,
+                                                        result.maps, cfg))
         except KeyboardInterrupt:
             result.interrupted = True
     return result

@@ -45,17 +45,10 @@ def dataset_page(rows: list[dict], leaderboard: list[dict], boards: str, maps: d
     image and method, and a drill-down to each image's maps (at most THUMBNAIL pixels a side,
     their values kept to 8 bits of their range). `maps` holds each image's maps by its key, for
     the images whose maps the page shows (the others' are named by their file)."""
-    luts, images = {}, []
-    for key, found in maps.items():
-        entries = []
-        for method, attribution in found.items():
-            small = _shrink(attribution.astype(np.float64))
-            colormap, low, high, _ = color_scale(small, figure["cmap"], figure["scale"])
-            luts.setdefault(colormap, _lut(colormap))
-            levels = np.round((small - low) / ((high - low) or 1.0) * 255).clip(0, 255).astype(np.uint8)
-            entries.append({"key": method, "name": method, "shape": list(small.shape), "bytes": _base64(levels),
-                            "type": "uint8", "cmap": colormap, "low": low, "high": high})
-        images.append({"key": key, "maps": entries})
+    luts = {}
+    images = [{"key": key, "maps": [_drawn(method, method, _shrink(attribution.astype(np.float64)), figure, luts,
+                                           eight_bit=True) for method, attribution in found.items()]}
+              for key, found in maps.items()]
     data = {"kind": "dataset", "title": f"heatkit dataset: {record.get('request', {}).get('dataset', '')}",
             "incomplete": None, "luts": luts, "images": images, "leaderboard": leaderboard, "boards": boards,
             "columns": _columns(), "rows": rows, "record": record}
@@ -65,7 +58,7 @@ def dataset_page(rows: list[dict], leaderboard: list[dict], boards: str, maps: d
 def page(data: dict) -> str:
     """The page: its data as JSON, its style and its script inline."""
     assets = resources.files("heatkit.pipeline")
-    text = json.dumps(_finite(data), default=_plain, allow_nan=False).replace("</", "<\\/")  # no </script> in it
+    text = json.dumps(_plain(data), default=str, allow_nan=False).replace("</", "<\\/")  # no </script> in it
     return (f"<!doctype html>\n<html lang=\"en\">\n<head>\n<meta charset=\"utf-8\">\n"
             f"<title>{html.escape(data['title'])}</title>\n"
             f"<style>\n{assets.joinpath('report.css').read_text()}</style>\n</head>\n<body>\n"
@@ -74,15 +67,22 @@ def page(data: dict) -> str:
 
 
 def _map_entry(key: str, name: str, result, figure: dict, luts: dict) -> dict:
-    """A map as the page draws it: its float32 values, its colormap and range (the figure's)."""
+    """A map of a run as the page draws it, or why the method gave none."""
     if key not in result.maps:
         reason = result.failures.get(key) or f"not applicable: {result.skipped[key]}"
         return {"key": key, "name": name, "error": reason}
-    attribution = result.maps[key].astype(np.float32)
-    colormap, low, high, _ = color_scale(attribution, figure["cmap"], figure["scale"])
+    return _drawn(key, name, result.maps[key].astype(np.float32), figure, luts)
+
+
+def _drawn(key: str, name: str, values: np.ndarray, figure: dict, luts: dict, eight_bit: bool = False) -> dict:
+    """A map as the page draws it: its values (float32, or 8-bit levels of its range), its colormap
+    and range (the figure's), whose lookup table joins `luts`."""
+    colormap, low, high, _ = color_scale(values, figure["cmap"], figure["scale"])
     luts.setdefault(colormap, _lut(colormap))
-    return {"key": key, "name": name, "shape": list(attribution.shape), "bytes": _base64(attribution),
-            "type": "float32", "cmap": colormap, "low": low, "high": high}
+    stored = np.round((values - low) / ((high - low) or 1.0) * 255).clip(0, 255).astype(np.uint8) if eight_bit \
+        else values
+    return {"key": key, "name": name, "shape": list(values.shape), "bytes": _base64(stored),
+            "type": "uint8" if eight_bit else "float32", "cmap": colormap, "low": low, "high": high}
 
 
 def _curves(curves: dict, names: dict[str, str]) -> list[dict]:
@@ -125,18 +125,15 @@ def _base64(values: np.ndarray) -> str:
     return base64.b64encode(np.ascontiguousarray(values).astype(values.dtype.newbyteorder("<")).tobytes()).decode()
 
 
-def _finite(value):
-    """The data with NaN and infinite numbers as None (JSON has no NaN)."""
+def _plain(value):
+    """The data as JSON takes it: numpy scalars as Python's, NaN and infinite numbers as None (JSON
+    has no NaN)."""
     if isinstance(value, dict):
-        return {key: _finite(item) for key, item in value.items()}
+        return {key: _plain(item) for key, item in value.items()}
     if isinstance(value, (list, tuple)):
-        return [_finite(item) for item in value]
-    if isinstance(value, (float, np.floating)) and not np.isfinite(value):
+        return [_plain(item) for item in value]
+    if isinstance(value, np.generic):
+        value = value.item()
+    if isinstance(value, float) and not np.isfinite(value):
         return None
     return value
-
-
-def _plain(value):
-    if isinstance(value, np.generic):
-        return value.item()
-    return str(value)

@@ -46,6 +46,11 @@ class ImageResult:
         order = np.argsort(-self.probabilities, kind="stable")[: self.top_k]
         return [(int(c), float(self.probabilities[c])) for c in order]
 
+    def add_scores(self, found: dict[str, dict]) -> None:
+        """Metrics computed beside the map (per map key, by name) added to those it has."""
+        for key, scores in found.items():
+            self.model_scores[key] = {**self.model_scores.get(key, {}), **scores}
+
     def scores(self, settings: dict) -> dict[str, dict]:
         """Per map key: its center scores, faithfulness areas, metrics, seconds and framework (and
         engine evaluations); per method that gave no map: why."""

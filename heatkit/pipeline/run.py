@@ -42,8 +42,7 @@ def compute(model, inputs: list[tuple[str, str, np.ndarray]], keys: list[str], c
             graded = metrics.score_images([result.maps for result in per_backend],
                                           np.array([result.predicted for result in per_backend]), cfg)
             for result, found in zip(per_backend, graded):
-                for key, scores in found.items():
-                    result.model_scores[key] = {**result.model_scores.get(key, {}), **scores}
+                result.add_scores(found)
     return [Explained(stem, source, found) for (stem, source, _), found in zip(inputs, results) if found], interrupted
 
 
