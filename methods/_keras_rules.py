@@ -11,15 +11,20 @@ variables does not count as a product of two activations; attention's by its sof
 from __future__ import annotations
 
 import functools
+import types
 from typing import Callable
 
 from heatkit.base import frameworks
 from heatkit.base.errors import NotApplicable
+from heatkit.model.keras_net import is_activation_layer
 
 RECTIFIERS = ("Relu", "Relu6", "LeakyRelu")
 SMOOTH = ("Elu", "Selu", "Softplus", "Softsign", "Sigmoid", "Tanh", "Erf", "Erfc")
 OTHER = ("Softmax", "LogSoftmax")  # not elementwise
 PRODUCTS = ("Mul", "BatchMatMul", "BatchMatMulV2", "BatchMatMulV3", "MatMul", "Einsum", "RealDiv", "Div", "DivNoNan")
+# Piecewise-constant functions of the input: a product with one (a ThresholdedReLU's x * (x > theta)) is
+# piecewise linear, not a product of two activations
+MASKS = ("Cast", "Greater", "GreaterEqual", "Less", "LessEqual", "Equal", "NotEqual", "Sign")
 
 
 def input_dependent_ops(net) -> list:
@@ -40,19 +45,21 @@ def input_dependent_ops(net) -> list:
             if op in depends and op not in needed:
                 needed.add(op)
                 queue += [tensor.op for tensor in op.inputs]
-        return [(op, sum(tensor.op in depends for tensor in op.inputs)) for op in net.graph.get_operations()
-                if op in needed]
+        return [(op, sum(tensor.op in depends and tensor.op.type not in MASKS for tensor in op.inputs))
+                for op in net.graph.get_operations() if op in needed]
     return net.once(("input-dependent ops",), find)
 
 
 def refuse(net, method: str, rectifiers_only: bool) -> None:
     """NotApplicable where the rule of `method` is not exact on this model: any nonlinearity but a
-    rectifier for Guided Backprop and DeConvNet, a softmax or a product of two activations (attention,
+    rectifier (a smooth activation, a softmax, a product of two activations: hard-swish, gating)
+    for Guided Backprop and DeConvNet, a softmax or a product of two activations (attention,
     normalization, gating) for DeepLIFT."""
     for op, computed in input_dependent_ops(net):
-        if rectifiers_only and op.type in SMOOTH + OTHER:
-            raise NotApplicable(f"{method} has a rule for the piecewise-linear rectifiers (ReLU, ReLU6, LeakyReLU), and "
-                                f"this model also computes {op.type} ({op.name}), which has none")
+        if rectifiers_only and (op.type in SMOOTH + OTHER or op.type in PRODUCTS and computed > 1):
+            what = "a product of two activations" if op.type in PRODUCTS else op.type
+            raise NotApplicable(f"{method} has a rule for the piecewise-linear rectifiers (ReLU, ReLU6, LeakyReLU, "
+                                f"PReLU), and this model also computes {what} ({op.name}), which has none")
         if not rectifiers_only and (op.type in OTHER or op.type in PRODUCTS and computed > 1):
             what = op.type if op.type in OTHER else "a product of two activations"
             raise NotApplicable(f"{method} is exact through linear layers and elementwise activations, and this model "
@@ -69,18 +76,47 @@ def plain_gradient(net) -> Callable:
 
 def gradient(net, key: str, rules: dict[str, Callable]) -> Callable:
     """A function of (batch, class) giving d logit / d input with the gradient of each operation
-    type in `rules` replaced by rules[type](tf, op, signal); built once per model and key."""
+    type in `rules` replaced by rules[type](tf, op, signal); built once per model and key. The rule
+    under LAYER applies to Keras' activation layers (ReLU, LeakyReLU, PReLU, ELU, ThresholdedReLU),
+    several of which compute through several operations (a PReLU: relu(x) - alpha relu(-x); an ELU
+    of alpha 0.7: 0.7 elu(x) below 0): each such layer computes as one operation whose `op` has the
+    input, the output and the layer's `derivative`, so that the rule sees the activation the layer
+    is, as PyTorch's rules see an nn.PReLU or nn.ELU."""
     tf = frameworks.tensorflow()
 
     def build():
-        names = {kind: _registered(key, kind, rule) for kind, rule in rules.items()}
+        names = {kind: _registered(key, kind, rule) for kind, rule in rules.items() if kind != LAYER}
         inputs = tf.compat.v1.placeholder(net.dtype, (None, *net.input_shape))
         target = tf.compat.v1.placeholder(tf.int32, ())
+        model = net.logits_model if LAYER not in rules else net.logits_model_with(
+            lambda layer: _ruled(tf, layer, rules[LAYER], list(names)) if is_activation_layer(layer) else None)
         with net.graph.gradient_override_map(names):
-            logits = net.logits_model(inputs)
+            logits = model(inputs)
         (result,) = tf.gradients(logits[:, target], inputs)
         return net.session.make_callable(result, feed_list=[inputs, target])
     return net.once(("gradient", key), build)
+
+
+LAYER = "activation layer"  # the key of the rule for Keras' activation layers (see gradient)
+
+
+def _ruled(tf, layer, rule: Callable, overridden: list[str]) -> Callable:
+    """An activation layer's function, whose gradient is rule(tf, op, signal); the operations
+    inside it keep their own gradients (`overridden` are the types whose gradients the rules
+    replace elsewhere), which give its derivative."""
+    def function(x):
+        @tf.custom_gradient
+        def activation(x):
+            with tf.compat.v1.get_default_graph().gradient_override_map({kind: kind for kind in overridden}):
+                y = layer.call(x)
+
+            def backward(signal, variables=()):  # a PReLU's alpha is a variable; no map needs its gradient
+                (derivative,) = tf.gradients(y, x)  # elementwise: the derivative at each element
+                op = types.SimpleNamespace(inputs=[x], outputs=[y], derivative=derivative)
+                return rule(tf, op, signal), [None] * len(variables)
+            return y, backward
+        return activation(x)
+    return function
 
 
 @functools.cache

@@ -147,6 +147,11 @@ def _lrp_graph(net):
                  and not any(hasattr(arg, "op") for arg in [*node.args[1:], *node.kwargs.values()])]:
         _replace(graph, node, f"heatkit_pool_{node.name}", pools[node.target](*node.args[1:], **node.kwargs),
                  node.args[0])  # a pooling called as a function (MobileNetV2's), as the module that takes a rule
+    for node in [node for node in graph.graph.nodes if _is_weight_product(node, graph, torch)]:
+        weight = _attribute(graph, node.args[1].target).detach()
+        linear = torch.nn.Linear(*weight.shape, bias=False, dtype=weight.dtype, device=weight.device)
+        linear.weight = torch.nn.Parameter(weight.T.contiguous(), requires_grad=False)
+        _replace(graph, node, f"heatkit_linear_{node.name}", linear, node.args[0])  # x @ W as the layer it is
     functional = [node for node in graph.graph.nodes if node.op == "call_function" and node.target in linear_functions]
     if functional:
         raise NotApplicable(f"LRP gives each layer's rule to its module, and this model calls "
@@ -223,6 +228,21 @@ def _replace(graph, node, name: str, module, argument) -> None:
         call = graph.graph.call_module(name, (argument,))
     node.replace_all_uses_with(call)
     graph.graph.erase_node(node)
+
+
+def _is_weight_product(node, graph, torch) -> bool:
+    """x @ W of a computed x and a constant 2-D W (a parameter or buffer): a linear layer without
+    bias written as a product (onnx2torch's MatMul of a bias-free Linear's export)."""
+    products = (operator.matmul, torch.matmul)
+    if node.op != "call_function" or node.target not in products or len(node.args) != 2 or node.kwargs:
+        return False
+    x, weight = node.args
+    return hasattr(x, "op") and x.op != "get_attr" and hasattr(weight, "op") and weight.op == "get_attr" \
+        and _attribute(graph, weight.target).dim() == 2
+
+
+def _attribute(graph, target: str):
+    return functools.reduce(getattr, target.split("."), graph)
 
 
 def _is_addition(node, torch) -> bool:

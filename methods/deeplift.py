@@ -91,6 +91,7 @@ KERAS_DERIVATIVES = {
     "Relu": lambda tf, x, y, op: tf.cast(x > 0, x.dtype),
     "Relu6": lambda tf, x, y, op: tf.cast((x > 0) & (x < 6), x.dtype),
     "LeakyRelu": lambda tf, x, y, op: tf.where(x > 0, tf.ones_like(x), op.get_attr("alpha") * tf.ones_like(x)),
+    _keras_rules.LAYER: lambda tf, x, y, op: op.derivative[:tf.shape(x)[0]],
     "Elu": lambda tf, x, y, op: tf.where(x > 0, tf.ones_like(x), y + 1),
     "Selu": lambda tf, x, y, op: tf.where(x > 0, 1.0507009873554805 * tf.ones_like(x), y + 1.7580993408473766),
     "Sigmoid": lambda tf, x, y, op: y * (1 - y),

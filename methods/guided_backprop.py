@@ -17,6 +17,7 @@ SLOPES = {
     "Relu": lambda tf, x, op: tf.cast(x > 0, x.dtype),
     "Relu6": lambda tf, x, op: tf.cast((x > 0) & (x < 6), x.dtype),
     "LeakyRelu": lambda tf, x, op: tf.where(x > 0, tf.ones_like(x), op.get_attr("alpha") * tf.ones_like(x)),
+    _keras_rules.LAYER: lambda tf, x, op: op.derivative,
 }
 
 

@@ -173,15 +173,35 @@ class KerasNet:
             return total
         return outputs(self.model)
 
-    def analysis_model(self, lrp: bool):
-        """The logits model as innvestigate 2.1.2 can analyze it, and a function that prepares a
-        batch for it (or None). Plain ReLU layers become Activation("relu") layers, which
-        innvestigate's rules recognize. For LRP, elementwise preprocessing layers at the input
-        (Rescaling, Normalization) are cut off and applied to the batch first: an elementwise layer
-        passes relevance on unchanged, so the relevance of its output is that of the image's pixels.
+    def analysis_model(self):
+        """The logits model as innvestigate 2.1.2's LRP can analyze it, and a function that prepares
+        a batch for it (or None). Every elementwise activation layer (ReLU with any parameters,
+        LeakyReLU, PReLU, ELU, ThresholdedReLU) becomes an Activation layer computing the same,
+        which innvestigate passes relevance through whole, as zennit does on PyTorch: as their own
+        classes, innvestigate reversed them by their gradient, which scales a PReLU's negative side
+        by its slope once more. Elementwise preprocessing layers at the input (Rescaling,
+        Normalization) are cut off and applied to the batch first: an elementwise layer passes
+        relevance on unchanged, so the relevance of its output is that of the image's pixels.
         innvestigate builds its LRP rules in one float type: a float16 or mixed-precision model's
         LRP analyzes a float32 copy of it (the same weights)."""
-        return self.once(("analysis model", lrp), lambda: _analysis_model(frameworks.tensorflow(), self, lrp))
+        return self.once(("analysis model",), lambda: _analysis_model(frameworks.tensorflow(), self))
+
+    def logits_model_with(self, replace: Callable):
+        """A copy of the logits model (sharing its variables) in which each layer that replace(layer)
+        gives a function for computes that function instead; the logits model itself where it gives
+        none. The gradient rules use it for layers that compute one activation through several
+        operations (a PReLU: relu(x) - alpha relu(-x))."""
+        tf = frameworks.tensorflow()
+        functions = {layer.name: function for layer in self.logits_model.layers
+                     if (function := replace(layer)) is not None}
+        if not functions:
+            return self.logits_model
+
+        def clone(layer):
+            if layer.name in functions:
+                return tf.keras.layers.Activation(functions[layer.name], name=layer.name, dtype=layer.dtype)
+            return layer  # shared: its variables are the model's
+        return tf.keras.models.clone_model(self.logits_model, clone_function=clone)
 
     def logits(self, batch: np.ndarray) -> np.ndarray:
         return self._run(batch)[0]
@@ -347,28 +367,34 @@ def _probes(shape: tuple[int, int, int]) -> np.ndarray:
     return np.stack([np.zeros(shape), np.full(shape, 0.5), np.random.default_rng(0).random(shape)])
 
 
-def _analysis_model(tf, net: KerasNet, lrp: bool):
+ACTIVATION_LAYERS = ("ReLU", "LeakyReLU", "PReLU", "ELU", "ThresholdedReLU")  # Keras' elementwise activation layers
+
+
+def is_activation_layer(layer) -> bool:
+    return type(layer).__name__ in ACTIVATION_LAYERS and type(layer).__module__.startswith("keras")
+
+
+def _analysis_model(tf, net: KerasNet):
     layers = tf.keras.layers
     model, start, prepare, cut = net.logits_model, net.logits_model.inputs[0], None, []
-    if lrp:  # the elementwise preprocessing at the input: the batch goes through it first
-        while len(readers := _readers(model, start)) == 1 and isinstance(readers[0], (layers.Rescaling,
-                                                                                          layers.Normalization)):
-            cut.append(readers[0])
-            start = readers[0].output
-        if cut:
-            prepare = net.session.make_callable(start, feed_list=model.inputs)
-    relus = [layer for layer in model.layers if type(layer) is layers.ReLU and layer.max_value is None
-             and not float(layer.negative_slope) and not float(layer.threshold)]
-    wide = lrp and net.half
+    while len(readers := _readers(model, start)) == 1 and isinstance(readers[0], (layers.Rescaling,
+                                                                                      layers.Normalization)):
+        cut.append(readers[0])  # the elementwise preprocessing at the input: the batch goes through it first
+        start = readers[0].output
+    if cut:
+        prepare = net.session.make_callable(start, feed_list=model.inputs)
+    activations = [layer for layer in model.layers if is_activation_layer(layer)]
+    wide = net.half
 
     def clone(layer):
         config = {**layer.get_config(), **({"dtype": "float32"} if wide else {})}
+        dtype = config.get("dtype", layer.dtype)
         if layer in cut:  # passes its input on: the batch was prepared by it
-            return layers.Activation("linear", name=layer.name, dtype=config.get("dtype", layer.dtype))
-        if layer in relus:
-            return layers.Activation("relu", name=layer.name, dtype=config.get("dtype", layer.dtype))
+            return layers.Activation("linear", name=layer.name, dtype=dtype)
+        if layer in activations:  # its own computation, as a layer innvestigate passes relevance through
+            return layers.Activation(layer.__class__.from_config(config), name=layer.name, dtype=dtype)
         return layer.__class__.from_config(config)
-    if not (relus or wide or cut):
+    if not (activations or wide or cut):
         return model, prepare
     inputs = tf.keras.Input(model.input_shape[1:], dtype="float32" if wide else net.dtype)
     copy = tf.keras.models.clone_model(model, input_tensors=inputs, clone_function=clone)

@@ -50,6 +50,7 @@ def load(path: Path, size: list[int] | None):
     if height is None or width is None:
         raise UsageError(f"{path} does not fix its input size; give it with --input-size HxW")
     module = _convert(model, path)
+    _plain_softmaxes(module, (channels, height, width))
     if layout == "NHWC":  # PyTorch's NCHW input, given to the NHWC graph
         module = _wrapped(module, lambda model, x: model(x.permute(0, 2, 3, 1)))
     notes = []
@@ -91,6 +92,7 @@ def _convert(model, path: Path):
     from onnx2torch.node_converters import registry
 
     _add_converters()
+    _fold_constants(model)
     _drop_identities(model)
     # onnx2torch's Slice indexes with a list, which torch warns of at every forward pass
     warnings.filterwarnings("ignore", "Using a non-tuple sequence for multidimensional indexing")
@@ -127,22 +129,78 @@ def _add_converters() -> None:
                                         onnx_mapping=onnx_mapping_from_node(node))
 
 
+def _fold_constants(model) -> None:
+    """Constant operations turned into initializers: PaddlePaddle's exporter writes every weight as
+    a Constant node (and no initializer), where onnx2torch looks for the weights of a Conv or Gemm
+    among the initializers."""
+    import onnx
+    from onnx import numpy_helper
+
+    graph = model.graph
+    constants = [node for node in graph.node if node.op_type == "Constant" and len(node.attribute) == 1]
+    for node in constants:
+        value = onnx.helper.get_attribute_value(node.attribute[0])
+        array = numpy_helper.to_array(value) if isinstance(value, onnx.TensorProto) else np.array(value)
+        graph.initializer.append(numpy_helper.from_array(array, node.output[0]))
+    kept = [node for node in graph.node if node not in constants]
+    del graph.node[:]
+    graph.node.extend(kept)
+
+
 def _drop_identities(model) -> None:
-    """Identity operations removed from the graph, their readers given the Identity's input:
-    PyTorch's exporter at opset 19 and later puts them between weights and the layers reading
-    them, where onnx2torch looks for the weights themselves."""
+    """Identity operations removed from the graph: their readers given the Identity's input (PyTorch's
+    exporter at opset 19 and later puts them between weights and the layers reading them, where
+    onnx2torch looks for the weights themselves), and an Identity that gives a graph output
+    replaced by its input's operation writing that output (a model's final softmax is then the
+    last operation of its graph, where the head is found)."""
     graph = model.graph
     outputs = {value.name for value in graph.output}
+    producers = {output: node for node in graph.node for output in node.output}
+    for node in graph.node:
+        source = producers.get(node.input[0]) if node.op_type == "Identity" and node.output[0] in outputs else None
+        if source is not None and node.input[0] not in outputs and \
+                sum(node.input[0] in other.input for other in graph.node) == 1:
+            source.output[list(source.output).index(node.input[0])] = node.output[0]
+            node.input[0] = node.output[0]  # now an Identity of itself: dropped below
     renamed = {node.output[0]: node.input[0] for node in graph.node
                if node.op_type == "Identity" and node.output[0] not in outputs}
     for _ in range(len(renamed)):  # chains of Identities resolve to their first input
         renamed = {key: renamed.get(value, value) for key, value in renamed.items()}
-    kept = [node for node in graph.node if not (node.op_type == "Identity" and node.output[0] in renamed)]
+    kept = [node for node in graph.node if not (node.op_type == "Identity" and
+                                                (node.output[0] in renamed or node.input[0] == node.output[0]))]
     for node in kept:
         for index, name in enumerate(node.input):
             node.input[index] = renamed.get(name, name)
     del graph.node[:]
     graph.node.extend(kept)
+
+
+def _plain_softmaxes(module, chw: tuple[int, int, int]) -> None:
+    """onnx2torch's Softmax and LogSoftmax of opsets up to 12, which flatten their input from the
+    axis on, compute and reshape back, replaced by torch's own where their input has no dimension
+    past the axis (a classifier's (batch, classes) scores): the same numbers, written as the
+    softmax whose input the head takes as the logits (heatkit/model/torch_head.py)."""
+    torch = frameworks.torch()
+    from onnx2torch.node_converters.activations import OnnxSoftmaxV1V11
+
+    found = {name: child for name, child in module.named_modules() if isinstance(child, OnnxSoftmaxV1V11)}
+    ranks = {}
+    hooks = [child.register_forward_hook(lambda child, inputs, output, name=name: ranks.setdefault(name, inputs[0].dim()))
+             for name, child in found.items()]
+    try:
+        with torch.no_grad():
+            module(torch.zeros(1, *chw))
+    except RuntimeError:  # the module's own failure is reported where it runs
+        return
+    finally:
+        for hook in hooks:
+            hook.remove()
+    for name, child in found.items():
+        axis = child.axis % ranks[name] if name in ranks else None
+        if axis == ranks.get(name, 0) - 1:
+            parent, _, attribute = name.rpartition(".")
+            plain = torch.nn.LogSoftmax(dim=axis) if child.is_log else torch.nn.Softmax(dim=axis)
+            setattr(module.get_submodule(parent) if parent else module, attribute, plain)
 
 
 def _missing(error: NotImplementedError) -> tuple[str, str, int] | None:

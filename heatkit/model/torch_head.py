@@ -170,12 +170,33 @@ def logits_graph(module, head: Head, cut: Cut, tracer):
 
 def tracer(leaves: tuple = ()):
     """A torch.fx tracer that keeps modules of the `leaves` types whole, subclasses included (a
-    twin's Dense, a subclass of nn.Linear, is otherwise traced into its function calls)."""
+    twin's Dense, a subclass of nn.Linear, is otherwise traced into its function calls), and
+    keeps whole any submodule whose forward cannot be traced (Python control flow on a traced
+    value, or numpy numbers in its calls: onnx2torch's Gather and Slice of a dynamic reshape),
+    instead of failing the whole graph; what the failed trace added to the graph is dead code,
+    which logits_graph() removes. A module kept whole is one node of the graph: the windowed path runs it whole,
+    and LRP passes relevance through it by its gradient, which is right for the shape
+    operations that take this path."""
     torch = frameworks.torch()
 
     class Tracer(torch.fx.Tracer):
+        kept_whole: list[str] = []  # the submodules kept whole because they could not be traced
+
         def is_leaf_module(self, submodule, qualified_name):
             return isinstance(submodule, leaves) or super().is_leaf_module(submodule, qualified_name)
+
+        def call_module(self, submodule, forward, args, kwargs):
+            path = self.path_of_module(submodule)
+            stack = dict(self.module_stack)
+            try:
+                return super().call_module(submodule, forward, args, kwargs)
+            except (torch.fx.proxy.TraceError, NotImplementedError, TypeError):  # fx's errors on untraceable code
+                if not path:  # the model itself
+                    raise
+                self.module_stack.clear()
+                self.module_stack.update(stack)
+                self.kept_whole = [*self.kept_whole, path]
+                return self.create_proxy("call_module", path, args, kwargs)
 
     return Tracer()
 

@@ -67,14 +67,18 @@ class Flat:
 
 def traced(net):
     """The torch.fx graph of a TorchNet's logits (heatkit/model/torch_head.py), or None where
-    torch.fx cannot trace its module (TorchScript, data-dependent control flow) or it has no
-    convolution or pooling to window."""
+    torch.fx cannot trace its module (TorchScript, data-dependent control flow, submodules kept
+    whole because they could not be traced, whose values may depend on the batch's shape) or it
+    has no convolution or pooling to window."""
     torch = frameworks.torch()
     if isinstance(net.module, torch.jit.ScriptModule):
         return None
+    tracing = tracer()
     try:
-        graph = logits_graph(net.module, net.head, net.cut, tracer())
+        graph = logits_graph(net.module, net.head, net.cut, tracing)
     except NotApplicable:  # full passes then
+        return None
+    if tracing.kept_whole:
         return None
     spatial = (torch.nn.Conv2d, torch.nn.MaxPool2d, torch.nn.AvgPool2d)
     return graph if any(isinstance(module, spatial) for module in graph.modules()) else None
