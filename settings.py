@@ -71,6 +71,9 @@ device = "auto"  # where the PyTorch path runs: cpu, cuda, or auto (cuda when av
 scheduler_timeout = 60
 
 # How image pixels in [0, 1] become the model's input (--preprocess sets these for a named scheme).
+# Every reference, baseline and fill below (ig.reference, occlusion.fill, faithfulness.fill, ...)
+# is a pixel of the image as you see it, 0 black and 1 white, or "mean" (the mean color given here,
+# mid-gray without one): a run converts it to the model's input once and records both in run.json.
 preprocess = dict(
     range="unit",  # "unit": [0, 1]; "byte": [0, 255]
     mean=None,  # per-channel mean subtracted after scaling, e.g. [0.485, 0.456, 0.406]; None: none
@@ -126,7 +129,7 @@ faithfulness = dict(
     regions_per_step=0,  # regions switched per step; 0: 1% of them (about 100 steps)
     ranking="signed",  # "signed": largest attribution first; "absolute": largest magnitude first
     baseline="constant",  # "constant" (fill), "blur" (Gaussian, blur_sigma) or "mean" (the image's, per channel)
-    fill=0.0,  # the constant baseline, in the model's input scale
+    fill=0.0,  # the constant baseline's pixels: 0 black, 1 white, "mean"
     blur_sigma=5.0,  # pixels
     random_draws=5,  # random rankings scored beside the maps (mean and standard deviation)
     seed=0,
@@ -179,7 +182,9 @@ sg = dict(
 # ig: Integrated Gradients (Sundararajan et al. 2017): (x - reference) times the path integral of
 # the gradient, by a quadrature rule that both backends apply alike (captum's names).
 ig = dict(
-    reference=0.0,  # the reference image's value at every pixel (0.0 is black)
+    # the reference image's pixels: 0 black, 1 white, "mean" the preprocessing's mean color
+    # (converted to the model's input)
+    reference=0.0,
     steps=64,  # points on the path
     # gausslegendre (captum's default) or riemann_left/right/middle/trapezoid; captum's
     # riemann_trapezoid weights sum to 1 - 1/steps, which breaks completeness by 1/steps
@@ -194,7 +199,9 @@ gradshap = dict(
     # "uniform": images uniform over the input's range; "reference": the constant image `reference`
     baselines='uniform',
     num_baselines=16,  # images in the baselines' set, for baselines "uniform"
-    reference=0.0,  # the constant baseline's value, for baselines "reference"
+    # the constant baseline's pixels, for baselines "reference": 0 black, 1 white, "mean" the
+    # preprocessing's mean color
+    reference=0.0,
     # std of the noise added to the input, as a fraction of its range (captum's stdevs, relative)
     noise_scale=0.0,
     seed=0,  # seed of every draw
@@ -202,7 +209,9 @@ gradshap = dict(
 
 # deeplift: DeepLIFT (Shrikumar et al. 2017), Rescale rule, explaining the logit.
 deeplift = dict(
-    baseline=0.0,  # the baseline image's value at every pixel (0.0: the all-zero image)
+    # the baseline image's pixels: 0 black, 1 white, "mean" the preprocessing's mean color
+    # (converted to the model's input)
+    baseline=0.0,
 )
 
 # gradcam: the conv layers the CAM family explains (Grad-CAM, Selvaraju et al. 2017, and its
@@ -237,7 +246,7 @@ rollout = dict(
 occlusion = dict(
     patch=1,  # side of the square patch, in pixels (1: every pixel alone)
     stride=1,  # step between patch positions; the last row and column of patches are always included
-    fill=0.0,  # value the patch is set to
+    fill=0.0,  # the pixels a patch is set to: 0 black, 1 white, "mean"
     # None: the sliding patches above; or regions filled one at a time, "pixels", "patch:N" (a grid
     # of N x N squares) or "superpixels" (SLIC)
     mask=None,
@@ -265,7 +274,7 @@ pda = dict(
 # of all features.
 shapley = dict(
     samples=25,  # random permutations (captum's ShapleyValueSampling default)
-    baseline=0.0,  # the value a pixel has before it is switched to the input's
+    baseline=0.0,  # a pixel before it is switched to the input's: 0 black, 1 white, "mean"
     # the features: "pixels" (each with its channels), "patch:N" (a grid of N x N squares) or
     # "superpixels" (SLIC)
     mask='pixels',
@@ -279,7 +288,9 @@ lime = dict(
     max_dist=200,  # quickshift
     ratio=0.2,  # quickshift
     num_samples=1000,  # perturbed samples
-    hide_color=0.0,  # value of a hidden superpixel; None hides it with its mean color
+    # the pixels of a hidden superpixel: 0 black, 1 white, "mean"; None hides it with its own mean
+    # color
+    hide_color=0.0,
     num_features=1000,  # superpixels given a weight, strongest first; the rest are 0
     seed=0,  # seeds the segmentation and lime's sampler
 )
@@ -293,7 +304,7 @@ shap = dict(
     compactness=0.1,  # SLIC (gray values in [0, 1])
     sigma=1.0,  # SLIC pre-smoothing
     nsamples=1000,  # coalitions evaluated
-    background=0.0,  # value of a superpixel that is left out
+    background=0.0,  # the pixels of a superpixel left out: 0 black, 1 white, "mean"
     l1_reg=0,  # shap's feature selection; 0 estimates every superpixel
     seed=0,  # shap samples with numpy's global generator: seeded for the call, then restored
 )

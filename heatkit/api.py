@@ -93,7 +93,7 @@ def explain(model: Source = None, images: Images = None, methods: str | list[str
     inputs, notes = _inputs(images, files, model, cfg, center_level)
     with model.evaluating():
         items, interrupted = compute(model, inputs, keys, cfg, target, backends, verbose)
-    request = _request("explain", model, files, keys, target=target, compare_backends=compare_backends,
+    request = _request("explain", model, cfg, files, keys, target=target, compare_backends=compare_backends,
                        center_level=center_level, trust=trust)
     return Run(items, keys, backends, cfg, model, request, class_names, interrupted, model.notes + notes)
 
@@ -110,7 +110,7 @@ def sanity(model: Source = None, image: Images = None, methods: str | list[str] 
     model, cfg, keys, backend, stem, pixels, files = setup
     with model.evaluating():
         found = experiments.sanity(model, model.preprocess(pixels), pixels, keys, cfg, target, backend, mode)
-    return _provenance(found, stem, _request("sanity", model, files, keys, target=target, mode=mode,
+    return _provenance(found, stem, _request("sanity", model, cfg, files, keys, target=target, mode=mode,
                                              center_level=center_level, trust=trust))
 
 
@@ -123,7 +123,7 @@ def growing_patch(model: Source = None, image: Images = None, methods: str | lis
                                                                        trust, progress, target)
     with model.evaluating():
         found = experiments.growing_patch(model, model.preprocess(pixels), pixels, keys, cfg, target, backend)
-    return _provenance(found, stem, _request("growing_patch", model, files, keys, target=target,
+    return _provenance(found, stem, _request("growing_patch", model, cfg, files, keys, target=target,
                                              center_level=center_level, trust=trust))
 
 
@@ -142,7 +142,7 @@ def sweep(model: Source = None, image: Images = None, methods: str | list[str] =
         swept.append((key, [(value, config.update(cfg, {key: value})) for value in values]))
     with model.evaluating():
         found = experiments.sweep(model, model.preprocess(pixels), pixels, keys, swept, target, backend, cfg)
-    return _provenance(found, stem, _request("sweep", model, files, keys, target=target, sweeps=sweeps,
+    return _provenance(found, stem, _request("sweep", model, cfg, files, keys, target=target, sweeps=sweeps,
                                              center_level=center_level, trust=trust))
 
 
@@ -254,7 +254,7 @@ def explain_dataset(model: str | Path | None = None, dataset: str = "random:100"
     job = dataset_mode.Job(str(loaded.source), trust, cfg, tuple(keys), backend, str(folder.resolve()))
     found = dataset_mode.run(job, images, loaded, scheduler, workers, batch_size, progress, cfg["scheduler_timeout"])
     found.notes = notes + found.notes
-    record = run_record(command, cfg, _request("explain_dataset", loaded, [], keys, dataset=dataset,
+    record = run_record(command, cfg, _request("explain_dataset", loaded, cfg, [], keys, dataset=dataset,
                                                scheduler=scheduler, workers=workers, batch_size=batch_size), False)
     found.text = dataset_mode.write_summary(found, record)
     return found
@@ -398,11 +398,17 @@ def _experiment_setup(model, image, methods, settings, center_level, trust, prog
     return model, cfg, keys, backend, stem, pixels, files
 
 
-def _request(function: str, model: Model, files: list[Path], keys: list[str], **options) -> dict:
-    """What run.json records of a call: enough to repeat it, where the model and images are files."""
+def _request(function: str, model: Model, cfg: dict, files: list[Path], keys: list[str], **options) -> dict:
+    """What run.json records of a call: enough to repeat it, where the model and images are files;
+    and each pixel value the methods read (a reference, a fill) as the model received it."""
+    pixel_values = {f"{method.settings.name}.{name}": model.input_value(cfg[method.settings.name][name]).tolist()
+                    for method in (REGISTRY[key] for key in keys) if method.settings
+                    for name in method.settings.pixel_values() if cfg[method.settings.name][name] is not None}
     return {"function": function, "model": model.source, "model_object": model.name, "dtype": model.dtype,
             "head": model.head.record(), "preprocess": asdict(model.preprocess),
-            "images": [str(path) for path in files] or None, "methods": keys, **options}
+            "images": [str(path) for path in files] or None, "methods": keys,
+            "pixel_values_in_model_input": pixel_values, **options}
+
 
 
 def _provenance(found: Experiment, stem: str, request: dict) -> Experiment:

@@ -14,6 +14,12 @@ Installed as heatkit.methods.
 import numpy as np
 
 
+def per_channel(value, image: np.ndarray) -> np.ndarray:
+    """A pixel value in the model's input space (one value, or one a channel, as the run gives a
+    PixelValue setting) as one value for each of the image's channels."""
+    return np.broadcast_to(np.asarray(value, dtype=np.float64).reshape(-1), image.shape[-1:])
+
+
 def channel_sum(attribution: np.ndarray) -> np.ndarray:
     """An (H, W, C) attribution as the contract's float32 (H, W) map."""
     return attribution.sum(axis=-1).astype(np.float32)

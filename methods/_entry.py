@@ -10,7 +10,7 @@ from typing import Any, Callable
 import numpy as np
 
 from heatkit.base.errors import UsageError
-from heatkit.base.rules import Int, Rule
+from heatkit.base.rules import Int, Optional, PixelValue, Rule
 
 SEED = Int(min=0, max=2**32 - 1)
 BACKENDS = ("keras", "torch")  # frameworks a gradient-family method can run on
@@ -54,6 +54,12 @@ class Settings:
 
     def rules(self) -> dict[str, Rule]:
         return {key: setting.rule for key, setting in self.keys.items()}
+
+    def pixel_values(self) -> list[str]:
+        """The keys whose values are pixel values (PixelValue: references, baselines, fills),
+        which a run gives the method in the model's input space."""
+        return [key for key, setting in self.keys.items()
+                if isinstance(setting.rule.rule if isinstance(setting.rule, Optional) else setting.rule, PixelValue)]
 
 
 def one_image(batched: Callable) -> Callable:

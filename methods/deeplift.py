@@ -29,7 +29,7 @@ import numpy as np
 
 from heatkit.base import frameworks
 from heatkit.base.errors import NotApplicable
-from heatkit.base.rules import Float
+from heatkit.base.rules import PixelValue
 from heatkit.methods import _keras_rules, channel_sum
 from heatkit.methods._activations import derivative, replaced
 from heatkit.methods._entry import Method, Needs, Paper, Setting, Settings, one_image
@@ -114,7 +114,8 @@ RESCALE = {kind: functools.partial(_rescale, slope_at) for kind, slope_at in KER
 
 
 SETTINGS = Settings("deeplift", "deeplift: DeepLIFT (Shrikumar et al. 2017), Rescale rule, explaining the logit.", {
-    "baseline": Setting(0.0, Float(), "the baseline image's value at every pixel (0.0: the all-zero image)"),
+    "baseline": Setting(0.0, PixelValue(), 'the baseline image\'s pixels: 0 black, 1 white, "mean" the '
+                                           'preprocessing\'s mean color (converted to the model\'s input)'),
 })
 METHOD = Method("deeplift", "DeepLIFT", Paper(
     "Shrikumar et al. 2017", "Learning Important Features Through Propagating Activation Differences",

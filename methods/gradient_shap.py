@@ -9,7 +9,7 @@ Every draw is made here, seeded, in numpy, and the same points go to either back
 """
 import numpy as np
 
-from heatkit.base.rules import Choice, Float, Int
+from heatkit.base.rules import Choice, Float, Int, PixelValue
 from heatkit.methods import _captum, _keras_rules, channel_sum
 from heatkit.methods._entry import SEED, Method, Needs, Paper, Setting, Settings
 
@@ -47,7 +47,8 @@ SETTINGS = Settings("gradshap", "gradshap: GradientSHAP (Lundberg & Lee 2017, ca
     "baselines": Setting("uniform", Choice(("uniform", "reference")),
                          '"uniform": images uniform over the input\'s range; "reference": the constant image `reference`'),
     "num_baselines": Setting(16, Int(min=1), 'images in the baselines\' set, for baselines "uniform"'),
-    "reference": Setting(0.0, Float(), 'the constant baseline\'s value, for baselines "reference"'),
+    "reference": Setting(0.0, PixelValue(), 'the constant baseline\'s pixels, for baselines "reference": 0 '
+                                            'black, 1 white, "mean" the preprocessing\'s mean color'),
     "noise_scale": Setting(0.0, Float(min=0.0), "std of the noise added to the input, as a fraction of its range "
                                                 "(captum's stdevs, relative)"),
     "seed": Setting(0, SEED, "seed of every draw"),

@@ -11,7 +11,7 @@ both ends included, which no captum rule equals).
 """
 import numpy as np
 
-from heatkit.base.rules import Choice, Float, Int
+from heatkit.base.rules import Choice, Int, PixelValue
 from heatkit.methods import _captum, _keras_rules, channel_sum
 from heatkit.methods._entry import Method, Needs, Paper, Setting, Settings
 
@@ -25,7 +25,8 @@ def keras(model, image, target, params):
 
 
 def torch(model, image, target, params):
-    attribution = _captum.attribute(model, "IntegratedGradients", image[None], target, baselines=params["reference"],
+    reference = model.torch.tensor(np.full_like(image, params["reference"])[None])
+    attribution = _captum.attribute(model, "IntegratedGradients", image[None], target, baselines=reference,
                                     n_steps=params["steps"], method=params["rule"])
     return channel_sum(attribution[0])
 
@@ -47,7 +48,8 @@ def path_rule(rule: str, steps: int) -> tuple[np.ndarray, np.ndarray]:
 RULES = ("riemann_left", "riemann_right", "riemann_middle", "riemann_trapezoid", "gausslegendre")
 SETTINGS = Settings("ig", "ig: Integrated Gradients (Sundararajan et al. 2017): (x - reference) times the path integral "
                           "of the gradient, by a quadrature rule that both backends apply alike (captum's names).", {
-    "reference": Setting(0.0, Float(), "the reference image's value at every pixel (0.0 is black)"),
+    "reference": Setting(0.0, PixelValue(), 'the reference image\'s pixels: 0 black, 1 white, "mean" the '
+                                            'preprocessing\'s mean color (converted to the model\'s input)'),
     "steps": Setting(64, Int(min=2), "points on the path"),
     "rule": Setting("gausslegendre", Choice(RULES),
                     "gausslegendre (captum's default) or riemann_left/right/middle/trapezoid; captum's riemann_trapezoid "

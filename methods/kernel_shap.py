@@ -9,7 +9,7 @@ from contextlib import contextmanager
 
 import numpy as np
 
-from heatkit.base.rules import Float, Int, Mask
+from heatkit.base.rules import Float, Int, Mask, PixelValue
 from heatkit.methods import _regions
 from heatkit.methods._entry import ANY, SEED, Method, Needs, Paper, Setting, Settings
 
@@ -46,7 +46,7 @@ SETTINGS = Settings("shap", "shap: KernelSHAP (Lundberg & Lee 2017) from the sha
     "compactness": Setting(0.1, Float(min=0.0, exclusive_min=True), "SLIC (gray values in [0, 1])"),
     "sigma": Setting(1.0, Float(min=0.0), "SLIC pre-smoothing"),
     "nsamples": Setting(1000, Int(min=2), "coalitions evaluated"),
-    "background": Setting(0.0, Float(), "value of a superpixel that is left out"),
+    "background": Setting(0.0, PixelValue(), 'the pixels of a superpixel left out: 0 black, 1 white, "mean"'),
     "l1_reg": Setting(0, Float(min=0.0), "shap's feature selection; 0 estimates every superpixel"),
     "seed": Setting(0, SEED, "shap samples with numpy's global generator: seeded for the call, then restored"),
 })

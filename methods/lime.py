@@ -4,7 +4,7 @@ The map paints each superpixel with its signed weight for the explained class.
 """
 import numpy as np
 
-from heatkit.base.rules import Float, Int, Optional
+from heatkit.base.rules import Float, Int, Optional, PixelValue
 from heatkit.methods._entry import ANY, SEED, Method, Needs, Paper, Setting, Settings
 
 
@@ -46,7 +46,8 @@ SETTINGS = Settings("lime", "lime: LIME (Ribeiro et al. 2016) from the lime pack
     "max_dist": Setting(200, Float(min=0.0, exclusive_min=True), "quickshift"),
     "ratio": Setting(0.2, Float(min=0.0, max=1.0), "quickshift"),
     "num_samples": Setting(1000, Int(min=2), "perturbed samples"),
-    "hide_color": Setting(0.0, Optional(Float()), "value of a hidden superpixel; None hides it with its mean color"),
+    "hide_color": Setting(0.0, Optional(PixelValue()), 'the pixels of a hidden superpixel: 0 black, 1 white, "mean"; '
+                                                       "None hides it with its own mean color"),
     "num_features": Setting(1000, Int(min=1), "superpixels given a weight, strongest first; the rest are 0"),
     "seed": Setting(0, SEED, "seeds the segmentation and lime's sampler"),
 })

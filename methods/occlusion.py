@@ -4,8 +4,8 @@ region instead (a square of a grid, a superpixel), its drop given to each of its
 import numpy as np
 
 from heatkit.base.errors import UsageError
-from heatkit.base.rules import Float, Int, Mask, Optional
-from heatkit.methods import _regions, _windows
+from heatkit.base.rules import Int, Mask, Optional, PixelValue
+from heatkit.methods import _regions, _windows, per_channel
 from heatkit.methods._entry import ANY, Method, Needs, Paper, Setting, Settings
 
 
@@ -20,7 +20,8 @@ def attribute(model, image, target, params):
         raise UsageError(f"occlusion.patch {patch} is larger than the {height}x{width} input; give at most "
                          f"{min(height, width)}")
     rows, cols = _windows.starts(height, patch, stride), _windows.starts(width, patch, stride)
-    occluded = engine.edits(_windows.inputs(rows, cols, patch, image.shape), params["fill"], "occlusion")
+    inputs = _windows.inputs(rows, cols, patch, image.shape)
+    occluded = engine.edits(inputs, per_channel(params["fill"], image)[inputs % image.shape[-1]], "occlusion")
     drops = (engine.probability() - occluded).reshape(rows.size, cols.size)
     return _windows.spread(drops, rows, cols, patch, (height, width)).astype(np.float32)
 
@@ -31,7 +32,7 @@ SETTINGS = Settings("occlusion", "occlusion: Zeiler & Fergus 2014. A pixel's rel
     "patch": Setting(1, Int(min=1), "side of the square patch, in pixels (1: every pixel alone)"),
     "stride": Setting(1, Int(min=1), "step between patch positions; the last row and column of patches are always "
                                      "included"),
-    "fill": Setting(0.0, Float(), "value the patch is set to"),
+    "fill": Setting(0.0, PixelValue(), 'the pixels a patch is set to: 0 black, 1 white, "mean"'),
     "mask": Setting(None, Optional(Mask()), 'None: the sliding patches above; or regions filled one at a time, '
                                             '"pixels", "patch:N" (a grid of N x N squares) or "superpixels" (SLIC)'),
 })

@@ -8,7 +8,7 @@ its channels, N x N squares, or superpixels.
 """
 import numpy as np
 
-from heatkit.base.rules import Float, Int, Mask
+from heatkit.base.rules import Int, Mask, PixelValue
 from heatkit.methods import _regions
 from heatkit.methods._entry import ANY, SEED, Method, Needs, Paper, Setting, Settings
 
@@ -19,7 +19,7 @@ def attribute(model, image, target, params):
     orders = permutations(features, params)
     # a pixel of one channel is an input of its own: the engine's per-input walks, which the windowed path takes
     groups = None if features == image.size else np.repeat(labels.reshape(-1), image.shape[-1])
-    walks = model.engine(image, target).walks(np.full(image.size, params["baseline"]), orders, "shapley",
+    walks = model.engine(image, target).walks(np.full_like(image, params["baseline"]), orders, "shapley",
                                               groups=groups)
     values = np.zeros(features)
     for order, probabilities in zip(orders, walks):
@@ -37,7 +37,7 @@ SETTINGS = Settings("shapley", "shapley: Shapley value sampling (Castro et al. 2
                                "mean change of the probability when a feature is switched from the baseline to the "
                                "input, over random orders of all features.", {
     "samples": Setting(25, Int(min=1), "random permutations (captum's ShapleyValueSampling default)"),
-    "baseline": Setting(0.0, Float(), "the value a pixel has before it is switched to the input's"),
+    "baseline": Setting(0.0, PixelValue(), 'a pixel before it is switched to the input\'s: 0 black, 1 white, "mean"'),
     "mask": Setting("pixels", Mask(), 'the features: "pixels" (each with its channels), "patch:N" (a grid of N x N '
                                       'squares) or "superpixels" (SLIC)'),
     "seed": Setting(0, SEED),

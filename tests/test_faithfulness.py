@@ -67,9 +67,9 @@ def test_regions_rank_by_their_sum_and_steps_end_at_the_last_region():
     labels = faithfulness.regions((5, 5), 2)  # 3 x 3 tiles, the last row and column of tiles smaller
     attribution = np.zeros((5, 5))
     attribution[4, 4], attribution[0, 2:4] = 5.0, 2.0  # tile 8 (one pixel) first, then tile 1 (sum 4)
-    order = faithfulness.ranked_regions(attribution, labels, "signed")
-    assert list(order[:2]) == [8, 1]
-    elements, points = faithfulness.walk_of(order, labels, channels=2, per_step=4)
+    order = faithfulness.ranked_regions(attribution, labels, "signed", seed=0)
+    assert list(order[:2]) == [8, 1] and sorted(order) == list(range(9))
+    elements, points = faithfulness.walk_of(np.array([8, 1, 0, 2, 3, 4, 5, 6, 7]), labels, channels=2, per_step=4)
     assert list(elements[:2]) == [48, 49] and list(elements[2:4]) == [4, 5]  # pixel 24's channels, then pixel 2's
     # tiles 8, 1, 0, 2 (2 + 8 + 8 + 4 elements), then 3, 4, 5, 6 (8 + 8 + 4 + 4), then 7 (4)
     assert list(points) == [22, 46, 50]
@@ -131,3 +131,26 @@ def test_a_run_scores_every_map_and_the_random_rankings(small_model_path, rng):
     assert table["occlusion"]["deletion_area"] < random["deletion_area"] < table["grad"]["deletion_area"] + 1
     assert table["occlusion"]["aopc"] > random["aopc"] and random["draws"] == 3 and random["aopc_sd"] > 0
     assert "deletion" in run.summary().splitlines()[0] and "random ranking" in run.summary()
+
+
+def test_tied_regions_rank_in_a_seeded_random_order_not_in_row_order():
+    labels = faithfulness.regions((8, 8), 1)
+    attribution = np.zeros((8, 8))
+    attribution[5, 5] = 1.0  # one region first; the other 63 tie
+    orders = [faithfulness.ranked_regions(attribution, labels, "signed", seed) for seed in range(20)]
+    assert all(order[0] == 45 for order in orders)
+    np.testing.assert_array_equal(orders[0], faithfulness.ranked_regions(attribution, labels, "signed", 0))
+    # the tied regions' order follows no row order: their mean rank position is the middle for every region
+    positions = np.mean([np.argsort(order) for order in orders], axis=0)
+    assert not np.array_equal(orders[0][1:], np.sort(orders[0][1:]))
+    assert abs(np.delete(positions, 45).mean() - 32) < 1e-9 and np.delete(positions, 45).std() < 12
+
+
+def test_a_constant_maps_ranking_scores_are_undefined(small_model):
+    x = np.random.default_rng(0).random(small_model.input_shape)
+    constant = {"flat": np.full(x.shape[:2], 0.25, np.float32)}
+    scored = faithfulness.score_maps(small_model, small_model.preprocess(x), 3, constant, {**PARAMS, "patch": 3})
+    assert scored["flat"]["deletion_area"] is None and scored["flat"]["aopc"] is None
+    assert "constant" in scored["flat"]["undefined"] and "deletion" not in scored["flat"]
+    from heatkit.metrics import road
+    assert road.road(small_model, x, 3, constant["flat"], {"percentages": [10, 50], "noise": 0.0, "seed": 0}) is None

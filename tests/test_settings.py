@@ -390,20 +390,28 @@ def another_value(rule, default):
         return "conv1"
     if isinstance(rule, rules.Mask):
         return "patch:3"
+    if isinstance(rule, rules.PixelValue):
+        return 0.25 if default != 0.25 else "mean"
     raise AssertionError(f"no other value for {rule}")
 
 
 @pytest.mark.parametrize("method", [m for m in METHODS if m.settings], ids=lambda m: m.key)
 def test_every_method_setting_reaches_the_method(method, small_model_path, tmp_path, monkeypatch):
     """Each of a method's settings, set to another valid value on the command line, is what the
-    method is given, and the run succeeds."""
+    method is given (a pixel value in the model's input space: the small twin's is its pixels'
+    own, one channel), and the run succeeds."""
     received = []
     changed = {key: another_value(setting.rule, setting.default) for key, setting in method.settings.keys.items()}
     replace_method(monkeypatch, method.key,
                    lambda model, image, target, params: received.append(params) or np.zeros(image.shape[:2], np.float32))
     overrides = [arg for key, value in changed.items() for arg in ("--set", f"{method.settings.name}.{key}={value!r}")]
     assert run_cli("-mp", small_model_path, "-hm", method.key, *overrides, "-op", tmp_path, "-q") == 0
-    assert received and {key: received[0][key] for key in changed} == changed
+    pixel_values = method.settings.pixel_values()
+    assert received and {key: received[0][key] for key in changed if key not in pixel_values} == \
+        {key: value for key, value in changed.items() if key not in pixel_values}
+    for key in pixel_values:
+        given = received[0][key]
+        assert (given is None if changed[key] is None else given.tolist() == [changed[key]]), key
 
 
 def test_an_edited_settings_file_takes_effect(small_model_path, tmp_path, monkeypatch):

@@ -217,10 +217,11 @@ class Engine:
         self._parallel(len(pixels), max(1, CACHE_BYTES // (8 * units * (pixels.shape[1] + 3))), desc, work)
         return out
 
-    def regions(self, labels: np.ndarray, fill: float, desc: str) -> np.ndarray:
-        """Target probability with each region of `labels` ((H, W), numbered 0..R-1) set to `fill`,
-        one region at a time: as edits, regions of the same size together, so that the fast and
-        windowed paths take them."""
+    def regions(self, labels: np.ndarray, fill: np.ndarray, desc: str) -> np.ndarray:
+        """Target probability with each region of `labels` ((H, W), numbered 0..R-1) set to `fill`
+        (one value, or one a channel), one region at a time: as edits, regions of the same size
+        together, so that the fast and windowed paths take them."""
+        fill = np.broadcast_to(np.asarray(fill, dtype=np.float64).reshape(-1), self.image.shape[-1:])
         members = np.repeat(labels.reshape(-1), self.image.shape[-1])  # the region of each input
         inputs = np.argsort(members, kind="stable")
         sizes = np.bincount(members)
@@ -228,7 +229,8 @@ class Engine:
         out = np.empty(sizes.size)
         for size in np.unique(sizes):
             same = np.flatnonzero(sizes == size)
-            out[same] = self.edits(np.stack([by_region[region] for region in same]), fill, desc)
+            pixels = np.stack([by_region[region] for region in same])
+            out[same] = self.edits(pixels, fill[pixels % fill.size], desc)
         return out
 
     def _edited(self, pixels: np.ndarray, values: np.ndarray) -> np.ndarray:

@@ -82,6 +82,21 @@ class IndexOrKey(Rule):
 
 
 @dataclass(frozen=True)
+class PixelValue(Rule):
+    """A value in the image's pixel space, as a user sees the image: 0 is black, 1 white, and
+    "mean" the preprocessing's mean color (mid-gray, 0.5, where the preprocessing has none). The
+    run gives it to a method in the model's input space (Model.input_value), converted once."""
+
+    def check(self, value):
+        if value == "mean" or not isinstance(value, bool) and isinstance(value, (int, float)) and 0 <= value <= 1:
+            return None
+        return f'must be a pixel value from 0 (black) to 1 (white), or "mean"; got {value!r}'
+
+    def normalize(self, value):
+        return value if value == "mean" else float(value)
+
+
+@dataclass(frozen=True)
 class Optional(Rule):
     """None, or a value that passes `rule`."""
 

@@ -7,11 +7,14 @@ model still predicts the explained class (the mean of the MoRF accuracy curve): 
 
 Each percentage solves a sparse system as large as the pixels removed, so ROAD waits for its
 percentages (QUANTUS_PERCENTAGES are Quantus's). Quantus 0.6 returns the curve; its mean is
-ours, given the same noise (tests/test_metrics.py with noise 0)."""
+ours, given the same noise (tests/test_metrics.py with noise 0), on maps without ties: tied pixels
+are removed in a seeded random order here (heatkit/base/ranking.py), in row order by Quantus, and
+a constant map has no ROAD score."""
 from __future__ import annotations
 
 import numpy as np
 
+from heatkit.base import ranking
 from heatkit.base.rules import Float, Int, ListOf, Optional
 from heatkit.metrics._entry import Category, Metric, Needs
 from heatkit.methods._entry import SEED, Paper, Setting, Settings
@@ -66,10 +69,10 @@ def impute(image: np.ndarray, removed: np.ndarray, noise: np.ndarray) -> np.ndar
 
 def road(model, image: np.ndarray, target: int, attribution: np.ndarray, params: dict) -> float | None:
     """The share of the percentages at which the explained class is still the predicted one."""
-    if not params["percentages"]:
+    if not params["percentages"] or ranking.is_constant(attribution):
         return None
     rng = np.random.default_rng(params["seed"])
-    order = np.argsort(-attribution.astype(np.float64).ravel(), kind="stable")
+    order = ranking.descending(attribution, params["seed"])
     removed = [order[:int(order.size * share / 100)] for share in params["percentages"]]
     noises = [params["noise"] * rng.standard_normal((image.shape[-1], len(pixels))).T for pixels in removed]
 

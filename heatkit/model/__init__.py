@@ -221,6 +221,17 @@ class Model:
         if framework not in self.frameworks:
             raise NotApplicable(f"{key} runs on {framework} and {self.name} has no {framework} version")
 
+    def input_value(self, pixel: float | str) -> np.ndarray:
+        """A pixel value as the user gives it (0 black, 1 white, "mean" the preprocessing's mean
+        color, or mid-gray where it has none) in the model's input space: one value a channel."""
+        channels = self.input_shape[-1]
+        if pixel == "mean":
+            mean = self.preprocess.mean if self.preprocess.mean is not None else (0.5,)
+            pixels = np.broadcast_to(np.asarray(mean, dtype=np.float64), (channels,))
+        else:
+            pixels = np.full(channels, float(pixel))
+        return np.asarray(self.preprocess(pixels), dtype=np.float64)
+
     # ---- evaluation ----
     @property
     def evaluator_framework(self) -> str:

@@ -16,7 +16,7 @@ import types
 from pathlib import Path
 
 from heatkit.base.errors import UsageError
-from heatkit.base.rules import Bool, Choice, Float, IndexOrKey, Int, ListOf, Optional, Text
+from heatkit.base.rules import Bool, Choice, Float, IndexOrKey, Int, ListOf, Optional, PixelValue, Text
 from heatkit.methods._entry import SEED
 from heatkit.methods.registry import BACKENDS, SETTINGS
 from heatkit.metrics.registry import SETTINGS as METRIC_SETTINGS
@@ -103,7 +103,7 @@ GLOBAL_RULES = {
         "regions_per_step": Int(min=0),
         "ranking": Choice(("signed", "absolute")),
         "baseline": Choice(("constant", "blur", "mean")),
-        "fill": Float(),
+        "fill": PixelValue(),
         "blur_sigma": Float(min=0.0, exclusive_min=True),
         "random_draws": Int(min=0, max=100),
         "seed": SEED,

@@ -105,10 +105,22 @@ def explain_images(model, images: list[np.ndarray], displays: list[np.ndarray], 
                       probabilities=image_probabilities, ready=prepared)
 
 
+def method_params(method, cfg: dict, model) -> dict:
+    """The settings `method` reads, its pixel values (references, baselines, fills: PixelValue
+    settings, which the user gives in the image's pixel space) given in the model's input space."""
+    if not method.settings:
+        return {}
+    params = dict(cfg[method.settings.name])
+    for key in method.settings.pixel_values():
+        if params[key] is not None:
+            params[key] = model.input_value(params[key])
+    return params
+
+
 def _outcome(model, image, key: str, cfg: dict, target: int, backend: str, verbose: bool) -> Outcome:
     """Method `key`'s maps of one image, or why it has none."""
     method = REGISTRY[key]
-    params = cfg[method.settings.name] if method.settings else {}
+    params = method_params(method, cfg, model)
     framework = method.runs_on(backend, model.frameworks)
     try:
         model.require(framework, key)
@@ -136,7 +148,7 @@ def _batched(model, images: list[np.ndarray], targets: np.ndarray, key: str, cfg
              verbose: bool) -> list[Outcome]:
     """Method `key`'s maps of a batch of images at once, as each image's outcome (the time shared)."""
     method = REGISTRY[key]
-    params = cfg[method.settings.name] if method.settings else {}
+    params = method_params(method, cfg, model)
     try:
         function = method.batched[framework]
         start = time.perf_counter()

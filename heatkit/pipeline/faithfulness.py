@@ -11,8 +11,9 @@ regions switched, k = 0..K:
     aopc       MoRF AOPC (Samek et al. 2017): the mean over k = 0..K of p(image) - deletion[k];
                high for a faithful map
 
-The curves are walks of the perturbation engine (exact fast paths where the model has one). A
-seeded random ranking, `random_draws` times, is scored beside the maps: a map that does not beat
+Tied regions are ranked in a seeded random order, and a constant map has no curves: its scores
+are None, with the reason under "undefined" (heatkit/base/ranking.py). The curves are walks of
+the perturbation engine (exact fast paths where the model has one). A seeded random ranking, `random_draws` times, is scored beside the maps: a map that does not beat
 it says nothing about the model.
 """
 from __future__ import annotations
@@ -21,12 +22,14 @@ import math
 
 import numpy as np
 
+from heatkit.base import ranking as ranking_module
+
 AREAS = ("deletion_area", "insertion_area", "aopc")
 
 
 def baseline_image(image: np.ndarray, params: dict) -> np.ndarray:
-    """What deleted regions become and insertion starts from: a constant, the image's per-channel
-    mean, or the image blurred."""
+    """What deleted regions become and insertion starts from: the constant `fill` (in the model's
+    input space: one value, or one a channel), the image's per-channel mean, or the image blurred."""
     if params["baseline"] == "constant":
         return np.full_like(image, params["fill"])
     if params["baseline"] == "mean":
@@ -43,11 +46,16 @@ def regions(shape: tuple[int, int], patch: int) -> np.ndarray:
     return rows[:, None] * math.ceil(shape[1] / patch) + cols[None, :]
 
 
-def ranked_regions(attribution: np.ndarray, labels: np.ndarray, ranking: str) -> np.ndarray:
-    """Region numbers, most relevant first (ties in region order)."""
+def region_sums(attribution: np.ndarray, labels: np.ndarray, ranking: str) -> np.ndarray:
+    """The map summed over each region (its magnitude with ranking "absolute")."""
     values = np.abs(attribution) if ranking == "absolute" else attribution
-    sums = np.bincount(labels.ravel(), weights=values.astype(np.float64).ravel())
-    return np.argsort(-sums, kind="stable")
+    return np.bincount(labels.ravel(), weights=values.astype(np.float64).ravel())
+
+
+def ranked_regions(attribution: np.ndarray, labels: np.ndarray, ranking: str, seed: int) -> np.ndarray:
+    """Region numbers, most relevant first, tied regions in a seeded random order
+    (heatkit/base/ranking.py)."""
+    return ranking_module.descending(region_sums(attribution, labels, ranking), seed)
 
 
 def walk_of(region_order: np.ndarray, labels: np.ndarray, channels: int,
@@ -85,13 +93,18 @@ def per_step(params: dict, region_count: int) -> int:
 
 def score_maps(model, image: np.ndarray, target: int, maps: dict[str, np.ndarray], params: dict) -> dict[str, dict]:
     """Per map key: its curves and scores; and under "random", the random rankings' mean and spread."""
-    baseline = baseline_image(image, params)
+    baseline = baseline_image(image, {**params, "fill": model.input_value(params["fill"])})
     labels = regions(image.shape[:2], params["patch"])
     step = per_step(params, int(labels.max()) + 1)
     deletion_engine, insertion_engine = model.engine(baseline, target), model.engine(image, target)
-    scored = {key: curves(deletion_engine, insertion_engine, image, baseline,
-                          ranked_regions(attribution, labels, params["ranking"]), labels, step, f"curves {key}")
-              for key, attribution in maps.items()}
+    scored = {}
+    for key, attribution in maps.items():
+        if ranking_module.is_constant(region_sums(attribution, labels, params["ranking"])):
+            scored[key] = {**dict.fromkeys(AREAS), "undefined": ranking_module.CONSTANT}
+            continue
+        scored[key] = curves(deletion_engine, insertion_engine, image, baseline,
+                             ranked_regions(attribution, labels, params["ranking"], params["seed"]), labels, step,
+                             f"curves {key}")
     rng = np.random.default_rng(params["seed"])
     draws = [curves(deletion_engine, insertion_engine, image, baseline, rng.permutation(int(labels.max()) + 1),
                     labels, step, "curves random") for _ in range(params["random_draws"])]

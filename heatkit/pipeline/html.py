@@ -31,7 +31,7 @@ def run_page(run, record: dict) -> str:
                        "caption": f"predicted class {first.predicted}, explained class {first.target} "
                                   f"(p = {first.target_probability:.3g})"
                                   + (f", true class {first.true_label}" if first.true_label is not None else ""),
-                       "maps": maps, "curves": _curves(first.curves, names)})
+                       "maps": maps, "curves": _curves(first.drawn_curves, names)})
     data = {"kind": "run", "title": f"heatkit: {', '.join(item.stem for item in run.items)}",
             "header": run.header(), "incomplete": INCOMPLETE if run.interrupted else None, "luts": luts,
             "images": images,

@@ -254,7 +254,7 @@ def faithfulness_figure(result, names: dict[str, str]) -> Figure:
     fig = Figure(figsize=(8.0, 3.4))
     axes = fig.subplots(1, 2)
     for panel, curve in zip(axes, ("deletion", "insertion")):
-        for key, scored in result.curves.items():
+        for key, scored in result.drawn_curves.items():
             values = scored[curve]
             label = f"{names.get(key, key) if key != 'random' else 'random ranking'}: {scored[curve + '_area']:.3f}"
             panel.plot(np.linspace(0, 1, values.size), values, linewidth=1, label=label,

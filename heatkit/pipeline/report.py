@@ -59,7 +59,7 @@ def _write_data(folder: Path, run, command: list[str] | None) -> None:
             target = _extras_folder(folder, key, item, several)
             target.mkdir(parents=True)
             write_npz(target / "extras.npz", extras)
-        maps.update({f"{prefix}curves/{key}/{curve}": scored[curve] for key, scored in first.curves.items()
+        maps.update({f"{prefix}curves/{key}/{curve}": scored[curve] for key, scored in first.drawn_curves.items()
                      for curve in ("deletion", "insertion")})
     write_npz(folder / "heatmaps.npz", maps)
     write_json(folder / "scores.json", {**run.header(), "images": run.rows()})

@@ -65,13 +65,22 @@ class ImageResult:
         table.update({key: {"error": reason} for key, reason in self.failures.items()})
         return table
 
+    @property
+    def drawn_curves(self) -> dict[str, dict]:
+        """The faithfulness curves of each map that has them (a constant map has none), and the
+        random rankings'."""
+        return {key: scored for key, scored in self.curves.items() if "deletion" in scored}
+
     def random_ranking(self) -> dict:
         """The faithfulness scores of the random rankings: mean, standard deviation, draws."""
         random = self.curves.get("random", {})
         return {name: value for name, value in random.items() if not isinstance(value, np.ndarray)}
 
-    def _areas(self, key: str) -> dict[str, float]:
-        return {name: self.curves[key][name] for name in AREAS} if key in self.curves else {}
+    def _areas(self, key: str) -> dict[str, float | None]:
+        """The map's faithfulness areas, and why they are undefined where they are."""
+        if key not in self.curves:
+            return {}
+        return {name: self.curves[key][name] for name in (*AREAS, "undefined") if name in self.curves[key]}
 
 
 @dataclass

@@ -43,9 +43,14 @@ def format_table(table: dict[str, dict], names: dict[str, str], random: dict | N
         if "not_applicable" in row:
             lines.append(f"{label:<{width}}  not applicable: {row['not_applicable']}")
             continue
-        areas = f"{row['deletion_area']:>10.3f}{row['insertion_area']:>10.3f}{row['aopc']:>9.3f}" if curves else ""
+        areas = "".join(f"{'-' if row.get(name) is None else format(row[name], '.3f'):>{width}}"
+                        for name, width in (("deletion_area", 10), ("insertion_area", 10), ("aopc", 9))) \
+            if curves else ""
         lines.append(f"{label:<{width}}{row['center_value']:>14.4g}{row['center_rank']:>13d}"
                      f"{row['center_share']:>14.3g}{row['crop_share']:>12.3g}{areas}{row['seconds']:>10.2f}")
+    undefined = [key for key, row in table.items() if "undefined" in row]
+    if undefined:
+        lines.append(f"({', '.join(undefined)}: {table[undefined[0]]['undefined']})")
     if random:
         label = f"random ranking (sd of {random['draws']})"
         lines.append(f"{label:<{width}}{'':>53}{random['deletion_area']:>10.3f}{random['insertion_area']:>10.3f}"
