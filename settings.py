@@ -102,6 +102,11 @@ perturbation = dict(
     # a method whose model evaluations, timed as they start, will take longer than this says so
     # first, with the settings that make it cheaper; 0: never
     warn_seconds=120,
+    # what occlusion, Shapley, LIME, KernelSHAP and RISE see change: the explained class's
+    # "probability", or its "logit" (as captum lets the forward function return either), which
+    # still moves where a confident model's probability is 1.0 to float32's precision. PDA and the
+    # metrics grade probabilities whatever this says.
+    output="probability",
 )
 
 figure = dict(

@@ -36,6 +36,7 @@ from heatkit.model import Model
 from heatkit.pipeline import config, experiments, meta_evaluation, variants
 from heatkit.pipeline import dataset as dataset_mode
 from heatkit.pipeline.dataset import DatasetRun
+from heatkit.pipeline.explain import completeness_note, saturation_note
 from heatkit.pipeline.experiments import Experiment
 from heatkit.pipeline.meta_evaluation import MetricEvaluation
 from heatkit.pipeline.record import run_record
@@ -93,6 +94,8 @@ def explain(model: Source = None, images: Images = None, methods: str | list[str
     inputs, notes = _inputs(images, files, model, cfg, center_level)
     with model.evaluating():
         items, interrupted = compute(model, inputs, keys, cfg, target, backends, verbose)
+    notes += [note for item in items for result in item.results
+              for note in (saturation_note(result, cfg), completeness_note(result)) if note]
     request = _request("explain", model, cfg, files, keys, target=target, compare_backends=compare_backends,
                        center_level=center_level, trust=trust)
     return Run(items, keys, backends, cfg, model, request, class_names, interrupted, model.notes + notes)

@@ -12,6 +12,7 @@ off before any of this sees it (heatkit/model/torch_head.py).
 from __future__ import annotations
 
 import functools
+from dataclasses import dataclass
 from typing import Callable
 
 from heatkit.base import frameworks
@@ -41,7 +42,30 @@ def kinds() -> dict[str, set]:
                            F.rms_norm},
         "products": {torch.mul, T.mul, T.__mul__, T.__rmul__, torch.matmul, T.matmul, T.__matmul__, torch.bmm, T.bmm,
                      torch.mm, T.mm, torch.einsum, torch.div, T.div, T.__truediv__, T.__rtruediv__},
+        "poolings": {F.max_pool2d},  # DeepLIFT's rule for max pooling (deeplift.py)
     }
+
+
+@dataclass(frozen=True)
+class Call:
+    """An activation (or pooling) call caught in a forward pass: its function and its arguments
+    after the input; called on another input, it computes the same operation on a copy of it (the
+    call may be in place)."""
+
+    func: Callable
+    args: tuple
+    kwargs: dict
+
+    def __call__(self, x):
+        return self.func(x.clone(), *self.args, **self.kwargs)
+
+    @property
+    def pooling(self) -> bool:
+        return self.func in kinds()["poolings"]
+
+    def winners(self, x):
+        """For a max pooling: each output's input, as its index in the input's flattened (H, W)."""
+        return self.func(x, *self.args, **{**self.kwargs, "return_indices": True})[1]
 
 
 def name_of(func) -> str:
@@ -50,12 +74,12 @@ def name_of(func) -> str:
 
 def replaced(model, name: str, rule: Callable, rectifiers_only: bool, seen: Callable | None = None):
     """A context in which the model's activations compute as usual but pass gradients back by
-    rule(x, y, activation, signal, index) -> the gradient at x, `index` counting the activation
-    calls of the forward pass in order; seen(index, x, y), where given, is told of each call. With
-    rectifiers_only (Guided Backprop, DeConvNet), the rectifiers take the rule and any other
-    nonlinearity makes the method not applicable; else (DeepLIFT) every elementwise activation
-    takes it, and operations no elementwise rule makes exact (a softmax, a normalization, a
-    product of two activations) do."""
+    rule(x, y, activation, signal, index) -> the gradient at x, `activation` the Call and `index`
+    counting the activation calls of the forward pass in order; seen(index, x, y), where given, is
+    told of each call. With rectifiers_only (Guided Backprop, DeConvNet), the rectifiers take the
+    rule and any other nonlinearity makes the method not applicable; else (DeepLIFT) every
+    elementwise activation and max pooling takes it, and operations no such rule makes exact (a
+    softmax, a normalization, a product of two activations) do."""
     torch = frameworks.torch()
     from torch.overrides import TorchFunctionMode
 
@@ -63,7 +87,7 @@ def replaced(model, name: str, rule: Callable, rectifiers_only: bool, seen: Call
         raise NotApplicable(f"{name} changes each activation's backward pass, which TorchScript runs in C++ out of "
                             "Python's reach; give the model as Python code or as a Keras model")
     found = kinds()
-    caught = found["rectifiers"] if rectifiers_only else found["rectifiers"] | found["smooth"]
+    caught = found["rectifiers"] if rectifiers_only else found["rectifiers"] | found["smooth"] | found["poolings"]
     refused = found["smooth"] | found["attention"] if rectifiers_only else found["attention"] | found["normalizations"]
 
     class Rule(torch.autograd.Function):
@@ -91,10 +115,7 @@ def replaced(model, name: str, rule: Callable, rectifiers_only: bool, seen: Call
                 raise NotApplicable(_no_rule(name, func, rectifiers_only))
             if func not in caught:
                 return func(*args, **kwargs)
-
-            def activation(x):  # on a copy: the call may be in place
-                return func(x.clone(), *args[1:], **kwargs)
-
+            activation = Call(func, args[1:], kwargs)
             probe = args[0].detach().clone()
             in_place = func(probe, *args[1:], **kwargs) is probe
             result = Rule.apply(args[0], activation, self.calls)

@@ -82,6 +82,9 @@ class Method:
     # backend -> function(model, images (N, H, W, C), targets (N,), params) -> float32 (N, H, W): the
     # method on several images at once (heatkit/pipeline/explain.py); impl's function is its one-image case
     batched: dict[str, Callable] = field(default_factory=dict)
+    # the setting holding the reference whose logit the map's sum should explain the change from
+    # (IG's, DeepLIFT's): the run reports each map's completeness gap against it
+    reference: str | None = None
 
     @property
     def backends(self) -> tuple[str, ...]:

@@ -4,9 +4,10 @@ Attribution_i = (x_i - baseline_i) * m_i, where the multipliers m are backpropag
 gradient, except that each elementwise nonlinearity passes the secant slope
 (f(z) - f(z0)) / (z - z0) between its input z on the image and z0 on the baseline, instead of its
 derivative (the derivative where |z - z0| is below 1e-10, as captum does). Linear layers (dense,
-convolutions, BatchNorm at inference, additions, average pooling) pass their gradient, so the
-attributions sum to logit(x) - logit(baseline). Max pooling passes its gradient too, which keeps
-that sum only approximately.
+convolutions, BatchNorm at inference, additions, average pooling) pass their gradient, and max
+pooling shares each window's change between the image's winner and the baseline's (as captum's
+rule does, overlapping windows' shares added), so the attributions sum to logit(x) -
+logit(baseline); each map's gap from that sum is reported (completeness_gap).
 
 On PyTorch the baseline goes through the model first, without gradients, and each activation's
 input and output are kept; the image's forward and backward pass then take the secant between
@@ -53,6 +54,8 @@ def torch_batch(model, images, targets, params):
         """The secant between each image's activation and the baseline's, in float32 at least: in
         float16, a difference below the rounding of z made secants of 1e4 and NaN maps."""
         z0, y0 = on_baseline[index]
+        if activation.pooling:
+            return _max_pooling(z, y, z0, y0, activation, signal)
         wide = torch.promote_types(z.dtype, torch.float32)
         dz, dy = z.to(wide) - z0.to(wide), y.to(wide) - y0.to(wide)
         close = dz.abs() < NEAR_ZERO
@@ -73,6 +76,23 @@ def torch_batch(model, images, targets, params):
                             "the input)")
     (multipliers,) = torch.autograd.grad(logits.sum(), inputs)  # each image's logit has its own inputs
     return channel_sum((images - baseline) * net.array(multipliers).transpose(0, 2, 3, 1))
+
+
+def _max_pooling(z, y, z0, y0, pooling, signal):
+    """DeepLIFT's multipliers through a max pooling, which keep the sum (as captum's rule, with
+    overlapping windows' shares added, not overwritten): a window's change y - y0 goes to the
+    image's winner as max(y, y0) - y0 and to the baseline's winner as y - max(y, y0), and each
+    input's multiplier is its share over its own change (the gradient where that change is 0)."""
+    torch = frameworks.torch()
+    top = torch.maximum(y, y0)
+    winners, baseline_winners = pooling.winners(z), pooling.winners(z0).expand_as(y)
+    shares = torch.zeros_like(z).flatten(2)
+    shares.scatter_add_(2, winners.flatten(2), (signal * (top - y0)).flatten(2))
+    shares.scatter_add_(2, baseline_winners.flatten(2), (signal * (y - top)).flatten(2))
+    gradient = torch.zeros_like(z).flatten(2).scatter_add_(2, winners.flatten(2), signal.flatten(2))
+    dz = (z - z0).flatten(2)
+    close = dz.abs() < NEAR_ZERO
+    return torch.where(close, gradient, shares / torch.where(close, torch.ones_like(dz), dz)).view_as(z)
 
 
 torch = one_image(torch_batch)
@@ -110,7 +130,28 @@ def _rescale(slope_at, tf, op, signal):
     return signal * tf.concat([slope, slope], 0)
 
 
+def _keras_max_pooling(tf, op, signal):
+    """_max_pooling's rule on Keras: the batch's image half and its baseline half, each input's
+    multiplier its share of its windows' change over its own change, for both halves."""
+    z, y = op.inputs[0], op.outputs[0]
+    half = tf.shape(z)[0] // 2
+    _, winners = tf.nn.max_pool_with_argmax(z, op.get_attr("ksize"), op.get_attr("strides"),
+                                            op.get_attr("padding").decode(), include_batch_in_index=True)
+    size = tf.size(z[:half], out_type=winners.dtype)  # the baseline half's indices, less this, index the image half
+    image, top, given = signal[:half], tf.maximum(y[:half], y[half:]), tf.reshape(signal[:half], [-1])
+    flat = lambda tensor: tf.reshape(tensor, [-1])  # noqa: E731
+    shares = tf.math.unsorted_segment_sum(tf.concat([flat(image * (top - y[half:])), flat(image * (y[:half] - top))], 0),
+                                          tf.concat([flat(winners[:half]), flat(winners[half:]) - size], 0), size)
+    gradient = tf.math.unsorted_segment_sum(given, flat(winners[:half]), size)
+    dz = flat(z[:half] - z[half:])
+    close = tf.abs(dz) < NEAR_ZERO
+    multipliers = tf.reshape(tf.where(close, gradient, shares / tf.where(close, tf.ones_like(dz), dz)),
+                             tf.shape(z[:half]))
+    return tf.concat([multipliers, multipliers], 0)
+
+
 RESCALE = {kind: functools.partial(_rescale, slope_at) for kind, slope_at in KERAS_DERIVATIVES.items()}
+RESCALE["MaxPool"] = _keras_max_pooling
 
 
 SETTINGS = Settings("deeplift", "deeplift: DeepLIFT (Shrikumar et al. 2017), Rescale rule, explaining the logit.", {
@@ -120,4 +161,4 @@ SETTINGS = Settings("deeplift", "deeplift: DeepLIFT (Shrikumar et al. 2017), Res
 METHOD = Method("deeplift", "DeepLIFT", Paper(
     "Shrikumar et al. 2017", "Learning Important Features Through Propagating Activation Differences",
     "https://arxiv.org/abs/1704.02685"), Needs.GRADIENTS, {"keras": keras, "torch": torch}, SETTINGS,
-    batched={"torch": torch_batch})
+    batched={"torch": torch_batch}, reference="baseline")

@@ -57,4 +57,4 @@ SETTINGS = Settings("ig", "ig: Integrated Gradients (Sundararajan et al. 2017): 
 })
 METHOD = Method("ig", "Integrated Gradients", Paper(
     "Sundararajan et al. 2017", "Axiomatic Attribution for Deep Networks", "https://arxiv.org/abs/1703.01365"),
-    Needs.GRADIENTS, {"keras": keras, "torch": torch}, SETTINGS)
+    Needs.GRADIENTS, {"keras": keras, "torch": torch}, SETTINGS, reference="reference")

@@ -28,7 +28,7 @@ CHUNK_BYTES = 64 << 20  # the edited values of one chunk of windows
 
 
 def attribute(model, image, target, params):
-    engine = model.engine(image, target)
+    engine = model.engine(image, target, output="probability")  # its weights of evidence are odds of probabilities
     train, classes = params["train_samples"], model.num_classes
 
     def log_odds(p):

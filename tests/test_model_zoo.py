@@ -97,7 +97,7 @@ def test_a_zoo_model_by_name_runs_every_method_or_says_why_not(name, image, tmp_
                                rtol=1e-4, atol=1e-6 * float(gradient.abs().max()))
     if "deeplift" not in expected:  # complete where it applies
         with torch.no_grad():
-            baseline = net(torch.zeros_like(inputs))[0, target]  # DeepLIFT's baseline is 0 in the model's scale
+            baseline = net(nchw(net, np.zeros_like(image)))[0, target]  # DeepLIFT's baseline: black pixels
         change = float(logits[0, target].detach() - baseline)
         assert run.maps["deeplift"].sum(dtype=np.float64) == pytest.approx(change, rel=1e-3, abs=1e-5)
 
@@ -118,8 +118,8 @@ def test_resnet18_matches_captum_zennit_and_a_hand_grad_cam(image, tmp_path):
                           settings={**settings, "weights": str(tmp_path / "r18.pth")}, progress=False)
     net.mean, net.std = np.asarray(run.model.preprocess.mean), np.asarray(run.model.preprocess.std)
     inputs = nchw(net, image)
-    occluded = Occlusion(lambda x: torch.softmax(net(x), -1)).attribute(  # occlusion.fill 0: the model input's 0
-        inputs, target=4, sliding_window_shapes=(3, 8, 8), strides=(3, 4, 4), baselines=0.0)
+    occluded = Occlusion(lambda x: torch.softmax(net(x), -1)).attribute(  # occlusion.fill 0: black pixels
+        inputs, target=4, sliding_window_shapes=(3, 8, 8), strides=(3, 4, 4), baselines=nchw(net, np.zeros_like(image)))
     np.testing.assert_allclose(run.maps["occlusion"], occluded[0].mean(0).numpy(), rtol=0, atol=2e-6)
     composite = zennit.composites.LayerMapComposite(
         [(zennit.types.Activation, zennit.rules.Pass()), (zennit.types.AvgPool, zennit.rules.Norm(stabilizer=1e-12)),
@@ -162,7 +162,7 @@ def test_shapley_over_patches_equals_captums_shapley_value_sampling_with_the_sam
     net.mean, net.std = np.asarray(run.model.preprocess.mean), np.asarray(run.model.preprocess.std)
     mask = torch.from_numpy((np.arange(SIDE)[:, None] // 8 * 4 + np.arange(SIDE)[None] // 8)[None, None])
     theirs = ShapleyValueSampling(lambda x: torch.softmax(net(x), -1)).attribute(
-        nchw(net, image), baselines=0.0, target=4, feature_mask=mask, n_samples=3)
+        nchw(net, image), baselines=nchw(net, np.zeros_like(image)), target=4, feature_mask=mask, n_samples=3)
     assert (theirs[0] == theirs[0, :1]).all()  # a region's value at each of its elements
     np.testing.assert_allclose(run.maps["shapley"], theirs[0, 0].numpy(), rtol=0, atol=1e-6)
     assert np.ptp(run.maps["shapley"]) > 1e-4

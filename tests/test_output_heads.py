@@ -207,6 +207,24 @@ def test_a_binary_sigmoid_classifier_is_two_classes_explained_through_its_logit(
     assert any("two classes" in note for note in model.notes)
 
 
+def test_one_unbounded_keras_unit_is_a_logit_though_the_probes_stay_in_0_1(tmp_path):
+    """Dense(1) without an activation, its output in [0, 1] on the probe inputs and 1.54 on a white
+    image: a logit s, two classes (sigmoid(-s), sigmoid(s)); read as a sigmoid, its probabilities
+    were NaN there."""
+    tf = frameworks.tensorflow()
+    inputs = tf.keras.Input((SIDE, SIDE, 1))
+    dense = tf.keras.layers.Dense(1)
+    model = tf.keras.Model(inputs, dense(tf.keras.layers.Flatten()(inputs)))
+    dense.set_weights([np.full((SIDE * SIDE, 1), 0.04), np.array([0.1])])
+    model.save(tmp_path / "logit.h5")
+    white = np.ones((SIDE, SIDE, 1))
+    run = heatkit.explain(tmp_path / "logit.h5", white, ["grad"], settings={"faithfulness.curves": False},
+                          progress=False)
+    s = 0.1 + 0.04 * SIDE * SIDE
+    np.testing.assert_allclose(run.probabilities, [1 / (1 + np.exp(s)), 1 / (1 + np.exp(-s))], rtol=1e-5)
+    np.testing.assert_allclose(run.maps["grad"], np.full((SIDE, SIDE), 0.04), rtol=1e-5)  # class 1, the logit's
+
+
 def test_a_multi_label_sigmoid_head_explains_each_label_as_its_own_yes_or_no(tmp_path):
     torch = frameworks.torch()
     net = Net.build("sigmoid", units=4)

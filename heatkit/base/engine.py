@@ -36,7 +36,7 @@ import sys
 import time
 from concurrent.futures import ThreadPoolExecutor, as_completed
 from contextlib import contextmanager, nullcontext
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from functools import cached_property
 from typing import Callable, ContextManager
 
@@ -128,6 +128,8 @@ class AffineSplit:
     one_thread: Callable[[], ContextManager] = nullcontext
     # Runs once in each worker thread before it calls the head (see TorchNet.affine_split).
     prepare_worker: Callable[[], None] | None = None
+    # (m, units) -> (m, classes) logits, for engines that evaluate logits (EngineOptions.output)
+    logits: Callable[[np.ndarray], np.ndarray] | None = None
 
 
 @dataclass(frozen=True)
@@ -140,13 +142,23 @@ class EngineOptions:
     workers: int = 0  # threads for fast-path chunks; 0: one per CPU core
     warn_seconds: float = 120.0  # a method whose evaluations will take longer says so first; 0: never
     progress: bool = True  # tqdm bars on stderr
+    # what a perturbation changes: the explained class's "probability", or its "logit", which keeps
+    # moving where a confident model's probability is 1.0 to float32's precision
+    output: str = "probability"
 
 
 class Engine:
+    """Evaluations of one input's perturbations, for class `target`: its probability, or its logit
+    where options.output says so (every path then gives logits: full passes, the windowed path,
+    and the fast path where the model's affine split has a logits head)."""
+
     def __init__(self, model, image: np.ndarray, target: int, options: EngineOptions = EngineOptions()):
         self.model, self.image, self.target, self.options = model, image, target, options
         self.flat = image.reshape(-1)
+        self.logits = options.output == "logit"
         self.split = model.affine_split() if options.fast else None
+        if self.split is not None and self.logits:
+            self.split = None if self.split.logits is None else replace(self.split, head=self.split.logits)
         if self.split is not None:
             self.z = self.flat @ self.split.weight + self.split.bias
 
@@ -158,14 +170,14 @@ class Engine:
         """The target probability of the unperturbed input, on the same path as the perturbations."""
         if self.fast:
             return float(self._head(self.z[None])[0])
-        return float(self.model.probabilities(self.image[None])[0, self.target])
+        return float(self._evaluate(self.image[None])[0, self.target])
 
     # ---- arbitrary images: full forward passes ----
     def images(self, count: int, make: Callable[[int, int], np.ndarray], desc: str,
                all_classes: bool = False, max_batch: int | None = None) -> np.ndarray:
         """Probabilities of `make(start, stop)`'s images, (count,) for the target or (count, K)."""
         def run(start, stop):
-            probabilities = self.model.probabilities(make(start, stop))
+            probabilities = self._evaluate(make(start, stop))
             return probabilities if all_classes else probabilities[:, self.target]
         return self.passes(count, run, desc, max_batch)
 
@@ -191,7 +203,7 @@ class Engine:
             masks = make(start, stop)
             batch = masks[..., None] * (self.image - fill)
             batch += fill
-            batch_probabilities = self.model.probabilities(batch)[:, self.target]
+            batch_probabilities = self._evaluate(batch)[:, self.target]
             probabilities[start:stop] = batch_probabilities
             weighted += np.tensordot(batch_probabilities, masks, axes=1)
         return probabilities, weighted
@@ -397,7 +409,7 @@ class Engine:
             top, left = np.minimum(rows.min(1), height - size[0]), np.minimum(cols.min(1), width - size[1])
             patches = corners[top, left].transpose(0, 2, 3, 1).copy()
             patches[np.arange(len(pixels))[:, None], rows - top[:, None], cols - left[:, None], channel] = values
-            out[start:stop] = self.windows.probabilities(top, left, patches)[:, self.target]
+            out[start:stop] = self.windows.probabilities(top, left, patches, logits=self.logits)[:, self.target]
         return out
 
     def _windowed_walks(self, start: np.ndarray, orders: np.ndarray, desc: str, pixels: bool) -> np.ndarray:
@@ -410,7 +422,7 @@ class Engine:
         batch = max(1, min(count, (self.options.memory_mb << 20) // per_walk))
         first_state = start.reshape(self.image.shape)
         out = np.empty((count, steps + 1))
-        out[:, 0] = self.model.probabilities(first_state[None])[0, self.target]
+        out[:, 0] = self._evaluate(first_state[None])[0, self.target]
         self.model.evaluations["full"] += 1
         self.model.evaluations["windowed"] += count * steps
         with self._metered(count * steps, desc) as meter:
@@ -428,7 +440,7 @@ class Engine:
                         y, x = element // (width * channels), element // channels % width
                         state[walks, y, x, element % channels] = self.flat[element]
                     out[first:first + len(rows), step + 1] = walker.probabilities(
-                        y, x, state[walks, y, x][:, None, None, :], walk=True)[:, self.target]
+                        y, x, state[walks, y, x][:, None, None, :], walk=True, logits=self.logits)[:, self.target]
                     meter.update(len(rows))
         return out
 
@@ -441,6 +453,10 @@ class Engine:
         count = groups.max() + 1 if count is None else count
         by_group = csr_matrix((change, (groups, np.arange(change.size))), (count, change.size))
         return np.asarray(by_group @ self.split.weight)
+
+    def _evaluate(self, batch: np.ndarray) -> np.ndarray:
+        """A full pass's (batch, classes) probabilities, or logits (see EngineOptions.output)."""
+        return self.model.logits(batch) if self.logits else self.model.probabilities(batch)
 
     def _head(self, hidden: np.ndarray) -> np.ndarray:
         return self.split.head(hidden)[:, self.target]

@@ -64,7 +64,7 @@ def non_sensitivity(model, image: np.ndarray, target: int, attribution: np.ndarr
     if not params["enabled"] or magnitude.max() == 0:
         return None
     height, width = attribution.shape
-    engine = model.engine(image, target)
+    engine = model.engine(image, target, "probability")
     removed = engine.regions(np.arange(height * width).reshape(height, width),
                              baseline_value(image, params["baseline"]), "non-sensitivity")
     unchanged = np.abs(removed - engine.probability()) < params["eps"]

@@ -1,5 +1,6 @@
 """Scores computed outside this package, registered for their names, papers and directions: the
-center scores (heatkit/pipeline/scores.py) and the faithfulness curves' areas
+center scores (heatkit/pipeline/scores.py), the completeness gap of the methods that explain a
+change from their own reference (heatkit/pipeline/explain.py) and the faithfulness curves' areas
 (heatkit/pipeline/faithfulness.py)."""
 from __future__ import annotations
 
@@ -18,6 +19,10 @@ METRICS = [
     Metric("center_rank", "center rank", _CENTER, Category.LOCALISATION, False, Needs.MAP),
     Metric("center_share", "center share", _CENTER, Category.LOCALISATION, True, Needs.MAP),
     Metric("crop_share", "center crop share", _CENTER, Category.LOCALISATION, True, Needs.MAP, reads="`figure.crop`"),
+    Metric("completeness_gap", "completeness gap",
+           Paper("Sundararajan et al. 2017", "Axiomatic attribution for deep networks",
+                 "https://arxiv.org/abs/1703.01365"),
+           Category.AXIOMATIC, False, Needs.MAP, reads="`ig.reference`, `deeplift.baseline`"),
     Metric("deletion_area", "Deletion", _PETSIUK, Category.FAITHFULNESS, False, Needs.CURVES, reads=_CURVES),
     Metric("insertion_area", "Insertion", _PETSIUK, Category.FAITHFULNESS, True, Needs.CURVES, reads=_CURVES),
     Metric("aopc", "AOPC (MoRF)",

@@ -53,7 +53,7 @@ def correlation(model, image: np.ndarray, target: int, attribution: np.ndarray, 
     keep = np.ones((len(chosen), height * width))
     keep[np.arange(len(chosen))[:, None], chosen] = 0
     fill = {"black": image.min(), "mean": image.mean(), "zero": 0.0}[params["baseline"]]
-    engine = model.engine(image, target)
+    engine = model.engine(image, target, "probability")
     drops = engine.probability() - engine.segments(np.arange(height * width).reshape(height, width), keep,
                                                    np.full_like(image, fill), "faithfulness correlation")
     sums = attribution.astype(np.float64).ravel()[chosen].sum(1)
@@ -77,7 +77,7 @@ def monotonicity(model, image: np.ndarray, target: int, attribution: np.ndarray,
     height, width, channels = image.shape
     values = pixel_values(params, height * width)
     inputs = np.repeat(np.arange(height * width)[:, None] * channels + np.arange(channels), params["samples"], axis=0)
-    engine = model.engine(image, target)
+    engine = model.engine(image, target, "probability")
     changed = engine.edits(inputs, np.repeat(values.reshape(-1, 1), channels, axis=1), "monotonicity")
     variance = ((changed - engine.probability()) ** 2).reshape(height * width, params["samples"]).mean(1)
     magnitude = np.abs(attribution.astype(np.float64)).ravel()

@@ -78,7 +78,7 @@ def road(model, image: np.ndarray, target: int, attribution: np.ndarray, params:
 
     def imputed(start: int, stop: int) -> np.ndarray:
         return np.stack([impute(image, removed[index], noises[index]) for index in range(start, stop)])
-    predicted = model.engine(image, target).images(len(removed), imputed, "road", all_classes=True).argmax(1)
+    predicted = model.engine(image, target, "probability").images(len(removed), imputed, "road", all_classes=True).argmax(1)
     return float(np.mean(predicted == target))
 
 

@@ -269,9 +269,12 @@ class Model:
         """The model as an affine first layer and the rest, where it has that form."""
         return self.evaluator.affine_split
 
-    def engine(self, image: np.ndarray, target: int) -> Engine:
-        """The perturbation engine for one input and class, with this run's options."""
-        return Engine(self, image, target, self.engine_options)
+    def engine(self, image: np.ndarray, target: int, output: str | None = None) -> Engine:
+        """The perturbation engine for one input and class, with this run's options: evaluating the
+        class's probability or logit as perturbation.output says, or as `output` does (PDA and the
+        metrics grade probabilities whatever the setting)."""
+        options = self.engine_options if output is None else replace(self.engine_options, output=output)
+        return Engine(self, image, target, options)
 
     # ---- framework handles ----
     @cached_property
@@ -310,7 +313,9 @@ class Model:
                          "significant digits, so a perturbation that moves a logit by less changes nothing"
                          + (" (LRP analyzes a float32 copy of it)" if self.evaluator_framework == "keras" else ""))
         if self.source and (".py:" in self.source or self.named) and self.weights is None:
-            notes.append(f"{self.name} is given no --weights: it runs with the random weights its code initializes")
+            notes.append(f"{self.name} is given no --weights: " + (
+                "it runs with random weights (a name is built, nothing is downloaded)" if self.named else
+                "it runs with the weights its code initializes"))
         return notes
 
     def evaluating(self):

@@ -87,13 +87,15 @@ class Head:
 def activation_of_values(outputs: np.ndarray) -> str:
     """The final activation that a model's outputs on probe inputs show, where its graph did not:
     rows of non-negative numbers that sum to 1 are a softmax's, rows of exponentials that do are a
-    log-softmax's, and one unit in [0, 1] is a sigmoid's."""
+    log-softmax's. One unit whose graph shows no sigmoid is a logit, whatever its values on a few
+    probes (a Dense(1) logit that happened to stay in [0, 1] on them was read as a sigmoid, and its
+    probabilities were NaN elsewhere); one unit of 1 everywhere is a softmax over one class."""
     outputs = np.asarray(outputs, dtype=np.float64)
     if not np.isfinite(outputs).all():
         return "none"  # NaN weights: each map reports it
     tolerance = 1e-3 * outputs.shape[-1]  # float16 rounding of each probability, summed
     if outputs.shape[-1] == 1:
-        return "softmax" if np.all(outputs == 1) else "sigmoid" if np.all((outputs >= 0) & (outputs <= 1)) else "none"
+        return "softmax" if np.all(outputs == 1) else "none"
     if (outputs >= 0).all() and np.allclose(outputs.sum(-1), 1, atol=tolerance):
         return "softmax"
     if (outputs <= 0).all() and np.allclose(np.exp(outputs).sum(-1), 1, atol=tolerance):

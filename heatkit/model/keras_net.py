@@ -229,8 +229,10 @@ class KerasNet:
                 hidden = self._last(hidden)
             elif self.head.activation != "none":  # the Dense layer's activation is the final one
                 hidden = head_input if self.head.below else _inverted(tf, self.head.activation, hidden)
-            head = self.session.make_callable(self._probabilities(self._two_logits(hidden)), feed_list=[head_input])
-        return AffineSplit(kernel, bias[0] if bias else np.zeros(dense.units), head)
+            logits = self._two_logits(hidden)
+            head = self.session.make_callable(self._probabilities(logits), feed_list=[head_input])
+            head_logits = self.session.make_callable(self._compute(logits), feed_list=[head_input])
+        return AffineSplit(kernel, bias[0] if bias else np.zeros(dense.units), head, logits=head_logits)
 
 
 def named_layers(model, prefix: str = "") -> list[tuple[str, object]]:

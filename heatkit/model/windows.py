@@ -478,12 +478,14 @@ class Windows:
         """Caches the network on `images`: one (shared by every row) or one per walk."""
         self.windowed.remember(self.net.tensor(images))
 
-    def probabilities(self, top: np.ndarray, left: np.ndarray, patches: np.ndarray, walk: bool = False) -> np.ndarray:
-        """(B, classes) for the cached input(s) with patches (B, h, w, C) at rows top, columns left."""
+    def probabilities(self, top: np.ndarray, left: np.ndarray, patches: np.ndarray, walk: bool = False,
+                      logits: bool = False) -> np.ndarray:
+        """(B, classes) probabilities (or `logits`) for the cached input(s) with patches (B, h, w, C)
+        at rows top, columns left."""
         torch = self.net.torch
         as_index = lambda values: torch.as_tensor(np.asarray(values, dtype=np.int64), device=self.net.device)  # noqa
         output = self.windowed.evaluate(as_index(top), as_index(left), self.net.tensor(patches), walk)
-        return self.net.array(self.net.probabilities_of(output))
+        return self.net.array(output if logits else self.net.probabilities_of(output))
 
     def flop_ratio(self, size: tuple[int, int]) -> float:
         """How many times fewer multiply-adds (convolutions and matrix products, torch's count) a

@@ -96,6 +96,7 @@ GLOBAL_RULES = {
         "approximate": Float(min=0.0, max=1.0),
         "workers": Int(min=0, max=256),
         "warn_seconds": Float(min=0.0),
+        "output": Choice(("probability", "logit")),
     },
     "faithfulness": {
         "curves": Bool(),

@@ -12,7 +12,7 @@ import numpy as np
 from heatkit.base import contract
 from heatkit.base.engine import Meter
 from heatkit.base.errors import NotApplicable, UsageError
-from heatkit.methods.registry import REGISTRY
+from heatkit.methods.registry import REGISTRY, Needs
 from heatkit.metrics import localisation
 from heatkit.metrics import registry as metrics
 from heatkit.pipeline import faithfulness
@@ -64,6 +64,8 @@ def explain(model, image: np.ndarray, display: np.ndarray, name: str, keys: list
             result.interrupted = True
             break
         _record(result, key, outcome)
+    if result.maps and not result.interrupted:
+        result.add_scores(completeness_gaps(model, image, result.target, result.maps, cfg))
     if curves and cfg["faithfulness"]["curves"] and result.maps and not result.interrupted:
         try:
             result.curves = faithfulness.score_maps(model, image, result.target, result.maps, cfg["faithfulness"])
@@ -115,6 +117,56 @@ def method_params(method, cfg: dict, model) -> dict:
         if params[key] is not None:
             params[key] = model.input_value(params[key])
     return params
+
+
+COMPLETENESS_TOLERANCE = 0.05  # a gap past this share of the logit's change is said in a note
+
+
+def completeness_gaps(model, image: np.ndarray, target: int, maps: dict[str, np.ndarray],
+                      cfg: dict) -> dict[str, dict[str, float]]:
+    """Per map of a method that explains a change from its own reference (IG, DeepLIFT): how far
+    its sum is from that change of the logit, |sum - (f(x) - f(reference))| / |f(x) - f(reference)|
+    (None where the logit does not change). Two forward passes a map."""
+    gaps = {}
+    for key, attribution in maps.items():
+        method = REGISTRY[key.partition("@")[0]]
+        if method.reference is None:
+            continue
+        reference = np.full_like(image, model.input_value(cfg[method.settings.name][method.reference]))
+        logits = model.logits(np.stack([image, reference]))[:, target].astype(np.float64)
+        change = logits[0] - logits[1]
+        gap = abs(attribution.astype(np.float64).sum() - change) / abs(change) if change != 0 else None
+        gaps[key] = {"completeness_gap": gap}
+    return gaps
+
+
+def completeness_note(result: ImageResult) -> str | None:
+    """The maps whose sum misses the logit's change by more than COMPLETENESS_TOLERANCE."""
+    missed = {key: scores["completeness_gap"] for key, scores in result.model_scores.items()
+              if (scores.get("completeness_gap") or 0) > COMPLETENESS_TOLERANCE}
+    if not missed:
+        return None
+    return (f"{result.name}: " + "; ".join(f"{key} misses the logit's change from its reference by {gap:.0%}"
+                                            for key, gap in missed.items()) +
+            " (completeness_gap): IG's quadrature needs more ig.steps where the logit bends sharply along the path, "
+            "and no number of steps sees a jump; DeepLIFT's Rescale rule is exact only through linear layers, "
+            "elementwise activations and max pooling")
+
+
+SATURATED = 1e-6  # a probability within this of 1 moves by less than float32 resolves under most perturbations
+
+
+def saturation_note(result: ImageResult, cfg: dict) -> str | None:
+    """What a user should know where the explained class's probability is 1 to float32's
+    precision and the perturbation methods watch it: their maps are mostly exact zeros."""
+    perturbing = [key for key in result.maps if REGISTRY[key.partition("@")[0]].needs is Needs.PROBABILITIES]
+    if not perturbing or cfg["perturbation"]["output"] != "probability" or \
+            1 - result.target_probability >= SATURATED:
+        return None
+    zeros = max(float(np.mean(result.maps[key] == 0)) for key in perturbing)
+    return (f"{result.name}: p(class {result.target}) = 1 - {1 - result.target_probability:.1g}, saturated: most "
+            f"perturbations do not change it in float32 (up to {zeros:.0%} of a map of {', '.join(perturbing)} is "
+            "exactly 0); --set perturbation.output=logit explains the change of its logit instead")
 
 
 def _outcome(model, image, key: str, cfg: dict, target: int, backend: str, verbose: bool) -> Outcome:

@@ -96,7 +96,8 @@ def score_maps(model, image: np.ndarray, target: int, maps: dict[str, np.ndarray
     baseline = baseline_image(image, {**params, "fill": model.input_value(params["fill"])})
     labels = regions(image.shape[:2], params["patch"])
     step = per_step(params, int(labels.max()) + 1)
-    deletion_engine, insertion_engine = model.engine(baseline, target), model.engine(image, target)
+    deletion_engine = model.engine(baseline, target, "probability")
+    insertion_engine = model.engine(image, target, "probability")
     scored = {}
     for key, attribution in maps.items():
         if ranking_module.is_constant(region_sums(attribution, labels, params["ranking"])):
