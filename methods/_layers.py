@@ -41,8 +41,9 @@ def conv_layers(model, framework: str) -> list[str]:
 
 
 def target_layers(model, chosen: list[str] | None, framework: str) -> list[str]:
-    """The layers a CAM method explains: those chosen in settings, or the last conv layer (on a
-    transformer, the token layer before its last attention)."""
+    """The layers a CAM method explains: those chosen in settings; by default, on a transformer
+    the token layer before its last attention, on a create_model.py twin its last conv layer, and
+    on any other network the output of its last block that still has a spatial grid (block_output)."""
     if framework == "torch" and model.torch.scripted:
         _sequence_of(model.torch.module)  # NotApplicable unless a Sequential, whose modules can be run one by one
     tokens = _attention.default_layer(model.torch) if framework == "torch" and not chosen else None
@@ -51,6 +52,8 @@ def target_layers(model, chosen: list[str] | None, framework: str) -> list[str]:
     names = conv_layers(model, framework)
     if not chosen and not names:
         raise NotApplicable("the model has no convolutional layer")
+    if not chosen and not model.card.get("twin"):
+        return [block_output(model, framework)]
     known = names if model.card.get("twin") else _all_layers(model, framework)
     for name in chosen or []:
         if name not in known:
@@ -80,6 +83,10 @@ def cam_method(combine: Callable[[AtLayer], np.ndarray], backends: tuple[str, ..
         def function(model, image, target, params):
             names = target_layers(model, params["layers"], framework)
             values = (keras if framework == "keras" else torch)(model, names, image, target)
+            for name, (activations, _) in zip(names, values):
+                if activations.shape[:2] == (1, 1):
+                    raise NotApplicable(f"layer {name}'s maps are 1x1 at this input size, so every CAM there is "
+                                        "constant; choose an earlier layer (gradcam.layers) or a larger --input-size")
             maps = {name: upsample(np.maximum(combine(AtLayer(model, image, target, name, *pair)), 0.0),
                                    image.shape[:2]) for name, pair in zip(names, values)}
             return next(iter(maps.values())) if len(maps) == 1 else Several(maps)
@@ -100,17 +107,91 @@ def torch(model, names: list[str], image: np.ndarray, target: int) -> list[tuple
     logits, outputs = run_recording(net, net.tensor(image[None]).requires_grad_(), set(wanted.values()))
     captured = {name: outputs[module] for name, module in wanted.items()}
     gradients = torch.autograd.grad(logits[0, target], list(captured.values()))
-    return [(_as_grid(model, captured[name][0]), _as_grid(model, gradient[0]))
+    last = {name: channels_last(wanted[name], captured[name]) for name in names}
+    return [(_as_grid(model, captured[name][0], last[name]), _as_grid(model, gradient[0], last[name]))
             for name, gradient in zip(names, gradients)]
 
 
-def _as_grid(model, value) -> np.ndarray:
-    """A layer's (C, H, W) maps, or a transformer's (N, D) tokens, as (H', W', K): tokens on their
-    patch grid, the class token dropped (pytorch-grad-cam's reshape_transform)."""
+def _as_grid(model, value, last: bool) -> np.ndarray:
+    """A layer's (C, H, W) maps (or (H, W, C) where `last`), or a transformer's (N, D) tokens, as
+    (H', W', K): tokens on their patch grid, the class token dropped (pytorch-grad-cam's
+    reshape_transform)."""
     array = model.torch.array(value)
     if array.ndim == 2:
         return _attention.tokens_as_grid(array, _attention.token_grid(model))
-    return array.transpose(1, 2, 0)
+    return array if last else array.transpose(1, 2, 0)
+
+
+def channels_last(module, output) -> bool:
+    """Whether a module's 4-D output is (N, H, W, C), as Swin's stages and LayerNorms give it: its
+    last axis, not its second, is the channel count of the module's last layer that has one (a
+    convolution's or linear layer's outputs, a normalization's features)."""
+    counts = [_channels(inner) for inner in module.modules()]
+    count = next((count for count in reversed(counts) if count), None)
+    return output.dim() == 4 and count is not None and output.shape[-1] == count != output.shape[1]
+
+
+def _channels(module) -> int | None:
+    for attribute in ("out_channels", "num_features", "out_features", "num_channels"):
+        if isinstance(getattr(module, attribute, None), int):
+            return getattr(module, attribute)
+    shape = getattr(module, "normalized_shape", None)
+    return shape[-1] if isinstance(shape, tuple) and shape else None
+
+
+def block_output(model, framework: str) -> str:
+    """The layer the CAM family explains by default: the last layer whose output is a spatial grid
+    (both sides above 1, a global pooling's excluded), named by the deepest module or layer that
+    gives it, which is a network's last block (ResNet's layer4[-1], pytorch-grad-cam's
+    recommendation; a Swin's normalized features), not the last convolution inside it (timm's
+    resnet18d zero-initializes that branch's BatchNorm, and every CAM there was 0). Found from one
+    probe pass, once per model."""
+    if framework == "keras":
+        return model.keras.once(("block output",), lambda: _keras_block_output(model.keras))
+    return model.torch.once("block output", lambda: _torch_block_output(model))
+
+
+def _torch_block_output(model) -> str:
+    torch = frameworks.torch()
+    net = model.torch
+    finished = []
+    hooks = [module.register_forward_hook(lambda module, _, output: finished.append((module, output)))
+             for module in net.module.modules() if module is not net.module]
+    try:
+        with torch.no_grad():
+            net.forward(net.tensor(np.zeros((1, *net.input_shape))))
+    finally:
+        for hook in hooks:
+            hook.remove()
+    names = {module: name for name, module in net.module.named_modules()}
+    pooled = (torch.nn.AdaptiveAvgPool2d, torch.nn.AdaptiveMaxPool2d)
+    grids = [(module, output) for module, output in finished if isinstance(output, torch.Tensor) and output.dim() == 4
+             and not isinstance(module, pooled) and min(_grid(module, output)) > 1]
+    if not grids:
+        raise NotApplicable(f"no layer of the model gives a spatial grid larger than 1x1 at its input size "
+                            f"{net.input_shape[0]}x{net.input_shape[1]}; give a larger --input-size")
+    last = grids[-1][1]
+    return max((names[module] for module, output in grids if output is last), key=lambda name: name.count("."))
+
+
+def _grid(module, output) -> tuple[int, int]:
+    return tuple(output.shape[1:3]) if channels_last(module, output) else tuple(output.shape[2:4])
+
+
+def _keras_block_output(net) -> str:
+    tf = frameworks.tensorflow()
+    pooled = (tf.keras.layers.GlobalAveragePooling2D, tf.keras.layers.GlobalMaxPooling2D)
+    grids = [(name, layer) for name, layer in named_layers(net.model) if not isinstance(layer, pooled)
+             and not isinstance(layer, tf.keras.layers.InputLayer) and _keras_grid(layer)]
+    if not grids:
+        raise NotApplicable("no layer of the model gives a spatial grid larger than 1x1")
+    last = grids[-1][1].output
+    return max((name for name, layer in grids if layer.output is last), key=lambda name: name.count("/"))
+
+
+def _keras_grid(layer) -> bool:
+    shape = layer.output_shape
+    return isinstance(shape, tuple) and len(shape) == 4 and all(side is None or side > 1 for side in shape[1:3])
 
 
 def module_named(model, name: str):

@@ -5,6 +5,7 @@ import numpy as np
 import pytest
 
 import create_model
+import heatkit
 from conftest import SMALL, save_with_twin
 from heatkit.base import frameworks
 from heatkit.base.data import center_pixel_images
@@ -202,3 +203,30 @@ def test_the_digits_cnn_trains_and_its_twin_agrees(tmp_path):
     card = json.loads((tmp_path / "digits.json").read_text())
     assert card["verification"]["Keras held-out accuracy"] >= 0.9
     assert card["verification"]["Keras and PyTorch probabilities agree"] <= 1e-9
+
+
+def test_grad_cam_on_a_swin_stage_reads_its_channels_last():
+    """torchvision's Swin gives its stages' outputs as (N, H, W, C): Grad-CAM there equals the hand
+    computation over C, where it once read H as the channels; by default it explains the
+    normalized features before the head."""
+    torch = frameworks.torch()
+    from skimage.transform import resize
+    from torchvision.models.swin_transformer import SwinTransformer
+
+    torch.manual_seed(0)
+    net = SwinTransformer(patch_size=[4, 4], embed_dim=24, depths=[2, 2], num_heads=[2, 2], window_size=[4, 4],
+                          num_classes=10).eval()
+    image = np.random.default_rng(0).random((32, 32, 3))
+    settings = {"input_size": [32, 32], "faithfulness.curves": False}
+    run = heatkit.explain(net, image, ["gradcam"], target=3, settings={**settings, "gradcam.layers": ["features.1"]},
+                          progress=False)
+    captured = {}
+    hook = net.features[1].register_forward_hook(lambda _, __, output: captured.setdefault("a", output))
+    logit = net(torch.from_numpy(image.transpose(2, 0, 1)[None]).float())[0, 3]
+    hook.remove()
+    (grads,) = torch.autograd.grad(logit, captured["a"])
+    assert captured["a"].shape == (1, 8, 8, 24)  # channels last
+    cam = torch.relu((grads[0].mean((0, 1)) * captured["a"][0]).sum(-1)).detach().numpy()
+    expected = resize(cam, (32, 32), order=1, mode="edge", preserve_range=True)
+    np.testing.assert_allclose(run.maps["gradcam"], expected, rtol=1e-4, atol=1e-5 * expected.max())
+    assert _layers.target_layers(run.model, None, "torch") == ["permute"]

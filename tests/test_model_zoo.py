@@ -110,6 +110,7 @@ def test_resnet18_matches_captum_zennit_and_a_hand_grad_cam(image, tmp_path):
     import zennit.torchvision
     import zennit.types
     from captum.attr import Occlusion
+    from skimage.transform import resize
 
     net = built("torchvision:resnet18")
     torch.save(net.state_dict(), tmp_path / "r18.pth")
@@ -136,13 +137,15 @@ def test_resnet18_matches_captum_zennit_and_a_hand_grad_cam(image, tmp_path):
     # zennit's merged BatchNorm keeps a variance of 1 where ours is the identity, eps / 2 off a BatchNorm: 1.2e-4 of
     # the map's largest value here (9e-8 with every eps 0). Norm's stabilizer is near ours, not its default 1e-6
     np.testing.assert_allclose(run.maps["lrp.epsilon"], expected, rtol=0, atol=5e-4 * np.abs(expected).max())
+    # the default layer: the last block whose output is a grid, layer3[-1] at 32 x 32 (layer4's is 1 x 1)
     captured = {}
-    hook = net.layer4[1].conv2.register_forward_hook(lambda _, __, output: captured.setdefault("a", output))
+    hook = net.layer3[1].register_forward_hook(lambda _, __, output: captured.setdefault("a", output))
     logit = net(inputs.detach())[0, 4]
     hook.remove()
     (grads,) = torch.autograd.grad(logit, captured["a"])
-    cam = torch.relu((grads[0].mean((1, 2))[:, None, None] * captured["a"][0]).sum(0)).item()  # a 1 x 1 map here
-    np.testing.assert_allclose(run.maps["gradcam"], cam, rtol=1e-5, atol=1e-7)
+    cam = torch.relu((grads[0].mean((1, 2))[:, None, None] * captured["a"][0]).sum(0))  # 2 x 2, upsampled bilinearly
+    expected = resize(cam.detach().numpy(), (SIDE, SIDE), order=1, mode="edge", preserve_range=True)
+    np.testing.assert_allclose(run.maps["gradcam"], expected, rtol=1e-5, atol=1e-6 * expected.max())
 
 
 def test_shapley_over_patches_equals_captums_shapley_value_sampling_with_the_same_orders(image, tmp_path,

@@ -12,13 +12,12 @@ def test_a_map_on_the_center_alone_scores_perfectly():
                                              "crop_share": 1.0}
 
 
-def test_rank_counts_strictly_larger_magnitudes_and_ties_share_the_rank():
+def test_rank_counts_the_magnitudes_at_least_the_centers_and_ties_count_against_it():
     attribution = np.arange(81, dtype=np.float32).reshape(9, 9) - 40  # center is 0
-    attribution[4, 4] = 10
-    scores = center_scores(attribution, 3)
-    assert scores["center_rank"] == 1 + np.count_nonzero(np.abs(attribution) > 10)
+    attribution[4, 4] = 10  # 60 pixels hold |value| above 10; -10 ties with it
+    assert center_scores(attribution, 3)["center_rank"] == 62
     ties = np.ones((9, 9), np.float32)
-    assert center_scores(ties, 3)["center_rank"] == 1
+    assert center_scores(ties, 3)["center_rank"] == 81
 
 
 def test_shares_of_a_uniform_map():
@@ -28,7 +27,8 @@ def test_shares_of_a_uniform_map():
 
 def test_an_all_zero_map_has_zero_shares():
     scores = center_scores(np.zeros((5, 5), np.float32), 3)
-    assert scores["center_share"] == 0.0 and scores["crop_share"] == 0.0 and scores["center_rank"] == 1
+    assert scores["center_share"] == 0.0 and scores["crop_share"] == 0.0
+    assert scores["center_rank"] == 25  # an empty map does not "find the center"
 
 
 def test_center_crop_is_centered():

@@ -22,7 +22,9 @@ def center_scores(attribution: np.ndarray, crop: int) -> dict[str, float | int]:
     center = attribution[attribution.shape[0] // 2, attribution.shape[1] // 2]
     return {
         "center_value": float(center),
-        "center_rank": int(1 + np.count_nonzero(magnitude > abs(float(center)))),
+        # pixels at least as large as the center, itself included: a tie counts against it, so an
+        # all-zero map ranks the center last, not first
+        "center_rank": int(np.count_nonzero(magnitude >= abs(float(center)))),
         "center_share": float(abs(float(center)) / total) if total > 0 else 0.0,
         "crop_share": float(center_crop(magnitude, crop).sum() / total) if total > 0 else 0.0,
     }
