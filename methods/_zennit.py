@@ -142,6 +142,7 @@ def _lrp_graph(net):
     except NotApplicable as reason:
         raise NotApplicable(f"{NO_GRAPH}, and {reason}") from None
     _refuse_unsupported(graph, torch)
+    _pass_input_transform(graph, torch)
     pools = {F.adaptive_avg_pool2d: torch.nn.AdaptiveAvgPool2d, F.avg_pool2d: torch.nn.AvgPool2d}
     for node in [node for node in graph.graph.nodes if node.op == "call_function" and node.target in pools
                  and not any(hasattr(arg, "op") for arg in [*node.args[1:], *node.kwargs.values()])]:
@@ -228,6 +229,61 @@ def _replace(graph, node, name: str, module, argument) -> None:
         call = graph.graph.call_module(name, (argument,))
     node.replace_all_uses_with(call)
     graph.graph.erase_node(node)
+
+
+ARITHMETIC = {operator.add, operator.sub, operator.mul, operator.truediv}
+ARITHMETIC_METHODS = ("add", "sub", "mul", "div", "__add__", "__sub__", "__mul__", "__truediv__")
+
+
+def _pass_input_transform(graph, torch) -> None:
+    """An elementwise affine transform of the input inside the model's forward ((x - mean) / std,
+    x / 255) passes relevance on whole, as part of the first layer: relevance is LRP's gradient,
+    and through the transform autograd would scale it by 1 / std (a bias-free net's relevance
+    summed to 4.4 times its logit). The transform's end is given to its readers through a module
+    whose backward hands the signal to the input unchanged."""
+    start = next(node for node in graph.graph.nodes if node.op == "placeholder")
+    end = start
+    while len(end.users) == 1 and _is_constant_arithmetic(next(iter(end.users)), end, torch):
+        end = next(iter(end.users))
+    if end is start:
+        return
+    graph.add_submodule("heatkit_input_transform", input_transform()())
+    with graph.graph.inserting_after(end):
+        passed = graph.graph.call_module("heatkit_input_transform", (start, end))
+    end.replace_all_uses_with(passed, delete_user_cb=lambda user: user is not passed)
+
+
+def _is_constant_arithmetic(node, operand, torch) -> bool:
+    """`operand` plus, minus, times or over a constant (a number, or a buffer or parameter)."""
+    functions = ARITHMETIC | {torch.add, torch.sub, torch.mul, torch.div}
+    if not ((node.op == "call_function" and node.target in functions) or
+            (node.op == "call_method" and node.target in ARITHMETIC_METHODS)) or node.kwargs:
+        return False
+    others = [arg for arg in node.args[:2] if arg is not operand]
+    return len(others) == 1 and (isinstance(others[0], (int, float)) or
+                                 hasattr(others[0], "op") and others[0].op == "get_attr")
+
+
+@functools.cache
+def input_transform():
+    """The class of the module that gives the input's transform forward and passes the signal
+    back to the input itself (see _pass_input_transform)."""
+    torch = frameworks.torch()
+
+    class PassBack(torch.autograd.Function):
+        @staticmethod
+        def forward(ctx, inputs, transformed):
+            return transformed.clone()
+
+        @staticmethod
+        def backward(ctx, signal):
+            return signal, None
+
+    class InputTransform(torch.nn.Module):
+        def forward(self, inputs, transformed):
+            return PassBack.apply(inputs, transformed)
+
+    return InputTransform
 
 
 def _is_weight_product(node, graph, torch) -> bool:

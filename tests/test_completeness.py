@@ -66,3 +66,32 @@ def test_an_ig_map_across_a_jump_of_the_logit_reports_its_gap():
     gap = abs(run.maps["ig"].sum() - (logits[0] - logits[1])) / abs(logits[0] - logits[1])
     assert gap > 0.2 and run.scores["ig"]["completeness_gap"] == pytest.approx(gap, rel=1e-5)
     assert any("ig misses the logit's change" in note for note in run.notes), run.notes
+
+
+@pytest.mark.parametrize("transform", ["mean/std", "/255"])
+def test_lrp_conserves_on_a_bias_free_net_that_normalises_inside_its_forward(transform):
+    """(x - mean) / std or x / 255 in the forward is part of the first layer: relevance passes it
+    whole (through autograd it was scaled by 1 / std: 0.258 against a logit of 0.0588)."""
+    torch = frameworks.torch()
+    nn = torch.nn
+
+    class Normalising(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.register_buffer("mean", torch.tensor([0.5, 0.4, 0.3]).view(1, 3, 1, 1))
+            self.register_buffer("std", torch.tensor([0.2, 0.25, 0.3]).view(1, 3, 1, 1))
+            self.conv, self.linear = nn.Conv2d(3, 4, 3, bias=False), nn.Linear(4 * 6 * 6, 3, bias=False)
+
+        def forward(self, x):
+            x = x / 255 if transform == "/255" else (x - self.mean) / self.std
+            return self.linear(torch.relu(self.conv(x)).flatten(1))
+
+    torch.manual_seed(0)
+    x = np.random.default_rng(0).random((8, 8, 3))
+    settings = {"faithfulness.curves": False, "input_size": [8, 8],
+                **({"preprocess.range": "byte"} if transform == "/255" else {})}
+    rules = ["lrp.z", "lrp.epsilon", "lrp.alpha1beta0", "lrp.epsilon_plus_flat"]
+    run = heatkit.explain(Normalising().eval(), x, rules, target=1, settings=settings, progress=False)
+    logit = run.model.logits(run.model.preprocess(x)[None])[0, 1]
+    for key in rules:
+        assert run.maps[key].sum() == pytest.approx(logit, rel=1e-5), key

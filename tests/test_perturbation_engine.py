@@ -229,3 +229,15 @@ def test_occlusion_of_a_softmax_free_model_is_the_drop_of_its_softmax(tmp_path):
         after = softmax(keras_model.predict(edited.reshape(-1, SIDE, SIDE, 1), verbose=0))[:, 2]
     np.testing.assert_allclose(occlusion.attribute(model, image, 2, {"patch": 1, "stride": 1, "fill": 0.0, "mask": None}),
                                (before - after).reshape(SIDE, SIDE), rtol=0, atol=1e-6)
+
+
+def test_pytorch_results_hold_no_tensor_storage():
+    """What the PyTorch path gives numpy owns its memory: a view kept a batch's tensor storage, and
+    PDA's few bytes kept among each batch's freed megabytes kept glibc from returning them (a
+    TorchScript ResNet's PDA at 224 grew to 24 GB)."""
+    torch = frameworks.torch()
+    net = torch.nn.Sequential(torch.nn.Conv2d(3, 2, 3), torch.nn.Flatten(), torch.nn.Linear(2 * 4 * 4, 3)).eval()
+    model = Model(net, input_size=[6, 6])
+    batch = np.random.default_rng(0).random((4, 6, 6, 3))
+    for values in (model.probabilities(batch), model.logits(batch)):
+        assert values.base is None and values.flags.owndata
