@@ -14,7 +14,7 @@ def analyze(model, analyzer: str, batch: np.ndarray, target: int, **kwargs) -> n
     """innvestigate's `analyzer` explaining logit `target` for each image of an NHWC batch."""
     net = model.keras
     analyzed, prepare = net.analysis_model()
-    dtype = "float32" if net.half else None  # the float32 copy's (see KerasNet.analysis_model)
+    dtype = "float32" if net.analyzed_in_float32 else None  # the float32 copy's (see KerasNet.analysis_model)
     key = [(name, tuple(value) if isinstance(value, list) else value) for name, value in sorted(kwargs.items())]
     instance = net.once(("innvestigate", analyzer, *key), lambda: _create(net, analyzed, analyzer, kwargs))
     with net.scope(dtype), _constants_kept_symbolic():  # innvestigate builds its graph on the first call

@@ -27,7 +27,8 @@ def keras(model, image, target, params):
     tf = frameworks.tensorflow()
     layers = tf.keras.layers
     chain = model.keras.logits_model.layers
-    dense, pair = (chain[-2], chain[-1].get_weights()[0]) if model.keras.head.binary else (chain[-1], None)
+    binary = model.keras.head.binary  # a binary head's two logits: a last Dense of the pair (-1, 1)
+    dense = chain[-2] if binary else chain[-1]
     if not isinstance(dense, layers.Dense):
         raise NotApplicable(NOT_APPLICABLE.format(f"last layer is a {type(dense).__name__}"))
     pooling = read = _inbound(dense)
@@ -38,8 +39,8 @@ def keras(model, image, target, params):
     [(features, _)] = _layers.keras(model, [_inbound(pooling).name], image, target)
     with model.keras.scope():  # the logits' Dense: the model's own, or its copy without the softmax
         kernel = dense.get_weights()[0]
-    if pair is not None:
-        kernel = kernel @ pair
+        if binary:
+            kernel = kernel @ chain[-1].get_weights()[0]
     return _cam(features, kernel[:, target], image.shape[:2])
 
 

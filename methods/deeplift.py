@@ -121,13 +121,21 @@ KERAS_DERIVATIVES = {
 
 
 def _rescale(slope_at, tf, op, signal):
-    """The secant between the batch's image half and its baseline half, for both halves."""
+    """The secant between the batch's image half and its baseline half, for both halves, in float32
+    at least, a difference within a 16-bit z's own rounding taken as none (as on PyTorch: float16
+    secants of such differences were infinite where the image equals the baseline)."""
     z, y = op.inputs[0], op.outputs[0]
     half = tf.shape(z)[0] // 2
+    wide = tf.float64 if z.dtype == tf.float64 else tf.float32
+    z, y = tf.cast(z, wide), tf.cast(y, wide)
     dz, dy = z[:half] - z[half:], y[:half] - y[half:]
     close = tf.abs(dz) < NEAR_ZERO
-    slope = tf.where(close, slope_at(tf, z[:half], y[:half], op), dy / tf.where(close, tf.ones_like(dz), dz))
-    return signal * tf.concat([slope, slope], 0)
+    if op.inputs[0].dtype in (tf.float16, tf.bfloat16):
+        eps = 2.0 ** (-10 if op.inputs[0].dtype == tf.float16 else -7)  # the 16-bit type's machine epsilon
+        close |= tf.abs(dz) <= eps * (tf.abs(z[:half]) + tf.abs(z[half:]))
+    slope = tf.where(close, tf.cast(slope_at(tf, z[:half], y[:half], op), wide),
+                     dy / tf.where(close, tf.ones_like(dz), dz))
+    return signal * tf.cast(tf.concat([slope, slope], 0), signal.dtype)
 
 
 def _keras_max_pooling(tf, op, signal):

@@ -29,15 +29,17 @@ def attribute(model, image, target, params):
     original = net.tensor(image[None])
     blurred = net.tensor(gaussian(image, sigma=params["blur_sigma"], channel_axis=-1, preserve_range=True)[None])
 
+    # The mask is optimized in float32 whatever the model's type: in float16 Adam's epsilon (1e-8) is 0,
+    # and a cell whose gradient is 0 (one the model never reads) became 0 / 0, NaN everywhere
     size = (1, 1, params["mask_size"], params["mask_size"])
-    start = torch.ones(size, dtype=original.dtype) if params["mask_init"] == "ones" else \
-        torch.rand(size, generator=generator, dtype=original.dtype)
+    start = torch.ones(size) if params["mask_init"] == "ones" else torch.rand(size, generator=generator)
     mask = start.to(original.device).requires_grad_()
     optimizer = {"adam": torch.optim.Adam, "sgd": torch.optim.SGD}[params["optimizer"]]([mask], lr=params["learning_rate"])
 
     def perturbed(cells):
         upsampled = functional.interpolate(cells, size=(height, width), mode="bilinear", align_corners=False)
-        return original * upsampled + blurred * (1 - upsampled), upsampled
+        blend = upsampled.to(original.dtype)
+        return original * blend + blurred * (1 - blend), upsampled
 
     curves = {name: np.empty(params["iterations"]) for name in ("loss", "l1", "tv", "probability")}
     with progress_bar(params["iterations"], "mp", "step", model.engine_options.progress) as bar:

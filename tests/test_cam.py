@@ -230,3 +230,21 @@ def test_grad_cam_on_a_swin_stage_reads_its_channels_last():
     expected = resize(cam, (32, 32), order=1, mode="edge", preserve_range=True)
     np.testing.assert_allclose(run.maps["gradcam"], expected, rtol=1e-4, atol=1e-5 * expected.max())
     assert _layers.target_layers(run.model, None, "torch") == ["permute"]
+
+
+def test_cam_of_a_keras_binary_sigmoid_head_weights_the_maps_by_w_and_minus_w(tmp_path):
+    """One sigmoid unit on a global average: class 1's CAM is sum_k w_k A_k, class 0's its negative
+    (it raised a TypeError: the pair's weights read outside the model's graph)."""
+    tf = frameworks.tensorflow()
+    layers, init = tf.keras.layers, tf.keras.initializers
+    inputs = tf.keras.Input((8, 8, 1))
+    maps = layers.Conv2D(3, 3, activation="relu", kernel_initializer=init.GlorotNormal(seed=1), name="maps")(inputs)
+    dense = layers.Dense(1, activation="sigmoid", kernel_initializer=init.GlorotNormal(seed=2))
+    model = tf.keras.Model(inputs, dense(layers.GlobalAveragePooling2D()(maps)))
+    model.save(tmp_path / "binary.h5")
+    image = np.random.default_rng(0).random((8, 8, 1))
+    features = tf.keras.Model(inputs, maps)(image[None]).numpy()[0]
+    by_hand = _layers.upsample(features @ dense.get_weights()[0][:, 0], (8, 8))
+    loaded = Model(tmp_path / "binary.h5")
+    for target, sign in ((1, 1.0), (0, -1.0)):
+        np.testing.assert_allclose(cam.keras(loaded, image, target, {}), sign * by_hand, rtol=1e-5, atol=1e-6)

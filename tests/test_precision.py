@@ -110,6 +110,26 @@ def test_keras_half_precision_models_take_their_softmax_in_float32(policy, tmp_p
     for key in ("grad", "lrp.epsilon"):
         assert pearson(run.maps[key], full.maps[key]) > 0.99, key
     assert run.header()["dtype"] == policy
+    # DeepLIFT where the image equals its baseline (rows of black): its float16 secants were infinite there
+    dark = image.copy()
+    dark[:5] = 0.0
+    found = heatkit.explain(model, dark, ["deeplift"], target=target, settings=QUIET, progress=False)
+    assert not found.result.failures and found.scores["deeplift"]["completeness_gap"] < 0.05
+
+
+def test_a_float16_input_before_float32_layers_takes_lrp(tmp_path, image):
+    """LRP-Z and LRP-epsilon raised dtype TypeErrors on a float16 Input feeding float32 layers."""
+    tf = frameworks.tensorflow()
+    layers, init = tf.keras.layers, tf.keras.initializers
+    inputs = tf.keras.Input((16, 16, 3), dtype="float16")
+    hidden = layers.Conv2D(8, 3, activation="relu", kernel_initializer=init.GlorotNormal(seed=1), use_bias=False)(inputs)
+    outputs = layers.Dense(5, kernel_initializer=init.GlorotNormal(seed=2), use_bias=False)(
+        layers.GlobalAveragePooling2D()(hidden))
+    tf.keras.Model(inputs, outputs).save(tmp_path / "input16.h5")
+    run = heatkit.explain(tmp_path / "input16.h5", image, ["lrp.z", "lrp.epsilon"], settings=QUIET, progress=False)
+    logit = run.model.logits(image[None])[0, run.result.target]
+    for key in ("lrp.z", "lrp.epsilon"):  # bias-free: conserved, to float16's rounding of the input
+        assert run.maps[key].sum() == pytest.approx(logit, rel=1e-3), key
 
 
 def test_nan_weights_make_every_map_an_error_not_a_score(tmp_path, capsys):
@@ -138,3 +158,24 @@ def test_a_map_with_nan_pixels_is_an_error_row_that_counts_them(small_model, mon
     run = heatkit.explain(small_model, None, ["grad", "occlusion"], settings=QUIET, progress=False)
     assert run.result.failures["grad"] == "grad: 45 of 225 pixels are not finite (NaN or infinite)"
     assert "grad" not in run.maps and "occlusion" in run.maps and run.failed
+
+
+def test_meaningful_perturbation_of_a_float16_model_is_finite_where_it_reads_nothing():
+    """The mask's cells over pixels the model never reads have no gradient: optimized in float16,
+    Adam's epsilon rounds to 0 and they became 0 / 0, a map of NaN."""
+    torch = frameworks.torch()
+    nn = torch.nn
+
+    class LeftHalf(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.conv, self.fc = nn.Conv2d(3, 4, 3, padding=1), nn.Linear(4, 3)
+
+        def forward(self, x):
+            return self.fc(torch.relu(self.conv(x[..., :8])).mean((2, 3)))
+
+    torch.manual_seed(0)
+    settings = {**QUIET, "mp.iterations": 30, "mp.mask_size": 5}
+    maps = {dtype: heatkit.explain(LeftHalf().eval().to(getattr(torch, dtype)), np.random.default_rng(0).random(
+        (16, 16, 3)), ["mp"], target=1, settings=settings, progress=False).maps["mp"] for dtype in ("float32", "float16")}
+    assert np.isfinite(maps["float16"]).all() and np.abs(maps["float16"] - maps["float32"]).max() < 0.05

@@ -134,6 +134,12 @@ class KerasNet:
         """Whether the model computes in float16 or bfloat16 (a mixed-precision policy included)."""
         return any(half in self.precision for half in ("float16", "bfloat16"))
 
+    @property
+    def analyzed_in_float32(self) -> bool:
+        """Whether LRP analyzes a float32 copy: innvestigate builds its rules in one float type, and
+        a 16-bit model, or a 16-bit input before float32 layers, has two (see analysis_model)."""
+        return self.half or self.dtype in ("float16", "bfloat16")
+
     def once(self, key, build: Callable):
         """What build() makes on this model's graph, built once per key and then reused: a graph
         never shrinks, so an analyzer built per map would grow it with every map."""
@@ -386,7 +392,7 @@ def _analysis_model(tf, net: KerasNet):
     if cut:
         prepare = net.session.make_callable(start, feed_list=model.inputs)
     activations = [layer for layer in model.layers if is_activation_layer(layer)]
-    wide = net.half
+    wide = net.analyzed_in_float32
 
     def clone(layer):
         config = {**layer.get_config(), **({"dtype": "float32"} if wide else {})}
