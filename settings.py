@@ -84,6 +84,7 @@ preprocess = dict(
     # a resize that changes an image's aspect ratio, or enlarges it, by more than this factor says
     # so in a note (a 1 x 5000 strip, or a 1 x 1 image, made 227 x 227)
     max_stretch=4.0,
+    channel_order="rgb",  # "bgr": the channels reversed first (keras.applications' "caffe" models)
 )
 
 # The perturbation engine that every perturbation and sampling method evaluates through.

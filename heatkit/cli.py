@@ -17,6 +17,7 @@ from pathlib import Path
 
 from heatkit.base import frameworks
 from heatkit.base.errors import UsageError
+from heatkit.base.images import PRESETS
 from heatkit.methods.registry import ANY, BACKENDS, METHODS, comparable, groups
 
 RERUN_FLAGS = ("rerun", "out_path", "quiet", "verbose")  # what may come with --rerun
@@ -76,9 +77,10 @@ def build_parser() -> Parser:
     parser.add_argument("--trust-model", action="store_true",
                         help="load models whose loading runs code: Keras Lambda layers, modules saved whole with "
                              "torch.save, and PyTorch models given as code")
-    parser.add_argument("--preprocess", choices=("unit", "byte", "imagenet"),
-                        help="input scaling: pixels in [0, 1], in [0, 255], or ImageNet mean/std "
-                             "(default: settings.preprocess)")
+    parser.add_argument("--preprocess", choices=tuple(PRESETS),
+                        help="input scaling: pixels in [0, 1], in [0, 255], ImageNet mean/std (imagenet, torch), "
+                             "in [-1, 1] (tf), or BGR bytes less ImageNet's mean (caffe), as keras.applications' "
+                             "modes (default: settings.preprocess)")
     parser.add_argument("--labels", type=Path, metavar="FILE", help="class names, one per line, shown in the figure")
     parser.add_argument("--skip-bad-images", action="store_true",
                         help="skip, with a note, the image files of -ip that cannot be read, instead of refusing the run")
@@ -330,14 +332,10 @@ def run_settings(args) -> list[str | dict]:
 
 def flag_settings(args) -> list[str]:
     """The settings that the command line's flags stand for, as --set overrides (after --set's own)."""
-    from heatkit.base.images import IMAGENET
-
     flags = {"model_path": args.model_path, "weights": args.weights, "custom_objects": args.custom_objects,
              "out_path": args.out_path, "seed": args.seed,
              "backend": args.backend, "device": args.device, "input_size": args.input_size,
              "skip_bad_images": args.skip_bad_images or None}
     overrides = [f"{key}={value if isinstance(value, (int, list)) else str(value)!r}" for key, value in flags.items()
                  if value is not None]
-    return overrides + {None: [], "unit": ["preprocess.range='unit'"], "byte": ["preprocess.range='byte'"],
-                        "imagenet": ["preprocess.range='unit'", f"preprocess.mean={IMAGENET['mean']}",
-                                     f"preprocess.std={IMAGENET['std']}"]}[args.preprocess]
+    return overrides + ([f"preprocess={args.preprocess!r}"] if args.preprocess else [])

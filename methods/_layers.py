@@ -154,15 +154,20 @@ def block_output(model, framework: str) -> str:
 def _torch_block_output(model) -> str:
     torch = frameworks.torch()
     net = model.torch
-    finished = []
-    hooks = [module.register_forward_hook(lambda module, _, output: finished.append((module, output)))
-             for module in net.module.modules() if module is not net.module]
-    try:
+    probe = net.tensor(np.zeros((1, *net.input_shape)))
+    finished = []  # (module, output) as each module finished: a block after the layers inside it
+    if net.scripted:  # a Sequential, run module by module (no hooks in TorchScript)
         with torch.no_grad():
-            net.forward(net.tensor(np.zeros((1, *net.input_shape))))
-    finally:
-        for hook in hooks:
-            hook.remove()
+            finished = list(run_recording(net, probe)[1].items())
+    else:
+        hooks = [module.register_forward_hook(lambda module, _, output: finished.append((module, output)))
+                 for module in net.module.modules() if module is not net.module]
+        try:
+            with torch.no_grad():
+                net.forward(probe)
+        finally:
+            for hook in hooks:
+                hook.remove()
     names = {module: name for name, module in net.module.named_modules()}
     pooled = (torch.nn.AdaptiveAvgPool2d, torch.nn.AdaptiveMaxPool2d)
     grids = [(module, output) for module, output in finished if isinstance(output, torch.Tensor) and output.dim() == 4

@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
+import heatkit
 from conftest import run_cli, image_maps, image_scores
 from heatkit.base import frameworks
 
@@ -180,6 +181,20 @@ def test_byte_preprocessing_scales_the_input(torchscript_path, rgb_images):
     np.testing.assert_allclose(Preprocess("byte")(pixels), pixels * 255)
     imagenet = Preprocess("unit", (0.485, 0.456, 0.406), (0.229, 0.224, 0.225))(pixels)
     np.testing.assert_allclose(imagenet[..., 1], (pixels[..., 1] - 0.456) / 0.224)
+
+
+@pytest.mark.parametrize("mode", ["caffe", "tf", "torch"])
+def test_the_named_preprocessings_are_keras_applications_modes(mode):
+    """settings={"preprocess": NAME} (once "unknown setting 'preprocess'; did you mean 'preprocess'?")
+    gives what keras.applications' preprocess_input(mode=NAME) gives the same image's bytes."""
+    from keras.src.applications import imagenet_utils
+
+    from heatkit.base.images import Preprocess
+
+    cfg = heatkit.settings({"preprocess": mode})
+    pixels = np.random.default_rng(0).integers(0, 256, (4, 5, 3)) / 255.0
+    expected = imagenet_utils.preprocess_input(pixels * 255.0, mode=mode)
+    np.testing.assert_allclose(Preprocess(**cfg["preprocess"])(pixels), expected, rtol=1e-6, atol=1e-6)
 
 
 @pytest.mark.skipif(frameworks.torch().cuda.is_available(), reason="this machine has CUDA")

@@ -77,6 +77,28 @@ def test_custom_layers_come_from_the_file_given(tmp_path, capsys):
     assert run_cli(*args, "--custom-objects", tmp_path / "double.py", "--trust-model") == 0
     assert run_cli(*args, "--custom-objects", tmp_path / "nothing.py", "--trust-model") == 2
     assert "nothing.py not found" in capsys.readouterr().err
+    (tmp_path / "imports.py").write_text("from double import Double\n")  # a file that imports its layers
+    assert run_cli(*args, "--custom-objects", tmp_path / "imports.py", "--trust-model") == 0
+
+
+def test_keras_applications_own_layers_load_without_custom_objects(tmp_path):
+    """ConvNeXt's LayerScale (keras.applications' own class, unregistered) and a TFOpLambda (a TensorFlow
+    function applied to a Keras tensor) were refused as layers Keras does not know."""
+    tf = frameworks.tensorflow()
+    from keras.src.applications.convnext import LayerScale
+
+    inputs = tf.keras.Input((8, 8, 3))
+    hidden = LayerScale(0.5, 3)(tf.keras.layers.Conv2D(3, 3, padding="same")(inputs))
+    hidden = tf.math.multiply(hidden, 2.0)  # a TFOpLambda layer
+    model = tf.keras.Model(inputs, tf.keras.layers.Dense(4)(tf.keras.layers.GlobalAveragePooling2D()(hidden)))
+    model.save(tmp_path / "applications.h5")
+    image = np.random.default_rng(0).random((8, 8, 3))
+    run = heatkit.explain(tmp_path / "applications.h5", image, ["grad"], target=1, settings=SETTINGS, progress=False)
+    inputs = tf.constant(image[None], tf.float32)
+    with tf.GradientTape() as tape:
+        tape.watch(inputs)
+        logit = model(inputs)[:, 1]
+    np.testing.assert_allclose(run.maps["grad"], tape.gradient(logit, inputs).numpy()[0].sum(-1), rtol=1e-5, atol=1e-7)
 
 
 def test_keras_3_files_and_foreign_savedmodels_are_told_the_onnx_route(tmp_path, capsys):

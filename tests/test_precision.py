@@ -1,5 +1,6 @@
 """Models in float16, bfloat16 and mixed precision run in their own precision, with softmax,
 differences and scores in float32; maps with NaN or infinite values are errors, never results."""
+import copy
 import json
 
 import numpy as np
@@ -175,7 +176,9 @@ def test_meaningful_perturbation_of_a_float16_model_is_finite_where_it_reads_not
             return self.fc(torch.relu(self.conv(x[..., :8])).mean((2, 3)))
 
     torch.manual_seed(0)
+    net = LeftHalf().eval()
     settings = {**QUIET, "mp.iterations": 30, "mp.mask_size": 5}
-    maps = {dtype: heatkit.explain(LeftHalf().eval().to(getattr(torch, dtype)), np.random.default_rng(0).random(
+    maps = {dtype: heatkit.explain(copy.deepcopy(net).to(getattr(torch, dtype)), np.random.default_rng(0).random(
         (16, 16, 3)), ["mp"], target=1, settings=settings, progress=False).maps["mp"] for dtype in ("float32", "float16")}
-    assert np.isfinite(maps["float16"]).all() and np.abs(maps["float16"] - maps["float32"]).max() < 0.05
+    assert np.isfinite(maps["float16"]).all()
+    assert np.abs(maps["float16"] - maps["float32"]).max() < 0.02 * np.abs(maps["float32"]).max() + 1e-3

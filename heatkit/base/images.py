@@ -17,21 +17,36 @@ from heatkit.base.errors import UsageError
 MODES = {1: "L", 3: "RGB"}
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".gif", ".webp")
 IMAGENET = {"mean": [0.485, 0.456, 0.406], "std": [0.229, 0.224, 0.225]}
+# Named preprocessings (--preprocess NAME, or settings={"preprocess": NAME}): the preprocess dict's
+# values each stands for. "torch", "tf" and "caffe" are keras.applications' modes:
+# x / 255 normalised by ImageNet's mean and std; x / 127.5 - 1; BGR bytes less ImageNet's mean.
+PRESETS = {
+    "unit": {"range": "unit", "mean": None, "std": None, "channel_order": "rgb"},
+    "byte": {"range": "byte", "mean": None, "std": None, "channel_order": "rgb"},
+    "imagenet": {"range": "unit", **IMAGENET, "channel_order": "rgb"},
+    "torch": {"range": "unit", **IMAGENET, "channel_order": "rgb"},
+    "tf": {"range": "unit", "mean": [0.5], "std": [0.5], "channel_order": "rgb"},
+    "caffe": {"range": "byte", "mean": [103.939, 116.779, 123.68], "std": None, "channel_order": "bgr"},
+}
 
 
 @dataclass(frozen=True)
 class Preprocess:
-    """Pixels in [0, 1] to the model's input: times 255 for range "byte", then (x - mean) / std
-    per channel where mean and std are given. `resize` says how an image file of another aspect
-    than the model's input is fitted to it (load_image)."""
+    """Pixels in [0, 1] (RGB) to the model's input: the channels reversed for channel_order "bgr",
+    times 255 for range "byte", then (x - mean) / std per channel (in the model's channel order)
+    where mean and std are given. `resize` says how an image file of another aspect than the
+    model's input is fitted to it (load_image)."""
 
     range: str = "unit"
     mean: tuple[float, ...] | None = None
     std: tuple[float, ...] | None = None
     resize: str = "squash"
     max_stretch: float = 4.0  # a resize changing aspect ratio or scale by more says so
+    channel_order: str = "rgb"
 
     def __call__(self, pixels: np.ndarray) -> np.ndarray:
+        if self.channel_order == "bgr":
+            pixels = pixels[..., ::-1]
         scaled = pixels * (255.0 if self.range == "byte" else 1.0)
         if self.mean is not None:
             scaled = scaled - np.asarray(self.mean)

@@ -10,6 +10,7 @@ import numpy as np
 from heatkit.base import frameworks
 from heatkit.base.engine import AffineSplit
 from heatkit.base.errors import UsageError
+from heatkit.model.code import run_file
 from heatkit.model.files import first_line, keras_config, layer_classes, refuse_code_layers, refuse_keras_3
 from heatkit.model.heads import Head, activation_of_values, check_classes, softmax
 
@@ -89,7 +90,7 @@ class KerasNet:
         refuse_keras_3(path)
         if not trust:
             refuse_code_layers(path)
-        objects = _custom_objects(custom_objects) if custom_objects is not None else None
+        objects = {**keras_own_layers(), **(_custom_objects(custom_objects) if custom_objects is not None else {})}
         graph, session = frameworks.inference_graph()
         with frameworks.keras_graph(graph, session, tf.keras.backend.floatx()):
             try:
@@ -276,31 +277,37 @@ def _load_keras(tf, path: Path, trust: bool, objects: dict | None):
     return model
 
 
+def keras_own_layers() -> dict:
+    """Layers of keras.applications that Keras does not register, so that a model it built loads
+    without --custom-objects: ConvNeXt's LayerScale and StochasticDepth are Keras' own code."""
+    from keras.src.applications import convnext  # keras 2.14 keeps them there, with no public name
+
+    return {"LayerScale": convnext.LayerScale, "StochasticDepth": convnext.StochasticDepth}
+
+
 def _unknown_layers(tf, path: Path, objects: dict) -> list[str]:
-    """The layer classes of a Keras file that neither Keras nor `objects` defines."""
+    """The layer classes of a Keras file that neither Keras (its public layers and the ones it
+    registers for deserialization, as TFOpLambda) nor `objects` defines."""
+    from keras.src.layers import serialization
+
     if path.is_dir():
         return []
-    known = {"Functional", "Sequential", "Model", *objects}
+    serialization.populate_deserializable_objects()
+    known = {"Functional", "Sequential", "Model", *objects, *serialization.LOCAL.ALL_OBJECTS}
     return sorted(name for name in layer_classes(keras_config(path)) if name not in known and
                   not hasattr(tf.keras.layers, name))
 
 
 def _custom_objects(path: Path) -> dict:
-    """The classes and functions a Python file defines, by name: a Keras model's custom layers."""
-    import importlib.util
+    """The classes and functions a Python file defines or imports, by name: a Keras model's custom
+    layers (a file may import them from the package that defines them)."""
     import inspect
 
     if not path.is_file():
         raise UsageError(f"--custom-objects {path} not found; give the Python file that defines the model's layers")
-    spec = importlib.util.spec_from_file_location(f"heatkit_custom_{path.stem}", path)
-    module = importlib.util.module_from_spec(spec)
-    try:
-        spec.loader.exec_module(module)
-    except Exception as error:  # the user's code: its error, in one line
-        raise UsageError(f"--custom-objects {path}: running it failed ({type(error).__name__}: "
-                         f"{first_line(error)})") from None
+    module = run_file(path, "--custom-objects")
     return {name: value for name, value in vars(module).items() if not name.startswith("_") and
-            (inspect.isclass(value) or inspect.isfunction(value)) and getattr(value, "__module__", "") == module.__name__}
+            (inspect.isclass(value) or inspect.isfunction(value))}  # defined there or imported into it
 
 
 def _reserve_layer_names(model) -> None:

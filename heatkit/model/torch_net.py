@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import pickle
+import sys
 from functools import cached_property
 from pathlib import Path
 
@@ -13,6 +14,7 @@ from heatkit.base import frameworks
 from heatkit.base.engine import AffineSplit
 from heatkit.base.errors import UsageError
 from heatkit.model import onnx_file, torch_head, twins, windows, zoo
+from heatkit.model.code import run_file
 from heatkit.model import weights as weights_file
 from heatkit.model.files import archive_kind, first_line
 
@@ -304,30 +306,25 @@ def input_shape(module, name: str, size: list[int] | None = None, output=None) -
 def build_from_code(source: str):
     """The nn.Module that `path.py:factory` makes: the file is imported (its folder on the import
     path meanwhile) and `factory` called with no arguments."""
-    import importlib.util
-    import sys
-
     torch = frameworks.torch()
     file, _, factory = source.rpartition(":")
     path = Path(file)
     if not path.is_file() or not factory:
         raise UsageError(f"-mp {source}: give a Python file and the function or class in it that builds the model, "
                          "as path/to/net.py:factory")
-    spec = importlib.util.spec_from_file_location(f"heatkit_model_{path.stem}", path)
-    code = importlib.util.module_from_spec(spec)
-    sys.path.insert(0, str(path.parent.resolve()))
+    code = run_file(path, f"-mp {source}")
+    build = vars(code).get(factory)
+    if not callable(build):
+        raise UsageError(f"-mp {source}: {path} has no {factory}; give the function or class that builds the model")
+    folder = str(path.parent.resolve())
+    sys.path.insert(0, folder)  # a factory may import its neighbours when called, too
     try:
-        spec.loader.exec_module(code)
-        if not hasattr(code, factory):
-            raise UsageError(f"-mp {source}: {path} has no {factory}; give the function or class that builds the model")
-        module = getattr(code, factory)()
-    except UsageError:
-        raise
+        module = build()
     except Exception as error:  # the user's code: its error, in one line
         raise UsageError(f"-mp {source}: building the model failed ({type(error).__name__}: {first_line(error)})") \
-            from None
+            from error
     finally:
-        sys.path.remove(str(path.parent.resolve()))
+        sys.path.remove(folder)
     if not isinstance(module, torch.nn.Module):
         raise UsageError(f"-mp {source}: {factory}() returned a {type(module).__name__}, not a torch.nn.Module")
     return module

@@ -16,6 +16,7 @@ import types
 from pathlib import Path
 
 from heatkit.base.errors import UsageError
+from heatkit.base.images import PRESETS
 from heatkit.base.rules import Bool, Choice, Float, IndexOrKey, Int, ListOf, Optional, PixelValue, Text
 from heatkit.methods._entry import SEED
 from heatkit.methods.registry import BACKENDS, SETTINGS
@@ -87,6 +88,7 @@ GLOBAL_RULES = {
         "std": Optional(ListOf(Float(min=0.0, exclusive_min=True))),
         "resize": Choice(("squash", "center_crop")),
         "max_stretch": Float(min=1.0),
+        "channel_order": Choice(("rgb", "bgr")),
     },
     "perturbation": {
         "fast": Bool(),
@@ -199,6 +201,13 @@ def parse_override(item: str) -> tuple[str, object]:
 
 
 def _override(cfg: dict, key: str, value, origin: str) -> None:
+    if key == "preprocess" and isinstance(value, str):
+        if value not in PRESETS:
+            raise UsageError(f"{origin}: preprocess {value!r} is no named preprocessing; choose from "
+                             f"{', '.join(PRESETS)}, or set its keys (preprocess.mean=[...])")
+        for name, preset in PRESETS[value].items():
+            _override(cfg, f"preprocess.{name}", preset, origin)
+        return
     *parents, name = key.split(".")
     rules, target = RULES, cfg
     for part in parents:
@@ -206,7 +215,10 @@ def _override(cfg: dict, key: str, value, origin: str) -> None:
             raise UsageError(_unknown(key, rules, parents[: parents.index(part)], origin))
         rules, target = rules[part], target[part]
     rule = rules.get(name)
-    if rule is None or isinstance(rule, dict):
+    if isinstance(rule, dict):
+        raise UsageError(f"{origin}: {key} is a group of settings ({', '.join(rule)}); set one of them, as "
+                         f"{key}.{next(iter(rule))}=VALUE, or give a dict of them")
+    if rule is None:
         raise UsageError(_unknown(key, rules, parents, origin))
     target[name] = _check_value(key, value, rule, origin)
 
