@@ -290,7 +290,9 @@ shapley = dict(
 # lime: LIME (Ribeiro et al. 2016) from the lime package on quickshift superpixels. The map paints
 # each superpixel with its signed weight for the explained class.
 lime = dict(
-    kernel_size=4,  # quickshift
+    # quickshift's; None: scaled to the input, 4 (lime's own, for 224 x 224) times its side / 224,
+    # at least 1 (4 on a 32 x 32 digit made 2 superpixels; 1 makes 12)
+    kernel_size=None,
     max_dist=200,  # quickshift
     ratio=0.2,  # quickshift
     num_samples=1000,  # perturbed samples

@@ -1,4 +1,6 @@
-"""LIME (Ribeiro et al. 2016) from the lime package, on quickshift superpixels, seeded.
+"""LIME (Ribeiro et al. 2016) from the lime package, on quickshift superpixels, seeded, their
+kernel scaled to the input's side unless set (lime's own, 4, made 2 to 4 superpixels of a 32 x 32
+input: a map of one or two values).
 
 The map paints each superpixel with its signed weight for the explained class.
 """
@@ -6,6 +8,8 @@ import numpy as np
 
 from heatkit.base.rules import Float, Int, Optional, PixelValue
 from heatkit.methods._entry import ANY, SEED, Method, Needs, Paper, Setting, Settings
+
+LIME_KERNEL, LIME_SIDE = 4.0, 224  # lime's quickshift kernel, for the ImageNet inputs it was made for
 
 
 def attribute(model, image, target, params):
@@ -27,7 +31,8 @@ def attribute(model, image, target, params):
             fill = fudged_image[..., :image.shape[-1]]  # lime works in RGB; the model may be gray
             return data, engine.segments(segments, data, fill, "lime", all_classes=True)
 
-    segmenter = SegmentationAlgorithm("quickshift", kernel_size=params["kernel_size"], max_dist=params["max_dist"],
+    kernel_size = params["kernel_size"] or max(1.0, LIME_KERNEL * min(image.shape[:2]) / LIME_SIDE)
+    segmenter = SegmentationAlgorithm("quickshift", kernel_size=kernel_size, max_dist=params["max_dist"],
                                       ratio=params["ratio"], random_seed=params["seed"])
     rgb = np.repeat(image, 3, axis=-1) if image.shape[-1] == 1 else image
     explanation = EngineLime(random_state=params["seed"]).explain_instance(
@@ -42,7 +47,9 @@ def attribute(model, image, target, params):
 
 SETTINGS = Settings("lime", "lime: LIME (Ribeiro et al. 2016) from the lime package on quickshift superpixels. The map "
                             "paints each superpixel with its signed weight for the explained class.", {
-    "kernel_size": Setting(4, Float(min=0.0, exclusive_min=True), "quickshift"),
+    "kernel_size": Setting(None, Optional(Float(min=0.0, exclusive_min=True)),
+                           "quickshift's; None: scaled to the input, 4 (lime's own, for 224 x 224) times its side / "
+                           "224, at least 1 (4 on a 32 x 32 digit made 2 superpixels; 1 makes 12)"),
     "max_dist": Setting(200, Float(min=0.0, exclusive_min=True), "quickshift"),
     "ratio": Setting(0.2, Float(min=0.0, max=1.0), "quickshift"),
     "num_samples": Setting(1000, Int(min=2), "perturbed samples"),

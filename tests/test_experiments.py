@@ -229,3 +229,24 @@ def test_an_experiment_says_its_cost_first_and_each_step_as_it_ends(small_model_
     heatkit.sanity(small_model_path, None, ["grad"], mode="noise", progress=False,
                    settings={"sanity.noise_levels": [0.1], "perturbation.warn_seconds": 0})
     assert capsys.readouterr().err == ""
+
+
+def test_an_interrupt_between_sanity_steps_keeps_the_finished_ones(ignored_layer_model, tmp_path, monkeypatch):
+    """Ctrl-C while the next variant was built discarded every finished step ("nothing was
+    written"): the steps done are kept, and the folder says it is incomplete."""
+    made = variants.variant
+    calls = []
+
+    def interrupted_at_the_second(model, change):
+        calls.append(1)
+        if len(calls) == 2:
+            raise KeyboardInterrupt
+        return made(model, change)
+
+    monkeypatch.setattr(variants, "variant", interrupted_at_the_second)
+    found = heatkit.sanity(str(ignored_layer_model), center_pixel_images(1, SMALL, 256, seed=1)[0], ["grad"],
+                           settings={"faithfulness.curves": False}, progress=False)
+    assert found.interrupted and [row["changed"] for row in found.rows] == ["original", "dead"]  # from the top
+    folder = found.save(tmp_path)
+    assert json.loads((folder / "run.json").read_text())["incomplete"] is True
+    assert len(rows(folder / "sanity_cascading.csv")) == 2

@@ -86,7 +86,7 @@ def test_overrides_as_a_dict_nested_or_flat():
 @pytest.mark.parametrize("override, message", [
     ("ig.stepz=3", "did you mean 'ig.steps'"),
     ("nothing.here=3", "unknown setting 'nothing.here'"),
-    ("ig=3", "ig is a group of settings (reference, steps, rule); set one of them"),
+    ("ig=3", "ig is a group of settings"),
     ("ig.steps=2.5", "must be an integer"),
     ("ig.steps=-4", "must be at least 2"),
     ("sg.type=cube", "must be one of 'smoothgrad', 'smoothgrad_abs', 'smoothgrad_sq', 'vargrad'"),

@@ -96,13 +96,16 @@ def sanity(model, image, display, keys, cfg, target, backend, mode: str) -> Expe
                  for names in chosen]
     results = [original]
     progress = _Steps(model, f"sanity {mode}", len(steps), first_seconds)
-    for step, change in steps:
-        result = explain(variants.variant(model, change), image, display, step, keys, cfg, target, backend,
-                         curves=False)
-        if result.interrupted:
-            break
-        results.append(result)
-        progress.step(step)
+    try:  # Ctrl-C at any moment, between steps too, keeps the steps finished
+        for step, change in steps:
+            result = explain(variants.variant(model, change), image, display, step, keys, cfg, target, backend,
+                             curves=False)
+            if result.interrupted:
+                break
+            results.append(result)
+            progress.step(step)
+    except KeyboardInterrupt:
+        pass
     interrupted, steps = len(results) <= len(steps), steps[: len(results) - 1]
 
     columns = ["original"] + [step for step, _ in steps]
