@@ -7,7 +7,7 @@ A mask m of mask_size x mask_size cells, upsampled bilinearly to the image, blen
 
 with m kept in [0, 1]: the smallest, smoothest deletion that removes the class. The map is
 1 - m, upsampled, so higher means more important. The mask, the blurred and the perturbed image
-and the loss curves are returned as extras (the run saves them under mp/).
+(as pixels in [0, 1]) and the loss curves are returned as extras (the run saves them under mp/).
 """
 import numpy as np
 
@@ -64,13 +64,14 @@ def attribute(model, image, target, params):
 
     with torch.no_grad():
         blended, upsampled = perturbed(mask)
-    extras = {"mask": net.array(upsampled[0, 0]), "blurred": _hwc(net, blurred), "perturbed": _hwc(net, blended),
+    extras = {"mask": net.array(upsampled[0, 0]), "blurred": _pixels(model, blurred), "perturbed": _pixels(model, blended),
               **curves}
     return WithExtras(net.array(1 - upsampled[0, 0]).astype(np.float32), extras)
 
 
-def _hwc(net, batch) -> np.ndarray:
-    return net.array(batch[0]).transpose(1, 2, 0)
+def _pixels(model, batch) -> np.ndarray:
+    """A batch's first image as pixels in [0, 1], for drawing (the model's input space is not)."""
+    return model.preprocess.inverse(model.torch.array(batch[0]).transpose(1, 2, 0))
 
 
 def total_variation(mask, beta: float):

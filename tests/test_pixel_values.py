@@ -59,3 +59,20 @@ def test_occlusion_fills_with_the_pixel_value_given():
     probabilities = [torch.softmax(torch.tensor([logit(net, image, c) for c in range(4)]), 0)[2].item()
                      for image in (x, white)]
     assert run.maps["occlusion"][3, 4] == pytest.approx(probabilities[0] - probabilities[1], rel=1e-5)
+
+
+def test_meaningful_perturbations_images_are_pixels_as_drawn():
+    """Its blurred and perturbed images were drawn in the model's normalised space, clipped: they
+    are pixels in [0, 1], which the preprocessing takes back to what the model saw."""
+    from heatkit.methods import meaningful_perturbation
+
+    net = network()
+    x = np.random.default_rng(4).random((SIDE, SIDE, 1))
+    model = heatkit.load_model(net, settings=NORMALISED)
+    found = meaningful_perturbation.attribute(model, model.preprocess(x), 1, {
+        **heatkit.settings()["mp"], "iterations": 5, "mask_size": 3})
+    blurred, perturbed = found.extras["blurred"], found.extras["perturbed"]
+    assert 0 <= blurred.min() and blurred.max() <= 1 and 0 <= perturbed.min() and perturbed.max() <= 1
+    np.testing.assert_allclose(blurred.mean(), x.mean(), atol=0.05)  # a blur keeps the mean brightness
+    probability = model.probabilities(model.preprocess(perturbed)[None])[0, 1]
+    assert probability == pytest.approx(found.extras["probability"][-1], abs=0.05)  # one step after the last

@@ -147,3 +147,18 @@ def test_a_dataset_page_has_its_leaderboard_and_drills_down_to_an_image(small_mo
     assert browser.evaluate("document.querySelectorAll('#drill canvas.map').length") == 0
     last = [row for row in found.rows if row["method"] is not None][-1]["key"]
     assert f"maps/{last}.npz" in browser.evaluate("document.getElementById('drill').textContent")
+
+
+def test_a_map_keeps_its_aspect_ratio(browser, tmp_path):
+    """A 12 x 48 map was stretched to its color bar's height."""
+    from heatkit.base import frameworks
+
+    torch = frameworks.torch()
+    net = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(12 * 48, 3))
+    run = heatkit.explain(net, np.random.default_rng(0).random((12, 48, 1)), ["grad"], progress=False,
+                          settings={"input_size": [12, 48], "faithfulness.curves": False})
+    folder = run.save(tmp_path)
+    assert browser.open(folder / "report.html") == []
+    width, height = browser.evaluate("(() => { const c = document.querySelector('canvas.map'); "
+                                     "return [c.clientWidth, c.clientHeight]; })()")
+    assert height == pytest.approx(width * 12 / 48, abs=2)

@@ -54,6 +54,16 @@ class Preprocess:
             scaled = scaled / np.asarray(self.std)
         return scaled
 
+    def inverse(self, values: np.ndarray) -> np.ndarray:
+        """The pixels in [0, 1] (RGB) that the model's input `values` came from: for drawing what a
+        method made in the model's input space."""
+        if self.std is not None:
+            values = values * np.asarray(self.std)
+        if self.mean is not None:
+            values = values + np.asarray(self.mean)
+        values = values / (255.0 if self.range == "byte" else 1.0)
+        return values[..., ::-1] if self.channel_order == "bgr" else values
+
     def check(self, channels: int) -> None:
         for name, values in (("mean", self.mean), ("std", self.std)):
             if values is not None and len(values) not in (1, channels):
