@@ -161,10 +161,11 @@ class Rerun:
     differing: list[str]
 
 
-def rerun(record: str | Path, out: str | Path | None = None, progress: bool = True) -> Rerun:
+def rerun(record: str | Path, out: str | Path | None = None, progress: bool = True, trust: bool = False) -> Rerun:
     """Repeats the run recorded in a run folder's run.json, with its recorded request and settings
     (later edits of settings.py change nothing), into a new folder (in `out`, or beside the recorded
-    one), and compares every map with the recorded run's, bit for bit."""
+    one), and compares every map with the recorded run's, bit for bit. Trust is never read from the
+    record (a folder may come from anyone): a run that loaded code needs `trust` again."""
     import json
 
     record = Path(record)
@@ -176,9 +177,12 @@ def rerun(record: str | Path, out: str | Path | None = None, progress: bool = Tr
         raise UsageError(f"cannot repeat {record} ({error}); give the run.json of a finished heatmap run") from None
     if request.get("function") != "explain" or not request.get("model"):
         raise UsageError(f"cannot repeat {record}: only heatmap runs of a model file can be repeated")
+    if request.get("trust") and not trust:
+        raise UsageError(f"{record} records a run of {request['model']} with --trust-model, which runs its code: give "
+                         "--trust-model with --rerun if you trust that model (a record never grants it)")
     run = explain(request["model"], request["images"], request["methods"], target=request["target"],
                   settings=recorded_settings, compare_backends=request["compare_backends"],
-                  center_level=request["center_level"], trust=request["trust"], progress=progress)
+                  center_level=request["center_level"], trust=trust, progress=progress)
     folder = run.save(out)
     repeated = np.load(folder / "heatmaps.npz")
     differing = sorted(key for key in set(maps.files) | set(repeated.files)

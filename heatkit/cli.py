@@ -20,7 +20,7 @@ from heatkit.base.errors import UsageError
 from heatkit.base.images import PRESETS
 from heatkit.methods.registry import ANY, BACKENDS, METHODS, comparable, groups
 
-RERUN_FLAGS = ("rerun", "out_path", "quiet", "verbose")  # what may come with --rerun
+RERUN_FLAGS = ("rerun", "out_path", "quiet", "verbose", "trust_model")  # what may come with --rerun
 
 
 class Parser(argparse.ArgumentParser):
@@ -268,8 +268,8 @@ def rerun(args) -> int:
     extra = [name for name, value in vars(args).items() if name not in RERUN_FLAGS and value != defaults[name]]
     if extra:
         raise UsageError(f"--rerun repeats the recorded command as it was; drop {', '.join(extra)} "
-                         "(only -op, -q and -v go with it)")
-    repeated = heatkit.rerun(args.rerun, args.out_path, progress=not args.quiet)
+                         "(only -op, -q, -v and --trust-model go with it)")
+    repeated = heatkit.rerun(args.rerun, args.out_path, progress=not args.quiet, trust=args.trust_model)
     if repeated.run.interrupted:
         return 130
     if repeated.differing:

@@ -65,7 +65,7 @@ def finished_several(out):
 
 def test_a_torchscript_model_runs_end_to_end(torchscript_path, rgb_images, tmp_path, capsys):
     methods = ["grad", "gb", "ig", "deeplift", "lrp.epsilon", "gradcam", "cam", "occlusion", "lime", "mp"]
-    code = run_cli("-mp", torchscript_path, "-ip", rgb_images / "a.png", "-hm", *methods, "-op", tmp_path, "-q",
+    code = run_cli("-mp", torchscript_path, "--trust-model", "-ip", rgb_images / "a.png", "-hm", *methods, "-op", tmp_path, "-q",
                    "--set", "mp.iterations=3", "--set", "lime.num_samples=50", "--set", "ig.steps=4",
                    "--set", "occlusion.patch=32", "--set", "occlusion.stride=32")
     assert code == 0
@@ -94,7 +94,7 @@ def test_a_torchscript_model_runs_end_to_end(torchscript_path, rgb_images, tmp_p
 @pytest.mark.parametrize("backend", ["keras", "torch"])
 def test_a_backend_the_model_lacks_is_refused(torchscript_path, keras_path, tmp_path, capsys, backend):
     lacking = torchscript_path if backend == "keras" else keras_path
-    assert run_cli("-mp", lacking, "--backend", backend, "-hm", "grad", "-op", tmp_path) == 2
+    assert run_cli("-mp", lacking, "--trust-model", "--backend", backend, "-hm", "grad", "-op", tmp_path) == 2
     assert f"has no {'Keras' if backend == 'keras' else 'PyTorch'} version" in capsys.readouterr().err
     assert not any(tmp_path.iterdir())
 
@@ -157,7 +157,7 @@ def test_several_images_equal_single_runs(small_model_path, tmp_path):
 
 def test_a_folder_gives_its_images_sorted_and_more_than_max_images_get_a_figure_each(
         torchscript_path, rgb_images, tmp_path):
-    assert run_cli("-mp", torchscript_path, "-ip", rgb_images, "-hm", "grad", "-op", tmp_path, "-q",
+    assert run_cli("-mp", torchscript_path, "--trust-model", "-ip", rgb_images, "-hm", "grad", "-op", tmp_path, "-q",
                    "--set", "figure.max_images=2") == 0
     folder, scores, _ = finished_several(tmp_path)
     assert [row["image"].rsplit("/", 1)[1] for row in scores["images"]] == ["a.png", "b.png", "c.png"]
@@ -167,10 +167,10 @@ def test_a_folder_gives_its_images_sorted_and_more_than_max_images_get_a_figure_
 def test_labels_must_name_every_class(torchscript_path, rgb_images, tmp_path, capsys):
     labels = tmp_path / "labels.txt"
     labels.write_text("cat\ndog\n")
-    assert run_cli("-mp", torchscript_path, "-ip", rgb_images / "a.png", "--labels", labels, "-op", tmp_path / "o") == 2
+    assert run_cli("-mp", torchscript_path, "--trust-model", "-ip", rgb_images / "a.png", "--labels", labels, "-op", tmp_path / "o") == 2
     assert "2 names and the model 5 classes" in capsys.readouterr().err
     labels.write_text("cat\ndog\nfox\nowl\nyak\n")
-    assert run_cli("-mp", torchscript_path, "-ip", rgb_images / "a.png", "--labels", labels, "-hm", "grad",
+    assert run_cli("-mp", torchscript_path, "--trust-model", "-ip", rgb_images / "a.png", "--labels", labels, "-hm", "grad",
                    "-op", tmp_path / "o", "-q") == 0
 
 

@@ -156,12 +156,12 @@ def test_a_torchscript_softmax_in_forward_is_inverted_and_said(tmp_path, capsys)
     torch = frameworks.torch()
     path = tmp_path / "net.pt"
     torch.jit.trace(Net.build("torch.softmax"), nchw(image()[None])).save(str(path))
-    model = Model(path)
+    model = Model(path, trust=True)
     assert model.head.activation == "softmax" and not model.head.below
     batch = np.stack([image(1)])
     np.testing.assert_allclose(model.torch.logits(batch), np.log(model.probabilities(batch)), rtol=1e-12)
     assert any("log-probability" in note for note in model.notes)
-    assert run_cli("-mp", path, "-ip", _png(tmp_path), "-hm", "grad", "-op", tmp_path / "out", "-q") == 0
+    assert run_cli("-mp", path, "--trust-model", "-ip", _png(tmp_path), "-hm", "grad", "-op", tmp_path / "out", "-q") == 0
     assert "note: " in capsys.readouterr().err and "log-probability" in _scores(tmp_path / "out")["notes"][0]
 
 
@@ -170,7 +170,7 @@ def test_a_scripted_sequential_ending_in_a_softmax_is_cut_below_it(tmp_path):
     path = tmp_path / "seq.pt"
     net = Net.build("nn.Softmax")
     torch.jit.script(net).save(str(path))
-    model = Model(path)
+    model = Model(path, trust=True)
     assert model.head.activation == "softmax" and model.head.below and not model.notes
     batch = np.stack([image(3)])
     np.testing.assert_allclose(model.torch.logits(batch), Net.logits(net, nchw(batch)).detach().numpy(), rtol=1e-12)
@@ -244,8 +244,8 @@ def test_a_softmax_over_one_class_is_refused(tmp_path, capsys):
     torch.jit.script(Net.build("nn.Softmax", units=1)).save(str(script))
     for path in (keras_path, script):
         with pytest.raises(UsageError, match="one class"):
-            Model(path).probabilities(image()[None])
-        assert run_cli("-mp", path, "-hm", "occlusion", "-op", tmp_path / "out") == 2
+            Model(path, trust=True).probabilities(image()[None])
+        assert run_cli("-mp", path, "--trust-model", "-hm", "occlusion", "-op", tmp_path / "out") == 2
         assert "one class" in capsys.readouterr().err
     assert not (tmp_path / "out").exists() or not any((tmp_path / "out").iterdir())
 

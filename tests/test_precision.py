@@ -141,7 +141,7 @@ def test_nan_weights_make_every_map_an_error_not_a_score(tmp_path, capsys):
         net.fc.weight.fill_(float("nan"))
     path = tmp_path / "nan.pt"
     torch.jit.script(net).save(str(path))
-    code = run_cli("-mp", path, "--input-size", "16", "-hm", "grad", "occlusion", "-op", tmp_path / "out", "-q",
+    code = run_cli("-mp", path, "--trust-model", "--input-size", "16", "-hm", "grad", "occlusion", "-op", tmp_path / "out", "-q",
                    "--set", "faithfulness.curves=False")
     assert code == 1
     [folder] = (tmp_path / "out").iterdir()

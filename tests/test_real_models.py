@@ -271,13 +271,13 @@ def test_torchscript_runs_in_its_own_dtype_and_a_probed_size_is_a_note(torch_net
     _, net = torch_net
     torch.jit.script(net).save(str(tmp_path / "scripted.pt"))
     out = tmp_path / "out"
-    assert run_cli("-mp", tmp_path / "scripted.pt", "-ip", "images/camera.png", "-hm", "grad", "-op", out, "-q") == 0
+    assert run_cli("-mp", tmp_path / "scripted.pt", "--trust-model", "-ip", "images/camera.png", "-hm", "grad", "-op", out, "-q") == 0
     err = capsys.readouterr().err
     assert "note: " in err and "--input-size" in err  # a fully convolutional net: its size was probed
     [folder] = out.iterdir()
     record = json.loads((folder / "run.json").read_text())
     assert record["model"]["dtype"] == "float32"
-    assert run_cli("-mp", tmp_path / "scripted.pt", "-ip", "images/camera.png", "-hm", "grad", "-op", out, "-q",
+    assert run_cli("-mp", tmp_path / "scripted.pt", "--trust-model", "-ip", "images/camera.png", "-hm", "grad", "-op", out, "-q",
                    "--input-size", "24x16") == 0
     assert "note: " not in capsys.readouterr().err
     newest = max(out.iterdir(), key=lambda path: path.stat().st_mtime_ns)

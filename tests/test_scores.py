@@ -14,8 +14,8 @@ def test_a_map_on_the_center_alone_scores_perfectly():
 
 def test_rank_counts_the_magnitudes_at_least_the_centers_and_ties_count_against_it():
     attribution = np.arange(81, dtype=np.float32).reshape(9, 9) - 40  # center is 0
-    attribution[4, 4] = 10  # 60 pixels hold |value| above 10; -10 ties with it
-    assert center_scores(attribution, 3)["center_rank"] == 62
+    attribution[4, 4] = 10  # 60 pixels hold |value| above 10; -10 and 10 tie with it
+    assert center_scores(attribution, 3)["center_rank"] == 63
     ties = np.ones((9, 9), np.float32)
     assert center_scores(ties, 3)["center_rank"] == 81
 

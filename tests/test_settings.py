@@ -194,7 +194,7 @@ def probe_input_size(small, tmp_path, capsys):
     torch.jit.script(net).save(str(tmp_path / "any_size.pt"))
     for flag in (["--set", "input_size=[20, 16]"], ["--input-size", "20x16"]):
         out = tmp_path / flag[0]
-        assert run_cli("-mp", tmp_path / "any_size.pt", *flag, "-hm", "grad", "-op", out, "-q") == 0
+        assert run_cli("-mp", tmp_path / "any_size.pt", "--trust-model", *flag, "-hm", "grad", "-op", out, "-q") == 0
         assert image_maps(only_folder(out))["grad"].shape == (20, 16)
 
 

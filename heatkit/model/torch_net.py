@@ -74,13 +74,21 @@ class TorchNet:
     @classmethod
     def load_file(cls, path: Path, device: str = "cpu", input_size: list[int] | None = None,
                   trust: bool = False, output=None) -> "TorchNet":
-        """A .pt file without a card: TorchScript, or, trusted, a module saved whole with torch.save."""
+        """A .pt file without a card, trusted: TorchScript, or a module saved whole with torch.save.
+        Both run code of the file's: unpickling can call any function, and TorchScript is a program
+        (its operators can read and write any file: torch.from_file(path, shared=True) wrote one
+        anywhere, a .pth line in site-packages became code at the next Python start), which runs
+        at loading (its __setstate__) and at every forward pass."""
         torch = frameworks.torch()
         kind = archive_kind(path)
         if kind == "pickle" and not trust:
             raise UsageError(f"{path} holds a pickled object (a state dict, or a module saved with torch.save), not "
                              "TorchScript, and unpickling it could run code: give --trust-model if you trust it, or "
                              "the code that builds the model: -mp net.py:factory --weights the_state_dict.pt")
+        if kind == "torchscript" and not trust:
+            raise UsageError(f"{path} is TorchScript, a program that runs as the model does and can read and write "
+                             "files: give --trust-model if you trust it, or the model as ONNX (torch.onnx.export) or "
+                             "as code with its state dict (-mp net.py:factory --weights state.pt)")
         try:
             module = torch.load(path, weights_only=False, map_location="cpu") if kind == "pickle" else \
                 torch.jit.load(str(path), map_location="cpu")
