@@ -372,6 +372,9 @@ def _inputs(images: Images, files: list[Path], model: Model, cfg: dict,
 
 def _labels(labels: str | Path | list[str] | None, model: Model) -> list[str] | None:
     if isinstance(labels, (str, Path)):
+        if not Path(labels).is_file():  # a FIFO would block the read
+            raise UsageError(f"labels file {labels} is {'not found' if not Path(labels).exists() else 'not a regular file'}"
+                             "; give a text file, one class name per line")
         try:
             labels = [line.strip() for line in Path(labels).read_text().splitlines() if line.strip()]
         except (OSError, UnicodeDecodeError) as error:

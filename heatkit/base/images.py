@@ -111,7 +111,7 @@ def load_image(path: str | Path, shape: tuple[int, int, int], max_pixels: int = 
             image = ImageOps.exif_transpose(image)
             if max_stretch is not None and notes is not None:
                 notes.extend(_stretched(path, image.size, (width, height), resize, max_stretch))
-            pixels = _as_float(image, channels, (width, height), resize)
+            pixels = _as_float(path, image, channels, (width, height), resize)
     except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as error:
         raise UsageError(f"cannot read {path} as an image ({error}); give an image file that PIL reads (PNG, JPEG, "
                          "BMP, TIFF, ...), whole") from None
@@ -151,10 +151,16 @@ def _stretched(path: Path, size: tuple[int, int], target: tuple[int, int], resiz
             f"{' and '.join(changes)} (more than preprocess.max_stretch, {limit:g})"]
 
 
-def _as_float(image: Image.Image, channels: int, size: tuple[int, int], resize: str) -> np.ndarray:
-    """The image's pixels in [0, 1], with `channels` channels, resized (bicubic) to `size`."""
+def _as_float(path: Path, image: Image.Image, channels: int, size: tuple[int, int], resize: str) -> np.ndarray:
+    """The image's pixels in [0, 1], with `channels` channels, resized (bicubic) to `size`. A 16-bit
+    or float image's values must be finite levels of 0 to 65535 (a float TIFF's inf and 1e30 were
+    clipped to white, where NaN was refused)."""
     if image.mode in ("I;16", "I;16B", "I;16L", "I", "F"):  # 16-bit (or wider) gray: no 8-bit rounding
         values = np.asarray(image, dtype=np.float64)
+        bad = int(np.count_nonzero(~np.isfinite(values) | (values < 0) | (values > 65535)))
+        if bad:
+            raise UsageError(f"{path} has {bad:,} pixels that are not finite levels of 0 to 65535 (NaN, infinite, "
+                             "negative or larger); give an image of finite levels")
         scale = 65535.0 if image.mode.startswith("I;16") or values.max() > 255 else 255.0
         gray = _resized(Image.fromarray((values / scale).astype(np.float32), "F"), size, resize)
         plane = np.clip(np.asarray(gray, dtype=np.float64), 0.0, 1.0)
@@ -174,8 +180,11 @@ def _resized(image: Image.Image, size: tuple[int, int], resize: str) -> Image.Im
 
 
 def check_image_path(path: Path) -> None:
+    """A UsageError unless `path` is a regular file: a FIFO or a device would block the read."""
     if not path.exists():
         raise UsageError(f"image file {path} not found; check the path given to -ip")
+    if not path.is_file():
+        raise UsageError(f"{path} is not a regular file (a FIFO, a device or a socket); give an image file")
 
 
 def random_image(shape: tuple[int, int, int], seed: int) -> np.ndarray:

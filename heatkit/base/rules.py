@@ -1,6 +1,7 @@
 """Validation rules for settings values: each checks one value and says how to fix a bad one."""
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 
@@ -41,6 +42,8 @@ class Float(Rule):
     def check(self, value):
         if isinstance(value, bool) or not isinstance(value, (int, float)):
             return f"must be a number, got {value!r}"
+        if not math.isfinite(value):
+            return f"must be a finite number, got {value!r}"
         if self.min is not None and (value <= self.min if self.exclusive_min else value < self.min):
             return f"must be {'above' if self.exclusive_min else 'at least'} {self.min}, got {value}"
         if self.max is not None and value > self.max:

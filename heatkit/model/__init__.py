@@ -62,8 +62,9 @@ class Model:
         self.path = None  # the model file
         self.source = str(source) if isinstance(source, (str, Path)) else None  # the file or code it was read from
         if zoo.is_named(source):
-            self.name = str(source)
-            self._from_zoo(zoo.parse(str(source)))
+            named = zoo.parse(str(source))
+            self.name = self.source = named.source  # as it is built: "timm: resnet18 " is timm:resnet18
+            self._from_zoo(named)
         elif isinstance(source, (str, Path)) and ".py:" in str(source):
             self.name = str(source)
             self._from_code(str(source))

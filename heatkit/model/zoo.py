@@ -39,12 +39,14 @@ class Named:
 
 
 def is_named(source) -> bool:
-    return isinstance(source, str) and source.partition(":")[0] in FAMILIES and ":" in source
+    return isinstance(source, str) and source.partition(":")[0].strip() in FAMILIES and ":" in source
 
 
 def parse(source: str) -> Named:
-    """`family:name` or `family:name(key=value, ...)`, the values Python literals."""
+    """`family:name` or `family:name(key=value, ...)`, the values Python literals; spaces around
+    the parts are dropped."""
     family, _, text = source.partition(":")
+    family = family.strip()
     try:
         tree = ast.parse(text.strip(), mode="eval").body
         if isinstance(tree, ast.Name):

@@ -155,13 +155,46 @@ def _override_from(cfg: dict, path: Path) -> dict:
 
 
 def _read(path: Path, fix: str) -> dict:
-    """A settings file's values: its top-level names, but modules and names that start with _."""
+    """A settings file's values. A .json or .toml file is data, the safe form (nothing in it
+    runs); a Python file runs, as settings.py does by design, and gives its top-level names (but
+    modules and names that start with _). Whatever goes wrong is one line: a file that is not a
+    regular file (a folder, a FIFO, which would block), an error its code raises (its traceback
+    kept as the cause, -v shows it), or its exit()."""
+    path = Path(path)
+    if not path.is_file():
+        raise UsageError(f"the settings file {path} is {'not found' if not path.exists() else 'not a regular file'}; "
+                         f"{fix}")
+    if path.suffix in DATA_SUFFIXES:
+        return _read_data(path, fix)
     try:
         values = runpy.run_path(str(path))
-    except (OSError, SyntaxError) as error:
-        raise UsageError(f"cannot read the settings file {path} ({error}); {fix}") from None
+    except SystemExit as error:
+        raise UsageError(f"the settings file {path} called exit({error.code if error.code is not None else ''}); "
+                         f"{fix}") from None
+    except Exception as error:  # its own code's error, in one line
+        where = f" at line {error.lineno}" if isinstance(error, SyntaxError) else ""
+        raise UsageError(f"cannot read the settings file {path}{where} ({type(error).__name__}: {error}); {fix}") \
+            from error
     return {name: copy.deepcopy(value) for name, value in values.items()
             if not name.startswith("_") and not isinstance(value, types.ModuleType)}
+
+
+DATA_SUFFIXES = (".json", ".toml")
+
+
+def _read_data(path: Path, fix: str) -> dict:
+    """A JSON or TOML settings file: the same names as settings.py, dicts for the groups."""
+    import json
+    import tomllib
+
+    try:
+        values = json.loads(path.read_text()) if path.suffix == ".json" else tomllib.loads(path.read_text())
+    except (OSError, UnicodeDecodeError, ValueError) as error:  # json's and tomllib's parse errors are ValueErrors
+        raise UsageError(f"cannot read the settings file {path} ({type(error).__name__}: {error}); {fix}") from error
+    if not isinstance(values, dict):
+        raise UsageError(f"the settings file {path} holds a {type(values).__name__}; give an object of settings, "
+                         '{"ig": {"steps": 128}}')
+    return values
 
 
 def update(cfg: dict, overrides: list[str | dict] | dict) -> dict:

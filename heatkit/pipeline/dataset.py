@@ -32,6 +32,7 @@ from heatkit.base.images import IMAGE_SUFFIXES, load_image
 from heatkit.metrics import registry as metrics
 from heatkit.metrics.registry import METRICS, ROW_METRICS, Needs
 from heatkit.pipeline.faithfulness import AREAS
+from heatkit.pipeline.plotting import literal_text
 
 SCORES = (*(metric.key for metric in ROW_METRICS), "seconds")  # the columns every method row has
 SUMMARY_COLUMNS = 5  # score panels a row of summary.png
@@ -547,6 +548,7 @@ def category_boards(rows: list[dict]) -> str:
     return "\n\n".join(blocks)
 
 
+@literal_text
 def summary_figure(rows: list[dict]):
     """Per score, the distribution over the images of each method (box plots), and the seconds, in
     rows of SUMMARY_COLUMNS panels."""

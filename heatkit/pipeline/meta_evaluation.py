@@ -16,6 +16,7 @@ from pathlib import Path
 import numpy as np
 
 from heatkit.metrics.registry import METRICS
+from heatkit.pipeline.plotting import literal_text
 
 
 def truth(attribution: np.ndarray, mask: np.ndarray) -> float | None:
@@ -97,6 +98,7 @@ def format_table(summaries: dict[str, dict[str, dict]]) -> str:
     return "\n".join(lines)
 
 
+@literal_text
 def figure(summaries: dict[str, dict[str, dict]]):
     """A metric x model grid of mean tau (-1 to 1), each cell written in."""
     from matplotlib.figure import Figure

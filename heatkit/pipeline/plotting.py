@@ -1,4 +1,4 @@
-"""The heatmap figure, a pure function of arrays: no pyplot state, no rcParams changes.
+"""The heatmap figure, a pure function of arrays: no pyplot state, no rcParams changes that outlive it.
 
 Per image, the input and every method's full map, in rows of a settable length, each with a row
 of the maps' center crops below it where the center is what the model's ground truth is about.
@@ -8,8 +8,10 @@ compares with the whole map.
 """
 from __future__ import annotations
 
+import functools
 import textwrap
 
+import matplotlib
 import numpy as np
 from matplotlib.figure import Figure
 from matplotlib.patches import Rectangle
@@ -25,6 +27,18 @@ INCOMPLETE = "incomplete: the run was interrupted, and only the maps it finished
 MARGIN_FONT = 9  # points, of the label text and the top-k list
 
 
+def literal_text(make):
+    """A figure function whose every text is drawn as written: file names, labels and settings
+    are the user's, and matplotlib read "$...$" in them as mathtext (a file named a$x^$b.png was a
+    ParseSyntaxException; one such name hung for 400 s)."""
+    @functools.wraps(make)
+    def made(*args, **kwargs):
+        with matplotlib.rc_context({"text.parse_math": False}):
+            return make(*args, **kwargs)
+    return made
+
+
+@literal_text
 def heatmap_figure(results: list, names: dict[str, str], options: dict, ground_truth: bool,
                    class_names: list[str] | None = None, warning: str | None = None) -> Figure:
     """Per ImageResult, the input and its maps in rows of at most options["maps_per_row"] maps,
@@ -173,6 +187,7 @@ def _bare(axes):
 
 
 
+@literal_text
 def extras_figure(extras: dict[str, np.ndarray], title: str) -> Figure:
     """A method's extra arrays: each image in a panel, then every curve on one set of axes."""
     images = {name: values for name, values in extras.items() if values.ndim >= 2}
@@ -200,6 +215,7 @@ def extras_figure(extras: dict[str, np.ndarray], title: str) -> Figure:
     return fig
 
 
+@literal_text
 def grid_figure(rows: list[tuple[str, list[np.ndarray | None], list[str]]], *, column_width: float,
                 cmap: str, title: str) -> Figure:
     """A montage: one row per (label, maps, panel titles); each map on its own symmetric scale.
@@ -228,6 +244,7 @@ def grid_figure(rows: list[tuple[str, list[np.ndarray | None], list[str]]], *, c
     return fig
 
 
+@literal_text
 def curves_figure(steps: list[str], curves: dict[str, dict[str, list[float]]], *, title: str) -> Figure:
     """One panel per metric: each method's similarity to the original map against the step."""
     metrics = list(next(iter(curves.values())))
@@ -248,6 +265,7 @@ def curves_figure(steps: list[str], curves: dict[str, dict[str, list[float]]], *
     return fig
 
 
+@literal_text
 def faithfulness_figure(result, names: dict[str, str]) -> Figure:
     """Deletion and insertion curves of every map of one image (ImageResult.curves), the random
     rankings' mean dashed, each with its area in the legend."""
