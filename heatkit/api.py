@@ -92,13 +92,17 @@ def explain(model: Source = None, images: Images = None, methods: str | list[str
     backends = list(BACKENDS) if compare_backends else [model.gradient_backend(cfg["backend"])]
     model.load({REGISTRY[key].runs_on(backend, model.frameworks) for key in keys for backend in backends})
     inputs, notes = _inputs(images, files, model, cfg, center_level)
-    with model.evaluating():
-        items, interrupted = compute(model, inputs, keys, cfg, target, backends, verbose)
-    notes += [note for item in items for result in item.results
-              for note in (saturation_note(result, cfg), completeness_note(result)) if note]
     request = _request("explain", model, cfg, files, keys, target=target, compare_backends=compare_backends,
                        center_level=center_level, trust=trust)
-    return Run(items, keys, backends, cfg, model, request, class_names, interrupted, model.notes + notes)
+    notes = model.notes + notes
+    with model.evaluating():
+        items, interrupted = compute(model, inputs, keys, cfg, target, backends, verbose)
+    try:  # Ctrl-C once the maps are done: they are kept, without these notes
+        notes += [note for item in items for result in item.results
+                  for note in (saturation_note(result, cfg), completeness_note(result)) if note]
+    except KeyboardInterrupt:
+        interrupted = True
+    return Run(items, keys, backends, cfg, model, request, class_names, interrupted, notes)
 
 
 def sanity(model: Source = None, image: Images = None, methods: str | list[str] = "all", *, mode: str = "cascading",

@@ -162,7 +162,14 @@ def explain(args, argv: list[str]) -> int:
                           settings=settings, compare_backends=args.compare_backends,
                           center_level=args.centre_pixel, labels=args.labels, trust=args.trust_model,
                           progress=not args.quiet, verbose=args.verbose)
-    folder = run.save(command=argv)
+    if not run.items:
+        print("interrupted before any image was explained: nothing was written", file=sys.stderr)
+        return 130
+    try:
+        folder = run.save(command=argv)
+    except KeyboardInterrupt:  # between the run and its saving, which holds the signals itself
+        run.interrupted = True
+        folder = run.save(command=argv)
     for note in run.notes:
         print(f"note: {note}", file=sys.stderr)
     if run.interrupted:

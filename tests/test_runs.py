@@ -4,6 +4,7 @@ import csv
 import json
 import os
 import signal
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -157,3 +158,69 @@ def test_rerun_refuses_other_flags(small_model_path, tmp_path, capsys):
     [original] = tmp_path.iterdir()
     assert run_cli("--rerun", original / "run.json", "-hm", "ig") == 2
     assert "drop heatmap_methods" in capsys.readouterr().err
+
+
+def signals_at(moments: set[int], monkeypatch) -> list[int]:
+    """A real SIGINT raised at each of the `moments`-th calls of what a run does over and over:
+    a model evaluation, a file written whole, a figure drawn. Returns the count of calls so far."""
+    from heatkit.model import Model
+    from heatkit.pipeline import output
+
+    calls = [0]
+
+    def counted(function):
+        def call(*args, **kwargs):
+            calls[0] += 1
+            if calls[0] in moments:
+                signal.raise_signal(signal.SIGINT)
+            return function(*args, **kwargs)
+        return call
+
+    for owner, name in ((Model, "probabilities"), (Model, "logits"), (output, "atomic"), (output, "save_figure")):
+        monkeypatch.setattr(owner, name, counted(getattr(owner, name)))
+    return calls
+
+
+def test_an_interrupt_at_any_moment_keeps_what_finished(small_model_path, tmp_path, monkeypatch, capsys):
+    """One Ctrl-C, or two in a row, at 20 seeded moments of a several-method run: one line, exit 130
+    (or 0 where it came after the work), no traceback, no hidden half-written folder, and a run
+    folder, where there is one, whose every file reads and whose run.json says if it is incomplete.
+    Before, 4 of 24 such moments gave an IndexError, and others lost minutes of finished maps."""
+    argv = ["-mp", small_model_path, "-hm", "grad", "ig", "occlusion", "-q", "--set", "ig.steps=4",
+            "--set", "faithfulness.random_draws=1", "--set", "faithfulness.patch=3", "--set", "figure.dpi=40"]
+    total = signals_at(set(), monkeypatch)
+    assert run_cli(*argv, "-op", tmp_path / "whole") == 0
+    rng = np.random.default_rng(7)
+    for trial, moment in enumerate(rng.integers(1, total[0] + 1, 20)):
+        with monkeypatch.context() as patched:
+            signals_at({moment, moment + 1} if trial % 2 else {moment}, patched)
+            out = tmp_path / f"trial{trial}"
+            code = run_cli(*argv, "-op", out)
+        err = capsys.readouterr().err
+        assert code in (0, 130) and "Traceback" not in err, (moment, err)
+        folders = list(out.iterdir()) if out.exists() else []
+        assert not [path for path in folders if path.name.startswith(".")], (moment, folders)
+        if not folders:
+            assert code == 130 and "nothing was written" in err, (moment, err)
+            continue
+        [folder] = folders
+        record = json.loads((folder / "run.json").read_text())
+        assert record["incomplete"] is (code == 130), (moment, code)
+        assert image_scores(folder)["methods"] and "input" in image_maps(folder)
+        assert (folder / "report.html").read_text().rstrip().endswith("</html>")
+
+
+def test_folders_published_under_one_name_at_once_each_get_their_own(tmp_path, monkeypatch):
+    """Two processes publishing a run of the same name in the same second: one of 200 lost the race
+    to ENOTEMPTY in 30 cases, with a traceback and a hidden .partial folder left behind."""
+    from heatkit.pipeline import output
+
+    first, second = output.RunFolder(tmp_path, "cat"), output.RunFolder(tmp_path, "cat")
+    (first.path / "a").write_text("first")
+    (second.path / "a").write_text("second")
+    real_exists = Path.exists
+    monkeypatch.setattr(Path, "exists", lambda path: False if path.parent == tmp_path else real_exists(path))
+    published = [first.publish(), second.publish()]  # the second saw the name free, and the rename refused it
+    assert published[0] != published[1] and published[1].name.endswith("_2")
+    assert [(folder / "a").read_text() for folder in published] == ["first", "second"]
+    assert sorted(path.name for path in tmp_path.iterdir()) == sorted(folder.name for folder in published)

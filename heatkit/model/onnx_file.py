@@ -19,6 +19,7 @@ import numpy as np
 
 from heatkit.base import frameworks
 from heatkit.base.errors import UsageError
+from heatkit.base.images import MAX_PIXELS
 from heatkit.model.files import first_line
 
 AGREEMENT = 1e-5  # the largest difference of probabilities from onnxruntime's that a conversion may have
@@ -30,10 +31,14 @@ def load(path: Path, size: list[int] | None):
     import onnx
 
     try:
-        model = onnx.load(str(path))
-        onnx.checker.check_model(model)
+        model = onnx.load(str(path), load_external_data=False)
     except Exception as error:  # protobuf's and onnx's own errors
-        raise UsageError(f"cannot read {path} as an ONNX model ({first_line(error)})") from None
+        raise UsageError(f"cannot read {path} as an ONNX model ({first_line(error)})") from error
+    _load_external_data(model, path)
+    try:
+        onnx.checker.check_model(model)
+    except Exception as error:  # onnx's own errors
+        raise UsageError(f"cannot read {path} as an ONNX model ({first_line(error)})") from error
     weights = {value.name for value in model.graph.initializer}
     inputs = [value for value in model.graph.input if value.name not in weights]
     if len(inputs) != 1:
@@ -49,6 +54,9 @@ def load(path: Path, size: list[int] | None):
         height, width = size
     if height is None or width is None:
         raise UsageError(f"{path} does not fix its input size; give it with --input-size HxW")
+    if height * width > MAX_PIXELS:
+        raise UsageError(f"{path} declares an input of {height}x{width} pixels, more than {MAX_PIXELS:,}; give the "
+                         "model's real input size with --input-size HxW")
     module = _convert(model, path)
     _plain_softmaxes(module, (channels, height, width))
     if layout == "NHWC":  # PyTorch's NCHW input, given to the NHWC graph
@@ -84,6 +92,43 @@ def check(path: Path, net, layout: str) -> str:
                          f"onnxruntime's (the limit is {AGREEMENT:g}); export the model again, at opset 17")
     return (f"{path} is converted to PyTorch by onnx2torch; its probabilities equal onnxruntime's to {difference:.1e} "
             "on 3 probe inputs")
+
+
+def _load_external_data(model, path: Path) -> None:
+    """The weights an ONNX file keeps in other files, read only from regular files inside its own
+    folder, every location resolved first (symlinks included: a link in the folder to a secret file
+    outside it was read into a bias before onnxruntime refused the model, in 50 lines)."""
+    from onnx import external_data_helper
+
+    folder = path.resolve().parent
+    for tensor in _tensors(model.graph):
+        if not external_data_helper.uses_external_data(tensor):
+            continue
+        location = dict((entry.key, entry.value) for entry in tensor.external_data).get("location", "")
+        target = (folder / location).resolve()
+        if not target.is_relative_to(folder) or not target.is_file():
+            raise UsageError(f"{path} keeps weights in {location!r}, which is "
+                             f"{'outside its folder' if not target.is_relative_to(folder) else 'not a regular file'}; "
+                             "give a model whose external data lies in its own folder")
+    try:
+        external_data_helper.load_external_data_for_model(model, str(folder))
+    except Exception as error:  # onnx's own errors on what it cannot read
+        raise UsageError(f"cannot read the external data of {path} ({first_line(error)})") from error
+
+
+def _tensors(graph):
+    """Every tensor a graph holds: its initializers and its nodes' tensor attributes, subgraphs
+    (an If's, a Loop's) included."""
+    import onnx
+
+    yield from graph.initializer
+    for node in graph.node:
+        for attribute in node.attribute:
+            if attribute.type == onnx.AttributeProto.TENSOR:
+                yield attribute.t
+            yield from attribute.tensors
+            for inner in [attribute.g, *attribute.graphs] if attribute.HasField("g") else attribute.graphs:
+                yield from _tensors(inner)
 
 
 def _convert(model, path: Path):

@@ -19,6 +19,8 @@ def read(path: Path, name: str) -> tuple[dict, list[str]]:
     torch = frameworks.torch()
     if not path.is_file():
         raise UsageError(f"weights file {path} not found; give the state dict of {name}")
+    from safetensors import SafetensorError  # a pickle renamed .safetensors, a header that lies of its length
+
     try:
         if path.suffix == ".safetensors":
             from safetensors.torch import load_file
@@ -26,10 +28,10 @@ def read(path: Path, name: str) -> tuple[dict, list[str]]:
             state = load_file(str(path))
         else:
             state = torch.load(path, weights_only=True, map_location="cpu")
-    except (RuntimeError, OSError, EOFError, ValueError, pickle.UnpicklingError) as error:
+    except (RuntimeError, OSError, EOFError, ValueError, pickle.UnpicklingError, SafetensorError) as error:
         raise UsageError(f"cannot load {path} as the state dict of {name} ({first_line(error)}); give the file "
                          "torch.save(model.state_dict(), path) or safetensors' save_file wrote for this model") \
-            from None
+            from error
     notes = []
 
     def is_state(value) -> bool:

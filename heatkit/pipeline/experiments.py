@@ -19,7 +19,7 @@ from heatkit.methods.registry import REGISTRY, label
 from heatkit.metrics import registry as metrics
 from heatkit.pipeline import variants
 from heatkit.pipeline.explain import explain
-from heatkit.pipeline.output import RunFolder, interrupts_deferred, save_figure, write_csv, write_json
+from heatkit.pipeline.output import publish_run, save_figure, write_csv, write_json
 from heatkit.pipeline.plotting import curves_figure, grid_figure, heatmap_figure
 from heatkit.pipeline.record import run_record
 from heatkit.base.similarity import constant_reason, ms_ssim, similarities, ssim
@@ -55,29 +55,25 @@ class Experiment:
 
     def save(self, out: str | Path | None = None, command: list[str] | None = None) -> Path:
         """Writes its CSV and run.json, then its figures, into a new run folder in `out` (default:
-        the out_path setting), named after the image, and returns the folder. As for a heatmap
-        run, Ctrl-C or SIGTERM while the figures are drawn keeps the folder, marked incomplete."""
-        folder = RunFolder(Path(out or self.settings["out_path"]), self.stem)
-        try:
-            try:
-                with interrupts_deferred():
-                    if self.rows:
-                        write_csv(folder.path / f"{self.name}.csv", self.rows)
-                    if self.scores:  # scores.json's layout, as a heatmap run's
-                        write_json(folder.path / "scores.json", {"images": [{"stem": self.stem,
-                                                                             "methods": self.scores}]})
-                    write_json(folder.path / "run.json", run_record(command, self.settings, self.request,
-                                                                    self.interrupted))
-                for file, make in self.figures.items():
-                    save_figure(make(), folder.path / file, self.settings["figure"]["dpi"])
-            except KeyboardInterrupt:
-                self.interrupted = True
-                with interrupts_deferred():
-                    write_json(folder.path / "run.json", run_record(command, self.settings, self.request, True))
-        except BaseException:
-            folder.discard()
-            raise
-        return folder.publish()
+        the out_path setting), named after the image, and returns the folder. Ctrl-C and SIGTERM as
+        for a heatmap run (output.publish_run): what is whole is kept, marked incomplete."""
+        def write(path: Path) -> None:
+            if self.rows:
+                write_csv(path / f"{self.name}.csv", self.rows)
+            if self.scores:  # scores.json's layout, as a heatmap run's
+                write_json(path / "scores.json", {"images": [{"stem": self.stem, "methods": self.scores}]})
+            write_json(path / "run.json", run_record(command, self.settings, self.request, self.interrupted))
+
+        def draw(path: Path) -> None:
+            for file, make in self.figures.items():
+                save_figure(make(), path / file, self.settings["figure"]["dpi"])
+
+        def incomplete(path: Path) -> None:
+            write_json(path / "run.json", run_record(command, self.settings, self.request, True))
+
+        folder, self.interrupted = publish_run(Path(out or self.settings["out_path"]), self.stem, self.interrupted,
+                                               write, draw, incomplete)
+        return folder
 
 
 def sanity(model, image, display, keys, cfg, target, backend, mode: str) -> Experiment:

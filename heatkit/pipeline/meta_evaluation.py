@@ -138,16 +138,19 @@ class MetricEvaluation:
 
     def save(self, out: Path) -> Path:
         """metrics.csv, table.txt, metrics.png and settings.json in a new folder under `out`."""
-        from heatkit.pipeline.output import RunFolder, atomic, save_figure, write_csv, write_json
+        from heatkit.pipeline.output import atomic, publish_run, save_figure, write_csv, write_json
 
-        folder = RunFolder(out, "evaluate_metrics")
-        try:
-            write_csv(folder.path / "metrics.csv", self.rows())
-            with atomic(folder.path / "table.txt") as handle:
+        def write(path: Path) -> None:
+            write_csv(path / "metrics.csv", self.rows())
+            with atomic(path / "table.txt") as handle:
                 handle.write((self.table() + "\n").encode())
-            write_json(folder.path / "settings.json", self.settings)
-            save_figure(self.figure(), folder.path / "metrics.png", self.settings["figure"]["dpi"])
-        except BaseException:
-            folder.discard()
-            raise
-        return folder.publish()
+            write_json(path / "settings.json", self.settings)
+
+        def draw(path: Path) -> None:
+            save_figure(self.figure(), path / "metrics.png", self.settings["figure"]["dpi"])
+
+        def incomplete(path: Path) -> None:
+            write_json(path / "settings.json", {**self.settings, "incomplete": True})
+
+        folder, _ = publish_run(out, "evaluate_metrics", False, write, draw, incomplete)
+        return folder

@@ -6,6 +6,7 @@ complete, so a run never overwrites an earlier one and a failed run leaves nothi
 from __future__ import annotations
 
 import csv
+import errno
 import io
 import json
 import os
@@ -14,6 +15,7 @@ import tempfile
 from contextlib import contextmanager
 from datetime import datetime
 from pathlib import Path
+from typing import Callable
 
 import numpy as np
 
@@ -33,15 +35,23 @@ class RunFolder:
                              "choose a writable folder with -op") from None
 
     def publish(self) -> Path:
+        """The folder renamed to its run name, the first free one: two processes that publish the
+        same name at once each get their own (the loser of a rename takes the next)."""
         name = f"{self.stem}_{datetime.now():%Y%m%d-%H%M%S}"
+        umask = os.umask(0)
+        os.umask(umask)
+        os.chmod(self.path, 0o777 & ~umask)  # mkdtemp made it private
         for attempt in range(1, 1000):
             final = self.out / (name if attempt == 1 else f"{name}_{attempt}")
-            if not final.exists():
-                umask = os.umask(0)
-                os.umask(umask)
-                os.chmod(self.path, 0o777 & ~umask)  # mkdtemp made it private
+            if final.exists():
+                continue
+            try:
                 os.rename(self.path, final)
-                return final
+            except OSError as error:  # taken between the look and the rename (ENOTEMPTY, EEXIST)
+                if error.errno not in (errno.ENOTEMPTY, errno.EEXIST):
+                    raise
+                continue
+            return final
         raise UsageError(f"no free run folder name for {name} in {self.out}; clear old runs from it")
 
     def discard(self) -> None:
@@ -76,26 +86,73 @@ def atomic(path: Path):
         raise
 
 
+def publish_run(out: Path, stem: str, interrupted: bool, write: Callable[[Path], None],
+                draw: Callable[[Path], None], incomplete: Callable[[Path], None]) -> tuple[Path, bool]:
+    """A run folder in `out`, written into a hidden folder and published whole: the folder, and
+    whether the run is incomplete. The promise on Ctrl-C and SIGTERM: a first one keeps all
+    finished work, and a second ends at once without spoiling what is written. So write(folder)
+    (the data: quick) holds every signal; then draw(folder) (the figures: slow) stops at a
+    finished run's second signal or an interrupted run's first; every file is written whole or
+    not at all (atomic), and a run stopped or interrupted is marked by incomplete(folder), signals
+    held again, and published with what it has."""
+    with _signals_counted() as signals:
+        folder = RunFolder(out, stem)
+        try:
+            write(folder.path)
+            try:
+                signals.stop_at(1 if interrupted else 2)
+                draw(folder.path)
+            except KeyboardInterrupt:
+                interrupted = True
+            signals.hold()
+            if interrupted:
+                incomplete(folder.path)
+        except BaseException:
+            folder.discard()
+            raise
+        return folder.publish(), interrupted
+
+
+class _Signals:
+    """Ctrl-C and SIGTERM as counted by _signals_counted: held, or the `stop_at`-th raising
+    KeyboardInterrupt (at once, where that many came while they were held)."""
+
+    def __init__(self):
+        self.caught, self.limit = 0, None
+
+    def handle(self, signum, frame):
+        self.caught += 1
+        if self.limit is not None and self.caught >= self.limit:
+            self.limit = None  # one KeyboardInterrupt; later signals are held
+            raise KeyboardInterrupt
+
+    def stop_at(self, count: int) -> None:
+        self.limit = count
+        if self.caught >= count:
+            self.limit = None
+            raise KeyboardInterrupt
+
+    def hold(self) -> None:
+        self.limit = None
+
+
 @contextmanager
-def interrupts_deferred():
-    """Ctrl-C and SIGTERM held back for the block, then raised as KeyboardInterrupt at its end: for
-    writes that a signal must not cut in half. Only the main thread handles signals."""
+def _signals_counted():
+    """Ctrl-C and SIGTERM counted, and held, for the block (see _Signals). Only the main thread
+    handles signals."""
     import signal
     import threading
 
+    signals = _Signals()
     if threading.current_thread() is not threading.main_thread():
-        yield
+        yield signals
         return
-    caught = []
-    handlers = {number: signal.signal(number, lambda signum, frame: caught.append(signum))
-                for number in (signal.SIGINT, signal.SIGTERM)}
+    handlers = {number: signal.signal(number, signals.handle) for number in (signal.SIGINT, signal.SIGTERM)}
     try:
-        yield
+        yield signals
     finally:
         for number, handler in handlers.items():
             signal.signal(number, handler)
-    if caught:
-        raise KeyboardInterrupt
 
 
 def write_json(path: Path, data) -> None:

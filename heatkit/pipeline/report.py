@@ -5,39 +5,37 @@ from __future__ import annotations
 from pathlib import Path
 
 from heatkit.pipeline import html
-from heatkit.pipeline.output import RunFolder, atomic, interrupts_deferred, save_figure, write_csv, write_json, write_npz
+from heatkit.base.errors import UsageError
+from heatkit.pipeline.output import atomic, publish_run, save_figure, write_csv, write_json, write_npz
 from heatkit.pipeline.plotting import extras_figure, faithfulness_figure
 from heatkit.pipeline.record import run_record
 
 
 def write_run(run, out: Path, command: list[str] | None) -> Path:
     """The run's folder in `out`, named after its first image: heatmaps.npz, scores.json,
-    scores.csv, the methods' extras, run.json and report.html, written first and whole (Ctrl-C or SIGTERM is
-    held back meanwhile); then the figures: heatmaps.png (or one figure per image past
-    figure.max_images), curves.png (faithfulness curves, one per image), the extras' panels.
-    Ctrl-C or SIGTERM during the figures keeps the folder, its run.json saying incomplete.
+    scores.csv, the methods' extras, run.json and report.html first, then the figures: heatmaps.png
+    (or one figure per image past figure.max_images), curves.png (faithfulness curves, one per
+    image), the extras' panels. Ctrl-C and SIGTERM as output.publish_run says: a run stopped while
+    it is written keeps what is whole, its run.json and page saying incomplete.
 
     One layout, whatever the number of images: heatmaps.npz keys each array `<stem>/<map key>`
     (`<stem>/input`, `<stem>/curves/<map key>/deletion`, `<stem>/torch/<map key>` for the second
     framework); scores.json holds the run's header and "images", a list of the images in order,
     each with its stem and its "methods"; scores.csv has one row per image and map."""
     items = run.items
-    folder = RunFolder(out, items[0].stem if len(items) == 1 else f"{items[0].stem}+{len(items) - 1}")
-    try:
-        try:
-            with interrupts_deferred():
-                _write_data(folder.path, run, command)
-            _write_figures(folder.path, run)
-        except KeyboardInterrupt:  # what is written is whole: keep it, and say the run is incomplete
-            run.interrupted = True
-            with interrupts_deferred():
-                record = run_record(command, run.settings, run.request, True)
-                write_json(folder.path / "run.json", record)
-                _write_page(folder.path, html.run_page(run, record))
-    except BaseException:
-        folder.discard()
-        raise
-    return folder.publish()
+    if not items:
+        raise UsageError("the run was interrupted before any image was explained: there is nothing to write")
+
+    def incomplete(path: Path) -> None:  # what is written is whole: keep it, and say the run is incomplete
+        run.interrupted = True
+        record = run_record(command, run.settings, run.request, True)
+        write_json(path / "run.json", record)
+        _write_page(path, html.run_page(run, record))
+
+    stem = items[0].stem if len(items) == 1 else f"{items[0].stem}+{len(items) - 1}"
+    folder, run.interrupted = publish_run(out, stem, run.interrupted, lambda path: _write_data(path, run, command),
+                                          lambda path: _write_figures(path, run), incomplete)
+    return folder
 
 
 def _write_page(folder: Path, text: str) -> None:
