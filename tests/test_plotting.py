@@ -118,3 +118,15 @@ def test_maps_wrap_into_rows_of_the_given_length():
     by_row = [sorted(ax.get_title().split("\n")[0] for ax in panels if row[ax] == number)
               for number in sorted(set(row.values()))]
     assert by_row == [["M0", "M1", "M2", "x"], ["M3", "M4", "M5"], ["M6"]]
+
+
+def test_user_text_is_drawn_as_written(tmp_path):
+    """File names and class names holding "$" were read as mathtext: a$x^$b.png raised a
+    ParseSyntaxException, and one name hung for 400 s."""
+    made = result({"grad": np.ones((15, 15), np.float32)})
+    made.name = "a$x^$b"
+    fig = figure([made], {"grad": r"$\frac{$"}, class_names=["$", r"$\frac{$", "a$b$c", "$$"])
+    fig.savefig(tmp_path / "figure.png")
+    texts = [text.get_text() for text in fig.findobj(matplotlib.text.Text)]
+    assert any("a$x^$b" in text for text in texts) and any(r"$\frac{$" in text for text in texts)
+    assert matplotlib.rcParams["text.parse_math"]  # the user's own figures parse as they did

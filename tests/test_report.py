@@ -162,3 +162,25 @@ def test_a_map_keeps_its_aspect_ratio(browser, tmp_path):
     width, height = browser.evaluate("(() => { const c = document.querySelector('canvas.map'); "
                                      "return [c.clientWidth, c.clientHeight]; })()")
     assert height == pytest.approx(width * 12 / 48, abs=2)
+
+
+def test_markup_in_every_user_field_is_text_and_runs_nothing(small_model_path, browser, tmp_path):
+    """A file name, the class names and the output folder holding "<!--<script>" left the page blank
+    (its data's script block ended early); markup with inline handlers is shown as text, and the
+    page's policy would block such a handler anyway."""
+    hostile = "<!--<script>x<img src=x onerror=window.__pwned=1>"
+    image = tmp_path / f"{hostile.replace('/', '')}.png"
+    Image.fromarray(np.full((15, 15), 128, np.uint8)).save(image)
+    labels = tmp_path / "labels.txt"
+    labels.write_text("\n".join(f"{hostile} {level}" for level in range(256)) + "\n")
+    out = tmp_path / "<svg onload=window.__pwned=2>"
+    assert run_cli("-mp", small_model_path, "-ip", image, "--labels", labels, "-hm", "grad", "occlusion",
+                   "-op", out, "-q", "--set", "faithfulness.curves=False") == 0
+    [folder] = out.iterdir()
+    text = (folder / "report.html").read_text()
+    assert "Content-Security-Policy" in text and "<img src=x" not in text.split('id="data">')[1]
+    assert browser.open(folder / "report.html") == []
+    assert browser.evaluate("document.querySelectorAll('canvas.map').length") == 2
+    assert browser.evaluate("typeof window.__pwned") == "undefined"
+    assert browser.evaluate("document.querySelectorAll('img[src=x], svg').length") == 0
+    assert hostile in browser.evaluate("document.body.innerText")  # shown, as text

@@ -5,6 +5,7 @@ figure's colormaps, for zoom and hover, and sorts the tables. Functions of array
 from __future__ import annotations
 
 import base64
+import hashlib
 import html
 import io
 import json
@@ -56,14 +57,27 @@ def dataset_page(rows: list[dict], leaderboard: list[dict], boards: str, maps: d
 
 
 def page(data: dict) -> str:
-    """The page: its data as JSON, its style and its script inline."""
+    """The page: its data as JSON, its style and its script inline. Every user string (a file
+    name, a label, a setting, the output folder) is escaped for where it lands: the title as HTML
+    text, the data as JSON whose <, > and & are \\u escapes (a name holding "<!--<script>" ended
+    the data's script block, and the page stayed blank), the rest set by the script as text or
+    attribute values, never as markup. A Content-Security-Policy lets only the page's own script
+    run (by its hash): no inline handler, no other script, nothing fetched."""
     assets = resources.files("heatkit.pipeline")
-    text = json.dumps(_plain(data), default=str, allow_nan=False).replace("</", "<\\/")  # no </script> in it
+    text = json.dumps(_plain(data), default=str, allow_nan=False)
+    for character, escape in (("<", "\\u003c"), (">", "\\u003e"), ("&", "\\u0026"), ("\u2028", "\\u2028"),
+                              ("\u2029", "\\u2029")):
+        text = text.replace(character, escape)
+    script = f"\n{assets.joinpath('report.js').read_text()}"
+    digest = base64.b64encode(hashlib.sha256(script.encode()).digest()).decode()
+    policy = (f"default-src 'none'; script-src 'sha256-{digest}'; style-src 'unsafe-inline'; img-src data:; "
+              "base-uri 'none'; form-action 'none'")
     return (f"<!doctype html>\n<html lang=\"en\">\n<head>\n<meta charset=\"utf-8\">\n"
+            f"<meta http-equiv=\"Content-Security-Policy\" content=\"{policy}\">\n"
             f"<title>{html.escape(data['title'])}</title>\n"
             f"<style>\n{assets.joinpath('report.css').read_text()}</style>\n</head>\n<body>\n"
             f"<script type=\"application/json\" id=\"data\">{text}</script>\n"
-            f"<script>\n{assets.joinpath('report.js').read_text()}</script>\n</body>\n</html>\n")
+            f"<script>{script}</script>\n</body>\n</html>\n")
 
 
 def _map_entry(key: str, name: str, result, figure: dict, luts: dict) -> dict:
