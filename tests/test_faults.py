@@ -279,3 +279,58 @@ def test_a_constant_map_has_no_similarity_and_the_growing_patch_fits_small_input
     assert np.isnan(row["spearman"]) and np.isnan(row["ssim"]) and "constant" in row["undefined"]
     grown = heatkit.growing_patch(small_model_path, None, ["grad"], progress=False)
     assert sorted({row["patch"] for row in grown.rows}) == [0, 1, 3, 5]  # of the 15 x 15 input
+
+
+def test_a_disk_that_fills_during_a_dataset_keeps_every_finished_image(small_model_path, tmp_path, monkeypatch,
+                                                                          capsys):
+    """The disk filling at the fourth image deleted the dataset folder with the three finished; the
+    resume then computed everything again."""
+    from heatkit.pipeline import output
+
+    written, savez = [], np.savez_compressed
+
+    def fills(*args, **kwargs):
+        if len(written) == 3:
+            raise OSError(errno.ENOSPC, "No space left on device")
+        written.append(1)
+        return savez(*args, **kwargs)
+
+    argv = ["-mp", small_model_path, "--dataset", "random:6", "--workers", 0, "-hm", "grad", "-op", tmp_path, "-q",
+            "--set", "backend='torch'", "--set", "faithfulness.curves=False"]
+    monkeypatch.setattr(output.np, "savez_compressed", fills)
+    assert run_cli(*argv) == 2
+    assert "No space left on device" in capsys.readouterr().err
+    [folder] = [path for path in tmp_path.iterdir()]
+    assert len(list((folder / "maps").glob("*.npz"))) == 3
+    monkeypatch.setattr(output.np, "savez_compressed", savez)
+    assert run_cli(*argv) == 0
+    assert "6 images (3 computed now)" in capsys.readouterr().out
+
+
+def test_two_files_of_the_same_pixels_keep_a_row_each_and_share_the_map(small_model_path, tmp_path):
+    """One image disappeared and the other's rows came twice ("2 images (3 computed now)")."""
+    root = tmp_path / "data"
+    gray(root / "cat" / "a.png", seed=3), gray(root / "dog" / "b.png", seed=3), gray(root / "dog" / "c.png", seed=4)
+    found = heatkit.explain_dataset(small_model_path, str(root), ["grad"], settings={**SETTINGS, "faithfulness.curves":
+                                    False}, workers=0, out=tmp_path / "out", progress=False)
+    rows = {row["image"].removeprefix(str(root) + "/"): row for row in found.rows}
+    assert set(rows) == {"cat/a.png", "dog/b.png", "dog/c.png"} and len(found.rows) == 3
+    assert (rows["cat/a.png"]["label"], rows["dog/b.png"]["label"]) == ("cat", "dog")
+    assert rows["cat/a.png"]["key"] == rows["dog/b.png"]["key"] and found.computed == 2
+
+
+def test_a_dataset_whose_every_map_fails_is_summarised(tmp_path):
+    """A model of NaN weights: every map an error row (right), then a ZeroDivisionError drawing the summary."""
+    torch = frameworks.torch()
+    net = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(15 * 15, 4))
+    with torch.no_grad():
+        net[1].weight.fill_(float("nan"))
+    torch.save(net.state_dict(), tmp_path / "nan.pt")
+    (tmp_path / "net.py").write_text("import torch\n\ndef build():\n    return torch.nn.Sequential(torch.nn.Flatten(), "
+                                     "torch.nn.Linear(15 * 15, 4))\n")
+    root = tmp_path / "data"
+    gray(root / "a.png"), gray(root / "b.png", 1)
+    found = heatkit.explain_dataset(f"{tmp_path / 'net.py'}:build", str(root), ["grad", "occlusion"], workers=0,
+                                    out=tmp_path / "out", trust=True, progress=False,
+                                    settings={"weights": str(tmp_path / "nan.pt"), "input_size": [15, 15]})
+    assert all("not finite" in row["error"] for row in found.rows) and (found.folder / "summary.png").is_file()

@@ -334,7 +334,9 @@ def run(job: Job, dataset: list[Item], model, scheduler: str | None, workers: in
     try:
         with _lock(folder):
             (folder / "maps").mkdir(parents=True, exist_ok=True)
-            todo = [item for item in dataset if item.error is None and not finished(_file_of(folder, item))]
+            # an image's map is computed once, however many files hold its pixels (each keeps its row)
+            todo = list({item.key: item for item in dataset
+                         if item.error is None and not finished(_file_of(folder, item))}.values())
             batches = [todo[start:start + batch_size] for start in range(0, len(todo), batch_size)]
             if batches:
                 with _cluster(scheduler, workers, timeout) as client:
@@ -345,8 +347,8 @@ def run(job: Job, dataset: list[Item], model, scheduler: str | None, workers: in
             rows = [row for item in dataset for row in (error_rows(item) if item.error is not None else
                                                          _rows_of(job, folder, item))]
             notes = grade_together(rows, [_file_of(folder, item) for item in dataset if item.error is None], job.cfg)
-    except UsageError:
-        if made:
+    except UsageError:  # a folder this run made goes, unless it holds finished images (a full disk keeps them)
+        if made and not any((folder / "maps").glob("*.npz")):
             shutil.rmtree(folder, ignore_errors=True)
         raise
     return DatasetRun(folder, rows, len(todo), model.ground_truth is not None, notes)
@@ -384,10 +386,11 @@ def _file_of(folder: Path, item: Item | str) -> Path:
 
 
 def _rows_of(job: Job, folder: Path, item: Item) -> list[dict]:
-    """An image's rows, computed again here where its file was damaged after its task wrote it."""
-    if not finished(_file_of(folder, item)):
-        return explain_batch(job, [item])
-    return read_rows(_file_of(folder, item))
+    """An image's rows, computed again here where its file was damaged after its task wrote it: the
+    file is the pixels', the rows the file's (two files of the same pixels share the maps, each
+    keeping its own name and label)."""
+    rows = read_rows(_file_of(folder, item)) if finished(_file_of(folder, item)) else explain_batch(job, [item])
+    return [{**row, "image": item.source, "label": item.label} for row in rows]
 
 
 @contextmanager
@@ -556,6 +559,11 @@ def summary_figure(rows: list[dict]):
 
     methods = list(dict.fromkeys(row["method"] for row in rows if row["method"] is not None))
     shown = [name for name in SCORES if any(row.get(name) is not None for row in rows)]
+    if not shown:  # every map failed (a model of NaN weights): nothing to draw but that
+        fig = Figure(figsize=(6, 1.2))
+        fig.text(0.5, 0.5, "no method gave a map of any image: see the errors in results.csv", ha="center",
+                 va="center", fontsize=10)
+        return fig
     columns = min(len(shown), SUMMARY_COLUMNS)
     lines = -(-len(shown) // columns)
     fig = Figure(figsize=(2.6 * columns, lines * (0.25 * len(methods) + 1.6)))
