@@ -48,6 +48,39 @@ def huge_png(t):
     return write(t / "huge.png", b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header) + chunk(b"IEND", b""))
 
 
+def fifo(t):
+    import os
+
+    os.mkfifo(t / "pipe.png")
+    return t / "pipe.png"
+
+
+def float_tiff(t, value: float):
+    """A float TIFF with one pixel of `value` (inf, 1e30): clipped to white before, where NaN was refused."""
+    pixels = np.full((15, 15), 0.5, np.float32)
+    pixels[3, 4] = value
+    Image.fromarray(pixels, mode="F").save(t / "float.tif")
+    return t / "float.tif"
+
+
+def pickle_as_safetensors(t):
+    torch = frameworks.torch()
+    torch.save({"conv.weight": torch.zeros(2)}, t / "w.safetensors")
+    return t / "w.safetensors"
+
+
+def huge_onnx(t):
+    """A linear model whose input declares 100000 x 100000 pixels."""
+    import onnx
+    from onnx import helper
+
+    graph = helper.make_graph([helper.make_node("Flatten", ["x"], ["y"])], "huge",
+                              [helper.make_tensor_value_info("x", onnx.TensorProto.FLOAT, [1, 1, 100000, 100000])],
+                              [helper.make_tensor_value_info("y", onnx.TensorProto.FLOAT, [1, None])])
+    onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)]), t / "huge.onnx")
+    return t / "huge.onnx"
+
+
 def saved_model_folder(t):
     (t / "saved").mkdir()
     return write(t / "saved" / "saved_model.pb", b"")
@@ -103,7 +136,7 @@ CATALOGUE = {
     "decompression bomb": (lambda t, m: ["-ip", png(t / "big.png"), "-mp", m, "--set", "max_image_pixels=1000"],
                            "more than the limit of 1,000 (max_image_pixels"),
     "900-megapixel PNG": (lambda t, m: ["-ip", huge_png(t), "-mp", m], "more than the limit of 50,000,000"),
-    "float image of NaN": (lambda t, m: ["-ip", nan_tiff(t), "-mp", m], "225 NaN or infinite values"),
+    "float image of NaN": (lambda t, m: ["-ip", nan_tiff(t), "-mp", m], "225 pixels that are not finite levels"),
     # model files
     "missing model": (lambda t, m: ["-mp", t / "none.h5"], "check the path given to -mp"),
     "a project model not built": (lambda t, m: ["-mp", t / "models" / "digits.h5"], "build it with: make models"),
@@ -168,7 +201,33 @@ CATALOGUE = {
     "experiment without a map": (lambda t, m: ["-mp", m, "-hm", "cam", "--sanity", "cascading"],
                                  "no chosen method gave a map"),
     "rerun of a missing record": (lambda t, m: ["--rerun", t / "run.json"], "cannot repeat"),
-    "labels file missing": (lambda t, m: ["-mp", m, "--labels", t / "labels.txt"], "cannot read labels file"),
+    "labels file missing": (lambda t, m: ["-mp", m, "--labels", t / "labels.txt"], "labels.txt is not found"),
+    # files that are not files, and files that lie
+    "a FIFO as the image": (lambda t, m: ["-mp", m, "-ip", fifo(t)], "not a regular file"),
+    "a FIFO as the config": (lambda t, m: ["-mp", m, "--config", fifo(t)], "not a regular file"),
+    "a FIFO as the labels": (lambda t, m: ["-mp", m, "--labels", fifo(t)], "not a regular file"),
+    "a TIFF of infinities": (lambda t, m: ["-mp", m, "-ip", float_tiff(t, np.inf)], "not finite levels"),
+    "a TIFF of 1e30": (lambda t, m: ["-mp", m, "-ip", float_tiff(t, 1e30)], "not finite levels"),
+    "a pickle named .safetensors": (lambda t, m: ["-mp", f"{net_code(t)}:build", "--trust-model", "--weights",
+                                                  pickle_as_safetensors(t)], "cannot load"),
+    "safetensors whose header lies": (lambda t, m: ["-mp", f"{net_code(t)}:build", "--trust-model", "--weights",
+                                                    write(t / "w.safetensors", (10**9).to_bytes(8, "little") + b"{}")],
+                                      "cannot load"),
+    "ONNX of a huge declared input": (lambda t, m: ["-mp", huge_onnx(t)], "more than 50,000,000"),
+    # config files that go wrong
+    **{f"config raising {error}": (lambda t, m, code=code: ["-mp", m, "--config", write(t / "c.py", code.encode())],
+                                   error) for error, code in (("NameError", "ig = dict(steps=step)\n"),
+                                                              ("ZeroDivisionError", "x = 1 / 0\n"),
+                                                              ("ModuleNotFoundError", "import nothing_here\n"))},
+    "config exiting": (lambda t, m: ["-mp", m, "--config", write(t / "c.py", b"raise SystemExit(0)\n")],
+                       "called exit(0)"),
+    "config a folder": (lambda t, m: ["-mp", m, "--config", t], "not a regular file"),
+    "config of a NaN": (lambda t, m: ["-mp", m, "--config", write(t / "c.py", b"sg = dict(noise_scale=float('nan'))\n")],
+                        "sg.noise_scale must be a finite number"),
+    "config of a bad JSON value": (lambda t, m: ["-mp", m, "--config", write(t / "c.json", b'{"ig": {"steps": 0}}')],
+                                   "ig.steps must be at least 2"),
+    "config naming a group": (lambda t, m: ["-mp", m, "--config", write(t / "c.py", b"ig = 5\n")],
+                              "ig is a group of settings"),
     # the dataset mode
     "dataset count not a number": (lambda t, m: ["-mp", m, "--dataset", "random:many"], "give random:N"),
     "dataset folder missing": (lambda t, m: ["-mp", m, "--dataset", t / "none"], "give a folder of images"),

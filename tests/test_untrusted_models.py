@@ -85,3 +85,48 @@ def test_a_trusted_lambda_model_runs_every_kind_of_method_and_its_sanity_check(t
             if "center_value" in row} == set(methods)
     assert run_cli("-mp", path, "--trust-model", "--sanity", "noise", "--set", "sanity.noise_levels=[0.5]",
                    "-hm", *methods, "-op", tmp_path / "sanity", "-q") == 0
+
+
+def test_a_torchscript_file_that_writes_files_runs_only_with_trust(tmp_path, capsys):
+    """A scripted forward that fills torch.from_file(path, shared=True) wrote a file at any path
+    (a .pth line in site-packages is code at the next start) and ran without --trust-model."""
+    torch = frameworks.torch()
+    marker = tmp_path / MARKER
+
+    class Writer(torch.nn.Module):
+        target: str
+
+        def __init__(self):
+            super().__init__()
+            self.fc, self.target = torch.nn.Linear(15 * 15, 3), str(marker)
+
+        def forward(self, x):
+            written = torch.from_file(self.target, shared=True, size=8, dtype=torch.uint8)
+            written.fill_(65)
+            return self.fc(x.flatten(1)) + 0 * written.sum()  # used, so that TorchScript keeps the write
+
+    path = tmp_path / "writer.pt"
+    torch.jit.script(Writer()).save(str(path))
+    assert run_cli("-mp", path, "-hm", "grad", "-op", tmp_path / "out") == 2
+    err = capsys.readouterr().err
+    assert "TorchScript, a program" in err and "--trust-model" in err and err.count("\n") == 1
+    assert not marker.exists()
+    assert run_cli("-mp", path, "--trust-model", "-hm", "grad", "-op", tmp_path / "out", "-q",
+                   "--set", "faithfulness.curves=False") == 0
+    assert marker.read_bytes() == b"A" * 8  # trusted, it is the program it is
+
+
+def test_a_rerun_never_takes_trust_from_the_record(tmp_path, capsys):
+    """run.json recorded "trust": true for -mp net.py:build, and --rerun ran its code without
+    --trust-model."""
+    (tmp_path / "net.py").write_text("import torch\n\ndef build():\n    torch.manual_seed(0)\n    return "
+                                     "torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(15 * 15, 3))\n")
+    argv = ["-hm", "grad", "-q", "--set", "faithfulness.curves=False"]
+    assert run_cli("-mp", f"{tmp_path / 'net.py'}:build", "--trust-model", "--input-size", "15", "-op",
+                   tmp_path / "first", *argv) == 0
+    [folder] = (tmp_path / "first").iterdir()
+    capsys.readouterr()
+    assert run_cli("--rerun", folder / "run.json", "-op", tmp_path / "again", "-q") == 2
+    assert "give --trust-model with --rerun" in capsys.readouterr().err
+    assert not (tmp_path / "again").exists() or not any((tmp_path / "again").iterdir())
+    assert run_cli("--rerun", folder / "run.json", "--trust-model", "-op", tmp_path / "again", "-q") == 0

@@ -97,7 +97,7 @@ def load_image(path: str | Path, shape: tuple[int, int, int], max_pixels: int = 
     (H, W): squashed to it, or ("center_crop") resized to cover it and cropped to its center.
     16-bit images keep their 16 bits; an alpha channel is dropped (the colors stay as stored);
     palette and CMYK images are converted. Images over `max_pixels` are refused unread, images
-    with NaN or infinite pixels refused. A resize that changes the aspect ratio, or enlarges the
+    whose levels are not finite values of 0 to 65535 (NaN, inf, 1e30) refused. A resize that changes the aspect ratio, or enlarges the
     image, by more than `max_stretch` adds a line to `notes`."""
     path = Path(path)
     height, width, channels = shape
@@ -115,9 +115,6 @@ def load_image(path: str | Path, shape: tuple[int, int, int], max_pixels: int = 
     except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as error:
         raise UsageError(f"cannot read {path} as an image ({error}); give an image file that PIL reads (PNG, JPEG, "
                          "BMP, TIFF, ...), whole") from None
-    if not np.isfinite(pixels).all():
-        count = int(pixels.size - np.isfinite(pixels).sum())
-        raise UsageError(f"{path} has {count:,} NaN or infinite values; give an image of finite pixels")
     return pixels.reshape(height, width, channels)
 
 
