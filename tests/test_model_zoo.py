@@ -271,3 +271,12 @@ def test_an_onnx_operation_without_a_converter_is_named(tmp_path, capsys):
     assert run_cli("-mp", tmp_path / "custom.onnx", "-op", tmp_path / "out") == 2
     err = capsys.readouterr().err
     assert "Frobnicate" in err and err.count("\n") == 1
+
+
+def test_a_name_with_spaces_is_the_name_without_them():
+    """-mp "timm: resnet18 " hung for 300 s and more with no output."""
+    from heatkit.model import Model, zoo
+
+    assert zoo.parse("timm: resnet18 ") == zoo.Named("timm", "resnet18")
+    assert zoo.parse(" torchvision :resnet18(num_classes=3)") == zoo.Named("torchvision", "resnet18", {"num_classes": 3})
+    assert Model("timm: resnet18 ").name == "timm:resnet18"

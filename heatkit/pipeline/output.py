@@ -90,17 +90,18 @@ def publish_run(out: Path, stem: str, interrupted: bool, write: Callable[[Path],
                 draw: Callable[[Path], None], incomplete: Callable[[Path], None]) -> tuple[Path, bool]:
     """A run folder in `out`, written into a hidden folder and published whole: the folder, and
     whether the run is incomplete. The promise on Ctrl-C and SIGTERM: a first one keeps all
-    finished work, and a second ends at once without spoiling what is written. So write(folder)
-    (the data: quick) holds every signal; then draw(folder) (the figures: slow) stops at a
-    finished run's second signal or an interrupted run's first; every file is written whole or
-    not at all (atomic), and a run stopped or interrupted is marked by incomplete(folder), signals
-    held again, and published with what it has."""
+    finished work, figures included (a double tap of Ctrl-C is one), and a further one ends the
+    saving at once without spoiling what is written. So write(folder) (the data: quick) holds
+    every signal; then draw(folder) (the figures: slow) stops at the second signal that came while
+    the folder was written; every file is written whole or not at all (atomic), and a run stopped
+    or interrupted is marked by incomplete(folder), signals held again, and published with what it
+    has."""
     with _signals_counted() as signals:
         folder = RunFolder(out, stem)
         try:
             write(folder.path)
             try:
-                signals.stop_at(1 if interrupted else 2)
+                signals.stop_at(2)
                 draw(folder.path)
             except KeyboardInterrupt:
                 interrupted = True
