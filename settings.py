@@ -130,7 +130,10 @@ figure = dict(
 # probability as the map's top-ranked regions are deleted (set to the baseline), or inserted into
 # the baseline image, step by step; and MoRF AOPC. A seeded random ranking is scored beside them.
 faithfulness = dict(
-    curves=True,  # False: no curves (heatmap runs only; experiments never draw them)
+    # "auto": the curves (and the metrics that evaluate the model) where they cost no more model passes
+    # than the maps, or the model's first layer is affine; True, False: always, never (--curves,
+    # --no-curves). Heatmap runs only: experiments never draw them
+    curves="auto",
     patch=1,  # side of the square regions ranked and switched together; 1: pixels
     regions_per_step=0,  # regions switched per step; 0: 1% of them (about 100 steps)
     ranking="signed",  # "signed": largest attribution first; "absolute": largest magnitude first
@@ -250,8 +253,12 @@ rollout = dict(
 # probability when a patch covering it is set to `fill`, averaged over the patches covering it; or,
 # with a mask, when its region is.
 occlusion = dict(
-    patch=1,  # side of the square patch, in pixels (1: every pixel alone)
-    stride=1,  # step between patch positions; the last row and column of patches are always included
+    # side of the square patch, in pixels (1: every pixel alone); None: every pixel alone on a model
+    # whose first layer is affine, else 16 at 224 x 224, the same share of other sizes
+    patch=None,
+    # step between patch positions (the last row and column of patches are always included); None:
+    # half the patch
+    stride=None,
     fill=0.0,  # the pixels a patch is set to: 0 black, 1 white, "mean"
     # None: the sliding patches above; or regions filled one at a time, "pixels", "patch:N" (a grid
     # of N x N squares) or "superpixels" (SLIC)

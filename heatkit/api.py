@@ -27,13 +27,14 @@ import numpy as np
 
 from heatkit.base import data, frameworks
 from heatkit.base.errors import UsageError
+from heatkit.base.progress import say
 from heatkit.base.images import image_files, load_image, random_image, set_center, unique_stems
 from heatkit.methods.registry import BACKENDS, REGISTRY, comparable, expand
 from heatkit.methods.registry import SETTINGS as METHODS
 from heatkit.metrics import registry as metrics
 from heatkit.metrics import road
 from heatkit.model import Model
-from heatkit.pipeline import config, experiments, meta_evaluation, variants
+from heatkit.pipeline import config, cost, experiments, meta_evaluation, variants
 from heatkit.pipeline import dataset as dataset_mode
 from heatkit.pipeline.dataset import DatasetRun
 from heatkit.pipeline.explain import completeness_note, saturation_note
@@ -92,6 +93,9 @@ def explain(model: Source = None, images: Images = None, methods: str | list[str
     backends = list(BACKENDS) if compare_backends else [model.gradient_backend(cfg["backend"])]
     model.load({REGISTRY[key].runs_on(backend, model.frameworks) for key in keys for backend in backends})
     inputs, notes = _inputs(images, files, model, cfg, center_level)
+    planned = cost.plan(model, keys, cfg, len(inputs) * len(backends))
+    cfg = config.update(cfg, {"faithfulness.curves": planned.curves})  # "auto" decided, and recorded so
+    say(cost.describe(planned, cost.timed(model), cfg['perturbation']['warn_seconds']) if progress else "", progress)
     request = _request("explain", model, cfg, files, keys, target=target, compare_backends=compare_backends,
                        center_level=center_level, trust=trust)
     notes = model.notes + notes
@@ -259,6 +263,9 @@ def explain_dataset(model: str | Path | None = None, dataset: str = "random:100"
     loaded = _model(model, cfg, trust, progress)
     backend = loaded.gradient_backend(cfg["backend"])
     images, notes = dataset_mode.items(dataset, loaded, cfg)
+    planned = cost.plan(loaded, keys, cfg, len(images))
+    cfg = config.update(cfg, {"faithfulness.curves": planned.curves})  # "auto" decided, as for one image
+    say(cost.describe(planned, cost.timed(loaded), cfg['perturbation']['warn_seconds']) if progress else "", progress)
     stem = loaded.named.architecture if loaded.named else Path(loaded.name.partition(":")[0]).stem
     name = "".join(char if char.isalnum() else "_" for char in f"{dataset}_{stem}")
     folder = Path(out or cfg["out_path"]) / f"dataset_{name}"
@@ -273,9 +280,13 @@ def explain_dataset(model: str | Path | None = None, dataset: str = "random:100"
 
 # ---- shared checks and preparation ----
 def _model(source: Source, cfg: dict, trust: bool, progress: bool) -> Model:
-    """The model, set up with the run's preprocessing and engine options."""
-    return source.configure(cfg, progress) if isinstance(source, Model) else \
-        Model.from_settings(cfg["model_path"] if source is None else source, cfg, trust, progress)
+    """The model, set up with the run's preprocessing and engine options; "loading" said first (a
+    ResNet-50 from a file takes a minute or more of silence otherwise)."""
+    if isinstance(source, Model):
+        return source.configure(cfg, progress)
+    source = cfg["model_path"] if source is None else source
+    say(f"loading {source if isinstance(source, (str, Path)) else f'the {type(source).__name__} given'}", progress)
+    return Model.from_settings(source, cfg, trust, progress)
 
 
 def _layers_named(settings: dict | list[str] | None, model: Source) -> dict | list[str]:

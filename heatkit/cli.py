@@ -81,6 +81,12 @@ def build_parser() -> Parser:
                         help="input scaling: pixels in [0, 1], in [0, 255], ImageNet mean/std (imagenet, torch), "
                              "in [-1, 1] (tf), or BGR bytes less ImageNet's mean (caffe), as keras.applications' "
                              "modes (default: settings.preprocess)")
+    curves = parser.add_mutually_exclusive_group()
+    curves.add_argument("--curves", dest="curves", action="store_const", const=True,
+                        help="draw the faithfulness curves and score the metrics that evaluate the model, whatever "
+                             "they cost (default: where they cost no more model passes than the maps)")
+    curves.add_argument("--no-curves", dest="curves", action="store_const", const=False,
+                        help="leave the faithfulness curves and the metrics that evaluate the model out")
     parser.add_argument("--labels", type=Path, metavar="FILE", help="class names, one per line, shown in the figure")
     parser.add_argument("--skip-bad-images", action="store_true",
                         help="skip, with a note, the image files of -ip that cannot be read, instead of refusing the run")
@@ -342,7 +348,7 @@ def flag_settings(args) -> list[str]:
     flags = {"model_path": args.model_path, "weights": args.weights, "custom_objects": args.custom_objects,
              "out_path": args.out_path, "seed": args.seed,
              "backend": args.backend, "device": args.device, "input_size": args.input_size,
-             "skip_bad_images": args.skip_bad_images or None}
+             "skip_bad_images": args.skip_bad_images or None, "faithfulness.curves": args.curves}
     overrides = [f"{key}={value if isinstance(value, (int, list)) else str(value)!r}" for key, value in flags.items()
                  if value is not None]
     return overrides + ([f"preprocess={args.preprocess!r}"] if args.preprocess else [])

@@ -62,6 +62,14 @@ class Settings:
                 if isinstance(setting.rule.rule if isinstance(setting.rule, Optional) else setting.rule, PixelValue)]
 
 
+GRADIENT_PASSES = 3  # a forward and a backward pass, in forward passes: what a gradient costs
+
+
+def gradient_pass(model, params) -> int:
+    """The cost of a method that takes one gradient of one image."""
+    return GRADIENT_PASSES
+
+
 def one_image(batched: Callable) -> Callable:
     """The contract's one-image function of a method's function of a batch of images."""
     def function(model, image, target, params):
@@ -85,6 +93,10 @@ class Method:
     # the setting holding the reference whose logit the map's sum should explain the change from
     # (IG's, DeepLIFT's): the run reports each map's completeness gap against it
     reference: str | None = None
+    # passes(model, params): the forward passes of one image (a backward pass counted as two) the
+    # method makes, from its settings and the model's input, without running it; None where it
+    # depends on what only running tells (a layer's channels). The run's cost estimate sums them.
+    passes: Callable[[Any, dict], int | None] = gradient_pass
 
     @property
     def backends(self) -> tuple[str, ...]:

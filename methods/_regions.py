@@ -22,6 +22,18 @@ def labels(image: np.ndarray, mask: str, slic: dict = SLIC) -> np.ndarray:
     return superpixels(image, **slic)
 
 
+def count(shape: tuple[int, int, int], mask: str, slic: dict = SLIC) -> int | None:
+    """The regions of a mask on an input of `shape`, without an image: None for superpixels, which
+    only the image tells (about n_segments)."""
+    height, width, _ = shape
+    kind, _, size = mask.partition(":")
+    if kind == "pixels":
+        return height * width
+    if kind == "patch":
+        return -(-height // int(size)) * -(-width // int(size))
+    return None
+
+
 def superpixels(image: np.ndarray, n_segments: int, compactness: float, sigma: float) -> np.ndarray:
     from skimage.segmentation import slic
 

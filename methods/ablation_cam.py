@@ -53,4 +53,5 @@ METHOD = Method("ablationcam", "Ablation-CAM", Paper(
     "Localization", "https://openaccess.thecvf.com/content_WACV_2020/papers/Desai_Ablation-CAM_Visual_Explanations_for_"
     "Deep_Convolutional_Network_via_Gradient-free_Localization_WACV_2020_paper.pdf"),
     Needs.CONV_LAYER, cam_method(ablationcam, ("torch",)), SETTINGS, cheaper="choose a layer with fewer channels in "
-                                                                           "gradcam.layers")
+                                                                           "gradcam.layers",
+    passes=lambda model, params: None)  # a pass a channel of the layer

@@ -33,7 +33,7 @@ from heatkit.base.errors import NotApplicable
 from heatkit.base.rules import PixelValue
 from heatkit.methods import _keras_rules, channel_sum
 from heatkit.methods._activations import derivative, replaced
-from heatkit.methods._entry import Method, Needs, Paper, Setting, Settings, one_image
+from heatkit.methods._entry import GRADIENT_PASSES, Method, Needs, Paper, Setting, Settings, one_image
 
 NEAR_ZERO = 1e-10  # captum's threshold below which the secant becomes the derivative
 
@@ -169,4 +169,5 @@ SETTINGS = Settings("deeplift", "deeplift: DeepLIFT (Shrikumar et al. 2017), Res
 METHOD = Method("deeplift", "DeepLIFT", Paper(
     "Shrikumar et al. 2017", "Learning Important Features Through Propagating Activation Differences",
     "https://arxiv.org/abs/1704.02685"), Needs.GRADIENTS, {"keras": keras, "torch": torch}, SETTINGS,
-    batched={"torch": torch_batch}, reference="baseline")
+    batched={"torch": torch_batch}, reference="baseline",
+    passes=lambda model, params: GRADIENT_PASSES + 1)  # and the baseline's own forward pass

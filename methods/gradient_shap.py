@@ -11,7 +11,7 @@ import numpy as np
 
 from heatkit.base.rules import Choice, Float, Int, PixelValue
 from heatkit.methods import _captum, _keras_rules, channel_sum
-from heatkit.methods._entry import SEED, Method, Needs, Paper, Setting, Settings
+from heatkit.methods._entry import GRADIENT_PASSES, SEED, Method, Needs, Paper, Setting, Settings
 
 
 def keras(model, image, target, params):
@@ -55,4 +55,5 @@ SETTINGS = Settings("gradshap", "gradshap: GradientSHAP (Lundberg & Lee 2017, ca
 })
 METHOD = Method("gradshap", "GradientSHAP", Paper(
     "Lundberg & Lee 2017", "A Unified Approach to Interpreting Model Predictions", "https://arxiv.org/abs/1705.07874"),
-    Needs.GRADIENTS, {"keras": keras, "torch": torch}, SETTINGS)
+    Needs.GRADIENTS, {"keras": keras, "torch": torch}, SETTINGS,
+    cheaper="lower gradshap.samples", passes=lambda model, params: GRADIENT_PASSES * params["samples"])

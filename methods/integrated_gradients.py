@@ -13,7 +13,7 @@ import numpy as np
 
 from heatkit.base.rules import Choice, Int, PixelValue
 from heatkit.methods import _captum, _keras_rules, channel_sum
-from heatkit.methods._entry import Method, Needs, Paper, Setting, Settings
+from heatkit.methods._entry import GRADIENT_PASSES, Method, Needs, Paper, Setting, Settings
 
 
 def keras(model, image, target, params):
@@ -57,4 +57,5 @@ SETTINGS = Settings("ig", "ig: Integrated Gradients (Sundararajan et al. 2017): 
 })
 METHOD = Method("ig", "Integrated Gradients", Paper(
     "Sundararajan et al. 2017", "Axiomatic Attribution for Deep Networks", "https://arxiv.org/abs/1703.01365"),
-    Needs.GRADIENTS, {"keras": keras, "torch": torch}, SETTINGS, reference="reference")
+    Needs.GRADIENTS, {"keras": keras, "torch": torch}, SETTINGS, reference="reference",
+    cheaper="lower ig.steps", passes=lambda model, params: GRADIENT_PASSES * params["steps"])

@@ -53,4 +53,4 @@ SETTINGS = Settings("shap", "shap: KernelSHAP (Lundberg & Lee 2017) from the sha
 METHOD = Method("shap", "KernelSHAP", Paper(
     "Lundberg & Lee 2017", "A Unified Approach to Interpreting Model Predictions", "https://arxiv.org/abs/1705.07874"),
     Needs.PROBABILITIES, {ANY: attribute}, SETTINGS,
-    cheaper="lower shap.nsamples")
+    cheaper="lower shap.nsamples", passes=lambda model, params: params["nsamples"])

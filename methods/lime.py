@@ -61,4 +61,4 @@ SETTINGS = Settings("lime", "lime: LIME (Ribeiro et al. 2016) from the lime pack
 METHOD = Method("lime", "LIME", Paper(
     "Ribeiro et al. 2016", '"Why Should I Trust You?": Explaining the Predictions of Any Classifier',
     "https://arxiv.org/abs/1602.04938"), Needs.PROBABILITIES, {ANY: attribute}, SETTINGS,
-    cheaper="lower lime.num_samples")
+    cheaper="lower lime.num_samples", passes=lambda model, params: params["num_samples"])

@@ -13,9 +13,9 @@ import numpy as np
 
 from heatkit.base import frameworks
 from heatkit.base.contract import WithExtras
-from heatkit.base.engine import progress_bar
+from heatkit.base.progress import progress_bar
 from heatkit.base.rules import Choice, Float, Int
-from heatkit.methods._entry import SEED, Method, Needs, Paper, Setting, Settings
+from heatkit.methods._entry import GRADIENT_PASSES, SEED, Method, Needs, Paper, Setting, Settings
 
 
 def attribute(model, image, target, params):
@@ -98,4 +98,5 @@ SETTINGS = Settings("mp", "mp: Meaningful Perturbation (Fong & Vedaldi 2017) on 
 })
 METHOD = Method("mp", "Meaningful Perturbation", Paper(
     "Fong & Vedaldi 2017", "Interpretable Explanations of Black Boxes by Meaningful Perturbation",
-    "https://arxiv.org/abs/1704.03296"), Needs.TORCH_MODULE, {"torch": attribute}, SETTINGS)
+    "https://arxiv.org/abs/1704.03296"), Needs.TORCH_MODULE, {"torch": attribute}, SETTINGS,
+    cheaper="lower mp.iterations", passes=lambda model, params: GRADIENT_PASSES * params["iterations"])

@@ -101,7 +101,15 @@ SETTINGS = Settings("pda", "pda: Prediction Difference Analysis (Zintgraf et al.
                                        "every level"),
     "seed": Setting(0, SEED, "seed of the draws"),
 })
+def passes(model, params) -> int:
+    height, width, channels = model.input_shape
+    if params["window"] == 1 and params["prior"] == "uniform":
+        return height * width * channels * params["levels"]
+    window = params["window"]
+    return (height - window + 1) * (width - window + 1) * params["samples"]
+
+
 METHOD = Method("pda", "PDA", Paper(
     "Zintgraf et al. 2017", "Visualizing Deep Neural Network Decisions: Prediction Difference Analysis",
     "https://arxiv.org/abs/1702.04595"), Needs.PROBABILITIES, {ANY: attribute}, SETTINGS,
-    cheaper="lower pda.levels (window 1) or pda.samples, or raise pda.window")
+    cheaper="lower pda.levels (window 1) or pda.samples, or raise pda.window", passes=passes)

@@ -50,4 +50,4 @@ SETTINGS = Settings("rise", "rise: RISE (Petsiuk et al. 2018): the mean of rando
 METHOD = Method("rise", "RISE", Paper(
     "Petsiuk et al. 2018", "RISE: Randomized Input Sampling for Explanation of Black-box Models",
     "https://arxiv.org/abs/1806.07421"), Needs.PROBABILITIES, {ANY: attribute}, SETTINGS,
-    cheaper="lower rise.num_masks")
+    cheaper="lower rise.num_masks", passes=lambda model, params: params["num_masks"])

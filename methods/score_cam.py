@@ -45,4 +45,4 @@ def corners_aligned(size: int, upsampled: int) -> np.ndarray:
 METHOD = Method("scorecam", "Score-CAM", Paper(
     "Wang et al. 2020", "Score-CAM: Score-Weighted Visual Explanations for Convolutional Neural Networks",
     "https://arxiv.org/abs/1910.01279"), Needs.CONV_LAYER, cam_method(scorecam), SETTINGS,
-    cheaper="choose a layer with fewer channels in gradcam.layers")
+    cheaper="choose a layer with fewer channels in gradcam.layers", passes=lambda model, params: None)  # a channel one

@@ -42,7 +42,12 @@ SETTINGS = Settings("shapley", "shapley: Shapley value sampling (Castro et al. 2
                                       'squares) or "superpixels" (SLIC)'),
     "seed": Setting(0, SEED),
 })
+def passes(model, params) -> int | None:
+    features = _regions.count(model.input_shape, params["mask"])
+    return None if features is None else params["samples"] * (features + 1)
+
+
 METHOD = Method("shapley", "Shapley Sampling", Paper(
     "Castro et al. 2009; Strumbelj & Kononenko 2010", "Polynomial calculation of the Shapley value based on sampling",
     "https://doi.org/10.1016/j.cor.2008.04.004"), Needs.PROBABILITIES, {ANY: attribute}, SETTINGS,
-    cheaper="lower shapley.samples, or give shapley.mask patches")
+    cheaper="lower shapley.samples, or give shapley.mask patches", passes=passes)

@@ -12,7 +12,7 @@ import numpy as np
 
 from heatkit.base.rules import Choice, Float, Int
 from heatkit.methods import _captum, _keras_rules, channel_sum
-from heatkit.methods._entry import SEED, Method, Needs, Paper, Setting, Settings
+from heatkit.methods._entry import GRADIENT_PASSES, SEED, Method, Needs, Paper, Setting, Settings
 
 # type -> the map of the noisy copies' gradients (copies first), element by element
 AGGREGATE = {
@@ -53,4 +53,5 @@ SETTINGS = Settings("sg", "sg: SmoothGrad (Smilkov et al. 2017): the mean gradie
 })
 METHOD = Method("sg", "SmoothGrad", Paper("Smilkov et al. 2017", "SmoothGrad: removing noise by adding noise",
                                           "https://arxiv.org/abs/1706.03825"),
-                Needs.GRADIENTS, {"keras": keras, "torch": torch}, SETTINGS)
+                Needs.GRADIENTS, {"keras": keras, "torch": torch}, SETTINGS,
+                cheaper="lower sg.augment_by_n", passes=lambda model, params: GRADIENT_PASSES * params["augment_by_n"])

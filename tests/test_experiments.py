@@ -212,7 +212,7 @@ def test_growing_patch_leaves_the_center_pixel_models_probabilities_alone(small_
     (["--growing-patch", "--set", "growing_patch.sizes=[40]"], "leaves the 15x15 image"),
 ])
 def test_experiment_arguments_that_make_no_sense_are_one_line(small_model_path, tmp_path, capsys, argv, message):
-    assert run_cli("-mp", small_model_path, *argv, "-op", tmp_path) == 2
+    assert run_cli("-mp", small_model_path, *argv, "-op", tmp_path, "-q") == 2
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and message in err
     assert not any(tmp_path.iterdir())

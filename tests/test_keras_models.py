@@ -105,7 +105,7 @@ def test_keras_3_files_and_foreign_savedmodels_are_told_the_onnx_route(tmp_path,
     with zipfile.ZipFile(tmp_path / "new.keras", "w") as archive:
         archive.writestr("metadata.json", json.dumps({"keras_version": "3.6.0"}))
         archive.writestr("config.json", json.dumps({"class_name": "Functional", "config": {"layers": []}}))
-    assert run_cli("-mp", tmp_path / "new.keras", "-op", tmp_path / "out") == 2
+    assert run_cli("-mp", tmp_path / "new.keras", "-op", tmp_path / "out", "-q") == 2
     err = capsys.readouterr().err
     assert "saved by Keras 3.6.0" in err and "model.export('new.onnx', format='onnx')" in err
     tf = frameworks.tensorflow()
@@ -113,7 +113,7 @@ def test_keras_3_files_and_foreign_savedmodels_are_told_the_onnx_route(tmp_path,
     module.scale = tf.Variable(2.0)
     module.f = tf.function(lambda x: module.scale * x, input_signature=[tf.TensorSpec([None, 4, 4, 1])])
     tf.saved_model.save(module, str(tmp_path / "plain"))
-    assert run_cli("-mp", tmp_path / "plain", "-op", tmp_path / "out") == 2
+    assert run_cli("-mp", tmp_path / "plain", "-op", tmp_path / "out", "-q") == 2
     err = capsys.readouterr().err
     assert "Keras did not write" in err and "tf2onnx.convert --saved-model" in err and err.count("\n") == 1
     assert not (tmp_path / "out").exists() or list((tmp_path / "out").iterdir()) == []

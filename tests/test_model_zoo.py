@@ -268,7 +268,7 @@ def test_an_onnx_operation_without_a_converter_is_named(tmp_path, capsys):
     onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17),
                                                       helper.make_opsetid("example.custom", 1)]),
               str(tmp_path / "custom.onnx"))
-    assert run_cli("-mp", tmp_path / "custom.onnx", "-op", tmp_path / "out") == 2
+    assert run_cli("-mp", tmp_path / "custom.onnx", "-op", tmp_path / "out", "-q") == 2
     err = capsys.readouterr().err
     assert "Frobnicate" in err and err.count("\n") == 1
 

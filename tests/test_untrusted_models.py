@@ -107,7 +107,7 @@ def test_a_torchscript_file_that_writes_files_runs_only_with_trust(tmp_path, cap
 
     path = tmp_path / "writer.pt"
     torch.jit.script(Writer()).save(str(path))
-    assert run_cli("-mp", path, "-hm", "grad", "-op", tmp_path / "out") == 2
+    assert run_cli("-mp", path, "-hm", "grad", "-op", tmp_path / "out", "-q") == 2
     err = capsys.readouterr().err
     assert "TorchScript, a program" in err and "--trust-model" in err and err.count("\n") == 1
     assert not marker.exists()

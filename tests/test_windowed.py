@@ -11,7 +11,8 @@ import pytest
 import create_model
 import heatkit
 from heatkit.base import frameworks
-from heatkit.base.engine import Engine, EngineOptions, Meter
+from heatkit.base.engine import Engine, EngineOptions
+from heatkit.base.progress import Meter
 from heatkit.model import Model
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -206,7 +207,7 @@ def test_a_long_run_says_so_first_with_what_makes_it_cheaper(monkeypatch):
     """Timed from the first chunk's end (its warm-up is not the rate) for a second: 12 evaluations
     in 2.5 s, 84 to go, 17.5 s."""
     clock = iter([0.5, 1.0, 3.0, 4.0])
-    monkeypatch.setattr("heatkit.base.engine.time.perf_counter", lambda: next(clock))
+    monkeypatch.setattr("heatkit.base.progress.time.perf_counter", lambda: next(clock))
     said = []
     meter = Meter("occlusion", enabled=False, warn_seconds=10, cheaper="raise occlusion.stride", say=said.append)
     meter.start(100)
@@ -220,12 +221,16 @@ def test_a_long_run_says_so_first_with_what_makes_it_cheaper(monkeypatch):
                     "raise occlusion.stride"]
 
 
-def test_no_warning_below_the_threshold_and_no_bar_in_a_log(image, capsys):
+def test_no_warning_below_the_threshold_and_one_line_a_step_in_a_log(image, capsys):
+    """stderr is no terminal here: no bar's carriage returns, but a line as the run loads, says its
+    cost and starts each method, and no warning of a long run (0: never; 3600: far off)."""
     model = NETS["plain CNN"].float()
     for seconds in (0, 3600):
         heatkit.explain(model, image, ["occlusion"], settings={"perturbation.warn_seconds": seconds,
                                                               "input_size": [SIDE, SIDE]})
-    assert capsys.readouterr().err == ""  # stderr is no terminal here: no progress lines either
+    lines = capsys.readouterr().err.splitlines()
+    assert [line.split()[0] for line in lines] == ["loading", "this", "occlusion"] * 2 and "\r" not in "".join(lines)
+    assert not any("to go" in line or "cheaper" in line for line in lines)
 
 
 def test_krypton_approximate_mode_recomputes_a_fraction_of_each_side(rng):

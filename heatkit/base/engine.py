@@ -32,8 +32,6 @@ Inputs are indexed in the flattened (H, W, C) order of the image.
 from __future__ import annotations
 
 import os
-import sys
-import time
 from concurrent.futures import ThreadPoolExecutor, as_completed
 from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass, replace
@@ -41,7 +39,8 @@ from functools import cached_property
 from typing import Callable, ContextManager
 
 import numpy as np
-from tqdm import tqdm
+
+from heatkit.base.progress import Meter
 
 CACHE_BYTES = 2 << 20  # fast-path working set per chunk: PDA measured fastest at 2 MB (L2 is 512 KB a core)
 PROBE = 8  # evaluations in the first chunk of full passes: a slow model is timed on few
@@ -55,65 +54,6 @@ FULL_PASS_IMAGES = 8
 # evaluation pays the graph's Python overhead for a handful of rows (one Shapley walk over a
 # 32 x 32 RGB ResNet-18 input took 32 s, and 2 s as batched full passes)
 WINDOWED_WALKS = 8
-TIMED_SECONDS = 1.0  # evaluations timed before the cost of the rest is estimated
-
-
-def progress_bar(total: int, desc: str, unit: str, enabled: bool) -> tqdm:
-    """The toolkit's progress bar: on stderr where that is a terminal (a log gets no carriage-return
-    lines), gone when done, off with -q."""
-    return tqdm(total=total, desc=desc, unit=unit, unit_scale=True, file=sys.stderr,
-                disable=not (enabled and sys.stderr.isatty()), leave=False)
-
-
-def duration(seconds: float) -> str:
-    return f"{seconds:.0f} s" if seconds < 120 else f"{seconds / 60:.0f} min" if seconds < 7200 else \
-        f"{seconds / 3600:.1f} h"
-
-
-class Meter:
-    """One method's progress over all its engine calls: one bar, and one line before a long run.
-
-    Each call adds its evaluations (start) and times them as they finish, from its first chunk on
-    (which pays the call's warm-up): once a second of them says that the evaluations still to come
-    would take longer than `warn_seconds` (0: never), it says so, once, with what makes the method
-    cheaper."""
-
-    def __init__(self, desc: str, enabled: bool, warn_seconds: float = 0.0, cheaper: str = "",
-                 say: Callable[[str], None] | None = None):
-        self.bar = progress_bar(0, desc, "eval", enabled)
-        self.desc, self.warn_seconds, self.cheaper = desc, warn_seconds, cheaper
-        self.say = say or (lambda line: tqdm.write(line, file=sys.stderr))
-        self.expected = self.finished = 0
-        self.warned = False
-        self._timed_from, self._timed = None, 0  # when the call's first chunk ended; evaluations since
-
-    def start(self, count: int) -> None:
-        self.expected += count
-        self.bar.total = self.expected
-        self.bar.refresh()
-        self._timed_from, self._timed = None, 0
-
-    def update(self, count: int) -> None:
-        self.bar.update(count)
-        self.finished += count
-        now = time.perf_counter()
-        if self._timed_from is None:
-            self._timed_from = now
-            return
-        self._timed += count
-        elapsed = now - self._timed_from
-        if self.warned or not self.warn_seconds or elapsed < TIMED_SECONDS:
-            return
-        per_evaluation = elapsed / self._timed
-        left = self.expected - self.finished
-        if per_evaluation * left > self.warn_seconds:
-            self.warned = True
-            cheaper = f"; to make it cheaper, {self.cheaper}" if self.cheaper else ""
-            self.say(f"{self.desc}: about {duration(per_evaluation * left)} to go ({left:,} model evaluations at "
-                     f"{per_evaluation * 1e3:.3g} ms){cheaper}")
-
-    def close(self) -> None:
-        self.bar.close()
 
 
 @dataclass(frozen=True)

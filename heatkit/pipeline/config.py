@@ -101,7 +101,7 @@ GLOBAL_RULES = {
         "output": Choice(("probability", "logit")),
     },
     "faithfulness": {
-        "curves": Bool(),
+        "curves": Choice((True, False, "auto")),
         "patch": Int(min=1),
         "regions_per_step": Int(min=0),
         "ranking": Choice(("signed", "absolute")),

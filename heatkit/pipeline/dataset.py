@@ -410,7 +410,7 @@ def _lock(folder: Path):
 
 
 def _sequential(job: Job, batches: list[list[Item]], progress: bool) -> None:
-    from heatkit.base.engine import progress_bar
+    from heatkit.base.progress import progress_bar
 
     with progress_bar(sum(map(len, batches)), "images", "image", progress) as bar:
         for batch in batches:
@@ -481,7 +481,7 @@ def _connect(address: str, timeout: float):
 def _on_dask(client, job: Job, batches: list[list[Item]], progress: bool) -> None:
     from distributed import as_completed
 
-    from heatkit.base.engine import progress_bar
+    from heatkit.base.progress import progress_bar
 
     sizes = {client.submit(explain_batch, job, batch, key=f"explain-{batch[0].key}", retries=2): len(batch)
              for batch in batches}

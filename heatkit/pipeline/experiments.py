@@ -13,7 +13,7 @@ from typing import Callable
 import numpy as np
 from tqdm import tqdm
 
-from heatkit.base.engine import duration
+from heatkit.base.progress import duration
 from heatkit.base.errors import UsageError
 from heatkit.methods.registry import REGISTRY, label
 from heatkit.metrics import registry as metrics

@@ -10,7 +10,7 @@ from typing import Iterator
 import numpy as np
 
 from heatkit.base import contract
-from heatkit.base.engine import Meter
+from heatkit.base.progress import Meter, say
 from heatkit.base.errors import NotApplicable, UsageError
 from heatkit.methods.registry import REGISTRY, Needs
 from heatkit.metrics import localisation
@@ -34,7 +34,8 @@ class Outcome:
 
 def explain(model, image: np.ndarray, display: np.ndarray, name: str, keys: list[str], cfg: dict,
             target: int | None, backend: str, verbose: bool = False, curves: bool = True,
-            probabilities: np.ndarray | None = None, ready: dict[str, Outcome] | None = None) -> ImageResult:
+            probabilities: np.ndarray | None = None, ready: dict[str, Outcome] | None = None,
+            position: str = "") -> ImageResult:
     """Every method's map for `image` (the model's input; `display` is it in [0, 1] for the figure),
     explaining `target` (default: the predicted class), with the gradient family on `backend`.
     `probabilities` and the `ready` methods' outcomes, where given, were computed for several
@@ -45,7 +46,8 @@ def explain(model, image: np.ndarray, display: np.ndarray, name: str, keys: list
     still run. Bad settings (UsageError) end the run. Ctrl-C stops after the finished methods and
     marks the result interrupted. With `curves` (and faithfulness.curves), every map gets its
     faithfulness curves and the metrics that evaluate the model; then the metrics that recompute
-    the method (where their settings ask for them).
+    the method (where their settings ask for them). Each method says when it starts, `position`
+    ("image 2 of 5, ") before it.
     """
     if probabilities is None:
         probabilities = model.probabilities(image[None])[0]
@@ -57,8 +59,10 @@ def explain(model, image: np.ndarray, display: np.ndarray, name: str, keys: list
         result.failures = dict.fromkeys(keys, "the model's probabilities on this image are not finite (NaN or "
                                               "infinite weights, or an overflow): no map of it can be trusted")
         return result
-    for key in keys:
+    for number, key in enumerate(keys, start=1):
         try:
+            if key not in (ready or {}):
+                say(f"{position}{key} ({number} of {len(keys)})", model.engine_options.progress)
             outcome = (ready or {}).get(key) or _outcome(model, image, key, cfg, result.target, backend, verbose)
         except KeyboardInterrupt:
             result.interrupted = True
@@ -66,7 +70,8 @@ def explain(model, image: np.ndarray, display: np.ndarray, name: str, keys: list
         _record(result, key, outcome)
     if result.maps and not result.interrupted:
         result.add_scores(completeness_gaps(model, image, result.target, result.maps, cfg))
-    if curves and cfg["faithfulness"]["curves"] and result.maps and not result.interrupted:
+    if curves and cfg["faithfulness"]["curves"] is True and result.maps and not result.interrupted:
+        say(f"{position}faithfulness curves of {len(result.maps)} maps", model.engine_options.progress)
         try:
             result.curves = faithfulness.score_maps(model, image, result.target, result.maps, cfg["faithfulness"])
             result.model_scores = metrics.score_with_model(model, image, result.target, result.maps, cfg)
@@ -98,13 +103,16 @@ def explain_images(model, images: list[np.ndarray], displays: list[np.ndarray], 
             method = REGISTRY[key]
             framework = method.runs_on(backend, model.frameworks)
             if framework in method.batched and framework in model.frameworks:
+                say(f"{key}: {len(images)} images at once", model.engine_options.progress)
                 for (a, b) in spans:
                     for index, outcome in enumerate(_batched(model, images[a:b], targets[a:b], key, cfg, framework,
                                                              verbose), start=a):
                         ready[index][key] = outcome
-    for image, display, name, image_probabilities, prepared in zip(images, displays, names, probabilities, ready):
+    for number, (image, display, name, image_probabilities, prepared) in enumerate(
+            zip(images, displays, names, probabilities, ready), start=1):
         yield explain(model, image, display, name, keys, cfg, target, backend, verbose,
-                      probabilities=image_probabilities, ready=prepared)
+                      probabilities=image_probabilities, ready=prepared,
+                      position=f"image {number} of {len(images)} ({name}): " if len(images) > 1 else "")
 
 
 def method_params(method, cfg: dict, model) -> dict:
