@@ -240,7 +240,7 @@ def evaluate_metrics(models: list[Source], methods: str | list[str] = "all", *,
                                 settings={**flat, **methods_seeded, "faithfulness.curves": False})
                 result.add_scores(metrics.score_randomised(result.maps, again.maps, run.settings))
             taus[name].append([meta_evaluation.image_taus(
-                item.results[0].scores(run.settings),
+                item.results[0].scores(),
                 {key: meta_evaluation.truth(attribution, mask) for key, attribution in item.results[0].maps.items()})
                 for item in run.items])
         summaries[name] = meta_evaluation.summarize(taus[name], params["resamples"], params["seeds"][0])

@@ -155,12 +155,13 @@ def _torch_block_output(model) -> str:
     torch = frameworks.torch()
     net = model.torch
     probe = net.tensor(np.zeros((1, *net.input_shape)))
-    finished = []  # (module, output) as each module finished: a block after the layers inside it
+    finished = []  # (module, output, its version) as each module finished: a block after the layers inside it
     if net.scripted:  # a Sequential, run module by module (no hooks in TorchScript)
         with torch.no_grad():
-            finished = list(run_recording(net, probe)[1].items())
+            finished = [(module, output, output._version) for module, output in run_recording(net, probe)[1].items()]
     else:
-        hooks = [module.register_forward_hook(lambda module, _, output: finished.append((module, output)))
+        hooks = [module.register_forward_hook(lambda module, _, output: finished.append((module, output,
+                                                                                          getattr(output, "_version", 0))))
                  for module in net.module.modules() if module is not net.module]
         try:
             with torch.no_grad():
@@ -170,13 +171,18 @@ def _torch_block_output(model) -> str:
                 hook.remove()
     names = {module: name for name, module in net.module.named_modules()}
     pooled = (torch.nn.AdaptiveAvgPool2d, torch.nn.AdaptiveMaxPool2d)
-    grids = [(module, output) for module, output in finished if isinstance(output, torch.Tensor) and output.dim() == 4
-             and not isinstance(module, pooled) and min(_grid(module, output)) > 1]
+    grids = [(module, output, version) for module, output, version in finished if isinstance(output, torch.Tensor)
+             and output.dim() == 4 and not isinstance(module, pooled) and min(_grid(module, output)) > 1]
     if not grids:
         raise NotApplicable(f"no layer of the model gives a spatial grid larger than 1x1 at its input size "
                             f"{net.input_shape[0]}x{net.input_shape[1]}; give a larger --input-size")
-    last = grids[-1][1]
-    return max((names[module] for module, output in grids if output is last), key=lambda name: name.count("."))
+    # The modules that gave that tensor as it ended (an in-place addition and ReLU make a ResNet block's
+    # output the very tensor its last BatchNorm gave, before they changed it), but an activation module,
+    # which a block may call twice: the deepest of them is the block
+    last, version = grids[-1][1], grids[-1][2]
+    givers = [module for module, output, at in grids if output is last and at == version and
+              type(module).__module__ != "torch.nn.modules.activation"]
+    return max((names[module] for module in givers or [grids[-1][0]]), key=lambda name: name.count("."))
 
 
 def _grid(module, output) -> tuple[int, int]:

@@ -102,7 +102,7 @@ def test_sufficiency_grades_the_datasets_images_together_as_one_run_does(gap_mod
     files = sorted(folder.iterdir())
     together = heatkit.explain(gap_model_path, [str(file) for file in files], METHODS, settings=settings,
                                progress=False)
-    expected = {(str(file), key): image.results[0].scores(together.settings)[key]["sufficiency"]
+    expected = {(str(file), key): image.results[0].scores()[key]["sufficiency"]
                 for file, image in zip(files, together.items) for key in METHODS}
     assert {(row["image"], row["method"]): row["sufficiency"] for row in found.rows if row["method"] in METHODS} \
         == pytest.approx(expected)

@@ -625,6 +625,6 @@ def test_a_run_of_several_images_grades_them_together(small_model_path):
         maps = [item.results[0].maps[key] for item in run.items]
         predicted = np.array([item.results[0].predicted for item in run.items])
         expected = REGISTRY["sufficiency"].function(maps, predicted, run.settings["sufficiency"])
-        assert [item.results[0].scores(run.settings)[key]["sufficiency"] for item in run.items] == expected
+        assert [item.results[0].scores()[key]["sufficiency"] for item in run.items] == expected
     one = heatkit.explain(str(small_model_path), images[0], ["grad"], progress=False)
     assert "sufficiency" not in one.scores["grad"]

@@ -25,8 +25,8 @@ def figure(results, names, class_names=None, **options):
 
 def result(maps, failures=None):
     image = np.random.default_rng(0).random((15, 15, 1))
-    return ImageResult(name="x", image=image, probabilities=np.array([0.0, 0.0, 0.01, 0.99]), target=3, true_label=3,
-                       top_k=2, maps=maps, failures=failures or {})
+    return ImageResult(name="x", image=image, probabilities=np.array([0.0, 0.0, 0.01, 0.99]), target=3, settings={},
+                       true_label=3, top_k=2, maps=maps, failures=failures or {})
 
 
 def test_fifteen_columns_with_titles_and_symmetric_scales():
@@ -49,7 +49,7 @@ def test_fifteen_columns_with_titles_and_symmetric_scales():
 def test_the_figure_needs_no_pyplot():
     code = ("import sys, numpy as np; from heatkit.pipeline.plotting import heatmap_figure;"
             "from heatkit.pipeline.results import ImageResult;"
-            "r = ImageResult('x', np.zeros((9, 9, 1)), np.array([0.0, 1.0]), 1, maps={'a': np.ones((9, 9), 'f4')});"
+            "r = ImageResult('x', np.zeros((9, 9, 1)), np.array([0.0, 1.0]), 1, {}, maps={'a': np.ones((9, 9), 'f4')});"
             "heatmap_figure([r], {'a': 'A'}, dict(crop=3, crop_row=True, scale='auto', column_width=2, cmap='bwr',"
             " maps_per_row=0), False).savefig('/dev/null', format='png');"
             "print('matplotlib.pyplot' in sys.modules)")
@@ -96,7 +96,8 @@ def test_a_failed_method_gets_a_blank_panel_with_its_reason():
 
 def test_long_class_names_stay_inside_the_figure():
     names = [f"class {i} " + "with a very long descriptive name" * (i % 3) for i in range(4)]
-    long_result = ImageResult(name="x", image=np.zeros((15, 15, 1)), probabilities=np.array([0.1, 0.3, 0.5, 0.1]),
+    long_result = ImageResult(name="x", image=np.zeros((15, 15, 1)), settings={},
+                              probabilities=np.array([0.1, 0.3, 0.5, 0.1]),
                               target=2, true_label=1, top_k=4, maps={"a": np.ones((15, 15), np.float32)})
     fig = figure([long_result], {"a": "A"}, crop=5, class_names=names)
     from matplotlib.backends.backend_agg import FigureCanvasAgg

@@ -267,7 +267,7 @@ def _rows(item: Item, result, cfg: dict) -> list[dict]:
     base = {"image": item.source, "key": item.key, "label": item.label, "predicted": result.predicted,
             "explained_probability": result.target_probability}
     rows = []
-    for method, scores in result.scores(cfg).items():
+    for method, scores in result.scores().items():
         row = {**base, "method": method, **{name: scores.get(name) for name in SCORES}}
         row["error"] = scores.get("error") or (f"not applicable: {scores['not_applicable']}"
                                                if "not_applicable" in scores else None)

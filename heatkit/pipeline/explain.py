@@ -12,6 +12,7 @@ import numpy as np
 from heatkit.base import contract
 from heatkit.base.progress import Meter, say
 from heatkit.base.errors import NotApplicable, UsageError
+from heatkit.methods import _layers
 from heatkit.methods.registry import REGISTRY, Needs
 from heatkit.metrics import localisation
 from heatkit.metrics import registry as metrics
@@ -28,6 +29,7 @@ class Outcome:
     extras: dict[str, np.ndarray] = field(default_factory=dict)
     seconds: float = 0.0
     evaluations: dict[str, int] = field(default_factory=dict)
+    layers: dict[str, str] = field(default_factory=dict)  # map key -> the layer it explains
     skipped: str | None = None  # why the method does not apply
     failure: str | None = None  # what it raised
 
@@ -52,9 +54,10 @@ def explain(model, image: np.ndarray, display: np.ndarray, name: str, keys: list
     if probabilities is None:
         probabilities = model.probabilities(image[None])[0]
     result = ImageResult(name=name, image=display, probabilities=probabilities,
-                         target=int(probabilities.argmax()) if target is None else target, top_k=cfg["figure"]["top_k"],
-                         true_label=model.true_label(display),
-                         mask=localisation.mask_from(cfg["localisation"], image.shape[:2], model.ground_truth, name))
+                         target=int(probabilities.argmax()) if target is None else target, settings=cfg,
+                         top_k=cfg["figure"]["top_k"], true_label=model.true_label(display),
+                         mask=localisation.mask_from(cfg["localisation"], image.shape[:2], model.ground_truth, name),
+                         ground_truth=model.ground_truth is not None)
     if not np.isfinite(probabilities).all():
         result.failures = dict.fromkeys(keys, "the model's probabilities on this image are not finite (NaN or "
                                               "infinite weights, or an overflow): no map of it can be trusted")
@@ -201,7 +204,17 @@ def _outcome(model, image, key: str, cfg: dict, target: int, backend: str, verbo
         if verbose:
             traceback.print_exc()
         return Outcome(framework, failure=f"{type(error).__name__}: {error}")
-    return Outcome(framework, maps, extras, time.perf_counter() - start, dict(model.evaluations - evaluations))
+    return Outcome(framework, maps, extras, time.perf_counter() - start, dict(model.evaluations - evaluations),
+                   _layers_of(model, method, params, framework, maps))
+
+
+def _layers_of(model, method, params: dict, framework: str, maps: dict) -> dict[str, str]:
+    """The layer each map of a method that reads gradcam.layers explains (its default found from
+    the model), for the scores, the figure and the report."""
+    if not method.settings or method.settings.name != "gradcam":
+        return {}
+    default = _layers.target_layers(model, params["layers"], framework)[0]
+    return {key: key.partition("@")[2] or default for key in maps}
 
 
 def _batched(model, images: list[np.ndarray], targets: np.ndarray, key: str, cfg: dict, framework: str,
@@ -262,5 +275,6 @@ def _record(result: ImageResult, key: str, outcome: Outcome) -> None:
         result.evaluations[key] = outcome.evaluations
     for name, attribution in outcome.maps.items():
         result.maps[name], result.seconds[name] = attribution, outcome.seconds / len(outcome.maps)
+    result.layers.update(outcome.layers)
     if outcome.extras:
         result.extras[key] = outcome.extras

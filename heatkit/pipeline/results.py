@@ -1,6 +1,7 @@
 """What explaining an image gives: its maps and everything shown or scored beside them."""
 from __future__ import annotations
 
+import copy
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -18,14 +19,17 @@ class ImageResult:
     image: np.ndarray  # (H, W, C) in [0, 1]: the image as shown
     probabilities: np.ndarray  # (classes,): the model's on the image
     target: int  # the class explained
+    settings: dict  # the settings it was computed with (a copy: the scores never follow later edits)
     top_k: int = 5  # classes the figure lists
     true_label: int | None = None
     mask: np.ndarray | None = None  # (H, W) bool: the ground truth the localisation metrics grade against
+    ground_truth: bool = False  # the model declares where its answer lies: the center scores grade the maps
     maps: dict[str, np.ndarray] = field(default_factory=dict)  # map key -> (H, W) float32
     failures: dict[str, str] = field(default_factory=dict)  # method key -> the error it raised
     skipped: dict[str, str] = field(default_factory=dict)  # method key -> why it does not apply
     extras: dict[str, dict[str, np.ndarray]] = field(default_factory=dict)  # method key -> its extra arrays
     seconds: dict[str, float] = field(default_factory=dict)  # map key -> time taken
+    layers: dict[str, str] = field(default_factory=dict)  # map key -> the layer it explains (the CAM family)
     frameworks: dict[str, str] = field(default_factory=dict)  # method key -> the framework that ran it
     evaluations: dict[str, dict[str, int]] = field(default_factory=dict)  # method key -> engine evaluations by path
     curves: dict[str, dict] = field(default_factory=dict)  # map key or "random" -> faithfulness curves and scores
@@ -51,14 +55,19 @@ class ImageResult:
         for key, scores in found.items():
             self.model_scores[key] = {**self.model_scores.get(key, {}), **scores}
 
-    def scores(self, settings: dict) -> dict[str, dict]:
-        """Per map key: its center scores, faithfulness areas, metrics, seconds and framework (and
-        engine evaluations); per method that gave no map: why."""
+    def __post_init__(self):
+        self.settings = copy.deepcopy(self.settings)
+
+    def scores(self) -> dict[str, dict]:
+        """Per map key: its center scores (on a model that declares a ground truth), faithfulness
+        areas, metrics, seconds and framework (and engine evaluations); per method that gave no
+        map: why. Computed with the settings of the run, whatever they have become since."""
         table = {}
         for key, attribution in self.maps.items():
             method = key.partition("@")[0]
-            table[key] = {**center_scores(attribution, settings["figure"]["crop"]), **self._areas(key),
-                          **self.model_scores.get(key, {}), **metrics.score(attribution, self.mask, settings),
+            center = center_scores(attribution, self.settings["figure"]["crop"]) if self.ground_truth else {}
+            table[key] = {**({"layer": self.layers[key]} if key in self.layers else {}), **center, **self._areas(key),
+                          **self.model_scores.get(key, {}), **metrics.score(attribution, self.mask, self.settings),
                           "seconds": round(self.seconds[key], 4), "framework": self.frameworks[method],
                           **({"evaluations": self.evaluations[method]} if method in self.evaluations else {})}
         table.update({key: {"not_applicable": reason} for key, reason in self.skipped.items()})

@@ -74,7 +74,7 @@ class Run:
 
     @property
     def scores(self) -> dict[str, dict]:
-        return self.result.scores(self.settings)
+        return self.result.scores()
 
     @property
     def probabilities(self) -> np.ndarray:
@@ -88,12 +88,14 @@ class Run:
     @property
     def names(self) -> dict[str, str]:
         """Display names by map key, in column order (a method run on several layers, as
-        `gradcam@conv2`, gets one column per layer)."""
+        `gradcam@conv2`, gets one column per layer; one run on one layer is named with it)."""
         names = {}
+        results = [result for item in self.items for result in item.results]
         for key in self.methods:
-            layered = dict.fromkeys(name for item in self.items for result in item.results for name in result.maps
-                                    if name.startswith(f"{key}@"))
-            names.update({name: label(name) for name in layered} or {key: label(key)})
+            layered = dict.fromkeys(name for result in results for name in result.maps if name.startswith(f"{key}@"))
+            layers = {result.layers[key] for result in results if key in result.layers}
+            names.update({name: label(name) for name in layered} or
+                         {key: label(key) + (f" @{layers.pop()}" if len(layers) == 1 else "")})
         return names
 
     @property
@@ -110,12 +112,12 @@ class Run:
             row = {"image": item.source, "stem": item.stem, "true_label": first.true_label,
                    "predicted_label": first.predicted,
                    "explained_class": first.target, "explained_probability": first.target_probability,
-                   "methods": first.scores(self.settings),
+                   "methods": first.scores(),
                    **({"random_ranking": first.random_ranking()} if first.curves else {})}
             if len(item.results) > 1:
                 second = item.results[1]
                 row["compare_backends"] = {
-                    "backends": self.backends, f"methods_{self.backends[1]}": second.scores(self.settings),
+                    "backends": self.backends, f"methods_{self.backends[1]}": second.scores(),
                     "agreement": {key: agreement(first.maps[key], second.maps[key])
                                   for key in self.names if key in first.maps and key in second.maps}}
             rows.append(row)
@@ -128,7 +130,7 @@ class Run:
         table = []
         for item in self.items:
             for backend, result in zip(self.backends, item.results):
-                for key, scores in result.scores(self.settings).items():
+                for key, scores in result.scores().items():
                     table.append({"image": item.source, "stem": item.stem, "backend": backend, "method": key,
                                   "true_label": result.true_label, "predicted_label": result.predicted,
                                   "explained_class": result.target,

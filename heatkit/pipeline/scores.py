@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import numpy as np
 
+from heatkit.pipeline.faithfulness import AREAS
+
 
 def center_crop(array: np.ndarray, size: int) -> np.ndarray:
     """The size x size block around the center of an (H, W, ...) array."""
@@ -30,35 +32,38 @@ def center_scores(attribution: np.ndarray, crop: int) -> dict[str, float | int]:
     }
 
 
+# the printed table's columns: (score, heading, width, format); those no map has are left out (the
+# center scores of a model that declares no ground truth, the areas of a run without curves)
+COLUMNS = (("center_value", "center_value", 14, ".4g"), ("center_rank", "center_rank", 13, "d"),
+           ("center_share", "center_share", 14, ".3g"), ("crop_share", "crop_share", 12, ".3g"),
+           ("deletion_area", "deletion", 10, ".3f"), ("insertion_area", "insertion", 10, ".3f"),
+           ("aopc", "aopc", 9, ".3f"), ("completeness_gap", "gap", 9, ".2g"), ("seconds", "seconds", 10, ".2f"))
+
+
 def format_table(table: dict[str, dict], names: dict[str, str], random: dict | None = None) -> str:
     """The scores as a fixed-width text table, one method per line (and the random rankings')."""
     width = max(len(f"{names[key]} ({key})") for key in table) + 2
-    curves = any("deletion_area" in row for row in table.values())
-    header = f"{'method':<{width}}{'center_value':>14}{'center_rank':>13}{'center_share':>14}{'crop_share':>12}" + \
-        (f"{'deletion':>10}{'insertion':>10}{'aopc':>9}" if curves else "") + f"{'seconds':>10}"
+    columns = [column for column in COLUMNS if any(row.get(column[0]) is not None for row in table.values())]
+
+    def cells(row: dict) -> str:
+        return "".join(f"{'-' if row.get(key) is None else format(row[key], spec):>{size}}"
+                       for key, _, size, spec in columns)
+    header = f"{'method':<{width}}" + "".join(f"{heading:>{size}}" for _, heading, size, _ in columns)
     lines = [header, "-" * len(header)]
     for key, row in table.items():
         label = f"{names[key]} ({key})"
         if "error" in row:
             lines.append(f"{label:<{width}}  failed: {row['error']}")
-            continue
-        if "not_applicable" in row:
+        elif "not_applicable" in row:
             lines.append(f"{label:<{width}}  not applicable: {row['not_applicable']}")
-            continue
-        areas = "".join(f"{'-' if row.get(name) is None else format(row[name], '.3f'):>{width}}"
-                        for name, width in (("deletion_area", 10), ("insertion_area", 10), ("aopc", 9))) \
-            if curves else ""
-        lines.append(f"{label:<{width}}{row['center_value']:>14.4g}{row['center_rank']:>13d}"
-                     f"{row['center_share']:>14.3g}{row['crop_share']:>12.3g}{areas}{row['seconds']:>10.2f}")
+        else:
+            lines.append(f"{label:<{width}}{cells(row)}")
     undefined = [key for key, row in table.items() if "undefined" in row]
     if undefined:
         lines.append(f"({', '.join(undefined)}: {table[undefined[0]]['undefined']})")
     if random:
-        label = f"random ranking (sd of {random['draws']})"
-        lines.append(f"{label:<{width}}{'':>53}{random['deletion_area']:>10.3f}{random['insertion_area']:>10.3f}"
-                     f"{random['aopc']:>9.3f}")
-        lines.append(f"{'':<{width}}{'':>53}{random['deletion_area_sd']:>10.3f}{random['insertion_area_sd']:>10.3f}"
-                     f"{random['aopc_sd']:>9.3f}")
+        lines.append(f"{'random ranking (sd of ' + str(random['draws']) + ')':<{width}}{cells(random)}")
+        lines.append(f"{'':<{width}}{cells({f'{name}': random.get(f'{name}_sd') for name in AREAS})}")
     return "\n".join(lines)
 
 
