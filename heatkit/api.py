@@ -28,13 +28,12 @@ import numpy as np
 from heatkit.base import data, frameworks
 from heatkit.base.errors import UsageError
 from heatkit.base.progress import say
-from heatkit.base.images import image_files, load_image, random_image, set_center, unique_stems
 from heatkit.methods.registry import BACKENDS, REGISTRY, comparable, expand
 from heatkit.methods.registry import SETTINGS as METHODS
 from heatkit.metrics import registry as metrics
 from heatkit.metrics import road
 from heatkit.model import Model
-from heatkit.pipeline import config, cost, experiments, meta_evaluation, variants
+from heatkit.pipeline import config, cost, experiments, inputs, meta_evaluation, variants
 from heatkit.pipeline import dataset as dataset_mode
 from heatkit.pipeline.dataset import DatasetRun
 from heatkit.pipeline.explain import completeness_note, saturation_note
@@ -47,7 +46,7 @@ __all__ = ["DatasetRun", "Experiment", "MetricEvaluation", "Model", "Rerun", "Ru
            "explain_dataset", "growing_patch", "load_model", "rerun", "sanity", "settings", "sweep", "tensorflow"]
 
 Source = str | Path | object  # a model file, a tf.keras.Model, a torch.nn.Module, or a Model
-Images = str | Path | np.ndarray | list | None
+Images = str | Path | np.ndarray | list | object | None  # files, pixel arrays or torch tensors (pipeline/inputs.py)
 
 
 def tensorflow():
@@ -73,37 +72,47 @@ def load_model(model: Source = None, *, weights: str | Path | None = None, setti
 
 
 def explain(model: Source = None, images: Images = None, methods: str | list[str] = "all", *,
-            target: int | None = None, settings: dict | list[str] | None = None, compare_backends: bool = False,
+            target=None, settings: dict | list[str] | None = None, compare_backends: bool = False,
             center_level: int | None = None, labels: str | Path | list[str] | None = None, trust: bool = False,
             progress: bool = True, verbose: bool = False) -> Run:
-    """The methods' maps of every image, explaining `target` (default: each image's predicted class),
-    with their scores, probabilities and timings. `compare_backends` computes the gradient family on
-    a model's Keras version and its PyTorch twin alike; `center_level` sets the center pixel to an
-    8-bit gray level first; `labels` names the classes in the figure. A method that raises, or that
-    does not apply to the model, is reported and the others still run; Ctrl-C keeps what finished."""
+    """The methods' maps of every image, with their scores, probabilities and timings.
+
+    `images`: files or folders; numpy pixels in [0, 1], (H, W, C) or a batch (N, H, W, C); or torch
+    tensors of the model's input, already preprocessed, (C, H, W), (N, C, H, W) or a list, as captum
+    takes them; None for a seeded random image (heatkit/pipeline/inputs.py). `target`: the class
+    each image explains, one for all or one per image (a list or a tensor); default each image's
+    predicted class. `run.stack(key)` gives a method's maps as one (N, H, W) array, or a tensor.
+    `compare_backends` computes the gradient family on a model's Keras version and its PyTorch twin
+    alike; `center_level` sets the center pixel to an 8-bit gray level first; `labels` names the
+    classes. A method that raises, or that does not apply to the model, is reported and the others
+    still run; Ctrl-C keeps what finished."""
     cfg = config.load(_layers_named(settings, model))
     keys = _methods(methods, compare_backends)
-    files = _check_inputs(images, center_level)
+    given = inputs.sort_out(images, center_level)
+    if given.size and cfg["input_size"] is None:  # a module that fixes no size runs at the images'
+        cfg = config.update(cfg, {"input_size": given.size})
     model = _model(model, cfg, trust, progress)
-    class_names = _labels(labels, model)
-    _check_target(target, model)
+    class_names = inputs.class_names(labels, model)
     if compare_backends and set(model.frameworks) != set(BACKENDS):
         raise UsageError(f"--compare-backends needs a Keras model and its PyTorch twin; {model.name} has "
                          f"{' and '.join(model.frameworks)} only")
     backends = list(BACKENDS) if compare_backends else [model.gradient_backend(cfg["backend"])]
     model.load({REGISTRY[key].runs_on(backend, model.frameworks) for key in keys for backend in backends})
-    inputs, notes = _inputs(images, files, model, cfg, center_level)
-    planned = cost.plan(model, keys, cfg, len(inputs) * len(backends))
+    _check_layers(model, keys, cfg, backends)
+    found, notes = inputs.read(given, model, cfg, center_level)
+    chosen = inputs.targets(target, len(found), model.num_classes)
+    planned = cost.plan(model, keys, cfg, len(found) * len(backends))
     cfg = config.update(cfg, {"faithfulness.curves": planned.curves})  # "auto" decided, and recorded so
     say(cost.describe(planned, cost.timed(model), cfg['perturbation']['warn_seconds']) if progress else "", progress)
-    request = _request("explain", model, cfg, files, keys, target=target, compare_backends=compare_backends,
-                       center_level=center_level, trust=trust)
+    request = _request("explain", model, cfg, given.files, keys, target=_plain(chosen),
+                       compare_backends=compare_backends, center_level=center_level, trust=trust)
     notes = model.notes + notes
     with model.evaluating():
-        items, interrupted = compute(model, inputs, keys, cfg, target, backends, verbose)
+        items, interrupted = compute(model, found, keys, cfg, chosen, backends, verbose)
     try:  # Ctrl-C once the maps are done: they are kept, without these notes
-        notes += [note for item in items for result in item.results
-                  for note in (saturation_note(result, cfg), completeness_note(result)) if note]
+        results = [result for item in items for result in item.results]
+        notes += [note for note in [*map(lambda result: saturation_note(result, cfg), results),
+                                    completeness_note(results)] if note]
     except KeyboardInterrupt:
         interrupted = True
     return Run(items, keys, backends, cfg, model, request, class_names, interrupted, notes)
@@ -118,10 +127,10 @@ def sanity(model: Source = None, image: Images = None, methods: str | list[str] 
     if mode not in experiments.SANITY_TITLES:
         raise UsageError(f"sanity mode {mode!r}: choose from {', '.join(experiments.SANITY_TITLES)}")
     setup = _experiment_setup(model, image, methods, settings, center_level, trust, progress, target)
-    model, cfg, keys, backend, stem, pixels, files = setup
+    model, cfg, keys, backend, target, given, files = setup
     with model.evaluating():
-        found = experiments.sanity(model, model.preprocess(pixels), pixels, keys, cfg, target, backend, mode)
-    return _provenance(found, stem, _request("sanity", model, cfg, files, keys, target=target, mode=mode,
+        found = experiments.sanity(model, given.model_input, given.pixels, keys, cfg, target, backend, mode)
+    return _provenance(found, given.stem, _request("sanity", model, cfg, files, keys, target=target, mode=mode,
                                              center_level=center_level, trust=trust))
 
 
@@ -130,11 +139,11 @@ def growing_patch(model: Source = None, image: Images = None, methods: str | lis
                   center_level: int | None = None, trust: bool = False, progress: bool = True) -> Experiment:
     """The growing patch (Bansal et al. 2020): the maps as a square of growing_patch.fill grows over
     growing_patch.sizes, against the unoccluded image's."""
-    model, cfg, keys, backend, stem, pixels, files = _experiment_setup(model, image, methods, settings, center_level,
-                                                                       trust, progress, target)
+    model, cfg, keys, backend, target, given, files = _experiment_setup(model, image, methods, settings, center_level,
+                                                                        trust, progress, target)
     with model.evaluating():
-        found = experiments.growing_patch(model, model.preprocess(pixels), pixels, keys, cfg, target, backend)
-    return _provenance(found, stem, _request("growing_patch", model, cfg, files, keys, target=target,
+        found = experiments.growing_patch(model, given.model_input, given.pixels, keys, cfg, target, backend)
+    return _provenance(found, given.stem, _request("growing_patch", model, cfg, files, keys, target=target,
                                              center_level=center_level, trust=trust))
 
 
@@ -144,16 +153,16 @@ def sweep(model: Source = None, image: Images = None, methods: str | list[str] =
     """Hyperparameter sweeps (Bansal et al. 2020): the maps of the chosen methods that read each
     swept setting, at each of its values, e.g. sweeps={"sg.noise_scale": [0.05, 0.1, 0.2]}. Every
     value is checked before any work."""
-    model, cfg, keys, backend, stem, pixels, files = _experiment_setup(model, image, methods, settings, center_level,
-                                                                       trust, progress, target)
+    model, cfg, keys, backend, target, given, files = _experiment_setup(model, image, methods, settings, center_level,
+                                                                        trust, progress, target)
     swept = []
     for key, values in sweeps.items():
         if "." not in key or not values:
             raise UsageError(f"sweep {key!r}: give METHOD.SETTING and its values, e.g. sg.noise_scale=0.1,0.2")
         swept.append((key, [(value, config.update(cfg, {key: value})) for value in values]))
     with model.evaluating():
-        found = experiments.sweep(model, model.preprocess(pixels), pixels, keys, swept, target, backend, cfg)
-    return _provenance(found, stem, _request("sweep", model, cfg, files, keys, target=target, sweeps=sweeps,
+        found = experiments.sweep(model, given.model_input, given.pixels, keys, swept, target, backend, cfg)
+    return _provenance(found, given.stem, _request("sweep", model, cfg, files, keys, target=target, sweeps=sweeps,
                                              center_level=center_level, trust=trust))
 
 
@@ -341,70 +350,20 @@ def _methods(methods: str | list[str], compare_backends: bool = False) -> list[s
     return [key for key in keys if key in both]
 
 
-def _check_inputs(images: Images, center_level: int | None) -> list[Path]:
-    """The image files named (folders opened), checked before any model loads."""
-    if center_level is not None and not 0 <= center_level <= 255:
-        raise UsageError(f"-cp {center_level} is not an 8-bit gray level; give 0 to 255")
-    given = images if isinstance(images, (list, tuple)) else [] if images is None else [images]
-    return image_files([Path(item) for item in given if not isinstance(item, np.ndarray)])
+def _check_layers(model: Model, keys: list[str], cfg: dict, backends: list[str]) -> None:
+    """gradcam.layers checked right after the model loads, before any method runs (a wrong name was
+    said after the methods before it had run)."""
+    from heatkit.methods import _layers
+
+    if cfg["gradcam"]["layers"] and any(REGISTRY[key].settings and REGISTRY[key].settings.name == "gradcam"
+                                        for key in keys):
+        for backend in backends:
+            _layers.target_layers(model, cfg["gradcam"]["layers"], REGISTRY["gradcam"].runs_on(backend, model.frameworks))
 
 
-def _inputs(images: Images, files: list[Path], model: Model, cfg: dict,
-            center_level: int | None) -> tuple[list[tuple[str, str, np.ndarray]], list[str]]:
-    """(stem, source, pixels in [0, 1]) of every image: the files, the arrays given, or a seeded
-    random image; and the notes of reading them (an image stretched, or skipped with
-    skip_bad_images)."""
-    shape, notes = model.input_shape, []
-    if images is None:
-        inputs = [(f"random_seed{cfg['seed']}", f"random_seed{cfg['seed']}", random_image(shape, cfg["seed"]))]
-    else:
-        given = images if isinstance(images, (list, tuple)) else [images]
-        arrays = [item for item in given if isinstance(item, np.ndarray)]
-        for array in arrays:
-            if array.shape != shape or not (0 <= array.min() and array.max() <= 1):
-                raise UsageError(f"an image array of shape {array.shape} in [{array.min():g}, {array.max():g}]: give "
-                                 f"one of the model's shape {shape} in [0, 1], or the image's file")
-        read = []
-        for path in files:
-            try:
-                read.append((path, load_image(path, shape, cfg["max_image_pixels"], cfg["preprocess"]["resize"],
-                                              cfg["preprocess"]["max_stretch"], notes)))
-            except UsageError as error:
-                if not cfg["skip_bad_images"]:
-                    hint = "; or give --skip-bad-images to explain the others" if len(files) > 1 else ""
-                    raise UsageError(f"{error}{hint}") from None
-                notes.append(f"skipped {path}: {error}")
-        if files and not read and not arrays:
-            raise UsageError("none of the images given could be read; see the notes above each")
-        stems = unique_stems([path.stem for path, _ in read] + [f"array{i}" for i in range(len(arrays))])
-        pixels = [pixels for _, pixels in read] + arrays
-        sources = [str(path) for path, _ in read] + [f"array {i} given" for i in range(len(arrays))]
-        inputs = list(zip(stems, sources, pixels))
-    if center_level is not None:
-        inputs = [(stem, source, set_center(pixels, center_level)) for stem, source, pixels in inputs]
-    return inputs, notes
-
-
-def _labels(labels: str | Path | list[str] | None, model: Model) -> list[str] | None:
-    if isinstance(labels, (str, Path)):
-        if not Path(labels).is_file():  # a FIFO would block the read
-            raise UsageError(f"labels file {labels} is {'not found' if not Path(labels).exists() else 'not a regular file'}"
-                             "; give a text file, one class name per line")
-        try:
-            labels = [line.strip() for line in Path(labels).read_text().splitlines() if line.strip()]
-        except (OSError, UnicodeDecodeError) as error:
-            raise UsageError(f"cannot read labels file {labels} ({error}); give a text file, one class name per "
-                             "line") from None
-    names = labels or model.card.get("class_names")
-    if names is not None and len(names) != model.num_classes:
-        raise UsageError(f"the labels have {len(names)} names and the model {model.num_classes} classes; "
-                         "give one name per line, one line per class")
-    return names
-
-
-def _check_target(target: int | None, model: Model) -> None:
-    if target is not None and not 0 <= target < model.num_classes:
-        raise UsageError(f"-cl {target} is not a class of this model; give 0 to {model.num_classes - 1}")
+def _plain(targets: list[int | None]):
+    """Targets as run.json records them: one class, None, or one per image."""
+    return targets[0] if len(set(targets)) == 1 else targets
 
 
 def _experiment_setup(model, image, methods, settings, center_level, trust, progress, target):
@@ -412,15 +371,18 @@ def _experiment_setup(model, image, methods, settings, center_level, trust, prog
     family's framework, and the one image."""
     cfg = config.load(_layers_named(settings, model))
     keys = _methods(methods)
-    files = _check_inputs(image, center_level)
-    if len(files) > 1 or isinstance(image, (list, tuple)) and len(image) > 1:
+    given = inputs.sort_out(image, center_level)
+    if given.count > 1:
         raise UsageError("run one experiment (--sanity, --growing-patch or --sweep) at a time, on one image")
+    if given.size and cfg["input_size"] is None:
+        cfg = config.update(cfg, {"input_size": given.size})
     model = _model(model, cfg, trust, progress)
-    _check_target(target, model)
     backend = model.gradient_backend(cfg["backend"])
     model.load({REGISTRY[key].runs_on(backend, model.frameworks) for key in keys})
-    [(stem, _, pixels)], _ = _inputs(image, files, model, cfg, center_level)
-    return model, cfg, keys, backend, stem, pixels, files
+    _check_layers(model, keys, cfg, [backend])
+    [found], _ = inputs.read(given, model, cfg, center_level)
+    [target] = inputs.targets(target, 1, model.num_classes)
+    return model, cfg, keys, backend, target, found, given.files
 
 
 def _request(function: str, model: Model, cfg: dict, files: list[Path], keys: list[str], **options) -> dict:

@@ -222,7 +222,8 @@ def test_grad_cam_on_a_swin_stage_reads_its_channels_last():
                           progress=False)
     captured = {}
     hook = net.features[1].register_forward_hook(lambda _, __, output: captured.setdefault("a", output))
-    logit = net(torch.from_numpy(image.transpose(2, 0, 1)[None]).float())[0, 3]
+    inputs = run.model.preprocess(image)  # a torchvision model's: ImageNet's mean and std
+    logit = net(torch.from_numpy(inputs.transpose(2, 0, 1)[None]).float())[0, 3]
     hook.remove()
     (grads,) = torch.autograd.grad(logit, captured["a"])
     assert captured["a"].shape == (1, 8, 8, 24)  # channels last

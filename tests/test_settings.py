@@ -396,16 +396,18 @@ def another_value(rule, default):
 
 
 @pytest.mark.parametrize("method", [m for m in METHODS if m.settings], ids=lambda m: m.key)
-def test_every_method_setting_reaches_the_method(method, small_model_path, tmp_path, monkeypatch):
+def test_every_method_setting_reaches_the_method(method, small_model_path, gap_model_path, tmp_path, monkeypatch):
     """Each of a method's settings, set to another valid value on the command line, is what the
     method is given (a pixel value in the model's input space: the small twin's is its pixels'
-    own, one channel), and the run succeeds."""
+    own, one channel), and the run succeeds. The CAM family's layers are checked once the model
+    loads: they run on a twin with conv layers."""
     received = []
     changed = {key: another_value(setting.rule, setting.default) for key, setting in method.settings.keys.items()}
     replace_method(monkeypatch, method.key,
                    lambda model, image, target, params: received.append(params) or np.zeros(image.shape[:2], np.float32))
     overrides = [arg for key, value in changed.items() for arg in ("--set", f"{method.settings.name}.{key}={value!r}")]
-    assert run_cli("-mp", small_model_path, "-hm", method.key, *overrides, "-op", tmp_path, "-q") == 0
+    model = gap_model_path if method.settings.name == "gradcam" else small_model_path
+    assert run_cli("-mp", model, "-hm", method.key, *overrides, "-op", tmp_path, "-q") == 0
     pixel_values = method.settings.pixel_values()
     assert received and {key: received[0][key] for key in changed if key not in pixel_values} == \
         {key: value for key, value in changed.items() if key not in pixel_values}

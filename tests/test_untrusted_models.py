@@ -82,7 +82,7 @@ def test_a_trusted_lambda_model_runs_every_kind_of_method_and_its_sanity_check(t
     assert run_cli("-mp", path, "--trust-model", "-hm", *methods, "-op", tmp_path / "run", "-q") == 0
     [folder] = (tmp_path / "run").iterdir()
     assert {key for key, row in image_scores(folder)["methods"].items()
-            if "center_value" in row} == set(methods)
+            if "seconds" in row} == set(methods)
     assert run_cli("-mp", path, "--trust-model", "--sanity", "noise", "--set", "sanity.noise_levels=[0.5]",
                    "-hm", *methods, "-op", tmp_path / "sanity", "-q") == 0
 

@@ -99,7 +99,7 @@ class Model:
         self.preprocess = Preprocess(**cfg["preprocess"])
         self.engine_options = EngineOptions(**cfg["perturbation"], progress=progress)
         channels = self.input_shape[-1]
-        family = self.torch.family_preprocess if self.named else None
+        family = self.torch.family_preprocess if "torch" in self.frameworks else None
         if family and self.preprocess.mean is None and self.preprocess.std is None:
             self.preprocess = replace(self.preprocess, mean=tuple(family["mean"]), std=tuple(family["std"]))
         self.preprocess.check(channels)
@@ -186,6 +186,15 @@ class Model:
     @property
     def num_classes(self) -> int:
         return self.card["num_classes"] if "num_classes" in self.card else self.evaluator.num_classes
+
+    @property
+    def class_names(self) -> list[str] | None:
+        """The classes' names: the card's, or ImageNet's for a 1000-class torchvision or timm model
+        (by name, or a module object of theirs)."""
+        if "class_names" in self.card:
+            return self.card["class_names"]
+        family = "torch" in self.frameworks and self.torch.family_preprocess is not None
+        return zoo.imagenet_names() if family and self.num_classes == 1000 else None
 
     @property
     def ground_truth(self) -> str | None:
@@ -313,6 +322,11 @@ class Model:
                          f"float32 from its {half} logits, which resolve about {2 if half == 'bfloat16' else 3} "
                          "significant digits, so a perturbation that moves a logit by less changes nothing"
                          + (" (LRP analyzes a float32 copy of it)" if self.evaluator_framework == "keras" else ""))
+        family = self.torch.family_preprocess if "torch" in vars(self) else None
+        if self.source is None and family and self.preprocess.mean == tuple(family["mean"]):
+            notes.append(f"{self.name} is a {type(self.torch.module).__module__.split('.')[0]} model: image files and "
+                         "numpy pixels are preprocessed with its family's mean and std (set preprocess for others); "
+                         "torch tensors are taken as preprocessed already")
         if self.source and (".py:" in self.source or self.named) and self.weights is None:
             notes.append(f"{self.name} is given no --weights: " + (
                 "it runs with random weights (a name is built, nothing is downloaded)" if self.named else

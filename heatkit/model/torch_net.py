@@ -140,11 +140,16 @@ class TorchNet:
     @classmethod
     def wrap(cls, module, device: str = "cpu", input_size: list[int] | None = None, output=None) -> "TorchNet":
         """A module the caller built in this process, in its own float type, left in the training
-        mode it is in (see evaluating())."""
+        mode it is in (see evaluating()). A torchvision or timm module takes its family's input size
+        and preprocessing, as its name would (zoo.preprocessing)."""
         name = f"the {type(module).__name__} given"
+        family = zoo.family_of(module)
+        preprocess = zoo.preprocessing(zoo.Named(family, type(module).__name__), module) if family else None
         with in_eval_mode(module):
-            shape = input_shape(module, name, input_size, output)
-        return cls(module, *shape, device, output, owned=False, name=name)
+            shape = input_shape(module, name, input_size or (preprocess or {}).get("input_size"), output)
+        net = cls(module, *shape, device, output, owned=False, name=name)
+        net.family_preprocess = preprocess
+        return net
 
     def once(self, key, build):
         """What build() makes for this module (its fx graph for LRP), built once and then reused."""

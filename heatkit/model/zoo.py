@@ -59,6 +59,20 @@ def parse(source: str) -> Named:
                      "literal values, e.g. timm:vit_tiny_patch16_224(img_size=32)")
 
 
+def family_of(module) -> str | None:
+    """The zoo a module object comes from, by the package that defines its class."""
+    family = type(module).__module__.split(".")[0]
+    return family if family in FAMILIES else None
+
+
+def imagenet_names() -> list[str]:
+    """ImageNet's 1000 class names, as torchvision ships them with its weights' metadata (read
+    offline: nothing is downloaded)."""
+    import torchvision
+
+    return list(torchvision.models.ResNet50_Weights.IMAGENET1K_V1.meta["categories"])
+
+
 def build(named: Named, weights: Path | None):
     """The module, built without a download, its weights loaded from `weights` where given; the
     number of classes taken from the weights; and what reading them said."""

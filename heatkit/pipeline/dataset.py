@@ -240,7 +240,7 @@ def explain_batch(job: Job, batch: list[Item]) -> list[dict]:
     model = _worker_model(job)
     rows = []
     results = explain_images(model, [model.preprocess(item.pixels) for item in batch], [item.pixels for item in batch],
-                             [item.stem for item in batch], list(job.methods), job.cfg, None, job.backend)
+                             [item.stem for item in batch], list(job.methods), job.cfg, [None] * len(batch), job.backend)
     for item, result in zip(batch, results):
         image_rows = _rows(item, result, job.cfg)
         _write_item(Path(job.out) / "maps" / f"{item.key}.npz", result.maps, image_rows)

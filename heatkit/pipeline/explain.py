@@ -92,14 +92,15 @@ def explain(model, image: np.ndarray, display: np.ndarray, name: str, keys: list
 
 
 def explain_images(model, images: list[np.ndarray], displays: list[np.ndarray], names: list[str], keys: list[str],
-                   cfg: dict, target: int | None, backend: str, verbose: bool = False) -> Iterator[ImageResult]:
-    """explain() of each image in turn; first, the probabilities of all of them, and the maps of
-    the methods that take a batch of images (the gradient family, DeepLIFT and LRP on PyTorch), in
-    batches that keep a forward and a backward pass within perturbation.memory_mb."""
+                   cfg: dict, chosen: list[int | None], backend: str, verbose: bool = False) -> Iterator[ImageResult]:
+    """explain() of each image in turn, explaining its `chosen` class (None: its predicted class);
+    first, the probabilities of all of them, and the maps of the methods that take a batch of
+    images (the gradient family, DeepLIFT and LRP on PyTorch), in batches that keep a forward and a
+    backward pass within perturbation.memory_mb."""
     size = max(1, (model.engine_options.memory_mb << 20) // max(1, 3 * model.activation_bytes))
     spans = [(start, min(len(images), start + size)) for start in range(0, len(images), size)]
     probabilities = np.concatenate([model.probabilities(np.stack(images[a:b])) for a, b in spans])
-    targets = probabilities.argmax(1) if target is None else np.full(len(images), target)
+    targets = np.array([row.argmax() if target is None else target for row, target in zip(probabilities, chosen)])
     ready: list[dict[str, Outcome]] = [{} for _ in images]
     if len(images) > 1 and np.isfinite(probabilities).all():
         for key in keys:
@@ -111,8 +112,8 @@ def explain_images(model, images: list[np.ndarray], displays: list[np.ndarray], 
                     for index, outcome in enumerate(_batched(model, images[a:b], targets[a:b], key, cfg, framework,
                                                              verbose), start=a):
                         ready[index][key] = outcome
-    for number, (image, display, name, image_probabilities, prepared) in enumerate(
-            zip(images, displays, names, probabilities, ready), start=1):
+    for number, (image, display, name, image_probabilities, prepared, target) in enumerate(
+            zip(images, displays, names, probabilities, ready, chosen), start=1):
         yield explain(model, image, display, name, keys, cfg, target, backend, verbose,
                       probabilities=image_probabilities, ready=prepared,
                       position=f"image {number} of {len(images)} ({name}): " if len(images) > 1 else "")
@@ -151,14 +152,20 @@ def completeness_gaps(model, image: np.ndarray, target: int, maps: dict[str, np.
     return gaps
 
 
-def completeness_note(result: ImageResult) -> str | None:
-    """The maps whose sum misses the logit's change by more than COMPLETENESS_TOLERANCE."""
-    missed = {key: scores["completeness_gap"] for key, scores in result.model_scores.items()
-              if (scores.get("completeness_gap") or 0) > COMPLETENESS_TOLERANCE}
+def completeness_note(results: list[ImageResult]) -> str | None:
+    """The methods whose maps' sums miss the logit's change by more than COMPLETENESS_TOLERANCE, on
+    the image where they miss it most."""
+    missed = {}
+    for result in results:
+        for key, scores in result.model_scores.items():
+            gap = scores.get("completeness_gap") or 0
+            if gap > max(COMPLETENESS_TOLERANCE, missed.get(key, (0, ""))[0]):
+                missed[key] = (gap, result.name)
     if not missed:
         return None
-    return (f"{result.name}: " + "; ".join(f"{key} misses the logit's change from its reference by {gap:.0%}"
-                                            for key, gap in missed.items()) +
+    several = len(results) > 1
+    return ("; ".join(f"{key} misses the logit's change from its reference by {'up to ' if several else ''}{gap:.0%}"
+                      + (f" ({name})" if several else "") for key, (gap, name) in missed.items()) +
             " (completeness_gap): IG's quadrature needs more ig.steps where the logit bends sharply along the path, "
             "and no number of steps sees a jump; DeepLIFT's Rescale rule is exact only through linear layers, "
             "elementwise activations and max pooling")

@@ -12,22 +12,23 @@ from heatkit.methods.registry import label
 from heatkit.metrics import registry as metrics
 from heatkit.pipeline import plotting, report
 from heatkit.pipeline.explain import explain_images
+from heatkit.pipeline.inputs import Input
 from heatkit.pipeline.results import Explained, ImageResult
 from heatkit.pipeline.scores import format_metrics, format_table
 
 
-def compute(model, inputs: list[tuple[str, str, np.ndarray]], keys: list[str], cfg: dict, target: int | None,
+def compute(model, inputs: list[Input], keys: list[str], cfg: dict, targets: list[int | None],
             backends: list[str], verbose: bool = False) -> tuple[list[Explained], bool]:
-    """Every method on every (stem, source, pixels) input, once per backend, and the metrics that
-    grade the images together; and whether Ctrl-C stopped it (what finished is kept: an image
-    stopped midway has the maps it had)."""
-    images, displays = [model.preprocess(pixels) for _, _, pixels in inputs], [pixels for _, _, pixels in inputs]
+    """Every method on every input, explaining its target (None: its predicted class), once per
+    backend, and the metrics that grade the images together; and whether Ctrl-C stopped it (what
+    finished is kept: an image stopped midway has the maps it had)."""
+    images, displays = [found.model_input for found in inputs], [found.pixels for found in inputs]
     results: list[list] = [[] for _ in inputs]
     interrupted = False
     for backend in backends:
-        names = [stem + (f" ({backend})" if len(backends) > 1 else "") for stem, _, _ in inputs]
+        names = [found.stem + (f" ({backend})" if len(backends) > 1 else "") for found in inputs]
         try:
-            for index, result in enumerate(explain_images(model, images, displays, names, keys, cfg, target, backend,
+            for index, result in enumerate(explain_images(model, images, displays, names, keys, cfg, targets, backend,
                                                           verbose)):
                 results[index].append(result)
                 if result.interrupted:
@@ -43,7 +44,7 @@ def compute(model, inputs: list[tuple[str, str, np.ndarray]], keys: list[str], c
                                           np.array([result.predicted for result in per_backend]), cfg)
             for result, found in zip(per_backend, graded):
                 result.add_scores(found)
-    return [Explained(stem, source, found) for (stem, source, _), found in zip(inputs, results) if found], interrupted
+    return [Explained(given.stem, given.source, found) for given, found in zip(inputs, results) if found], interrupted
 
 
 @dataclass
@@ -83,6 +84,20 @@ class Run:
     @property
     def seconds(self) -> dict[str, float]:
         return self.result.seconds
+
+    def stack(self, key: str, as_tensors: bool = False):
+        """Map `key` of every image (on the first backend), stacked as one float32 (N, H, W) array,
+        as captum returns a batch's attributions; with `as_tensors`, a torch tensor on the model's
+        device. A KeyError names the images that have no such map (its method failed there, or does
+        not apply)."""
+        missing = [item.stem for item in self.items if key not in item.results[0].maps]
+        if missing:
+            raise KeyError(f"no map {key!r} of {', '.join(missing)}: see run.items[i].results[0].failures and .skipped")
+        stacked = np.stack([item.results[0].maps[key] for item in self.items])
+        if not as_tensors:
+            return stacked
+        torch = self.model.torch.torch
+        return torch.from_numpy(stacked).to(self.model.torch.device)
 
     # ---- everything ----
     @property
