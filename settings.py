@@ -123,6 +123,10 @@ figure = dict(
     dpi=120,
     cmap="RdBu_r",  # diverging blue-white-red, symmetric about 0
     top_k=5,  # classes listed in the right margin
+    # each full map drawn over the photo in gray, as opaque as the map is strong: "auto" on models that
+    # declare no ground truth (photos), True, False; the raw maps are in heatmaps.npz either way
+    overlay="auto",
+    overlay_alpha=0.6,  # the opacity of the map's strongest pixels
     max_images=8,  # up to this many images share one figure (a row pair each); more get one figure each
 )
 

@@ -89,6 +89,7 @@ def explain(model: Source = None, images: Images = None, methods: str | list[str
     cfg = config.load(_layers_named(settings, model))
     keys = _methods(methods, compare_backends)
     given = inputs.sort_out(images, center_level)
+    inputs.targets(target, given.count)
     if given.size and cfg["input_size"] is None:  # a module that fixes no size runs at the images'
         cfg = config.update(cfg, {"input_size": given.size})
     model = _model(model, cfg, trust, progress)

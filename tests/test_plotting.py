@@ -12,7 +12,8 @@ from heatkit.pipeline.results import ImageResult
 ROOT = Path(__file__).resolve().parent.parent
 
 
-OPTIONS = {"crop": 5, "crop_row": True, "scale": "auto", "column_width": 2.0, "cmap": "RdBu_r", "maps_per_row": 0}
+OPTIONS = {"crop": 5, "crop_row": True, "scale": "auto", "column_width": 2.0, "cmap": "RdBu_r", "maps_per_row": 0,
+           "overlay": False, "overlay_alpha": 0.6}
 
 
 def figure(results, names, class_names=None, **options):
@@ -51,7 +52,7 @@ def test_the_figure_needs_no_pyplot():
             "from heatkit.pipeline.results import ImageResult;"
             "r = ImageResult('x', np.zeros((9, 9, 1)), np.array([0.0, 1.0]), 1, {}, maps={'a': np.ones((9, 9), 'f4')});"
             "heatmap_figure([r], {'a': 'A'}, dict(crop=3, crop_row=True, scale='auto', column_width=2, cmap='bwr',"
-            " maps_per_row=0), False).savefig('/dev/null', format='png');"
+            " maps_per_row=0, overlay=True, overlay_alpha=0.5), False).savefig('/dev/null', format='png');"
             "print('matplotlib.pyplot' in sys.modules)")
     done = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, check=True)
     assert done.stdout.strip() == "False"
@@ -131,3 +132,17 @@ def test_user_text_is_drawn_as_written(tmp_path):
     texts = [text.get_text() for text in fig.findobj(matplotlib.text.Text)]
     assert any("a$x^$b" in text for text in texts) and any(r"$\frac{$" in text for text in texts)
     assert matplotlib.rcParams["text.parse_math"]  # the user's own figures parse as they did
+
+
+def test_a_map_over_the_photo_is_as_opaque_as_it_is_strong():
+    """overlay: the photo in gray under each full map, the map's colors with alpha 0.6 at its largest
+    |value| and 0 where it is 0; the colorbar keeps the map's own scale."""
+    values = np.zeros((15, 15), np.float32)
+    values[3, 4], values[7, 7] = 2.0, -1.0
+    made = result({"m": values})
+    fig = figure([made], {"m": "M"}, crop=None, overlay=True, overlay_alpha=0.6)
+    [panel] = [ax for ax in fig.axes if ax.get_title().startswith("M")]
+    hidden, photo, colors = panel.images
+    assert not hidden.get_visible() and photo.get_cmap().name == "gray"
+    np.testing.assert_allclose(photo.get_array(), made.image[..., 0])
+    np.testing.assert_allclose(colors.get_array()[..., 3], 0.6 * np.abs(values) / 2.0)

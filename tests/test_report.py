@@ -184,3 +184,30 @@ def test_markup_in_every_user_field_is_text_and_runs_nothing(small_model_path, b
     assert browser.evaluate("typeof window.__pwned") == "undefined"
     assert browser.evaluate("document.querySelectorAll('img[src=x], svg').length") == 0
     assert hostile in browser.evaluate("document.body.innerText")  # shown, as text
+
+
+def test_maps_over_the_photo_with_class_names_and_the_top_classes(browser, tmp_path):
+    """On a model of photos (no ground truth) each map is drawn over the photo, as opaque as it is
+    strong, with a switch back to the map alone; the classes are named, the top five listed."""
+    from heatkit.base import frameworks
+
+    torch = frameworks.torch()
+    torch.manual_seed(0)
+    net = torch.nn.Sequential(torch.nn.Conv2d(3, 4, 3), torch.nn.ReLU(), torch.nn.AdaptiveAvgPool2d(1),
+                              torch.nn.Flatten(), torch.nn.Linear(4, 3))
+    run = heatkit.explain(net, np.random.default_rng(0).random((12, 12, 3)), ["grad", "gradcam"], progress=False,
+                          labels=["cat", "dog", "owl"], settings={"faithfulness.curves": False})
+    folder = run.save(tmp_path)
+    assert browser.open(folder / "report.html") == []
+    named = [f"{c} {name}" for c, name in enumerate(["cat", "dog", "owl"])]
+    text = browser.evaluate("document.body.innerText")
+    assert "top classes" in text and all(name in text for name in named)
+    photo = "(() => getComputedStyle(document.querySelector('canvas.map')).backgroundImage)()"
+    alpha = ("(() => { const c = document.querySelector('canvas.map');"
+             " return Array.from(c.getContext('2d').getImageData(0, 0, c.width, c.height).data)"
+             ".filter((_, i) => i % 4 === 3); })()")
+    values = np.abs(run.maps["grad"]).ravel()
+    assert browser.evaluate(photo).startswith('url("data:image/png')
+    np.testing.assert_allclose(browser.evaluate(alpha), np.round(255 * 0.6 * values / values.max()), atol=1)
+    browser.evaluate("document.getElementById('overlay').click()")  # the map alone
+    assert browser.evaluate(photo) == "none" and set(browser.evaluate(alpha)) == {255}

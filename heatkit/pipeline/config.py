@@ -120,6 +120,8 @@ GLOBAL_RULES = {
         "dpi": Int(min=30, max=600),
         "cmap": Choice(DIVERGING_CMAPS),
         "top_k": Int(min=1, max=20),
+        "overlay": Choice(("auto", True, False)),
+        "overlay_alpha": Float(min=0.0, max=1.0, exclusive_min=True),
         "max_images": Int(min=1, max=64),
     },
 }

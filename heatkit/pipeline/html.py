@@ -22,21 +22,25 @@ DRILL_DOWN_IMAGES = 500  # a dataset page holds its first images' maps only (500
 
 def run_page(run, record: dict) -> str:
     """The page of a heatmap run: each image with its maps, the scores table, the curves, the record."""
-    names, luts = run.names, {}
+    names, luts, figure, table = run.names, {}, run.settings["figure"], run.table()
     images = []
+    named = (lambda c: f"{c} {run.class_names[c]}") if run.class_names else str
     for item in run.items:
         first = item.results[0]
-        maps = [_map_entry(key, names[key], first, run.settings["figure"], luts) for key in names
+        maps = [_map_entry(key, names[key], first, figure, luts) for key in names
                 if key in first.maps or key in first.failures or key in first.skipped]
         images.append({"stem": item.stem, "source": item.source, "input": _png(first.image),
-                       "caption": f"predicted class {first.predicted}, explained class {first.target} "
+                       "gray": _png(first.image.mean(axis=-1, keepdims=True)),
+                       "caption": f"predicted {named(first.predicted)}, explained {named(first.target)} "
                                   f"(p = {first.target_probability:.3g})"
-                                  + (f", true class {first.true_label}" if first.true_label is not None else ""),
+                                  + (f", true {named(first.true_label)}" if first.true_label is not None else ""),
+                       "top": [[named(c), p] for c, p in first.top],
                        "maps": maps, "curves": _curves(first.drawn_curves, names)})
     data = {"kind": "run", "title": f"heatkit: {', '.join(item.stem for item in run.items)}",
             "header": run.header(), "incomplete": INCOMPLETE if run.interrupted else None, "luts": luts,
-            "images": images,
-            "columns": _columns(), "rows": run.table(), "record": record}
+            "images": images, "overlay": figure["overlay"] is True or (figure["overlay"] == "auto" and
+                                                                       run.model.ground_truth is None),
+            "overlay_alpha": figure["overlay_alpha"], "columns": _columns(table), "rows": table, "record": record}
     return page(data)
 
 
@@ -52,7 +56,7 @@ def dataset_page(rows: list[dict], leaderboard: list[dict], boards: str, maps: d
               for key, found in maps.items()]
     data = {"kind": "dataset", "title": f"heatkit dataset: {record.get('request', {}).get('dataset', '')}",
             "incomplete": None, "luts": luts, "images": images, "leaderboard": leaderboard, "boards": boards,
-            "columns": _columns(), "rows": rows, "record": record}
+            "columns": _columns(rows), "rows": rows, "record": record}
     return page(data)
 
 
@@ -76,6 +80,8 @@ def page(data: dict) -> str:
             f"<meta http-equiv=\"Content-Security-Policy\" content=\"{policy}\">\n"
             f"<title>{html.escape(data['title'])}</title>\n"
             f"<style>\n{assets.joinpath('report.css').read_text()}</style>\n</head>\n<body>\n"
+            "<noscript><p>This page draws its maps, tables and curves with JavaScript, which is off: the figure "
+            "is <a href=\"heatmaps.png\">heatmaps.png</a> beside it, the scores scores.csv.</p></noscript>\n"
             f"<script type=\"application/json\" id=\"data\">{text}</script>\n"
             f"<script>{script}</script>\n</body>\n</html>\n")
 
@@ -106,9 +112,11 @@ def _curves(curves: dict, names: dict[str, str]) -> list[dict]:
             for key, scored in curves.items()]
 
 
-def _columns() -> list[dict]:
-    """The scores table's metric columns, each with its name and better direction."""
-    return [{"key": metric.key, "name": metric.name, "direction": metric.direction} for metric in ROW_METRICS]
+def _columns(rows: list[dict]) -> list[dict]:
+    """The scores table's metric columns, each with its name and better direction: those some row
+    has a value of (a model without a ground truth has no center scores)."""
+    return [{"key": metric.key, "name": metric.name, "direction": metric.direction} for metric in ROW_METRICS
+            if any(row.get(metric.key) is not None for row in rows)]
 
 
 def _lut(name: str) -> str:

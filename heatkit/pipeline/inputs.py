@@ -113,9 +113,10 @@ def read(given: Given, model, cfg: dict, center_level: int | None) -> tuple[list
     return inputs, notes
 
 
-def targets(target, count: int, classes: int) -> list[int | None]:
+def targets(target, count: int, classes: int | None = None) -> list[int | None]:
     """The class each image explains: `target` for all (None: each its predicted class), or one
-    per image; each checked against the model's classes."""
+    per image; each checked against the model's classes where they are known (the count is checked
+    before the model loads)."""
     if target is None:
         return [None] * count
     if _is_tensor(target):
@@ -123,7 +124,7 @@ def targets(target, count: int, classes: int) -> list[int | None]:
     values = [int(value) for value in np.asarray(target).ravel()] if np.ndim(target) else [int(target)] * count
     if len(values) != count:
         raise UsageError(f"{len(values)} targets for {count} images; give one class, or one per image")
-    for value in values:
+    for value in values if classes is not None else []:
         if not 0 <= value < classes:
             raise UsageError(f"-cl {value} is not a class of this model; give 0 to {classes - 1}")
     return values

@@ -45,10 +45,15 @@ def heatmap_figure(results: list, names: dict[str, str], options: dict, ground_t
     each with a row of their center crops below it where options["crop_row"] asks for one ("auto":
     where the model declares a ground truth). `names` gives each map key's display name, in column
     order; `options` are the figure settings; `warning`, where given, heads the figure in red (an
-    interrupted run's)."""
+    interrupted run's). options["overlay"] draws each full map over the photo ("auto": on a model
+    that declares no ground truth, whose images are photos), its colors as opaque as the map is
+    strong (overlay_alpha at the map's largest |value|), as show_cam_on_image and
+    visualize_image_attr blend them; the colorbar keeps the map's own scale."""
     # a method that applies to none of the images gets no column (the table says why)
     keys = [key for key in names if any(key in r.maps or key in r.failures for r in results)]
     crop = options["crop"] if options["crop_row"] is True or (options["crop_row"] == "auto" and ground_truth) else None
+    overlay = options["overlay_alpha"] if options["overlay"] is True or (options["overlay"] == "auto" and
+                                                                          not ground_truth) else 0.0
     per_row = options["maps_per_row"] or max(1, len(keys))
     blocks = [keys[start:start + per_row] for start in range(0, max(1, len(keys)), per_row)]
     columns, rows = 1 + min(per_row, max(1, len(keys))), 2 if crop else 1
@@ -81,6 +86,8 @@ def heatmap_figure(results: list, names: dict[str, str], options: dict, ground_t
             for key, axes in zip(block, pairs[1:]):
                 if key in result.maps:
                     _map_panels(axes, result.maps[key], names[key], crop, options["cmap"], options["scale"])
+                    if overlay:
+                        _over_the_photo(axes[0], result.maps[key], result.image, overlay, options)
                 elif key in result.skipped:
                     _failed_panels(axes, names[key], f"not applicable: {result.skipped[key]}")
                 else:
@@ -137,6 +144,23 @@ def _map_panels(axes, attribution, name, crop, cmap, scale):
     if crop:
         _outline_center(axes[1], crop)
     axes[0].set_title(f"{name}\nmax {attribution.max():.3g}\nmin {attribution.min():.3g}", fontsize=9)
+
+
+def _over_the_photo(panel, attribution, photo, alpha: float, options: dict) -> None:
+    """The map's panel redrawn over the photo in gray: each pixel's color as opaque as its |value|
+    is large, up to `alpha` (its colorbar stays the map's)."""
+    from matplotlib import colormaps
+
+    colormap, low, high, _ = color_scale(attribution, options["cmap"], options["scale"])
+    colors = colormaps[colormap]((attribution - low) / ((high - low) or 1.0))
+    strength = np.abs(attribution) / (np.abs(attribution).max() or 1.0)
+    if low >= 0 or high <= 0:  # a map of one sign: strength over its own range
+        strength = (attribution - low) / ((high - low) or 1.0) if low >= 0 else (high - attribution) / ((high - low) or 1.0)
+    colors[..., 3] = alpha * strength
+    gray = photo.mean(axis=-1)
+    panel.images[0].set_visible(False)  # the map alone stays in the colorbar
+    panel.imshow(gray, cmap="gray", vmin=0, vmax=1, interpolation="nearest")
+    panel.imshow(colors, interpolation="nearest")
 
 
 def _failed_panels(axes, name, reason):

@@ -25,18 +25,31 @@ function number(value) {
 const LUTS = Object.fromEntries(Object.entries(DATA.luts).map(([name, text]) =>
   [name, Uint8Array.from(atob(text), (c) => c.charCodeAt(0))]));
 
-function paint(canvas, values, entry) {
+// Over the photo (the figure's overlay): each pixel's color as opaque as the map is strong there,
+// up to DATA.overlay_alpha, the photo in gray beneath it; else the map alone
+let overlay = Boolean(DATA.overlay);
+
+function strength(value, entry) {
+  const span = entry.high - entry.low || 1;
+  if (entry.low >= 0) return (value - entry.low) / span;  // a map of one sign: its own range
+  if (entry.high <= 0) return (entry.high - value) / span;
+  return Math.abs(value) / Math.max(Math.abs(entry.low), Math.abs(entry.high), 1e-300);
+}
+
+function paint(canvas, values, entry, photo) {
   const [height, width] = entry.shape;
   canvas.width = width;
   canvas.height = height;
   const context = canvas.getContext("2d");
   const image = context.createImageData(width, height);
-  const lut = LUTS[entry.cmap], span = entry.high - entry.low || 1;
+  const lut = LUTS[entry.cmap], span = entry.high - entry.low || 1, over = overlay && photo;
   values.forEach((value, index) => {
     const level = Math.max(0, Math.min(255, Math.round(((value - entry.low) / span) * 255)));
-    image.data.set([lut[3 * level], lut[3 * level + 1], lut[3 * level + 2], 255], 4 * index);
+    const alpha = over ? Math.round(255 * DATA.overlay_alpha * strength(value, entry)) : 255;
+    image.data.set([lut[3 * level], lut[3 * level + 1], lut[3 * level + 2], alpha], 4 * index);
   });
   context.putImageData(image, 0, 0);
+  canvas.style.backgroundImage = over ? `url(${photo})` : "none";
 }
 
 function colorBar(entry, height) {
@@ -53,14 +66,15 @@ function colorBar(entry, height) {
 const tip = element("div", {id: "tip"});
 let zoom = 1;
 
-function mapFigure(entry) {
+function mapFigure(entry, photo) {
   const figure = element("figure", {"data-key": entry.key}, element("figcaption", {}, `${entry.name} (${entry.key})`));
   if (entry.error) {
     figure.append(element("div", {class: "failed"}, entry.error));
     return figure;
   }
   const values = decode(entry), canvas = element("canvas", {class: "map", "data-width": entry.shape[1]});
-  paint(canvas, values, entry);
+  paint(canvas, values, entry, photo);
+  canvas.repaint = () => paint(canvas, values, entry, photo);
   canvas.addEventListener("mousemove", (event) => {
     const column = Math.floor((event.offsetX / canvas.clientWidth) * entry.shape[1]);
     const row = Math.floor((event.offsetY / canvas.clientHeight) * entry.shape[0]);
@@ -118,11 +132,16 @@ function scoresTable(rows, leading) {
   const head = element("tr", {}, ...columns.map((column) => element("th", {"data-key": column.key,
     title: column.direction && column.direction !== "-" ? `${column.direction} is better` : ""}, column.name,
     element("small", {}, column.direction && column.direction !== "-" ? `${column.direction} is better` : ""))));
-  return sortable(element("table", {class: "scores"}, element("thead", {}, head), element("tbody")), rows, columns);
+  const table = sortable(element("table", {class: "scores"}, element("thead", {}, head), element("tbody")), rows, columns);
+  return element("div", {class: "table"}, table);  // scrolls within 1,400 pixels where it is wider
 }
 
+// curves.png's colors: matplotlib's default cycle (tab10), the random rankings gray and dashed
+const CYCLE = ["#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b", "#e377c2", "#7f7f7f", "#bcbd22",
+               "#17becf"];
+
 function curvesChart(curves, which) {
-  const width = 360, height = 220, left = 36, bottom = 24, names = "http://www.w3.org/2000/svg";
+  const width = 360, height = 230, left = 40, bottom = 34, names = "http://www.w3.org/2000/svg";
   const svg = document.createElementNS(names, "svg");
   svg.setAttribute("width", width);
   svg.setAttribute("height", height + 14 * curves.length);
@@ -133,10 +152,16 @@ function curvesChart(curves, which) {
     svg.append(node);
   };
   add("rect", {x: left, y: 4, width: width - left - 4, height: height - bottom - 4, fill: "none", stroke: "#999"});
+  for (const tick of [0, 0.5, 1]) {  // the same ticks on both axes: fractions, and probabilities
+    const x = left + tick * (width - left - 4), y = 4 + (1 - tick) * (height - bottom - 8);
+    add("text", {x: x - 6, y: height - bottom + 12}, String(tick));
+    add("text", {x: left - 22, y: y + 4}, String(tick));
+  }
   add("text", {x: left, y: height - 6}, `${which}: fraction of the image ${which === "deletion" ? "deleted" : "inserted"}`);
   add("text", {x: 2, y: 14}, "p");
+  let drawn = 0;
   curves.forEach((curve, index) => {
-    const values = curve[which], color = curve.key === "random" ? "#777" : `hsl(${(index * 137) % 360},65%,42%)`;
+    const values = curve[which], color = curve.key === "random" ? "#7f7f7f" : CYCLE[drawn++ % CYCLE.length];
     const points = values.map((value, step) => [left + (step / Math.max(1, values.length - 1)) * (width - left - 4),
                                                  4 + (1 - value) * (height - bottom - 8)].join(",")).join(" ");
     add("polyline", {points, fill: "none", stroke: color, "stroke-width": 1.3,
@@ -153,7 +178,9 @@ function runPage(main) {
       (entry) => entry.shape)?.shape[1] ?? 150});
     main.append(element("h2", {}, image.stem), element("p", {}, `${image.source}: ${image.caption}`),
                 element("div", {class: "maps"}, element("figure", {}, element("figcaption", {}, "input"), input),
-                        ...image.maps.map(mapFigure)));
+                        ...image.maps.map((entry) => mapFigure(entry, image.gray)),
+                        element("figure", {class: "top"}, element("figcaption", {}, "top classes"),
+                                element("ol", {}, ...image.top.map(([name, p]) => element("li", {}, `${name}: ${number(p)}`))))));
     if (image.curves.length) {
       main.append(element("h3", {}, "faithfulness curves"),
                   element("div", {class: "curves"}, curvesChart(image.curves, "deletion"),
@@ -176,7 +203,7 @@ function datasetPage(main) {
   const rows = DATA.rows.map((row) => ({...row, onclick: () => {
     const image = byKey[row.key];
     drill.replaceChildren(element("h3", {}, `${row.image}: predicted ${row.predicted}, label ${number(row.label)}`),
-                          image ? element("div", {class: "maps"}, ...image.maps.map(mapFigure)) :
+                          image ? element("div", {class: "maps"}, ...image.maps.map((entry) => mapFigure(entry))) :
                             element("p", {}, `this page holds the maps of the first ${DATA.images.length} images; `
                                              + `this image's are in maps/${row.key}.npz`));
     setZoom(zoom);
@@ -197,8 +224,15 @@ function render() {
     main.append(element("p", {class: "header"}, Object.entries(DATA.header).filter(([, v]) => typeof v !== "object")
       .map(([k, v]) => `${k}: ${v}`).join(" · ")));
   }
-  main.append(element("div", {class: "controls"}, "zoom ", slider, " (hover over a map for its values; click a "
-                      + "column's heading to sort by it)"));
+  const over = element("input", {type: "checkbox", id: "overlay"});
+  over.checked = overlay;
+  over.addEventListener("change", () => {
+    overlay = over.checked;
+    for (const canvas of document.querySelectorAll("canvas.map")) canvas.repaint();
+  });
+  main.append(element("div", {class: "controls"}, "zoom ", slider, " ",
+                      ...(DATA.kind === "run" ? [element("label", {}, over, " over the photo")] : []),
+                      " (hover over a map for its values; click a column's heading to sort by it)"));
   (DATA.kind === "run" ? runPage : datasetPage)(main);
   main.append(element("h2", {}, "run record"), element("details", {}, element("summary", {}, "run.json"),
                                                       element("pre", {}, JSON.stringify(DATA.record, null, 2))));

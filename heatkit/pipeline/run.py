@@ -139,21 +139,22 @@ class Run:
         return rows
 
     def table(self) -> list[dict]:
-        """scores.csv: one row per image and map (each framework's, with compare_backends), its
-        metrics in the registry's order, and why a method gave no map."""
-        columns = [metric.key for metric in metrics.ROW_METRICS]
-        table = []
-        for item in self.items:
-            for backend, result in zip(self.backends, item.results):
-                for key, scores in result.scores().items():
-                    table.append({"image": item.source, "stem": item.stem, "backend": backend, "method": key,
-                                  "true_label": result.true_label, "predicted_label": result.predicted,
-                                  "explained_class": result.target,
-                                  "explained_probability": result.target_probability,
-                                  **{name: scores.get(name) for name in columns}, "seconds": scores.get("seconds"),
-                                  "error": scores.get("error") or (f"not applicable: {scores['not_applicable']}"
-                                                                   if "not_applicable" in scores else None)})
-        return table
+        """scores.csv: one row per image and map (each framework's, with compare_backends), the
+        layer it explains, its metrics in the registry's order (those some map has: no center
+        scores on a model without a ground truth), and why a method gave no map."""
+        rows = [(item, backend, key, result, scores) for item in self.items
+                for backend, result in zip(self.backends, item.results) for key, scores in result.scores().items()]
+        columns = [metric.key for metric in metrics.ROW_METRICS
+                   if any(scores.get(metric.key) is not None for *_, scores in rows)]
+        layered = any("layer" in scores for *_, scores in rows)
+        return [{"image": item.source, "stem": item.stem, "backend": backend, "method": key,
+                 **({"layer": scores.get("layer")} if layered else {}),
+                 "true_label": result.true_label, "predicted_label": result.predicted, "explained_class": result.target,
+                 "explained_probability": result.target_probability,
+                 **{name: scores.get(name) for name in columns}, "seconds": scores.get("seconds"),
+                 "error": scores.get("error") or (f"not applicable: {scores['not_applicable']}"
+                                                  if "not_applicable" in scores else None)}
+                for item, backend, key, result, scores in rows]
 
     def header(self) -> dict:
         """What scores.json says of the run as a whole."""
