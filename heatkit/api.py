@@ -39,7 +39,7 @@ from heatkit.pipeline.dataset import DatasetRun
 from heatkit.pipeline.explain import completeness_note, saturation_note
 from heatkit.pipeline.experiments import Experiment
 from heatkit.pipeline.meta_evaluation import MetricEvaluation
-from heatkit.pipeline.record import run_record
+from heatkit.pipeline.record import now, run_record
 from heatkit.pipeline.run import Run, compute
 
 __all__ = ["DatasetRun", "Experiment", "MetricEvaluation", "Model", "Rerun", "Run", "evaluate_metrics", "explain",
@@ -86,6 +86,7 @@ def explain(model: Source = None, images: Images = None, methods: str | list[str
     alike; `center_level` sets the center pixel to an 8-bit gray level first; `labels` names the
     classes. A method that raises, or that does not apply to the model, is reported and the others
     still run; Ctrl-C keeps what finished."""
+    started = now()
     cfg = config.load(_layers_named(settings, model))
     keys = _methods(methods, compare_backends)
     given = inputs.sort_out(images, center_level)
@@ -106,7 +107,7 @@ def explain(model: Source = None, images: Images = None, methods: str | list[str
     cfg = config.update(cfg, {"faithfulness.curves": planned.curves})  # "auto" decided, and recorded so
     say(cost.describe(planned, cost.timed(model), cfg['perturbation']['warn_seconds']) if progress else "", progress)
     request = _request("explain", model, cfg, given.files, keys, target=_plain(chosen),
-                       compare_backends=compare_backends, center_level=center_level, trust=trust)
+                       compare_backends=compare_backends, center_level=center_level, trust=trust, started=started)
     notes = model.notes + notes
     with model.evaluating():
         items, interrupted = compute(model, found, keys, cfg, chosen, backends, verbose)
@@ -127,12 +128,13 @@ def sanity(model: Source = None, image: Images = None, methods: str | list[str] 
     added to every weight ("noise"), against the original model's."""
     if mode not in experiments.SANITY_TITLES:
         raise UsageError(f"sanity mode {mode!r}: choose from {', '.join(experiments.SANITY_TITLES)}")
+    started = now()
     setup = _experiment_setup(model, image, methods, settings, center_level, trust, progress, target)
     model, cfg, keys, backend, target, given, files = setup
     with model.evaluating():
         found = experiments.sanity(model, given.model_input, given.pixels, keys, cfg, target, backend, mode)
     return _provenance(found, given.stem, _request("sanity", model, cfg, files, keys, target=target, mode=mode,
-                                             center_level=center_level, trust=trust))
+                                             center_level=center_level, trust=trust, started=started))
 
 
 def growing_patch(model: Source = None, image: Images = None, methods: str | list[str] = "all", *,
@@ -140,12 +142,13 @@ def growing_patch(model: Source = None, image: Images = None, methods: str | lis
                   center_level: int | None = None, trust: bool = False, progress: bool = True) -> Experiment:
     """The growing patch (Bansal et al. 2020): the maps as a square of growing_patch.fill grows over
     growing_patch.sizes, against the unoccluded image's."""
+    started = now()
     model, cfg, keys, backend, target, given, files = _experiment_setup(model, image, methods, settings, center_level,
                                                                         trust, progress, target)
     with model.evaluating():
         found = experiments.growing_patch(model, given.model_input, given.pixels, keys, cfg, target, backend)
     return _provenance(found, given.stem, _request("growing_patch", model, cfg, files, keys, target=target,
-                                             center_level=center_level, trust=trust))
+                                             center_level=center_level, trust=trust, started=started))
 
 
 def sweep(model: Source = None, image: Images = None, methods: str | list[str] = "all", *,
@@ -154,6 +157,7 @@ def sweep(model: Source = None, image: Images = None, methods: str | list[str] =
     """Hyperparameter sweeps (Bansal et al. 2020): the maps of the chosen methods that read each
     swept setting, at each of its values, e.g. sweeps={"sg.noise_scale": [0.05, 0.1, 0.2]}. Every
     value is checked before any work."""
+    started = now()
     model, cfg, keys, backend, target, given, files = _experiment_setup(model, image, methods, settings, center_level,
                                                                         trust, progress, target)
     swept = []
@@ -164,7 +168,7 @@ def sweep(model: Source = None, image: Images = None, methods: str | list[str] =
     with model.evaluating():
         found = experiments.sweep(model, given.model_input, given.pixels, keys, swept, target, backend, cfg)
     return _provenance(found, given.stem, _request("sweep", model, cfg, files, keys, target=target, sweeps=sweeps,
-                                             center_level=center_level, trust=trust))
+                                             center_level=center_level, trust=trust, started=started))
 
 
 @dataclass
@@ -266,6 +270,7 @@ def explain_dataset(model: str | Path | None = None, dataset: str = "random:100"
     at `scheduler`, or this process alone with workers=0. Resumes where the same call stopped. Its
     folder (in `out`, default the out_path setting) gets one file per image, results.parquet and
     .csv, leaderboard.txt, summary.png and run.json; it returns the rows and the leaderboard."""
+    started = now()
     cfg = config.load(settings or {})
     keys = _methods(methods)
     if isinstance(model, Model) or not isinstance(model, (str, Path, type(None))):
@@ -283,7 +288,8 @@ def explain_dataset(model: str | Path | None = None, dataset: str = "random:100"
     found = dataset_mode.run(job, images, loaded, scheduler, workers, batch_size, progress, cfg["scheduler_timeout"])
     found.notes = notes + found.notes
     record = run_record(command, cfg, _request("explain_dataset", loaded, cfg, [], keys, dataset=dataset,
-                                               scheduler=scheduler, workers=workers, batch_size=batch_size), False)
+                                               scheduler=scheduler, workers=workers, batch_size=batch_size,
+                                               started=started), False)
     found.text = dataset_mode.write_summary(found, record)
     return found
 

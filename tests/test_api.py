@@ -108,3 +108,19 @@ def test_bad_input_raises_a_usage_error_naming_the_fix(small_model_path):
         heatkit.explain(small_model_path, np.zeros((3, 3, 1)), ["grad"])
     with pytest.raises(UsageError, match="unknown setting 'ig.stepz'"):
         heatkit.explain(small_model_path, settings={"ig.stepz": 3})
+
+
+def test_the_record_says_when_the_run_began_and_every_package_that_computed(small_model_path, tmp_path, monkeypatch):
+    """run.json said "started" at the time it was saved (04:15:31 for a run begun at 04:06:12), and
+    lacked heatkit's own version and torchvision's, timm's and zennit's."""
+    import json
+
+    import heatkit.api
+
+    times = iter(["2026-12-07T04:06:12+00:00", "2026-12-07T04:15:31+00:00"])
+    monkeypatch.setattr(heatkit.api, "now", lambda: next(times))
+    run = heatkit.explain(small_model_path, None, ["grad"], settings={"faithfulness.curves": False}, progress=False)
+    record = json.loads((run.save(tmp_path) / "run.json").read_text())
+    assert record["started"] == "2026-12-07T04:06:12+00:00"
+    assert record["versions"]["heatkit"] == heatkit.__version__
+    assert all(record["versions"][name] for name in ("torch", "torchvision", "timm", "zennit", "captum"))

@@ -8,10 +8,18 @@ from datetime import datetime, timezone
 from importlib import metadata
 from pathlib import Path
 
+from heatkit import __version__
 from heatkit.pipeline import config
 
-PACKAGES = ("numpy", "tensorflow", "keras", "innvestigate", "torch", "captum", "shap", "lime",
-            "scikit-image", "scikit-learn", "scipy", "matplotlib", "pillow", "tqdm")
+# every package that reads a model or computes a map or a score
+PACKAGES = ("numpy", "tensorflow", "keras", "innvestigate", "torch", "torchvision", "timm", "captum", "zennit",
+            "onnx", "onnx2torch", "onnxruntime", "safetensors", "shap", "lime", "scikit-image", "scikit-learn", "scipy",
+            "matplotlib", "pillow", "tqdm")
+
+
+def now() -> str:
+    """The time, as run.json records when a run started."""
+    return datetime.now(timezone.utc).isoformat(timespec="seconds")
 
 
 def run_record(command: list[str] | None, cfg: dict, request: dict, incomplete: bool) -> dict:
@@ -19,7 +27,7 @@ def run_record(command: list[str] | None, cfg: dict, request: dict, incomplete: 
     heatkit.api.rerun), the files it read with their SHA-256, every setting and seed, and versions."""
     return {
         "command": [Path(sys.argv[0]).name, *command] if command is not None else None,
-        "started": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        "started": request.get("started") or now(),  # when the call began, not when its record was written
         "request": request,
         "methods": request["methods"],
         "model": {**_model(request["model"], request["model_object"], cfg["weights"]), "dtype": request["dtype"],
@@ -29,7 +37,7 @@ def run_record(command: list[str] | None, cfg: dict, request: dict, incomplete: 
         "settings": cfg,
         "python": sys.version.split()[0],
         "platform": platform.platform(),
-        "versions": {name: _version(name) for name in PACKAGES},
+        "versions": {"heatkit": __version__, **{name: _version(name) for name in PACKAGES}},
         "incomplete": incomplete,  # Ctrl-C stopped the run; what finished is here
     }
 
