@@ -141,3 +141,15 @@ def test_help_lists_every_registered_method():
 
     text = cli.build_parser().format_help()
     assert all(f"  {m.key} " in text and m.paper.cite in text for m in METHODS)
+
+
+def test_a_missing_known_answer_model_is_told_how_it_is_built_where_it_runs(tmp_path, monkeypatch, capsys):
+    """Outside the checkout, a pip user was told to run `make models`."""
+    monkeypatch.chdir(tmp_path)
+    assert run_cli("-hm", "grad", "-q") == 2
+    err = capsys.readouterr().err
+    assert "make models" not in err and "python -m heatkit.testmodels.build --model center_pixel" in err
+    (tmp_path / "Makefile").write_text("")
+    (tmp_path / "create_model.py").write_text("")
+    assert run_cli("-hm", "grad", "-q") == 2
+    assert "build it with: make models" in capsys.readouterr().err

@@ -33,7 +33,22 @@ from heatkit.model.files import is_keras_saved_model
 KERAS_SUFFIXES = (".h5", ".keras")
 TORCH_SUFFIXES = (".pt", ".pth")
 PROJECT_MODELS = ("center_pixel", "center_cnn", "digits", "residual_digits")  # what `make models` builds
+BUILT = ("center_pixel", "center_cnn", "digits")  # what the installed package's builder builds
 FRAMEWORK_NAMES = {"keras": "Keras", "torch": "PyTorch"}
+
+
+def _missing_hint(path: Path) -> str:
+    """How to get a missing model file: a known-answer model is built (by the checkout's Makefile,
+    or by the installed package's builder); any other path is the user's to check."""
+    if not (path.parent.name == "models" and path.stem in PROJECT_MODELS):
+        return "check the path given to -mp"
+    if Path("Makefile").is_file() and Path("create_model.py").is_file():  # a checkout of heatkit
+        return "build it with: make models"
+    if path.stem not in BUILT:
+        return "give your own model with -mp (a file, torchvision:NAME or timm:NAME)"
+    return (f"it is one of heatkit's known-answer models: give your own model with -mp (a file, "
+            f"torchvision:NAME or timm:NAME), or build it with: python -m heatkit.testmodels.build --model "
+            f"{path.stem} --out {path.parent}")
 
 
 class Model:
@@ -137,9 +152,7 @@ class Model:
                 "a folder; give a model file: Keras (.h5, .keras), PyTorch (.pt, .pth) or ONNX (.onnx)"
             raise UsageError(f"-mp {self.path} is {kind}")
         if not self.path.is_file():
-            ours = self.path.parent.name == "models" and self.path.stem in PROJECT_MODELS
-            raise UsageError(f"model file {self.path} not found; " + (
-                "build it with: make models" if ours else "check the path given to -mp"))
+            raise UsageError(f"model file {self.path} not found; " + _missing_hint(self.path))
         if self.path.suffix == ".py":
             raise UsageError(f"-mp {self.path}: name the function or class in it that builds the model, as "
                              "path/to/net.py:factory")
