@@ -336,11 +336,11 @@ def input_size(text: str) -> list[int]:
 
 
 def run_settings(args) -> list[str | dict]:
-    """The run's overrides of the defaults (and of a settings.py in the working folder): the values
+    """The run's overrides of the defaults: the values of a settings.py in the working folder, then
     of --config FILE, then --set's, then the flags'."""
     from heatkit.pipeline import config
 
-    return [config.read_file(args.config) if args.config else {}, *args.set, *flag_settings(args)]
+    return [config.local(), config.read_file(args.config) if args.config else {}, *args.set, *flag_settings(args)]
 
 
 def flag_settings(args) -> list[str]:

@@ -180,8 +180,8 @@ def no_curves_unless_asked():
 
     load = config.load
 
-    def without_curves(overrides=(), settings_file=None):
-        cfg = load(overrides, settings_file)
+    def without_curves(overrides=()):
+        cfg = load(overrides)
         given = {}
         for item in [overrides] if isinstance(overrides, dict) else overrides:
             given.update(config.flatten(item) if isinstance(item, dict) else {config.parse_override(item)[0]: None})

@@ -124,3 +124,12 @@ def test_the_record_says_when_the_run_began_and_every_package_that_computed(smal
     assert record["started"] == "2026-12-07T04:06:12+00:00"
     assert record["versions"]["heatkit"] == heatkit.__version__
     assert all(record["versions"][name] for name in ("torch", "torchvision", "timm", "zennit", "captum"))
+
+
+def test_the_api_runs_no_settings_py_it_finds_in_the_working_folder(small_model_path, tmp_path, monkeypatch):
+    """A notebook started in a folder holding a settings.py ran it; the command line reads it by
+    design, the API takes its settings from its arguments."""
+    (tmp_path / "settings.py").write_text("(__import__('pathlib').Path('ran').write_text('x'))\nig = dict(steps=5)\n")
+    monkeypatch.chdir(tmp_path)
+    run = heatkit.explain(small_model_path, None, ["grad"], settings={"faithfulness.curves": False}, progress=False)
+    assert run.settings["ig"]["steps"] == 64 and not (tmp_path / "ran").exists()

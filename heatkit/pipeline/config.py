@@ -129,17 +129,22 @@ GLOBAL_RULES = {
 RULES = {**GLOBAL_RULES, **{name: settings.rules() for name, settings in {**SETTINGS, **METRIC_SETTINGS}.items()}}
 
 
-def load(overrides: list[str | dict] | dict = (), settings_file: Path | None = None) -> dict:
-    """The default settings, overridden by `settings_file` (default: a settings.py in the working
-    folder, where there is one), then by `overrides`, and validated. An overriding file sets only
-    the values it names (`ig = dict(steps=128)` keeps ig's other defaults). Overrides are `KEY=VALUE`
-    texts, as --set takes them, or dicts as {"ig.steps": 128} or {"ig": {"steps": 128}}."""
+def load(overrides: list[str | dict] | dict = ()) -> dict:
+    """The default settings overridden by `overrides`, and validated: `KEY=VALUE` texts, as --set
+    takes them, or dicts as {"ig.steps": 128} or {"ig": {"steps": 128}}. No file is read but the
+    defaults: a command line adds the working folder's settings.py itself (local()), and the API
+    runs no file it happens to find (a notebook started in a folder holding one ran it)."""
     cfg = _read(DEFAULTS_FILE, "reinstall heatkit, or restore settings.py from the repository")
     _check_tree(cfg, RULES, origin=DEFAULTS_FILE.name)
-    local = Path(settings_file) if settings_file is not None else Path.cwd() / LOCAL_FILE
-    if settings_file is not None or local.is_file() and not local.samefile(DEFAULTS_FILE):
-        _override_from(cfg, local)
     return update(cfg, overrides)
+
+
+def local() -> dict:
+    """The values a settings.py in the working folder names (none where there is none, or where it
+    is the defaults themselves, in a checkout), for the command lines: an overriding file sets only
+    the values it names (`ig = dict(steps=128)` keeps ig's other defaults)."""
+    path = Path.cwd() / LOCAL_FILE
+    return read_file(path) if path.is_file() and not path.samefile(DEFAULTS_FILE) else {}
 
 
 def read_file(path: Path) -> dict:

@@ -174,8 +174,7 @@ class Run:
         return figure
 
     def summary(self) -> str:
-        """The printed tables: every image's scores (and the frameworks' agreement), and what the
-        scores mean on a model without a ground truth."""
+        """The printed tables: every image's scores (and the frameworks' agreement)."""
         names, parts = self.names, []
         for item, row in zip(self.items, self.rows()):
             heading = f"\n== {item.source} ==\n" if len(self.items) > 1 else ""
@@ -183,9 +182,6 @@ class Run:
             parts.append(format_metrics(row["methods"], names))
             if "compare_backends" in row:
                 parts.append(format_agreement(row["compare_backends"]["agreement"], names, *self.backends))
-        if self.model.ground_truth is None:
-            parts.append("(this model declares no ground truth: the center scores describe the maps, they do not "
-                         "grade them)")
         return "\n\n".join(part for part in parts if part)
 
     def save(self, out: str | Path | None = None, command: list[str] | None = None) -> Path:

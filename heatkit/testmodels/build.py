@@ -181,7 +181,7 @@ def main(argv=None) -> int:
     frameworks.verbose(args.verbose)
     try:
         overrides = args.set + ([f"image_size={args.image_size}"] if args.image_size is not None else [])
-        return 0 if build(args.model, config.load(overrides=overrides), args.out) else 1
+        return 0 if build(args.model, config.load([config.local(), *overrides]), args.out) else 1
     except UsageError as error:
         print(f"error: {error}", file=sys.stderr)
         return 2
