@@ -8,7 +8,6 @@ from datetime import datetime, timezone
 from importlib import metadata
 from pathlib import Path
 
-from heatkit import __version__
 from heatkit.pipeline import config
 
 # every package that reads a model or computes a map or a score
@@ -37,7 +36,7 @@ def run_record(command: list[str] | None, cfg: dict, request: dict, incomplete: 
         "settings": cfg,
         "python": sys.version.split()[0],
         "platform": platform.platform(),
-        "versions": {"heatkit": __version__, **{name: _version(name) for name in PACKAGES}},
+        "versions": {name: _version(name) for name in ("heatkit", *PACKAGES)},
         "incomplete": incomplete,  # Ctrl-C stopped the run; what finished is here
     }
 
