@@ -34,8 +34,8 @@ from heatkit.metrics import registry as metrics
 from heatkit.metrics import road
 from heatkit.model import Model
 from heatkit.pipeline import config, cost, experiments, inputs, meta_evaluation, variants
-from heatkit.pipeline import dataset as dataset_mode
-from heatkit.pipeline.dataset import DatasetRun
+from heatkit.pipeline import datasets
+from heatkit.pipeline.datasets import DatasetRun
 from heatkit.pipeline.explain import completeness_note, saturation_note
 from heatkit.pipeline.experiments import Experiment
 from heatkit.pipeline.meta_evaluation import MetricEvaluation
@@ -262,36 +262,50 @@ def evaluate_metrics(models: list[Source], methods: str | list[str] = "all", *,
 
 
 def explain_dataset(model: str | Path | None = None, dataset: str = "random:100", methods: str | list[str] = "all", *,
-                    settings: dict | list[str] | None = None, scheduler: str | None = None, workers: int | None = None,
+                    settings: dict | list[str] | None = None, scheduler=None, workers: int | None = None,
                     batch_size: int = 8, out: str | Path | None = None, trust: bool = False, progress: bool = True,
                     command: list[str] | None = None) -> DatasetRun:
-    """Every image of `dataset` (a folder, random:N on a center-pixel model, or digits) explained by
-    the methods on Dask: a LocalCluster of `workers` processes (default: one per core), the cluster
-    at `scheduler`, or this process alone with workers=0. Resumes where the same call stopped. Its
-    folder (in `out`, default the out_path setting) gets one file per image, results.parquet and
-    .csv, leaderboard.txt, summary.png and run.json; it returns the rows and the leaderboard."""
+    """Every image of `dataset` (a folder, an fsspec URL of one, random:N on a center-pixel model,
+    or digits) explained by the methods: in this process (workers=0), on a LocalCluster of
+    `workers` processes, or on a Dask cluster (`scheduler`: its address, a distributed.Client or a
+    cluster object), whose workers need none of this machine's files. Resumes where the same call
+    stopped. Without `workers` or `scheduler`, a local cluster of a worker a core runs it where
+    its estimate is long enough for one to pay (execution.local_workers), else this process. Its
+    folder (in `out`, default the out_path setting) gets one file per image,
+    results.parquet and .csv, leaderboard.txt, summary.png, report.html and run.json; it returns
+    the leaderboard, the scores and the rows."""
+    from heatkit.pipeline.datasets import execution, shipping, store
+
     started = now()
     cfg = config.load(settings or {})
     keys = _methods(methods)
     if isinstance(model, Model) or not isinstance(model, (str, Path, type(None))):
-        raise UsageError("the dataset mode loads the model in every worker: give it as a file or as net.py:factory")
+        raise UsageError("the dataset mode sends the model's files to every worker: give it as a file, as "
+                         "net.py:factory or by name")
     loaded = _model(model, cfg, trust, progress)
     backend = loaded.gradient_backend(cfg["backend"])
-    images, notes = dataset_mode.items(dataset, loaded, cfg)
+    images = datasets.items(dataset, loaded, cfg)
     planned = cost.plan(loaded, keys, cfg, len(images))
     cfg = config.update(cfg, {"faithfulness.curves": planned.curves})  # "auto" decided, as for one image
-    say(cost.describe(planned, cost.timed(loaded), cfg['perturbation']['warn_seconds']) if progress else "", progress)
+    seconds = cost.timed(loaded) if progress or (workers is None and scheduler is None) else None
+    say(cost.describe(planned, seconds, cfg['perturbation']['warn_seconds']) if progress else "", progress)
+    if workers is None and scheduler is None:
+        workers = execution.local_workers(planned.seconds(*seconds))
+        say(execution.where(workers), progress)
     stem = loaded.named.architecture if loaded.named else Path(loaded.name.partition(":")[0]).stem
     name = "".join(char if char.isalnum() else "_" for char in f"{dataset}_{stem}")
-    folder = Path(out or cfg["out_path"]) / f"dataset_{name}"
-    job = dataset_mode.Job(str(loaded.source), trust, cfg, tuple(keys), backend, str(folder.resolve()))
-    found = dataset_mode.run(job, images, loaded, scheduler, workers, batch_size, progress, cfg["scheduler_timeout"])
-    found.notes = notes + found.notes
+    folder = (Path(out or cfg["out_path"]) / f"dataset_{name}").resolve()
+    bundle = shipping.bundle_of(loaded)
+    job = execution.Job(bundle.fingerprint, trust, cfg, tuple(keys), backend, store.what_counts(cfg, tuple(keys),
+                                                                                                   backend))
     record = run_record(command, cfg, _request("explain_dataset", loaded, cfg, [], keys, dataset=dataset,
-                                               scheduler=scheduler, workers=workers, batch_size=batch_size,
-                                               started=started), False)
-    found.text = dataset_mode.write_summary(found, record)
-    return found
+                                               scheduler=execution.address_of(scheduler),
+                                               workers=workers, batch_size=batch_size, started=started), False)
+
+    def connect():
+        return execution.cluster(scheduler, workers, cfg["scheduler_timeout"], lambda line: say(line, progress))
+
+    return datasets.run(job, bundle, images, loaded, folder, connect, batch_size, progress, record)
 
 
 # ---- shared checks and preparation ----

@@ -112,9 +112,11 @@ def build_parser() -> Parser:
                              "(evaluate_metrics.models), each metric's ranking of them against the ground truth's "
                              "(Kendall's tau); writes metrics.csv/.png")
     parser.add_argument("--scheduler", metavar="ADDRESS",
-                        help="with --dataset: the Dask scheduler of a cluster (default: a local cluster)")
+                        help="with --dataset: the Dask scheduler of a cluster, whose workers need none of this "
+                             "machine's files (tcp://HOST:PORT)")
     parser.add_argument("--workers", type=int, metavar="N",
-                        help="with --dataset: local worker processes (default: one per core; 0: this process alone)")
+                        help="with --dataset: a local cluster of N worker processes; 0: this process (default: a "
+                             "worker a core where the run's estimate passes 60 s, else 0)")
     parser.add_argument("--seed", type=int, help="seed of the random input image (default: settings.seed)")
     parser.add_argument("--config", type=Path, metavar="FILE",
                         help="a settings file: the values it names override the defaults and a settings.py in "
@@ -205,13 +207,11 @@ def dataset(args, argv: list[str]) -> int:
     except KeyboardInterrupt:
         print("interrupted: every finished image is kept; the same command resumes", file=sys.stderr)
         return 130
-    errors = sum(1 for row in found.rows if row.get("error") and not str(row["error"]).startswith("not applicable"))
     for note in found.notes:
         print(f"note: {note}", file=sys.stderr)
     print(found.text)
-    print(f"\n{len({row['key'] for row in found.rows})} images ({found.computed} computed now), "
-          f"{errors} failed maps: {found.folder}")
-    return 1 if errors else 0
+    print(f"\n{found.images} images ({found.computed} computed now), {found.failed} failed maps: {found.folder}")
+    return 1 if found.failed else 0
 
 
 def evaluate_metrics(args) -> int:

@@ -1,28 +1,23 @@
-"""The dataset mode: Dask workers (a LocalCluster, and a real scheduler with workers started here on
-127.0.0.1), a worker killed mid-run, a resumed run, and maps equal to single-image runs."""
+"""The dataset mode: a LocalCluster, a resumed run, maps equal to single-image runs, the leaderboard
+and the boards, and Sufficiency over the images (on a cluster whose workers see no client file:
+tests/test_dataset_cluster.py)."""
 from __future__ import annotations
 
-import socket
-import subprocess
-import sys
-import threading
-import time
-from pathlib import Path
 
 import numpy as np
 import pytest
 
 import heatkit
-from heatkit.pipeline import dataset
+from heatkit.pipeline import datasets
+from heatkit.pipeline.datasets.store import Store
 
 METHODS = ["grad", "occlusion"]
 SETTINGS = {"backend": "torch"}  # the workers need no TensorFlow
-DASK = Path(sys.executable).with_name("dask")
 
 
 def stored_maps(found) -> dict[str, dict[str, np.ndarray]]:
     """Each image's maps as its file holds them, by image."""
-    return {row["image"]: dataset.read_item(found.folder / "maps" / f"{row['key']}.npz")[0] for row in found.rows}
+    return {row["image"]: Store(found.folder).read(row["key"])[0] for row in found.rows}
 
 
 def assert_complete(found, images: int):
@@ -31,14 +26,20 @@ def assert_complete(found, images: int):
     assert not any(row["error"] for row in found.rows)
 
 
-def test_a_local_cluster_gives_the_maps_of_single_runs(small_model_path, tmp_path):
-    found = heatkit.explain_dataset(small_model_path, "random:40", METHODS, settings=SETTINGS, workers=2, out=tmp_path,
-                                    progress=False)
+def test_a_notebooks_cluster_gives_the_maps_of_single_runs(small_model_path, tmp_path):
+    """A distributed.Client made in a notebook is used as it is, and left open."""
+    from distributed import Client, LocalCluster
+
+    with LocalCluster(n_workers=2, threads_per_worker=1, host="127.0.0.1", dashboard_address=":0") as cluster, \
+            Client(cluster) as client:
+        found = heatkit.explain_dataset(small_model_path, "random:40", METHODS, settings=SETTINGS, scheduler=client,
+                                        out=tmp_path, progress=False)
+        assert client.status == "running"
     assert_complete(found, 40)
     assert found.computed == 40
     model = heatkit.load_model(small_model_path, settings=SETTINGS)
     cfg = heatkit.settings(SETTINGS)
-    for item in dataset.items("random:40", model, cfg)[0][:3]:
+    for item in datasets.items("random:40", model, cfg)[:3]:
         single = heatkit.explain(small_model_path, item.pixels, METHODS, settings=SETTINGS, progress=False)
         for key in METHODS:
             assert np.array_equal(stored_maps(found)[item.source][key], single.maps[key])
@@ -66,7 +67,7 @@ def test_a_resumed_run_computes_only_what_is_missing(small_model_path, tmp_path)
 def test_the_leaderboard_ranks_the_faithful_method_first(small_model_path, tmp_path):
     found = heatkit.explain_dataset(small_model_path, "random:8", METHODS, settings=SETTINGS, workers=0, out=tmp_path,
                                     progress=False)
-    text, board = dataset.leaderboard(found.rows, ground_truth=True)
+    text, board = datasets.leaderboard(found.scores, ground_truth=True)
     assert [entry["method"] for entry in board] == ["occlusion", "grad"]
     assert board[0]["low"] <= board[0]["mean"] <= board[0]["high"] and "center_share" in text.splitlines()[0]
 
@@ -77,7 +78,7 @@ def test_a_board_per_category_orders_the_methods_by_its_first_metric_in_its_dire
     found = heatkit.explain_dataset(small_model_path, "random:4", METHODS, settings=SETTINGS, workers=0, out=tmp_path,
                                     progress=False)
     boards = {block.splitlines()[0].split(",")[0]: block.splitlines() for block in
-              dataset.category_boards(found.rows).split("\n\n")}
+              datasets.category_boards(found.scores).split("\n\n")}
     assert boards["localisation"][0].endswith("by center_rank") and boards["localisation"][3].startswith("occlusion")
     assert boards["complexity"][2].split()[1:] == ["higher", "lower"]  # sparseness, complexity
     assert boards["complexity"][3].startswith("occlusion")
@@ -113,66 +114,36 @@ def test_sufficiency_grades_the_datasets_images_together_as_one_run_does(gap_mod
         [row.get("sufficiency") for row in found.rows]
 
 
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
+def test_a_url_dataset_is_read_where_it_is_explained_and_resumes_unread(small_model_path, tmp_path, monkeypatch):
+    """file:// through fsspec, as s3:// would be: the same rows and maps as the folder; a resumed
+    run knows the URLs' keys from maps/sources.jsonl and reads none of them."""
+    import fsspec
+    from PIL import Image
+
+    rng = np.random.default_rng(2)
+    for name in ("cat/a.png", "dog/b.png", "dog/c.png"):
+        (tmp_path / "data" / name).parent.mkdir(parents=True, exist_ok=True)
+        Image.fromarray(rng.integers(0, 256, (15, 15), dtype=np.uint8)).save(tmp_path / "data" / name)
+    call = dict(methods=METHODS, settings=SETTINGS, workers=0, progress=False)
+    folder = heatkit.explain_dataset(small_model_path, str(tmp_path / "data"), out=tmp_path / "folder", **call)
+    url = heatkit.explain_dataset(small_model_path, f"file://{tmp_path / 'data'}/", out=tmp_path / "url", **call)
+    assert [(row["label"], row["key"], row["center_rank"]) for row in url.rows] == \
+        [(row["label"], row["key"], row["center_rank"]) for row in folder.rows]
+    assert all(row["image"].startswith("file://") for row in url.rows)
+    monkeypatch.setattr(fsspec, "open", lambda path, *args, **kwargs: pytest.fail(f"{path} read again"))
+    again = heatkit.explain_dataset(small_model_path, f"file://{tmp_path / 'data'}/", out=tmp_path / "url", **call)
+    assert again.computed == 0 and again.images == 3
 
 
-@pytest.fixture
-def cluster(tmp_path):
-    """A `dask scheduler` and two `dask worker` processes (no nanny: killing one kills its worker) on
-    127.0.0.1, stopped after the test."""
-    address = f"tcp://127.0.0.1:{free_port()}"
-    logs = open(tmp_path / "dask.log", "w")
-    common = {"stdout": logs, "stderr": subprocess.STDOUT, "cwd": Path(__file__).resolve().parents[1]}
-    processes = [subprocess.Popen([str(DASK), "scheduler", "--host", "127.0.0.1", "--port", address.rpartition(":")[2],
-                                   "--no-dashboard"], **common)]
-    processes += [subprocess.Popen([str(DASK), "worker", address, "--nthreads", "1", "--no-nanny", "--no-dashboard",
-                                    "--host", "127.0.0.1"], **common) for _ in range(2)]
-    try:
-        from distributed import Client
+def test_the_bootstrap_drawn_in_chunks_gives_the_normal_theory_interval(monkeypatch):
+    """20,000 scores of 0 and 1 (30% ones): the 95% interval of the mean is 0.3 +- 1.96 sqrt(0.21 / N),
+    a resample drawn 1,000 indices at a time (a million rows need no 1000 x N array)."""
+    from heatkit.pipeline.datasets import summary
 
-        with Client(address, timeout="30s") as client:
-            client.wait_for_workers(2, timeout=60)
-        yield address, processes[1:]
-    finally:
-        for process in processes:
-            process.kill()
-            process.wait(timeout=30)
-        logs.close()
-
-
-def test_a_scheduler_and_its_workers_give_the_sequential_results(small_model_path, tmp_path, cluster):
-    address, _ = cluster
-    remote = heatkit.explain_dataset(small_model_path, "random:12", METHODS, settings=SETTINGS, scheduler=address,
-                                     out=tmp_path / "remote", progress=False)
-    local = heatkit.explain_dataset(small_model_path, "random:12", METHODS, settings=SETTINGS, workers=0,
-                                    out=tmp_path / "local", progress=False)
-    assert_complete(remote, 12)
-    assert [(row["image"], row["method"], row["center_rank"]) for row in remote.rows] == \
-        [(row["image"], row["method"], row["center_rank"]) for row in local.rows]
-    remote_maps, local_maps = stored_maps(remote), stored_maps(local)
-    assert all(np.array_equal(remote_maps[image][key], local_maps[image][key])
-               for image in local_maps for key in METHODS)
-
-
-def test_a_worker_killed_mid_run_loses_nothing(small_model_path, tmp_path, cluster):
-    address, workers = cluster
-    folder = tmp_path / "dataset_random_24_center_pixel" / "maps"
-
-    done_at_kill = []
-
-    def kill_a_worker_once_work_is_done():
-        deadline = time.monotonic() + 120
-        while time.monotonic() < deadline and not (folder.is_dir() and any(folder.glob("*.npz"))):
-            time.sleep(0.01)
-        workers[0].kill()
-        done_at_kill.append(len(list(folder.glob("*.npz"))))
-    killer = threading.Thread(target=kill_a_worker_once_work_is_done)
-    killer.start()
-    found = heatkit.explain_dataset(small_model_path, "random:24", METHODS, settings=SETTINGS, scheduler=address,
-                                    batch_size=1, out=tmp_path, progress=False)
-    killer.join()
-    assert workers[0].poll() is not None and done_at_kill[0] < 24  # killed while the run went on
-    assert_complete(found, 24)
+    monkeypatch.setattr(summary, "DRAWS", 1000)
+    values = np.random.default_rng(1).permutation(np.repeat([1.0, 0.0], [6000, 14000]))
+    scores = summary.Scores({"method": "grad", "center_share": value} for value in values)
+    _, [entry] = datasets.leaderboard(scores, ground_truth=True)
+    half = 1.96 * np.sqrt(0.3 * 0.7 / values.size)
+    assert entry["mean"] == 0.3 and entry["images"] == 20000
+    assert entry["low"] == pytest.approx(0.3 - half, abs=0.0015) and entry["high"] == pytest.approx(0.3 + half, abs=0.0015)

@@ -15,10 +15,10 @@ import pytest
 from PIL import Image
 
 import heatkit
-from conftest import run_cli, image_maps, image_scores
+from conftest import run_cli, image_maps
 from heatkit.base import frameworks
 from heatkit.base.errors import UsageError
-from heatkit.pipeline import dataset
+from heatkit.pipeline import datasets
 
 SETTINGS = {"backend": "torch"}
 
@@ -43,7 +43,7 @@ def test_a_dataset_folder_is_walked_recursively_with_labels_from_the_first_subfo
     (root / "cat" / "loop").symlink_to(root)  # a link back up: walked once, no loop
     (root / ".hidden").mkdir()
     gray(root / ".hidden" / "e.png")
-    found, _ = dataset.items(str(root), small_model, heatkit.settings())
+    found = datasets.items(str(root), small_model, heatkit.settings())
     assert {(item.source.removeprefix(str(root) + "/"), item.label) for item in found} == {
         ("cat/a.png", "cat"), ("cat/deeper/b.png", "cat"), ("dog/c.png", "dog"), ("d.png", None)}
 
@@ -87,15 +87,16 @@ def test_a_moved_dataset_folder_resumes_and_damaged_files_are_computed_again(sma
     later resume fail with BadZipFile."""
     first = heatkit.explain_dataset(small_model_path, "random:6", ["grad"], settings=SETTINGS, workers=0,
                                     out=tmp_path / "a", progress=False)
+    first_rows = first.rows  # read from the folder, before it moves
     (tmp_path / "a").rename(tmp_path / "b")
     moved = tmp_path / "b" / first.folder.name
-    keys = sorted({row["key"] for row in first.rows})
+    keys = sorted({row["key"] for row in first_rows})
     (moved / "maps" / f"{keys[0]}.npz").write_bytes((moved / "maps" / f"{keys[0]}.npz").read_bytes()[:100])
     (moved / "maps" / f"{keys[1]}.npz").write_bytes(b"")
     again = heatkit.explain_dataset(small_model_path, "random:6", ["grad"], settings=SETTINGS, workers=0,
                                     out=tmp_path / "b", progress=False)
     assert again.computed == 2 and again.folder == moved
-    assert [row["center_rank"] for row in again.rows] == [row["center_rank"] for row in first.rows]
+    assert [row["center_rank"] for row in again.rows] == [row["center_rank"] for row in first_rows]
 
 
 def test_a_second_run_on_the_same_folder_at_once_is_told_so(small_model_path, tmp_path):

@@ -189,7 +189,7 @@ def test_a_model_without_ground_truth_gets_the_map_metrics_and_a_mask_file_bring
 def test_a_mask_folder_gives_each_dataset_image_its_own_mask(gap_model_path, tmp_path):
     """Masks at the images' relative paths (any image type): each row is scored against its image's
     own mask; an image without one gets no localisation scores."""
-    from heatkit.pipeline import dataset
+    from heatkit.pipeline.datasets.store import Store
 
     rng = np.random.default_rng(6)
     masks = {}
@@ -206,7 +206,7 @@ def test_a_mask_folder_gives_each_dataset_image_its_own_mask(gap_model_path, tmp
                                                               "localisation.mask": str(tmp_path / "masks")})
     for row in found.rows:
         relative = Path(row["image"]).relative_to(tmp_path / "images").as_posix()
-        attribution = dataset.read_item(found.folder / "maps" / f"{row['key']}.npz")[0]["grad"]
+        attribution = Store(found.folder).read(row["key"])[0]["grad"]
         if relative in masks:
             expected = score(attribution, masks[relative], heatkit.settings())
             assert row["relevance_mass_accuracy"] == pytest.approx(expected["relevance_mass_accuracy"])

@@ -149,6 +149,21 @@ def test_a_dataset_page_has_its_leaderboard_and_drills_down_to_an_image(small_mo
     assert f"maps/{last}.npz" in browser.evaluate("document.getElementById('drill').textContent")
 
 
+def test_a_dataset_page_lists_a_bounded_number_of_rows_and_names_the_table_of_all(small_model_path, tmp_path,
+                                                                                   browser, monkeypatch):
+    from heatkit.pipeline.datasets import summary
+
+    monkeypatch.setattr(summary, "REPORT_ROWS", 3)
+    found = heatkit.explain_dataset(small_model_path, "random:4", ["grad", "occlusion"], workers=0, out=tmp_path,
+                                    progress=False, settings={"backend": "torch"})
+    data = page_data(found.folder)
+    assert len(data["rows"]) == 3 and data["total"] == len(found.rows) == 8
+    assert data["rows"] == [{key: row[key] for key in data["rows"][0]} for row in found.rows[:3]]
+    browser.open(found.folder / "report.html")
+    assert browser.evaluate("document.querySelectorAll('table.scores tbody tr').length") == 3
+    assert "the first 3 of 8 rows" in browser.evaluate("document.body.textContent")
+
+
 def test_a_map_keeps_its_aspect_ratio(browser, tmp_path):
     """A 12 x 48 map was stretched to its color bar's height."""
     from heatkit.base import frameworks

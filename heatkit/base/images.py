@@ -5,6 +5,7 @@ to the model's input scale.
 """
 from __future__ import annotations
 
+import io
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -92,18 +93,21 @@ MAX_PIXELS = 50_000_000  # settings.py's max_image_pixels by default
 
 
 def load_image(path: str | Path, shape: tuple[int, int, int], max_pixels: int = MAX_PIXELS,
-               resize: str = "squash", max_stretch: float | None = None, notes: list[str] | None = None) -> np.ndarray:
+               resize: str = "squash", max_stretch: float | None = None, notes: list[str] | None = None,
+               data: bytes | None = None) -> np.ndarray:
     """The image at `path` as the model's input: upright (EXIF), gray or RGB, in [0, 1], resized to
     (H, W): squashed to it, or ("center_crop") resized to cover it and cropped to its center.
     16-bit images keep their 16 bits; an alpha channel is dropped (the colors stay as stored);
     palette and CMYK images are converted. Images over `max_pixels` are refused unread, images
     whose levels are not finite values of 0 to 65535 (NaN, inf, 1e30) refused. A resize that changes the aspect ratio, or enlarges the
-    image, by more than `max_stretch` adds a line to `notes`."""
+    image, by more than `max_stretch` adds a line to `notes`. With `data`, the file's bytes are
+    those, read elsewhere (a dataset's worker is sent them), and `path` only names them."""
     path = Path(path)
     height, width, channels = shape
-    check_image_path(path)
+    if data is None:
+        check_image_path(path)
     try:
-        with _no_pil_limit(), Image.open(path) as image:  # our own limit, checked before decoding
+        with _no_pil_limit(), Image.open(path if data is None else io.BytesIO(data)) as image:  # our limit, not PIL's
             if image.width * image.height > max_pixels:
                 raise UsageError(f"{path} is {image.width}x{image.height} pixels, more than the limit of "
                                  f"{max_pixels:,} (max_image_pixels in settings); give a smaller image or raise it")
@@ -113,7 +117,9 @@ def load_image(path: str | Path, shape: tuple[int, int, int], max_pixels: int = 
                 notes.extend(_stretched(path, image.size, (width, height), resize, max_stretch))
             pixels = _as_float(path, image, channels, (width, height), resize)
     except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as error:
-        raise UsageError(f"cannot read {path} as an image ({error}); give an image file that PIL reads (PNG, JPEG, "
+        # PIL names what it read from, a BytesIO's address where the bytes came from elsewhere
+        why = "no image format PIL knows" if isinstance(error, UnidentifiedImageError) else str(error)
+        raise UsageError(f"cannot read {path} as an image ({why}); give an image file that PIL reads (PNG, JPEG, "
                          "BMP, TIFF, ...), whole") from None
     return pixels.reshape(height, width, channels)
 

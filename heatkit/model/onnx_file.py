@@ -101,7 +101,7 @@ def _load_external_data(model, path: Path) -> None:
     from onnx import external_data_helper
 
     folder = path.resolve().parent
-    for tensor in _tensors(model.graph):
+    for tensor in tensors(model.graph):
         if not external_data_helper.uses_external_data(tensor):
             continue
         location = dict((entry.key, entry.value) for entry in tensor.external_data).get("location", "")
@@ -116,7 +116,7 @@ def _load_external_data(model, path: Path) -> None:
         raise UsageError(f"cannot read the external data of {path} ({first_line(error)})") from error
 
 
-def _tensors(graph):
+def tensors(graph):
     """Every tensor a graph holds: its initializers and its nodes' tensor attributes, subgraphs
     (an If's, a Loop's) included."""
     import onnx
@@ -128,7 +128,7 @@ def _tensors(graph):
                 yield attribute.t
             yield from attribute.tensors
             for inner in [attribute.g, *attribute.graphs] if attribute.HasField("g") else attribute.graphs:
-                yield from _tensors(inner)
+                yield from tensors(inner)
 
 
 def _convert(model, path: Path):

@@ -76,7 +76,7 @@ def random_rankings(shape: tuple[int, int, int], cfg: dict) -> int:
 def timed(model, batch: int = 4) -> tuple[float, float]:
     """The seconds of a forward pass of one image here, and of one perturbation on the engine's
     path (the affine head's, where the model has one), each from one timed batch: for the
-    estimate that is printed, never for a choice."""
+    estimate that is printed, and choices that change no result (a dataset's local workers)."""
     images = np.zeros((batch, *model.input_shape))
     model.probabilities(images[:1])  # warm-up: the first pass pays the framework's set-up
     start = time.perf_counter()

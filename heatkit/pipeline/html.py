@@ -44,19 +44,20 @@ def run_page(run, record: dict) -> str:
     return page(data)
 
 
-def dataset_page(rows: list[dict], leaderboard: list[dict], boards: str, maps: dict[str, dict[str, np.ndarray]],
-                 figure: dict, record: dict) -> str:
-    """The page of a dataset run: the leaderboard, the boards per category, the table of every
-    image and method, and a drill-down to each image's maps (at most THUMBNAIL pixels a side,
-    their values kept to 8 bits of their range). `maps` holds each image's maps by its key, for
-    the images whose maps the page shows (the others' are named by their file)."""
+def dataset_page(rows: list[dict], total: int, leaderboard: list[dict], boards: str,
+                 maps: dict[str, dict[str, np.ndarray]], figure: dict, record: dict) -> str:
+    """The page of a dataset run: the leaderboard, the boards per category, the table of the first
+    rows of the `total` (results.csv holds them all), and a drill-down to each image's maps (at
+    most THUMBNAIL pixels a side, their values kept to 8 bits of their range). `maps` holds each
+    image's maps by its key, for the images whose maps the page shows (the others' are named by
+    their file)."""
     luts = {}
     images = [{"key": key, "maps": [_drawn(method, method, _shrink(attribution.astype(np.float64)), figure, luts,
                                            eight_bit=True) for method, attribution in found.items()]}
               for key, found in maps.items()]
     data = {"kind": "dataset", "title": f"heatkit dataset: {record.get('request', {}).get('dataset', '')}",
             "incomplete": None, "luts": luts, "images": images, "leaderboard": leaderboard, "boards": boards,
-            "columns": _columns(rows), "rows": rows, "record": record}
+            "columns": _columns(rows), "rows": rows, "total": total, "record": record}
     return page(data)
 
 

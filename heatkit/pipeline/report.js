@@ -209,7 +209,10 @@ function datasetPage(main) {
     setZoom(zoom);
     drill.scrollIntoView();
   }}));
-  main.append(element("h2", {}, "every image and method (click a row for its maps)"),
+  const listed = DATA.total > DATA.rows.length ?
+    `the first ${DATA.rows.length} of ${DATA.total} rows (click a row for its maps; results.csv has them all)` :
+    "every image and method (click a row for its maps)";
+  main.append(element("h2", {}, listed),
               scoresTable(rows, [{key: "image", name: "image"}, {key: "method", name: "method"}]),
               element("h2", {}, "maps of the chosen image"), drill);
 }
