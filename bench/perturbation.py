@@ -30,7 +30,8 @@ def measure(key: str, model_path: Path, image_path: Path) -> dict:
     import numpy as np
 
     from heatkit.base import frameworks
-    from heatkit.base.engine import EngineOptions
+    from heatkit.base.engine import Engine
+    from heatkit.base.run_state import EngineOptions, RunState, running
     from heatkit.base.images import load_image
     from heatkit.methods.registry import REGISTRY
     from heatkit.model import Model
@@ -38,8 +39,7 @@ def measure(key: str, model_path: Path, image_path: Path) -> dict:
     frameworks.verbose(False)
     method = REGISTRY[key]
     params = method.settings.defaults()
-    fast = Model(model_path, engine_options=EngineOptions(progress=False))
-    naive = Model(model_path, engine_options=EngineOptions(fast=False, progress=False))
+    fast = naive = Model(model_path)
     image = load_image(image_path, fast.input_shape)
     target = int(fast.probabilities(image[None])[0].argmax())
     naive.probabilities(image[None])  # load both before timing
@@ -50,7 +50,7 @@ def measure(key: str, model_path: Path, image_path: Path) -> dict:
     seconds = time.perf_counter() - start
     peak_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # before the baseline runs
 
-    engine, pixels = naive.engine(image, target), image.size
+    engine, pixels = Engine(naive, image, target, EngineOptions(fast=False, progress=False)), image.size
     start = time.perf_counter()
     if key == "occlusion":  # single-pixel patches: one full pass per pixel
         share = 2048 / pixels
@@ -65,7 +65,8 @@ def measure(key: str, model_path: Path, image_path: Path) -> dict:
         engine.images(1024, lambda a, b: _walk_states(image, order, params["baseline"], a, b), key)
     else:
         share = 1.0
-        function(naive, image, target, params)
+        with running(RunState(EngineOptions(fast=False, progress=False))):
+            function(naive, image, target, params)
     naive_seconds = (time.perf_counter() - start) / share
     return {"seconds": seconds, "naive_seconds": naive_seconds, "scaled": share < 1,
             "fast_path": key != "rise", "peak_mb": peak_mb}

@@ -35,7 +35,8 @@ sys.path.insert(0, str(ROOT))
 
 import heatkit  # noqa: E402
 from heatkit.base import frameworks  # noqa: E402
-from heatkit.base.engine import EngineOptions  # noqa: E402
+from heatkit.base.engine import Engine  # noqa: E402
+from heatkit.base.run_state import EngineOptions  # noqa: E402
 from heatkit.methods import _windows  # noqa: E402
 
 DIGITS = str(ROOT / "models" / "digits.h5")
@@ -70,7 +71,7 @@ def flop_limit(model, image, windows: list[tuple[int, int]], size: tuple[int, in
         with FlopCounterMode(display=False) as counter:
             run()
         return counter.get_total_flops()
-    evaluator = model.windowed()
+    evaluator = model.windowed_evaluator(EngineOptions().max_fast_fraction, 0.0)
     evaluator.remember(image[None])
     chosen = [windows[i] for i in np.linspace(0, len(windows) - 1, min(49, len(windows))).round().astype(int)]
     windowed = [flops(lambda: evaluator.probabilities(np.array([top]), np.array([left]),
@@ -140,9 +141,8 @@ def single_pixel_case(name, net, side):
     seconds, results = {}, {}
     for fast in (True, False):
         model = heatkit.load_model(net, settings={"input_size": [side, side], "perturbation.fast": fast})
-        model.engine_options = EngineOptions(fast=fast, progress=False)
         target = int(model.probabilities(image[None]).argmax())
-        engine = model.engine(image, target)
+        engine = Engine(model, image, target, EngineOptions(fast=fast, progress=False))
         engine.edits(elements[:8], 0.0, "warm-up")
         results[fast], seconds[fast] = timed(lambda: engine.edits(elements, 0.0, "occlusion"))
     limit = flop_limit(model, image, [(p // side, p % side) for p in pixels], (1, 1))

@@ -14,12 +14,15 @@
     found.table()                  # pandas: one row per image x method
 
 A model is a file path, a tf.keras.Model or a torch.nn.Module built in this process (Keras models
-after heatkit.tensorflow(), which puts TensorFlow in graph mode as innvestigate needs), or a
-heatkit.Model. Images are paths, folders, (H, W, C) arrays in [0, 1], or None for a seeded
+with the TensorFlow heatkit.tensorflow() gives, quiet and in eager mode; each model the toolkit
+analyzes gets a graph of its own, as innvestigate needs), or a heatkit.Model, which keeps the
+settings it was loaded with (a call that asks for another evaluate_with, device, input_size,
+output or weights is refused, naming it). Images are paths, folders, (H, W, C) arrays in [0, 1], or None for a seeded
 random image. Settings override settings.py: {"ig.steps": 128} or {"ig": {"steps": 128}}.
 """
 from __future__ import annotations
 
+from contextlib import contextmanager
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -28,12 +31,13 @@ import numpy as np
 from heatkit.base import data, frameworks
 from heatkit.base.errors import UsageError
 from heatkit.base.progress import say
+from heatkit.base.run_state import RunState, running
 from heatkit.methods.registry import BACKENDS, REGISTRY, comparable, expand
 from heatkit.methods.registry import SETTINGS as METHODS
 from heatkit.metrics import registry as metrics
 from heatkit.metrics import road
 from heatkit.model import Model
-from heatkit.pipeline import config, cost, experiments, inputs, meta_evaluation, variants
+from heatkit.pipeline import config, cost, experiments, inputs, layer_names, meta_evaluation, variants
 from heatkit.pipeline import datasets
 from heatkit.pipeline.datasets import DatasetRun
 from heatkit.pipeline.explain import completeness_note, saturation_note
@@ -50,7 +54,8 @@ Images = str | Path | np.ndarray | list | object | None  # files, pixel arrays o
 
 
 def tensorflow():
-    """TensorFlow in graph mode, as innvestigate needs: build Keras models for heatkit after this."""
+    """TensorFlow as the toolkit imports it, its logging quiet; the process stays in eager mode
+    (heatkit/base/frameworks.py)."""
     return frameworks.tensorflow()
 
 
@@ -68,7 +73,7 @@ def load_model(model: Source = None, *, weights: str | Path | None = None, setti
     cfg = config.load(settings or {})
     if weights is not None:
         cfg = config.update(cfg, {"weights": str(weights)})
-    return _model(model, cfg, trust, progress=True)
+    return _model(model, cfg, trust, True, settings)[0]
 
 
 def explain(model: Source = None, images: Images = None, methods: str | list[str] = "all", *,
@@ -87,13 +92,13 @@ def explain(model: Source = None, images: Images = None, methods: str | list[str
     classes. A method that raises, or that does not apply to the model, is reported and the others
     still run; Ctrl-C keeps what finished."""
     started = now()
-    cfg = config.load(_layers_named(settings, model))
+    cfg = config.load(layer_names.named(settings, model))
     keys = _methods(methods, compare_backends)
     given = inputs.sort_out(images, center_level)
     inputs.targets(target, given.count)
     if given.size and cfg["input_size"] is None:  # a module that fixes no size runs at the images'
         cfg = config.update(cfg, {"input_size": given.size})
-    model = _model(model, cfg, trust, progress)
+    model, cfg = _model(model, cfg, trust, progress, settings)
     class_names = inputs.class_names(labels, model)
     if compare_backends and set(model.frameworks) != set(BACKENDS):
         raise UsageError(f"--compare-backends needs a Keras model and its PyTorch twin; {model.name} has "
@@ -109,7 +114,7 @@ def explain(model: Source = None, images: Images = None, methods: str | list[str
     request = _request("explain", model, cfg, given.files, keys, target=_plain(chosen),
                        compare_backends=compare_backends, center_level=center_level, trust=trust, started=started)
     notes = model.notes + notes
-    with model.evaluating():
+    with _running(model, cfg, progress):
         items, interrupted = compute(model, found, keys, cfg, chosen, backends, verbose)
     try:  # Ctrl-C once the maps are done: they are kept, without these notes
         results = [result for item in items for result in item.results]
@@ -131,7 +136,7 @@ def sanity(model: Source = None, image: Images = None, methods: str | list[str] 
     started = now()
     setup = _experiment_setup(model, image, methods, settings, center_level, trust, progress, target)
     model, cfg, keys, backend, target, given, files = setup
-    with model.evaluating():
+    with _running(model, cfg, progress):
         found = experiments.sanity(model, given.model_input, given.pixels, keys, cfg, target, backend, mode)
     return _provenance(found, given.stem, _request("sanity", model, cfg, files, keys, target=target, mode=mode,
                                              center_level=center_level, trust=trust, started=started))
@@ -145,7 +150,7 @@ def growing_patch(model: Source = None, image: Images = None, methods: str | lis
     started = now()
     model, cfg, keys, backend, target, given, files = _experiment_setup(model, image, methods, settings, center_level,
                                                                         trust, progress, target)
-    with model.evaluating():
+    with _running(model, cfg, progress):
         found = experiments.growing_patch(model, given.model_input, given.pixels, keys, cfg, target, backend)
     return _provenance(found, given.stem, _request("growing_patch", model, cfg, files, keys, target=target,
                                              center_level=center_level, trust=trust, started=started))
@@ -165,7 +170,7 @@ def sweep(model: Source = None, image: Images = None, methods: str | list[str] =
         if "." not in key or not values:
             raise UsageError(f"sweep {key!r}: give METHOD.SETTING and its values, e.g. sg.noise_scale=0.1,0.2")
         swept.append((key, [(value, config.update(cfg, {key: value})) for value in values]))
-    with model.evaluating():
+    with _running(model, cfg, progress):
         found = experiments.sweep(model, given.model_input, given.pixels, keys, swept, target, backend, cfg)
     return _provenance(found, given.stem, _request("sweep", model, cfg, files, keys, target=target, sweeps=sweeps,
                                              center_level=center_level, trust=trust, started=started))
@@ -222,11 +227,11 @@ def evaluate_metrics(models: list[Source], methods: str | list[str] = "all", *,
     faithfulness curves, Random Logit, Non-Sensitivity and ROAD (at Quantus's percentages) are on,
     and the robustness metrics and Monotonicity take evaluate_metrics.noisy_copies draws; MPRT
     compares each map with its method's map on the model with every layer re-initialized."""
-    cfg = config.load(_layers_named(settings, None))
+    cfg = config.load(layer_names.named(settings, None))
     params, flat = cfg["evaluate_metrics"], config.flatten(cfg)
     taus, summaries = {}, {}
     for source in models:
-        model = _model(source, cfg, False, progress)
+        model, _ = _model(source, cfg, False, progress)
         height, width, _ = model.input_shape
         mask = data.ground_truth_mask(model.ground_truth, (height, width))
         if mask is None:
@@ -282,7 +287,7 @@ def explain_dataset(model: str | Path | None = None, dataset: str = "random:100"
     if isinstance(model, Model) or not isinstance(model, (str, Path, type(None))):
         raise UsageError("the dataset mode sends the model's files to every worker: give it as a file, as "
                          "net.py:factory or by name")
-    loaded = _model(model, cfg, trust, progress)
+    loaded, cfg = _model(model, cfg, trust, progress)
     backend = loaded.gradient_backend(cfg["backend"])
     images = datasets.items(dataset, loaded, cfg)
     planned = cost.plan(loaded, keys, cfg, len(images))
@@ -309,53 +314,24 @@ def explain_dataset(model: str | Path | None = None, dataset: str = "random:100"
 
 
 # ---- shared checks and preparation ----
-def _model(source: Source, cfg: dict, trust: bool, progress: bool) -> Model:
-    """The model, set up with the run's preprocessing and engine options; "loading" said first (a
-    ResNet-50 from a file takes a minute or more of silence otherwise)."""
+def _model(source: Source, cfg: dict, trust: bool, progress: bool, settings=None) -> tuple[Model, dict]:
+    """The model, set up with the run's preprocessing, and the settings as it has them: a Model
+    given keeps what it was loaded with, and refuses another value `settings` asks for. "loading"
+    is said first (a ResNet-50 from a file takes a minute or more of silence otherwise)."""
     if isinstance(source, Model):
-        return source.configure(cfg, progress)
+        source.refuse_other(cfg, config.given(settings))
+        return source.configure(cfg), config.update(cfg, source.loaded_with())
     source = cfg["model_path"] if source is None else source
     say(f"loading {source if isinstance(source, (str, Path)) else f'the {type(source).__name__} given'}", progress)
-    return Model.from_settings(source, cfg, trust, progress)
+    return Model.from_settings(source, cfg, trust), cfg
 
 
-def _layers_named(settings: dict | list[str] | None, model: Source) -> dict | list[str]:
-    """The settings with each layer object in them (a module of the torch.nn.Module given, a Keras
-    layer), as in {"gradcam.layers": [net.layer3, net.layer4]}, replaced by its name in the model."""
-    if not isinstance(settings, dict):
-        return settings or {}
-    flat = config.flatten(settings)
-    if not any(isinstance(value, list) and any(_is_layer(item) for item in value) for value in flat.values()):
-        return settings
-    modules = _module_names(model)
-    found = {}
-    for key, value in flat.items():
-        if isinstance(value, list) and any(_is_layer(item) for item in value):
-            value = [_layer_name(item, modules, key) if _is_layer(item) else item for item in value]
-        found[key] = value
-    return found
-
-
-def _is_layer(item) -> bool:
-    return not isinstance(item, (str, int, float, bool, type(None), list, tuple, dict))
-
-
-def _module_names(model: Source) -> dict[int, str]:
-    """The module path of each submodule of a PyTorch model given as an object, by id."""
-    if isinstance(model, Model):
-        model = model.torch.module if "torch" in model.frameworks else None
-    return {id(module): name for name, module in model.named_modules() if name} \
-        if hasattr(model, "named_modules") else {}
-
-
-def _layer_name(item, modules: dict[int, str], key: str) -> str:
-    """A torch module's path in the model, or a Keras layer's name."""
-    if id(item) in modules:
-        return modules[id(item)]
-    if type(item).__module__.startswith(("keras", "tensorflow")) and hasattr(item, "name"):
-        return item.name
-    raise UsageError(f"{key}: a {type(item).__name__} given is not a layer of the model explained; give the "
-                     "model's own layers (with the model as an object), or their names")
+@contextmanager
+def _running(model: Model, cfg: dict, progress: bool):
+    """The run's state in force (heatkit/base/run_state.py), a PyTorch module the caller built in
+    eval mode while it runs."""
+    with running(RunState.of(cfg, progress)), model.evaluating():
+        yield
 
 
 def _methods(methods: str | list[str], compare_backends: bool = False) -> list[str]:
@@ -390,14 +366,14 @@ def _plain(targets: list[int | None]):
 def _experiment_setup(model, image, methods, settings, center_level, trust, progress, target):
     """What every experiment starts from: the model, the settings, the methods, the gradient
     family's framework, and the one image."""
-    cfg = config.load(_layers_named(settings, model))
+    cfg = config.load(layer_names.named(settings, model))
     keys = _methods(methods)
     given = inputs.sort_out(image, center_level)
     if given.count > 1:
         raise UsageError("run one experiment (--sanity, --growing-patch or --sweep) at a time, on one image")
     if given.size and cfg["input_size"] is None:
         cfg = config.update(cfg, {"input_size": given.size})
-    model = _model(model, cfg, trust, progress)
+    model, cfg = _model(model, cfg, trust, progress, settings)
     backend = model.gradient_backend(cfg["backend"])
     model.load({REGISTRY[key].runs_on(backend, model.frameworks) for key in keys})
     _check_layers(model, keys, cfg, [backend])

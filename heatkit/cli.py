@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import argparse
 import sys
+import traceback
 from pathlib import Path
 
 from heatkit.base import frameworks
@@ -155,6 +156,8 @@ def main(argv: list[str] | None = None) -> int:
         return explain(args, argv)
     except UsageError as error:
         print(f"error: {error}", file=sys.stderr)
+        if args.verbose and error.__cause__ is not None:  # what the one line summed up, for a bug report
+            traceback.print_exception(error.__cause__, file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print("interrupted: nothing was written", file=sys.stderr)

@@ -18,7 +18,6 @@ from heatkit.base import frameworks
 from heatkit.base.errors import NotApplicable
 from heatkit.model.keras_net import is_activation_layer
 
-RECTIFIERS = ("Relu", "Relu6", "LeakyRelu")
 SMOOTH = ("Elu", "Selu", "Softplus", "Softsign", "Sigmoid", "Tanh", "Erf", "Erfc")
 OTHER = ("Softmax", "LogSoftmax")  # not elementwise
 PRODUCTS = ("Mul", "BatchMatMul", "BatchMatMulV2", "BatchMatMulV3", "MatMul", "Einsum", "RealDiv", "Div", "DivNoNan")

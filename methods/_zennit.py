@@ -20,7 +20,7 @@ from heatkit.base import frameworks
 from heatkit.base.errors import NotApplicable
 from heatkit.methods._activations import kinds, name_of
 from heatkit.model.torch_head import binary_logits, logits_graph, tracer
-from heatkit.model.windows import is_spatial_mean
+from heatkit.model.graph_patterns import is_spatial_mean
 
 NO_GRAPH = "LRP needs the model's graph to find its residual additions and BatchNorms"
 

@@ -15,7 +15,7 @@ from heatkit.methods import _layers
 from heatkit.methods._entry import Method, Needs, Paper
 from heatkit.model.torch_head import binary_logits, logits_graph, tracer
 from heatkit.model.torch_net import is_kind
-from heatkit.model.windows import is_spatial_mean
+from heatkit.model.graph_patterns import is_spatial_mean
 
 NOT_APPLICABLE = ("CAM weights a conv layer's maps by the classifier's weights, so the classifier must be one linear "
                   "layer on the global average of those maps; this model's {}")

@@ -14,6 +14,7 @@ import numpy as np
 from heatkit.base import frameworks
 from heatkit.base.contract import WithExtras
 from heatkit.base.progress import progress_bar
+from heatkit.base.run_state import current
 from heatkit.base.rules import Choice, Float, Int
 from heatkit.methods._entry import GRADIENT_PASSES, SEED, Method, Needs, Paper, Setting, Settings
 
@@ -42,7 +43,7 @@ def attribute(model, image, target, params):
         return original * blend + blurred * (1 - blend), upsampled
 
     curves = {name: np.empty(params["iterations"]) for name in ("loss", "l1", "tv", "probability")}
-    with progress_bar(params["iterations"], "mp", "step", model.engine_options.progress) as bar:
+    with progress_bar(params["iterations"], "mp", "step", current().options.progress) as bar:
         for step in range(params["iterations"]):
             blended, _ = perturbed(mask)
             if params["noise"] > 0:

@@ -1,6 +1,7 @@
 """Shared fixtures: small center-pixel twins and a small CNN twin, built once per session, and a seeded rng."""
 from __future__ import annotations
 
+import contextlib
 import itertools
 import json
 import os
@@ -118,6 +119,15 @@ def gap_model_path(tmp_path_factory) -> Path:
             layers.GlobalAveragePooling2D(name="gap")(hidden))
         model = tf.keras.Model(inputs, layers.Activation("softmax")(logits))
     return save_with_twin(model, tmp_path_factory.mktemp("gap"))
+
+
+@contextlib.contextmanager
+def engine_options(**options):
+    """The perturbation engine's options for a method called directly, as a run sets them."""
+    from heatkit.base.run_state import EngineOptions, RunState, running
+
+    with running(RunState(EngineOptions(progress=False, **options))) as state:
+        yield state
 
 
 def run_cli(*argv) -> int:

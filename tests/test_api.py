@@ -133,3 +133,32 @@ def test_the_api_runs_no_settings_py_it_finds_in_the_working_folder(small_model_
     monkeypatch.chdir(tmp_path)
     run = heatkit.explain(small_model_path, None, ["grad"], settings={"faithfulness.curves": False}, progress=False)
     assert run.settings["ig"]["steps"] == 64 and not (tmp_path / "ran").exists()
+
+
+def test_a_reused_model_refuses_a_setting_it_was_not_loaded_with(small_model_path):
+    """A run given evaluate_with=keras ran on the model's PyTorch twin and recorded keras, exit 0."""
+    model = heatkit.load_model(small_model_path)
+    with pytest.raises(UsageError, match=r"evaluate_with='keras': this Model was loaded with evaluate_with='auto'"):
+        heatkit.explain(model, None, ["grad"], settings={"evaluate_with": "keras"}, progress=False)
+    keras = heatkit.load_model(small_model_path, settings={"evaluate_with": "keras"})
+    run = heatkit.explain(keras, None, ["occlusion"], progress=False, settings={"faithfulness.curves": False})
+    assert run.settings["evaluate_with"] == "keras" and run.request["dtype"] == keras.dtype
+    assert keras.evaluator_framework == "keras"
+
+
+def test_a_dataset_in_this_process_gives_the_callers_thread_count_back(small_model_path, tmp_path):
+    from heatkit.base import frameworks
+
+    torch = frameworks.torch()
+    torch.set_num_threads(2)
+    heatkit.explain_dataset(small_model_path, "random:2", ["grad"], workers=0, out=tmp_path, progress=False,
+                            settings={"backend": "torch", "faithfulness.curves": False})
+    assert torch.get_num_threads() == 2
+
+
+def test_a_runs_scores_are_those_of_the_settings_it_ran_with(small_model_path):
+    """Editing run.settings after the run changed crop_share from 0.0966 to 1.0."""
+    run = heatkit.explain(small_model_path, None, ["grad"], progress=False, settings={"faithfulness.curves": False})
+    before = run.scores["grad"]["crop_share"]
+    run.settings["figure"]["crop"] = 15
+    assert run.scores["grad"]["crop_share"] == before < 1.0

@@ -1,5 +1,4 @@
 """DeepLIFT, Meaningful Perturbation, and the gradient family on both twins."""
-import json
 
 import numpy as np
 import pytest

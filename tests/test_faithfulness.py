@@ -9,10 +9,9 @@ import pytest
 
 import heatkit
 from heatkit.base import frameworks
-from heatkit.base.engine import EngineOptions
 from heatkit.model import Model
 from heatkit.pipeline import faithfulness
-from tests.conftest import SMALL
+from tests.conftest import SMALL, engine_options
 
 PARAMS = {"curves": True, "patch": 1, "regions_per_step": 1, "ranking": "signed", "baseline": "constant", "fill": 0.0,
           "blur_sigma": 5.0, "random_draws": 0, "seed": 0}
@@ -55,9 +54,9 @@ def test_the_fast_path_gives_the_curves_of_full_passes(small_model_path, rng):
     params = {**PARAMS, "patch": 2, "regions_per_step": 3, "baseline": "blur", "random_draws": 2}
     scored = {}
     for fast in (True, False):
-        model = Model(small_model_path, engine_options=EngineOptions(fast=fast, progress=False))
-        scored[fast] = faithfulness.score_maps(model, image, 7, {"map": attribution}, params)
-        assert set(model.evaluations) == {"fast" if fast else "full"}
+        with engine_options(fast=fast) as state:
+            scored[fast] = faithfulness.score_maps(Model(small_model_path), image, 7, {"map": attribution}, params)
+        assert set(state.evaluations) == {"fast" if fast else "full"}
     for key in ("map", "random"):
         for curve in ("deletion", "insertion"):
             assert np.abs(scored[True][key][curve] - scored[False][key][curve]).max() < 1e-9

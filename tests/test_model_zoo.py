@@ -35,12 +35,14 @@ ZOO = {
                                                "deeplift": "layer_norm", "lrp": "layer_norm",
                                                "cam": "reads no global average"},
 }
-# One evaluation per input element (6,144 for PDA, 3,073 for a Shapley walk) costs 15 to 30 s on these
-# two full-width networks; they take the engine's paths that occlusion, run on them, takes too. Score-CAM
-# and Ablation-CAM take a full pass per channel of the layer (512 to 1,280 here): they run on the ResNets.
+# One evaluation per input element (6,144 for PDA, 3,073 for a Shapley walk) costs 9 to 30 s on these
+# full-width networks (EfficientNet's squeeze-and-excitation keeps it off the windowed path); they take
+# the engine's paths that occlusion, run on them, takes too. Score-CAM and Ablation-CAM take a full pass
+# per channel of the layer (512 to 1,280 here): they run on the ResNets.
 PER_CHANNEL = ["scorecam", "ablationcam"]
 EXPENSIVE = {"torchvision:vgg11": ["pda", "shapley", *PER_CHANNEL], "torchvision:mobilenet_v2": PER_CHANNEL,
-             "torchvision:efficientnet_b0": PER_CHANNEL, "timm:vit_tiny_patch16_224(img_size=32)": PER_CHANNEL,
+             "torchvision:efficientnet_b0": ["pda", *PER_CHANNEL],
+             "timm:vit_tiny_patch16_224(img_size=32)": PER_CHANNEL,
              "torchvision:vit_b_16(image_size=32)": ["pda", "shapley", *PER_CHANNEL]}
 
 

@@ -2,14 +2,16 @@
 import numpy as np
 import pytest
 
-from conftest import SMALL
+from conftest import SMALL, engine_options
 from heatkit.base import frameworks
 from heatkit.base.data import center_pixel_images
-from heatkit.base.engine import Engine, EngineOptions
+from heatkit.base.engine import Engine
+from heatkit.base.run_state import EngineOptions
 from heatkit.model import Model
 
 EXACT = 1e-9
 QUIET = EngineOptions(progress=False)
+NAIVE = EngineOptions(fast=False, progress=False)
 
 
 @pytest.fixture(params=["center_pixel", "linear", "mlp"])
@@ -17,12 +19,11 @@ def engines(request, small_model_path, linear_model_path, mlp_path):
     """(fast, naive) engines on one image, for a model with an affine first layer."""
     path = {"center_pixel": small_model_path, "linear": linear_model_path, "mlp": mlp_path}[request.param]
     image = center_pixel_images(1, SMALL, 256, seed=11)[0]
-    fast = Model(path, engine_options=QUIET)
-    naive = Model(path, engine_options=EngineOptions(fast=False, progress=False))
-    target = int(fast.probabilities(image[None])[0].argmax())
-    engine = fast.engine(image, target)
+    model = Model(path)
+    target = int(model.probabilities(image[None])[0].argmax())
+    engine = Engine(model, image, target, QUIET)
     assert engine.fast
-    return engine, naive.engine(image, target)
+    return engine, Engine(model, image, target, NAIVE)
 
 
 def test_edits(engines, rng):
@@ -78,7 +79,7 @@ def test_chunking_and_threads_change_nothing(small_model_path, rng):
     results = []
     for options in (EngineOptions(progress=False, workers=1, memory_mb=16),
                     EngineOptions(progress=False, workers=2, memory_mb=4096)):
-        engine = Model(small_model_path, engine_options=options).engine(image, 5)
+        engine = Engine(Model(small_model_path), image, 5, options)
         results.append((engine.edits(pixels, 0.0, "t"), engine.pixel_levels(np.linspace(0, 1, 5), "t")))
     for first, second in zip(*results):
         assert np.array_equal(first, second)
@@ -93,7 +94,7 @@ def test_full_passes_do_not_depend_on_the_batch_size(small_model_path, rng):
 
 
 def test_edits_of_most_pixels_take_full_passes(small_model_path, monkeypatch):
-    model = Model(small_model_path, engine_options=QUIET)
+    model = Model(small_model_path)
     engine = model.engine(center_pixel_images(1, SMALL, 256, seed=3)[0], 5)
     calls = []
     original = model.probabilities
@@ -110,7 +111,7 @@ def test_a_model_without_an_affine_first_layer_takes_full_passes(tmp_path):
     features = tf.keras.layers.Conv2D(2, 3, kernel_initializer=tf.keras.initializers.GlorotNormal(seed=1))(inputs)
     logits = tf.keras.layers.Dense(4)(tf.keras.layers.Flatten()(features))
     tf.keras.Model(inputs, tf.keras.layers.Activation("softmax")(logits)).save(tmp_path / "conv.h5")
-    model = Model(tmp_path / "conv.h5", engine_options=QUIET)
+    model = Model(tmp_path / "conv.h5")
     assert model.affine_split() is None and not model.engine(np.zeros((SMALL, SMALL, 1)), 0).fast
 
 
@@ -164,8 +165,7 @@ TOLERANCE = {"float64": 1e-9, "float32": 1e-6}
 def every_output_kind(request, tmp_path_factory):
     make, kind, dtype = OUTPUT_KINDS[request.param]
     path = make(tmp_path_factory.mktemp("kind"), kind, dtype)
-    return (Model(path, engine_options=QUIET, trust=True),  # TorchScript is code: trusted, built here
-            Model(path, engine_options=EngineOptions(fast=False, progress=False), trust=True), TOLERANCE[dtype])
+    return Model(path, trust=True), TOLERANCE[dtype]  # TorchScript is code: trusted, built here
 
 
 def softmax(z):
@@ -175,7 +175,7 @@ def softmax(z):
 
 def test_probabilities_are_the_softmax_of_the_models_logits_for_every_output_kind(every_output_kind):
     """Against the framework's own forward pass, with the softmax applied here where the model has none."""
-    model, _, tolerance = every_output_kind
+    model, tolerance = every_output_kind
     batch = np.random.default_rng(1).random((5, SIDE, SIDE, 1))
     net = model.evaluator
     if hasattr(net, "model"):  # Keras: its own predict
@@ -194,7 +194,7 @@ def test_probabilities_are_the_softmax_of_the_models_logits_for_every_output_kin
 def test_every_perturbation_method_explains_the_same_quantity_fast_and_full(every_output_kind, name):
     from heatkit.methods import kernel_shap, lime, occlusion, pda, rise, shapley
 
-    fast, full, tolerance = every_output_kind
+    model, tolerance = every_output_kind
     function = {"occlusion": occlusion, "pda": pda, "pda windows": pda, "shapley": shapley, "lime": lime,
                 "shap": kernel_shap, "rise": rise}[name].attribute
     params = {"occlusion": {"patch": 2, "stride": 1, "fill": 0.0, "mask": None},
@@ -208,10 +208,11 @@ def test_every_perturbation_method_explains_the_same_quantity_fast_and_full(ever
                        "background": 0.0, "l1_reg": 0, "seed": 0},
               "rise": {"num_masks": 20, "cell_size": 3, "keep_probability": 0.5, "batch_size": 8, "seed": 0}}[name]
     image = np.random.default_rng(7).random((SIDE, SIDE, 1))
-    target = int(fast.probabilities(image[None])[0].argmax())
-    assert fast.engine(image, target).fast and not full.engine(image, target).fast
-    np.testing.assert_allclose(function(fast, image, target, params), function(full, image, target, params),
-                               rtol=0, atol=tolerance)
+    target = int(model.probabilities(image[None])[0].argmax())
+    assert Engine(model, image, target, QUIET).fast and not Engine(model, image, target, NAIVE).fast
+    with engine_options(fast=False):
+        full = function(model, image, target, params)
+    np.testing.assert_allclose(function(model, image, target, params), full, rtol=0, atol=tolerance)
 
 
 def test_occlusion_of_a_softmax_free_model_is_the_drop_of_its_softmax(tmp_path):
@@ -219,7 +220,7 @@ def test_occlusion_of_a_softmax_free_model_is_the_drop_of_its_softmax(tmp_path):
     from heatkit.methods import occlusion
 
     path = keras_kind(tmp_path, "no softmax")
-    model = Model(path, engine_options=QUIET)
+    model = Model(path)
     image = np.random.default_rng(8).random((SIDE, SIDE, 1))
     edited = np.repeat(image[None], SIDE * SIDE, axis=0).reshape(SIDE * SIDE, -1)
     edited[np.arange(SIDE * SIDE), np.arange(SIDE * SIDE)] = 0.0

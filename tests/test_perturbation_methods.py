@@ -1,14 +1,14 @@
 """Perturbation and sampling methods against answers known in closed form."""
-from collections import Counter
-
 import numpy as np
 import pytest
 from PIL import Image
 
-from conftest import SMALL, build, image_maps
+from conftest import SMALL, build, engine_options, image_maps
 from heatkit import cli
 from heatkit.base.data import center_pixel_images
-from heatkit.base.engine import AffineSplit, Engine, EngineOptions
+from heatkit.base.engine import Engine
+from heatkit.base.evaluated import AffineSplit
+from heatkit.base.run_state import EngineOptions
 from heatkit.methods import _regions, kernel_shap, lime, occlusion, pda, rise, shapley
 from heatkit.model import Model
 from heatkit.pipeline.scores import center_scores
@@ -40,7 +40,7 @@ def analytic(level: float) -> np.ndarray:
 
 @pytest.fixture(scope="module")
 def case(small_model_path):
-    model = Model(small_model_path, engine_options=QUIET)
+    model = Model(small_model_path)
     image = center_pixel_images(1, SMALL, 256, seed=21)[0]
     target = model.true_label(image)
     return model, image, target
@@ -108,8 +108,9 @@ def test_pda_with_windows_is_the_slow_obvious_pda(case, small_model_path, prior)
     model, image, target = case
     params = {**PARAMS["pda"], "window": 3, "prior": prior}
     attribution = pda.attribute(model, image, target, params)
-    np.testing.assert_allclose(attribution, slow_pda(Model(small_model_path, engine_options=NAIVE), image, target,
-                                                     params), rtol=1e-6, atol=1e-6)
+    with engine_options(fast=False):
+        slow = slow_pda(Model(small_model_path), image, target, params)
+    np.testing.assert_allclose(attribution, slow, rtol=1e-6, atol=1e-6)
     far = np.ones((SMALL, SMALL), bool)
     far[CENTER[0] - 4:CENTER[0] + 5, CENTER[1] - 4:CENTER[1] + 5] = False  # no 3 x 3 window reaches the center
     assert np.abs(attribution[far]).max() <= 1e-9 and np.abs(attribution[CENTER]) > 0.1
@@ -135,14 +136,12 @@ class LinearModel:
     """f(x) = w.x + b with no softmax: its Shapley values are w_i (x_i - baseline_i) exactly."""
 
     num_classes, activation_bytes = 1, 0
-    meter = None  # no method's progress to join
 
-    def windowed(self):
+    def windowed_evaluator(self, max_fraction, approximate):
         return None  # no convolutional graph
 
     def __init__(self, weight, bias, options):
         self.weight, self.bias, self.options = weight, bias, options
-        self.evaluations = Counter()
 
     def probabilities(self, batch):
         return batch.reshape(len(batch), -1) @ self.weight[:, None] + self.bias
@@ -185,11 +184,12 @@ def test_patches_number_a_grid_cut_by_the_edges():
 @pytest.mark.parametrize("options", [QUIET, NAIVE], ids=["fast", "naive"])
 def test_occlusion_over_a_grid_is_occlusion_of_patches_at_their_own_stride(small_model_path, options):
     """15 = 3 x 5: 5 x 5 squares of the grid are the windows of patch 5, stride 5."""
-    model = Model(small_model_path, engine_options=options)
+    model = Model(small_model_path)
     image = center_pixel_images(1, SMALL, 256, seed=21)[0]
     target = model.true_label(image)
-    grid = occlusion.attribute(model, image, target, {**PARAMS["occlusion"], "mask": "patch:5"})
-    windows = occlusion.attribute(model, image, target, {**PARAMS["occlusion"], "patch": 5, "stride": 5})
+    with engine_options(fast=options.fast):
+        grid = occlusion.attribute(model, image, target, {**PARAMS["occlusion"], "mask": "patch:5"})
+        windows = occlusion.attribute(model, image, target, {**PARAMS["occlusion"], "patch": 5, "stride": 5})
     np.testing.assert_allclose(grid, windows, rtol=0, atol=1e-12)
     assert grid[CENTER] > 0.5 and (grid[5:10, 5:10] == grid[CENTER]).all() and not grid[:5].any()
 
@@ -205,9 +205,9 @@ def test_kernel_shap_over_patches_gives_the_center_patch_everything(case):
 @pytest.mark.parametrize("name", FUNCTIONS)
 def test_fast_path_equals_full_passes(case, small_model_path, name):
     model, image, target = case
-    naive = Model(small_model_path, engine_options=NAIVE)
     fast_map = FUNCTIONS[name](model, image, target, PARAMS[name])
-    naive_map = FUNCTIONS[name](naive, image, target, PARAMS[name])
+    with engine_options(fast=False):
+        naive_map = FUNCTIONS[name](model, image, target, PARAMS[name])
     # probabilities agree to 1e-9; PDA's log-odds amplify that by up to 1 / (p'(1 - p') ln 2) ~ 1300
     np.testing.assert_allclose(fast_map, naive_map, rtol=0, atol=2e-6 if name == "pda" else 1e-8)
 
@@ -222,7 +222,7 @@ def test_seeded_methods_repeat_exactly(case, name):
 @pytest.mark.parametrize("name", ["shapley", "lime", "shap", "rise"])
 def test_a_different_seed_gives_a_different_map(mlp_path, name):
     """On an MLP: the center-pixel model is additive in any partition, so the estimates there are exact."""
-    model, image, target = Model(mlp_path, engine_options=QUIET), center_pixel_images(1, SMALL, 256, seed=4)[0], 2
+    model, image, target = Model(mlp_path), center_pixel_images(1, SMALL, 256, seed=4)[0], 2
     first = FUNCTIONS[name](model, image, target, PARAMS[name])
     assert not np.array_equal(first, FUNCTIONS[name](model, image, target, {**PARAMS[name], "seed": 1}))
 
@@ -252,7 +252,7 @@ def photo_case(tmp_path_factory):
     from skimage import data
 
     path = build(tmp_path_factory.mktemp("center_pixel_41"), size=41)
-    model = Model(path, engine_options=QUIET)
+    model = Model(path)
     image = np.asarray(Image.fromarray(data.camera()).resize((41, 41)), dtype=np.float64)[..., None] / 255
     return model, image, model.true_label(image)
 
@@ -302,13 +302,12 @@ class InteractingModel:
     identity first layer followed by the nonlinear head."""
 
     num_classes, activation_bytes = 1, 0
-    meter = None  # no method's progress to join
 
-    def windowed(self):
+    def windowed_evaluator(self, max_fraction, approximate):
         return None  # no convolutional graph
 
     def __init__(self, options):
-        self.options, self.evaluations = options, Counter()
+        self.options = options
 
     def probabilities(self, batch):
         return interacting(batch.reshape(len(batch), 4))[:, None]

@@ -11,8 +11,10 @@ import pytest
 import create_model
 import heatkit
 from heatkit.base import frameworks
-from heatkit.base.engine import Engine, EngineOptions
+from heatkit.base.engine import Engine
+from heatkit.base.run_state import EngineOptions
 from heatkit.base.progress import Meter
+from conftest import engine_options
 from heatkit.model import Model
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -106,7 +108,7 @@ def test_the_windowed_path_is_taken_where_it_saves_enough_multiply_adds(image):
     max_fast_fraction, so conv2 and the Linear layer run whole: 55,728, a ratio of 1.92."""
     net = NETS["plain CNN"].float()
     model = heatkit.load_model(net, settings={"input_size": [SIDE, SIDE]})
-    windows = model.windowed()
+    windows = model.windowed_evaluator(0.5, 0.0)  # max_fast_fraction as settings.py has it, exact
     windows.remember(image[None])
     assert windows.flop_ratio((3, 3)) == pytest.approx(107_136 / 55_728, rel=1e-12)
     taken = {}
@@ -129,14 +131,15 @@ def test_the_center_cnn_windowed_equals_full_passes(center_cnn, rng):
     image, orders = rng.random((15, 15, 1)), np.stack([rng.permutation(15 * 15) for _ in range(8)])
     probabilities = {}
     for fast in (True, False):
-        model = Model(center_cnn, engine_options=EngineOptions(fast=fast, min_flop_ratio=0, progress=False))
-        engine = Engine(model, image, int(model.probabilities(image[None]).argmax()), model.engine_options)
+        model = Model(center_cnn)
+        with engine_options(fast=fast, min_flop_ratio=0) as state:
+            engine = Engine(model, image, int(model.probabilities(image[None]).argmax()))
         patches = np.array([[row * 15 + col for row in range(top, top + 3) for col in range(left, left + 3)]
                             for top in range(0, 13, 2) for left in range(0, 13, 3)])
         probabilities[fast] = np.concatenate([
             engine.edits(patches, 0.5, "occlusion"), engine.pixel_levels(np.linspace(0, 1, 3), "pda").ravel(),
             engine.walks(np.zeros(image.size), orders, "shapley").ravel()])
-        assert model.evaluations["windowed"] == (0 if not fast else len(probabilities[fast]) - 8)
+        assert state.evaluations["windowed"] == (0 if not fast else len(probabilities[fast]) - 8)
     assert np.abs(probabilities[True] - probabilities[False]).max() < 1e-8
 
 
@@ -160,9 +163,8 @@ def test_batches_change_nothing(image):
 
 def test_walks_on_full_passes_are_the_states_in_order(image, rng):
     """The full-pass walk: state k of a walk has the first k inputs of its order switched."""
-    model = Model(NETS["plain CNN"].double(), engine_options=EngineOptions(fast=False, progress=False),
-                  input_size=[SIDE, SIDE])
-    engine = Engine(model, image, 2, model.engine_options)
+    model = Model(NETS["plain CNN"].double(), input_size=[SIDE, SIDE])
+    engine = Engine(model, image, 2, EngineOptions(fast=False, progress=False))
     start, orders = rng.random(image.size), np.stack([rng.permutation(image.size)[:5] for _ in range(2)])
     walks = engine.walks(start, orders, "walks")
     for order, probabilities in zip(orders, walks):
@@ -178,11 +180,11 @@ def test_walks_on_full_passes_are_the_states_in_order(image, rng):
 def test_the_memory_bound_sizes_every_batch(image, fast, monkeypatch):
     """Every batch allocates at most perturbation.memory_mb (by the bytes counted for one row); with
     a bound that holds every row, one batch takes them all."""
-    from heatkit.model import windows
+    from heatkit.model.windowed_evaluator import WindowedEvaluator
 
     model = NETS["residual BatchNorm net"].float()
     batches = []
-    for evaluator in (windows.Windows, Model):
+    for evaluator in (WindowedEvaluator, Model):
         original = evaluator.probabilities
 
         def spy(self, *args, original=original, **kwargs):
@@ -191,11 +193,11 @@ def test_the_memory_bound_sizes_every_batch(image, fast, monkeypatch):
         monkeypatch.setattr(evaluator, "probabilities", spy)
     for memory_mb, bounded in ((16, True), (4096, False)):
         batches.clear()
-        loaded = heatkit.load_model(model, settings={"input_size": [SIDE, SIDE], "perturbation.memory_mb": memory_mb,
-                                                     "perturbation.fast": fast})
-        engine = loaded.engine(image, 0)
+        loaded = heatkit.load_model(model, settings={"input_size": [SIDE, SIDE]})
+        with engine_options(memory_mb=memory_mb, fast=fast):
+            engine = loaded.engine(image, 0)
         engine.edits(np.arange(image.size)[:, None], 0.0, "occlusion")
-        row = engine.windows.bytes_per_row((1, 1)) if fast else image.nbytes * 3 + 2 * loaded.activation_bytes
+        row = engine.windowed.evaluator.bytes_per_row((1, 1)) if fast else image.nbytes * 3 + 2 * loaded.activation_bytes
         largest = max(batches[1:])  # after the first chunk, of 8
         if bounded:
             assert 1 < largest <= (memory_mb << 20) // row < image.size
@@ -248,8 +250,23 @@ def test_krypton_approximate_mode_recomputes_a_fraction_of_each_side(rng):
     box = sum(padded[i:i + 12, j:j + 12] for i in range(3) for j in range(3)).sum()  # logit 0; logit 1 is 0
     pixels, change = np.array([[5 * 12 + 6]]), 0.5 - image[5, 6, 0]  # an inner pixel set to 0.5
     for approximate, logit_change in ((1 / 12, change), (1.0, 9 * change)):
-        model = Model(net, input_size=[12, 12], engine_options=EngineOptions(
-            progress=False, min_flop_ratio=0, approximate=approximate))
-        probability = Engine(model, image, 0, model.engine_options).edits(pixels, 0.5, "occlusion")[0]
-        assert model.evaluations["windowed"] == 1
+        with engine_options(min_flop_ratio=0, approximate=approximate) as state:
+            probability = Model(net, input_size=[12, 12]).engine(image, 0).edits(pixels, 0.5, "occlusion")[0]
+        assert state.evaluations["windowed"] == 1
         assert probability == pytest.approx(1 / (1 + np.exp(-(box + logit_change))), rel=1e-12)
+
+
+def test_a_windows_cost_is_counted_once_per_model_and_size(image, monkeypatch):
+    """The multiply-adds of a window were counted anew on every call (a FLOP counter pass per
+    engine); they are a fact of the network, counted once for each size."""
+    from heatkit.model.windowed_evaluator import WindowedEvaluator
+
+    counted, count = [], WindowedEvaluator._flop_ratio
+    monkeypatch.setattr(WindowedEvaluator, "_flop_ratio", lambda self, size: counted.append(size) or count(self, size))
+    model = heatkit.load_model(NETS["plain CNN"].float(), settings={"input_size": [SIDE, SIDE]})
+    for _ in range(3):
+        heatkit.explain(model, image, ["occlusion"], progress=False,
+                        settings={"input_size": [SIDE, SIDE], "occlusion.patch": 3, "faithfulness.curves": False})
+    heatkit.explain(model, image, ["occlusion"], progress=False,
+                    settings={"input_size": [SIDE, SIDE], "occlusion.patch": 2, "faithfulness.curves": False})
+    assert counted == [(3, 3), (2, 2)]

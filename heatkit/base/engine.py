@@ -1,7 +1,7 @@
 """The perturbation engine: every perturbation and sampling method evaluates the model through it.
 
 It evaluates the explained class's probability on perturbed copies of one input, in
-memory-bounded chunks, with a progress bar. Five kinds of perturbation cover the methods:
+memory-bounded chunks, with a progress bar. Six kinds of perturbation cover the methods:
 
     images(count, make)       arbitrary images, built chunk by chunk
     masks(count, make, fill)  soft masks blending the input with a fill (RISE)
@@ -20,12 +20,12 @@ Windowed path: on a convolutional PyTorch network (or a Keras model's PyTorch tw
 pixel levels and walks whose changes fit in a small window go through the model's WindowedNet
 (heatkit/model/windows.py), which recomputes each layer only where the window reaches. Other
 models, and edits that change most inputs, take batched full forward passes; `fast=False`
-forces them. Fast-path chunks run on a few threads (numpy
-and the frameworks release the GIL); each writes its own slice of the output, so results do
-not depend on the scheduling.
+forces them. Fast-path chunks run on a few threads (numpy and the frameworks release the GIL);
+each writes its own slice of the output, so results do not depend on the scheduling.
 
-Every call reports to the running method's Meter: one progress bar per method, and one warning
-line before a method whose evaluations, timed as they start, would run long.
+The options, the meter and the count of evaluations are the run's (heatkit/base/run_state.py):
+one progress bar per method, and one warning line before a method whose evaluations, timed as
+they start, would run long.
 
 Inputs are indexed in the flattened (H, W, C) order of the image.
 """
@@ -33,14 +33,15 @@ from __future__ import annotations
 
 import os
 from concurrent.futures import ThreadPoolExecutor, as_completed
-from contextlib import contextmanager, nullcontext
-from dataclasses import dataclass, replace
+from dataclasses import replace
 from functools import cached_property
-from typing import Callable, ContextManager
+from typing import Callable
 
 import numpy as np
 
-from heatkit.base.progress import Meter
+from heatkit.base.evaluated import Evaluated
+from heatkit.base.run_state import EngineOptions, current
+from heatkit.base.windowed_path import WindowedPath
 
 CACHE_BYTES = 2 << 20  # fast-path working set per chunk: PDA measured fastest at 2 MB (L2 is 512 KB a core)
 PROBE = 8  # evaluations in the first chunk of full passes: a slow model is timed on few
@@ -56,43 +57,14 @@ FULL_PASS_IMAGES = 8
 WINDOWED_WALKS = 8
 
 
-@dataclass(frozen=True)
-class AffineSplit:
-    """A model seen as z = x.weight + bias followed by `head(z) -> probabilities`."""
-
-    weight: np.ndarray  # (inputs, units), rows in flattened (H, W, C) order
-    bias: np.ndarray  # (units,)
-    head: Callable[[np.ndarray], np.ndarray]  # (m, units) -> (m, classes)
-    # Keeps the head's framework to one thread while the engine's workers call it: with both
-    # threading, PDA took 18 s on 2 cores; with the engine's alone, 14 s.
-    one_thread: Callable[[], ContextManager] = nullcontext
-    # Runs once in each worker thread before it calls the head (see TorchNet.affine_split).
-    prepare_worker: Callable[[], None] | None = None
-    # (m, units) -> (m, classes) logits, for engines that evaluate logits (EngineOptions.output)
-    logits: Callable[[np.ndarray], np.ndarray] | None = None
-
-
-@dataclass(frozen=True)
-class EngineOptions:
-    fast: bool = True  # use the affine split where the model has one
-    memory_mb: int = 1024  # bound on the arrays one chunk allocates
-    max_fast_fraction: float = 0.5  # edits changing more of the input take full passes
-    min_flop_ratio: float = 1.8  # the windowed path where a window saves this many times the multiply-adds
-    approximate: float = 0.0  # Krypton's approximate mode: a layer recomputes at most this fraction of a side
-    workers: int = 0  # threads for fast-path chunks; 0: one per CPU core
-    warn_seconds: float = 120.0  # a method whose evaluations will take longer says so first; 0: never
-    progress: bool = True  # tqdm bars on stderr
-    # what a perturbation changes: the explained class's "probability", or its "logit", which keeps
-    # moving where a confident model's probability is 1.0 to float32's precision
-    output: str = "probability"
-
-
 class Engine:
     """Evaluations of one input's perturbations, for class `target`: its probability, or its logit
     where options.output says so (every path then gives logits: full passes, the windowed path,
     and the fast path where the model's affine split has a logits head)."""
 
-    def __init__(self, model, image: np.ndarray, target: int, options: EngineOptions = EngineOptions()):
+    def __init__(self, model: "Evaluated", image: np.ndarray, target: int, options: EngineOptions | None = None):
+        self.state = current()  # the run's: its meter, and its count of evaluations
+        options = options or self.state.options
         self.model, self.image, self.target, self.options = model, image, target, options
         self.flat = image.reshape(-1)
         self.logits = options.output == "logit"
@@ -102,6 +74,11 @@ class Engine:
         if self.split is not None:
             self.z = self.flat @ self.split.weight + self.split.bias
 
+    @cached_property
+    def windowed(self) -> WindowedPath:
+        """The windowed path of this input (heatkit/base/windowed_path.py)."""
+        return WindowedPath(self)
+
     @property
     def fast(self) -> bool:
         return self.split is not None
@@ -110,14 +87,14 @@ class Engine:
         """The target probability of the unperturbed input, on the same path as the perturbations."""
         if self.fast:
             return float(self._head(self.z[None])[0])
-        return float(self._evaluate(self.image[None])[0, self.target])
+        return float(self.evaluate_full(self.image[None])[0, self.target])
 
     # ---- arbitrary images: full forward passes ----
     def images(self, count: int, make: Callable[[int, int], np.ndarray], desc: str,
                all_classes: bool = False, max_batch: int | None = None) -> np.ndarray:
         """Probabilities of `make(start, stop)`'s images, (count,) for the target or (count, K)."""
         def run(start, stop):
-            probabilities = self._evaluate(make(start, stop))
+            probabilities = self.evaluate_full(make(start, stop))
             return probabilities if all_classes else probabilities[:, self.target]
         return self.passes(count, run, desc, max_batch)
 
@@ -127,8 +104,8 @@ class Engine:
         stop - start inputs (input images, or a layer's altered activations), in spans that fit the
         memory bound."""
         outputs = []
-        self.model.evaluations["full"] += count
-        for start, stop in self._chunks(count, self._full_pass_size(count, max_batch), desc):
+        self.state.evaluations["full"] += count
+        for start, stop in self.chunks(count, self._full_pass_size(count, max_batch), desc):
             outputs.append(run(start, stop))
         return np.concatenate(outputs) if outputs else np.empty((0,))
 
@@ -138,12 +115,12 @@ class Engine:
         """Target probabilities of x * m + fill * (1 - m) for the (H, W) masks `make(start, stop)`,
         and the probability-weighted sum of the masks."""
         probabilities, weighted = np.empty(count), np.zeros(self.image.shape[:2])
-        self.model.evaluations["full"] += count
-        for start, stop in self._chunks(count, self._full_pass_size(count, max_batch), desc):
+        self.state.evaluations["full"] += count
+        for start, stop in self.chunks(count, self._full_pass_size(count, max_batch), desc):
             masks = make(start, stop)
             batch = masks[..., None] * (self.image - fill)
             batch += fill
-            batch_probabilities = self._evaluate(batch)[:, self.target]
+            batch_probabilities = self.evaluate_full(batch)[:, self.target]
             probabilities[start:stop] = batch_probabilities
             weighted += np.tensordot(batch_probabilities, masks, axes=1)
         return probabilities, weighted
@@ -154,13 +131,13 @@ class Engine:
         pixels = np.asarray(pixels, dtype=np.int64)
         values = np.broadcast_to(values, pixels.shape)
         if not self.fast or pixels.shape[1] > self.options.max_fast_fraction * self.flat.size:
-            size = self._window_size(pixels)
+            size = self.windowed.size_for(pixels)
             if size is not None:
-                return self._windowed(len(pixels), lambda a, b: (pixels[a:b], values[a:b]), size, desc)
+                return self.windowed.edits(len(pixels), lambda a, b: (pixels[a:b], values[a:b]), size, desc)
             return self.images(len(pixels), lambda a, b: self._edited(pixels[a:b], values[a:b]), desc)
         units = self.split.weight.shape[1]
         out = np.empty(len(pixels))
-        self.model.evaluations["fast"] += len(pixels)
+        self.state.evaluations["fast"] += len(pixels)
 
         def work(start, stop):
             index, value = pixels[start:stop], values[start:stop]
@@ -196,12 +173,12 @@ class Engine:
         (L,), or (channels, L) for levels that differ by channel (per-channel normalization)."""
         levels = np.atleast_2d(np.asarray(levels, dtype=np.float64))
         count, channels, per_input = self.flat.size, len(levels), levels.shape[1]
-        if not self.fast and self._windowed_pixels:
+        if not self.fast and self.windowed.takes_pixels:
             def span(start, stop):
                 """Rows start..stop of the (input, level) pairs, input-major."""
                 row = np.arange(start, stop)
                 return row[:, None] // per_input, levels[row // per_input % channels, row % per_input][:, None]
-            return self._windowed(count * per_input, span, (1, 1), desc).reshape(count, per_input)
+            return self.windowed.edits(count * per_input, span, (1, 1), desc).reshape(count, per_input)
         if not self.fast:
             pixels = np.repeat(np.arange(count), per_input)[:, None]
             values = levels[pixels[:, 0] % channels, np.tile(np.arange(per_input), count)][:, None]
@@ -209,7 +186,7 @@ class Engine:
                                desc).reshape(count, per_input)
         weight = self.split.weight
         out = np.empty((count, per_input))
-        self.model.evaluations["fast"] += count * per_input
+        self.state.evaluations["fast"] += count * per_input
 
         def work(start, stop):
             chosen = levels[np.arange(start, stop) % channels]
@@ -233,8 +210,9 @@ class Engine:
         points = np.arange(1, steps + 1) if every else np.asarray(points, dtype=np.int64)
         height, width, channels = self.image.shape
         pixels = groups is not None and np.array_equal(groups, np.repeat(np.arange(height * width), channels))
-        if every and (groups is None or pixels) and not self.fast and self._windowed_pixels and count >= WINDOWED_WALKS:
-            return self._windowed_walks(start, orders, desc, pixels)
+        if every and (groups is None or pixels) and not self.fast and self.windowed.takes_pixels and \
+                count >= WINDOWED_WALKS:
+            return self.windowed.walks(start, orders, desc, pixels)
         if not self.fast:
             features = start.size if groups is None else groups.max() + 1
             switched_at = np.full((count, features), steps + 1)  # the step that switches each input (or group)
@@ -260,7 +238,7 @@ class Engine:
                 return group_changes[taken]
         size = max(1, CACHE_BYTES // (8 * weight.shape[1] * 3))
         out = np.empty((count, points.size + 1))
-        self.model.evaluations["fast"] += count * (points.size + 1)
+        self.state.evaluations["fast"] += count * (points.size + 1)
 
         def walk(row, _):
             order, z = orders[row], start @ weight + self.split.bias
@@ -292,96 +270,12 @@ class Engine:
             return self.images(len(masks), composed, desc, all_classes=all_classes)
         deltas = self._changes_by_group(fill - self.flat, per_pixel, masks.shape[1])  # each segment set to the fill
         out = np.empty((len(masks), self.model.num_classes) if all_classes else len(masks))
-        self.model.evaluations["fast"] += len(masks)
+        self.state.evaluations["fast"] += len(masks)
 
         def work(start, stop):
             probabilities = self.split.head(self.z + (1 - masks[start:stop]) @ deltas)
             out[start:stop] = probabilities if all_classes else probabilities[:, self.target]
         self._parallel(len(masks), max(1, CACHE_BYTES // (8 * (masks.shape[1] + 3 * deltas.shape[1]))), desc, work)
-        return out
-
-    # ---- windowed changes of a convolutional network (heatkit/model/windows.py) ----
-    @cached_property
-    def windows(self):
-        """The model's evaluator of windowed changes, caching this input, where the model has one
-        and no affine first layer."""
-        if not self.options.fast or self.fast:
-            return None
-        windows = self.model.windowed()
-        if windows is not None:
-            windows.remember(self.image[None])
-        return windows
-
-    @property
-    def _windowed_pixels(self) -> bool:
-        """Whether the windowed path takes changes of one input element (pixel levels, walks)."""
-        return self._window_size(np.zeros((1, 1), np.int64)) is not None
-
-    def _window_size(self, pixels: np.ndarray) -> tuple[int, int] | None:
-        """The (height, width) of a window that holds each row's pixels, where the windowed path
-        takes them: a small enough window, on a model that has the path, that saves enough
-        multiply-adds over a full pass (chosen by counting, not timing, so that a command gives the
-        same maps on a busy machine)."""
-        if self.windows is None:
-            return None
-        height, width, channels = self.image.shape
-        rows, cols = pixels // (width * channels), pixels // channels % width
-        size = (int((rows.max(1) - rows.min(1)).max()) + 1, int((cols.max(1) - cols.min(1)).max()) + 1)
-        small = size[0] * size[1] <= self.options.max_fast_fraction * height * width
-        # The default ratio, 1.8: on ResNet-18 at 224 the windowed path was 1.26 to 1.49 times faster than
-        # full passes at ratios 1.91 to 2.02 (patches of 24 to 40 pixels) and 1.14 times at 1.76 (48
-        # pixels); a ViT's ratio is 1.0
-        saves = self.options.min_flop_ratio <= 0 or self.windows.flop_ratio(size) >= self.options.min_flop_ratio
-        return size if small and saves else None
-
-    def _windowed(self, count: int, span: Callable[[int, int], tuple[np.ndarray, np.ndarray]],
-                  size: tuple[int, int], desc: str) -> np.ndarray:
-        """Target probabilities of `count` edits, span(start, stop) giving rows' (pixels, values),
-        each within a window of `size`, in batches that fit the memory bound."""
-        height, width, channels = self.image.shape
-        batch = max(1, min(count, (self.options.memory_mb << 20) // self.windows.bytes_per_row(size)))
-        corners = np.lib.stride_tricks.sliding_window_view(self.image, size, axis=(0, 1))  # (.., .., C, h, w)
-        out = np.empty(count)
-        self.model.evaluations["windowed"] += count
-        for start, stop in self._chunks(count, batch, desc):
-            pixels, values = span(start, stop)
-            rows, cols, channel = pixels // (width * channels), pixels // channels % width, pixels % channels
-            top, left = np.minimum(rows.min(1), height - size[0]), np.minimum(cols.min(1), width - size[1])
-            patches = corners[top, left].transpose(0, 2, 3, 1).copy()
-            patches[np.arange(len(pixels))[:, None], rows - top[:, None], cols - left[:, None], channel] = values
-            out[start:stop] = self.windows.probabilities(top, left, patches, logits=self.logits)[:, self.target]
-        return out
-
-    def _windowed_walks(self, start: np.ndarray, orders: np.ndarray, desc: str, pixels: bool) -> np.ndarray:
-        """walks() on the windowed path: a batch of walks, each with its own cache, takes one step
-        (one input switched, or one pixel's channels where `pixels`) per evaluation."""
-        height, width, channels = self.image.shape
-        count, steps = orders.shape
-        walker = self.model.windowed()  # caches of its own: the engine's stay on its input
-        per_walk = 2 * self.model.activation_bytes + self.windows.bytes_per_row((1, 1))  # a cache, and a step
-        batch = max(1, min(count, (self.options.memory_mb << 20) // per_walk))
-        first_state = start.reshape(self.image.shape)
-        out = np.empty((count, steps + 1))
-        out[:, 0] = self._evaluate(first_state[None])[0, self.target]
-        self.model.evaluations["full"] += 1
-        self.model.evaluations["windowed"] += count * steps
-        with self._metered(count * steps, desc) as meter:
-            for first in range(0, count, batch):
-                rows = orders[first:first + batch]
-                walks = np.arange(len(rows))
-                state = np.repeat(first_state[None], len(rows), axis=0)
-                walker.remember(state)
-                for step in range(steps):
-                    element = rows[:, step]
-                    if pixels:
-                        y, x = element // width, element % width
-                        state[walks, y, x] = self.image[y, x]
-                    else:
-                        y, x = element // (width * channels), element // channels % width
-                        state[walks, y, x, element % channels] = self.flat[element]
-                    out[first:first + len(rows), step + 1] = walker.probabilities(
-                        y, x, state[walks, y, x][:, None, None, :], walk=True, logits=self.logits)[:, self.target]
-                    meter.update(len(rows))
         return out
 
     # ---- shared ----
@@ -394,7 +288,7 @@ class Engine:
         by_group = csr_matrix((change, (groups, np.arange(change.size))), (count, change.size))
         return np.asarray(by_group @ self.split.weight)
 
-    def _evaluate(self, batch: np.ndarray) -> np.ndarray:
+    def evaluate_full(self, batch: np.ndarray) -> np.ndarray:
         """A full pass's (batch, classes) probabilities, or logits (see EngineOptions.output)."""
         return self.model.logits(batch) if self.logits else self.model.probabilities(batch)
 
@@ -409,22 +303,10 @@ class Engine:
                       max(FULL_PASS_IMAGES, FULL_PASS_BYTES // max(1, self.model.activation_bytes)))
         return max(1, min(fitting, max_batch or count))
 
-    @contextmanager
-    def _metered(self, count: int, desc: str):
-        """The running method's meter (Model.meter), or one of this call's own, with `count` more
-        evaluations to come."""
-        meter = self.model.meter or Meter(desc, self.options.progress, self.options.warn_seconds)
-        meter.start(count)
-        try:
-            yield meter
-        finally:
-            if meter is not self.model.meter:
-                meter.close()
-
-    def _chunks(self, count: int, size: int, desc: str, first: int = PROBE):
+    def chunks(self, count: int, size: int, desc: str, first: int = PROBE):
         """(start, stop) spans of at most `size` in order, the first of at most `first` (it times
         the rest), advancing the meter."""
-        with self._metered(count, desc) as meter:
+        with self.state.metered(self.options, count, desc) as meter:
             start = 0
             while start < count:
                 stop = min(count, start + (min(size, first) if start == 0 else size))
@@ -436,7 +318,7 @@ class Engine:
         """Runs work(start, stop) over spans of at most `size` on the worker threads."""
         spans = [(start, min(count, start + size)) for start in range(0, count, size)]
         workers = self.options.workers or os.cpu_count() or 1
-        with self._metered(count * unit_scale, desc) as meter, self.split.one_thread(), \
+        with self.state.metered(self.options, count * unit_scale, desc) as meter, self.split.one_thread(), \
                 ThreadPoolExecutor(workers, initializer=self.split.prepare_worker) as pool:
             futures = {pool.submit(work, start, stop): stop - start for start, stop in spans}
             for future in as_completed(futures):

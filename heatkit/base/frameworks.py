@@ -16,6 +16,11 @@ from contextlib import contextmanager
 _verbose = False
 
 
+def is_verbose() -> bool:
+    """Whether -v asked for the libraries' messages and the causes of one-line errors."""
+    return _verbose
+
+
 def verbose(on: bool) -> None:
     """Show (on) or hide (the default) TensorFlow's and absl's log noise, and the libraries'
     warnings (PIL's about a damaged file among them: the file is then refused in one line); call

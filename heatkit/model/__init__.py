@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import contextlib
 import json
-from collections import Counter
 from dataclasses import replace
 from functools import cached_property
 from pathlib import Path
@@ -24,7 +23,9 @@ from pathlib import Path
 import numpy as np
 
 from heatkit.base import data, frameworks
-from heatkit.base.engine import AffineSplit, Engine, EngineOptions
+from heatkit.base.engine import Engine
+from heatkit.base.evaluated import AffineSplit, Evaluated
+from heatkit.base.run_state import current
 from heatkit.base.errors import NotApplicable, UsageError
 from heatkit.base.images import Preprocess
 from heatkit.model import zoo
@@ -51,17 +52,17 @@ def _missing_hint(path: Path) -> str:
             f"{path.stem} --out {path.parent}")
 
 
-class Model:
+class Model(Evaluated):
     """A classifier on one or two frameworks. `evaluate_with` chooses the one that serves logits
     and probabilities: "auto" takes the PyTorch twin where there is one (faster on a CPU, and
     verified equal to the Keras model to 1e-9 when built), else the one framework the model has.
-    A run sets `preprocess` and `engine_options` from its settings."""
+    It holds facts about the model, computed once; a run sets only `preprocess` from its settings,
+    and keeps its own state apart (heatkit/base/run_state.py)."""
 
-    def __init__(self, source, evaluate_with: str = "auto", engine_options: EngineOptions = EngineOptions(),
-                 preprocess: Preprocess = Preprocess(), device: str = "auto", trust: bool = False,
-                 input_size: list[int] | None = None, weights: str | Path | None = None, output=None,
-                 custom_objects: str | Path | None = None):
-        self.evaluate_with, self.engine_options = evaluate_with, engine_options
+    def __init__(self, source, evaluate_with: str = "auto", preprocess: Preprocess = Preprocess(),
+                 device: str = "auto", trust: bool = False, input_size: list[int] | None = None,
+                 weights: str | Path | None = None, output=None, custom_objects: str | Path | None = None):
+        self.evaluate_with = evaluate_with
         self.preprocess, self.device, self.trust, self.input_size = preprocess, device, trust, input_size
         self.output = output  # the classifier's element of a PyTorch model's tuple or dict output
         self.custom_objects = Path(custom_objects) if custom_objects is not None else None  # a Keras model's layers
@@ -69,8 +70,6 @@ class Model:
             raise UsageError(f"--custom-objects {custom_objects} runs that file's code; give --trust-model if you "
                              "trust it")
         self.weights = Path(weights) if weights is not None else None
-        self.evaluations: Counter = Counter()  # model evaluations by the engine, by path ("full", "fast", "windowed")
-        self.meter = None  # the running method's progress (heatkit/pipeline/explain.py sets it)
         self.card: dict = {}
         self.named = None  # a model by name (heatkit/model/zoo.py)
         self._loaders = {}  # framework -> a function giving its net
@@ -98,21 +97,36 @@ class Model:
                              f"(-mp torchvision:resnet50), not with {self.path}")
 
     @classmethod
-    def from_settings(cls, source, cfg: dict, trust: bool = False, progress: bool = True) -> "Model":
-        """The model a run's validated settings describe: its device, input size, weights,
-        preprocessing and engine options."""
+    def from_settings(cls, source, cfg: dict, trust: bool = False) -> "Model":
+        """The model a run's validated settings describe: its device, input size, weights and
+        preprocessing."""
         model = cls(source, evaluate_with=cfg["evaluate_with"], device=cfg["device"], trust=trust,
                     input_size=cfg["input_size"], weights=cfg["weights"], output=cfg["output"],
                     custom_objects=cfg["custom_objects"])
-        return model.configure(cfg, progress)
+        return model.configure(cfg)
 
-    def configure(self, cfg: dict, progress: bool = True) -> "Model":
+    def loaded_with(self) -> dict:
+        """The settings the model was loaded with, which a later call cannot change."""
+        return {"evaluate_with": self.evaluate_with, "device": self.device, "input_size": self.input_size,
+                "output": self.output, "weights": None if self.weights is None else str(self.weights),
+                "custom_objects": None if self.custom_objects is None else str(self.custom_objects)}
+
+    def refuse_other(self, cfg: dict, given: set[str]) -> None:
+        """One line naming a setting a call gives (`given`) that this loaded model cannot take: a
+        run given evaluate_with=keras ran on PyTorch and recorded keras."""
+        for key, loaded in self.loaded_with().items():
+            asked = cfg[key]
+            if key in given and asked not in (None, "auto") and asked != loaded and \
+                    not (key == "input_size" and list(asked) == list(self.input_shape[:2])):
+                raise UsageError(f"{key}={asked!r}: this Model was loaded with {key}={loaded!r}, and keeps it; load "
+                                 f"it again with heatkit.load_model(..., settings={{{key!r}: {asked!r}}})")
+
+    def configure(self, cfg: dict) -> "Model":
         """Takes the run's preprocessing (a named model's family's mean and std where the settings
-        give none) and engine options."""
+        give none)."""
         if cfg["device"] == "cuda" and not frameworks.torch().cuda.is_available():
             raise UsageError("device cuda: PyTorch finds no CUDA device here; use --device cpu or auto")
         self.preprocess = Preprocess(**cfg["preprocess"])
-        self.engine_options = EngineOptions(**cfg["perturbation"], progress=progress)
         channels = self.input_shape[-1]
         family = self.torch.family_preprocess if "torch" in self.frameworks else None
         if family and self.preprocess.mean is None and self.preprocess.std is None:
@@ -281,23 +295,23 @@ class Model:
         """Bytes one image's forward pass allocates on the evaluating framework."""
         return self.evaluator.activation_bytes
 
-    def windowed(self):
+    def windowed_evaluator(self, max_fraction: float, approximate: float):
         """An evaluator of changes of an input within a window, on the PyTorch path of a convolutional
-        network (heatkit/model/windows.py), or None."""
+        network (heatkit/model/windowed_evaluator.py), or None."""
         if self.evaluator_framework != "torch":
             return None
-        return self.torch.windowed(self.engine_options.max_fast_fraction, self.engine_options.approximate)
+        return self.torch.windowed_evaluator(max_fraction, approximate)
 
     def affine_split(self) -> AffineSplit | None:
         """The model as an affine first layer and the rest, where it has that form."""
         return self.evaluator.affine_split
 
     def engine(self, image: np.ndarray, target: int, output: str | None = None) -> Engine:
-        """The perturbation engine for one input and class, with this run's options: evaluating the
-        class's probability or logit as perturbation.output says, or as `output` does (PDA and the
-        metrics grade probabilities whatever the setting)."""
-        options = self.engine_options if output is None else replace(self.engine_options, output=output)
-        return Engine(self, image, target, options)
+        """The perturbation engine for one input and class, with the options of the run in force:
+        evaluating the class's probability or logit as perturbation.output says, or as `output`
+        does (PDA and the metrics grade probabilities whatever the setting)."""
+        options = current().options
+        return Engine(self, image, target, options if output is None else replace(options, output=output))
 
     # ---- framework handles ----
     @cached_property

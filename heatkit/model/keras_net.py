@@ -8,11 +8,11 @@ from typing import Callable
 import numpy as np
 
 from heatkit.base import frameworks
-from heatkit.base.engine import AffineSplit
+from heatkit.base.evaluated import AffineSplit
 from heatkit.base.errors import UsageError
 from heatkit.model.code import run_file
 from heatkit.model.files import first_line, keras_config, layer_classes, refuse_code_layers, refuse_keras_3
-from heatkit.model.heads import Head, activation_of_values, check_classes, softmax
+from heatkit.model.keras_head import find_head, inverted
 
 
 class KerasNet:
@@ -42,7 +42,7 @@ class KerasNet:
         with self.scope():
             _reserve_layer_names(model)
             self.is_chain = _is_chain(model)  # before the logits layer below adds a branch
-            self.head, below, self._last = _head(tf, self, model)
+            self.head, below, self._last = find_head(tf, self.session, model, self.input_shape)
             logits = self._two_logits(below)
             self.logits_model = tf.keras.Model(model.inputs, logits, name=f"{model.name}_logits")
             self._run = session.make_callable([self._compute(logits), self._probabilities(logits)],
@@ -99,9 +99,9 @@ class KerasNet:
                 unknown = _unknown_layers(tf, path, objects or {})
                 if unknown:
                     raise UsageError(f"{path} holds layers Keras does not know, {', '.join(unknown)}: give the Python "
-                                     "file that defines them with --custom-objects FILE.py --trust-model") from None
+                                     "file that defines them with --custom-objects FILE.py --trust-model") from error
                 raise UsageError(f"cannot load {path} as a Keras model ({first_line(error)}); give a Keras .h5 "
-                                 "or .keras classifier, or a Keras SavedModel folder") from None
+                                 "or .keras classifier, or a Keras SavedModel folder") from error
         return cls(model, graph, session, trust)
 
     @classmethod
@@ -121,7 +121,7 @@ class KerasNet:
                 copy = tf.keras.models.clone_model(model)
             except (ValueError, TypeError, NotImplementedError) as error:
                 raise UsageError(f"cannot rebuild the Keras model given ({first_line(error)}); save it and give the "
-                                 "file") from None
+                                 "file") from error
             copy.set_weights(weights)
         return cls(copy, graph, session, trusted=True)
 
@@ -235,7 +235,7 @@ class KerasNet:
                     hidden = layer(hidden)
                 hidden = self._last(hidden)
             elif self.head.activation != "none":  # the Dense layer's activation is the final one
-                hidden = head_input if self.head.below else _inverted(tf, self.head.activation, hidden)
+                hidden = head_input if self.head.below else inverted(tf, self.head.activation, hidden)
             logits = self._two_logits(hidden)
             head = self.session.make_callable(self._probabilities(logits), feed_list=[head_input])
             head_logits = self.session.make_callable(self._compute(logits), feed_list=[head_input])
@@ -322,64 +322,6 @@ def _reserve_layer_names(model) -> None:
         base, _, number = name.rpartition("_")
         base, number = (base, int(number)) if number.isdigit() and base else (name, 0)
         counters[("", base)] = max(counters[("", base)], number + 1)
-
-
-FINAL_OPS = {"Softmax": "softmax", "LogSoftmax": "log_softmax", "Sigmoid": "sigmoid"}
-
-
-def _head(tf, net: KerasNet, model):
-    """The model's head, the tensor below its final activation (or the activation inverted), and a
-    function that applies the model's last layer to a tensor as that tensor does."""
-    op = model.output.op
-    while op.type == "Identity":
-        op = op.inputs[0].op
-    activation, units = FINAL_OPS.get(op.type, "none"), int(model.output_shape[-1])
-    last = model.layers[-1]
-    below, apply_last = model.output, last
-    if activation != "none":
-        if isinstance(last, (tf.keras.layers.Activation, tf.keras.layers.Softmax)) or not _activation_in(last):
-            below, apply_last = last.input, lambda x: x  # an activation layer, tf.nn.softmax(x), a Lambda
-        else:  # the activation of a Dense or Conv layer, by string or function
-            copy = type(last).from_config({**last.get_config(), "activation": "linear", "name": f"{last.name}_logits"})
-            below = copy(last.input)
-            copy.set_weights(last.get_weights())
-            apply_last = copy
-    head, found = Head(activation, units), "graph"
-    probes = net.session.run([model.output, below], {model.inputs[0]: _probes(net.input_shape)})
-    if activation == "none" and (seen := activation_of_values(probes[0])) != "none":
-        head, found = Head(seen, units, below=False, found="values"), "values"
-    check_classes(head, model.name)
-    if head.below and activation != "none" and not _gives_back(activation, *probes):
-        head = Head(activation, units, below=False)
-    if not head.below:
-        return head, _inverted(tf, head.activation, model.output), lambda x: _inverted(tf, head.activation, last(x))
-    return head, below, apply_last
-
-
-def _activation_in(layer) -> bool:
-    activation = getattr(layer, "activation", None)
-    return activation is not None and getattr(activation, "__name__", "") != "linear"
-
-
-def _inverted(tf, activation: str, output):
-    """The logits that give `output` back under the activation (up to a constant, for a softmax)."""
-    if activation == "log_softmax":
-        return output
-    output = tf.cast(output, tf.float64 if output.dtype == tf.float64 else tf.float32)
-    return tf.math.log(output) if activation == "softmax" else tf.math.log(output) - tf.math.log1p(-output)
-
-
-def _gives_back(activation: str, output: np.ndarray, below: np.ndarray) -> bool:
-    """Whether the activation of the tensor below it is the model's output, to its precision."""
-    below = below.astype(np.float64)
-    again = {"softmax": lambda: softmax(below), "log_softmax": lambda: np.log(softmax(below)),
-             "sigmoid": lambda: 1 / (1 + np.exp(-below))}[activation]()
-    tolerance = 1e-2 if output.dtype == np.float16 else 1e-5
-    return bool(np.allclose(again, output, rtol=tolerance, atol=tolerance))
-
-
-def _probes(shape: tuple[int, int, int]) -> np.ndarray:
-    return np.stack([np.zeros(shape), np.full(shape, 0.5), np.random.default_rng(0).random(shape)])
 
 
 ACTIVATION_LAYERS = ("ReLU", "LeakyReLU", "PReLU", "ELU", "ThresholdedReLU")  # Keras' elementwise activation layers

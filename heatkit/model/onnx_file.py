@@ -151,12 +151,12 @@ def _convert(model, path: Path):
                            if missing and (domain, kind) == missing[:2] and version < missing[2])
             if not older:
                 raise UsageError(f"{path}: onnx2torch cannot convert the model ({first_line(error)}); export it "
-                                 "without that operation, or at an older opset") from None
+                                 "without that operation, or at an older opset") from error
             registry.add_converter(missing[1], missing[2], missing[0])(
                 registry._CONVERTER_REGISTRY[registry.OperationDescription(missing[0], missing[1], older[-1])])
         except Exception as error:  # onnx2torch's own errors on what it cannot read
             raise UsageError(f"{path}: onnx2torch cannot convert the model ({type(error).__name__}: "
-                             f"{first_line(error)})") from None
+                             f"{first_line(error)})") from error
     raise UsageError(f"{path}: onnx2torch cannot convert the model")
 
 

@@ -147,7 +147,7 @@ def logits_graph(module, head: Head, cut: Cut, tracer):
         graph = torch.fx.GraphModule(module, tracer.trace(module))
     except Exception as error:  # torch.fx cannot trace data-dependent control flow, among others
         raise NotApplicable(f"torch.fx cannot trace the model ({type(error).__name__}: "
-                            f"{str(error).splitlines()[0][:120]})") from None
+                            f"{str(error).splitlines()[0][:120]})") from error
     [output] = [node for node in graph.graph.nodes if node.op == "output"]
     value = output.args[0]
     if cut.key is not None:

@@ -11,9 +11,10 @@ from pathlib import Path
 import numpy as np
 
 from heatkit.base import frameworks
-from heatkit.base.engine import AffineSplit
+from heatkit.base.evaluated import AffineSplit
 from heatkit.base.errors import UsageError
-from heatkit.model import onnx_file, torch_head, twins, windows, zoo
+from heatkit.base.progress import say
+from heatkit.model import graph_patterns, onnx_file, torch_head, twins, zoo
 from heatkit.model.code import run_file
 from heatkit.model import weights as weights_file
 from heatkit.model.files import archive_kind, first_line
@@ -37,7 +38,6 @@ class TorchNet:
             self.module, self.device = module, str(next(module.parameters()).device)
         self.dtype = next(self.module.parameters()).dtype
         # softmax, differences and scores in float32 at least (float16's resolution loses them)
-        self.compute_dtype = self.torch.promote_types(self.dtype, self.torch.float32)
         self.input_shape = input_shape
         self.notes = [probed] if probed else []  # how the input size was found, how the weights were read
         self.family_preprocess = None  # a named model's family's input size, mean and std (zoo.preprocessing)
@@ -68,7 +68,7 @@ class TorchNet:
             module.load_state_dict(torch.load(path, weights_only=True, map_location="cpu"))
         except (RuntimeError, OSError, EOFError, ValueError, pickle.UnpicklingError) as error:
             raise UsageError(f"cannot load {path} as the state dict its card describes ({first_line(error)}); "
-                             "rebuild it with create_model.py") from None
+                             "rebuild it with create_model.py") from error
         return cls(module, tuple(card["input_shape"]), device=device, name=str(path))
 
     @classmethod
@@ -95,7 +95,7 @@ class TorchNet:
         except (RuntimeError, ValueError, pickle.UnpicklingError, AttributeError, ModuleNotFoundError) as error:
             raise UsageError(f"cannot load {path} as TorchScript or a saved module ({first_line(error)}); save the "
                              "model with torch.jit.script(model).save(path), or give its code: -mp net.py:factory "
-                             "--weights state.pt") from None
+                             "--weights state.pt") from error
         if not isinstance(module, torch.nn.Module):
             raise UsageError(f"{path} holds a {type(module).__name__}, not a model; give the code that builds the model "
                              f"with it as its weights: -mp net.py:factory --weights {path}")
@@ -179,12 +179,14 @@ class TorchNet:
         if self.dtype != torch.float32 or not any(is_kind(m, torch.nn.Conv2d) for m in self.module.modules()):
             return False
         inputs = self.tensor(probes)
-        try:
-            with torch.no_grad():
-                expected = torch_head.run(self.module, inputs, self.cut)
+        with torch.no_grad():
+            expected = torch_head.run(self.module, inputs, self.cut)  # the model's own errors are its own
+            try:
                 found = torch_head.run(self.module, inputs.contiguous(memory_format=torch.channels_last), self.cut)
-        except RuntimeError:
-            return False
+            except RuntimeError as error:  # a view of NCHW memory, or an operator without the layout
+                if frameworks.is_verbose():
+                    say(f"channels-last input off for this model ({first_line(error)})")
+                return False
         tolerance = 1e-4 * expected.abs() + 1e-5 * expected.abs().max()  # NaN outputs compare unequal: NCHW
         return bool(((found - expected).abs() <= tolerance).all())
 
@@ -224,11 +226,13 @@ class TorchNet:
         """Bytes of every tensor one image's forward pass makes: what bounds a batch's size."""
         return frameworks.allocated_bytes(lambda: self.forward(self.tensor(np.zeros((1, *self.input_shape)))))
 
-    def windowed(self, max_fraction: float, approximate: float = 0.0):
-        """An evaluator of windowed changes of an input (heatkit/model/windows.py), or None where
+    def windowed_evaluator(self, max_fraction: float, approximate: float = 0.0):
+        """An evaluator of windowed changes of an input (heatkit/model/windowed_evaluator.py), or None where
         the module cannot be traced or has no convolution or pooling."""
-        graph = self.once("fx graph", lambda: windows.traced(self))
-        return None if graph is None else windows.Windows(self, graph, max_fraction, approximate)
+        from heatkit.model.windowed_evaluator import WindowedEvaluator
+
+        graph = self.once("fx graph", lambda: graph_patterns.traced(self))
+        return None if graph is None else WindowedEvaluator(self, graph, max_fraction, approximate)
 
     @cached_property
     def affine_split(self) -> AffineSplit | None:

@@ -27,24 +27,10 @@ a window's edges fades as it spreads, so little is lost; walks stay exact.
 from __future__ import annotations
 
 import math
-import operator
 from dataclasses import dataclass
 
-import numpy as np
-
 from heatkit.base import frameworks
-from heatkit.base.errors import NotApplicable
-from heatkit.model.torch_head import logits_graph, tracer
-
-ELEMENTWISE_MODULES = ("ReLU", "ReLU6", "LeakyReLU", "ELU", "SELU", "CELU", "GELU", "SiLU", "Mish", "Sigmoid", "Tanh",
-                       "Hardswish", "Hardsigmoid", "Hardtanh", "Softplus", "PReLU", "Identity", "Dropout",
-                       "Dropout2d", "BatchNorm2d")
-ELEMENTWISE_NAMES = {"relu", "relu_", "relu6", "leaky_relu", "elu", "selu", "celu", "gelu", "silu", "mish", "sigmoid",
-                     "tanh", "hardswish", "hardsigmoid", "hardtanh", "softplus", "clamp", "clamp_min", "clamp_max",
-                     "contiguous", "dropout"}
-BINARY = {operator.add: "add", operator.iadd: "add", operator.mul: "mul", operator.imul: "mul", operator.sub: "sub",
-          operator.isub: "sub"}
-BINARY_NAMES = {"add", "add_", "mul", "mul_", "sub", "sub_"}
+from heatkit.model.graph_patterns import kind_of
 
 
 @dataclass
@@ -63,25 +49,6 @@ class Flat:
 
     window: Window
     source: object  # the fx node of the map
-
-
-def traced(net):
-    """The torch.fx graph of a TorchNet's logits (heatkit/model/torch_head.py), or None where
-    torch.fx cannot trace its module (TorchScript, data-dependent control flow, submodules kept
-    whole because they could not be traced, whose values may depend on the batch's shape) or it
-    has no convolution or pooling to window."""
-    torch = frameworks.torch()
-    if isinstance(net.module, torch.jit.ScriptModule):
-        return None
-    tracing = tracer()
-    try:
-        graph = logits_graph(net.module, net.head, net.cut, tracing)
-    except NotApplicable:  # full passes then
-        return None
-    if tracing.kept_whole:
-        return None
-    spatial = (torch.nn.Conv2d, torch.nn.MaxPool2d, torch.nn.AvgPool2d)
-    return graph if any(isinstance(module, spatial) for module in graph.modules()) else None
 
 
 class WindowedNet:
@@ -136,7 +103,7 @@ class WindowedNet:
     def _windowed(self, node, values, batch: int):
         """The node's output: a Window where its rule allows one, else whole."""
         args, kwargs = self._arguments(node, values)
-        kind = self._kind(node)
+        kind = kind_of(node, self.modules)
         if kind == "elementwise" and isinstance(args[0], Window) and not _windows_in((args[1:], kwargs)):
             window = args[0]
             return Window(window.top, window.left, self._run(node, ((window.values, *args[1:]), kwargs)))
@@ -167,39 +134,6 @@ class WindowedNet:
 
     def _cat_dim(self, node) -> int:
         return node.kwargs.get("dim", node.args[1] if len(node.args) > 1 else 0)
-
-    def _kind(self, node) -> str | None:
-        if node.op == "call_module":
-            module = self.modules[node.target]
-            name = type(module).__name__
-            if name in ELEMENTWISE_MODULES:
-                return "elementwise" if not module.training else None
-            if name in ("Conv2d", "MaxPool2d", "AvgPool2d"):
-                return "spatial"
-            if name == "Flatten" and module.start_dim == 1 and module.end_dim == -1:
-                return "flatten"
-            if name == "Linear":
-                return "linear"
-            if name == "AdaptiveAvgPool2d" and module.output_size in (1, (1, 1)):
-                return "mean"
-            return None
-        if node.op == "call_function" and node.target is self.torch.flatten or \
-                node.op == "call_method" and node.target == "flatten":
-            return "flatten" if node.args[1:] == (1,) and not node.kwargs else None
-        if is_spatial_mean(node):
-            return "mean"
-        name = getattr(node.target, "__name__", node.target) if node.op == "call_function" else node.target
-        if node.op == "call_function" and node.target in BINARY or node.op == "call_method" and name in BINARY_NAMES:
-            return "binary"
-        if node.op == "call_function" and node.target in (self.torch.add, self.torch.mul, self.torch.sub):
-            return "binary"
-        if node.op == "call_function" and node.target in (self.F.linear, self.torch._C._nn.linear):
-            return "linear"
-        if node.op == "call_function" and node.target is self.torch.cat:
-            return "cat"
-        if name in ELEMENTWISE_NAMES:
-            return "elementwise"
-        return None
 
     # ---- convolutions and pooling ----
     def _spatial(self, node, window: Window) -> Window | None:
@@ -425,17 +359,6 @@ class WindowedNet:
         raise ValueError(f"unexpected node {node.op}")
 
 
-def is_spatial_mean(node) -> bool:
-    """x.mean((2, 3)) or torch.mean(x, (2, 3)), keepdim or not: a global average pooling written
-    as a function."""
-    torch = frameworks.torch()
-    is_mean = (node.op == "call_method" and node.target == "mean") or (node.op == "call_function"
-                                                                     and node.target is torch.mean)
-    dims = node.args[1] if len(node.args) > 1 else node.kwargs.get("dim")
-    return is_mean and isinstance(dims, (tuple, list)) and sorted(d % 4 for d in dims) == [2, 3] and \
-        set(node.kwargs) <= {"dim", "keepdim"}
-
-
 def _conv_padding(padding, kernel: tuple, dilation: tuple) -> list[tuple[int, int]]:
     """A Conv2d's (before, after) zero padding of rows and columns; "same" pads the odd one after,
     as PyTorch does."""
@@ -464,58 +387,3 @@ def _windows_in(value) -> bool:
     if isinstance(value, dict):
         return any(_windows_in(item) for item in value.values())
     return False
-
-
-class Windows:
-    """The perturbation engine's view of a WindowedNet: NHWC numpy batches in, probabilities out."""
-
-    def __init__(self, net, graph, max_fraction: float, approximate: float = 0.0):
-        self.net, self.windowed = net, WindowedNet(graph, max_fraction, approximate)
-        self._row_bytes: dict = {}
-        self._flop_ratios: dict = {}
-
-    def remember(self, images: np.ndarray) -> None:
-        """Caches the network on `images`: one (shared by every row) or one per walk."""
-        self.windowed.remember(self.net.tensor(images))
-
-    def probabilities(self, top: np.ndarray, left: np.ndarray, patches: np.ndarray, walk: bool = False,
-                      logits: bool = False) -> np.ndarray:
-        """(B, classes) probabilities (or `logits`) for the cached input(s) with patches (B, h, w, C)
-        at rows top, columns left."""
-        torch = self.net.torch
-        as_index = lambda values: torch.as_tensor(np.asarray(values, dtype=np.int64), device=self.net.device)  # noqa
-        output = self.windowed.evaluate(as_index(top), as_index(left), self.net.tensor(patches), walk)
-        return self.net.array(output if logits else self.net.probabilities_of(output))
-
-    def flop_ratio(self, size: tuple[int, int]) -> float:
-        """How many times fewer multiply-adds (convolutions and matrix products, torch's count) a
-        change of a window of `size` at the input's center costs than a full forward pass: the
-        windowed path's limit, for a window that grows the most. Counted once per size."""
-        if size not in self._flop_ratios:
-            from torch.utils.flop_counter import FlopCounterMode
-
-            height, width, channels = self.net.input_shape
-
-            def flops(run) -> int:
-                with FlopCounterMode(display=False) as counter:
-                    run()
-                return counter.get_total_flops()
-            full = flops(lambda: self.net.probabilities(np.zeros((1, height, width, channels))))
-            top, left = np.array([(height - size[0]) // 2]), np.array([(width - size[1]) // 2])
-            windowed = flops(lambda: self.probabilities(top, left, np.zeros((1, *size, channels))))
-            self._flop_ratios[size] = full / max(1, windowed)
-        return self._flop_ratios[size]
-
-    def bytes_per_row(self, size: tuple[int, int]) -> int:
-        """Bytes one perturbation of a window of `size` makes on its way through the network,
-        measured once per size as the growth from two rows to four (the cached input must be one image)."""
-        if size not in self._row_bytes:
-            height, width, channels = self.net.input_shape
-
-            def rows(count):
-                top, left = np.arange(count) % (height - size[0] + 1), np.arange(count) % (width - size[1] + 1)
-                patches = np.zeros((count, *size, channels))
-                return frameworks.allocated_bytes(lambda: self.probabilities(top, left, patches))
-            rows(1)  # the padded maps, made once
-            self._row_bytes[size] = max(1, (rows(4) - rows(2)) // 2)
-        return self._row_bytes[size]

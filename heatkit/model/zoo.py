@@ -117,7 +117,7 @@ def _construct(named: Named, arguments: dict):
         raise
     except Exception as error:  # the library's, for arguments the architecture does not take
         raise UsageError(f"-mp {named.source}: building it failed ({type(error).__name__}: {first_line(error)})") \
-            from None
+            from error
 
 
 def _known(named: Named, names: list[str]) -> None:

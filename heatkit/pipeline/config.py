@@ -217,6 +217,14 @@ def update(cfg: dict, overrides: list[str | dict] | dict) -> dict:
     return cfg
 
 
+def given(overrides: list[str | dict] | dict | None) -> set[str]:
+    """The keys `overrides` (as load() takes them) set: what a call asks for, beside the defaults."""
+    keys = set()
+    for item in [overrides] if isinstance(overrides, dict) else overrides or ():
+        keys |= set(flatten(item)) if isinstance(item, dict) else {parse_override(item)[0]}
+    return keys
+
+
 def flatten(cfg: dict, prefix: str = "") -> dict:
     """The settings as {"group.key": value}, the form --set takes."""
     flat = {}

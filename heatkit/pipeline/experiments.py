@@ -14,6 +14,7 @@ import numpy as np
 from tqdm import tqdm
 
 from heatkit.base.progress import duration
+from heatkit.base.run_state import current
 from heatkit.base.errors import UsageError
 from heatkit.methods.registry import REGISTRY, label
 from heatkit.metrics import registry as metrics
@@ -265,7 +266,7 @@ class _Steps:
     (-q), one line a step, which a log keeps where the methods' own bars vanish."""
 
     def __init__(self, model, name: str, count: int, first_seconds: float):
-        options = model.engine_options
+        options = current().options
         self.name, self.count, self.progress, self.done = name, count, options.progress, 0
         if options.warn_seconds and count * first_seconds > options.warn_seconds:
             _say(f"{name}: about {duration(count * first_seconds)} to go ({count} steps, each recomputing the maps, "

@@ -11,6 +11,7 @@ import numpy as np
 
 from heatkit.base import contract
 from heatkit.base.progress import Meter, say
+from heatkit.base.run_state import RunState, current, running
 from heatkit.base.errors import NotApplicable, UsageError
 from heatkit.methods import _layers
 from heatkit.methods.registry import REGISTRY, Needs
@@ -65,7 +66,7 @@ def explain(model, image: np.ndarray, display: np.ndarray, name: str, keys: list
     for number, key in enumerate(keys, start=1):
         try:
             if key not in (ready or {}):
-                say(f"{position}{key} ({number} of {len(keys)})", model.engine_options.progress)
+                say(f"{position}{key} ({number} of {len(keys)})", current().options.progress)
             outcome = (ready or {}).get(key) or _outcome(model, image, key, cfg, result.target, backend, verbose)
         except KeyboardInterrupt:
             result.interrupted = True
@@ -74,7 +75,7 @@ def explain(model, image: np.ndarray, display: np.ndarray, name: str, keys: list
     if result.maps and not result.interrupted:
         result.add_scores(completeness_gaps(model, image, result.target, result.maps, cfg))
     if curves and cfg["faithfulness"]["curves"] is True and result.maps and not result.interrupted:
-        say(f"{position}faithfulness curves of {len(result.maps)} maps", model.engine_options.progress)
+        say(f"{position}faithfulness curves of {len(result.maps)} maps", current().options.progress)
         try:
             result.curves = faithfulness.score_maps(model, image, result.target, result.maps, cfg["faithfulness"])
             result.model_scores = metrics.score_with_model(model, image, result.target, result.maps, cfg)
@@ -97,7 +98,7 @@ def explain_images(model, images: list[np.ndarray], displays: list[np.ndarray], 
     first, the probabilities of all of them, and the maps of the methods that take a batch of
     images (the gradient family, DeepLIFT and LRP on PyTorch), in batches that keep a forward and a
     backward pass within perturbation.memory_mb."""
-    size = max(1, (model.engine_options.memory_mb << 20) // max(1, 3 * model.activation_bytes))
+    size = max(1, (current().options.memory_mb << 20) // max(1, 3 * model.activation_bytes))
     spans = [(start, min(len(images), start + size)) for start in range(0, len(images), size)]
     probabilities = np.concatenate([model.probabilities(np.stack(images[a:b])) for a, b in spans])
     targets = np.array([row.argmax() if target is None else target for row, target in zip(probabilities, chosen)])
@@ -107,7 +108,7 @@ def explain_images(model, images: list[np.ndarray], displays: list[np.ndarray], 
             method = REGISTRY[key]
             framework = method.runs_on(backend, model.frameworks)
             if framework in method.batched and framework in model.frameworks:
-                say(f"{key}: {len(images)} images at once", model.engine_options.progress)
+                say(f"{key}: {len(images)} images at once", current().options.progress)
                 for (a, b) in spans:
                     for index, outcome in enumerate(_batched(model, images[a:b], targets[a:b], key, cfg, framework,
                                                              verbose), start=a):
@@ -195,14 +196,14 @@ def _outcome(model, image, key: str, cfg: dict, target: int, backend: str, verbo
     try:
         model.require(framework, key)
         function = method.function(framework)  # imports the method's libraries, outside the timing
-        evaluations = model.evaluations.copy()
+        options = current().options
+        state = RunState(options, Meter(key, options.progress, options.warn_seconds, method.cheaper))
         start = time.perf_counter()
-        model.meter = Meter(key, model.engine_options.progress, model.engine_options.warn_seconds, method.cheaper)
         try:
-            maps, extras = contract.check(key, function(model, image, target, params), image.shape[:2])
+            with running(state):
+                maps, extras = contract.check(key, function(model, image, target, params), image.shape[:2])
         finally:
-            model.meter.close()
-            model.meter = None
+            state.meter.close()
     except NotApplicable as reason:
         return Outcome(framework, skipped=str(reason))
     except (UsageError, KeyboardInterrupt):
@@ -211,7 +212,7 @@ def _outcome(model, image, key: str, cfg: dict, target: int, backend: str, verbo
         if verbose:
             traceback.print_exc()
         return Outcome(framework, failure=f"{type(error).__name__}: {error}")
-    return Outcome(framework, maps, extras, time.perf_counter() - start, dict(model.evaluations - evaluations),
+    return Outcome(framework, maps, extras, time.perf_counter() - start, dict(state.evaluations),
                    _layers_of(model, method, params, framework, maps))
 
 

@@ -8,8 +8,6 @@ model's copy is a deep copy of its module. Copies live in memory; the original i
 from __future__ import annotations
 
 import copy
-import json
-from pathlib import Path
 from typing import Callable
 
 import numpy as np
@@ -32,8 +30,8 @@ def variant(model, change: Callable):
     from heatkit.model.keras_net import KerasNet
     from heatkit.model.torch_net import TorchNet
 
-    options = dict(evaluate_with=model.evaluate_with, engine_options=model.engine_options, preprocess=model.preprocess,
-                   device=model.device, trust=model.trust)
+    options = dict(evaluate_with=model.evaluate_with, preprocess=model.preprocess, device=model.device,
+                   trust=model.trust)
     if "keras" not in model.frameworks:
         module = copy.deepcopy(model.torch.module)
         change(TorchWeights(module))

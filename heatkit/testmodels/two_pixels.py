@@ -20,8 +20,6 @@ from dataclasses import dataclass
 
 import numpy as np
 
-KINDS = ("and", "xor")
-
 
 @dataclass(frozen=True)
 class TwoPixelWeights:

@@ -93,7 +93,7 @@ def run(job: Job, bundle: Bundle, dataset: list[Item], model, folder: Path, conn
                     kept = lambda: sum(store.finished(item.key) for item in dataset if item.key)  # noqa: E731
                     with connect() as cluster:
                         if cluster is None:
-                            execution.in_process(execution.quiet(model), job, batches, stored, bar.update)
+                            execution.in_process(model, job, batches, stored, bar.update)
                         else:
                             execution.on_dask(cluster, job, bundle, batches, stored, bar.update, kept)
             found = DatasetRun(folder, len(dataset), computed[0], failed=0, ground_truth=model.ground_truth is not None,
@@ -214,9 +214,9 @@ def grade_together(store: Store, dataset: list[Item], cfg: dict) -> tuple[dict, 
             with np.load(store.file(key), allow_pickle=False) as stored:
                 maps.append(stored[method])
             if len(maps) * (maps[0].size * 8 + len(holding) * 10) > budget:  # the maps, then the distances
+                limit = cfg["perturbation"]["memory_mb"]
                 notes.append(f"{', '.join(metric.name for metric in graded)} of {method}: the dataset's maps and "
-                             f"their distances need more than perturbation.memory_mb ({cfg['perturbation']['memory_mb']} "
-                             "MB); left out")
+                             f"their distances need more than perturbation.memory_mb ({limit} MB); left out")
                 break
         else:
             scores = metrics.score_images([{method: attribution} for attribution in maps],

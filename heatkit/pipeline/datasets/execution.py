@@ -18,6 +18,7 @@ from dataclasses import dataclass, field, replace
 import numpy as np
 
 from heatkit.base.errors import UsageError
+from heatkit.base.run_state import RunState, running
 from heatkit.metrics.registry import ROW_METRICS
 from heatkit.pipeline.datasets.shipping import Bundle, unpack
 from heatkit.pipeline.datasets.sources import Item, content_of, image_bytes, key_of, pixels_of
@@ -61,7 +62,8 @@ _LOADED: dict = {}  # in a worker process: the model of the job it last ran, wit
 
 def explain_task(job: Job, bundle: Bundle, batch: list[Item]) -> list[Outcome]:
     """On a worker: the batch's outcomes, the model built from the client's files."""
-    return explain_batch(_worker_model(job, bundle), job, batch)
+    with running(quiet(job.cfg)):
+        return explain_batch(_worker_model(job, bundle), job, batch)
 
 
 def explain_batch(model, job: Job, batch: list[Item]) -> list[Outcome]:
@@ -120,16 +122,15 @@ def _worker_model(job: Job, bundle: Bundle):
         frameworks.torch().set_num_threads(1)  # the same arithmetic in every process, whatever its cores
         _LOADED.clear()
         folder, source, files = unpack(bundle, job.fingerprint, _worker_name())
-        _LOADED.update(which=which, folder=folder, model=quiet(Model.from_settings(source, update(job.cfg, files),
-                                                                                   job.trust, progress=False)))
+        _LOADED.update(which=which, folder=folder, model=Model.from_settings(source, update(job.cfg, files), job.trust))
     return _LOADED["model"]
 
 
-def quiet(model):
-    """The model with no per-method cost warnings: a dataset's progress is its images, and every
-    worker's warnings would bury it."""
-    model.engine_options = replace(model.engine_options, warn_seconds=0.0, progress=False)
-    return model
+def quiet(cfg: dict) -> RunState:
+    """A task's run state: no progress bars and no cost warnings per method, since a dataset's
+    progress is its images, and every worker's warnings would bury it."""
+    state = RunState.of(cfg, progress=False)
+    return replace(state, options=replace(state.options, warn_seconds=0.0))
 
 
 def _worker_name() -> str:
@@ -167,10 +168,11 @@ def in_process(model, job: Job, tasks: Iterator[list[Item]], store: Store, done:
     threads = torch.get_num_threads()
     torch.set_num_threads(1)
     try:
-        for batch in tasks:
-            for item, outcome in zip(batch, explain_batch(model, job, batch)):
-                store(item, outcome)
-            done(len(batch))
+        with running(quiet(job.cfg)):
+            for batch in tasks:
+                for item, outcome in zip(batch, explain_batch(model, job, batch)):
+                    store(item, outcome)
+                done(len(batch))
     finally:
         torch.set_num_threads(threads)
 
