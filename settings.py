@@ -130,7 +130,7 @@ figure = dict(
     max_images=8,  # up to this many images share one figure (a row pair each); more get one figure each
 )
 
-# Faithfulness curves of every map (heatkit/pipeline/faithfulness.py): the explained class's
+# Faithfulness curves of every map (heatkit/metrics/curves.py): the explained class's
 # probability as the map's top-ranked regions are deleted (set to the baseline), or inserted into
 # the baseline image, step by step; and MoRF AOPC. A seeded random ranking is scored beside them.
 faithfulness = dict(
@@ -164,6 +164,9 @@ evaluate_metrics = dict(
 # Sanity checks (Adebayo et al. 2018): re-initialize layers (--sanity cascading / independent)
 # or add Gaussian noise to every weight (--sanity noise), then recompute the maps.
 sanity = dict(
+    # a step re-initializes a "block" (as Adebayo et al. do: a ResNet's layer1.0, a BatchNorm with
+    # its block; 10 steps on a ResNet-18) or a "layer" (every weighted module: 41 on a ResNet-18)
+    steps="block",
     initializer="layer",  # "layer": each layer's own initializers, seeded; or "truncated_normal"
     std=0.01,  # standard deviation of the truncated normal
     noise_levels=[0.1, 0.5, 1.0, 2.0],  # noise std, relative to each weight array's std

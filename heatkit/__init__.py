@@ -6,18 +6,20 @@ models whose right answer is known.
     run.maps["occlusion"], run.scores["occlusion"], run.figure()
 
 The command line is `heatkit` (also `heatmap_script.py` in a checkout, and `python -m heatkit`).
-The API is heatkit/api.py. It is imported on first use of one of its names, so that the command
-line's -h, which imports heatkit, stays instant.
+The API is heatkit/api.py (runs) and heatkit/studies.py (experiments). Each is imported on first
+use of one of its names, so that the command line's -h, which imports heatkit, stays instant.
 """
 import importlib
 
 __version__ = "0.4.0"
 
-API = ("DatasetRun", "Experiment", "MetricEvaluation", "Model", "Rerun", "Run", "evaluate_metrics", "explain",
-       "explain_dataset", "growing_patch", "load_model", "rerun", "sanity", "settings", "sweep", "tensorflow")
+API = {**dict.fromkeys(("DatasetRun", "Model", "Rerun", "Run", "explain", "explain_dataset", "load_model", "rerun",
+                        "settings", "tensorflow"), "heatkit.api"),
+       **dict.fromkeys(("Experiment", "MetricEvaluation", "evaluate_metrics", "growing_patch", "sanity", "sweep"),
+                       "heatkit.studies")}
 
 
 def __getattr__(name: str):
     if name in API:
-        return getattr(importlib.import_module("heatkit.api"), name)
+        return getattr(importlib.import_module(API[name]), name)
     raise AttributeError(f"module 'heatkit' has no attribute {name!r}")

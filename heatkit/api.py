@@ -22,35 +22,27 @@ random image. Settings override settings.py: {"ig.steps": 128} or {"ig": {"steps
 """
 from __future__ import annotations
 
-from contextlib import contextmanager
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
-from heatkit.base import data, frameworks
+from heatkit.base import frameworks
 from heatkit.base.errors import UsageError
 from heatkit.base.progress import say
-from heatkit.base.run_state import RunState, running
-from heatkit.methods.registry import BACKENDS, REGISTRY, comparable, expand
-from heatkit.methods.registry import SETTINGS as METHODS
-from heatkit.metrics import registry as metrics
-from heatkit.metrics import road
+from heatkit.methods.registry import BACKENDS, REGISTRY
 from heatkit.model import Model
-from heatkit.pipeline import config, cost, experiments, inputs, layer_names, meta_evaluation, variants
+from heatkit.pipeline import config, cost, inputs, layer_names
 from heatkit.pipeline import datasets
 from heatkit.pipeline.datasets import DatasetRun
-from heatkit.pipeline.explain import completeness_note, saturation_note
-from heatkit.pipeline.experiments import Experiment
-from heatkit.pipeline.meta_evaluation import MetricEvaluation
+from heatkit.pipeline.maps import completeness_note, saturation_note
 from heatkit.pipeline.record import now, run_record
 from heatkit.pipeline.run import Run, compute
+from heatkit.preparation import Images, Source, check_layers, method_keys, model_for, request_record, running_on
 
-__all__ = ["DatasetRun", "Experiment", "MetricEvaluation", "Model", "Rerun", "Run", "evaluate_metrics", "explain",
-           "explain_dataset", "growing_patch", "load_model", "rerun", "sanity", "settings", "sweep", "tensorflow"]
+__all__ = ["DatasetRun", "Model", "Rerun", "Run", "explain", "explain_dataset", "load_model", "rerun", "settings",
+           "tensorflow"]
 
-Source = str | Path | object  # a model file, a tf.keras.Model, a torch.nn.Module, or a Model
-Images = str | Path | np.ndarray | list | object | None  # files, pixel arrays or torch tensors (pipeline/inputs.py)
 
 
 def tensorflow():
@@ -73,7 +65,7 @@ def load_model(model: Source = None, *, weights: str | Path | None = None, setti
     cfg = config.load(settings or {})
     if weights is not None:
         cfg = config.update(cfg, {"weights": str(weights)})
-    return _model(model, cfg, trust, True, settings)[0]
+    return model_for(model, cfg, trust, True, settings)[0]
 
 
 def explain(model: Source = None, images: Images = None, methods: str | list[str] = "all", *,
@@ -93,28 +85,28 @@ def explain(model: Source = None, images: Images = None, methods: str | list[str
     still run; Ctrl-C keeps what finished."""
     started = now()
     cfg = config.load(layer_names.named(settings, model))
-    keys = _methods(methods, compare_backends)
+    keys = method_keys(methods, compare_backends)
     given = inputs.sort_out(images, center_level)
     inputs.targets(target, given.count)
     if given.size and cfg["input_size"] is None:  # a module that fixes no size runs at the images'
         cfg = config.update(cfg, {"input_size": given.size})
-    model, cfg = _model(model, cfg, trust, progress, settings)
+    model, cfg = model_for(model, cfg, trust, progress, settings)
     class_names = inputs.class_names(labels, model)
     if compare_backends and set(model.frameworks) != set(BACKENDS):
         raise UsageError(f"--compare-backends needs a Keras model and its PyTorch twin; {model.name} has "
                          f"{' and '.join(model.frameworks)} only")
     backends = list(BACKENDS) if compare_backends else [model.gradient_backend(cfg["backend"])]
     model.load({REGISTRY[key].runs_on(backend, model.frameworks) for key in keys for backend in backends})
-    _check_layers(model, keys, cfg, backends)
+    check_layers(model, keys, cfg, backends)
     found, notes = inputs.read(given, model, cfg, center_level)
     chosen = inputs.targets(target, len(found), model.num_classes)
     planned = cost.plan(model, keys, cfg, len(found) * len(backends))
     cfg = config.update(cfg, {"faithfulness.curves": planned.curves})  # "auto" decided, and recorded so
     say(cost.describe(planned, cost.timed(model), cfg['perturbation']['warn_seconds']) if progress else "", progress)
-    request = _request("explain", model, cfg, given.files, keys, target=_plain(chosen),
+    request = request_record("explain", model, cfg, given.files, keys, target=_plain(chosen),
                        compare_backends=compare_backends, center_level=center_level, trust=trust, started=started)
     notes = model.notes + notes
-    with _running(model, cfg, progress):
+    with running_on(model, cfg, progress):
         items, interrupted = compute(model, found, keys, cfg, chosen, backends, verbose)
     try:  # Ctrl-C once the maps are done: they are kept, without these notes
         results = [result for item in items for result in item.results]
@@ -123,57 +115,6 @@ def explain(model: Source = None, images: Images = None, methods: str | list[str
     except KeyboardInterrupt:
         interrupted = True
     return Run(items, keys, backends, cfg, model, request, class_names, interrupted, notes)
-
-
-def sanity(model: Source = None, image: Images = None, methods: str | list[str] = "all", *, mode: str = "cascading",
-           target: int | None = None, settings: dict | list[str] | None = None, center_level: int | None = None,
-           trust: bool = False, progress: bool = True) -> Experiment:
-    """Sanity checks (Adebayo et al. 2018): the maps after the model's layers are re-initialized from
-    the top, cumulatively ("cascading") or one at a time ("independent"), or after Gaussian noise is
-    added to every weight ("noise"), against the original model's."""
-    if mode not in experiments.SANITY_TITLES:
-        raise UsageError(f"sanity mode {mode!r}: choose from {', '.join(experiments.SANITY_TITLES)}")
-    started = now()
-    setup = _experiment_setup(model, image, methods, settings, center_level, trust, progress, target)
-    model, cfg, keys, backend, target, given, files = setup
-    with _running(model, cfg, progress):
-        found = experiments.sanity(model, given.model_input, given.pixels, keys, cfg, target, backend, mode)
-    return _provenance(found, given.stem, _request("sanity", model, cfg, files, keys, target=target, mode=mode,
-                                             center_level=center_level, trust=trust, started=started))
-
-
-def growing_patch(model: Source = None, image: Images = None, methods: str | list[str] = "all", *,
-                  target: int | None = None, settings: dict | list[str] | None = None,
-                  center_level: int | None = None, trust: bool = False, progress: bool = True) -> Experiment:
-    """The growing patch (Bansal et al. 2020): the maps as a square of growing_patch.fill grows over
-    growing_patch.sizes, against the unoccluded image's."""
-    started = now()
-    model, cfg, keys, backend, target, given, files = _experiment_setup(model, image, methods, settings, center_level,
-                                                                        trust, progress, target)
-    with _running(model, cfg, progress):
-        found = experiments.growing_patch(model, given.model_input, given.pixels, keys, cfg, target, backend)
-    return _provenance(found, given.stem, _request("growing_patch", model, cfg, files, keys, target=target,
-                                             center_level=center_level, trust=trust, started=started))
-
-
-def sweep(model: Source = None, image: Images = None, methods: str | list[str] = "all", *,
-          sweeps: dict[str, list], target: int | None = None, settings: dict | list[str] | None = None,
-          center_level: int | None = None, trust: bool = False, progress: bool = True) -> Experiment:
-    """Hyperparameter sweeps (Bansal et al. 2020): the maps of the chosen methods that read each
-    swept setting, at each of its values, e.g. sweeps={"sg.noise_scale": [0.05, 0.1, 0.2]}. Every
-    value is checked before any work."""
-    started = now()
-    model, cfg, keys, backend, target, given, files = _experiment_setup(model, image, methods, settings, center_level,
-                                                                        trust, progress, target)
-    swept = []
-    for key, values in sweeps.items():
-        if "." not in key or not values:
-            raise UsageError(f"sweep {key!r}: give METHOD.SETTING and its values, e.g. sg.noise_scale=0.1,0.2")
-        swept.append((key, [(value, config.update(cfg, {key: value})) for value in values]))
-    with _running(model, cfg, progress):
-        found = experiments.sweep(model, given.model_input, given.pixels, keys, swept, target, backend, cfg)
-    return _provenance(found, given.stem, _request("sweep", model, cfg, files, keys, target=target, sweeps=sweeps,
-                                             center_level=center_level, trust=trust, started=started))
 
 
 @dataclass
@@ -217,55 +158,6 @@ def rerun(record: str | Path, out: str | Path | None = None, progress: bool = Tr
     return Rerun(run, folder, record.parent, len(maps.files), differing)
 
 
-def evaluate_metrics(models: list[Source], methods: str | list[str] = "all", *,
-                     settings: dict | list[str] | None = None, progress: bool = True) -> MetricEvaluation:
-    """Which metric can be believed: on each known-answer model (a center-pixel, region or two-pixel
-    model, create_model.py builds them), for each of `evaluate_metrics.seeds` (it seeds the images
-    and every method's draws) `evaluate_metrics.images` images with random true classes, every
-    method's map graded by the truth (its |attribution|'s share on the deciding pixels) and by each
-    metric, and per metric how far the two rankings of the methods agree (Kendall's tau). The
-    faithfulness curves, Random Logit, Non-Sensitivity and ROAD (at Quantus's percentages) are on,
-    and the robustness metrics and Monotonicity take evaluate_metrics.noisy_copies draws; MPRT
-    compares each map with its method's map on the model with every layer re-initialized."""
-    cfg = config.load(layer_names.named(settings, None))
-    params, flat = cfg["evaluate_metrics"], config.flatten(cfg)
-    taus, summaries = {}, {}
-    for source in models:
-        model, _ = _model(source, cfg, False, progress)
-        height, width, _ = model.input_shape
-        mask = data.ground_truth_mask(model.ground_truth, (height, width))
-        if mask is None:
-            raise UsageError(f"{model.name} declares no ground truth: --evaluate-metrics needs a center-pixel, region "
-                             "or two-pixel model (create_model.py builds them)")
-        name = Path(source).stem if isinstance(source, (str, Path)) else model.name
-        taus[name] = []
-        for seed in params["seeds"]:
-            classes = np.random.default_rng(seed).integers(0, model.num_classes, params["images"])
-            images = data.center_pixel_images(params["images"], height, model.num_classes, seed, classes,
-                                              model.ground_truth)
-            methods_seeded = {key: seed for key in flat if key.endswith(".seed") and key.split(".")[0] in METHODS}
-            run = explain(model, list(images), methods, progress=progress, settings={
-                **flat, **methods_seeded, "faithfulness.curves": True, "sensitivity.samples": params["noisy_copies"],
-                "lipschitz.samples": params["noisy_copies"], "monotonicity.samples": params["noisy_copies"],
-                "random_logit.enabled": True, "non_sensitivity.enabled": True,
-                "road.percentages": road.QUANTUS_PERCENTAGES})
-            # MPRT: each image's maps, of the class explained, on the model with every layer
-            # re-initialized (the last step of --sanity cascading)
-            randomised = variants.variant(model, variants.reinitializer(
-                variants.weighted_layers(model), cfg["sanity"]["initializer"], cfg["sanity"]["std"], seed))
-            for item, image in zip(run.items, images):
-                result = item.results[0]
-                again = explain(randomised, image, list(result.maps), target=result.target, progress=False,
-                                settings={**flat, **methods_seeded, "faithfulness.curves": False})
-                result.add_scores(metrics.score_randomised(result.maps, again.maps, run.settings))
-            taus[name].append([meta_evaluation.image_taus(
-                item.results[0].scores(),
-                {key: meta_evaluation.truth(attribution, mask) for key, attribution in item.results[0].maps.items()})
-                for item in run.items])
-        summaries[name] = meta_evaluation.summarize(taus[name], params["resamples"], params["seeds"][0])
-    return MetricEvaluation(taus, summaries, cfg)
-
-
 def explain_dataset(model: str | Path | None = None, dataset: str = "random:100", methods: str | list[str] = "all", *,
                     settings: dict | list[str] | None = None, scheduler=None, workers: int | None = None,
                     batch_size: int = 8, out: str | Path | None = None, trust: bool = False, progress: bool = True,
@@ -283,11 +175,11 @@ def explain_dataset(model: str | Path | None = None, dataset: str = "random:100"
 
     started = now()
     cfg = config.load(settings or {})
-    keys = _methods(methods)
+    keys = method_keys(methods)
     if isinstance(model, Model) or not isinstance(model, (str, Path, type(None))):
         raise UsageError("the dataset mode sends the model's files to every worker: give it as a file, as "
                          "net.py:factory or by name")
-    loaded, cfg = _model(model, cfg, trust, progress)
+    loaded, cfg = model_for(model, cfg, trust, progress)
     backend = loaded.gradient_backend(cfg["backend"])
     images = datasets.items(dataset, loaded, cfg)
     planned = cost.plan(loaded, keys, cfg, len(images))
@@ -303,7 +195,7 @@ def explain_dataset(model: str | Path | None = None, dataset: str = "random:100"
     bundle = shipping.bundle_of(loaded)
     job = execution.Job(bundle.fingerprint, trust, cfg, tuple(keys), backend, store.what_counts(cfg, tuple(keys),
                                                                                                    backend))
-    record = run_record(command, cfg, _request("explain_dataset", loaded, cfg, [], keys, dataset=dataset,
+    record = run_record(command, cfg, request_record("explain_dataset", loaded, cfg, [], keys, dataset=dataset,
                                                scheduler=execution.address_of(scheduler),
                                                workers=workers, batch_size=batch_size, started=started), False)
 
@@ -313,88 +205,7 @@ def explain_dataset(model: str | Path | None = None, dataset: str = "random:100"
     return datasets.run(job, bundle, images, loaded, folder, connect, batch_size, progress, record)
 
 
-# ---- shared checks and preparation ----
-def _model(source: Source, cfg: dict, trust: bool, progress: bool, settings=None) -> tuple[Model, dict]:
-    """The model, set up with the run's preprocessing, and the settings as it has them: a Model
-    given keeps what it was loaded with, and refuses another value `settings` asks for. "loading"
-    is said first (a ResNet-50 from a file takes a minute or more of silence otherwise)."""
-    if isinstance(source, Model):
-        source.refuse_other(cfg, config.given(settings))
-        return source.configure(cfg), config.update(cfg, source.loaded_with())
-    source = cfg["model_path"] if source is None else source
-    say(f"loading {source if isinstance(source, (str, Path)) else f'the {type(source).__name__} given'}", progress)
-    return Model.from_settings(source, cfg, trust), cfg
-
-
-@contextmanager
-def _running(model: Model, cfg: dict, progress: bool):
-    """The run's state in force (heatkit/base/run_state.py), a PyTorch module the caller built in
-    eval mode while it runs."""
-    with running(RunState.of(cfg, progress)), model.evaluating():
-        yield
-
-
-def _methods(methods: str | list[str], compare_backends: bool = False) -> list[str]:
-    names = [methods] if isinstance(methods, str) else list(methods)
-    keys = expand(names)
-    if not compare_backends:
-        return keys
-    both = comparable()  # a group ('all', 'lrp') gives its members that run on both; a method named alone must
-    # run on both
-    single = [name for name in names if name in REGISTRY and name not in both]
-    if single:
-        raise UsageError(f"--compare-backends compares methods that run on both frameworks; drop {', '.join(single)}")
-    return [key for key in keys if key in both]
-
-
-def _check_layers(model: Model, keys: list[str], cfg: dict, backends: list[str]) -> None:
-    """gradcam.layers checked right after the model loads, before any method runs (a wrong name was
-    said after the methods before it had run)."""
-    from heatkit.methods import _layers
-
-    if cfg["gradcam"]["layers"] and any(REGISTRY[key].settings and REGISTRY[key].settings.name == "gradcam"
-                                        for key in keys):
-        for backend in backends:
-            _layers.target_layers(model, cfg["gradcam"]["layers"], REGISTRY["gradcam"].runs_on(backend, model.frameworks))
-
-
+# ---- targets as recorded ----
 def _plain(targets: list[int | None]):
     """Targets as run.json records them: one class, None, or one per image."""
     return targets[0] if len(set(targets)) == 1 else targets
-
-
-def _experiment_setup(model, image, methods, settings, center_level, trust, progress, target):
-    """What every experiment starts from: the model, the settings, the methods, the gradient
-    family's framework, and the one image."""
-    cfg = config.load(layer_names.named(settings, model))
-    keys = _methods(methods)
-    given = inputs.sort_out(image, center_level)
-    if given.count > 1:
-        raise UsageError("run one experiment (--sanity, --growing-patch or --sweep) at a time, on one image")
-    if given.size and cfg["input_size"] is None:
-        cfg = config.update(cfg, {"input_size": given.size})
-    model, cfg = _model(model, cfg, trust, progress, settings)
-    backend = model.gradient_backend(cfg["backend"])
-    model.load({REGISTRY[key].runs_on(backend, model.frameworks) for key in keys})
-    _check_layers(model, keys, cfg, [backend])
-    [found], _ = inputs.read(given, model, cfg, center_level)
-    [target] = inputs.targets(target, 1, model.num_classes)
-    return model, cfg, keys, backend, target, found, given.files
-
-
-def _request(function: str, model: Model, cfg: dict, files: list[Path], keys: list[str], **options) -> dict:
-    """What run.json records of a call: enough to repeat it, where the model and images are files;
-    and each pixel value the methods read (a reference, a fill) as the model received it."""
-    pixel_values = {f"{method.settings.name}.{name}": model.input_value(cfg[method.settings.name][name]).tolist()
-                    for method in (REGISTRY[key] for key in keys) if method.settings
-                    for name in method.settings.pixel_values() if cfg[method.settings.name][name] is not None}
-    return {"function": function, "model": model.source, "model_object": model.name, "dtype": model.dtype,
-            "head": model.head.record(), "preprocess": asdict(model.preprocess),
-            "images": [str(path) for path in files] or None, "methods": keys,
-            "pixel_values_in_model_input": pixel_values, **options}
-
-
-
-def _provenance(found: Experiment, stem: str, request: dict) -> Experiment:
-    found.stem, found.request = stem, request
-    return found

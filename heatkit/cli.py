@@ -60,9 +60,9 @@ def build_parser() -> Parser:
     parser.add_argument("-hm", "--methods", "--heatmap_methods", dest="heatmap_methods", nargs="+", default=["all"],
                         metavar="KEY",
                         help="methods to run: keys below, a family, or all (default: all)")
-    parser.add_argument("-cl", "--target", "--clamp_label", dest="clamp_label", type=int, metavar="CLASS",
+    parser.add_argument("-cl", "--target", "--clamp_label", dest="target", type=int, metavar="CLASS",
                         help="class to explain (default: the predicted class)")
-    parser.add_argument("-cp", "--center-level", "--centre_pixel", dest="centre_pixel", type=int, metavar="LEVEL",
+    parser.add_argument("-cp", "--center-level", "--centre_pixel", dest="center_level", type=int, metavar="LEVEL",
                         help="set the center pixel to this 8-bit gray level (0-255) before explaining")
     parser.add_argument("-op", "--out", "--out_path", dest="out_path", type=Path, metavar="FOLDER",
                         help="folder that receives the run folder (default: settings.out_path)")
@@ -144,16 +144,16 @@ def main(argv: list[str] | None = None) -> int:
     stop_on_sigterm()
     try:
         if args.rerun:
-            return rerun(args)
+            return rerun_command(args)
         if args.dataset:
-            return dataset(args, argv)
+            return dataset_command(args, argv)
         if args.evaluate_metrics:
-            return evaluate_metrics(args)
+            return metrics_command(args)
         if args.scheduler or args.workers is not None:
             raise UsageError("--scheduler and --workers go with --dataset")
         if args.sanity or args.growing_patch or args.sweep:
-            return experiment(args, argv)
-        return explain(args, argv)
+            return experiment_command(args, argv)
+        return explain_command(args, argv)
     except UsageError as error:
         print(f"error: {error}", file=sys.stderr)
         if args.verbose and error.__cause__ is not None:  # what the one line summed up, for a bug report
@@ -164,14 +164,14 @@ def main(argv: list[str] | None = None) -> int:
         return 130
 
 
-def explain(args, argv: list[str]) -> int:
+def explain_command(args, argv: list[str]) -> int:
     import heatkit
 
     settings = run_settings(args)
     check_output(args, settings)
-    run = heatkit.explain(None, args.img_path, args.heatmap_methods, target=args.clamp_label,
+    run = heatkit.explain(None, args.img_path, args.heatmap_methods, target=args.target,
                           settings=settings, compare_backends=args.compare_backends,
-                          center_level=args.centre_pixel, labels=args.labels, trust=args.trust_model,
+                          center_level=args.center_level, labels=args.labels, trust=args.trust_model,
                           progress=not args.quiet, verbose=args.verbose)
     if not run.items:
         print("interrupted before any image was explained: nothing was written", file=sys.stderr)
@@ -192,7 +192,7 @@ def explain(args, argv: list[str]) -> int:
     return 1 if run.failed else 0
 
 
-def dataset(args, argv: list[str]) -> int:
+def dataset_command(args, argv: list[str]) -> int:
     """--dataset: every image of a dataset on Dask, into one table and a leaderboard."""
     import heatkit
 
@@ -217,7 +217,7 @@ def dataset(args, argv: list[str]) -> int:
     return 1 if found.failed else 0
 
 
-def evaluate_metrics(args) -> int:
+def metrics_command(args) -> int:
     """--evaluate-metrics: the known-answer models built (and verified) in a temporary folder at
     evaluate_metrics.image_size, every method on their seeded images, and the metrics graded."""
     import contextlib
@@ -249,7 +249,7 @@ def evaluate_metrics(args) -> int:
     return 0
 
 
-def experiment(args, argv: list[str]) -> int:
+def experiment_command(args, argv: list[str]) -> int:
     """--sanity, --growing-patch or --sweep on one image; the run folder gets its figures and CSV."""
     import heatkit
 
@@ -258,7 +258,7 @@ def experiment(args, argv: list[str]) -> int:
                          "without --compare-backends")
     settings = run_settings(args)
     check_output(args, settings)
-    common = dict(target=args.clamp_label, settings=settings, center_level=args.centre_pixel,
+    common = dict(target=args.target, settings=settings, center_level=args.center_level,
                   trust=args.trust_model, progress=not args.quiet)
     if args.sanity:
         found = heatkit.sanity(None, args.img_path, args.heatmap_methods, mode=args.sanity, **common)
@@ -277,7 +277,7 @@ def experiment(args, argv: list[str]) -> int:
     return 1 if found.failures else 0
 
 
-def rerun(args) -> int:
+def rerun_command(args) -> int:
     import heatkit
 
     defaults = vars(build_parser().parse_args([]))

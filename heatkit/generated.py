@@ -40,10 +40,10 @@ def metric_table() -> str:
             "|---|---|---|---|---|---|---|"]
     for metric in METRICS:
         defaults = metric.settings.defaults() if metric.settings else {}
-        settings = ", ".join(f"`{metric.settings.name}.{k}={v!r}`" for k, v in defaults.items()) or metric.reads
+        settings = ", ".join(f"`{metric.settings.name}.{k}={v!r}`" for k, v in defaults.items()) or metric.settings_read
         paper = f"[{metric.paper.cite}]({metric.paper.url})"
         rows.append(f"| `{metric.key}` | {metric.name} | {paper} | {metric.category.value} | {metric.direction} | "
-                    f"{metric.needs.value} | {settings or 'none'} |")
+                    f"{metric.reads.value} | {settings or 'none'} |")
     return "\n".join(rows)
 
 

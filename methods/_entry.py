@@ -10,9 +10,8 @@ from typing import Any, Callable
 import numpy as np
 
 from heatkit.base.errors import UsageError
-from heatkit.base.rules import Int, Optional, PixelValue, Rule
+from heatkit.base.declared import SEED, Paper, Setting, Settings  # noqa: F401 (what method modules declare with)
 
-SEED = Int(min=0, max=2**32 - 1)
 BACKENDS = ("keras", "torch")  # frameworks a gradient-family method can run on
 ANY = "any"  # the backend of a method that only asks for probabilities
 
@@ -25,41 +24,6 @@ class Needs(Enum):
     ATTENTION = "a transformer's attention and its gradients"
     TORCH_MODULE = "the PyTorch module"
     PROBABILITIES = "batch probabilities only"
-
-
-@dataclass(frozen=True)
-class Paper:
-    cite: str
-    title: str
-    url: str
-
-
-@dataclass(frozen=True)
-class Setting:
-    default: Any
-    rule: Rule
-    doc: str = ""
-
-
-@dataclass(frozen=True)
-class Settings:
-    """A dict in settings.py that methods read: its name, the comment above it, and its keys."""
-
-    name: str
-    doc: str
-    keys: dict[str, Setting] = field(default_factory=dict)
-
-    def defaults(self) -> dict:
-        return {key: setting.default for key, setting in self.keys.items()}
-
-    def rules(self) -> dict[str, Rule]:
-        return {key: setting.rule for key, setting in self.keys.items()}
-
-    def pixel_values(self) -> list[str]:
-        """The keys whose values are pixel values (PixelValue: references, baselines, fills),
-        which a run gives the method in the model's input space."""
-        return [key for key, setting in self.keys.items()
-                if isinstance(setting.rule.rule if isinstance(setting.rule, Optional) else setting.rule, PixelValue)]
 
 
 GRADIENT_PASSES = 3  # a forward and a backward pass, in forward passes: what a gradient costs
@@ -88,7 +52,7 @@ class Method:
     settings: Settings | None = None  # the settings.py dict this method reads
     cheaper: str = ""  # what makes it cheaper, for the warning before a long run
     # backend -> function(model, images (N, H, W, C), targets (N,), params) -> float32 (N, H, W): the
-    # method on several images at once (heatkit/pipeline/explain.py); impl's function is its one-image case
+    # method on several images at once (heatkit/pipeline/maps.py); impl's function is its one-image case
     batched: dict[str, Callable] = field(default_factory=dict)
     # the setting holding the reference whose logit the map's sum should explain the change from
     # (IG's, DeepLIFT's): the run reports each map's completeness gap against it

@@ -82,7 +82,7 @@ def cam_method(combine: Callable[[AtLayer], np.ndarray], backends: tuple[str, ..
     def on(framework: str) -> Callable:
         def function(model, image, target, params):
             names = target_layers(model, params["layers"], framework)
-            values = (keras if framework == "keras" else torch)(model, names, image, target)
+            values = (on_keras if framework == "keras" else on_torch)(model, names, image, target)
             for name, (activations, _) in zip(names, values):
                 if activations.shape[:2] == (1, 1):
                     raise NotApplicable(f"layer {name}'s maps are 1x1 at this input size, so every CAM there is "
@@ -94,12 +94,12 @@ def cam_method(combine: Callable[[AtLayer], np.ndarray], backends: tuple[str, ..
     return {framework: on(framework) for framework in backends}
 
 
-def keras(model, names: list[str], image: np.ndarray, target: int) -> list[tuple[np.ndarray, np.ndarray]]:
+def on_keras(model, names: list[str], image: np.ndarray, target: int) -> list[tuple[np.ndarray, np.ndarray]]:
     values = model.keras.once(("layers", *names), lambda: _layer_gradients(model.keras, names))(image[None], target)
     return [(values[i][0], values[len(names) + i][0]) for i in range(len(names))]
 
 
-def torch(model, names: list[str], image: np.ndarray, target: int) -> list[tuple[np.ndarray, np.ndarray]]:
+def on_torch(model, names: list[str], image: np.ndarray, target: int) -> list[tuple[np.ndarray, np.ndarray]]:
     """The named modules' outputs, and the logit's gradients at them."""
     torch = frameworks.torch()
     net = model.torch

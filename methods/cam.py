@@ -23,7 +23,7 @@ PASS_MODULES = ("Dropout", "Dropout2d", "Flatten", "Identity")
 PASS_METHODS = ("flatten", "view", "reshape", "squeeze", "contiguous")
 
 
-def keras(model, image, target, params):
+def on_keras(model, image, target, params):
     tf = frameworks.tensorflow()
     layers = tf.keras.layers
     chain = model.keras.logits_model.layers
@@ -36,7 +36,7 @@ def keras(model, image, target, params):
         pooling = _inbound(pooling)
     if not (isinstance(pooling, layers.GlobalAveragePooling2D) or _keras_spatial_mean(pooling)):
         raise NotApplicable(NOT_APPLICABLE.format(f"Dense layer reads a {type(read).__name__}"))
-    [(features, _)] = _layers.keras(model, [_inbound(pooling).name], image, target)
+    [(features, _)] = _layers.on_keras(model, [_inbound(pooling).name], image, target)
     with model.keras.scope():  # the logits' Dense: the model's own, or its copy without the softmax
         kernel = dense.get_weights()[0]
         if binary:
@@ -44,7 +44,7 @@ def keras(model, image, target, params):
     return _cam(features, kernel[:, target], image.shape[:2])
 
 
-def torch(model, image, target, params):
+def on_torch(model, image, target, params):
     """On a traceable module, the maps are the input of the global average that the last linear
     layer reads; on a TorchScript Sequential, the output of the module before that average."""
     torch = frameworks.torch()
@@ -167,4 +167,4 @@ def _cam(features: np.ndarray, class_weights: np.ndarray, shape) -> np.ndarray:
 
 METHOD = Method("cam", "CAM", Paper(
     "Zhou et al. 2016", "Learning Deep Features for Discriminative Localization", "https://arxiv.org/abs/1512.04150"),
-    Needs.CONV_LAYER, {"keras": keras, "torch": torch})
+    Needs.CONV_LAYER, {"keras": on_keras, "torch": on_torch})

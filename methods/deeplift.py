@@ -38,7 +38,7 @@ from heatkit.methods._entry import GRADIENT_PASSES, Method, Needs, Paper, Settin
 NEAR_ZERO = 1e-10  # captum's threshold below which the secant becomes the derivative
 
 
-def torch_batch(model, images, targets, params):
+def on_torch_batch(model, images, targets, params):
     torch = frameworks.torch()
     net = model.torch
     baseline = np.full_like(images[0], params["baseline"])
@@ -95,10 +95,10 @@ def _max_pooling(z, y, z0, y0, pooling, signal):
     return torch.where(close, gradient, shares / torch.where(close, torch.ones_like(dz), dz)).view_as(z)
 
 
-torch = one_image(torch_batch)
+on_torch = one_image(on_torch_batch)
 
 
-def keras(model, image, target, params):
+def on_keras(model, image, target, params):
     baseline = np.full_like(image, params["baseline"])
     _keras_rules.refuse(model.keras, "DeepLIFT", rectifiers_only=False)
     multipliers = _keras_rules.gradient(model.keras, "Rescale", RESCALE)(np.stack([image, baseline]), target)
@@ -168,6 +168,6 @@ SETTINGS = Settings("deeplift", "deeplift: DeepLIFT (Shrikumar et al. 2017), Res
 })
 METHOD = Method("deeplift", "DeepLIFT", Paper(
     "Shrikumar et al. 2017", "Learning Important Features Through Propagating Activation Differences",
-    "https://arxiv.org/abs/1704.02685"), Needs.GRADIENTS, {"keras": keras, "torch": torch}, SETTINGS,
-    batched={"torch": torch_batch}, reference="baseline",
+    "https://arxiv.org/abs/1704.02685"), Needs.GRADIENTS, {"keras": on_keras, "torch": on_torch}, SETTINGS,
+    batched={"torch": on_torch_batch}, reference="baseline",
     passes=lambda model, params: GRADIENT_PASSES + 1)  # and the baseline's own forward pass

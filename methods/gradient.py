@@ -3,16 +3,16 @@ from heatkit.methods import _captum, _keras_rules, channel_sum
 from heatkit.methods._entry import Method, Needs, Paper, one_image
 
 
-def keras(model, image, target, params):
+def on_keras(model, image, target, params):
     return channel_sum(_keras_rules.plain_gradient(model.keras)(image[None], target)[0])
 
 
-def torch_batch(model, images, targets, params):
+def on_torch_batch(model, images, targets, params):
     return channel_sum(_captum.attribute(model, "Saliency", images, targets, abs=False))
 
 
-torch = one_image(torch_batch)
+on_torch = one_image(on_torch_batch)
 METHOD = Method("grad", "Gradient", Paper(
     "Simonyan et al. 2014", "Deep Inside Convolutional Networks: Visualising Image Classification Models and Saliency Maps",
-    "https://arxiv.org/abs/1312.6034"), Needs.GRADIENTS, {"keras": keras, "torch": torch},
-    batched={"torch": torch_batch})
+    "https://arxiv.org/abs/1312.6034"), Needs.GRADIENTS, {"keras": on_keras, "torch": on_torch},
+    batched={"torch": on_torch_batch})

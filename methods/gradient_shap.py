@@ -14,11 +14,11 @@ from heatkit.methods import _captum, _keras_rules, channel_sum
 from heatkit.methods._entry import GRADIENT_PASSES, SEED, Method, Needs, Paper, Setting, Settings
 
 
-def keras(model, image, target, params):
+def on_keras(model, image, target, params):
     return _gradient_shap(lambda batch: _keras_rules.plain_gradient(model.keras)(batch, target), image, params)
 
 
-def torch(model, image, target, params):
+def on_torch(model, image, target, params):
     return _gradient_shap(lambda batch: _captum.attribute(model, "Saliency", batch, target, abs=False), image, params)
 
 
@@ -55,5 +55,5 @@ SETTINGS = Settings("gradshap", "gradshap: GradientSHAP (Lundberg & Lee 2017, ca
 })
 METHOD = Method("gradshap", "GradientSHAP", Paper(
     "Lundberg & Lee 2017", "A Unified Approach to Interpreting Model Predictions", "https://arxiv.org/abs/1705.07874"),
-    Needs.GRADIENTS, {"keras": keras, "torch": torch}, SETTINGS,
+    Needs.GRADIENTS, {"keras": on_keras, "torch": on_torch}, SETTINGS,
     cheaper="lower gradshap.samples", passes=lambda model, params: GRADIENT_PASSES * params["samples"])

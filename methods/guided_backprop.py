@@ -28,17 +28,21 @@ def _guided(slope, tf, op, signal):
 RULES = {kind: functools.partial(_guided, slope) for kind, slope in SLOPES.items()}
 
 
-def keras(model, image, target, params):
-    _keras_rules.refuse(model.keras, "Guided Backprop", rectifiers_only=True)
-    return channel_sum(_keras_rules.gradient(model.keras, "Guided", RULES)(image[None], target)[0])
+def rectifier_method(key: str, name: str, paper: Paper, rules: dict, guided: bool) -> Method:
+    """A method that backpropagates through each rectifier by `rules` (Keras: a TensorFlow
+    gradient override by operation; PyTorch: `guided` or DeConvNet's rule), its other layers by
+    their gradient: Guided Backprop and DeConvNet."""
+    def on_keras(model, image, target, params):
+        _keras_rules.refuse(model.keras, name, rectifiers_only=True)
+        return channel_sum(_keras_rules.gradient(model.keras, key, rules)(image[None], target)[0])
+
+    def on_torch_batch(model, images, targets, params):
+        return channel_sum(rectifier_rule_gradient(model, images, targets, guided=guided, name=name))
+
+    return Method(key, name, paper, Needs.GRADIENTS, {"keras": on_keras, "torch": one_image(on_torch_batch)},
+                  batched={"torch": on_torch_batch})
 
 
-def torch_batch(model, images, targets, params):
-    return channel_sum(rectifier_rule_gradient(model, images, targets, guided=True, name="Guided Backprop"))
-
-
-torch = one_image(torch_batch)
-METHOD = Method("gb", "Guided Backprop", Paper(
+METHOD = rectifier_method("gb", "Guided Backprop", Paper(
     "Springenberg et al. 2015", "Striving for Simplicity: The All Convolutional Net", "https://arxiv.org/abs/1412.6806"),
-    Needs.GRADIENTS, {"keras": keras, "torch": torch},
-    batched={"torch": torch_batch})
+    RULES, guided=True)

@@ -5,12 +5,13 @@ from heatkit.methods import grad_cam, guided_backprop
 from heatkit.methods._entry import Method, Needs
 
 
-def keras(model, image, target, params):
-    return _guided(guided_backprop.keras(model, image, target, {}), grad_cam.GRAD_CAM["keras"](model, image, target, params))
+def _by(framework: str):
+    """Guided Grad-CAM on `framework`: each of its parts on the same one."""
+    guided_backprop_map, grad_cam_map = guided_backprop.METHOD.function(framework), grad_cam.GRAD_CAM[framework]
 
-
-def torch(model, image, target, params):
-    return _guided(guided_backprop.torch(model, image, target, {}), grad_cam.GRAD_CAM["torch"](model, image, target, params))
+    def function(model, image, target, params):
+        return _guided(guided_backprop_map(model, image, target, {}), grad_cam_map(model, image, target, params))
+    return function
 
 
 def _guided(guided, cam):
@@ -18,5 +19,5 @@ def _guided(guided, cam):
         else guided * cam
 
 
-METHOD = Method("guided_gradcam", "Guided Grad-CAM", grad_cam.PAPER, Needs.CONV_LAYER, {"keras": keras, "torch": torch},
-                grad_cam.SETTINGS)
+METHOD = Method("guided_gradcam", "Guided Grad-CAM", grad_cam.PAPER, Needs.CONV_LAYER,
+                {framework: _by(framework) for framework in ("keras", "torch")}, grad_cam.SETTINGS)

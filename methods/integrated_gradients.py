@@ -16,7 +16,7 @@ from heatkit.methods import _captum, _keras_rules, channel_sum
 from heatkit.methods._entry import GRADIENT_PASSES, Method, Needs, Paper, Setting, Settings
 
 
-def keras(model, image, target, params):
+def on_keras(model, image, target, params):
     reference = np.full_like(image, params["reference"])
     alphas, weights = path_rule(params["rule"], params["steps"])
     points = reference[None] + alphas[:, None, None, None] * (image - reference)[None]
@@ -24,7 +24,7 @@ def keras(model, image, target, params):
     return channel_sum((image - reference) * np.tensordot(weights, gradients, axes=1))
 
 
-def torch(model, image, target, params):
+def on_torch(model, image, target, params):
     reference = model.torch.tensor(np.full_like(image, params["reference"])[None])
     attribution = _captum.attribute(model, "IntegratedGradients", image[None], target, baselines=reference,
                                     n_steps=params["steps"], method=params["rule"])
@@ -57,5 +57,5 @@ SETTINGS = Settings("ig", "ig: Integrated Gradients (Sundararajan et al. 2017): 
 })
 METHOD = Method("ig", "Integrated Gradients", Paper(
     "Sundararajan et al. 2017", "Axiomatic Attribution for Deep Networks", "https://arxiv.org/abs/1703.01365"),
-    Needs.GRADIENTS, {"keras": keras, "torch": torch}, SETTINGS, reference="reference",
+    Needs.GRADIENTS, {"keras": on_keras, "torch": on_torch}, SETTINGS, reference="reference",
     cheaper="lower ig.steps", passes=lambda model, params: GRADIENT_PASSES * params["steps"])

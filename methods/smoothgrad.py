@@ -23,11 +23,11 @@ AGGREGATE = {
 }
 
 
-def keras(model, image, target, params):
+def on_keras(model, image, target, params):
     return _smoothgrad(lambda batch: _keras_rules.plain_gradient(model.keras)(batch, target), image, params)
 
 
-def torch(model, image, target, params):
+def on_torch(model, image, target, params):
     return _smoothgrad(lambda batch: _captum.attribute(model, "Saliency", batch, target, abs=False), image, params)
 
 
@@ -53,5 +53,5 @@ SETTINGS = Settings("sg", "sg: SmoothGrad (Smilkov et al. 2017): the mean gradie
 })
 METHOD = Method("sg", "SmoothGrad", Paper("Smilkov et al. 2017", "SmoothGrad: removing noise by adding noise",
                                           "https://arxiv.org/abs/1706.03825"),
-                Needs.GRADIENTS, {"keras": keras, "torch": torch}, SETTINGS,
+                Needs.GRADIENTS, {"keras": on_keras, "torch": on_torch}, SETTINGS,
                 cheaper="lower sg.augment_by_n", passes=lambda model, params: GRADIENT_PASSES * params["augment_by_n"])

@@ -151,6 +151,20 @@ def image_scores(folder) -> dict:
     return {**written, **image}
 
 
+def record_batches(monkeypatch) -> list[int]:
+    """The sizes of the batches the perturbation engine evaluates from now on, in order."""
+    from heatkit.base.engine import Engine
+
+    sizes, chunks = [], Engine.chunks
+
+    def recorded(self, *args, **kwargs):
+        for start, stop in chunks(self, *args, **kwargs):
+            sizes.append(stop - start)
+            yield start, stop
+    monkeypatch.setattr(Engine, "chunks", recorded)
+    return sizes
+
+
 def replace_method(monkeypatch, key: str, function) -> None:
     """The registered method `key` computes with `function` for the test, on every framework."""
     from heatkit.methods.registry import REGISTRY
@@ -182,16 +196,22 @@ def default_params(method) -> dict:
     return {**method.settings.defaults(), **CHEAP_DEFAULTS.get(method.settings.name, {})}
 
 
+USERS_DEFAULTS = {"on": False}  # set for a test marked users_defaults
+
+
 @pytest.fixture(scope="session", autouse=True)
 def no_curves_unless_asked():
     """Faithfulness curves cost two walks per map: the tests of other things run without them. A
-    test that wants them sets faithfulness.curves itself."""
+    test that wants them sets faithfulness.curves itself, or is marked users_defaults, which gives
+    it the settings users get. Session-wide, so that the module-scoped fixtures' runs have it too."""
     from heatkit.pipeline import config
 
     load = config.load
 
     def without_curves(overrides=()):
         cfg = load(overrides)
+        if USERS_DEFAULTS["on"]:
+            return cfg
         given = {}
         for item in [overrides] if isinstance(overrides, dict) else overrides:
             given.update(config.flatten(item) if isinstance(item, dict) else {config.parse_override(item)[0]: None})
@@ -201,6 +221,30 @@ def no_curves_unless_asked():
     with pytest.MonkeyPatch.context() as patch:
         patch.setattr(config, "load", without_curves)
         yield
+
+
+@pytest.fixture(autouse=True)
+def users_defaults(request):
+    USERS_DEFAULTS["on"] = request.node.get_closest_marker("users_defaults") is not None
+    yield
+    USERS_DEFAULTS["on"] = False
+
+
+def random_image(side: int, channels: int = 3, seed: int = 0) -> np.ndarray:
+    """A side x side image of uniform noise in [0, 1), float64, seeded."""
+    return np.random.default_rng(seed).random((side, side, channels))
+
+
+def softmax(logits: np.ndarray) -> np.ndarray:
+    """The softmax over the last axis, written out here as the tests' own reference."""
+    e = np.exp(logits - logits.max(axis=-1, keepdims=True))
+    return e / e.sum(axis=-1, keepdims=True)
+
+
+def nchw(images: np.ndarray, dtype=np.float32):
+    """An (H, W, C) image, as a batch of one, or an (N, H, W, C) batch as PyTorch's NCHW tensor."""
+    batch = images[None] if images.ndim == 3 else images
+    return frameworks.torch().from_numpy(np.ascontiguousarray(batch.transpose(0, 3, 1, 2), dtype=dtype))
 
 
 @pytest.fixture

@@ -5,6 +5,7 @@ import numpy as np
 import pytest
 
 import heatkit
+from conftest import random_image
 from heatkit.base import frameworks
 from heatkit.model import Model
 
@@ -13,7 +14,7 @@ QUIET = {"faithfulness.curves": False}
 
 
 def image(seed: int = 0) -> np.ndarray:
-    return np.random.default_rng(seed).random((SIDE, SIDE, 1))
+    return random_image(SIDE, 1, seed)
 
 
 # ---- rectifiers: an MLP of two hidden layers, each rectified ----

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 import heatkit
-from conftest import run_cli, image_maps
+from conftest import image_maps, run_cli, softmax
 from heatkit.base import frameworks
 from heatkit.base.errors import UsageError
 
@@ -41,11 +41,6 @@ def test_the_readme_example_runs_and_gives_the_command_lines_maps(full_model_pat
     assert sorted(from_api) == sorted(from_cli) == ["grad", "input", "lime", "occlusion"]
     for key in from_api:
         assert from_api[key].tobytes() == from_cli[key].tobytes(), key
-
-
-def softmax(z):
-    e = np.exp(z - z.max(-1, keepdims=True))
-    return e / e.sum(-1, keepdims=True)
 
 
 def test_a_torch_module_built_here_goes_straight_to_the_api():

@@ -35,7 +35,7 @@ def test_twins_agree_on_every_deterministic_method(small_model, key):
 @pytest.mark.parametrize("baseline", [0.0, 0.3])
 def test_deeplift_sums_to_the_logit_difference(small_model, backend, baseline):
     image, target = image_and_class(small_model)
-    attribution = getattr(deeplift, backend)(small_model, image, target, {"baseline": baseline})
+    attribution = deeplift.METHOD.function(backend)(small_model, image, target, {"baseline": baseline})
     logits = small_model.logits(np.stack([image, np.full_like(image, baseline)]))[:, target]
     assert attribution.astype(np.float64).sum() == pytest.approx(logits[0] - logits[1], rel=1e-6)
 
@@ -45,7 +45,7 @@ def test_deeplift_of_a_linear_model_is_x_minus_baseline_times_w(linear_model, ba
     image, target = image_and_class(linear_model)
     kernel = linear_model.keras.weights("dense")[0]
     expected = ((image.reshape(-1) - 0.2) * kernel[:, target]).reshape(SMALL, SMALL)
-    np.testing.assert_allclose(getattr(deeplift, backend)(linear_model, image, target, {"baseline": 0.2}),
+    np.testing.assert_allclose(deeplift.METHOD.function(backend)(linear_model, image, target, {"baseline": 0.2}),
                                expected, rtol=1e-6)
 
 
@@ -57,7 +57,7 @@ def test_keras_deeplift_sums_to_the_logit_difference_where_relus_clip(mlp_path):
     z, z0 = image.reshape(-1) @ kernel + bias, np.full(SMALL * SMALL, 0.5) @ kernel + bias
     assert ((z > 0) != (z0 > 0)).any()  # some unit is on for one input and off for the other
     for target in range(3):
-        attribution = deeplift.keras(model, image, target, {"baseline": 0.5})
+        attribution = deeplift.on_keras(model, image, target, {"baseline": 0.5})
         logits = model.logits(np.stack([image, np.full_like(image, 0.5)]))[:, target]
         assert attribution.astype(np.float64).sum() == pytest.approx(logits[0] - logits[1], rel=1e-6)
 
@@ -131,11 +131,11 @@ def test_compare_backends_refuses_single_framework_methods(small_model_path, tmp
 
 
 def test_compare_backends_takes_a_groups_members_that_run_on_both():
-    from heatkit.api import _methods
+    from heatkit.preparation import method_keys
 
     keras_too = [key for key in expand(["lrp"]) if key != "lrp.epsilon_gamma_box"]
-    assert _methods(["lrp"], compare_backends=True) == keras_too
-    assert _methods(["all"], compare_backends=True) == comparable()
+    assert method_keys(["lrp"], compare_backends=True) == keras_too
+    assert method_keys(["all"], compare_backends=True) == comparable()
 
 
 def test_compare_backends_with_nothing_applicable_says_so(small_model_path, tmp_path, capsys):

@@ -9,7 +9,7 @@ import heatkit
 from conftest import SMALL, save_with_twin
 from heatkit.base import frameworks
 from heatkit.base.data import center_pixel_images
-from heatkit.methods import _layers, cam, grad_cam, guided_backprop, guided_grad_cam
+from heatkit.methods import _layers, cam, grad_cam
 from heatkit.methods.registry import REGISTRY, Needs
 from heatkit.model import Model
 
@@ -61,7 +61,7 @@ def test_cam_is_the_class_weighted_sum_of_the_last_feature_maps(gap_model, backe
     image = image_for(gap_model)
     for target in range(3):
         by_hand = _layers.upsample(cam_by_hand(gap_model, image, target), (12, 12))
-        np.testing.assert_allclose(getattr(cam, backend)(gap_model, image, target, {}), by_hand, rtol=1e-5, atol=1e-6)
+        np.testing.assert_allclose(cam.METHOD.function(backend)(gap_model, image, target, {}), by_hand, rtol=1e-5, atol=1e-6)
 
 
 @pytest.mark.parametrize("backend", BACKENDS)
@@ -134,24 +134,61 @@ def test_cam_and_grad_cam_reach_into_a_nested_backbone(tmp_path):
         features = model.keras.model.get_layer("backbone").predict(image[None], verbose=0)[0]  # 6 x 6 x 4
     for target in range(3):
         by_hand = features @ model.keras.weights("logits")[0][:, target]
-        np.testing.assert_allclose(cam.keras(model, image, target, {}), _layers.upsample(by_hand, (10, 10)),
+        np.testing.assert_allclose(cam.on_keras(model, image, target, {}), _layers.upsample(by_hand, (10, 10)),
                                    rtol=1e-5, atol=1e-6)
         np.testing.assert_allclose(grad_cam.GRAD_CAM["keras"](model, image, target, {"layers": None}),
                                    _layers.upsample(np.maximum(by_hand, 0) / 36, (10, 10)), rtol=1e-5, atol=1e-7)
 
 
+def guided_grad_cam_by_hand(model, image, target):
+    """The gap model written out in torch's functional calls from the Keras weights, each ReLU
+    passing back max(signal, 0) where its input was positive (Guided Backprop); times Grad-CAM,
+    ReLU(sum_k mean(d logit / d A_k) A_k) on conv2's maps, upsampled."""
+    torch = frameworks.torch()
+    functional = torch.nn.functional
+
+    class GuidedReLU(torch.autograd.Function):
+        @staticmethod
+        def forward(context, x):
+            context.save_for_backward(x)
+            return x.clamp(min=0)
+
+        @staticmethod
+        def backward(context, signal):
+            (x,) = context.saved_tensors
+            return signal.clamp(min=0) * (x > 0)
+
+    def conv(name):
+        kernel, bias = model.keras.weights(name)
+        return torch.from_numpy(kernel.transpose(3, 2, 0, 1)), torch.from_numpy(bias)
+    (k1, b1), (k2, b2), dense = conv("conv1"), conv("conv2"), torch.from_numpy(model.keras.weights("logits")[0])
+    x = torch.from_numpy(image.transpose(2, 0, 1)[None].copy()).requires_grad_()
+    features = GuidedReLU.apply(functional.conv2d(functional.max_pool2d(
+        GuidedReLU.apply(functional.conv2d(x, k1, b1, padding=1)), 2), k2, b2))
+    features.retain_grad()
+    (features.mean(dim=(2, 3)) @ dense[:, target]).sum().backward()
+    guided = x.grad[0].sum(0).numpy()
+    weights = features.grad[0].mean(dim=(1, 2)).numpy()  # above conv2 no rectifier: the plain gradient
+    cam = np.maximum(np.einsum("k,khw->hw", weights, features[0].detach().numpy()), 0)
+    return guided * _layers.upsample(cam, (12, 12))
+
+
 @pytest.mark.parametrize("backend", BACKENDS)
 def test_guided_grad_cam_is_guided_backprop_times_grad_cam(gap_model, backend):
     image = image_for(gap_model)
-    expected = getattr(guided_backprop, backend)(gap_model, image, 1, {}) * \
-        grad_cam.GRAD_CAM[backend](gap_model, image, 1, {"layers": None})
-    np.testing.assert_allclose(getattr(guided_grad_cam, backend)(gap_model, image, 1, {"layers": None}), expected,
-                               rtol=1e-6)
+    for target in range(3):
+        np.testing.assert_allclose(REGISTRY["guided_gradcam"].function(backend)(gap_model, image, target, {"layers": None}),
+                                   guided_grad_cam_by_hand(gap_model, image, target), rtol=1e-6, atol=1e-12)
 
 
-def test_several_layers_give_one_map_each(gap_model):
-    maps = REGISTRY["gradcampp"].impl["keras"](gap_model, image_for(gap_model), 0, {"layers": ["conv1", "conv2"]}).maps
-    assert list(maps) == ["conv1", "conv2"] and all(m.shape == (12, 12) for m in maps.values())
+def test_several_layers_give_each_layers_own_map(gap_model):
+    """Two layers in one call give the maps of two calls of one layer each, and they differ."""
+    function, image = REGISTRY["gradcampp"].impl["keras"], image_for(gap_model)
+    maps = function(gap_model, image, 0, {"layers": ["conv1", "conv2"]}).maps
+    assert list(maps) == ["conv1", "conv2"]
+    for layer, attribution in maps.items():
+        np.testing.assert_array_equal(attribution, function(gap_model, image, 0, {"layers": [layer]}))
+    assert np.abs(maps["conv1"] - maps["conv2"]).max() > 0.1 * np.abs(maps["conv2"]).max()
 
 
 @pytest.mark.parametrize("key", [key for key, method in REGISTRY.items()
@@ -189,7 +226,7 @@ def test_cam_is_not_applicable_without_a_gap_head(center_cnn, small_model):
     from heatkit.base.errors import NotApplicable
 
     with pytest.raises(NotApplicable):
-        cam.keras(center_cnn, center_pixel_images(1, SMALL, 256, 0)[0], 0, {})
+        cam.on_keras(center_cnn, center_pixel_images(1, SMALL, 256, 0)[0], 0, {})
     with pytest.raises(NotApplicable, match="no convolutional layer"):
         grad_cam.GRAD_CAM["keras"](small_model, center_pixel_images(1, SMALL, 256, 0)[0], 0, {"layers": None})
 
@@ -248,4 +285,4 @@ def test_cam_of_a_keras_binary_sigmoid_head_weights_the_maps_by_w_and_minus_w(tm
     by_hand = _layers.upsample(features @ dense.get_weights()[0][:, 0], (8, 8))
     loaded = Model(tmp_path / "binary.h5")
     for target, sign in ((1, 1.0), (0, -1.0)):
-        np.testing.assert_allclose(cam.keras(loaded, image, target, {}), sign * by_hand, rtol=1e-5, atol=1e-6)
+        np.testing.assert_allclose(cam.on_keras(loaded, image, target, {}), sign * by_hand, rtol=1e-5, atol=1e-6)

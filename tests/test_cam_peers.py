@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 import heatkit
-from conftest import trained_looking
+from conftest import random_image, trained_looking
 from heatkit.base import frameworks
 from heatkit.methods import eigen_cam
 from heatkit.methods._layers import AtLayer
@@ -32,7 +32,7 @@ def resnet():
 
 @pytest.fixture(scope="module")
 def image():
-    return np.random.default_rng(3).random((SIDE, SIDE, 3))
+    return random_image(SIDE, seed=3)
 
 
 def scaled(cam: np.ndarray) -> np.ndarray:

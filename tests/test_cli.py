@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from conftest import SMALL, run_cli, image_maps, image_scores
+from conftest import SMALL, dense_weights, image_maps, image_scores, run_cli
 from heatkit import cli
 from heatkit.pipeline.scores import center_scores
 
@@ -45,14 +45,14 @@ def test_scores_csv_holds_every_map_of_scores_json(finished_run):
     scores.json."""
     import csv
 
-    from heatkit.metrics.registry import METRICS, Needs
+    from heatkit.metrics.registry import METRICS, Reads
 
     _, folder = finished_run
     methods = image_scores(folder)["methods"]
     with open(folder / "scores.csv", newline="") as handle:
         rows = list(csv.DictReader(handle))
     assert [row["method"] for row in rows] == list(methods)
-    held = [m for m in METRICS if m.needs is not Needs.RANDOMISED and
+    held = [m for m in METRICS if m.reads is not Reads.RANDOMISED and
             any(row.get(m.key) is not None for row in methods.values())]
     assert [m.key for m in held] == [key for key in rows[0] if key in {m.key for m in METRICS}]
     for row in rows:
@@ -73,6 +73,21 @@ def test_npz_holds_every_map_and_the_input(finished_run):
         assert maps[key].dtype == (np.float64 if key == "input" else np.float32)
 
 
+def test_npz_maps_of_the_linear_model_are_its_weight_column(finished_run, small_model):
+    """The center-pixel model is one Dense layer before its softmax: its gradient is the explained
+    class's weight column, whatever rectifier rule or noise a method adds; input x gradient, and IG
+    from black, are that times the input."""
+    _, folder = finished_run
+    maps, explained = image_maps(folder), image_scores(folder)["explained_class"]
+    kernel, _ = dense_weights(small_model)
+    column = kernel[:, explained].reshape(SMALL, SMALL)
+    for key in ("grad", "gb", "deconvnet", "sg"):
+        np.testing.assert_allclose(maps[key], column, rtol=1e-5, atol=1e-6 * np.abs(column).max(), err_msg=key)
+    for key in ("inpgrad", "ig"):
+        np.testing.assert_allclose(maps[key], maps["input"] * column, rtol=1e-4, atol=1e-6 * np.abs(column).max(),
+                                   err_msg=key)
+
+
 def test_scores_agree_with_the_npz(finished_run):
     _, folder = finished_run
     maps = image_maps(folder)
@@ -88,7 +103,7 @@ def test_seconds_are_the_methods_own_time(small_model_path, tmp_path, monkeypatc
     """A method that takes 0.3 s is timed at 0.3 s, and the next one's time is its own: on a clock
     of the test's, which moves a microsecond a reading and 0.3 s inside the method."""
     from conftest import replace_method
-    from heatkit.pipeline import explain
+    from heatkit.pipeline import maps
 
     now = [0.0]
 
@@ -99,7 +114,7 @@ def test_seconds_are_the_methods_own_time(small_model_path, tmp_path, monkeypatc
     def slow(model, image, target, params):
         now[0] += 0.3
         return np.zeros(image.shape[:2], np.float32)
-    monkeypatch.setattr(explain.time, "perf_counter", clock)
+    monkeypatch.setattr(maps.time, "perf_counter", clock)
     replace_method(monkeypatch, "ig", slow)
     assert run_cli("-mp", small_model_path, "-hm", "ig", "grad", "-op", tmp_path, "-q") == 0
     [folder] = tmp_path.iterdir()
@@ -126,7 +141,7 @@ def test_random_image_run_is_named_by_its_seed_and_repeatable(small_model_path, 
     assert all(np.array_equal(a[key], b[key]) for key in a)
 
 
-def test_clamp_label_and_centre_pixel(small_model_path, tmp_path):
+def test_target_and_center_level(small_model_path, tmp_path):
     assert run_cli("-mp", small_model_path, "-hm", "grad", "-op", tmp_path, "-cp", 200, "-cl", 17) == 0
     [folder] = tmp_path.iterdir()
     scores = image_scores(folder)

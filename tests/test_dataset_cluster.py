@@ -142,9 +142,9 @@ def test_a_worker_holding_another_model_is_refused_by_its_address(small_model_pa
     image = sources.Item("a", "random:0", pixels=np.zeros((15, 15, 1)))
     with Client(cluster.address) as client:
         [worker] = list(client.scheduler_info()["workers"])[:1]
-        assert client.submit(execution.explain_task, job, bundle, [image], workers=[worker]).result()[0].rows
+        assert client.submit(execution.run_task, job, bundle, [image], workers=[worker]).result()[0].rows
         with pytest.raises(UsageError, match=f"Dask worker {worker} holds another model than the client's"):
-            client.submit(execution.explain_task, replace(job, fingerprint=other.fingerprint), bundle, [image],
+            client.submit(execution.run_task, replace(job, fingerprint=other.fingerprint), bundle, [image],
                           workers=[worker], pure=False).result()
 
 

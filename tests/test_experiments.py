@@ -53,7 +53,7 @@ def test_gradient_of_the_randomized_model_is_its_new_weight_column(linear_model,
     original = linear_model.keras.weights("dense")[0]
     assert not np.allclose(kernel, original)
     for target in (0, 100):
-        np.testing.assert_allclose(gradient.keras(randomized, image, target, {}),
+        np.testing.assert_allclose(gradient.on_keras(randomized, image, target, {}),
                                    kernel[:, target].reshape(SMALL, SMALL), rtol=1e-6)
     np.testing.assert_array_equal(linear_model.keras.weights("dense")[0], original)  # the original is untouched
     np.testing.assert_array_equal(Model(linear_model.path).keras.weights("dense")[0], original)
@@ -250,3 +250,43 @@ def test_an_interrupt_between_sanity_steps_keeps_the_finished_ones(ignored_layer
     folder = found.save(tmp_path)
     assert json.loads((folder / "run.json").read_text())["incomplete"] is True
     assert len(rows(folder / "sanity_cascading.csv")) == 2
+
+
+def test_a_resnets_sanity_steps_are_its_blocks_with_their_batchnorms():
+    """torchvision's ResNet-18 has 41 weighted modules (every conv and BatchNorm apart); Adebayo et
+    al. randomise it by block: the stem (conv1 with bn1), the eight blocks (a downsample with its
+    block), and fc: ten steps, from the output down."""
+    from heatkit.pipeline import variants
+
+    torch = frameworks.torch()
+    import torchvision
+
+    torch.manual_seed(0)
+    model = heatkit.load_model(torchvision.models.resnet18(num_classes=10), settings={"input_size": [32, 32]})
+    units = variants.blocks(model)
+    assert [name for name, _ in units] == ["fc", "layer4.1", "layer4.0", "layer3.1", "layer3.0", "layer2.1", "layer2.0",
+                                           "layer1.1", "layer1.0", "conv1"]
+    assert dict(units)["conv1"] == ["conv1", "bn1"]
+    assert dict(units)["layer2.0"] == ["layer2.0.conv1", "layer2.0.bn1", "layer2.0.conv2", "layer2.0.bn2",
+                                       "layer2.0.downsample.0", "layer2.0.downsample.1"]
+    assert sum(len(layers) for _, layers in units) == len(variants.weighted_layers(model)) == 41
+    assert [name for name, _ in variants.blocks(model, "layer")] == variants.weighted_layers(model)
+
+
+def test_keras_blocks_are_found_by_their_names(tmp_path):
+    tf = frameworks.tensorflow()
+    layers = tf.keras.layers
+    inputs = tf.keras.Input((8, 8, 3))
+    hidden = layers.Conv2D(4, 3, name="conv1_conv")(inputs)
+    hidden = layers.BatchNormalization(name="conv1_bn")(hidden)
+    for name in ("conv2_block1_1_conv", "conv2_block1_1_bn", "conv2_block1_2_conv", "conv2_block2_1_conv"):
+        hidden = (layers.BatchNormalization if name.endswith("bn") else layers.Conv2D)(
+            *(() if name.endswith("bn") else (4, 1)), name=name)(hidden)
+    logits = layers.Dense(3, name="predictions")(layers.GlobalAveragePooling2D()(hidden))
+    tf.keras.Model(inputs, layers.Activation("softmax")(logits)).save(tmp_path / "blocks.h5")
+    from heatkit.pipeline import variants
+
+    units = variants.blocks(heatkit.load_model(tmp_path / "blocks.h5"))
+    assert units == [("predictions", ["predictions"]), ("conv2_block2", ["conv2_block2_1_conv"]),
+                     ("conv2_block1", ["conv2_block1_1_conv", "conv2_block1_1_bn", "conv2_block1_2_conv"]),
+                     ("conv1_conv", ["conv1_conv", "conv1_bn"])]

@@ -10,7 +10,7 @@ import pytest
 import heatkit
 from heatkit.base import frameworks
 from heatkit.model import Model
-from heatkit.pipeline import faithfulness
+from heatkit.metrics import curves as faithfulness
 from tests.conftest import SMALL, engine_options
 
 PARAMS = {"curves": True, "patch": 1, "regions_per_step": 1, "ranking": "signed", "baseline": "constant", "fill": 0.0,

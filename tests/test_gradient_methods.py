@@ -31,7 +31,7 @@ def backend(request):
 
 def on(module, backend):
     """The module's function for `backend`."""
-    return getattr(module, backend)
+    return module.METHOD.function(backend)
 
 
 def lrp_on(rule: str, backend):
@@ -179,9 +179,9 @@ def nonlinear_model(mlp_path):
 
 def test_smoothgrad_is_identical_for_the_same_seed(nonlinear_model):
     image = center_pixel_images(1, SMALL, 256, seed=4)[0]
-    first = smoothgrad.keras(nonlinear_model, image, 3, SG)
-    again = smoothgrad.keras(nonlinear_model, image, 3, SG)
-    other = smoothgrad.keras(nonlinear_model, image, 3, {**SG, "seed": 1})
+    first = smoothgrad.on_keras(nonlinear_model, image, 3, SG)
+    again = smoothgrad.on_keras(nonlinear_model, image, 3, SG)
+    other = smoothgrad.on_keras(nonlinear_model, image, 3, {**SG, "seed": 1})
     assert np.array_equal(first, again)
     assert not np.allclose(first, other)
 
@@ -190,8 +190,8 @@ def test_smoothgrad_is_the_mean_gradient_over_its_noisy_copies(nonlinear_model):
     image = center_pixel_images(1, SMALL, 256, seed=4)[0]
     noise = np.random.default_rng(SG["seed"]).normal(0.0, SG["noise_scale"] * (image.max() - image.min()),
                                                      (SG["augment_by_n"], *image.shape))
-    expected = np.mean([gradient.keras(nonlinear_model, image + n, 3, {}) for n in noise], axis=0)
-    np.testing.assert_allclose(smoothgrad.keras(nonlinear_model, image, 3, SG), expected, rtol=1e-5, atol=1e-7)
+    expected = np.mean([gradient.on_keras(nonlinear_model, image + n, 3, {}) for n in noise], axis=0)
+    np.testing.assert_allclose(smoothgrad.on_keras(nonlinear_model, image, 3, SG), expected, rtol=1e-5, atol=1e-7)
 
 
 @pytest.mark.parametrize("kind", ["smoothgrad", "smoothgrad_sq", "vargrad"])
@@ -210,16 +210,16 @@ def test_smoothgrad_types_equal_captums_noise_tunnel_with_the_same_noise(clippin
     monkeypatch.undo()
     expected = net.array(theirs)[0].sum(0)
     for backend in ("keras", "torch"):
-        np.testing.assert_allclose(getattr(smoothgrad, backend)(model, image, 3, params), expected,
+        np.testing.assert_allclose(smoothgrad.METHOD.function(backend)(model, image, 3, params), expected,
                                    rtol=1e-5, atol=1e-6 * np.abs(expected).max())
 
 
 def test_the_noise_tunnel_types_of_an_affine_model(linear_model):
     """Its gradient is w on every copy: SmoothGrad-Squared is w^2, VarGrad 0."""
     image, target, _, w, _ = case(linear_model)
-    squared = smoothgrad.torch(linear_model, image, target, {**SG, "type": "smoothgrad_sq"})
+    squared = smoothgrad.on_torch(linear_model, image, target, {**SG, "type": "smoothgrad_sq"})
     np.testing.assert_allclose(squared, as_map(w**2), rtol=1e-6)
-    assert np.abs(smoothgrad.torch(linear_model, image, target, {**SG, "type": "vargrad"})).max() <= 1e-9 * (w**2).max()
+    assert np.abs(smoothgrad.on_torch(linear_model, image, target, {**SG, "type": "vargrad"})).max() <= 1e-9 * (w**2).max()
 
 
 GRADSHAP = {"samples": 16, "baselines": "uniform", "num_baselines": 4, "reference": 0.0, "noise_scale": 0.1, "seed": 0}
@@ -250,7 +250,7 @@ def test_gradient_shap_equals_captums_with_the_same_draws(clipping_twin_path, mo
     expected = net.array(theirs)[0].sum(0)
     assert np.abs(expected).max() > 0
     for backend in ("keras", "torch"):
-        np.testing.assert_allclose(getattr(gradient_shap, backend)(model, image, 3, GRADSHAP), expected,
+        np.testing.assert_allclose(gradient_shap.METHOD.function(backend)(model, image, 3, GRADSHAP), expected,
                                    rtol=1e-5, atol=1e-6 * np.abs(expected).max())
 
 
@@ -260,16 +260,16 @@ def test_gradient_shap_with_one_baseline_converges_to_integrated_gradients(clipp
     model = Model(clipping_twin_path)
     image = center_pixel_images(1, SMALL, 256, seed=4)[0]
     params = {**GRADSHAP, "samples": 4000, "baselines": "reference", "noise_scale": 0.0}
-    ig = integrated_gradients.keras(model, image, 3, {"reference": 0.0, "steps": 64, "rule": "gausslegendre"})
-    shap = gradient_shap.keras(model, image, 3, params)
+    ig = integrated_gradients.on_keras(model, image, 3, {"reference": 0.0, "steps": 64, "rule": "gausslegendre"})
+    shap = gradient_shap.on_keras(model, image, 3, params)
     assert np.abs(shap - ig).max() < 0.02 * np.abs(ig).max()  # 0.005 measured; 0.046 with 100 samples
-    assert np.abs(input_x_gradient.keras(model, image, 3, {}) - ig).max() > 0.2 * np.abs(ig).max()
+    assert np.abs(input_x_gradient.on_keras(model, image, 3, {}) - ig).max() > 0.2 * np.abs(ig).max()
 
 
 def test_smoothgrad_without_noise_is_the_gradient(nonlinear_model):
     image = center_pixel_images(1, SMALL, 256, seed=4)[0]
-    np.testing.assert_allclose(smoothgrad.keras(nonlinear_model, image, 3, {**SG, "noise_scale": 0.0}),
-                               gradient.keras(nonlinear_model, image, 3, {}), rtol=1e-6)
+    np.testing.assert_allclose(smoothgrad.on_keras(nonlinear_model, image, 3, {**SG, "noise_scale": 0.0}),
+                               gradient.on_keras(nonlinear_model, image, 3, {}), rtol=1e-6)
 
 
 def test_the_tensorflow_graph_stays_flat_over_repeated_maps(gap_model_path):

@@ -5,8 +5,6 @@ import subprocess
 import sys
 from pathlib import Path
 
-import pytest
-
 ROOT = Path(__file__).resolve().parent.parent
 # Lower layers never import higher ones; a layer may import itself.
 LAYERS = {
@@ -17,7 +15,8 @@ LAYERS = {
     "heatkit.metrics": 2,  # the metric registry and one module per family of metrics
     "heatkit.testmodels": 2,  # the builders of the test models
     "heatkit.pipeline": 3,  # settings, explaining, scores, figures, files, experiments
-    "heatkit.api": 4, "heatkit.generated": 4, "heatkit": 4,  # the Python API
+    "heatkit.api": 4, "heatkit.studies": 4, "heatkit.preparation": 4, "heatkit.generated": 4,  # the Python API
+    "heatkit": 4,
     "heatkit.cli": 5, "heatkit.__main__": 5, "heatkit.testmodels.build": 5,  # the command lines, shells over the API
 }
 
@@ -126,12 +125,25 @@ def test_the_installed_package_imports_from_anywhere_under_one_name(tmp_path):
         assert help_text.returncode == 0 and "methods (-hm)" in help_text.stdout
 
 
+def test_a_checkout_imports_without_the_install_and_loads_the_registry_once():
+    """From the repository's root, with the editable install's finder taken away: heatkit.methods
+    comes through the link heatkit/methods, and `methods` as a top-level name is refused, where it
+    loaded a second registry of its own."""
+    code = ("import sys; sys.meta_path[:] = [f for f in sys.meta_path if 'editable' not in type(f).__module__]; "
+            "import heatkit.methods.registry as registry, heatkit.generated; print(registry.__file__)")
+    done = python(code, ROOT)
+    assert done.returncode == 0, done.stderr
+    assert Path(done.stdout.strip()) == ROOT / "heatkit" / "methods" / "registry.py"
+    again = python("import methods.registry", ROOT)
+    assert again.returncode != 0 and "import heatkit.methods, not methods" in again.stderr
+
+
 def test_the_package_exposes_the_api():
     import heatkit
-    from heatkit import api
+    from heatkit import api, studies
 
-    assert set(heatkit.API) == set(api.__all__)
-    assert all(getattr(heatkit, name) is getattr(api, name) for name in heatkit.API)
+    assert set(heatkit.API) == set(api.__all__) | set(studies.__all__)
+    assert all(getattr(heatkit, name) is getattr(api if name in api.__all__ else studies, name) for name in heatkit.API)
 
 
 def test_no_module_runs_past_400_lines():

@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 
 import heatkit
-from conftest import trained_looking
+from conftest import nchw, random_image, trained_looking
 from heatkit.base import frameworks
 from heatkit.methods.registry import REGISTRY
 
@@ -47,11 +47,7 @@ def zennits(key: str, net, inputs, low=0.0, high=1.0, target=TARGET):
 
 @pytest.fixture(scope="module")
 def image():
-    return np.random.default_rng(0).random((SIDE, SIDE, 3))
-
-
-def nchw(image):
-    return frameworks.torch().from_numpy(image.transpose(2, 0, 1)[None].astype(np.float32))
+    return random_image(SIDE)
 
 
 @pytest.mark.parametrize("key", COMPOSITES)

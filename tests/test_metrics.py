@@ -15,7 +15,7 @@ from PIL import Image
 import heatkit
 from heatkit.base.errors import UsageError
 from heatkit.metrics import complexity, localisation, randomisation
-from heatkit.metrics.registry import COMPUTED, METRICS, REGISTRY, Category, Needs, score
+from heatkit.metrics.registry import COMPUTED, METRICS, REGISTRY, Category, Reads, score
 from tests.conftest import replace_method, run_cli
 
 SIDE = 15
@@ -182,7 +182,7 @@ def test_a_model_without_ground_truth_gets_the_map_metrics_and_a_mask_file_bring
     quarter = np.zeros(run.maps["grad"].shape, bool)
     quarter[:6, :6] = True
     expected = score(run.maps["grad"], quarter, run.settings)
-    assert set(expected) == {m.key for m in COMPUTED if m.needs in (Needs.MAP, Needs.MASK)}
+    assert set(expected) == {m.key for m in COMPUTED if m.reads in (Reads.MAP, Reads.MASK)}
     assert {k: run.scores["grad"][k] for k in expected} == expected
 
 

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 import heatkit
-from conftest import run_cli, trained_looking
+from conftest import nchw, random_image, run_cli, trained_looking
 from heatkit.base import frameworks
 from heatkit.base.errors import UsageError
 from heatkit.base.images import IMAGENET
@@ -58,12 +58,12 @@ def built(name: str):
 
 @pytest.fixture(scope="module")
 def image():
-    return np.random.default_rng(3).random((SIDE, SIDE, 3))
+    return random_image(SIDE, seed=3)
 
 
-def nchw(net, image):
-    torch = frameworks.torch()
-    return torch.from_numpy(((image - net.mean) / net.std).transpose(2, 0, 1)[None].astype(np.float32))
+def normalised(net, image):
+    """The image as the zoo's network takes it, normalised by its mean and standard deviation."""
+    return (image - net.mean) / net.std
 
 
 @pytest.mark.parametrize("name", ZOO)
@@ -91,7 +91,7 @@ def test_a_zoo_model_by_name_runs_every_method_or_says_why_not(name, image, tmp_
         assert reason in run.result.skipped[key], (key, run.result.skipped[key])
     # autograd's gradient, at the input as the family prepares it (ImageNet's mean and std, or timm's cfg)
     net.mean, net.std = np.asarray(model.preprocess.mean), np.asarray(model.preprocess.std)
-    inputs = nchw(net, image).requires_grad_()
+    inputs = nchw(normalised(net, image)).requires_grad_()
     logits = net(inputs)
     target = run.result.target
     (gradient,) = torch.autograd.grad(logits[0, target], inputs)
@@ -99,7 +99,7 @@ def test_a_zoo_model_by_name_runs_every_method_or_says_why_not(name, image, tmp_
                                rtol=1e-4, atol=1e-6 * float(gradient.abs().max()))
     if "deeplift" not in expected:  # complete where it applies
         with torch.no_grad():
-            baseline = net(nchw(net, np.zeros_like(image)))[0, target]  # DeepLIFT's baseline: black pixels
+            baseline = net(nchw(normalised(net, np.zeros_like(image))))[0, target]  # DeepLIFT's baseline: black pixels
         change = float(logits[0, target].detach() - baseline)
         assert run.maps["deeplift"].sum(dtype=np.float64) == pytest.approx(change, rel=1e-3, abs=1e-5)
 
@@ -120,9 +120,9 @@ def test_resnet18_matches_captum_zennit_and_a_hand_grad_cam(image, tmp_path):
     run = heatkit.explain("torchvision:resnet18", image, ["occlusion", "lrp.epsilon", "gradcam"], target=4,
                           settings={**settings, "weights": str(tmp_path / "r18.pth")}, progress=False)
     net.mean, net.std = np.asarray(run.model.preprocess.mean), np.asarray(run.model.preprocess.std)
-    inputs = nchw(net, image)
+    inputs = nchw(normalised(net, image))
     occluded = Occlusion(lambda x: torch.softmax(net(x), -1)).attribute(  # occlusion.fill 0: black pixels
-        inputs, target=4, sliding_window_shapes=(3, 8, 8), strides=(3, 4, 4), baselines=nchw(net, np.zeros_like(image)))
+        inputs, target=4, sliding_window_shapes=(3, 8, 8), strides=(3, 4, 4), baselines=nchw(normalised(net, np.zeros_like(image))))
     np.testing.assert_allclose(run.maps["occlusion"], occluded[0].mean(0).numpy(), rtol=0, atol=2e-6)
     composite = zennit.composites.LayerMapComposite(
         [(zennit.types.Activation, zennit.rules.Pass()), (zennit.types.AvgPool, zennit.rules.Norm(stabilizer=1e-12)),
@@ -167,7 +167,7 @@ def test_shapley_over_patches_equals_captums_shapley_value_sampling_with_the_sam
     net.mean, net.std = np.asarray(run.model.preprocess.mean), np.asarray(run.model.preprocess.std)
     mask = torch.from_numpy((np.arange(SIDE)[:, None] // 8 * 4 + np.arange(SIDE)[None] // 8)[None, None])
     theirs = ShapleyValueSampling(lambda x: torch.softmax(net(x), -1)).attribute(
-        nchw(net, image), baselines=nchw(net, np.zeros_like(image)), target=4, feature_mask=mask, n_samples=3)
+        nchw(normalised(net, image)), baselines=nchw(normalised(net, np.zeros_like(image))), target=4, feature_mask=mask, n_samples=3)
     assert (theirs[0] == theirs[0, :1]).all()  # a region's value at each of its elements
     np.testing.assert_allclose(run.maps["shapley"], theirs[0, 0].numpy(), rtol=0, atol=1e-6)
     assert np.ptp(run.maps["shapley"]) > 1e-4

@@ -7,18 +7,17 @@ import numpy as np
 import pytest
 
 import heatkit
-from conftest import run_cli, image_scores
+from conftest import image_scores, nchw, random_image, run_cli
 from heatkit.base import frameworks
 from heatkit.base.errors import UsageError
 from heatkit.model import Model
-from heatkit.model.heads import softmax
 
 SIDE = 8
 QUIET = {"faithfulness.curves": False}
 
 
 def image(seed: int = 0, channels: int = 1) -> np.ndarray:
-    return np.random.default_rng(seed).random((SIDE, SIDE, channels))
+    return random_image(SIDE, channels, seed)
 
 
 def keras_model(tmp_path, head: str, units: int = 5):
@@ -122,10 +121,6 @@ class Net:
         return net[:-1](inputs) if isinstance(net, torch.nn.Sequential) else net.fc(net.body(inputs))
 
 
-def nchw(batch):
-    return frameworks.torch().from_numpy(batch.transpose(0, 3, 1, 2).copy())
-
-
 @pytest.mark.parametrize("head", ["torch.softmax", "Tensor.softmax", "nn.Softmax", "log_softmax"])
 def test_a_pytorch_softmax_in_forward_or_as_a_module_is_cut_off(head):
     """Probabilities are the module's own output (exp of it for a log-softmax); the gradient is the
@@ -135,10 +130,10 @@ def test_a_pytorch_softmax_in_forward_or_as_a_module_is_cut_off(head):
     batch = np.stack([image(1), image(2)])
     model = Model(net)
     with torch.no_grad():
-        output = net(nchw(batch)).numpy()
+        output = net(nchw(batch, dtype=None)).numpy()
     expected = np.exp(output) if head == "log_softmax" else output
     np.testing.assert_allclose(model.probabilities(batch), expected, rtol=0, atol=1e-12)
-    inputs = nchw(batch[:1]).requires_grad_()
+    inputs = nchw(batch[:1], dtype=None).requires_grad_()
     (gradient,) = torch.autograd.grad(Net.logits(net, inputs)[0, 2], inputs)
     run = heatkit.explain(model, batch[0], ["grad", "ig", "deeplift", "lrp.epsilon"], target=2, settings=QUIET,
                           progress=False)
@@ -155,7 +150,7 @@ def test_a_torchscript_softmax_in_forward_is_inverted_and_said(tmp_path, capsys)
     """TorchScript runs its forward in C++: the logits are log p, and the run says so."""
     torch = frameworks.torch()
     path = tmp_path / "net.pt"
-    torch.jit.trace(Net.build("torch.softmax"), nchw(image()[None])).save(str(path))
+    torch.jit.trace(Net.build("torch.softmax"), nchw(image()[None], dtype=None)).save(str(path))
     model = Model(path, trust=True)
     assert model.head.activation == "softmax" and not model.head.below
     batch = np.stack([image(1)])
@@ -173,7 +168,7 @@ def test_a_scripted_sequential_ending_in_a_softmax_is_cut_below_it(tmp_path):
     model = Model(path, trust=True)
     assert model.head.activation == "softmax" and model.head.below and not model.notes
     batch = np.stack([image(3)])
-    np.testing.assert_allclose(model.torch.logits(batch), Net.logits(net, nchw(batch)).detach().numpy(), rtol=1e-12)
+    np.testing.assert_allclose(model.torch.logits(batch), Net.logits(net, nchw(batch, dtype=None)).detach().numpy(), rtol=1e-12)
 
 
 @pytest.mark.parametrize("framework", ["keras", "torch"])
@@ -191,8 +186,8 @@ def test_a_binary_sigmoid_classifier_is_two_classes_explained_through_its_logit(
         net = Net.build("sigmoid", units=1)
         model = Model(net)
         with torch.no_grad():
-            p = float(net(nchw(x[None]))[0, 0])
-        inputs = nchw(x[None]).requires_grad_()
+            p = float(net(nchw(x[None], dtype=None))[0, 0])
+        inputs = nchw(x[None], dtype=None).requires_grad_()
         (kernel,) = torch.autograd.grad(Net.logits(net, inputs)[0, 0], inputs)
         kernel = kernel[0, 0].numpy()
     assert model.num_classes == 2
@@ -231,7 +226,7 @@ def test_a_multi_label_sigmoid_head_explains_each_label_as_its_own_yes_or_no(tmp
     model = Model(net)
     batch = np.stack([image(5), image(6)])
     with torch.no_grad():
-        expected = net(nchw(batch)).numpy()
+        expected = net(nchw(batch, dtype=None)).numpy()
     np.testing.assert_allclose(model.probabilities(batch), expected, atol=1e-12)
     assert model.num_classes == 4 and any("multi-label" in note for note in model.notes)
     assert "multi-label" in model.head.record()["explains"]
@@ -256,7 +251,7 @@ def test_tuple_and_dict_outputs_give_the_classifier_tensor_and_say_which(tmp_pat
     net = Net.build(head)
     x = image(7)
     run = heatkit.explain(net, x, ["grad", "occlusion"], target=1, settings=QUIET, progress=False)
-    inputs = nchw(x[None]).requires_grad_()
+    inputs = nchw(x[None], dtype=None).requires_grad_()
     (gradient,) = torch.autograd.grad(Net.logits(net, inputs)[0, 1], inputs)
     np.testing.assert_allclose(run.maps["grad"], gradient[0, 0].numpy(), rtol=1e-6, atol=1e-9)
     folder = run.save(tmp_path)

@@ -2,8 +2,8 @@
 import numpy as np
 import pytest
 
-from conftest import SMALL, engine_options
-from heatkit.base import frameworks
+from conftest import SMALL, engine_options, record_batches, softmax
+from heatkit.base import engine as engine_module, frameworks
 from heatkit.base.data import center_pixel_images
 from heatkit.base.engine import Engine
 from heatkit.base.run_state import EngineOptions
@@ -73,24 +73,30 @@ def test_masks_weight_each_mask_by_its_probability(small_model, rng):
     np.testing.assert_allclose(weighted, np.tensordot(expected, masks, axes=1), rtol=1e-12)
 
 
-def test_chunking_and_threads_change_nothing(small_model_path, rng):
+def test_chunking_and_threads_change_nothing(small_model_path, rng, monkeypatch):
+    """The fast path in chunks of about ten rows on two threads, finishing in any order, equals it
+    in one chunk on one thread."""
     image = center_pixel_images(1, SMALL, 256, seed=3)[0]
     pixels = rng.integers(0, SMALL * SMALL, (200, 4))
     results = []
-    for options in (EngineOptions(progress=False, workers=1, memory_mb=16),
-                    EngineOptions(progress=False, workers=2, memory_mb=4096)):
-        engine = Engine(Model(small_model_path), image, 5, options)
+    for cache_bytes, workers in ((engine_module.CACHE_BYTES, 1), (8 * 256 * 7 * 10, 2)):
+        monkeypatch.setattr(engine_module, "CACHE_BYTES", cache_bytes)
+        engine = Engine(Model(small_model_path), image, 5, EngineOptions(progress=False, workers=workers))
         results.append((engine.edits(pixels, 0.0, "t"), engine.pixel_levels(np.linspace(0, 1, 5), "t")))
     for first, second in zip(*results):
         assert np.array_equal(first, second)
 
 
-def test_full_passes_do_not_depend_on_the_batch_size(small_model_path, rng):
+def test_full_passes_do_not_depend_on_the_batch_size(small_model_path, rng, monkeypatch):
     image = center_pixel_images(1, SMALL, 256, seed=3)[0]
     pixels = rng.integers(0, SMALL * SMALL, (50, 2))
-    small = Engine(Model(small_model_path), image, 5, EngineOptions(fast=False, progress=False, memory_mb=16))
-    large = Engine(Model(small_model_path), image, 5, EngineOptions(fast=False, progress=False))
-    np.testing.assert_allclose(small.edits(pixels, 1.0, "t"), large.edits(pixels, 1.0, "t"), rtol=0, atol=1e-15)
+    sizes = record_batches(monkeypatch)
+    large = Engine(Model(small_model_path), image, 5, EngineOptions(fast=False, progress=False)).edits(pixels, 1.0, "t")
+    at_once, sizes[:] = list(sizes), []
+    monkeypatch.setattr(Engine, "_full_pass_size", lambda self, count, max_batch: 3)
+    small = Engine(Model(small_model_path), image, 5, EngineOptions(fast=False, progress=False)).edits(pixels, 1.0, "t")
+    assert max(sizes) == 3 < max(at_once)
+    np.testing.assert_allclose(small, large, rtol=0, atol=1e-15)
 
 
 def test_edits_of_most_pixels_take_full_passes(small_model_path, monkeypatch):
@@ -166,11 +172,6 @@ def every_output_kind(request, tmp_path_factory):
     make, kind, dtype = OUTPUT_KINDS[request.param]
     path = make(tmp_path_factory.mktemp("kind"), kind, dtype)
     return Model(path, trust=True), TOLERANCE[dtype]  # TorchScript is code: trusted, built here
-
-
-def softmax(z):
-    e = np.exp(z - z.max(axis=-1, keepdims=True))
-    return e / e.sum(axis=-1, keepdims=True)
 
 
 def test_probabilities_are_the_softmax_of_the_models_logits_for_every_output_kind(every_output_kind):

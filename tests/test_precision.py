@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 import heatkit
-from conftest import replace_method, run_cli, image_scores
+from conftest import image_scores, random_image, replace_method, run_cli
 from heatkit.base import frameworks
 from heatkit.model import Model
 from heatkit.model.heads import softmax
@@ -40,7 +40,7 @@ def pearson(a, b):
 
 @pytest.fixture(scope="module")
 def image():
-    return np.random.default_rng(0).random((16, 16, 3))
+    return random_image(16)
 
 
 @pytest.fixture(scope="module")

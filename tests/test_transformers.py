@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 
 import heatkit
+from conftest import random_image
 from heatkit.base import frameworks
 from heatkit.methods import _attention, _layers, attention
 from heatkit.methods.registry import REGISTRY
@@ -29,7 +30,7 @@ def timm_vit():
 
 @pytest.fixture(scope="module")
 def image():
-    return np.random.default_rng(4).random((SIDE, SIDE, 3))
+    return random_image(SIDE, seed=4)
 
 
 def by_hand(net, image):

@@ -14,8 +14,9 @@ from heatkit.base import frameworks
 from heatkit.base.engine import Engine
 from heatkit.base.run_state import EngineOptions
 from heatkit.base.progress import Meter
-from conftest import engine_options
+from conftest import engine_options, random_image, record_batches
 from heatkit.model import Model
+from heatkit.model.windowed_evaluator import WindowedEvaluator
 
 ROOT = Path(__file__).resolve().parents[1]
 SIDE = 12
@@ -72,7 +73,7 @@ NETS = torch_nets()
 
 @pytest.fixture(scope="module")
 def image():
-    return np.random.default_rng(5).random((SIDE, SIDE, 3))
+    return random_image(SIDE, seed=5)
 
 
 def maps(model, image, method: str, **settings):
@@ -153,11 +154,16 @@ def test_a_digits_cnn_windowed_equals_full_passes(gap_model_path):
     assert_close(windowed, full, "float64")
 
 
-def test_batches_change_nothing(image):
-    """Rows evaluated in batches of a few (a small memory bound) equal rows evaluated all at once."""
+def test_batches_change_nothing(image, monkeypatch):
+    """Rows evaluated in batches of four (each row counted as 4 MB against a 16 MB bound) equal
+    rows evaluated all at once."""
     model = NETS["residual BatchNorm net"].double()
-    small, _ = maps(model, image, "occlusion", **{"perturbation.memory_mb": 16})
+    sizes = record_batches(monkeypatch)
     large, _ = maps(model, image, "occlusion", **{"perturbation.memory_mb": 4096})
+    at_once, sizes[:] = list(sizes), []
+    monkeypatch.setattr(WindowedEvaluator, "bytes_per_row", lambda self, size: 4 << 20)
+    small, evaluations = maps(model, image, "occlusion", **{"perturbation.memory_mb": 16})
+    assert "windowed" in evaluations and max(sizes) == 4 < max(at_once) and sum(sizes) == sum(at_once)
     assert_close(small, large, "float64")
 
 

@@ -1,13 +1,20 @@
-"""The one place TensorFlow and PyTorch are imported, lazily, so that `-h` stays instant.
+"""The one place TensorFlow, PyTorch and onnx2torch are imported, lazily, so that `-h` stays
+instant, and the one place the toolkit changes anything for the whole process:
 
-TensorFlow stays in eager mode, the process's and the notebook's; innvestigate 2.1.2 needs graph
-mode, which each Keras model gets in a graph and session of its own (`keras_graph`), without
-Grappler's graph rewrites. TensorFlow is quiet unless `verbose(True)` was called first. Each Keras
-model keeps its own precision: code that builds graphs on a model of another float type than
-Keras' default runs inside `keras_floatx(dtype)`.
+- warnings: the libraries' warnings are ignored, and TensorFlow's and absl's logs quiet, unless
+  `verbose(True)` was called first (-v);
+- Keras' classes: Keras rebases its classes for graph mode as each is built; `keras_graph` gives
+  them back to eager mode when its block ends, so the process and the notebook stay eager;
+  innvestigate 2.1.2 needs graph mode, which each Keras model gets in a graph and session of its
+  own, without Grappler's graph rewrites;
+- Keras' float type and dtype policy: set for a block by `keras_floatx`, and restored;
+- onnx2torch's converter registry: `onnx2torch()` adds a Gelu converter, and the conversion
+  (heatkit/model/onnx_file.py) registers an operation's older converter under a missing newer
+  version; both are additions that change no conversion onnx2torch could already make.
 """
 from __future__ import annotations
 
+import functools
 import logging
 import os
 import warnings
@@ -152,6 +159,24 @@ def torch():
     import torch
 
     return torch
+
+
+@functools.cache
+def onnx2torch():
+    """onnx2torch, with a converter it lacks for what PyTorch's exporter writes at its default
+    opset (Gelu, opset 20, as nn.GELU), and quiet about its Slice, which indexes with a list and
+    makes torch warn at every forward pass."""
+    nn = torch().nn
+    import onnx2torch
+    from onnx2torch.node_converters.registry import add_converter
+    from onnx2torch.utils.common import OperationConverterResult, onnx_mapping_from_node
+
+    @add_converter(operation_type="Gelu", version=20)
+    def gelu(node, graph):
+        return OperationConverterResult(torch_module=nn.GELU(node.attributes.get("approximate", "none")),
+                                        onnx_mapping=onnx_mapping_from_node(node))
+    warnings.filterwarnings("ignore", "Using a non-tuple sequence for multidimensional indexing")
+    return onnx2torch
 
 
 def allocated_bytes(run) -> int:

@@ -1,6 +1,6 @@
 """What a run keeps while it evaluates a model, apart from the model: the perturbation engine's
 options, the running method's meter, and the evaluations counted by path ("full", "fast",
-"windowed"). A run owns one (heatkit/api.py opens it around the run, heatkit/pipeline/explain.py
+"windowed"). A run owns one (heatkit/api.py opens it around the run, heatkit/pipeline/maps.py
 one per method within it); the engine reads the one in force. The Model holds none of it, so a
 Model given to one call and then another carries nothing from the first into the second.
 

@@ -11,7 +11,7 @@ from typing import Callable
 
 import numpy as np
 
-from heatkit.methods._entry import Paper, Settings
+from heatkit.base.declared import Paper, Settings
 
 
 class Category(Enum):
@@ -25,8 +25,8 @@ class Category(Enum):
     AXIOMATIC = "axiomatic"
 
 
-class Needs(Enum):
-    """What a metric reads besides the map."""
+class Reads(Enum):
+    """What a metric reads besides the map (a method's Needs says what it asks of the model)."""
 
     MAP = "the map"
     MASK = "the map and a ground-truth mask"
@@ -44,7 +44,7 @@ class Metric:
     paper: Paper
     category: Category
     higher_is_better: bool | None  # None: it describes a map, it does not grade it
-    needs: Needs
+    reads: Reads
     # MAP and MASK: function(attribution (H, W), mask (H, W) bool or None, params); MODEL:
     # function(model, image, target, attribution, params); METHOD: function(again: Recomputation,
     # image, attribution, params); each -> float, or None where undefined. IMAGES: function(maps of
@@ -53,7 +53,7 @@ class Metric:
     # None for scores another part computes (the center scores, the faithfulness curves)
     function: Callable | None = None
     settings: Settings | None = None  # the settings.py dict this metric reads
-    reads: str = ""  # the settings a score computed elsewhere reads, for the README's table
+    settings_read: str = ""  # the settings a score computed elsewhere reads, for the README's table
 
     @property
     def direction(self) -> str:

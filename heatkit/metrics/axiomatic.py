@@ -18,8 +18,8 @@ from __future__ import annotations
 import numpy as np
 
 from heatkit.base.rules import Bool, Choice, Float
-from heatkit.metrics._entry import Category, Metric, Needs
-from heatkit.methods._entry import Paper, Setting, Settings
+from heatkit.metrics._entry import Category, Metric, Reads
+from heatkit.base.declared import Paper, Setting, Settings
 
 BASELINES = ("black", "zero")
 
@@ -76,9 +76,9 @@ METRICS = [
     Metric("completeness", "Completeness",
            Paper("Sundararajan et al. 2017", "Axiomatic attribution for deep networks",
                  "https://arxiv.org/abs/1703.01365"),
-           Category.AXIOMATIC, False, Needs.MODEL, completeness, COMPLETENESS),
+           Category.AXIOMATIC, False, Reads.MODEL, completeness, COMPLETENESS),
     Metric("non_sensitivity", "Non-Sensitivity",
            Paper("Nguyen & Martínez 2020", "On quantitative aspects of model interpretability",
                  "https://arxiv.org/abs/2007.07584"),
-           Category.AXIOMATIC, False, Needs.MODEL, non_sensitivity, NON_SENSITIVITY),
+           Category.AXIOMATIC, False, Reads.MODEL, non_sensitivity, NON_SENSITIVITY),
 ]

@@ -10,8 +10,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from heatkit.metrics._entry import Category, Metric, Needs
-from heatkit.methods._entry import Paper
+from heatkit.metrics._entry import Category, Metric, Reads
+from heatkit.base.declared import Paper
 
 
 def gini(attribution: np.ndarray, mask=None, params=None) -> float | None:
@@ -38,9 +38,9 @@ METRICS = [
     Metric("sparseness", "Sparseness",
            Paper("Chalasani et al. 2020", "Concise explanations of neural networks using adversarial training",
                  "https://arxiv.org/abs/1810.06583"),
-           Category.COMPLEXITY, True, Needs.MAP, gini),
+           Category.COMPLEXITY, True, Reads.MAP, gini),
     Metric("complexity", "Complexity",
            Paper("Bhatt et al. 2020", "Evaluating and aggregating feature-based model explanations",
                  "https://arxiv.org/abs/2005.00631"),
-           Category.COMPLEXITY, False, Needs.MAP, entropy),
+           Category.COMPLEXITY, False, Reads.MAP, entropy),
 ]

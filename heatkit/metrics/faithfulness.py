@@ -17,8 +17,8 @@ from __future__ import annotations
 import numpy as np
 
 from heatkit.base.rules import Choice, Int
-from heatkit.metrics._entry import Category, Metric, Needs
-from heatkit.methods._entry import SEED, Paper, Setting, Settings
+from heatkit.metrics._entry import Category, Metric, Reads
+from heatkit.base.declared import SEED, Paper, Setting, Settings
 
 SETTINGS = Settings("faithfulness_correlation", "Faithfulness Correlation (Bhatt et al. 2020): random pixel subsets "
                     "set to a baseline, their map sums against the probability drops.", {
@@ -90,9 +90,9 @@ METRICS = [
     Metric("faithfulness_correlation", "Faithfulness Correlation",
            Paper("Bhatt et al. 2020", "Evaluating and aggregating feature-based model explanations",
                  "https://arxiv.org/abs/2005.00631"),
-           Category.FAITHFULNESS, True, Needs.MODEL, correlation, SETTINGS),
+           Category.FAITHFULNESS, True, Reads.MODEL, correlation, SETTINGS),
     Metric("monotonicity", "Monotonicity",
            Paper("Nguyen & Martínez 2020", "On quantitative aspects of model interpretability",
                  "https://arxiv.org/abs/2007.07584"),
-           Category.FAITHFULNESS, True, Needs.MODEL, monotonicity, MONOTONICITY),
+           Category.FAITHFULNESS, True, Reads.MODEL, monotonicity, MONOTONICITY),
 ]

@@ -20,8 +20,8 @@ from pathlib import Path
 import numpy as np
 
 from heatkit.base.rules import Choice, Optional, Text
-from heatkit.metrics._entry import Category, Metric, Needs
-from heatkit.methods._entry import Paper, Setting, Settings
+from heatkit.metrics._entry import Category, Metric, Reads
+from heatkit.base.declared import Paper, Setting, Settings
 
 SETTINGS = Settings("localisation", "Localisation metrics: how much of a map's relevance falls in a ground-truth "
                     "mask (on models that declare one, or with a mask file).", {
@@ -113,13 +113,13 @@ METRICS = [
     Metric("pointing_game", "Pointing Game",
            Paper("Zhang et al. 2018", "Top-down neural attention by excitation backprop",
                  "https://arxiv.org/abs/1608.00507"),
-           Category.LOCALISATION, True, Needs.MASK, pointing_game, SETTINGS),
+           Category.LOCALISATION, True, Reads.MASK, pointing_game, SETTINGS),
     Metric("attribution_localisation", "Attribution Localisation",
            Paper("Kohlbrenner et al. 2020", "Towards best practice in explaining neural network decisions with LRP",
                  "https://arxiv.org/abs/1910.09840"),
-           Category.LOCALISATION, True, Needs.MASK, attribution_localisation, SETTINGS),
+           Category.LOCALISATION, True, Reads.MASK, attribution_localisation, SETTINGS),
     Metric("relevance_mass_accuracy", "Relevance Mass Accuracy", _ARRAS,
-           Category.LOCALISATION, True, Needs.MASK, attribution_localisation, SETTINGS),
+           Category.LOCALISATION, True, Reads.MASK, attribution_localisation, SETTINGS),
     Metric("relevance_rank_accuracy", "Relevance Rank Accuracy", _ARRAS,
-           Category.LOCALISATION, True, Needs.MASK, rank_accuracy, SETTINGS),
+           Category.LOCALISATION, True, Reads.MASK, rank_accuracy, SETTINGS),
 ]

@@ -18,8 +18,8 @@ from __future__ import annotations
 import numpy as np
 
 from heatkit.base.rules import Bool, Choice
-from heatkit.metrics._entry import Category, Metric, Needs, Recomputation
-from heatkit.methods._entry import SEED, Paper, Setting, Settings
+from heatkit.metrics._entry import Category, Metric, Reads, Recomputation
+from heatkit.base.declared import SEED, Paper, Setting, Settings
 
 SETTINGS = Settings("random_logit", "Random Logit (Sixt et al. 2020): each map recomputed for a random other class.", {
     "enabled": Setting(False, Bool(), "recompute each map for another class (a map more each)"),
@@ -66,8 +66,8 @@ METRICS = [
     Metric("random_logit", "Random Logit",
            Paper("Sixt et al. 2020", "When explanations lie: why many modified BP attributions fail",
                  "https://arxiv.org/abs/1912.09818"),
-           Category.RANDOMISATION, False, Needs.METHOD, random_logit, SETTINGS),
+           Category.RANDOMISATION, False, Reads.METHOD, random_logit, SETTINGS),
     Metric("mprt", "Model Parameter Randomisation Test",
            Paper("Adebayo et al. 2018", "Sanity checks for saliency maps", "https://arxiv.org/abs/1810.03292"),
-           Category.RANDOMISATION, False, Needs.RANDOMISED, mprt, MPRT_SETTINGS),
+           Category.RANDOMISATION, False, Reads.RANDOMISED, mprt, MPRT_SETTINGS),
 ]

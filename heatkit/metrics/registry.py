@@ -8,10 +8,10 @@ import numpy as np
 
 from heatkit.metrics import (axiomatic, builtin, complexity, faithfulness, localisation, randomisation, road,
                              robustness, sufficiency)
-from heatkit.metrics._entry import Category, Metric, Needs, Recomputation
-from heatkit.methods._entry import Settings
+from heatkit.metrics._entry import Category, Metric, Reads, Recomputation
+from heatkit.base.declared import Settings
 
-__all__ = ["Category", "METRICS", "Metric", "Needs", "REGISTRY", "ROW_METRICS", "SETTINGS", "COMPUTED", "score",
+__all__ = ["Category", "METRICS", "Metric", "Reads", "REGISTRY", "ROW_METRICS", "SETTINGS", "COMPUTED", "score",
            "score_images",
            "score_randomised", "score_with_method", "score_with_model"]
 
@@ -23,21 +23,21 @@ SETTINGS: dict[str, Settings] = {m.settings.name: m.settings for m in METRICS if
 # the metrics this package computes (the others are computed in the pipeline), in table order
 COMPUTED = [metric for metric in METRICS if metric.function is not None]
 # the metrics a map's row of scores can hold: all but MPRT, which a sanity check computes
-ROW_METRICS = [metric for metric in METRICS if metric.needs is not Needs.RANDOMISED]
+ROW_METRICS = [metric for metric in METRICS if metric.reads is not Reads.RANDOMISED]
 
 
 def score(attribution: np.ndarray, mask: np.ndarray | None, settings: dict) -> dict[str, float | None]:
     """Every computed metric of one map that its inputs allow (the mask's only with a mask);
     None where a metric is undefined (a map of zeros has no Sparseness)."""
     return {metric.key: metric.function(attribution, mask, _params(metric, settings))
-            for metric in COMPUTED if metric.needs is Needs.MAP or metric.needs is Needs.MASK and mask is not None}
+            for metric in COMPUTED if metric.reads is Reads.MAP or metric.reads is Reads.MASK and mask is not None}
 
 
 def score_with_model(model, image: np.ndarray, target: int, maps: dict[str, np.ndarray],
                      settings: dict) -> dict[str, dict[str, float | None]]:
     """Per map key, every computed metric that evaluates the model (perturbed inputs through the engine)."""
     return {key: {metric.key: metric.function(model, image, target, attribution, _params(metric, settings))
-                  for metric in COMPUTED if metric.needs is Needs.MODEL}
+                  for metric in COMPUTED if metric.reads is Reads.MODEL}
             for key, attribution in maps.items()}
 
 
@@ -49,7 +49,7 @@ def score_with_method(recompute, image: np.ndarray, target: int, classes: int, m
     for key, attribution in maps.items():
         again = Recomputation(lambda images, target, key=key: recompute(key, images, target), target, classes)
         scores[key] = {metric.key: metric.function(again, image, attribution, _params(metric, settings))
-                       for metric in COMPUTED if metric.needs is Needs.METHOD}
+                       for metric in COMPUTED if metric.reads is Reads.METHOD}
     return scores
 
 
@@ -59,7 +59,7 @@ def score_images(maps: list[dict[str, np.ndarray]], predicted: np.ndarray,
     together."""
     scores: list[dict[str, dict]] = [{} for _ in maps]
     shared = [key for key in maps[0] if all(key in found for found in maps)] if maps else []
-    for metric in (metric for metric in COMPUTED if metric.needs is Needs.IMAGES):
+    for metric in (metric for metric in COMPUTED if metric.reads is Reads.IMAGES):
         for key in shared:
             for index, value in enumerate(metric.function([found[key] for found in maps], predicted,
                                                           _params(metric, settings))):
@@ -72,7 +72,7 @@ def score_randomised(original: dict[str, np.ndarray], randomised: dict[str, np.n
     """Per map key both runs have, every computed metric that compares a map with the map of the
     model whose layers are all re-initialized."""
     return {key: {metric.key: metric.function(attribution, randomised[key], _params(metric, settings))
-                  for metric in COMPUTED if metric.needs is Needs.RANDOMISED}
+                  for metric in COMPUTED if metric.reads is Reads.RANDOMISED}
             for key, attribution in original.items() if key in randomised}
 
 

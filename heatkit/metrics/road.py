@@ -16,8 +16,8 @@ import numpy as np
 
 from heatkit.base import ranking
 from heatkit.base.rules import Float, Int, ListOf, Optional
-from heatkit.metrics._entry import Category, Metric, Needs
-from heatkit.methods._entry import SEED, Paper, Setting, Settings
+from heatkit.metrics._entry import Category, Metric, Reads
+from heatkit.base.declared import SEED, Paper, Setting, Settings
 
 SETTINGS = Settings("road", "ROAD (Rong et al. 2022): the most relevant pixels removed and filled by noisy linear "
                     "imputation, a growing share at a time.", {
@@ -86,5 +86,5 @@ METRICS = [
     Metric("road", "ROAD (MoRF)",
            Paper("Rong et al. 2022", "A consistent and efficient evaluation strategy for attribution methods",
                  "https://arxiv.org/abs/2202.00449"),
-           Category.FAITHFULNESS, False, Needs.MODEL, road, SETTINGS),
+           Category.FAITHFULNESS, False, Reads.MODEL, road, SETTINGS),
 ]

@@ -15,8 +15,8 @@ from __future__ import annotations
 import numpy as np
 
 from heatkit.base.rules import Float, Int
-from heatkit.metrics._entry import Category, Metric, Needs, Recomputation
-from heatkit.methods._entry import SEED, Paper, Setting, Settings
+from heatkit.metrics._entry import Category, Metric, Reads, Recomputation
+from heatkit.base.declared import SEED, Paper, Setting, Settings
 
 SETTINGS = Settings("sensitivity", "Max- and Avg-Sensitivity (Yeh et al. 2019): the method recomputed on noisy "
                     "copies of the input.", {
@@ -86,12 +86,12 @@ _YEH = Paper("Yeh et al. 2019", "On the (in)fidelity and sensitivity of explanat
              "https://arxiv.org/abs/1901.09392")
 
 METRICS = [
-    Metric("max_sensitivity", "Max-Sensitivity", _YEH, Category.ROBUSTNESS, False, Needs.METHOD, max_sensitivity,
+    Metric("max_sensitivity", "Max-Sensitivity", _YEH, Category.ROBUSTNESS, False, Reads.METHOD, max_sensitivity,
            SETTINGS),
-    Metric("avg_sensitivity", "Avg-Sensitivity", _YEH, Category.ROBUSTNESS, False, Needs.METHOD, avg_sensitivity,
+    Metric("avg_sensitivity", "Avg-Sensitivity", _YEH, Category.ROBUSTNESS, False, Reads.METHOD, avg_sensitivity,
            SETTINGS),
     Metric("local_lipschitz_estimate", "Local Lipschitz Estimate",
            Paper("Alvarez-Melis & Jaakkola 2018", "On the robustness of interpretability methods",
                  "https://arxiv.org/abs/1806.08049"),
-           Category.ROBUSTNESS, False, Needs.METHOD, lipschitz, LIPSCHITZ),
+           Category.ROBUSTNESS, False, Reads.METHOD, lipschitz, LIPSCHITZ),
 ]

@@ -12,8 +12,8 @@ from __future__ import annotations
 import numpy as np
 
 from heatkit.base.rules import Float
-from heatkit.metrics._entry import Category, Metric, Needs
-from heatkit.methods._entry import Paper, Setting, Settings
+from heatkit.metrics._entry import Category, Metric, Reads
+from heatkit.base.declared import Paper, Setting, Settings
 
 SETTINGS = Settings("sufficiency", "Sufficiency (Dasgupta et al. 2022): images with alike maps should be predicted "
                     "alike.", {
@@ -43,5 +43,5 @@ METRICS = [
     Metric("sufficiency", "Sufficiency",
            Paper("Dasgupta et al. 2022", "Framework for evaluating faithfulness of local explanations",
                  "https://arxiv.org/abs/2202.00734"),
-           Category.FAITHFULNESS, True, Needs.IMAGES, sufficiency, SETTINGS),
+           Category.FAITHFULNESS, True, Reads.IMAGES, sufficiency, SETTINGS),
 ]

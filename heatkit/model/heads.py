@@ -19,17 +19,18 @@ is refused. Softmax and sigmoid run in float32 at least, whatever the model's ow
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Literal
 
 import numpy as np
 
 from heatkit.base.errors import UsageError
 
-ACTIVATIONS = ("none", "softmax", "log_softmax", "sigmoid")
+Activation = Literal["none", "softmax", "log_softmax", "sigmoid"]
 
 
 @dataclass(frozen=True)
 class Head:
-    activation: str = "none"  # the model's final activation, one of ACTIVATIONS
+    activation: Activation = "none"  # the model's final activation
     units: int = 2  # the model's output units
     below: bool = True  # logits are the final activation's input; False: its output, inverted
     output: str = ""  # which element of a tuple or dict output is the classifier's: "", "[0]", "['logits']"

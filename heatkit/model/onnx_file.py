@@ -11,8 +11,6 @@ says whether that was right. An image model's input may be NCHW (PyTorch's expor
 """
 from __future__ import annotations
 
-import functools
-import warnings
 from pathlib import Path
 
 import numpy as np
@@ -133,14 +131,11 @@ def tensors(graph):
 
 def _convert(model, path: Path):
     """onnx2torch's GraphModule, converters of older versions standing in for missing ones."""
-    import onnx2torch
+    onnx2torch = frameworks.onnx2torch()
     from onnx2torch.node_converters import registry
 
-    _add_converters()
     _fold_constants(model)
     _drop_identities(model)
-    # onnx2torch's Slice indexes with a list, which torch warns of at every forward pass
-    warnings.filterwarnings("ignore", "Using a non-tuple sequence for multidimensional indexing")
 
     for _ in range(64):  # at most one stand-in per operation
         try:
@@ -158,20 +153,6 @@ def _convert(model, path: Path):
             raise UsageError(f"{path}: onnx2torch cannot convert the model ({type(error).__name__}: "
                              f"{first_line(error)})") from error
     raise UsageError(f"{path}: onnx2torch cannot convert the model")
-
-
-@functools.cache
-def _add_converters() -> None:
-    """Converters onnx2torch 1.5 lacks for what PyTorch's exporter writes at its default opset:
-    Gelu (opset 20), as nn.GELU."""
-    torch = frameworks.torch()
-    from onnx2torch.node_converters.registry import add_converter
-    from onnx2torch.utils.common import OperationConverterResult, onnx_mapping_from_node
-
-    @add_converter(operation_type="Gelu", version=20)
-    def gelu(node, graph):
-        return OperationConverterResult(torch_module=torch.nn.GELU(node.attributes.get("approximate", "none")),
-                                        onnx_mapping=onnx_mapping_from_node(node))
 
 
 def _fold_constants(model) -> None:

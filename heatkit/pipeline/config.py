@@ -54,6 +54,7 @@ GLOBAL_RULES = {
         "seed": SEED,
     },
     "sanity": {
+        "steps": Choice(("block", "layer")),
         "initializer": Choice(("layer", "truncated_normal")),
         "std": Float(min=0.0, exclusive_min=True),
         "noise_levels": ListOf(Float(min=0.0)),

@@ -19,7 +19,7 @@ from heatkit.base.errors import UsageError
 from heatkit.methods.registry import REGISTRY, label
 from heatkit.metrics import registry as metrics
 from heatkit.pipeline import variants
-from heatkit.pipeline.explain import explain
+from heatkit.pipeline.maps import image_result
 from heatkit.pipeline.output import publish_run, save_figure, write_csv, write_json
 from heatkit.pipeline.plotting import curves_figure, grid_figure, heatmap_figure
 from heatkit.pipeline.record import run_record
@@ -81,21 +81,22 @@ def sanity(model, image, display, keys, cfg, target, backend, mode: str) -> Expe
     """Maps of the original model, then after each randomization step (or noise level)."""
     params = cfg["sanity"]
     start = time.perf_counter()
-    original = with_maps(explain(model, image, display, "original", keys, cfg, target, backend, curves=False))
+    original = with_maps(image_result(model, image, display, "original", keys, cfg, target, backend, curves=False))
     first_seconds = time.perf_counter() - start
     target = original.target  # every step explains the original's class
     if mode == "noise":
         steps = [(f"noise {level:g}", variants.noiser(level, params["seed"])) for level in params["noise_levels"]]
     else:
-        layers = variants.weighted_layers(model)
-        chosen = [layers[: i + 1] if mode == "cascading" else [layer] for i, layer in enumerate(layers)]
-        steps = [(names[-1], variants.reinitializer(names, params["initializer"], params["std"], params["seed"]))
-                 for names in chosen]
+        units = variants.blocks(model, params["steps"])
+        chosen = [(name, [layer for _, layers in units[: i + 1] for layer in layers] if mode == "cascading" else layers)
+                  for i, (name, layers) in enumerate(units)]
+        steps = [(name, variants.reinitializer(layers, params["initializer"], params["std"], params["seed"]))
+                 for name, layers in chosen]
     results = [original]
     progress = _Steps(model, f"sanity {mode}", len(steps), first_seconds)
     try:  # Ctrl-C at any moment, between steps too, keeps the steps finished
         for step, change in steps:
-            result = explain(variants.variant(model, change), image, display, step, keys, cfg, target, backend,
+            result = image_result(variants.variant(model, change), image, display, step, keys, cfg, target, backend,
                              curves=False)
             if result.interrupted:
                 break
@@ -150,13 +151,13 @@ def growing_patch(model, image, display, keys, cfg, target, backend) -> Experime
             raise UsageError(f"growing_patch: a {size}-pixel patch at {row, column} leaves the {height}x{width} "
                              "image; choose smaller sizes or another position")
     start = time.perf_counter()
-    results = [with_maps(explain(model, image, display, "no patch", keys, cfg, target, backend, curves=False))]
+    results = [with_maps(image_result(model, image, display, "no patch", keys, cfg, target, backend, curves=False))]
     progress = _Steps(model, "growing patch", len(sizes), time.perf_counter() - start)
     target = results[0].target
     for size in sizes:
         occluded = display.copy()
         occluded[row:row + size, column:column + size] = params["fill"]
-        result = explain(model, model.preprocess(occluded), occluded, f"patch {size}x{size}", keys, cfg, target,
+        result = image_result(model, model.preprocess(occluded), occluded, f"patch {size}x{size}", keys, cfg, target,
                          backend, curves=False)
         if result.interrupted:
             break
@@ -208,7 +209,7 @@ def sweep(model, image, display, keys, swept: list[tuple[str, list[tuple[object,
             raise UsageError(f"--sweep {key}: none of the chosen methods reads the {section} settings")
         maps: dict[str, list] = {method: [] for method in methods}
         for index, (value, value_cfg) in enumerate(values):
-            result = explain(model, image, display, f"{key}={value}", methods, value_cfg, target, backend, curves=False)
+            result = image_result(model, image, display, f"{key}={value}", methods, value_cfg, target, backend, curves=False)
             if result.interrupted and (grid or index):
                 interrupted = True
                 break

@@ -7,7 +7,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from heatkit.metrics import registry as metrics
-from heatkit.pipeline.faithfulness import AREAS
+from heatkit.metrics.curves import AREAS
 from heatkit.pipeline.scores import center_scores
 
 

@@ -11,7 +11,7 @@ from heatkit.base.similarity import agreement, format_agreement
 from heatkit.methods.registry import label
 from heatkit.metrics import registry as metrics
 from heatkit.pipeline import plotting, report
-from heatkit.pipeline.explain import explain_images
+from heatkit.pipeline.maps import image_results
 from heatkit.pipeline.inputs import Input
 from heatkit.pipeline.results import Explained, ImageResult
 from heatkit.pipeline.scores import format_metrics, format_table
@@ -28,7 +28,7 @@ def compute(model, inputs: list[Input], keys: list[str], cfg: dict, targets: lis
     for backend in backends:
         names = [found.stem + (f" ({backend})" if len(backends) > 1 else "") for found in inputs]
         try:
-            for index, result in enumerate(explain_images(model, images, displays, names, keys, cfg, targets, backend,
+            for index, result in enumerate(image_results(model, images, displays, names, keys, cfg, targets, backend,
                                                           verbose)):
                 results[index].append(result)
                 if result.interrupted:

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from heatkit.pipeline.faithfulness import AREAS
+from heatkit.metrics.curves import AREAS
 
 
 def center_crop(array: np.ndarray, size: int) -> np.ndarray:

@@ -8,6 +8,7 @@ model's copy is a deep copy of its module. Copies live in memory; the original i
 from __future__ import annotations
 
 import copy
+import re
 from typing import Callable
 
 import numpy as np
@@ -17,11 +18,37 @@ from heatkit.base.errors import UsageError
 from heatkit.model.keras_net import layer_named, named_layers
 from heatkit.model.twins import twin_of
 
+# keras.applications' blocks by their layers' names: ResNet's conv2_block1_, EfficientNet's block1a_,
+# MobileNetV2's block_1_, VGG's block1_, ConvNeXt's ..._stage_0_block_0_
+KERAS_BLOCK = re.compile(r"^(.*?block_?\d+[a-z]?)_")
+
 
 def weighted_layers(model) -> list[str]:
     """Names of the model's layers with weights of their own, from the output down to the input:
     Keras layer names where the model has a Keras version, else PyTorch module paths."""
     return list(reversed(_weights(model).names()))
+
+
+def blocks(model, by: str = "block") -> list[tuple[str, list[str]]]:
+    """The sanity check's units, from the output down, each a name and its weighted layers: with
+    `by` "layer" one each; with "block", as Adebayo et al. randomise a network, its blocks: a
+    torchvision or timm block (the deepest module that is an element of a Sequential or ModuleList
+    and holds modules of its own: layer1.0 of a ResNet, stages.0.blocks.1 of a ConvNeXt,
+    features.1.0 of an EfficientNet), a Keras block by its name (conv2_block1_, block1a_,
+    block_1_), and a normalisation layer outside any block with the layer before it (a ResNet's
+    conv1 and bn1)."""
+    weights = _weights(model)
+    names = weights.names()
+    if by == "layer":
+        return [(name, [name]) for name in reversed(names)]
+    found: list[tuple[str, list[str]]] = []
+    for name in names:
+        block = weights.block_of(name)
+        if found and (block == found[-1][0] or block == name and weights.is_norm(name)):
+            found[-1][1].append(name)
+        else:
+            found.append((block, [name]))
+    return list(reversed(found))
 
 
 def variant(model, change: Callable):
@@ -92,6 +119,15 @@ class KerasWeights:
         return [name for name, layer in named_layers(self.model)
                 if layer.weights and not isinstance(layer, tf.keras.Model)]
 
+    def block_of(self, name: str) -> str:
+        """The block a layer's name puts it in (keras.applications' conv2_block1_1_conv is in
+        conv2_block1), or the name itself."""
+        found = KERAS_BLOCK.match(name)
+        return found.group(1) if found else name
+
+    def is_norm(self, name: str) -> bool:
+        return "Normalization" in type(layer_named(self.model, name)).__name__
+
     def get(self, name: str) -> list[np.ndarray]:
         layer = layer_named(self.model, name)
         return [values for values, (_, attribute) in zip(layer.get_weights(), _held(layer)) if _learned(attribute)]
@@ -141,10 +177,27 @@ class TorchWeights:
 
     def __init__(self, module):
         self.torch = frameworks.torch()
-        self.modules = {name: m for name, m in module.named_modules() if list(m.named_parameters(recurse=False))}
+        self.all = dict(module.named_modules())  # by path; the root's is ""
+        self.modules = {name: m for name, m in self.all.items() if list(m.named_parameters(recurse=False))}
 
     def names(self) -> list[str]:
         return list(self.modules)
+
+    def block_of(self, name: str) -> str:
+        """The deepest module holding this one that is an element of a Sequential or ModuleList
+        and holds modules of its own (not itself a Sequential), or the name itself."""
+        containers = (self.torch.nn.Sequential, self.torch.nn.ModuleList)
+        parts, block = name.split("."), name
+        for end in range(1, len(parts)):
+            prefix, parent = ".".join(parts[:end]), ".".join(parts[:end - 1])
+            module = self.all[prefix]
+            if isinstance(self.all[parent], containers) and not isinstance(module, containers) and \
+                    any(True for _ in module.children()):
+                block = prefix
+        return block
+
+    def is_norm(self, name: str) -> bool:
+        return "Norm" in type(self.modules[name]).__name__
 
     def get(self, name: str) -> list[np.ndarray]:
         return [p.detach().cpu().numpy() for _, p in self.modules[name].named_parameters(recurse=False)]

@@ -19,8 +19,8 @@ import numpy as np
 
 from heatkit.base.errors import UsageError
 from heatkit.metrics import registry as metrics
-from heatkit.metrics.registry import Needs
-from heatkit.pipeline.datasets.execution import Job, Outcome
+from heatkit.metrics.registry import Reads
+from heatkit.pipeline.datasets.execution import ImageOutcome, Job
 from heatkit.pipeline.datasets.shipping import Bundle
 from heatkit.pipeline.datasets.sources import Item, content_of, image_bytes, items, key_of, mask_of
 from heatkit.pipeline.datasets.store import Store
@@ -71,7 +71,7 @@ def run(job: Job, bundle: Bundle, dataset: list[Item], model, folder: Path, conn
     notes: list[str] = []
     computed = [0]
 
-    def stored(item: Item, outcome: Outcome) -> None:
+    def stored(item: Item, outcome: ImageOutcome) -> None:
         item.data = item.mask = None
         if outcome.error is not None:
             item.error = outcome.error
@@ -199,7 +199,7 @@ def grade_together(store: Store, dataset: list[Item], cfg: dict) -> tuple[dict, 
     """The metrics that grade a dataset's images together (Sufficiency), one method at a time from
     the images' files, by (key, method); a note where a method's maps and their distances would
     not fit in perturbation.memory_mb."""
-    graded = [metric for metric in metrics.COMPUTED if metric.needs is Needs.IMAGES]
+    graded = [metric for metric in metrics.COMPUTED if metric.reads is Reads.IMAGES]
     keys = list(dict.fromkeys(item.key for item in dataset if item.error is None and store.finished(item.key)))
     predicted, methods = {}, {}
     for key in keys:

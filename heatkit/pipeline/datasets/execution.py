@@ -22,7 +22,7 @@ from heatkit.base.run_state import RunState, running
 from heatkit.metrics.registry import ROW_METRICS
 from heatkit.pipeline.datasets.shipping import Bundle, unpack
 from heatkit.pipeline.datasets.sources import Item, content_of, image_bytes, key_of, pixels_of
-from heatkit.pipeline.faithfulness import AREAS
+from heatkit.metrics.curves import AREAS
 
 SCORES = (*(metric.key for metric in ROW_METRICS), "seconds")  # the columns every method row has
 WORKER_ENVIRONMENT = {"OMP_NUM_THREADS": 1, "MKL_NUM_THREADS": 1, "OPENBLAS_NUM_THREADS": 1}  # one core a worker
@@ -46,7 +46,7 @@ class Job:
 
 
 @dataclass
-class Outcome:
+class ImageOutcome:
     """An image's results, as a task returns them: its key, maps and rows, or why it has none."""
 
     key: str
@@ -60,13 +60,13 @@ class Outcome:
 _LOADED: dict = {}  # in a worker process: the model of the job it last ran, with the folder of its files
 
 
-def explain_task(job: Job, bundle: Bundle, batch: list[Item]) -> list[Outcome]:
+def run_task(job: Job, bundle: Bundle, batch: list[Item]) -> list[ImageOutcome]:
     """On a worker: the batch's outcomes, the model built from the client's files."""
     with running(quiet(job.cfg)):
-        return explain_batch(_worker_model(job, bundle), job, batch)
+        return batch_outcomes(_worker_model(job, bundle), job, batch)
 
 
-def explain_batch(model, job: Job, batch: list[Item]) -> list[Outcome]:
+def batch_outcomes(model, job: Job, batch: list[Item]) -> list[ImageOutcome]:
     """Each image's outcome: read (a URL here, the others from what the client sent), keyed by its
     content, and explained by the job's methods with the others that read (the methods that take
     a batch of images take them all at once). A file that cannot be read is an outcome with its
@@ -75,7 +75,7 @@ def explain_batch(model, job: Job, batch: list[Item]) -> list[Outcome]:
     from pathlib import Path
 
     from heatkit.pipeline.config import update
-    from heatkit.pipeline.explain import explain_images
+    from heatkit.pipeline.maps import image_results
 
     outcomes, readable, pixels = [], [], []
     for item in batch:
@@ -85,10 +85,10 @@ def explain_batch(model, job: Job, batch: list[Item]) -> list[Outcome]:
             image = pixels_of(item, data, model.input_shape, job.cfg, notes)
             key = item.key or key_of(data if data is not None else content_of(item), job.fingerprint, job.what)
         except (UsageError, OSError) as error:
-            outcomes.append(Outcome(item.key, error=str(error) if isinstance(error, UsageError) else
+            outcomes.append(ImageOutcome(item.key, error=str(error) if isinstance(error, UsageError) else
                                     f"cannot read {item.source} ({type(error).__name__}: {error})"))
             continue
-        outcomes.append(Outcome(key, notes=notes))
+        outcomes.append(ImageOutcome(key, notes=notes))
         readable.append(item)
         pixels.append(image)
     if not readable:
@@ -100,7 +100,7 @@ def explain_batch(model, job: Job, batch: list[Item]) -> list[Outcome]:
                 if item.mask is not None:
                     Path(masks, item.stem + Path(item.mask[0]).suffix).write_bytes(item.mask[1])
             cfg = update(job.cfg, {"localisation.mask": masks})
-        results = explain_images(model, [model.preprocess(image) for image in pixels], pixels,
+        results = image_results(model, [model.preprocess(image) for image in pixels], pixels,
                                  [item.stem for item in readable], list(job.methods), cfg, [None] * len(readable),
                                  job.backend)
         explained = iter(zip(readable, results))
@@ -157,7 +157,7 @@ def _rows(item: Item, key: str, result) -> list[dict]:
 
 
 # ---- running the tasks ----
-Store = Callable[[Item, Outcome], None]  # stores a task's outcome of an image, on the client
+Store = Callable[[Item, ImageOutcome], None]  # stores a task's outcome of an image, on the client
 
 
 def in_process(model, job: Job, tasks: Iterator[list[Item]], store: Store, done: Callable[[int], None]) -> None:
@@ -170,7 +170,7 @@ def in_process(model, job: Job, tasks: Iterator[list[Item]], store: Store, done:
     try:
         with running(quiet(job.cfg)):
             for batch in tasks:
-                for item, outcome in zip(batch, explain_batch(model, job, batch)):
+                for item, outcome in zip(batch, batch_outcomes(model, job, batch)):
                     store(item, outcome)
                 done(len(batch))
     finally:
@@ -195,7 +195,7 @@ def on_dask(client, job: Job, bundle: Bundle, tasks: Iterator[list[Item]], store
 
     def submit(batch: list[Item]) -> None:
         try:
-            future = client.submit(explain_task, job, shipped, batch, pure=False)
+            future = client.submit(run_task, job, shipped, batch, pure=False)
         except (CancelledError, OSError) as error:  # the client closed with the connection, or it timed out
             raise lost(error) from error
         flight[future] = batch

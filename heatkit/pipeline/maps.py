@@ -17,12 +17,12 @@ from heatkit.methods import _layers
 from heatkit.methods.registry import REGISTRY, Needs
 from heatkit.metrics import localisation
 from heatkit.metrics import registry as metrics
-from heatkit.pipeline import faithfulness
+from heatkit.metrics import curves as faithfulness_curves
 from heatkit.pipeline.results import ImageResult
 
 
 @dataclass
-class Outcome:
+class MethodOutcome:
     """What one method gave for one image: its maps and extras, or why it gave none."""
 
     framework: str
@@ -35,14 +35,14 @@ class Outcome:
     failure: str | None = None  # what it raised
 
 
-def explain(model, image: np.ndarray, display: np.ndarray, name: str, keys: list[str], cfg: dict,
+def image_result(model, image: np.ndarray, display: np.ndarray, name: str, keys: list[str], cfg: dict,
             target: int | None, backend: str, verbose: bool = False, curves: bool = True,
-            probabilities: np.ndarray | None = None, ready: dict[str, Outcome] | None = None,
+            probabilities: np.ndarray | None = None, ready: dict[str, MethodOutcome] | None = None,
             position: str = "") -> ImageResult:
     """Every method's map for `image` (the model's input; `display` is it in [0, 1] for the figure),
     explaining `target` (default: the predicted class), with the gradient family on `backend`.
     `probabilities` and the `ready` methods' outcomes, where given, were computed for several
-    images at once (explain_images).
+    images at once (image_results).
 
     A method that raises, or gives a map with NaN or infinite values, is recorded as a failure with
     its message, one that does not apply to this model as skipped with the reason; the others
@@ -77,7 +77,7 @@ def explain(model, image: np.ndarray, display: np.ndarray, name: str, keys: list
     if curves and cfg["faithfulness"]["curves"] is True and result.maps and not result.interrupted:
         say(f"{position}faithfulness curves of {len(result.maps)} maps", current().options.progress)
         try:
-            result.curves = faithfulness.score_maps(model, image, result.target, result.maps, cfg["faithfulness"])
+            result.curves = faithfulness_curves.score_maps(model, image, result.target, result.maps, cfg["faithfulness"])
             result.model_scores = metrics.score_with_model(model, image, result.target, result.maps, cfg)
         except KeyboardInterrupt:
             result.interrupted = True
@@ -92,9 +92,9 @@ def explain(model, image: np.ndarray, display: np.ndarray, name: str, keys: list
     return result
 
 
-def explain_images(model, images: list[np.ndarray], displays: list[np.ndarray], names: list[str], keys: list[str],
+def image_results(model, images: list[np.ndarray], displays: list[np.ndarray], names: list[str], keys: list[str],
                    cfg: dict, chosen: list[int | None], backend: str, verbose: bool = False) -> Iterator[ImageResult]:
-    """explain() of each image in turn, explaining its `chosen` class (None: its predicted class);
+    """image_result() of each image in turn, explaining its `chosen` class (None: its predicted class);
     first, the probabilities of all of them, and the maps of the methods that take a batch of
     images (the gradient family, DeepLIFT and LRP on PyTorch), in batches that keep a forward and a
     backward pass within perturbation.memory_mb."""
@@ -102,7 +102,7 @@ def explain_images(model, images: list[np.ndarray], displays: list[np.ndarray], 
     spans = [(start, min(len(images), start + size)) for start in range(0, len(images), size)]
     probabilities = np.concatenate([model.probabilities(np.stack(images[a:b])) for a, b in spans])
     targets = np.array([row.argmax() if target is None else target for row, target in zip(probabilities, chosen)])
-    ready: list[dict[str, Outcome]] = [{} for _ in images]
+    ready: list[dict[str, MethodOutcome]] = [{} for _ in images]
     if len(images) > 1 and np.isfinite(probabilities).all():
         for key in keys:
             method = REGISTRY[key]
@@ -115,7 +115,7 @@ def explain_images(model, images: list[np.ndarray], displays: list[np.ndarray], 
                         ready[index][key] = outcome
     for number, (image, display, name, image_probabilities, prepared, target) in enumerate(
             zip(images, displays, names, probabilities, ready, chosen), start=1):
-        yield explain(model, image, display, name, keys, cfg, target, backend, verbose,
+        yield image_result(model, image, display, name, keys, cfg, target, backend, verbose,
                       probabilities=image_probabilities, ready=prepared,
                       position=f"image {number} of {len(images)} ({name}): " if len(images) > 1 else "")
 
@@ -188,7 +188,7 @@ def saturation_note(result: ImageResult, cfg: dict) -> str | None:
             "exactly 0); --set perturbation.output=logit explains the change of its logit instead")
 
 
-def _outcome(model, image, key: str, cfg: dict, target: int, backend: str, verbose: bool) -> Outcome:
+def _outcome(model, image, key: str, cfg: dict, target: int, backend: str, verbose: bool) -> MethodOutcome:
     """Method `key`'s maps of one image, or why it has none."""
     method = REGISTRY[key]
     params = method_params(method, cfg, model)
@@ -205,14 +205,14 @@ def _outcome(model, image, key: str, cfg: dict, target: int, backend: str, verbo
         finally:
             state.meter.close()
     except NotApplicable as reason:
-        return Outcome(framework, skipped=str(reason))
+        return MethodOutcome(framework, skipped=str(reason))
     except (UsageError, KeyboardInterrupt):
         raise
     except Exception as error:  # reported in the table, scores.json and the figure
         if verbose:
             traceback.print_exc()
-        return Outcome(framework, failure=f"{type(error).__name__}: {error}")
-    return Outcome(framework, maps, extras, time.perf_counter() - start, dict(state.evaluations),
+        return MethodOutcome(framework, failure=f"{type(error).__name__}: {error}")
+    return MethodOutcome(framework, maps, extras, time.perf_counter() - start, dict(state.evaluations),
                    _layers_of(model, method, params, framework, maps))
 
 
@@ -226,7 +226,7 @@ def _layers_of(model, method, params: dict, framework: str, maps: dict) -> dict[
 
 
 def _batched(model, images: list[np.ndarray], targets: np.ndarray, key: str, cfg: dict, framework: str,
-             verbose: bool) -> list[Outcome]:
+             verbose: bool) -> list[MethodOutcome]:
     """Method `key`'s maps of a batch of images at once, as each image's outcome (the time shared)."""
     method = REGISTRY[key]
     params = method_params(method, cfg, model)
@@ -235,16 +235,16 @@ def _batched(model, images: list[np.ndarray], targets: np.ndarray, key: str, cfg
         start = time.perf_counter()
         found = function(model, np.stack(images), targets, params)
         seconds = (time.perf_counter() - start) / len(images)
-        return [Outcome(framework, contract.check(key, attribution, image.shape[:2])[0], seconds=seconds)
+        return [MethodOutcome(framework, contract.check(key, attribution, image.shape[:2])[0], seconds=seconds)
                 for attribution, image in zip(found, images)]
     except NotApplicable as reason:
-        return [Outcome(framework, skipped=str(reason))] * len(images)
+        return [MethodOutcome(framework, skipped=str(reason))] * len(images)
     except (UsageError, KeyboardInterrupt):
         raise
-    except Exception as error:  # reported for each image, as explain() reports one image's
+    except Exception as error:  # reported for each image, as image_result() reports one image's
         if verbose:
             traceback.print_exc()
-        return [Outcome(framework, failure=f"{type(error).__name__}: {error}")] * len(images)
+        return [MethodOutcome(framework, failure=f"{type(error).__name__}: {error}")] * len(images)
 
 
 def _again(model, key: str, images: list[np.ndarray], cfg: dict, target: int, backend: str,
@@ -263,7 +263,7 @@ def _again(model, key: str, images: list[np.ndarray], cfg: dict, target: int, ba
     return [outcome.maps[key] for outcome in outcomes]
 
 
-def _record(result: ImageResult, key: str, outcome: Outcome) -> None:
+def _record(result: ImageResult, key: str, outcome: MethodOutcome) -> None:
     """An outcome into the image's result: its maps, or its failure (a map with NaN or infinite
     values is one), or why it does not apply."""
     if outcome.skipped is not None:
