@@ -33,11 +33,14 @@ browser:
 
 install: $(VENV)/.installed
 
-$(VENV)/.installed: requirements.txt pyproject.toml
+# lxt 2.1 (AttnLRP's authors' implementation, which the tests check ours against) goes in without
+# its dependencies: transformers, bitsandbytes and open_clip serve only its language models.
+$(VENV)/.installed: requirements.txt pyproject.toml Makefile
 	@test -n "$(PYTHON)" || { echo "make: no python3.11 found; innvestigate 2.1.2 needs Python 3.11. Install it or run: make PYTHON=/path/to/python3.11"; exit 1; }
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
 	$(PY) -m pip install --quiet -r requirements.txt
+	$(PY) -m pip install --quiet --no-deps lxt==2.1
 	touch $@
 
 models: $(MODELS) $(MORE_MODELS)

@@ -239,12 +239,16 @@ gradcam = dict(
 )
 
 # lrp: Layer-wise Relevance Propagation (Bach et al. 2015), its rules and its composites
-# (lrp_composites.py). lrp.z has no setting.
+# (lrp_composites.py); lrp.z reads lrp.attention alone.
 lrp = dict(
     # stabilizer of lrp.epsilon and of the composites' linear layers: z + epsilon * sign(z) in each
     # denominator
     epsilon=1e-07,
     gamma=0.25,  # the gamma rule's extra weight of positive contributions (lrp.epsilon_gamma_box)
+    # the attention softmax, where lrp.z and lrp.epsilon take AttnLRP's rules (a model with
+    # LayerNorm, attention, gates or smooth activations): "attnlrp", its gradient (Achtibat et al.
+    # 2024), or "cp", the attention weights held constant (CP-LRP, Ali et al. 2022)
+    attention='attnlrp',
     # where the alpha-beta rules put a layer's bias b: "split", as Bach et al. 2015 define them (b+
     # in the positive denominator z+, b- in z-), or "whole", as innvestigate 2.1.2 computes them
     # (all of b in both z+ and z-)

@@ -104,10 +104,11 @@ def explain(model: Source = None, images: Images = None, methods: str | list[str
     cfg = config.update(cfg, {"faithfulness.curves": planned.curves})  # "auto" decided, and recorded so
     say(cost.describe(planned, cost.timed(model), cfg['perturbation']['warn_seconds']) if progress else "", progress)
     request = request_record("explain", model, cfg, given.files, keys, target=_plain(chosen),
-                       compare_backends=compare_backends, center_level=center_level, trust=trust, started=started)
-    notes = model.notes + notes
-    with running_on(model, cfg, progress):
+                             compare_backends=compare_backends, center_level=center_level, trust=trust,
+                             started=started)
+    with running_on(model, cfg, progress) as state:
         items, interrupted = compute(model, found, keys, cfg, chosen, backends, verbose)
+    notes = model.notes + notes + list(state.notes)
     try:  # Ctrl-C once the maps are done: they are kept, without these notes
         results = [result for item in items for result in item.results]
         notes += [note for note in [*map(lambda result: saturation_note(result, cfg), results),
@@ -195,9 +196,10 @@ def explain_dataset(model: str | Path | None = None, dataset: str = "random:100"
     bundle = shipping.bundle_of(loaded)
     job = execution.Job(bundle.fingerprint, trust, cfg, tuple(keys), backend, store.what_counts(cfg, tuple(keys),
                                                                                                    backend))
-    record = run_record(command, cfg, request_record("explain_dataset", loaded, cfg, [], keys, dataset=dataset,
-                                               scheduler=execution.address_of(scheduler),
-                                               workers=workers, batch_size=batch_size, started=started), False)
+    request = request_record("explain_dataset", loaded, cfg, [], keys, dataset=dataset,
+                             scheduler=execution.address_of(scheduler), workers=workers, batch_size=batch_size,
+                             started=started)
+    record = run_record(command, cfg, request, False)
 
     def connect():
         return execution.cluster(scheduler, workers, cfg["scheduler_timeout"], lambda line: say(line, progress))

@@ -34,10 +34,10 @@ def model_for(source: Source, cfg: dict, trust: bool, progress: bool, settings=N
 
 @contextmanager
 def running_on(model: Model, cfg: dict, progress: bool):
-    """The run's state in force (heatkit/base/run_state.py), a PyTorch module the caller built in
-    eval mode while it runs."""
-    with running(RunState.of(cfg, progress)), model.evaluating():
-        yield
+    """The run's state in force (heatkit/base/run_state.py), and yielded; a PyTorch module the
+    caller built in eval mode while it runs."""
+    with running(RunState.of(cfg, progress)) as state, model.evaluating():
+        yield state
 
 
 def method_keys(methods: str | list[str], compare_backends: bool = False) -> list[str]:

@@ -37,7 +37,7 @@ def sanity(model: Source = None, image: Images = None, methods: str | list[str] 
     with running_on(model, cfg, progress):
         found = experiments.sanity(model, given.model_input, given.pixels, keys, cfg, target, backend, mode)
     return _provenance(found, given.stem, request_record("sanity", model, cfg, files, keys, target=target, mode=mode,
-                                             center_level=center_level, trust=trust, started=started))
+                                                         center_level=center_level, trust=trust, started=started))
 
 
 def growing_patch(model: Source = None, image: Images = None, methods: str | list[str] = "all", *,
@@ -51,7 +51,7 @@ def growing_patch(model: Source = None, image: Images = None, methods: str | lis
     with running_on(model, cfg, progress):
         found = experiments.growing_patch(model, given.model_input, given.pixels, keys, cfg, target, backend)
     return _provenance(found, given.stem, request_record("growing_patch", model, cfg, files, keys, target=target,
-                                             center_level=center_level, trust=trust, started=started))
+                                                         center_level=center_level, trust=trust, started=started))
 
 
 def sweep(model: Source = None, image: Images = None, methods: str | list[str] = "all", *,
@@ -70,8 +70,9 @@ def sweep(model: Source = None, image: Images = None, methods: str | list[str] =
         swept.append((key, [(value, config.update(cfg, {key: value})) for value in values]))
     with running_on(model, cfg, progress):
         found = experiments.sweep(model, given.model_input, given.pixels, keys, swept, target, backend, cfg)
-    return _provenance(found, given.stem, request_record("sweep", model, cfg, files, keys, target=target, sweeps=sweeps,
-                                             center_level=center_level, trust=trust, started=started))
+    return _provenance(found, given.stem, request_record("sweep", model, cfg, files, keys, target=target,
+                                                         sweeps=sweeps, center_level=center_level, trust=trust,
+                                                         started=started))
 
 
 def evaluate_metrics(models: list[Source], methods: str | list[str] = "all", *,
@@ -100,7 +101,8 @@ def evaluate_metrics(models: list[Source], methods: str | list[str] = "all", *,
             classes = np.random.default_rng(seed).integers(0, model.num_classes, params["images"])
             images = data.center_pixel_images(params["images"], height, model.num_classes, seed, classes,
                                               model.ground_truth)
-            methods_seeded = {key: seed for key in flat if key.endswith(".seed") and key.split(".")[0] in METHOD_SETTINGS}
+            methods_seeded = {key: seed for key in flat
+                              if key.endswith(".seed") and key.split(".")[0] in METHOD_SETTINGS}
             run = explain(model, list(images), methods, progress=progress, settings={
                 **flat, **methods_seeded, "faithfulness.curves": True, "sensitivity.samples": params["noisy_copies"],
                 "lipschitz.samples": params["noisy_copies"], "monotonicity.samples": params["noisy_copies"],

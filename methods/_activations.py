@@ -1,6 +1,7 @@
 """The backward pass of a PyTorch model's activations, replaced by a rule: Guided Backprop's and
-DeConvNet's for the piecewise-linear rectifiers, DeepLIFT's Rescale rule for every elementwise
-nonlinearity; and the operations where no such rule is exact, which make the method not applicable.
+DeConvNet's for the rectifiers and, as the literature extends them, for smooth activations; and
+which functions are what (kinds), for these rules and for DeepLIFT's and AttnLRP's
+(methods/_deeplift_rules.py, methods/_attnlrp.py).
 
 Activations are caught where Python calls them (an nn.ReLU module, F.relu, torch.relu,
 Tensor.relu, in place or not, and their kin), through a TorchFunctionMode: module hooks, as
@@ -17,8 +18,8 @@ from typing import Callable
 
 from heatkit.base import frameworks
 from heatkit.base.errors import NotApplicable
+from heatkit.base.run_state import current
 
-RECTIFIER_NAMES = "ReLU, ReLU6, Hardtanh, LeakyReLU, PReLU, Hardsigmoid"
 
 
 @functools.cache
@@ -59,10 +60,6 @@ class Call:
     def __call__(self, x):
         return self.func(x.clone(), *self.args, **self.kwargs)
 
-    @property
-    def pooling(self) -> bool:
-        return self.func in kinds()["poolings"]
-
     def winners(self, x):
         """For a max pooling: each output's input, as its index in the input's flattened (H, W)."""
         return self.func(x, *self.args, **{**self.kwargs, "return_indices": True})[1]
@@ -72,14 +69,10 @@ def name_of(func) -> str:
     return getattr(func, "__name__", str(func)).strip("_")
 
 
-def replaced(model, name: str, rule: Callable, rectifiers_only: bool, seen: Callable | None = None):
-    """A context in which the model's activations compute as usual but pass gradients back by
-    rule(x, y, activation, signal, index) -> the gradient at x, `activation` the Call and `index`
-    counting the activation calls of the forward pass in order; seen(index, x, y), where given, is
-    told of each call. With rectifiers_only (Guided Backprop, DeConvNet), the rectifiers take the
-    rule and any other nonlinearity makes the method not applicable; else (DeepLIFT) every
-    elementwise activation and max pooling takes it, and operations no such rule makes exact (a
-    softmax, a normalization, a product of two activations) do."""
+def _rectifier_rules(model, name: str, rule: Callable):
+    """A context in which the model's elementwise activations compute as usual but pass gradients
+    back by rule(x, activation, signal) -> the gradient at x, `activation` the Call; an attention
+    softmax, which no such rule covers, makes the method not applicable."""
     torch = frameworks.torch()
     from torch.overrides import TorchFunctionMode
 
@@ -87,60 +80,35 @@ def replaced(model, name: str, rule: Callable, rectifiers_only: bool, seen: Call
         raise NotApplicable(f"{name} changes each activation's backward pass, which TorchScript runs in C++ out of "
                             "Python's reach; give the model as Python code or as a Keras model")
     found = kinds()
-    caught = found["rectifiers"] if rectifiers_only else found["rectifiers"] | found["smooth"] | found["poolings"]
-    refused = found["smooth"] | found["attention"] if rectifiers_only else found["attention"] | found["normalizations"]
+    caught = found["rectifiers"] | found["smooth"]
 
     class Rule(torch.autograd.Function):
         @staticmethod
-        def forward(ctx, x, activation, index):
+        def forward(ctx, x, activation):
             y = activation(x)
-            x = x.clone()  # a copy: an in-place call overwrites x afterwards
-            ctx.save_for_backward(x, y)
-            ctx.activation, ctx.index = activation, index
-            if seen is not None:
-                seen(index, x, y)
+            ctx.save_for_backward(x.clone())  # a copy: an in-place call overwrites x afterwards
+            ctx.activation = activation
             return y
 
         @staticmethod
         def backward(ctx, signal):
-            x, y = ctx.saved_tensors
-            return rule(x, y, ctx.activation, signal, ctx.index), None, None
+            (x,) = ctx.saved_tensors
+            return rule(x, ctx.activation, signal), None
 
     class Replaced(TorchFunctionMode):
-        calls = 0
-
         def __torch_function__(self, func, types, args=(), kwargs=None):
             kwargs = kwargs or {}
-            if func in refused or (not rectifiers_only and func in found["products"] and _computed(args) > 1):
-                raise NotApplicable(_no_rule(name, func, rectifiers_only))
+            if func in found["attention"]:
+                raise NotApplicable(f"{name} has a rule for elementwise activations, and this model also computes "
+                                    f"{name_of(func)}, which has none")
             if func not in caught:
                 return func(*args, **kwargs)
-            activation = Call(func, args[1:], kwargs)
             probe = args[0].detach().clone()
             in_place = func(probe, *args[1:], **kwargs) is probe
-            result = Rule.apply(args[0], activation, self.calls)
-            self.calls += 1
+            result = Rule.apply(args[0], Call(func, args[1:], kwargs))
             return args[0].copy_(result) if in_place else result
 
     return Replaced()
-
-
-def _computed(args) -> int:
-    """How many of the arguments are tensors computed from the input (parameters and constants have
-    no grad_fn)."""
-    torch = frameworks.torch()
-    return sum(isinstance(arg, torch.Tensor) and arg.grad_fn is not None for arg in args)
-
-
-def _no_rule(method: str, func, rectifiers_only: bool) -> str:
-    operation = name_of(func)
-    if rectifiers_only:
-        return (f"{method} has a rule for the piecewise-linear rectifiers ({RECTIFIER_NAMES}), and this model also "
-                f"computes {operation}, which has none")
-    what = "a product of two activations" if func in kinds()["products"] else operation
-    return (f"{method}'s Rescale rule is exact through linear layers and elementwise activations, and this model "
-            f"computes {what} ({operation}), as attention, normalization or gating do: its map would not sum to "
-            "the logit's change")
 
 
 def derivative(activation, x):
@@ -155,16 +123,32 @@ def derivative(activation, x):
 def rectifier_rule_gradient(model, images, targets, guided: bool, name: str):
     """d logit / d input of each image, explaining its target, as (N, H, W, C), each rectifier
     passing back only positive signals (DeConvNet), times its local slope (Guided Backprop: 1
-    where a ReLU's input was positive, 0 where it was not; a LeakyReLU's slope below 0)."""
+    where a ReLU's input was positive, 0 where it was not; a LeakyReLU's slope below 0). A smooth
+    activation (GELU, SiLU, ...) takes the rule the literature uses for one: DeConvNet's as is;
+    Guided Backprop's where its input is positive, nothing where it is not, as a ReLU's; the run
+    says so in a note."""
     torch = frameworks.torch()
     net = model.torch
+    smooth, met = kinds()["smooth"], set()
 
-    def rule(x, y, activation, signal, index):
+    def rule(x, activation, signal):
         passed = signal.clamp(min=0)
-        return passed * derivative(activation, x) if guided else passed
+        if not guided:
+            return passed
+        if activation.func in smooth:
+            met.add(name_of(activation.func))
+            passed = passed * (x > 0)
+        return passed * derivative(activation, x)
 
     inputs = net.tensor(images).requires_grad_()
-    with replaced(model, name, rule, rectifiers_only=True):
+    with _rectifier_rules(model, name, rule):
         logits = net.forward(inputs)[torch.arange(len(images)), torch.as_tensor(targets)]
     (gradient,) = torch.autograd.grad(logits.sum(), inputs)  # each image's logit has its own inputs
+    if met:
+        current().note(smooth_rule_note(name, sorted(met)))
     return net.array(gradient).transpose(0, 2, 3, 1)
+
+
+def smooth_rule_note(method: str, activations: list[str]) -> str:
+    return (f"{method}: {', '.join(activations)} took the guided rule the literature uses for smooth activations, "
+            "the positive part of the signal where the input is positive, times the slope")

@@ -34,7 +34,7 @@ def modules(net) -> list:
     """The attention modules of the net, in the order they are registered."""
     if net.scripted:
         raise NotApplicable(NO_HOOKS)
-    found = [module for module in net.module.modules() if _is_attention(module)]
+    found = [module for module in net.module.modules() if is_attention(module)]
     if not found:
         raise NotApplicable(NO_ATTENTION)
     return found
@@ -45,7 +45,7 @@ def record(model, image: np.ndarray, target: int) -> Attention:
     torch = frameworks.torch()
     net = model.torch
     attention, grid, maps = modules(net), token_grid(model), []
-    with _explicit(attention, maps.append):
+    with explicit(attention, maps.append):
         logits = net.forward(net.tensor(image[None]).requires_grad_())
     gradients = torch.autograd.grad(logits[0, target], maps)
     tokens = maps[0].shape[-1]
@@ -61,7 +61,7 @@ def default_layer(net) -> str | None:
     the image (after the last block only the class token counts); None without attention."""
     torch = frameworks.torch()
     named = list(net.module.named_modules())
-    last = max((i for i, (_, module) in enumerate(named) if _is_attention(module)), default=None)
+    last = max((i for i, (_, module) in enumerate(named) if is_attention(module)), default=None)
     if last is None:
         return None
     return next((name for name, module in reversed(named[:last]) if isinstance(module, torch.nn.LayerNorm)), None)
@@ -93,7 +93,7 @@ def token_grid(model) -> tuple[int, int]:
     return net.once("token grid", measure)
 
 
-def _is_attention(module) -> bool:
+def is_attention(module) -> bool:
     return isinstance(module, frameworks.torch().nn.MultiheadAttention) or _is_timm_attention(module)
 
 
@@ -102,8 +102,9 @@ def _is_timm_attention(module) -> bool:
 
 
 @contextmanager
-def _explicit(attention: list, keep):
-    """Each attention module computing its matrix as a tensor, passed to `keep` as it is made."""
+def explicit(attention: list, keep=None):
+    """Each attention module computing its matrix as a tensor (passed to `keep`, where given, as it
+    is made), out of the operations a TorchFunctionMode sees."""
     torch = frameworks.torch()
     with ExitStack() as stack:
         for module in attention:
@@ -113,8 +114,9 @@ def _explicit(attention: list, keep):
             else:
                 fused, module.fused_attn = module.fused_attn, False
                 stack.callback(setattr, module, "fused_attn", fused)
-                hook = module.attn_drop.register_forward_hook(lambda _, __, output: keep(output))
-                stack.callback(hook.remove)
+                if keep is not None:
+                    hook = module.attn_drop.register_forward_hook(lambda _, __, output: keep(output))
+                    stack.callback(hook.remove)
         yield
 
 
@@ -133,6 +135,7 @@ def _written_out(module, keep):
         q, k, v = F.linear(query, module.in_proj_weight, module.in_proj_bias).reshape(
             batch, tokens, 3, heads, width // heads).permute(2, 0, 3, 1, 4)
         attention = (q @ k.transpose(-2, -1) / math.sqrt(width // heads)).softmax(-1)
-        keep(attention)
+        if keep is not None:
+            keep(attention)
         return module.out_proj((attention @ v).transpose(1, 2).reshape(batch, tokens, width)), None
     return forward

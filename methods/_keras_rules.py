@@ -49,21 +49,28 @@ def input_dependent_ops(net) -> list:
     return net.once(("input-dependent ops",), find)
 
 
-def refuse(net, method: str, rectifiers_only: bool) -> None:
-    """NotApplicable where the rule of `method` is not exact on this model: any nonlinearity but a
-    rectifier (a smooth activation, a softmax, a product of two activations: hard-swish, gating)
-    for Guided Backprop and DeConvNet, a softmax or a product of two activations (attention,
-    normalization, gating) for DeepLIFT."""
+def refuse(net, method: str, guided: bool) -> None:
+    """NotApplicable where the rule of `method` is not exact on this model: for Guided Backprop and
+    DeConvNet (guided), a softmax, a product of two activations (hard-swish, gating) or a smooth
+    operation with no derivative below (GELU's Erf); for DeepLIFT and LRP, a softmax or a product
+    of two activations (attention, normalization, gating)."""
     for op, computed in input_dependent_ops(net):
-        if rectifiers_only and (op.type in SMOOTH + OTHER or op.type in PRODUCTS and computed > 1):
+        if guided and (op.type in OTHER or op.type in SMOOTH and op.type not in DERIVATIVES or
+                       op.type in PRODUCTS and computed > 1):
             what = "a product of two activations" if op.type in PRODUCTS else op.type
-            raise NotApplicable(f"{method} has a rule for the piecewise-linear rectifiers (ReLU, ReLU6, LeakyReLU, "
-                                f"PReLU), and this model also computes {what} ({op.name}), which has none")
-        if not rectifiers_only and (op.type in OTHER or op.type in PRODUCTS and computed > 1):
+            raise NotApplicable(f"{method} has a rule for the rectifiers and for the smooth activations TensorFlow "
+                                f"computes as one operation, and this model also computes {what} ({op.name}), "
+                                "which has none")
+        if not guided and (op.type in OTHER or op.type in PRODUCTS and computed > 1):
             what = op.type if op.type in OTHER else "a product of two activations"
             raise NotApplicable(f"{method} is exact through linear layers and elementwise activations, and this model "
                                 f"computes {what} ({op.name}), as attention, normalization or gating do: its map would "
                                 "not sum to the logit's change")
+
+
+def smooth_operations(net) -> list[str]:
+    """The smooth activations (by TensorFlow operation) the model computes from its input."""
+    return sorted({op.type for op, _ in input_dependent_ops(net) if op.type in SMOOTH})
 
 
 def plain_gradient(net) -> Callable:
@@ -97,6 +104,18 @@ def gradient(net, key: str, rules: dict[str, Callable]) -> Callable:
 
 
 LAYER = "activation layer"  # the key of the rule for Keras' activation layers (see gradient)
+# d activation / d x at x, its output y, by TensorFlow operation (LAYER: Keras' activation layers)
+DERIVATIVES = {
+    "Relu": lambda tf, x, y, op: tf.cast(x > 0, x.dtype),
+    "Relu6": lambda tf, x, y, op: tf.cast((x > 0) & (x < 6), x.dtype),
+    "LeakyRelu": lambda tf, x, y, op: tf.where(x > 0, tf.ones_like(x), op.get_attr("alpha") * tf.ones_like(x)),
+    LAYER: lambda tf, x, y, op: op.derivative[:tf.shape(x)[0]],
+    "Elu": lambda tf, x, y, op: tf.where(x > 0, tf.ones_like(x), y + 1),
+    "Selu": lambda tf, x, y, op: tf.where(x > 0, 1.0507009873554805 * tf.ones_like(x), y + 1.7580993408473766),
+    "Sigmoid": lambda tf, x, y, op: y * (1 - y),
+    "Tanh": lambda tf, x, y, op: 1 - y * y,
+    "Softplus": lambda tf, x, y, op: tf.sigmoid(x),
+}
 
 
 def _ruled(tf, layer, rule: Callable, overridden: list[str]) -> Callable:
@@ -111,7 +130,8 @@ def _ruled(tf, layer, rule: Callable, overridden: list[str]) -> Callable:
 
             def backward(signal, variables=()):  # a PReLU's alpha is a variable; no map needs its gradient
                 (derivative,) = tf.gradients(y, x)  # elementwise: the derivative at each element
-                op = types.SimpleNamespace(inputs=[x], outputs=[y], derivative=derivative)
+                op = types.SimpleNamespace(inputs=[x], outputs=[y], derivative=derivative,
+                                           smooth=isinstance(layer, tf.keras.layers.ELU))
                 return rule(tf, op, signal), [None] * len(variables)
             return y, backward
         return activation(x)

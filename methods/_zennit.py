@@ -47,7 +47,10 @@ def relevance(model, images, targets, rule, dense=None, first=None):
     net = model.torch
     if net.scripted:
         raise NotApplicable(f"{NO_GRAPH}, which a TorchScript module does not give; give it as Python code")
-    graph, merges = net.once("lrp graph", lambda: _lrp_graph(net))
+    found = prepared(model)
+    if isinstance(found, NotApplicable):
+        raise found
+    graph, merges = found
     z = zennit()
     types_, share = z.types, z.rules.Norm(stabilizer=SAFE)  # a sum's or an average's relevance, by contribution
     # A BatchNorm is elementwise (merged ones are identities): one contribution per output, which
@@ -68,6 +71,17 @@ def relevance(model, images, targets, rule, dense=None, first=None):
         seed[rows, targets] = output[rows, targets]  # the relevance starts as the logit, as innvestigate's does
         (attribution,) = torch.autograd.grad(output, inputs, grad_outputs=seed)
     return net.array(attribution).transpose(0, 2, 3, 1)
+
+
+def prepared(model):
+    """The model's graph made ready for zennit's rules with its merges, or why it cannot be (a
+    NotApplicable): once per model."""
+    def prepare():
+        try:
+            return _lrp_graph(model.torch)
+        except NotApplicable as reason:
+            return reason
+    return model.torch.once("lrp graph", prepare)
 
 
 def rules(epsilon: float, alpha_beta_bias: str) -> dict:
@@ -202,9 +216,10 @@ def _refuse_unsupported(graph, torch) -> None:
               (node.op == "call_method" and node.target in PRODUCT_METHODS)) and _computed_nodes(node) > 1:
             what = "a product of two activations"
         if what:
-            raise NotApplicable(f"LRP's rules here conserve relevance through linear layers, additions, BatchNorm "
+            raise NotApplicable(f"zennit's rules conserve relevance through linear layers, additions, BatchNorm "
                                 f"and activation modules, and this model computes {what} ({node.name}), as "
-                                "transformers and gating do (AttnLRP's rules are not implemented)")
+                                "transformers and gating do: there lrp.z and lrp.epsilon take AttnLRP's rules, and "
+                                "this rule has none")
 
 
 def _computed_nodes(node) -> int:

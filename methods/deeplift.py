@@ -9,90 +9,35 @@ pooling shares each window's change between the image's winner and the baseline'
 rule does, overlapping windows' shares added), so the attributions sum to logit(x) -
 logit(baseline); each map's gap from that sum is reported (completeness_gap).
 
-On PyTorch the baseline goes through the model first, without gradients, and each activation's
-input and output are kept; the image's forward and backward pass then take the secant between
-its activations and the baseline's, call by call (a forward and a backward pass: about 4 forward
-passes of cost, where a batch of the two cost 6). Every elementwise activation called from
-Python is caught (heatkit.methods._activations); captum's DeepLift was not used: it refuses a
-ReLU module called twice (torchvision's ResNets) and misses functional ReLUs (measured:
-attributions summing to -0.166 for a difference of -0.190). On
-Keras the image and the baseline go through the model as one batch of two, and the rule replaces
-the gradients of the Relu, Relu6, LeakyRelu, Elu, Selu, Sigmoid, Tanh and Softplus operations
-with the secant between the batch's two rows.
-
-No rule of this kind is exact through a softmax inside the model, a normalization by the input's
-own statistics (LayerNorm) or a product of two activations (attention, gating): on such a model
-(a ViT) DeepLIFT is not applicable, and says which operation it met.
+On PyTorch the baseline goes through the model first and each ruled operation's inputs are kept;
+the image's forward and backward pass then take the rules against them, call by call
+(heatkit/methods/_deeplift_rules.py): besides the Rescale rule and max pooling, a product rule
+that keeps completeness exact through products of two activations (attention, gates,
+squeeze-excitation), and normalizations and the attention softmax written as the operations they
+are, so that ViTs, Swin, ConvNeXt, EfficientNet and MobileNetV3 are complete too. Every
+operation called from Python is caught; captum's DeepLift was not used: it refuses a ReLU module
+called twice (torchvision's ResNets) and misses functional ReLUs (measured: attributions summing
+to -0.166 for a difference of -0.190). On Keras the image and the baseline go through the model
+as one batch of two, and the rule replaces the gradients of the Relu, Relu6, LeakyRelu, Elu,
+Selu, Sigmoid, Tanh and Softplus operations with the secant between the batch's two rows; a
+softmax inside a Keras model, a normalization or a product of two activations has no rule there,
+and DeepLIFT says which operation it met.
 """
 import functools
 
 import numpy as np
 
-from heatkit.base import frameworks
-from heatkit.base.errors import NotApplicable
 from heatkit.base.rules import PixelValue
-from heatkit.methods import _keras_rules, channel_sum
-from heatkit.methods._activations import derivative, replaced
+from heatkit.methods import _deeplift_rules, _keras_rules, channel_sum
 from heatkit.methods._entry import GRADIENT_PASSES, Method, Needs, Paper, Setting, Settings, one_image
 
-NEAR_ZERO = 1e-10  # captum's threshold below which the secant becomes the derivative
+NEAR_ZERO = _deeplift_rules.NEAR_ZERO
 
 
 def on_torch_batch(model, images, targets, params):
-    torch = frameworks.torch()
-    net = model.torch
     baseline = np.full_like(images[0], params["baseline"])
-    on_baseline = []  # each activation's (input, output) on the baseline, in call order
-
-    def keep(index, z, y):
-        on_baseline.append((z, y.detach()))
-    with torch.no_grad(), replaced(model, "DeepLIFT", None, rectifiers_only=False, seen=keep):
-        net.forward(net.tensor(baseline[None]))
-    shapes = []
-
-    def rescale(z, y, activation, signal, index):
-        """The secant between each image's activation and the baseline's, in float32 at least: in
-        float16, a difference below the rounding of z made secants of 1e4 and NaN maps."""
-        z0, y0 = on_baseline[index]
-        if activation.pooling:
-            return _max_pooling(z, y, z0, y0, activation, signal)
-        wide = torch.promote_types(z.dtype, torch.float32)
-        dz, dy = z.to(wide) - z0.to(wide), y.to(wide) - y0.to(wide)
-        close = dz.abs() < NEAR_ZERO
-        if torch.finfo(z.dtype).bits == 16:  # a difference within z's own rounding is no secant: the derivative
-            close |= dz.abs() <= torch.finfo(z.dtype).eps * (z.to(wide).abs() + z0.to(wide).abs())
-        slope = dy / torch.where(close, torch.ones_like(dz), dz)
-        if close.any():
-            slope = torch.where(close, derivative(activation, z).to(wide), slope)
-        return (signal.to(wide) * slope).to(signal.dtype)
-
-    inputs = net.tensor(images).requires_grad_()
-    with replaced(model, "DeepLIFT", rescale, rectifiers_only=False,
-                  seen=lambda index, z, y: shapes.append(z.shape[1:])):
-        logits = net.forward(inputs)[torch.arange(len(images)), torch.as_tensor(targets)]
-    if shapes != [z.shape[1:] for z, _ in on_baseline]:
-        raise NotApplicable("DeepLIFT pairs each activation on the image with the same one on the baseline, and this "
-                            "model's forward calls different activations for the two (control flow that depends on "
-                            "the input)")
-    (multipliers,) = torch.autograd.grad(logits.sum(), inputs)  # each image's logit has its own inputs
-    return channel_sum((images - baseline) * net.array(multipliers).transpose(0, 2, 3, 1))
-
-
-def _max_pooling(z, y, z0, y0, pooling, signal):
-    """DeepLIFT's multipliers through a max pooling, which keep the sum (as captum's rule, with
-    overlapping windows' shares added, not overwritten): a window's change y - y0 goes to the
-    image's winner as max(y, y0) - y0 and to the baseline's winner as y - max(y, y0), and each
-    input's multiplier is its share over its own change (the gradient where that change is 0)."""
-    torch = frameworks.torch()
-    top = torch.maximum(y, y0)
-    winners, baseline_winners = pooling.winners(z), pooling.winners(z0).expand_as(y)
-    shares = torch.zeros_like(z).flatten(2)
-    shares.scatter_add_(2, winners.flatten(2), (signal * (top - y0)).flatten(2))
-    shares.scatter_add_(2, baseline_winners.flatten(2), (signal * (y - top)).flatten(2))
-    gradient = torch.zeros_like(z).flatten(2).scatter_add_(2, winners.flatten(2), signal.flatten(2))
-    dz = (z - z0).flatten(2)
-    close = dz.abs() < NEAR_ZERO
-    return torch.where(close, gradient, shares / torch.where(close, torch.ones_like(dz), dz)).view_as(z)
+    found = _deeplift_rules.multipliers(model, images, targets, baseline)
+    return channel_sum((images - baseline) * model.torch.array(found).transpose(0, 2, 3, 1))
 
 
 on_torch = one_image(on_torch_batch)
@@ -100,24 +45,13 @@ on_torch = one_image(on_torch_batch)
 
 def on_keras(model, image, target, params):
     baseline = np.full_like(image, params["baseline"])
-    _keras_rules.refuse(model.keras, "DeepLIFT", rectifiers_only=False)
+    _keras_rules.refuse(model.keras, "DeepLIFT", guided=False)
     multipliers = _keras_rules.gradient(model.keras, "Rescale", RESCALE)(np.stack([image, baseline]), target)
     return channel_sum((image - baseline) * multipliers[0])
 
 
 # The Keras operations whose gradient the Rescale rule replaces, with their derivative for the
 # near-zero case, as a function of the operation's input, output and attributes.
-KERAS_DERIVATIVES = {
-    "Relu": lambda tf, x, y, op: tf.cast(x > 0, x.dtype),
-    "Relu6": lambda tf, x, y, op: tf.cast((x > 0) & (x < 6), x.dtype),
-    "LeakyRelu": lambda tf, x, y, op: tf.where(x > 0, tf.ones_like(x), op.get_attr("alpha") * tf.ones_like(x)),
-    _keras_rules.LAYER: lambda tf, x, y, op: op.derivative[:tf.shape(x)[0]],
-    "Elu": lambda tf, x, y, op: tf.where(x > 0, tf.ones_like(x), y + 1),
-    "Selu": lambda tf, x, y, op: tf.where(x > 0, 1.0507009873554805 * tf.ones_like(x), y + 1.7580993408473766),
-    "Sigmoid": lambda tf, x, y, op: y * (1 - y),
-    "Tanh": lambda tf, x, y, op: 1 - y * y,
-    "Softplus": lambda tf, x, y, op: tf.sigmoid(x),
-}
 
 
 def _rescale(slope_at, tf, op, signal):
@@ -139,7 +73,7 @@ def _rescale(slope_at, tf, op, signal):
 
 
 def _keras_max_pooling(tf, op, signal):
-    """_max_pooling's rule on Keras: the batch's image half and its baseline half, each input's
+    """_deeplift_rules._max_pooling's rule on Keras: the batch's image half and its baseline half, each input's
     multiplier its share of its windows' change over its own change, for both halves."""
     z, y = op.inputs[0], op.outputs[0]
     half = tf.shape(z)[0] // 2
@@ -158,7 +92,7 @@ def _keras_max_pooling(tf, op, signal):
     return tf.concat([multipliers, multipliers], 0)
 
 
-RESCALE = {kind: functools.partial(_rescale, slope_at) for kind, slope_at in KERAS_DERIVATIVES.items()}
+RESCALE = {kind: functools.partial(_rescale, slope_at) for kind, slope_at in _keras_rules.DERIVATIVES.items()}
 RESCALE["MaxPool"] = _keras_max_pooling
 
 

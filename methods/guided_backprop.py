@@ -2,23 +2,34 @@
 rectifier, and each rectifier passing its local slope (a ReLU: 1 where its input was positive).
 
 The rule applies to the piecewise-linear rectifiers however a model writes them (ReLU, ReLU6,
-Hardtanh, LeakyReLU; on PyTorch also PReLU and Hardsigmoid); a model with a smooth activation
-(GELU, SiLU, sigmoid, tanh, ...) or a softmax inside has no guided rule, and the method is not
-applicable to it. The backward pass starts from 1 at the explained logit, as the paper does.
+Hardtanh, LeakyReLU; on PyTorch also PReLU and Hardsigmoid), and to a smooth activation as the
+literature extends it: the positive part of the signal where the input is positive, times the
+slope (PyTorch: GELU, SiLU, ELU, sigmoid, tanh, hard-swish, ...; Keras: the smooth activations
+TensorFlow computes as one operation, ELU, SELU, sigmoid, tanh, softplus); the run notes which
+took it. A softmax inside the model, or a product of two activations on Keras (its GELU and
+hard-swish), has no guided rule, and the method is not applicable there. The backward pass starts
+from 1 at the explained logit, as the paper does.
 """
 import functools
 
+from heatkit.base.run_state import current
 from heatkit.methods import _keras_rules, channel_sum
-from heatkit.methods._activations import rectifier_rule_gradient
+from heatkit.methods._activations import rectifier_rule_gradient, smooth_rule_note
 from heatkit.methods._entry import Method, Needs, Paper, one_image
 
-# d rectifier / d x at the operation's input, by TensorFlow operation
-SLOPES = {
-    "Relu": lambda tf, x, op: tf.cast(x > 0, x.dtype),
-    "Relu6": lambda tf, x, op: tf.cast((x > 0) & (x < 6), x.dtype),
-    "LeakyRelu": lambda tf, x, op: tf.where(x > 0, tf.ones_like(x), op.get_attr("alpha") * tf.ones_like(x)),
-    _keras_rules.LAYER: lambda tf, x, op: op.derivative,
-}
+def _slope(kind: str):
+    """The guided slope at an operation's input: its derivative, and for a smooth activation that
+    only where the input is positive (an ELU layer's, of Keras' activation layers)."""
+    derivative = _keras_rules.DERIVATIVES[kind]
+
+    def slope(tf, x, op):
+        smooth = kind in _keras_rules.SMOOTH or kind == _keras_rules.LAYER and op.smooth
+        found = op.derivative if kind == _keras_rules.LAYER else derivative(tf, x, op.outputs[0], op)
+        return found * tf.cast(x > 0, x.dtype) if smooth else found
+    return slope
+
+
+SLOPES = {kind: _slope(kind) for kind in _keras_rules.DERIVATIVES}  # by TensorFlow operation
 
 
 def _guided(slope, tf, op, signal):
@@ -33,7 +44,10 @@ def rectifier_method(key: str, name: str, paper: Paper, rules: dict, guided: boo
     gradient override by operation; PyTorch: `guided` or DeConvNet's rule), its other layers by
     their gradient: Guided Backprop and DeConvNet."""
     def on_keras(model, image, target, params):
-        _keras_rules.refuse(model.keras, name, rectifiers_only=True)
+        _keras_rules.refuse(model.keras, name, guided=True)
+        smooth = _keras_rules.smooth_operations(model.keras)
+        if smooth and guided:
+            current().note(smooth_rule_note(name, [kind.lower() for kind in smooth]))
         return channel_sum(_keras_rules.gradient(model.keras, key, rules)(image[None], target)[0])
 
     def on_torch_batch(model, images, targets, params):

@@ -1,8 +1,10 @@
 """Layer-wise Relevance Propagation (Bach et al. 2015), four rules, starting from the target logit.
 
 Keras: innvestigate 2.1.2. PyTorch: zennit 0.5.1 (heatkit/methods/_zennit.py), which handles
-residual additions and BatchNorms. LRP-Z and LRP-epsilon divide each contribution z_ij = x_i w_ij
-by z_j (with a zero z_j replaced by 1e-7) or by z_j + epsilon sign(z_j).
+residual additions and BatchNorms; on a model zennit's rules do not reach (LayerNorm, attention,
+gates, smooth activations: ViTs, Swin, ConvNeXt, EfficientNet), LRP-Z and LRP-epsilon take
+AttnLRP's rules (heatkit/methods/_attnlrp.py). LRP-Z and LRP-epsilon divide each contribution
+z_ij = x_i w_ij by z_j (with a zero z_j replaced by 1e-7) or by z_j + epsilon sign(z_j).
 
 The alpha-beta rule splits the contributions by sign, R_i = sum_j (alpha z_ij+ / z_j+ -
 beta z_ij- / z_j-) R_j, and `lrp.alpha_beta_bias` says where the bias goes: "split", as Bach et
@@ -11,7 +13,8 @@ innvestigate 2.1.2 computes it, z_j+- = sum_i z_ij+- + b_j, the whole bias in bo
 """
 from heatkit.base import frameworks
 from heatkit.base.rules import Choice, Float
-from heatkit.methods import _innvestigate, _keras_rules, _zennit, channel_sum
+from heatkit.base.errors import NotApplicable
+from heatkit.methods import _attnlrp, _innvestigate, _keras_rules, _zennit, channel_sum
 from heatkit.methods._entry import Method, Needs, Paper, Setting, Settings, one_image
 
 
@@ -32,11 +35,19 @@ def alpha2beta1_keras(model, image, target, params):
 
 
 def _torch_batch(rule: str):
-    """The rule's function of a batch of images and their targets, on PyTorch."""
+    """The rule's function of a batch of images and their targets, on PyTorch: zennit's where its
+    graph rules apply, else (LRP-Z and LRP-epsilon) AttnLRP's."""
     def function(model, images, targets, params):
-        rules = _zennit.rules(params.get("epsilon", 1e-7), params.get("alpha_beta_bias", "split"))
+        epsilon = params.get("epsilon", 1e-7)
+        if rule in ATTNLRP and isinstance(_zennit.prepared(model), NotApplicable):
+            return channel_sum(_attnlrp.relevance(model, images, targets, epsilon if rule == "epsilon" else 0.0,
+                                                  params.get("attention", "attnlrp")))
+        rules = _zennit.rules(epsilon, params.get("alpha_beta_bias", "split"))
         return channel_sum(_zennit.relevance(model, images, targets, rules[rule]))
     return function
+
+
+ATTNLRP = ("z", "epsilon")  # the rules AttnLRP defines
 
 
 TORCH = {rule: _torch_batch(rule) for rule in ("z", "epsilon", "alpha1beta0", "alpha2beta1")}
@@ -44,7 +55,7 @@ TORCH = {rule: _torch_batch(rule) for rule in ("z", "epsilon", "alpha1beta0", "a
 
 def keras_lrp(model, image, target, analyzer="lrp", **kwargs):
     """innvestigate's `analyzer` with its settings, refused where no LRP rule conserves relevance."""
-    _keras_rules.refuse(model.keras, "LRP", rectifiers_only=False)
+    _keras_rules.refuse(model.keras, "LRP", guided=False)
     return channel_sum(_innvestigate.analyze(model, analyzer, image[None], target, **kwargs)[0])
 
 
@@ -111,12 +122,16 @@ PAPER = Paper("Bach et al. 2015",
               "On Pixel-Wise Explanations for Non-Linear Classifier Decisions by Layer-Wise Relevance Propagation",
               "https://doi.org/10.1371/journal.pone.0130140")
 SETTINGS = Settings("lrp", "lrp: Layer-wise Relevance Propagation (Bach et al. 2015), its rules and its composites "
-                           "(lrp_composites.py). lrp.z has no setting.", {
+                           "(lrp_composites.py); lrp.z reads lrp.attention alone.", {
     "epsilon": Setting(1e-7, Float(min=0.0, exclusive_min=True),
                        "stabilizer of lrp.epsilon and of the composites' linear layers: z + epsilon * sign(z) in "
                        "each denominator"),
     "gamma": Setting(0.25, Float(min=0.0),
                      "the gamma rule's extra weight of positive contributions (lrp.epsilon_gamma_box)"),
+    "attention": Setting("attnlrp", Choice(("attnlrp", "cp")),
+                         'the attention softmax, where lrp.z and lrp.epsilon take AttnLRP\'s rules (a model with '
+                         'LayerNorm, attention, gates or smooth activations): "attnlrp", its gradient (Achtibat et al. '
+                         '2024), or "cp", the attention weights held constant (CP-LRP, Ali et al. 2022)'),
     "alpha_beta_bias": Setting("split", Choice(("split", "whole")),
                                'where the alpha-beta rules put a layer\'s bias b: "split", as Bach et al. 2015 define '
                                "them (b+ in the positive denominator z+, b- in z-), or \"whole\", as innvestigate 2.1.2 "
@@ -125,7 +140,7 @@ SETTINGS = Settings("lrp", "lrp: Layer-wise Relevance Propagation (Bach et al. 2
 METHODS = [
     Method(f"lrp.{rule}", name, PAPER, Needs.GRADIENTS, {"keras": keras, "torch": one_image(TORCH[rule])},
            settings, batched={"torch": TORCH[rule]})
-    for rule, name, keras, settings in (("z", "LRP-Z", z_keras, None),
+    for rule, name, keras, settings in (("z", "LRP-Z", z_keras, SETTINGS),
                                         ("epsilon", "LRP-Epsilon", epsilon_keras, SETTINGS),
                                         ("alpha1beta0", "LRP-Alpha1Beta0", alpha1beta0_keras, SETTINGS),
                                         ("alpha2beta1", "LRP-Alpha2Beta1", alpha2beta1_keras, SETTINGS))

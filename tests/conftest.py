@@ -252,6 +252,17 @@ def rng():
     return np.random.default_rng(20261125)
 
 
+def he_scaled(net, generator) -> None:
+    """Every convolution's and linear layer's weights drawn at He et al.'s scale, from `generator`:
+    an untrained network whose logits vary with its input."""
+    torch = frameworks.torch()
+    with torch.no_grad():
+        for module in net.modules():
+            if isinstance(module, (torch.nn.Conv2d, torch.nn.Linear)):
+                fan_in = module.weight[0].numel()
+                module.weight.copy_(torch.randn(module.weight.shape, generator=generator) * (2 / fan_in) ** 0.5)
+
+
 def trained_looking(module):
     """A torchvision or timm module in eval mode with weights as if trained: BatchNorm statistics not
     the identity, no classifier of zeros (timm's ViTs start so)."""

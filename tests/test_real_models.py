@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 import heatkit
-from conftest import image_maps, random_image, run_cli
+from conftest import he_scaled, image_maps, random_image, run_cli
 from heatkit.base import frameworks
 from heatkit.methods.registry import REGISTRY, Needs
 
@@ -62,12 +62,10 @@ def seeded_batchnorm(net, torch, bias_free: bool):
     """Seeded random weights and BatchNorm statistics, at He et al.'s scale so that the logits vary
     with the input (the network is untrained: its known answers hold for any weights)."""
     generator = torch.Generator().manual_seed(3)
+    he_scaled(net, generator)
     with torch.no_grad():
         for module in net.modules():
-            if isinstance(module, (torch.nn.Conv2d, torch.nn.Linear)):
-                fan_in = module.weight[0].numel()
-                module.weight.copy_(torch.randn(module.weight.shape, generator=generator) * (2 / fan_in) ** 0.5)
-            elif isinstance(module, torch.nn.BatchNorm2d):
+            if isinstance(module, torch.nn.BatchNorm2d):
                 size = module.num_features
                 module.weight.copy_(0.5 + torch.rand(size, generator=generator))
                 module.running_var.copy_(0.5 + torch.rand(size, generator=generator))

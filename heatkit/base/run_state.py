@@ -1,8 +1,9 @@
 """What a run keeps while it evaluates a model, apart from the model: the perturbation engine's
-options, the running method's meter, and the evaluations counted by path ("full", "fast",
-"windowed"). A run owns one (heatkit/api.py opens it around the run, heatkit/pipeline/maps.py
-one per method within it); the engine reads the one in force. The Model holds none of it, so a
-Model given to one call and then another carries nothing from the first into the second.
+options, the running method's meter, the evaluations counted by path ("full", "fast",
+"windowed"), and the notes its methods leave. A run owns one (heatkit/api.py opens it around the
+run, heatkit/pipeline/maps.py one per method within it); the engine reads the one in force. The
+Model holds none of it, so a Model given to one call and then another carries nothing from the
+first into the second.
 
     with running(RunState(EngineOptions(memory_mb=256, progress=False))):
         attribution = occlusion(model, image, target, params)
@@ -37,11 +38,16 @@ class RunState:
     options: EngineOptions = EngineOptions()
     meter: Meter | None = None  # the running method's progress; None: each engine call has its own
     evaluations: Counter = field(default_factory=Counter)  # model evaluations by path
+    notes: dict[str, None] = field(default_factory=dict)  # what the run's methods said of how they ran, in order
 
     @classmethod
     def of(cls, cfg: dict, progress: bool = True) -> "RunState":
         """A run's state, from its validated settings."""
         return cls(EngineOptions(**cfg["perturbation"], progress=progress))
+
+    def note(self, text: str) -> None:
+        """A line for the run's notes (said once however often it is noted)."""
+        self.notes[text] = None
 
     @contextmanager
     def metered(self, options: EngineOptions, count: int, desc: str):
@@ -67,7 +73,7 @@ def current() -> RunState:
 @contextmanager
 def running(state: RunState):
     """`state` in force for the block (the one before it restored after, however it ends); its
-    evaluations are added to that one's, so a run counts those of every method in it."""
+    evaluations and notes are added to that one's, so a run counts those of every method in it."""
     enclosing = _IN_FORCE.get()
     token = _IN_FORCE.set(state)
     try:
@@ -76,3 +82,4 @@ def running(state: RunState):
         _IN_FORCE.reset(token)
         if enclosing is not None and enclosing is not state:
             enclosing.evaluations.update(state.evaluations)
+            enclosing.notes.update(state.notes)

@@ -69,7 +69,7 @@ def page(data: dict) -> str:
     attribute values, never as markup. A Content-Security-Policy lets only the page's own script
     run (by its hash): no inline handler, no other script, nothing fetched."""
     assets = resources.files("heatkit.pipeline")
-    text = json.dumps(_plain(data), default=str, allow_nan=False)
+    text = json.dumps(_json_safe(data), default=str, allow_nan=False)
     for character, escape in (("<", "\\u003c"), (">", "\\u003e"), ("&", "\\u0026"), ("\u2028", "\\u2028"),
                               ("\u2029", "\\u2029")):
         text = text.replace(character, escape)
@@ -148,13 +148,13 @@ def _base64(values: np.ndarray) -> str:
     return base64.b64encode(np.ascontiguousarray(values).astype(values.dtype.newbyteorder("<")).tobytes()).decode()
 
 
-def _plain(value):
+def _json_safe(value):
     """The data as JSON takes it: numpy scalars as Python's, NaN and infinite numbers as None (JSON
     has no NaN)."""
     if isinstance(value, dict):
-        return {key: _plain(item) for key, item in value.items()}
+        return {key: _json_safe(item) for key, item in value.items()}
     if isinstance(value, (list, tuple)):
-        return [_plain(item) for item in value]
+        return [_json_safe(item) for item in value]
     if isinstance(value, np.generic):
         value = value.item()
     if isinstance(value, float) and not np.isfinite(value):

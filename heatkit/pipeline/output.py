@@ -158,7 +158,7 @@ def _signals_counted():
 
 def write_json(path: Path, data) -> None:
     with atomic(path) as handle:
-        handle.write((json.dumps(data, indent=2, default=_plain) + "\n").encode())
+        handle.write((json.dumps(data, indent=2, default=json_value) + "\n").encode())
 
 
 def write_npz(path: Path, arrays: dict[str, np.ndarray]) -> None:
@@ -181,7 +181,9 @@ def save_figure(figure, path: Path, dpi: int) -> None:
         figure.savefig(handle, dpi=dpi, format=path.suffix.lstrip("."))
 
 
-def _plain(value):
+def json_value(value):
+    """What json.dumps writes for a value it does not know: a numpy scalar as Python's, a path as
+    its text."""
     if isinstance(value, np.generic):
         return value.item()
     if isinstance(value, Path):

@@ -50,9 +50,9 @@ class Store:
 
     def write(self, key: str, maps: dict[str, np.ndarray], rows: list[dict]) -> None:
         """An image's maps and rows, whole or not at all."""
-        from heatkit.pipeline.output import write_npz
+        from heatkit.pipeline.output import json_value, write_npz
 
-        write_npz(self.file(key), {"rows": np.array(json.dumps(rows, default=_plain)), **maps})
+        write_npz(self.file(key), {"rows": np.array(json.dumps(rows, default=json_value)), **maps})
 
     def read(self, key: str) -> tuple[dict[str, np.ndarray], list[dict]]:
         """An image's maps and rows from its file."""
@@ -110,7 +110,3 @@ class Store:
                                  "then finds its images done), or choose another folder with -op") from None
             self.maps.mkdir(exist_ok=True)
             yield
-
-
-def _plain(value):
-    return value.item() if isinstance(value, np.generic) else str(value)

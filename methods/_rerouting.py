@@ -1,0 +1,104 @@
+"""What the rule-based methods on PyTorch share (AttnLRP's LRP, methods/_attnlrp.py; DeepLIFT,
+methods/_deeplift_rules.py): a forward pass under a TorchFunctionMode that computes as usual and
+sends each operation's gradient back by a rule, set up by rerouting (the value forward, a chosen
+linear map of an input backward); which tensors are activations (computed from the input, the
+parameters held constant); and which functions each kind of rule covers.
+
+nn.MultiheadAttention and timm's Attention write their matrix out for the rules to reach it
+(methods/_attention.py).
+"""
+from __future__ import annotations
+
+import functools
+import math
+from contextlib import contextmanager
+
+from heatkit.base import frameworks
+from heatkit.base.errors import NotApplicable
+from heatkit.methods import _attention
+from heatkit.methods._activations import kinds
+
+
+@contextmanager
+def ruled_pass(net):
+    """The net's parameters held constant, and its attention written out, for a ruled pass."""
+    if net.scripted:
+        raise NotApplicable("the rule changes each operation's backward pass, which TorchScript runs in C++ out of "
+                            "Python's reach; give the model as Python code")
+    attention_modules = [module for module in net.module.modules() if _attention.is_attention(module)]
+    with constant_parameters(net.module), _attention.explicit(attention_modules):
+        yield
+
+
+@contextmanager
+def constant_parameters(module):
+    """The module's parameters as constants for the pass, so that what requires a gradient is what
+    the input computes: a tensor made from parameters alone (a Swin's relative position bias, its
+    logit scale) is then no activation, and a product with it is a linear map."""
+    flags = [(parameter, parameter.requires_grad) for parameter in module.parameters()]
+    for parameter, _ in flags:
+        parameter.requires_grad_(False)
+    try:
+        yield
+    finally:
+        for parameter, flag in flags:
+            parameter.requires_grad_(flag)
+
+
+def rerouted(value, through, factor):
+    """`value` forward; backward, the gradient reaching it times `factor` passed on to `through` (a
+    tensor `value` is computed from), instead of value's own backward pass."""
+    return value.detach() + (through - through.detach()) * factor
+
+
+def activated(x) -> bool:
+    """Whether x is an activation: a tensor computed from the input (parameters are constants here)."""
+    return isinstance(x, frameworks.torch().Tensor) and x.requires_grad
+
+
+@functools.cache
+def functions() -> dict[str, set]:
+    """The functions a rule here changes, and those none covers, by kind."""
+    torch = frameworks.torch()
+    F, T = torch.nn.functional, torch.Tensor
+    found = kinds()
+    divisions = {torch.div, T.div, T.div_, T.__truediv__, T.__itruediv__, T.__rtruediv__}
+    return {
+        "linear": {F.linear, F.conv1d, F.conv2d, F.conv3d, F.conv_transpose1d, F.conv_transpose2d, F.conv_transpose3d},
+        "activations": found["rectifiers"] | found["smooth"],
+        "softmax": {F.softmax, torch.softmax, T.softmax},
+        "normalizations": {F.layer_norm, F.group_norm, F.rms_norm, F.normalize},
+        "products": (found["products"] - divisions) | {torch.baddbmm, T.baddbmm},
+        "divisions": divisions,
+        "refused": {torch.exp, T.exp, torch.log, T.log, torch.pow, T.pow, T.__pow__, T.__rpow__, torch.sqrt, T.sqrt,
+                    torch.rsqrt, T.rsqrt, torch.reciprocal, T.reciprocal, torch.var, T.var, torch.std, T.std,
+                    torch.norm, T.norm, torch.linalg.vector_norm, F.log_softmax, torch.log_softmax, T.log_softmax,
+                    F.softmin, F.instance_norm, F.local_response_norm, F.multi_head_attention_forward},
+    }
+
+
+def operands(func, args) -> list:
+    """The tensors a product multiplies (einsum's follow its equation; baddbmm adds its first)."""
+    torch = frameworks.torch()
+    if func is torch.einsum:
+        return list(args[1] if len(args) == 2 and isinstance(args[1], (list, tuple)) else args[1:])
+    if func in (torch.baddbmm, torch.Tensor.baddbmm):
+        return list(args[1:3])
+    return list(args[:2])
+
+
+def written_attention(product, softmax, q, k, v, attn_mask=None, dropout_p=0.0, is_causal=False, scale=None,
+                      enable_gqa=False):
+    """F.scaled_dot_product_attention written out at inference, its two products and its softmax
+    by the ruled `product(a, b)` and `softmax(scores)` of the method."""
+    torch = frameworks.torch()
+    if enable_gqa:
+        raise NotApplicable("the rules have no form for grouped-query attention")
+    scores = product(q, k.transpose(-2, -1)) * (1 / math.sqrt(q.shape[-1]) if scale is None else scale)
+    if is_causal:
+        causal = torch.ones(scores.shape[-2:], dtype=torch.bool, device=scores.device).tril()
+        scores = scores.masked_fill(~causal, float("-inf"))
+    if attn_mask is not None:
+        scores = scores.masked_fill(~attn_mask, float("-inf")) if attn_mask.dtype == torch.bool else scores + attn_mask
+    return product(softmax(scores), v)
+
