@@ -2,7 +2,7 @@
 ConvNeXt-T (seeded, untrained, float32, 2 threads), one image, the faithfulness curves off; the
 seconds of each method's call, as heatkit.explain reports them, and of the whole run.
 
-    .venv/bin/python bench/modern.py        # about 10 minutes on 2 cores
+    .venv/bin/python bench/modern.py        # about 3 minutes on 2 cores
 
 It prints a Markdown table.
 """

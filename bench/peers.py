@@ -1,8 +1,8 @@
 """Whole calls against the peers users would call instead, in one process, on torchvision's ResNet-18
 and ResNet-50 at 224 x 224 (seeded, untrained, float32, 2 threads), each model loaded once:
 
-    .venv/bin/python bench/peers.py                      # about 25 minutes on 2 cores
-    .venv/bin/python bench/peers.py --models resnet18 --only occlusion
+    .venv/bin/python bench/peers.py                      # about 40 minutes on 2 cores
+    .venv/bin/python bench/peers.py --models resnet18 --only occlusion224 --repeats 1
 
 Each row runs both calls once to warm up, then `--repeats` times each, interleaved (ours, the
 peer's, ours, ...), so that a shared machine's load falls on both alike; it prints the minimum and
@@ -38,6 +38,7 @@ from heatkit.base import frameworks  # noqa: E402
 
 SIDE = 224
 SIZES = (32, 64, 224, 448)  # the input sizes of the occlusion and Shapley rows
+PER_EVAL = 64  # captum's perturbations a batch in the occlusion and Shapley rows (its default is 1)
 CURVES_OFF = {"faithfulness.curves": False}
 DRAWS = "draws"  # the two sample differently: maps not compared
 # the rows whose peers make hundreds of passes, on the smaller network only
@@ -56,14 +57,6 @@ def interleaved(ours: Callable, theirs: Callable, repeats: int):
             call()
             seconds.append(time.perf_counter() - start)
     return mine, peer, *results
-
-
-def timed(call: Callable) -> float:
-    """The seconds of a second call (the first warms up)."""
-    call()
-    start = time.perf_counter()
-    call()
-    return time.perf_counter() - start
 
 
 def difference(mine: np.ndarray, theirs: np.ndarray) -> str:
@@ -99,8 +92,12 @@ class Bench:
             return self.net(inputs).argmax(1)
 
     def ours(self, key: str, settings: dict | None = None, images=None) -> Callable:
+        """Our call of `key` on `images` (default: the one image), with a model loaded for their size."""
         images = self.tensor if images is None else images
-        return lambda: heatkit.explain(self.model, images, [key], settings={**CURVES_OFF, **(settings or {})},
+        side = SIDE if isinstance(images, list) else images.shape[-1]  # a list: 16 arrays of 224 x 224
+        model = self.model if side == SIDE else heatkit.load_model(self.net, settings={**CURVES_OFF,
+                                                                                        "input_size": [side, side]})
+        return lambda: heatkit.explain(model, images, [key], settings={**CURVES_OFF, **(settings or {})},
                                        progress=False).stack(key)
 
     def rows(self) -> dict[str, tuple]:
@@ -145,7 +142,7 @@ class Bench:
                              + tensor.min(), n_samples=64, target=int(self.predicted(tensor)))), draws),
             "deeplift": ("DeepLIFT, from black", self.ours("deeplift"), "captum, on a copy with a ReLU a call",
                          lambda: channels(DeepLift(self.relu_once).attribute(
-                             tensor, baselines=self.black(), target=int(self.predicted(tensor)))), same),
+                             tensor, baselines=self.black(), target=int(self.predicted(tensor)))), self.completeness),
             "gradcam": ("Grad-CAM at layer4", self.ours("gradcam", {"gradcam.layers": ["layer4"]}), "captum",
                         grad_cam, same),
             "lrp.epsilon": ("LRP-epsilon", self.ours("lrp.epsilon"), "zennit", self.zennit("epsilon"), same),
@@ -156,8 +153,8 @@ class Bench:
             "ablationcam": ("Ablation-CAM at layer4", self.ours("ablationcam", {"gradcam.layers": ["layer4"]}),
                             "pytorch-grad-cam", self.grad_cam_library("AblationCAM"),
                             lambda m, t: difference(scaled(m[0]), t[0])),
-            "shap": ("KernelSHAP, 50 superpixels, 1000 samples", self.ours("shap"), "captum", self.kernel_shap(),
-                     draws),
+            "shap": ("KernelSHAP, 7 x 7 squares, 1000 samples", self.ours("shap", {"shap.mask": "patch:32"}), "captum",
+                     self.kernel_shap(), draws),
             "lime": ("LIME, 1000 samples", self.ours("lime"), "lime", self.lime(), draws),
         }
 
@@ -175,7 +172,7 @@ class Bench:
 
     def occlusion(self, side: int) -> tuple:
         """Occlusion at the window users get (16 x 16 at 224, the same share of other sizes, half of
-        it the stride), filled with black, against captum's at its best perturbations_per_eval."""
+        it the stride), filled with black, against captum's at 64 perturbations a batch."""
         from captum.attr import Occlusion
 
         torch, inputs = self.torch, self.sized(side)
@@ -184,19 +181,18 @@ class Bench:
         windows = Occlusion(lambda batch: torch.softmax(self.net(batch), dim=1))
         black = self.black_of(inputs)
 
-        def captum(per_eval):
+        def captum():
             with torch.no_grad():
                 return windows.attribute(inputs, sliding_window_shapes=(3, patch, patch), strides=(3, stride, stride),
                                          baselines=black, target=int(self.predicted(inputs)),
-                                         perturbations_per_eval=per_eval).sum(1).numpy()
-        best = min((16, 64), key=lambda per_eval: timed(lambda: captum(per_eval)))
+                                         perturbations_per_eval=PER_EVAL)[:, 0].numpy()  # a pixel's channels share it
         return (f"Occlusion {patch}x{patch}, stride {stride}, at {side}x{side}", self.ours("occlusion", images=inputs),
-                f"captum ({best} a batch)", lambda: captum(best), lambda mine, theirs: difference(mine, theirs))
+                "captum", captum, lambda mine, theirs: difference(mine, theirs))
 
     def shapley(self, side: int) -> tuple:
         """Shapley value sampling over squares of 16 x 16 pixels at 224 (the same share of other
-        sizes), 2 permutations, against captum's ShapleyValueSampling with that feature mask: the
-        timings, and the maps given the same permutations."""
+        sizes), 2 permutations, against captum's ShapleyValueSampling with that feature mask, 64
+        perturbations a batch: the timings, and the maps given the same permutations."""
         from captum.attr import ShapleyValueSampling
 
         from heatkit.methods import shapley
@@ -204,20 +200,20 @@ class Bench:
         torch, inputs = self.torch, self.sized(side)
         patch = max(1, round(side * 16 / 224))
         per_side = -(-side // patch)
-        mask = torch.from_numpy(np.arange(side)[:, None] // patch * per_side + np.arange(side)[None] // patch)[None, None]
+        squares = np.arange(side)[:, None] // patch * per_side + np.arange(side)[None] // patch
+        mask = torch.from_numpy(squares)[None, None]
         settings = {"shapley.mask": f"patch:{patch}", "shapley.samples": 2, "shapley.seed": 0}
         sampling = ShapleyValueSampling(lambda batch: torch.softmax(self.net(batch), dim=1))
         orders = shapley.permutations(per_side ** 2, {"samples": 2, "seed": 0})
         sampling.permutation_generator = lambda *_: (order.tolist() for order in orders)
         black = self.black_of(inputs)
 
-        def captum(per_eval):
+        def captum():
             with torch.no_grad():
                 return sampling.attribute(inputs, baselines=black, target=int(self.predicted(inputs)),
-                                          feature_mask=mask, n_samples=2, perturbations_per_eval=per_eval)[:, 0].numpy()
-        best = min((16, 64), key=lambda per_eval: timed(lambda: captum(per_eval)))
+                                          feature_mask=mask, n_samples=2, perturbations_per_eval=PER_EVAL)[:, 0].numpy()
         return (f"Shapley sampling, {patch}x{patch} squares, 2 permutations, at {side}x{side}",
-                self.ours("shapley", settings, images=inputs), f"captum ({best} a batch)", lambda: captum(best),
+                self.ours("shapley", settings, images=inputs), "captum", captum,
                 lambda mine, theirs: difference(mine, theirs))
 
     def black_of(self, inputs):
@@ -250,6 +246,15 @@ class Bench:
                 block.relus = nn.ModuleList(nn.ReLU() for _ in range(3))
                 block.forward = types.MethodType(forward, block)
         return net
+
+    def completeness(self, mine, theirs) -> str:
+        """How far each DeepLIFT map's sum is from the logit's change (captum's max pooling rule
+        overwrites overlapping windows' shares, which a ResNet's stem has)."""
+        with self.torch.no_grad():
+            logits = self.net(self.torch.cat([self.tensor, self.black()]))[:, self.target]
+        change = float(logits[0] - logits[1])
+        return (f"sum's gap from the logit's change: ours {abs(mine.sum() - change) / abs(change):.0e}, "
+                f"captum's {abs(theirs.sum() - change) / abs(change):.0e}")
 
     def black(self):
         return self.torch.tensor(self.model.preprocess(np.zeros((SIDE, SIDE, 3))).transpose(2, 0, 1)[None],
@@ -286,23 +291,23 @@ class Bench:
         return run
 
     def grad_cam_library(self, name: str) -> Callable:
+        """pytorch-grad-cam's CAM `name` at layer4, its hooks on the network only during the call
+        (left on, they changed the other methods' maps)."""
         import pytorch_grad_cam
         from pytorch_grad_cam.utils.model_targets import ClassifierOutputTarget
 
-        cam = getattr(pytorch_grad_cam, name)(self.net, target_layers=[self.net.layer4[-1]])
-
         def run():
-            return cam(self.tensor, targets=[ClassifierOutputTarget(int(self.predicted(self.tensor)))])
+            with getattr(pytorch_grad_cam, name)(self.net, target_layers=[self.net.layer4[-1]]) as cam:
+                return cam(self.tensor, targets=[ClassifierOutputTarget(int(self.predicted(self.tensor)))])
         return run
 
     def kernel_shap(self) -> Callable:
-        """captum's KernelShap over the same 50-segment SLIC superpixels, 1000 samples."""
+        """captum's KernelShap over the same 7 x 7 squares of 32 x 32 pixels, 1000 samples (SLIC's 50
+        superpixels, shap's default, are one on this noise image)."""
         from captum.attr import KernelShap
-        from skimage.segmentation import slic
 
         torch, net = self.torch, self.net
-        segments = slic(self.pixels[0], n_segments=50, compactness=0.1, sigma=1.0, start_label=0, channel_axis=-1)
-        mask = torch.from_numpy(segments)[None, None]
+        mask = torch.from_numpy(np.arange(SIDE)[:, None] // 32 * 7 + np.arange(SIDE)[None] // 32)[None, None]
         explainer = KernelShap(lambda batch: torch.softmax(net(batch), dim=1))
 
         def run():
@@ -326,8 +331,7 @@ class Bench:
         def run():
             target = int(self.predicted(self.tensor))
             return LimeImageExplainer(random_state=0).explain_instance(
-                self.pixels[0], classify, labels=(target,), hide_color=0, num_samples=1000, batch_size=16,
-                progress_bar=False)
+                self.pixels[0], classify, labels=(target,), hide_color=0, num_samples=1000, batch_size=16)
         return run
 
 

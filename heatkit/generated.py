@@ -10,6 +10,7 @@ import sys
 import textwrap
 from pathlib import Path
 
+from heatkit.methods._entry import FAMILIES
 from heatkit.methods.registry import ANY, METHODS, SETTINGS
 from heatkit.metrics.registry import METRICS
 from heatkit.metrics.registry import SETTINGS as METRIC_SETTINGS
@@ -22,16 +23,30 @@ LINE = 110  # longest line; a setting whose comment would pass it gets the comme
 
 
 def method_table() -> str:
-    """The README's table of methods: key, name, paper, needs, frameworks, settings with their defaults."""
-    rows = ["| key | method | paper | needs | runs on | settings (defaults) |", "|---|---|---|---|---|---|"]
+    """The README's table of methods: key, name, paper, needs, frameworks, architectures, settings
+    with their defaults."""
+    rows = ["| key | method | paper | needs | runs on | architectures | settings (defaults) |",
+            "|---|---|---|---|---|---|---|"]
     for method in METHODS:
         defaults = method.settings.defaults() if method.settings else {}
         settings = ", ".join(f"`{method.settings.name}.{k}={v!r}`" for k, v in defaults.items()) or "none"
         paper = f"[{method.paper.cite}]({method.paper.url})"
         runs_on = ("any framework (`evaluate_with`)" if ANY in method.impl else
                    " or ".join(method.backends) + (" (`--backend`)" if len(method.backends) > 1 else ""))
-        rows.append(f"| `{method.key}` | {method.name} | {paper} | {method.needs.value} | {runs_on} | {settings} |")
+        rows.append(f"| `{method.key}` | {method.name} | {paper} | {method.needs.value} | {runs_on} | "
+                    f"{architectures(method.families)} | {settings} |")
     return "\n".join(rows)
+
+
+def architectures(families: dict[str, str]) -> str:
+    """What a method is on each architecture family, families of one verdict together; "all" where
+    it runs the same on every one."""
+    if not families:
+        return "all"
+    verdicts: dict[str, list[str]] = {}
+    for family in FAMILIES:
+        verdicts.setdefault(families[family], []).append(family)
+    return "; ".join(f"{', '.join(names)}: {verdict}" for verdict, names in verdicts.items())
 
 
 def metric_table() -> str:

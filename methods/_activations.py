@@ -13,6 +13,7 @@ off before any of this sees it (heatkit/model/torch_head.py).
 from __future__ import annotations
 
 import functools
+import inspect
 from dataclasses import dataclass
 from typing import Callable
 
@@ -65,6 +66,27 @@ class Call:
         return self.func(x, *self.args, **{**self.kwargs, "return_indices": True})[1]
 
 
+def in_place(func, args, kwargs) -> bool:
+    """Whether an activation call writes its result into its input: an in-place function
+    (torch.relu_, Tensor.sigmoid_, F.elu_) or its `inplace` argument set (nn.ReLU(inplace=True))."""
+    name = getattr(func, "__name__", "")
+    if name.endswith("_") and not name.endswith("__"):
+        return True
+    parameters = _parameters(func)
+    if "inplace" not in parameters:
+        return False
+    return bool(kwargs.get("inplace", args[parameters.index("inplace")] if len(args) > parameters.index("inplace")
+                           else False))
+
+
+@functools.cache
+def _parameters(func) -> list[str]:
+    try:
+        return list(inspect.signature(func).parameters)
+    except (TypeError, ValueError):  # a builtin without a signature: no inplace argument
+        return []
+
+
 def name_of(func) -> str:
     return getattr(func, "__name__", str(func)).strip("_")
 
@@ -103,10 +125,8 @@ def _rectifier_rules(model, name: str, rule: Callable):
                                     f"{name_of(func)}, which has none")
             if func not in caught:
                 return func(*args, **kwargs)
-            probe = args[0].detach().clone()
-            in_place = func(probe, *args[1:], **kwargs) is probe
             result = Rule.apply(args[0], Call(func, args[1:], kwargs))
-            return args[0].copy_(result) if in_place else result
+            return args[0].copy_(result) if in_place(func, args, kwargs) else result
 
     return Replaced()
 

@@ -30,7 +30,7 @@ import inspect
 
 from heatkit.base import frameworks
 from heatkit.base.errors import NotApplicable
-from heatkit.methods._activations import name_of
+from heatkit.methods._activations import in_place, name_of
 from heatkit.methods._rerouting import activated, functions, operands, rerouted, ruled_pass, written_attention
 
 STABLE = 1e-12  # keeps f(x) / x finite at x = 0, where the relevance x times it is 0 anyway
@@ -98,8 +98,7 @@ def _mode_class():
             y = func(x.detach().clone(), *args[1:], **kwargs)
             ratio = y / (x.detach() + STABLE * torch.where(x.detach() >= 0, 1.0, -1.0).to(x.dtype))
             result = rerouted(y, x, ratio)
-            probe = x.detach().clone()
-            return x.copy_(result) if func(probe, *args[1:], **kwargs) is probe else result
+            return x.copy_(result) if in_place(func, args, kwargs) else result
 
         def _attention(self, *args, **kwargs):
             def softmax(scores):

@@ -25,12 +25,13 @@ from __future__ import annotations
 
 import functools
 import inspect
+import weakref
 
 import numpy as np
 
 from heatkit.base import frameworks
 from heatkit.base.errors import NotApplicable
-from heatkit.methods._activations import Call, derivative, name_of
+from heatkit.methods._activations import Call, derivative, in_place, name_of
 from heatkit.methods._rerouting import activated, functions, operands, rerouted, ruled_pass, written_attention
 
 NEAR_ZERO = 1e-10  # captum's threshold below which the secant becomes the derivative
@@ -43,8 +44,10 @@ def multipliers(model, images, targets, baseline):
     mode = _mode_class()
     with ruled_pass(net):
         recorded = mode(None)
-        with recorded:  # as many baselines as images: a network may fold its batch (a Swin, into its windows)
-            net.forward(net.tensor(np.broadcast_to(baseline, images.shape)).requires_grad_())  # marks activations
+        baselines = net.tensor(np.broadcast_to(baseline, images.shape))  # a network may fold its batch (a Swin's
+        recorded.mark(baselines)                                         # windows): as many as images
+        with torch.no_grad(), recorded:
+            net.forward(baselines)
         inputs = net.tensor(images).requires_grad_()
         ruled = mode(recorded.kept)
         with ruled:
@@ -53,6 +56,18 @@ def multipliers(model, images, targets, baseline):
         raise _unpaired()
     (found,) = torch.autograd.grad(logits.sum(), inputs)  # each image's logit has its own inputs
     return found
+
+
+def _tensors(value) -> list:
+    """The tensors in a call's arguments or result, in tuples, lists and dicts at any depth."""
+    torch = frameworks.torch()
+    if isinstance(value, torch.Tensor):
+        return [value]
+    if isinstance(value, (tuple, list)):
+        return [tensor for item in value for tensor in _tensors(item)]
+    if isinstance(value, dict):
+        return _tensors(list(value.values()))
+    return []
 
 
 def _unpaired() -> NotApplicable:
@@ -112,6 +127,19 @@ def _mode_class():
         def __init__(self, kept: list | None):
             super().__init__()
             self.recording, self.kept, self.count = kept is None, [] if kept is None else kept, 0
+            # on the baseline's pass, without gradients: the tensors computed from its input, by id
+            self.marked = weakref.WeakValueDictionary()
+
+        def mark(self, *tensors) -> None:
+            for tensor in tensors:
+                self.marked[id(tensor)] = tensor
+
+        def activated(self, x) -> bool:
+            """Whether x is computed from the input: marked on the baseline's pass (which runs
+            without gradients), requiring a gradient on the image's."""
+            if not self.recording:
+                return activated(x)
+            return isinstance(x, torch.Tensor) and self.marked.get(id(x)) is x
 
         def paired(self, *tensors):
             """The baseline's values of this operation's inputs (kept now, on the baseline's pass)."""
@@ -126,6 +154,13 @@ def _mode_class():
 
         def __torch_function__(self, func, types, args=(), kwargs=None):
             kwargs = kwargs or {}
+            result = self._ruled(func, args, kwargs)
+            if self.recording and any(self.activated(tensor) for tensor in _tensors((args, kwargs))):
+                self.mark(*_tensors(result))
+            return result
+
+        def _ruled(self, func, args, kwargs):
+            activated = self.activated
             if func in covered["activations"] and activated(args[0]):
                 return self._activation(func, args, kwargs)
             if func is F.max_pool2d and activated(args[0]):
@@ -156,14 +191,12 @@ def _mode_class():
         def _activation(self, func, args, kwargs):
             z = args[0]
             baseline = self.paired(z)
-            probe = z.detach().clone()
-            in_place = func(probe, *args[1:], **kwargs) is probe
             activation = Call(func, args[1:], kwargs)
             if self.recording:
                 result = activation(z)
             else:
                 result, _ = secant(activation, z, baseline[0])
-            return z.copy_(result) if in_place else result
+            return z.copy_(result) if in_place(func, args, kwargs) else result
 
         def _product(self, func, args, kwargs, factors):
             baseline = self.paired(*factors)

@@ -26,6 +26,17 @@ class Needs(Enum):
     PROBABILITIES = "batch probabilities only"
 
 
+# Architecture families, by the operations that decide which relevance rules apply, with examples
+# (on PyTorch; tests/test_modern_architectures.py runs a network of each)
+FAMILIES = {
+    "ReLU CNNs": "ResNet, VGG, MobileNetV2",
+    "gated CNNs": "EfficientNet, MobileNetV3",
+    "ConvNeXt": "ConvNeXt",
+    "ViT": "ViT, DeiT",
+    "Swin": "Swin",
+}
+REFUSED = "not applicable"  # a family's verdict where the method says why instead of a map
+
 GRADIENT_PASSES = 3  # a forward and a backward pass, in forward passes: what a gradient costs
 
 
@@ -61,6 +72,9 @@ class Method:
     # method makes, from its settings and the model's input, without running it; None where it
     # depends on what only running tells (a layer's channels). The run's cost estimate sums them.
     passes: Callable[[Any, dict], int | None] = gradient_pass
+    # family (of FAMILIES) -> what the method is there: how exact, or REFUSED; empty where it runs
+    # the same on every architecture (model-agnostic, or autograd's gradient)
+    families: dict[str, str] = field(default_factory=dict)
 
     @property
     def backends(self) -> tuple[str, ...]:

@@ -16,7 +16,7 @@ import numpy as np
 
 from heatkit.base.rules import Choice
 from heatkit.methods import _attention, _layers
-from heatkit.methods._entry import Method, Needs, Paper, Setting, Settings
+from heatkit.methods._entry import REFUSED, Method, Needs, Paper, Setting, Settings
 
 FUSIONS = {"mean": lambda maps: maps.mean(axis=0), "max": lambda maps: maps.max(axis=0),
            "min": lambda maps: maps.min(axis=0)}
@@ -49,11 +49,15 @@ SETTINGS = Settings("rollout", "rollout: attention rollout (Abnar & Zuidema 2020
     "head_fusion": Setting("mean", Choice(tuple(FUSIONS)), "how a block's heads are fused: the paper's mean, or "
                                                            "their max or min"),
 })
+# the attention of timm's Attention and nn.MultiheadAttention; Swin's windows are neither
+ATTENTION_FAMILIES = {**dict.fromkeys(("ReLU CNNs", "gated CNNs", "ConvNeXt", "Swin"),
+                                      f"{REFUSED} (no attention read)"), "ViT": "its attention maps"}
 METHODS = [
     Method("rollout", "Attention Rollout", Paper("Abnar & Zuidema 2020", "Quantifying Attention Flow in Transformers",
                                                  "https://arxiv.org/abs/2005.00928"),
-           Needs.ATTENTION, {"torch": rollout}, SETTINGS),
+           Needs.ATTENTION, {"torch": rollout}, SETTINGS, families=ATTENTION_FAMILIES),
     Method("chefer", "Gradient-weighted attention", Paper(
         "Chefer et al. 2021", "Generic Attention-model Explainability for Interpreting Bi-Modal and Encoder-Decoder "
-        "Transformers", "https://arxiv.org/abs/2103.15679"), Needs.ATTENTION, {"torch": gradient_weighted}),
+        "Transformers", "https://arxiv.org/abs/2103.15679"), Needs.ATTENTION, {"torch": gradient_weighted},
+           families=ATTENTION_FAMILIES),
 ]

@@ -104,4 +104,7 @@ METHOD = Method("deeplift", "DeepLIFT", Paper(
     "Shrikumar et al. 2017", "Learning Important Features Through Propagating Activation Differences",
     "https://arxiv.org/abs/1704.02685"), Needs.GRADIENTS, {"keras": on_keras, "torch": on_torch}, SETTINGS,
     batched={"torch": on_torch_batch}, reference="baseline",
-    passes=lambda model, params: GRADIENT_PASSES + 1)  # and the baseline's own forward pass
+    passes=lambda model, params: GRADIENT_PASSES + 1,  # and the baseline's own forward pass
+    families={"ReLU CNNs": "complete (Rescale)", **dict.fromkeys(
+        ("gated CNNs", "ConvNeXt", "ViT", "Swin"), "complete (Rescale, product rule, normalizations and softmax as "
+                                                   "their parts)")})

@@ -15,7 +15,8 @@ import functools
 from heatkit.base.run_state import current
 from heatkit.methods import _keras_rules, channel_sum
 from heatkit.methods._activations import rectifier_rule_gradient, smooth_rule_note
-from heatkit.methods._entry import Method, Needs, Paper, one_image
+from heatkit.methods._entry import REFUSED, Method, Needs, Paper, one_image
+
 
 def _slope(kind: str):
     """The guided slope at an operation's input: its derivative, and for a smooth activation that
@@ -37,6 +38,9 @@ def _guided(slope, tf, op, signal):
 
 
 RULES = {kind: functools.partial(_guided, slope) for kind, slope in SLOPES.items()}
+SMOOTH_RULE = "the literature's rule for smooth activations (noted)"
+GUIDED_FAMILIES = {"ReLU CNNs": "its rectifier rule", "gated CNNs": SMOOTH_RULE, "ConvNeXt": SMOOTH_RULE,
+                   "ViT": f"{REFUSED} (softmax)", "Swin": f"{REFUSED} (softmax)"}
 
 
 def rectifier_method(key: str, name: str, paper: Paper, rules: dict, guided: bool) -> Method:
@@ -54,7 +58,7 @@ def rectifier_method(key: str, name: str, paper: Paper, rules: dict, guided: boo
         return channel_sum(rectifier_rule_gradient(model, images, targets, guided=guided, name=name))
 
     return Method(key, name, paper, Needs.GRADIENTS, {"keras": on_keras, "torch": one_image(on_torch_batch)},
-                  batched={"torch": on_torch_batch})
+                  batched={"torch": on_torch_batch}, families=GUIDED_FAMILIES)
 
 
 METHOD = rectifier_method("gb", "Guided Backprop", Paper(

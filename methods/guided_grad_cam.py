@@ -20,4 +20,5 @@ def _guided(guided, cam):
 
 
 METHOD = Method("guided_gradcam", "Guided Grad-CAM", grad_cam.PAPER, Needs.CONV_LAYER,
-                {framework: _by(framework) for framework in ("keras", "torch")}, grad_cam.SETTINGS)
+                {framework: _by(framework) for framework in ("keras", "torch")}, grad_cam.SETTINGS,
+                families=guided_backprop.GUIDED_FAMILIES)

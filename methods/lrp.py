@@ -15,7 +15,7 @@ from heatkit.base import frameworks
 from heatkit.base.rules import Choice, Float
 from heatkit.base.errors import NotApplicable
 from heatkit.methods import _attnlrp, _innvestigate, _keras_rules, _zennit, channel_sum
-from heatkit.methods._entry import Method, Needs, Paper, Setting, Settings, one_image
+from heatkit.methods._entry import REFUSED, Method, Needs, Paper, Setting, Settings, one_image
 
 
 def z_keras(model, image, target, params):
@@ -48,6 +48,12 @@ def _torch_batch(rule: str):
 
 
 ATTNLRP = ("z", "epsilon")  # the rules AttnLRP defines
+ZENNIT = "zennit's rules, conserving without biases"
+ZENNIT_ONLY = {"ReLU CNNs": ZENNIT, **dict.fromkeys(("gated CNNs", "ConvNeXt", "ViT", "Swin"),
+                                                    f"{REFUSED} (no such rule through gates, norms, attention)")}
+ATTNLRP_FAMILIES = {"ReLU CNNs": ZENNIT,
+                    **dict.fromkeys(("gated CNNs", "ConvNeXt"), "AttnLRP, conserving without biases"),
+                    **dict.fromkeys(("ViT", "Swin"), "AttnLRP, conserving without biases under lrp.attention='cp'")}
 
 
 TORCH = {rule: _torch_batch(rule) for rule in ("z", "epsilon", "alpha1beta0", "alpha2beta1")}
@@ -139,7 +145,7 @@ SETTINGS = Settings("lrp", "lrp: Layer-wise Relevance Propagation (Bach et al. 2
 })
 METHODS = [
     Method(f"lrp.{rule}", name, PAPER, Needs.GRADIENTS, {"keras": keras, "torch": one_image(TORCH[rule])},
-           settings, batched={"torch": TORCH[rule]})
+           settings, batched={"torch": TORCH[rule]}, families=ATTNLRP_FAMILIES if rule in ATTNLRP else ZENNIT_ONLY)
     for rule, name, keras, settings in (("z", "LRP-Z", z_keras, SETTINGS),
                                         ("epsilon", "LRP-Epsilon", epsilon_keras, SETTINGS),
                                         ("alpha1beta0", "LRP-Alpha1Beta0", alpha1beta0_keras, SETTINGS),

@@ -5,7 +5,7 @@ import numpy as np
 
 from heatkit.base.errors import UsageError
 from heatkit.base.rules import Int, Mask, Optional, PixelValue
-from heatkit.methods import _regions, _windows, per_channel
+from heatkit.methods import _regions, _sliding, per_channel
 from heatkit.methods._entry import ANY, Method, Needs, Paper, Setting, Settings
 
 
@@ -16,11 +16,11 @@ def attribute(model, image, target, params):
         return (engine.probability() - engine.regions(labels, params["fill"], "occlusion"))[labels].astype(np.float32)
     height, width, _ = image.shape
     patch, stride = window(model, params)
-    rows, cols = _windows.starts(height, patch, stride), _windows.starts(width, patch, stride)
-    inputs = _windows.inputs(rows, cols, patch, image.shape)
+    rows, cols = _sliding.starts(height, patch, stride), _sliding.starts(width, patch, stride)
+    inputs = _sliding.inputs(rows, cols, patch, image.shape)
     occluded = engine.edits(inputs, per_channel(params["fill"], image)[inputs % image.shape[-1]], "occlusion")
     drops = (engine.probability() - occluded).reshape(rows.size, cols.size)
-    return _windows.spread(drops, rows, cols, patch, (height, width)).astype(np.float32)
+    return _sliding.spread(drops, rows, cols, patch, (height, width)).astype(np.float32)
 
 
 SIDE_SHARE = 16 / 224  # the patch's side as a share of the input's: 16 x 16 at 224 x 224, as occlusion is run
@@ -44,7 +44,7 @@ def passes(model, params) -> int | None:
         return _regions.count(model.input_shape, params["mask"])
     height, width, _ = model.input_shape
     patch, stride = window(model, params)
-    return _windows.starts(height, patch, stride).size * _windows.starts(width, patch, stride).size
+    return _sliding.starts(height, patch, stride).size * _sliding.starts(width, patch, stride).size
 
 
 SETTINGS = Settings("occlusion", "occlusion: Zeiler & Fergus 2014. A pixel's relevance is the drop of the explained "

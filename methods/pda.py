@@ -21,7 +21,7 @@ import numpy as np
 
 from heatkit.base.images import image_files, load_image
 from heatkit.base.rules import ChoiceOrFolder, Int
-from heatkit.methods import _windows
+from heatkit.methods import _sliding
 from heatkit.methods._entry import ANY, SEED, Method, Needs, Paper, Setting, Settings
 
 CHUNK_BYTES = 64 << 20  # the edited values of one chunk of windows
@@ -40,9 +40,9 @@ def attribute(model, image, target, params):
         relevance = (before - log_odds(_exact_uniform(model, engine, image, params["levels"]))).sum(axis=-1)
     else:
         window = params["window"]
-        rows, cols = _windows.starts(image.shape[0], window, 1), _windows.starts(image.shape[1], window, 1)
-        marginal = _sampled(model, engine, image, params, _windows.inputs(rows, cols, window, image.shape))
-        relevance = _windows.spread((before - log_odds(marginal)).reshape(rows.size, cols.size), rows, cols, window,
+        rows, cols = _sliding.starts(image.shape[0], window, 1), _sliding.starts(image.shape[1], window, 1)
+        marginal = _sampled(model, engine, image, params, _sliding.inputs(rows, cols, window, image.shape))
+        relevance = _sliding.spread((before - log_odds(marginal)).reshape(rows.size, cols.size), rows, cols, window,
                                     image.shape[:2])
     return relevance.astype(np.float32)
 
@@ -101,6 +101,8 @@ SETTINGS = Settings("pda", "pda: Prediction Difference Analysis (Zintgraf et al.
                                        "every level"),
     "seed": Setting(0, SEED, "seed of the draws"),
 })
+
+
 def passes(model, params) -> int:
     height, width, channels = model.input_shape
     if params["window"] == 1 and params["prior"] == "uniform":

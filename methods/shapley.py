@@ -42,6 +42,8 @@ SETTINGS = Settings("shapley", "shapley: Shapley value sampling (Castro et al. 2
                                       'squares) or "superpixels" (SLIC)'),
     "seed": Setting(0, SEED),
 })
+
+
 def passes(model, params) -> int | None:
     features = _regions.count(model.input_shape, params["mask"])
     return None if features is None else params["samples"] * (features + 1)

@@ -1,6 +1,6 @@
 """Two seeded fuzzers: command lines drawn by hypothesis, and mutated image files.
 
-FUZZ_CASES sets the number of cases of each (default 250, the CI-sized run), e.g.
+FUZZ_CASES sets the number of cases of each (default 150, the CI-sized run), e.g.
     FUZZ_CASES=10000 .venv/bin/python -m pytest tests/test_fuzz.py
 """
 import functools
@@ -22,7 +22,7 @@ from heatkit.methods.registry import METHODS, groups
 from heatkit.model.keras_net import KerasNet
 from heatkit.pipeline import config
 
-CASES = int(os.environ.get("FUZZ_CASES", "250"))
+CASES = int(os.environ.get("FUZZ_CASES", "150"))
 SEED = 20261126
 # Cheap values for the settings that set the cost of a run; the fuzzer's own options come after.
 # The gradient family runs on torch unless a case says otherwise: every Keras run adds its

@@ -41,7 +41,7 @@ ZOO = {
 PER_CHANNEL = ["scorecam", "ablationcam"]
 EXPENSIVE = {"torchvision:vgg11": ["pda", "shapley", *PER_CHANNEL], "torchvision:mobilenet_v2": PER_CHANNEL,
              "torchvision:efficientnet_b0": ["pda", *PER_CHANNEL],
-             "timm:vit_tiny_patch16_224(img_size=32)": PER_CHANNEL,
+             "timm:vit_tiny_patch16_224(img_size=32)": ["pda", *PER_CHANNEL],
              "torchvision:vit_b_16(image_size=32)": ["pda", "shapley", *PER_CHANNEL]}
 
 

@@ -15,6 +15,9 @@ import heatkit
 import lxt_reference
 from conftest import he_scaled
 from heatkit.base import frameworks
+from heatkit.methods._entry import REFUSED
+from heatkit.methods.guided_backprop import SMOOTH_RULE
+from heatkit.methods.registry import REGISTRY
 
 QUIET = {"faithfulness.curves": False}
 
@@ -139,4 +142,28 @@ def test_deeplift_is_complete(name):
         change = float(logits[index, target] - reference[target])
         assert abs(change) > 0.01
         assert maps.sum(dtype=np.float64) == pytest.approx(change, rel=1e-6)
+
+
+FAMILY = {"ViT": "ViT", "Swin": "Swin", "ConvNeXt": "ConvNeXt", "EfficientNet": "gated CNNs",
+          "MobileNetV3": "gated CNNs", "ResNet": "ReLU CNNs"}
+
+
+@pytest.mark.parametrize("name", list(FAMILY))
+def test_each_family_gets_what_the_method_table_says(name):
+    """The methods whose rules depend on the architecture run, or say why not, as the registry
+    declares for the network's family (the README's architectures column); Guided Backprop notes
+    its rule for smooth activations where it takes it."""
+    import torchvision
+
+    torch = frameworks.torch()
+    torch.manual_seed(1)
+    builders = {**architectures(), "ResNet": lambda: torchvision.models.resnet18(num_classes=5)}
+    net, family = builders[name]().eval(), FAMILY[name]
+    declared = {key: method.families[family] for key, method in REGISTRY.items() if method.families}
+    side = 64 if name == "Swin" else 32
+    run = heatkit.explain(net, torch.randn(1, 3, side, side), list(declared), progress=False, settings=QUIET)
+    assert not run.result.failures
+    assert set(run.result.skipped) == {key for key, verdict in declared.items() if verdict.startswith(REFUSED)}
+    noted = any("took the guided rule" in note for note in run.notes)
+    assert noted == declared["gb"].startswith(SMOOTH_RULE)
 

@@ -70,7 +70,7 @@ class Engine:
         self.logits = options.output == "logit"
         self.split = model.affine_split() if options.fast else None
         if self.split is not None and self.logits:
-            self.split = None if self.split.logits is None else replace(self.split, head=self.split.logits)
+            self.split = None if self.split.logits is None else replace(self.split, rest=self.split.logits)
         if self.split is not None:
             self.z = self.flat @ self.split.weight + self.split.bias
 
@@ -86,7 +86,7 @@ class Engine:
     def probability(self) -> float:
         """The target probability of the unperturbed input, on the same path as the perturbations."""
         if self.fast:
-            return float(self._head(self.z[None])[0])
+            return float(self._rest(self.z[None])[0])
         return float(self.evaluate_full(self.image[None])[0, self.target])
 
     # ---- arbitrary images: full forward passes ----
@@ -142,7 +142,7 @@ class Engine:
         def work(start, stop):
             index, value = pixels[start:stop], values[start:stop]
             delta = np.einsum("mk,mku->mu", value - self.flat[index], self.split.weight[index])
-            out[start:stop] = self._head(self.z + delta)
+            out[start:stop] = self._rest(self.z + delta)
         self._parallel(len(pixels), max(1, CACHE_BYTES // (8 * units * (pixels.shape[1] + 3))), desc, work)
         return out
 
@@ -192,7 +192,7 @@ class Engine:
             chosen = levels[np.arange(start, stop) % channels]
             hidden = (chosen - self.flat[start:stop, None])[:, :, None] * weight[start:stop, None, :]
             hidden += self.z
-            out[start:stop] = self._head(hidden.reshape(-1, weight.shape[1])).reshape(stop - start, -1)
+            out[start:stop] = self._rest(hidden.reshape(-1, weight.shape[1])).reshape(stop - start, -1)
         self._parallel(count, max(1, CACHE_BYTES // (8 * per_input * weight.shape[1])), desc, work,
                        unit_scale=per_input)
         return out
@@ -242,13 +242,13 @@ class Engine:
 
         def walk(row, _):
             order, z = orders[row], start @ weight + self.split.bias
-            out[row, 0] = self._head(z[None])[0]
+            out[row, 0] = self._rest(z[None])[0]
             for first in range(0, steps, size):
                 taken = order[first:first + size]
                 hidden = z + np.cumsum(step_changes(taken), axis=0)
                 wanted = np.flatnonzero((points > first) & (points <= first + taken.size))
                 if wanted.size:
-                    out[row, 1 + wanted] = self._head(hidden[points[wanted] - first - 1])
+                    out[row, 1 + wanted] = self._rest(hidden[points[wanted] - first - 1])
                 z = hidden[-1]
         self._parallel(count, 1, desc, walk, unit_scale=points.size)
         return out
@@ -273,7 +273,7 @@ class Engine:
         self.state.evaluations["fast"] += len(masks)
 
         def work(start, stop):
-            probabilities = self.split.head(self.z + (1 - masks[start:stop]) @ deltas)
+            probabilities = self.split.rest(self.z + (1 - masks[start:stop]) @ deltas)
             out[start:stop] = probabilities if all_classes else probabilities[:, self.target]
         self._parallel(len(masks), max(1, CACHE_BYTES // (8 * (masks.shape[1] + 3 * deltas.shape[1]))), desc, work)
         return out
@@ -292,8 +292,8 @@ class Engine:
         """A full pass's (batch, classes) probabilities, or logits (see EngineOptions.output)."""
         return self.model.logits(batch) if self.logits else self.model.probabilities(batch)
 
-    def _head(self, hidden: np.ndarray) -> np.ndarray:
-        return self.split.head(hidden)[:, self.target]
+    def _rest(self, hidden: np.ndarray) -> np.ndarray:
+        return self.split.rest(hidden)[:, self.target]
 
     def _full_pass_size(self, count: int, max_batch: int | None) -> int:
         # The batch, its mask or source, the framework's copy, and every operator's output (twice: a

@@ -12,15 +12,16 @@ import numpy as np
 
 @dataclass(frozen=True)
 class AffineSplit:
-    """A model seen as z = x.weight + bias followed by `head(z) -> probabilities`."""
+    """A model seen as z = x.weight + bias followed by `rest(z) -> probabilities`, the rest of the
+    network after its first, affine, layer."""
 
     weight: np.ndarray  # (inputs, units), rows in flattened (H, W, C) order
     bias: np.ndarray  # (units,)
-    head: Callable[[np.ndarray], np.ndarray]  # (m, units) -> (m, classes)
-    # Keeps the head's framework to one thread while the engine's workers call it: with both
+    rest: Callable[[np.ndarray], np.ndarray]  # (m, units) -> (m, classes)
+    # Keeps the rest's framework to one thread while the engine's workers call it: with both
     # threading, PDA took 18 s on 2 cores; with the engine's alone, 14 s.
     one_thread: Callable[[], ContextManager] = nullcontext
-    # Runs once in each worker thread before it calls the head (see TorchNet.affine_split).
+    # Runs once in each worker thread before it calls the rest (see TorchNet.affine_split).
     prepare_worker: Callable[[], None] | None = None
     # (m, units) -> (m, classes) logits, for engines that evaluate logits (EngineOptions.output)
     logits: Callable[[np.ndarray], np.ndarray] | None = None

@@ -228,18 +228,18 @@ class KerasNet:
         dense = layers[1]
         with self.scope():
             kernel, *bias = dense.get_weights()
-            head_input = tf.keras.Input((dense.units,), dtype=dense.dtype)
-            hidden = tf.keras.layers.Activation(dense.activation, dtype=dense.dtype)(head_input)
+            rest_input = tf.keras.Input((dense.units,), dtype=dense.dtype)
+            hidden = tf.keras.layers.Activation(dense.activation, dtype=dense.dtype)(rest_input)
             if len(layers) > 2:
                 for layer in layers[2:-1]:
                     hidden = layer(hidden)
                 hidden = self._last(hidden)
             elif self.head.activation != "none":  # the Dense layer's activation is the final one
-                hidden = head_input if self.head.below else inverted(tf, self.head.activation, hidden)
+                hidden = rest_input if self.head.below else inverted(tf, self.head.activation, hidden)
             logits = self._two_logits(hidden)
-            head = self.session.make_callable(self._probabilities(logits), feed_list=[head_input])
-            head_logits = self.session.make_callable(self._compute(logits), feed_list=[head_input])
-        return AffineSplit(kernel, bias[0] if bias else np.zeros(dense.units), head, logits=head_logits)
+            rest = self.session.make_callable(self._probabilities(logits), feed_list=[rest_input])
+            rest_logits = self.session.make_callable(self._compute(logits), feed_list=[rest_input])
+        return AffineSplit(kernel, bias[0] if bias else np.zeros(dense.units), rest, logits=rest_logits)
 
 
 def named_layers(model, prefix: str = "") -> list[tuple[str, object]]:

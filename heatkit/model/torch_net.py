@@ -240,7 +240,7 @@ class TorchNet:
         nn = self.torch.nn
         layers = list(self.module.children()) if is_kind(self.module, nn.Sequential) else []
         if self.cut.kind == "last child":
-            layers = layers[:-1]  # the final activation: the head applies its own
+            layers = layers[:-1]  # the final activation: probabilities_of applies its own
         if len(layers) < 2 or not is_kind(layers[0], nn.Flatten) or not is_kind(layers[1], nn.Linear):
             return None
         linear, rest = layers[1], nn.Sequential(*layers[2:])
@@ -253,12 +253,12 @@ class TorchNet:
             with self.torch.no_grad():
                 return torch_head.logits(self.head, rest(self.torch.from_numpy(z).to(self.device, self.dtype)))
 
-        def head(z):
+        def probabilities(z):
             return self.array(self.probabilities_of(logits(z)))
         # Softmax inputs far below their row's maximum make subnormal exponentials, which the CPU
-        # computes slowly; flushing them to zero (only probabilities below 2.2e-308 change) ran
-        # the center-pixel head 35% faster. The mode is per thread: only the engine's workers get it.
-        return AffineSplit(np.ascontiguousarray(kernel), bias, head, self._one_thread,
+        # computes slowly; flushing them to zero (only probabilities below 2.2e-308 change) ran the
+        # center-pixel model's rest 35% faster. The mode is per thread: only the engine's workers get it.
+        return AffineSplit(np.ascontiguousarray(kernel), bias, probabilities, self._one_thread,
                            prepare_worker=lambda: self.torch.set_flush_denormal(True),
                            logits=lambda z: self.array(logits(z)))
 
