@@ -25,11 +25,11 @@ from heatkit.base.run_state import current
 
 @functools.cache
 def kinds() -> dict[str, set]:
-    """The functions Python code calls, by what the rules make of them: piecewise-linear
-    "rectifiers", "smooth" elementwise activations (DeepLIFT's secant applies, no guided rule),
-    "attention" (softmax: neither rule applies), "normalizations" by the input's own statistics
-    (a guided rule passes them as a gradient does; no secant is exact through them), and
-    "products" (not exact where two operands depend on the input: attention, gating)."""
+    """The functions Python code calls, by what they compute: piecewise-linear "rectifiers",
+    "smooth" elementwise activations, "attention" (the softmax and attention's own functions),
+    "normalizations" by the input's own statistics, and "products" (of two activations where
+    both operands depend on the input: attention, gating). The guided rules, zennit's graph and
+    the rules of AttnLRP and DeepLIFT (methods/_rerouting.py) each take or refuse them by kind."""
     torch = frameworks.torch()
     F, T = torch.nn.functional, torch.Tensor
     return {
@@ -44,7 +44,6 @@ def kinds() -> dict[str, set]:
                            F.rms_norm},
         "products": {torch.mul, T.mul, T.__mul__, T.__rmul__, torch.matmul, T.matmul, T.__matmul__, torch.bmm, T.bmm,
                      torch.mm, T.mm, torch.einsum, torch.div, T.div, T.__truediv__, T.__rtruediv__},
-        "poolings": {F.max_pool2d},  # DeepLIFT's rule for max pooling (deeplift.py)
     }
 
 

@@ -26,12 +26,12 @@ shared machinery is methods/_rerouting.py.
 from __future__ import annotations
 
 import functools
-import inspect
 
 from heatkit.base import frameworks
 from heatkit.base.errors import NotApplicable
-from heatkit.methods._activations import in_place, name_of
-from heatkit.methods._rerouting import activated, functions, operands, rerouted, ruled_pass, written_attention
+from heatkit.methods._activations import in_place
+from heatkit.methods._rerouting import (activated, functions, normalization_arguments, operands, rerouted, ruled_pass,
+                                        scaled_and_shifted, uncovered, written_attention)
 
 STABLE = 1e-12  # keeps f(x) / x finite at x = 0, where the relevance x times it is 0 anyway
 
@@ -85,10 +85,9 @@ def _mode_class():
                 return self._attention(*args, **kwargs)
             if func in covered["products"]:
                 return _uniform(func(*args, **kwargs), operands(func, args))
-            if func in covered["divisions"] and activated(args[0 if func is torch.Tensor.__rtruediv__ else 1]):
-                raise NotApplicable(_no_rule(f"a division by an activation ({name_of(func)})"))
-            if func in covered["refused"] and any(activated(arg) for arg in args[:2]):
-                raise NotApplicable(_no_rule(name_of(func)))
+            operation = uncovered(func, args, activated)
+            if operation:
+                raise NotApplicable(_no_rule(operation))
             return func(*args, **kwargs)
 
         @staticmethod
@@ -119,28 +118,20 @@ def _normalized(func, x, *args, **kwargs):
     """A normalization with its normaliser held constant (the identity rule)."""
     torch = frameworks.torch()
     F = torch.nn.functional
-    bound = inspect.signature(func).bind(x, *args, **kwargs)
-    bound.apply_defaults()
-    given = bound.arguments
+    given = normalization_arguments(func, x, *args, **kwargs)
     if func is F.normalize:
         return x / x.detach().norm(given["p"], given["dim"], keepdim=True).clamp_min(given["eps"])
     if func is F.group_norm:
-        grouped = x.reshape(x.shape[0], given["num_groups"], -1)
-        y = ((grouped - grouped.mean(-1, keepdim=True)) /
-             (grouped.detach().var(-1, unbiased=False, keepdim=True) + given["eps"]).sqrt()).reshape(x.shape)
-        per_channel = (1, -1) + (1,) * (x.dim() - 2)
-        weight, bias = given["weight"], given["bias"]
-        return y * (1 if weight is None else weight.reshape(per_channel)) + (0 if bias is None else
-                                                                             bias.reshape(per_channel))
-    dims = tuple(range(-len(given["normalized_shape"]), 0))
+        x, dims = x.reshape(x.shape[0], given["num_groups"], -1), (-1,)
+    else:
+        dims = tuple(range(-len(given["normalized_shape"]), 0))
     if func is F.rms_norm:
         eps = torch.finfo(x.dtype).eps if given["eps"] is None else given["eps"]
         y = x / (x.detach().pow(2).mean(dims, keepdim=True) + eps).sqrt()
     else:
         normaliser = (x.detach().var(dims, unbiased=False, keepdim=True) + given["eps"]).sqrt()
         y = (x - x.mean(dims, keepdim=True)) / normaliser
-    weight, bias = given["weight"], given.get("bias")
-    return y * (1 if weight is None else weight) + (0 if bias is None else bias)
+    return scaled_and_shifted(func, y, given)
 
 
 def _no_rule(operation: str) -> str:

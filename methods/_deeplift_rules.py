@@ -25,14 +25,14 @@ from __future__ import annotations
 
 import functools
 import inspect
-import weakref
 
 import numpy as np
 
 from heatkit.base import frameworks
 from heatkit.base.errors import NotApplicable
 from heatkit.methods._activations import Call, derivative, in_place, name_of
-from heatkit.methods._rerouting import activated, functions, operands, rerouted, ruled_pass, written_attention
+from heatkit.methods._rerouting import (activated, functions, normalization_arguments, operands, rerouted, ruled_pass,
+                                        scaled_and_shifted, uncovered, written_attention)
 
 NEAR_ZERO = 1e-10  # captum's threshold below which the secant becomes the derivative
 
@@ -44,10 +44,11 @@ def multipliers(model, images, targets, baseline):
     mode = _mode_class()
     with ruled_pass(net):
         recorded = mode(None)
-        baselines = net.tensor(np.broadcast_to(baseline, images.shape))  # a network may fold its batch (a Swin's
-        recorded.mark(baselines)                                         # windows): as many as images
-        with torch.no_grad(), recorded:
-            net.forward(baselines)
+        # as many baselines as images: a network may fold its batch (a Swin, into its windows); with
+        # gradients, so that what the baseline computes requires one (activated), as on the image's
+        # pass, also inside the rules' own arithmetic (attention written out)
+        with recorded:
+            net.forward(net.tensor(np.broadcast_to(baseline, images.shape)).requires_grad_())
         inputs = net.tensor(images).requires_grad_()
         ruled = mode(recorded.kept)
         with ruled:
@@ -56,18 +57,6 @@ def multipliers(model, images, targets, baseline):
         raise _unpaired()
     (found,) = torch.autograd.grad(logits.sum(), inputs)  # each image's logit has its own inputs
     return found
-
-
-def _tensors(value) -> list:
-    """The tensors in a call's arguments or result, in tuples, lists and dicts at any depth."""
-    torch = frameworks.torch()
-    if isinstance(value, torch.Tensor):
-        return [value]
-    if isinstance(value, (tuple, list)):
-        return [tensor for item in value for tensor in _tensors(item)]
-    if isinstance(value, dict):
-        return _tensors(list(value.values()))
-    return []
 
 
 def _unpaired() -> NotApplicable:
@@ -127,19 +116,6 @@ def _mode_class():
         def __init__(self, kept: list | None):
             super().__init__()
             self.recording, self.kept, self.count = kept is None, [] if kept is None else kept, 0
-            # on the baseline's pass, without gradients: the tensors computed from its input, by id
-            self.marked = weakref.WeakValueDictionary()
-
-        def mark(self, *tensors) -> None:
-            for tensor in tensors:
-                self.marked[id(tensor)] = tensor
-
-        def activated(self, x) -> bool:
-            """Whether x is computed from the input: marked on the baseline's pass (which runs
-            without gradients), requiring a gradient on the image's."""
-            if not self.recording:
-                return activated(x)
-            return isinstance(x, torch.Tensor) and self.marked.get(id(x)) is x
 
         def paired(self, *tensors):
             """The baseline's values of this operation's inputs (kept now, on the baseline's pass)."""
@@ -154,16 +130,9 @@ def _mode_class():
 
         def __torch_function__(self, func, types, args=(), kwargs=None):
             kwargs = kwargs or {}
-            result = self._ruled(func, args, kwargs)
-            if self.recording and any(self.activated(tensor) for tensor in _tensors((args, kwargs))):
-                self.mark(*_tensors(result))
-            return result
-
-        def _ruled(self, func, args, kwargs):
-            activated = self.activated
             if func in covered["activations"] and activated(args[0]):
                 return self._activation(func, args, kwargs)
-            if func is F.max_pool2d and activated(args[0]):
+            if func in covered["max_pooling"] and activated(args[0]):
                 pooling = Call(func, args[1:], kwargs)
                 baseline = self.paired(args[0])
                 if self.recording:
@@ -182,10 +151,9 @@ def _mode_class():
                 factors = operands(func, args)
                 if sum(activated(factor) for factor in factors) > 1:
                     return self._product(func, args, kwargs, factors)
-            if func in covered["divisions"] and activated(args[0 if func is torch.Tensor.__rtruediv__ else 1]):
-                raise NotApplicable(_no_rule(f"a division by an activation ({name_of(func)})"))
-            if func in covered["refused"] and any(activated(arg) for arg in args[:2]):
-                raise NotApplicable(_no_rule(name_of(func)))
+            operation = uncovered(func, args, activated)
+            if operation:
+                raise NotApplicable(_no_rule(operation))
             return func(*args, **kwargs)
 
         def _activation(self, func, args, kwargs):
@@ -241,9 +209,7 @@ def _normalized(func, x, x0, *args, **kwargs):
     its rule, against the baseline's x0; its affine weight and bias after."""
     torch = frameworks.torch()
     F = torch.nn.functional
-    bound = inspect.signature(func).bind(x, *args, **kwargs)
-    bound.apply_defaults()
-    given = bound.arguments
+    given = normalization_arguments(func, x, *args, **kwargs)
     square = functools.partial(torch.pow, exponent=2)
     if func is F.normalize:
         if given["p"] != 2:
@@ -265,14 +231,7 @@ def _normalized(func, x, x0, *args, **kwargs):
         centred, centred0 = x - x.mean(dims, keepdim=True), x0 - x0.mean(dims, keepdim=True)
     squares, squares0 = secant(square, centred, centred0)
     root, root0 = secant(torch.rsqrt, squares.mean(dims, keepdim=True) + eps, squares0.mean(dims, keepdim=True) + eps)
-    y = bilinear(torch.mul, centred, root, centred0, root0)[0]
-    weight, bias = given["weight"], given.get("bias")
-    if func is F.group_norm:
-        y = y.reshape(given["input"].shape)
-        per_channel = (1, -1) + (1,) * (y.dim() - 2)
-        weight = None if weight is None else weight.reshape(per_channel)
-        bias = None if bias is None else bias.reshape(per_channel)
-    return y * (1 if weight is None else weight) + (0 if bias is None else bias)
+    return scaled_and_shifted(func, bilinear(torch.mul, centred, root, centred0, root0)[0], given)
 
 
 def _max_pooling(z, y, z0, y0, pooling, signal):

@@ -10,13 +10,14 @@ nn.MultiheadAttention and timm's Attention write their matrix out for the rules 
 from __future__ import annotations
 
 import functools
+import inspect
 import math
 from contextlib import contextmanager
 
 from heatkit.base import frameworks
 from heatkit.base.errors import NotApplicable
 from heatkit.methods import _attention
-from heatkit.methods._activations import kinds
+from heatkit.methods._activations import kinds, name_of
 
 
 @contextmanager
@@ -67,6 +68,7 @@ def functions() -> dict[str, set]:
         "linear": {F.linear, F.conv1d, F.conv2d, F.conv3d, F.conv_transpose1d, F.conv_transpose2d, F.conv_transpose3d},
         "activations": found["rectifiers"] | found["smooth"],
         "softmax": {F.softmax, torch.softmax, T.softmax},
+        "max_pooling": {F.max_pool2d},
         "normalizations": {F.layer_norm, F.group_norm, F.rms_norm, F.normalize},
         "products": (found["products"] - divisions) | {torch.baddbmm, T.baddbmm},
         "divisions": divisions,
@@ -101,4 +103,35 @@ def written_attention(product, softmax, q, k, v, attn_mask=None, dropout_p=0.0, 
     if attn_mask is not None:
         scores = scores.masked_fill(~attn_mask, float("-inf")) if attn_mask.dtype == torch.bool else scores + attn_mask
     return product(softmax(scores), v)
+
+
+def uncovered(func, args, activated) -> str | None:
+    """The operation of a call that no rule here covers, as a refusal names it (a division by an
+    activation; exp, log, a power or a root of one; the functions "refused" lists), or None."""
+    torch = frameworks.torch()
+    covered = functions()
+    if func in covered["divisions"] and activated(args[0 if func is torch.Tensor.__rtruediv__ else 1]):
+        return f"a division by an activation ({name_of(func)})"
+    if func in covered["refused"] and any(activated(arg) for arg in args[:2]):
+        return name_of(func)
+    return None
+
+
+def normalization_arguments(func, x, *args, **kwargs) -> dict:
+    """A normalization call's arguments by name, its defaults filled in."""
+    bound = inspect.signature(func).bind(x, *args, **kwargs)
+    bound.apply_defaults()
+    return bound.arguments
+
+
+def scaled_and_shifted(func, y, given: dict):
+    """A normalization's weight and bias applied to its normalised y (a GroupNorm's per channel,
+    y regrouped to its input's shape first)."""
+    weight, bias = given["weight"], given.get("bias")
+    if func is frameworks.torch().nn.functional.group_norm:
+        y = y.reshape(given["input"].shape)
+        per_channel = (1, -1) + (1,) * (y.dim() - 2)
+        weight = None if weight is None else weight.reshape(per_channel)
+        bias = None if bias is None else bias.reshape(per_channel)
+    return y * (1 if weight is None else weight) + (0 if bias is None else bias)
 

@@ -167,3 +167,48 @@ def test_each_family_gets_what_the_method_table_says(name):
     noted = any("took the guided rule" in note for note in run.notes)
     assert noted == declared["gb"].startswith(SMOOTH_RULE)
 
+
+def norms_and_fused_attention(bias: bool):
+    """GroupNorm, SiLU, RMSNorm, F.scaled_dot_product_attention and F.normalize, as users write them."""
+    torch = frameworks.torch()
+    nn, F = torch.nn, torch.nn.functional
+
+    class Net(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.conv, self.norm = nn.Conv2d(3, 8, 3, padding=1, bias=bias), nn.GroupNorm(2, 8)
+            self.rms, self.qkv, self.head = nn.RMSNorm(8), nn.Linear(8, 24, bias=bias), nn.Linear(8, 4, bias=bias)
+            if not bias:
+                nn.init.zeros_(self.norm.bias)
+
+        def forward(self, x):
+            tokens = F.silu(self.norm(self.conv(x))).flatten(2).transpose(1, 2)
+            q, k, v = self.qkv(self.rms(tokens)).chunk(3, -1)
+            attended = F.scaled_dot_product_attention(q[:, None], k[:, None], v[:, None])[:, 0]
+            return self.head(3 * F.normalize(tokens + attended, dim=-1).mean(1))
+    return Net()
+
+
+@pytest.mark.parametrize("bias", [False, True])
+def test_group_and_rms_norms_and_fused_attention_keep_both_answers(bias):
+    """One step past the torchvision blocks: the other normalizations and the fused attention
+    function, written out by the rules. LRP-0 under CP-LRP keeps the logit on the bias-free net,
+    DeepLIFT sums to the logit's change from the mean color with biases or without."""
+    torch = frameworks.torch()
+    torch.manual_seed(0)
+    net = norms_and_fused_attention(bias).double().eval()
+    inputs = torch.randn(1, 3, 8, 8, dtype=torch.float64)
+    with torch.no_grad():
+        logits = net(inputs)[0]
+    target = int(logits.argmax())
+    run = heatkit.explain(net, inputs, ["lrp.z", "deeplift"], target=target, progress=False,
+                          settings={**QUIET, "lrp.attention": "cp", "deeplift.baseline": "mean"})
+    assert set(run.maps) == {"lrp.z", "deeplift"}, run.result.skipped
+    pixel = torch.tensor(run.model.input_value("mean"))[None, :, None, None]
+    with torch.no_grad():
+        change = float(logits[target] - net(pixel.expand_as(inputs).contiguous())[0, target])
+    assert abs(change) > 1e-3
+    assert run.maps["deeplift"].sum(dtype=np.float64) == pytest.approx(change, rel=1e-5)
+    if not bias:
+        assert run.maps["lrp.z"].sum(dtype=np.float64) == pytest.approx(float(logits[target]), rel=1e-5)
+
