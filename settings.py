@@ -260,6 +260,11 @@ rollout = dict(
     head_fusion='mean',  # how a block's heads are fused: the paper's mean, or their max or min
 )
 
+# legrad: LeGrad (Bousselham et al. 2024) on a vision transformer.
+legrad = dict(
+    blocks=0,  # how many of the last blocks' maps are averaged; 0 for all of them
+)
+
 # occlusion: Zeiler & Fergus 2014. A pixel's relevance is the drop of the explained class's
 # probability when a patch covering it is set to `fill`, averaged over the patches covering it; or,
 # with a mask, when its region is.

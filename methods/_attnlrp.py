@@ -30,8 +30,9 @@ import functools
 from heatkit.base import frameworks
 from heatkit.base.errors import NotApplicable
 from heatkit.methods._activations import in_place
+from heatkit.methods._attention import written_attention
 from heatkit.methods._rerouting import (activated, functions, normalization_arguments, operands, rerouted, ruled_pass,
-                                        scaled_and_shifted, uncovered, written_attention)
+                                        scaled_and_shifted, uncovered)
 
 STABLE = 1e-12  # keeps f(x) / x finite at x = 0, where the relevance x times it is 0 anyway
 

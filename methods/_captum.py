@@ -4,14 +4,21 @@ from __future__ import annotations
 
 import numpy as np
 
+from heatkit.base.engine import gradient_batch
+
 
 def attribute(model, algorithm: str, batch: np.ndarray, target, **kwargs) -> np.ndarray:
     """captum.attr.<algorithm> explaining logit `target` (one class, or one per image) for each
-    image of an NHWC batch."""
+    image of an NHWC batch, in the engine's batches of gradient passes."""
     import captum.attr
 
     net = model.torch
-    inputs = net.tensor(batch).requires_grad_()
-    target = int(target) if np.ndim(target) == 0 else [int(t) for t in target]
-    attribution = getattr(captum.attr, algorithm)(net.forward).attribute(inputs, target=target, **kwargs)
-    return net.array(attribution).transpose(0, 2, 3, 1)
+    explainer = getattr(captum.attr, algorithm)(net.forward)
+    size = gradient_batch(model)
+    targets = np.broadcast_to(np.asarray(target), (len(batch),))
+    parts = []
+    for start in range(0, len(batch), size):
+        inputs = net.tensor(batch[start:start + size]).requires_grad_()
+        found = explainer.attribute(inputs, target=[int(t) for t in targets[start:start + size]], **kwargs)
+        parts.append(net.array(found))
+    return np.concatenate(parts).transpose(0, 2, 3, 1)

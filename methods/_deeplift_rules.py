@@ -31,8 +31,9 @@ import numpy as np
 from heatkit.base import frameworks
 from heatkit.base.errors import NotApplicable
 from heatkit.methods._activations import Call, derivative, in_place, name_of
+from heatkit.methods._attention import written_attention
 from heatkit.methods._rerouting import (activated, functions, normalization_arguments, operands, rerouted, ruled_pass,
-                                        scaled_and_shifted, uncovered, written_attention)
+                                        scaled_and_shifted, uncovered)
 
 NEAR_ZERO = 1e-10  # captum's threshold below which the secant becomes the derivative
 

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import functools
 import inspect
-import math
 from contextlib import contextmanager
 
 from heatkit.base import frameworks
@@ -87,22 +86,6 @@ def operands(func, args) -> list:
     if func in (torch.baddbmm, torch.Tensor.baddbmm):
         return list(args[1:3])
     return list(args[:2])
-
-
-def written_attention(product, softmax, q, k, v, attn_mask=None, dropout_p=0.0, is_causal=False, scale=None,
-                      enable_gqa=False):
-    """F.scaled_dot_product_attention written out at inference, its two products and its softmax
-    by the ruled `product(a, b)` and `softmax(scores)` of the method."""
-    torch = frameworks.torch()
-    if enable_gqa:
-        raise NotApplicable("the rules have no form for grouped-query attention")
-    scores = product(q, k.transpose(-2, -1)) * (1 / math.sqrt(q.shape[-1]) if scale is None else scale)
-    if is_causal:
-        causal = torch.ones(scores.shape[-2:], dtype=torch.bool, device=scores.device).tril()
-        scores = scores.masked_fill(~causal, float("-inf"))
-    if attn_mask is not None:
-        scores = scores.masked_fill(~attn_mask, float("-inf")) if attn_mask.dtype == torch.bool else scores + attn_mask
-    return product(softmax(scores), v)
 
 
 def uncovered(func, args, activated) -> str | None:

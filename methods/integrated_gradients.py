@@ -11,6 +11,7 @@ both ends included, which no captum rule equals).
 """
 import numpy as np
 
+from heatkit.base.engine import gradient_batch
 from heatkit.base.rules import Choice, Int, PixelValue
 from heatkit.methods import _captum, _keras_rules, channel_sum
 from heatkit.methods._entry import GRADIENT_PASSES, Method, Needs, Paper, Setting, Settings
@@ -27,7 +28,8 @@ def on_keras(model, image, target, params):
 def on_torch(model, image, target, params):
     reference = model.torch.tensor(np.full_like(image, params["reference"])[None])
     attribution = _captum.attribute(model, "IntegratedGradients", image[None], target, baselines=reference,
-                                    n_steps=params["steps"], method=params["rule"])
+                                    n_steps=params["steps"], method=params["rule"],
+                                    internal_batch_size=gradient_batch(model))
     return channel_sum(attribution[0])
 
 

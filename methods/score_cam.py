@@ -19,7 +19,9 @@ def scorecam(at: AtLayer) -> np.ndarray:
     rows, cols = corners_aligned(at.activations.shape[0], height), corners_aligned(at.activations.shape[1], width)
 
     def masked_logits(start, stop):
-        upsampled = np.einsum("yi,ijk,xj->kyx", rows, at.activations[..., start:stop], cols)
+        # (maps, height, width) by two matrix products (numpy's einsum of all three operands at once,
+        # a loop over every index, took a fifth of the call)
+        upsampled = rows @ at.activations[..., start:stop].transpose(2, 0, 1) @ cols.T
         low = upsampled.min(axis=(1, 2), keepdims=True)
         masks = (upsampled - low) / (upsampled.max(axis=(1, 2), keepdims=True) - low + SCALE_EPSILON)
         return at.model.logits(masks[..., None] * at.image)[:, at.target]

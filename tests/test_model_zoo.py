@@ -20,7 +20,7 @@ CHEAP = {"faithfulness.curves": False, "input_size": [SIDE, SIDE], "pda.levels":
          "ig.steps": 16, "sg.augment_by_n": 2, "occlusion.patch": 8, "occlusion.stride": 8}
 ATTNLRP = ("lrp.z", "lrp.epsilon")  # where zennit's rules do not apply, these take AttnLRP's
 # name -> the methods that do not apply to it, each with a piece of its true reason
-CNN = {"rollout": "no attention layers", "chefer": "no attention layers"}
+CNN = {"rollout": "computes no attention", "chefer": "computes no attention", "legrad": "VisionTransformer"}
 ZOO = {
     "torchvision:resnet18": CNN,
     "torchvision:vgg11": {**CNN, "cam": "reads no global average"},

@@ -234,9 +234,9 @@ def test_every_method_runs_on_a_residual_batchnorm_network(framework, torch_net,
     # Meaningful Perturbation optimizes its mask with torch's autograd, Ablation-CAM ablates with a torch hook,
     # innvestigate has no gamma rule: a Keras-only model has none of them
     torch_only = [key for key, method in REGISTRY.items() if list(method.impl) == ["torch"]]
-    attention = [key for key, method in REGISTRY.items() if method.needs is Needs.ATTENTION]  # a CNN has none
-    skipped = {key: f"{key} runs on torch" for key in torch_only} if framework == "keras" else \
-        {key: "the model has no attention layers" for key in attention}
+    attention = {key: "LeGrad reads" if key == "legrad" else "the model computes no attention"  # a CNN has none
+                 for key, method in REGISTRY.items() if method.needs is Needs.ATTENTION}
+    skipped = {key: f"{key} runs on torch" for key in torch_only} if framework == "keras" else attention
     assert set(run.maps) == set(REGISTRY) - set(skipped) and not run.result.failures
     assert {key: reason[:len(skipped[key])] for key, reason in run.result.skipped.items()} == skipped
     for key, attribution in run.maps.items():

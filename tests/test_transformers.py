@@ -106,9 +106,9 @@ def test_torchvisions_multihead_attention_is_read_as_torch_computes_it(image):
     for hook in hooks:
         hook.remove()
     recorded = _attention.record(model, image, TARGET)
-    assert recorded.grid == (GRID, GRID) and recorded.prefix == 1
-    for ours, reference in zip(recorded.maps, theirs):
-        np.testing.assert_allclose(ours, reference, rtol=1e-5, atol=1e-7)
+    assert recorded.grid == (GRID, GRID) and recorded.prefix == 1 and len(recorded.calls) == len(theirs)
+    for call, reference in zip(recorded.calls, theirs):
+        np.testing.assert_allclose(call.weights[0], reference, rtol=1e-5, atol=1e-7)
     np.testing.assert_allclose(model.logits(image[None]), logits.numpy(), rtol=1e-5, atol=1e-6)
     assert "forward" not in vars(blocks[0])  # the module's own forward is back
 
@@ -145,6 +145,59 @@ def test_attention_methods_on_a_cnn_say_why_not():
     torch = frameworks.torch()
     nn = torch.nn
     net = nn.Sequential(nn.Conv2d(3, 4, 3), nn.ReLU(), nn.Flatten(), nn.Linear(4 * 6 * 6, 3))
-    run = heatkit.explain(net, np.random.default_rng(0).random((8, 8, 3)), ["rollout", "chefer"],
+    run = heatkit.explain(net, np.random.default_rng(0).random((8, 8, 3)), ["rollout", "chefer", "legrad"],
                           settings={"input_size": [8, 8]}, progress=False)
-    assert all("no attention layers" in reason for reason in run.result.skipped.values()) and not run.maps
+    skipped = run.result.skipped
+    assert "computes no attention" in skipped["rollout"] and "computes no attention" in skipped["chefer"]
+    assert "torchvision's and timm's VisionTransformer" in skipped["legrad"] and not run.maps
+
+
+def test_legrad_equals_torchcams_on_a_torchvision_vit(image):
+    """torchcam 0.5's LeGrad, every block a target, its unnormalized map upsampled as ours is."""
+    torch = frameworks.torch()
+    from torchcam.methods import LeGrad
+    from torchvision.models.vision_transformer import VisionTransformer
+
+    torch.manual_seed(0)
+    net = VisionTransformer(image_size=SIDE, patch_size=PATCH, num_layers=3, num_heads=2, hidden_dim=16, mlp_dim=32,
+                            num_classes=10).eval()
+    with torch.no_grad():
+        net.heads.head.weight.normal_(0, 0.5)
+    model = heatkit.load_model(net, settings={"input_size": [SIDE, SIDE], "preprocess.mean": [0, 0, 0],
+                                              "preprocess.std": [1, 1, 1]})
+    ours = attention.legrad(model, image, TARGET, {"blocks": 0})
+    last_two = attention.legrad(model, image, TARGET, {"blocks": 2})
+    inputs = torch.from_numpy(image.transpose(2, 0, 1)[None].astype(np.float32))
+    for blocks, mine in [(list(net.encoder.layers), ours), (list(net.encoder.layers)[-2:], last_two)]:
+        with LeGrad(net, blocks) as extractor:
+            scores = net(inputs)
+            theirs = extractor(TARGET, scores, normalized=False)[0][0].numpy()
+        assert np.ptp(theirs) > 0
+        np.testing.assert_allclose(mine, _layers.upsample(theirs, (SIDE, SIDE)), rtol=1e-4,
+                                   atol=1e-6 * np.abs(theirs).max())
+    assert np.abs(ours - last_two).max() > 1e-3 * np.abs(ours).max()
+
+
+def test_legrad_on_a_timm_vit_reads_each_block_with_the_models_head(timm_vit, image):
+    """Each block's tokens averaged, through timm's final norm and head; the class score's gradient
+    at that block's attention, its positive part averaged over heads and queries, the class
+    token's key dropped, averaged over the blocks: computed here on the forward pass by hand."""
+    torch = frameworks.torch()
+    model = heatkit.load_model(timm_vit, settings={"input_size": [SIDE, SIDE], "preprocess.mean": [0, 0, 0],
+                                                   "preprocess.std": [1, 1, 1]})
+    inputs = torch.from_numpy(image.transpose(2, 0, 1)[None].astype(np.float32))
+    tokens, maps, scores = timm_vit._pos_embed(timm_vit.patch_embed(inputs)), [], []
+    for block in timm_vit.blocks:
+        heads = block.attn.num_heads
+        q, k, v = block.attn.qkv(block.norm1(tokens)).reshape(1, -1, 3, heads, tokens.shape[-1] // heads).permute(2, 0, 3, 1, 4)
+        weights = (q @ k.transpose(-2, -1) / np.sqrt(tokens.shape[-1] // heads)).softmax(-1)
+        tokens = tokens + block.attn.proj((weights @ v).transpose(1, 2).reshape(tokens.shape))
+        tokens = tokens + block.mlp(block.norm2(tokens))
+        maps.append(weights)
+        scores.append(timm_vit.head(timm_vit.norm(tokens.mean(1)))[0, TARGET])
+    positive = [torch.autograd.grad(score, weights, retain_graph=True)[0][0].clamp_min(0).mean((0, 1))[1:]
+                for score, weights in zip(scores, maps)]
+    expected = _layers.upsample(torch.stack(positive).mean(0).reshape(GRID, GRID).numpy(), (SIDE, SIDE))
+    ours = attention.legrad(model, image, TARGET, {"blocks": 0})
+    assert np.ptp(ours) > 0
+    np.testing.assert_allclose(ours, expected, rtol=1e-4, atol=1e-6 * np.abs(expected).max())

@@ -55,6 +55,17 @@ FULL_PASS_IMAGES = 8
 # evaluation pays the graph's Python overhead for a handful of rows (one Shapley walk over a
 # 32 x 32 RGB ResNet-18 input took 32 s, and 2 s as batched full passes)
 WINDOWED_WALKS = 8
+# A batch of gradient passes (the gradient family's noisy copies and path points, and images given
+# together): at most GRADIENT_IMAGES images, and fewer where their forward passes' activations pass
+# GRADIENT_BYTES. Smaller and larger batches ran slower (ResNet-50 at 224 on 2 cores, 64 images: 34 to
+# 39 s at once, 26 to 28 s in batches of 16 or 32, 33 to 36 s in batches of 11, 30 to 34 s of 8).
+GRADIENT_IMAGES = 16
+GRADIENT_BYTES = 2 << 30
+
+
+def gradient_batch(model) -> int:
+    """Images a batch of gradient passes of the model takes."""
+    return max(1, min(GRADIENT_IMAGES, GRADIENT_BYTES // max(1, model.activation_bytes)))
 
 
 class Engine:

@@ -290,6 +290,10 @@ class Model(Evaluated):
     def probabilities(self, batch: np.ndarray) -> np.ndarray:
         return self.evaluator.probabilities(batch)
 
+    def logits_and_probabilities(self, batch: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Both from one forward pass."""
+        return self.evaluator.logits_and_probabilities(batch)
+
     @property
     def activation_bytes(self) -> int:
         """Bytes one image's forward pass allocates on the evaluating framework."""

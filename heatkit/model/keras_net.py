@@ -216,6 +216,10 @@ class KerasNet:
     def probabilities(self, batch: np.ndarray) -> np.ndarray:
         return self._run(batch)[1]
 
+    def logits_and_probabilities(self, batch: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        logits, probabilities = self._run(batch)
+        return logits, probabilities
+
     @cached_property
     def affine_split(self) -> AffineSplit | None:
         """For a chain of layers: Input, Flatten, Dense, then anything. The head re-uses the layers,

@@ -10,6 +10,7 @@ from typing import Iterator
 import numpy as np
 
 from heatkit.base import contract
+from heatkit.base.engine import gradient_batch
 from heatkit.base.progress import Meter, say
 from heatkit.base.run_state import RunState, current, running
 from heatkit.base.errors import NotApplicable, UsageError
@@ -37,12 +38,12 @@ class MethodOutcome:
 
 def image_result(model, image: np.ndarray, display: np.ndarray, name: str, keys: list[str], cfg: dict,
             target: int | None, backend: str, verbose: bool = False, curves: bool = True,
-            probabilities: np.ndarray | None = None, ready: dict[str, MethodOutcome] | None = None,
+            scored: tuple[np.ndarray, np.ndarray] | None = None, ready: dict[str, MethodOutcome] | None = None,
             position: str = "") -> ImageResult:
     """Every method's map for `image` (the model's input; `display` is it in [0, 1] for the figure),
     explaining `target` (default: the predicted class), with the gradient family on `backend`.
-    `probabilities` and the `ready` methods' outcomes, where given, were computed for several
-    images at once (image_results).
+    `scored` (the image's logits and probabilities) and the `ready` methods' outcomes, where given,
+    were computed for several images at once (image_results).
 
     A method that raises, or gives a map with NaN or infinite values, is recorded as a failure with
     its message, one that does not apply to this model as skipped with the reason; the others
@@ -52,8 +53,8 @@ def image_result(model, image: np.ndarray, display: np.ndarray, name: str, keys:
     the method (where their settings ask for them). Each method says when it starts, `position`
     ("image 2 of 5, ") before it.
     """
-    if probabilities is None:
-        probabilities = model.probabilities(image[None])[0]
+    logits, probabilities = [values[0] for values in model.logits_and_probabilities(image[None])] \
+        if scored is None else scored
     result = ImageResult(name=name, image=display, probabilities=probabilities,
                          target=int(probabilities.argmax()) if target is None else target, settings=cfg,
                          top_k=cfg["figure"]["top_k"], true_label=model.true_label(display),
@@ -73,7 +74,7 @@ def image_result(model, image: np.ndarray, display: np.ndarray, name: str, keys:
             break
         _record(result, key, outcome)
     if result.maps and not result.interrupted:
-        result.add_scores(completeness_gaps(model, image, result.target, result.maps, cfg))
+        result.add_scores(completeness_gaps(model, image, logits[result.target], result.target, result.maps, cfg))
     if curves and cfg["faithfulness"]["curves"] is True and result.maps and not result.interrupted:
         say(f"{position}faithfulness curves of {len(result.maps)} maps", current().options.progress)
         try:
@@ -96,11 +97,13 @@ def image_results(model, images: list[np.ndarray], displays: list[np.ndarray], n
                    cfg: dict, chosen: list[int | None], backend: str, verbose: bool = False) -> Iterator[ImageResult]:
     """image_result() of each image in turn, explaining its `chosen` class (None: its predicted class);
     first, the probabilities of all of them, and the maps of the methods that take a batch of
-    images (the gradient family, DeepLIFT and LRP on PyTorch), in batches that keep a forward and a
-    backward pass within perturbation.memory_mb."""
-    size = max(1, (current().options.memory_mb << 20) // max(1, 3 * model.activation_bytes))
+    images (the gradient family, DeepLIFT and LRP on PyTorch), in the engine's batches of gradient
+    passes."""
+    size = gradient_batch(model)
     spans = [(start, min(len(images), start + size)) for start in range(0, len(images), size)]
-    probabilities = np.concatenate([model.probabilities(np.stack(images[a:b])) for a, b in spans])
+    scored = [model.logits_and_probabilities(np.stack(images[a:b])) for a, b in spans]
+    logits = np.concatenate([found for found, _ in scored])
+    probabilities = np.concatenate([found for _, found in scored])
     targets = np.array([row.argmax() if target is None else target for row, target in zip(probabilities, chosen)])
     ready: list[dict[str, MethodOutcome]] = [{} for _ in images]
     if len(images) > 1 and np.isfinite(probabilities).all():
@@ -113,10 +116,10 @@ def image_results(model, images: list[np.ndarray], displays: list[np.ndarray], n
                     for index, outcome in enumerate(_batched(model, images[a:b], targets[a:b], key, cfg, framework,
                                                              verbose), start=a):
                         ready[index][key] = outcome
-    for number, (image, display, name, image_probabilities, prepared, target) in enumerate(
-            zip(images, displays, names, probabilities, ready, chosen), start=1):
+    for number, (image, display, name, image_logits, image_probabilities, prepared, target) in enumerate(
+            zip(images, displays, names, logits, probabilities, ready, chosen), start=1):
         yield image_result(model, image, display, name, keys, cfg, target, backend, verbose,
-                      probabilities=image_probabilities, ready=prepared,
+                      scored=(image_logits, image_probabilities), ready=prepared,
                       position=f"image {number} of {len(images)} ({name}): " if len(images) > 1 else "")
 
 
@@ -135,19 +138,21 @@ def method_params(method, cfg: dict, model) -> dict:
 COMPLETENESS_TOLERANCE = 0.05  # a gap past this share of the logit's change is said in a note
 
 
-def completeness_gaps(model, image: np.ndarray, target: int, maps: dict[str, np.ndarray],
+def completeness_gaps(model, image: np.ndarray, logit: float, target: int, maps: dict[str, np.ndarray],
                       cfg: dict) -> dict[str, dict[str, float]]:
     """Per map of a method that explains a change from its own reference (IG, DeepLIFT): how far
-    its sum is from that change of the logit, |sum - (f(x) - f(reference))| / |f(x) - f(reference)|
-    (None where the logit does not change). Two forward passes a map."""
-    gaps = {}
+    its sum is from that change of the target's `logit` at the image, |sum - (f(x) - f(reference))|
+    / |f(x) - f(reference)| (None where the logit does not change). A forward pass a reference."""
+    gaps, references = {}, {}
     for key, attribution in maps.items():
         method = REGISTRY[key.partition("@")[0]]
         if method.reference is None:
             continue
-        reference = np.full_like(image, model.input_value(cfg[method.settings.name][method.reference]))
-        logits = model.logits(np.stack([image, reference]))[:, target].astype(np.float64)
-        change = logits[0] - logits[1]
+        pixel = cfg[method.settings.name][method.reference]  # 0, 1, "mean": IG's and DeepLIFT's alike share a pass
+        if pixel not in references:
+            reference = np.full_like(image, model.input_value(pixel))
+            references[pixel] = model.logits(reference[None])[0, target]
+        change = np.float64(logit) - np.float64(references[pixel])
         gap = abs(attribution.astype(np.float64).sum() - change) / abs(change) if change != 0 else None
         gaps[key] = {"completeness_gap": gap}
     return gaps
