@@ -29,7 +29,7 @@ ZOO = {
     "torchvision:vit_b_16(image_size=32)": {"gb": "attention", "deconvnet": "attention", "guided_gradcam": "attention",
                                             "lrp": "LayerNorm",
                                             "cam": "reads no global average"},
-    "timm:resnet18": CNN,
+    "timm:resnet10t": CNN,  # timm's three-convolution stem and average-pooled shortcuts
     "timm:vit_tiny_patch16_224(img_size=32)": {"gb": "attention", "deconvnet": "attention", "guided_gradcam": "attention",
                                                "lrp": "layer_norm",
                                                "cam": "reads no global average"},
@@ -100,7 +100,7 @@ def test_a_zoo_model_by_name_runs_every_method_or_says_why_not(name, image, tmp_
         with torch.no_grad():
             baseline = net(nchw(normalised(net, np.zeros_like(image))))[0, target]  # DeepLIFT's baseline: black pixels
         change = float(logits[0, target].detach() - baseline)
-        assert run.maps["deeplift"].sum(dtype=np.float64) == pytest.approx(change, rel=1e-3, abs=1e-5)
+        assert run.maps["deeplift"].sum(dtype=np.float64) == pytest.approx(change, rel=1e-4, abs=1e-5)
 
 
 def test_resnet18_matches_captum_zennit_and_a_hand_grad_cam(image, tmp_path):

@@ -13,6 +13,7 @@ from heatkit.methods.registry import REGISTRY
 
 SIDE, PATCH, TARGET = 32, 8, 3
 GRID = SIDE // PATCH
+PLAIN = {"input_size": [SIDE, SIDE], "preprocess.mean": [0, 0, 0], "preprocess.std": [1, 1, 1]}
 
 
 @pytest.fixture(scope="module")
@@ -26,6 +27,19 @@ def timm_vit():
     with torch.no_grad():
         net.head.weight.normal_(0, 0.5)  # timm starts its head at zero
     return net
+
+
+def torchvision_vit(layers: int):
+    """torchvision's ViT at reduced size, seeded, and heatkit's model of it."""
+    torch = frameworks.torch()
+    from torchvision.models.vision_transformer import VisionTransformer
+
+    torch.manual_seed(0)
+    net = VisionTransformer(image_size=SIDE, patch_size=PATCH, num_layers=layers, num_heads=2, hidden_dim=16,
+                            mlp_dim=32, num_classes=10).eval()
+    with torch.no_grad():
+        net.heads.head.weight.normal_(0, 0.5)  # torchvision starts its head at zero
+    return net, heatkit.load_model(net, settings=PLAIN)
 
 
 @pytest.fixture(scope="module")
@@ -58,8 +72,7 @@ def on_the_grid(flow):
 
 
 def test_rollout_is_the_product_of_the_blocks_attention_mixed_with_the_identity(timm_vit, image):
-    model = heatkit.load_model(timm_vit, settings={"input_size": [SIDE, SIDE], "preprocess.mean": [0, 0, 0],
-                                                   "preprocess.std": [1, 1, 1]})
+    model = heatkit.load_model(timm_vit, settings=PLAIN)
     maps, _ = by_hand(timm_vit, image)
     flow = np.eye(GRID * GRID + 1)
     for weights in maps:
@@ -71,8 +84,7 @@ def test_rollout_is_the_product_of_the_blocks_attention_mixed_with_the_identity(
 
 
 def test_chefer_accumulates_the_positive_gradient_weighted_attention(timm_vit, image):
-    model = heatkit.load_model(timm_vit, settings={"input_size": [SIDE, SIDE], "preprocess.mean": [0, 0, 0],
-                                                   "preprocess.std": [1, 1, 1]})
+    model = heatkit.load_model(timm_vit, settings=PLAIN)
     maps, gradients = by_hand(timm_vit, image)
     relevance = np.eye(GRID * GRID + 1)
     for weights, gradient in zip(maps, gradients):
@@ -87,15 +99,7 @@ def test_torchvisions_multihead_attention_is_read_as_torch_computes_it(image):
     """The attention written out gives the module's own logits, and its matrix equals
     nn.MultiheadAttention's need_weights output, per head."""
     torch = frameworks.torch()
-    from torchvision.models.vision_transformer import VisionTransformer
-
-    torch.manual_seed(0)
-    net = VisionTransformer(image_size=SIDE, patch_size=PATCH, num_layers=2, num_heads=2, hidden_dim=16, mlp_dim=32,
-                            num_classes=10).eval()
-    with torch.no_grad():
-        net.heads.head.weight.normal_(0, 0.5)
-    model = heatkit.load_model(net, settings={"input_size": [SIDE, SIDE], "preprocess.mean": [0, 0, 0],
-                                              "preprocess.std": [1, 1, 1]})
+    net, model = torchvision_vit(layers=2)
     inputs = torch.from_numpy(image.transpose(2, 0, 1)[None].astype(np.float32))
     blocks, theirs = [layer.self_attention for layer in net.encoder.layers], []
     hooks = [block.register_forward_pre_hook(lambda module, args: theirs.append(
@@ -118,8 +122,7 @@ def test_grad_cam_on_a_token_layer_equals_pytorch_grad_cams_reshape_transform(ti
     from pytorch_grad_cam import GradCAM
     from pytorch_grad_cam.utils.model_targets import ClassifierOutputTarget
 
-    model = heatkit.load_model(timm_vit, settings={"input_size": [SIDE, SIDE], "preprocess.mean": [0, 0, 0],
-                                                   "preprocess.std": [1, 1, 1]})
+    model = heatkit.load_model(timm_vit, settings=PLAIN)
     ours = REGISTRY["gradcam"].impl["torch"](model, image, TARGET, {"layers": None})  # default: blocks.1.norm1
 
     def reshape_transform(tokens):
@@ -156,15 +159,8 @@ def test_legrad_equals_torchcams_on_a_torchvision_vit(image):
     """torchcam 0.5's LeGrad, every block a target, its unnormalized map upsampled as ours is."""
     torch = frameworks.torch()
     from torchcam.methods import LeGrad
-    from torchvision.models.vision_transformer import VisionTransformer
 
-    torch.manual_seed(0)
-    net = VisionTransformer(image_size=SIDE, patch_size=PATCH, num_layers=3, num_heads=2, hidden_dim=16, mlp_dim=32,
-                            num_classes=10).eval()
-    with torch.no_grad():
-        net.heads.head.weight.normal_(0, 0.5)
-    model = heatkit.load_model(net, settings={"input_size": [SIDE, SIDE], "preprocess.mean": [0, 0, 0],
-                                              "preprocess.std": [1, 1, 1]})
+    net, model = torchvision_vit(layers=3)
     ours = attention.legrad(model, image, TARGET, {"blocks": 0})
     last_two = attention.legrad(model, image, TARGET, {"blocks": 2})
     inputs = torch.from_numpy(image.transpose(2, 0, 1)[None].astype(np.float32))
@@ -183,8 +179,7 @@ def test_legrad_on_a_timm_vit_reads_each_block_with_the_models_head(timm_vit, im
     at that block's attention, its positive part averaged over heads and queries, the class
     token's key dropped, averaged over the blocks: computed here on the forward pass by hand."""
     torch = frameworks.torch()
-    model = heatkit.load_model(timm_vit, settings={"input_size": [SIDE, SIDE], "preprocess.mean": [0, 0, 0],
-                                                   "preprocess.std": [1, 1, 1]})
+    model = heatkit.load_model(timm_vit, settings=PLAIN)
     inputs = torch.from_numpy(image.transpose(2, 0, 1)[None].astype(np.float32))
     tokens, maps, scores = timm_vit._pos_embed(timm_vit.patch_embed(inputs)), [], []
     for block in timm_vit.blocks:
