@@ -30,7 +30,7 @@ def drawn(image: np.ndarray, params: dict) -> tuple[np.ndarray, np.ndarray, np.n
         else np.full((1, *image.shape), params["reference"])
     chosen = rng.integers(0, len(baselines), params["samples"])
     noise = rng.standard_normal((params["samples"], *image.shape), dtype=np.float32) * \
-        np.float32(params["noise_scale"] * (high - low))  # float32, as the model takes it: drawn in a third of the time
+        np.float32(params["noise_scale"] * (high - low))  # drawn in float32: half the time or less
     return baselines, chosen, noise, rng.uniform(0.0, 1.0, params["samples"])
 
 
