@@ -7,6 +7,8 @@ threads), one image, the faithfulness curves off.
                                             # EfficientNet-B0 and ConvNeXt-T, and Inception-v3 at
                                             # 80 x 80 (its smallest input is 75 x 75), the per-pixel
                                             # methods at CHEAP's settings: about 20 minutes
+    .venv/bin/python bench/modern.py --attention  # the attention methods, Grad-CAM and Score-CAM on
+                                                  # timm's ViT-S at 224, a second call: about 1 minute
 
 Each prints a Markdown table: the seconds of each method's call, as heatkit.explain reports them,
 and of the whole run (for --all, the three slowest methods).
@@ -39,6 +41,8 @@ EVERY = {"swin_t": ({}, 64), "mobilenet_v3_small": ({}, 64), "efficientnet_b0": 
 def main() -> None:
     if "--all" in sys.argv[1:]:
         return every_method()
+    if "--attention" in sys.argv[1:]:
+        return attention()
     import torchvision
 
     torch = frameworks.torch()
@@ -82,6 +86,22 @@ def every_method() -> None:
         slowest = sorted(run.result.seconds.items(), key=lambda item: -item[1])[:3]
         print(f"| {arch} | {side} x {side} | {len(run.maps)} | {len(run.result.skipped)} | "
               f"{', '.join(f'{key} {value:.0f} s' for key, value in slowest)} | {seconds / 60:.1f} min |", flush=True)
+
+
+def attention() -> None:
+    import timm
+
+    torch = frameworks.torch()
+    torch.set_num_threads(2)
+    torch.manual_seed(0)
+    net = timm.create_model("vit_small_patch16_224", pretrained=False).eval()
+    image = np.random.default_rng(0).random((224, 224, 3))
+    model = heatkit.load_model(net, settings=SETTINGS)
+    methods = ["rollout", "chefer", "legrad", "gradcam", "scorecam"]
+    heatkit.explain(model, image, methods[:-1], settings=SETTINGS, progress=False)  # the first call builds caches
+    run = heatkit.explain(model, image, methods, settings=SETTINGS, progress=False)
+    print(f"| network | {' | '.join(methods)} |\n|---|{'---|' * len(methods)}")
+    print(f"| vit_small_patch16_224 | {' | '.join(f'{run.result.seconds[key]:.1f} s' for key in methods)} |")
 
 
 if __name__ == "__main__":
