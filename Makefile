@@ -17,8 +17,10 @@ SUDO := $(if $(filter 0,$(shell id -u)),,sudo)
 demo: $(MODELS)
 	$(PY) heatmap_script.py -ip images/chelsea.png -hm all
 
+# worksteal: an idle worker takes tests queued on the other, so that the long ones left at the end
+# do not run one at a time (the suite took 250 s here where it took 274 to 290 s without it)
 test: $(MODELS) browser
-	$(PY) -m pytest -q -n 2 --durations=15
+	$(PY) -m pytest -q -n 2 --dist worksteal --durations=15
 
 # the documentation site, from docs/ into site/
 docs: $(VENV)/.installed
