@@ -72,8 +72,7 @@ def recording(model):
     if net.scripted:
         raise NotApplicable(NO_HOOKS)
     recorder = _recorder_class()()
-    multihead = [module for module in net.module.modules() if is_attention(module)]
-    with explicit(multihead), _windows(net.module, recorder), recorder:
+    with explicit(net.module), _windows(net.module, recorder), recorder:
         yield recorder
     if not recorder.found:
         raise NotApplicable(NO_ATTENTION)
@@ -245,8 +244,8 @@ def token_grid(model) -> tuple[int, int]:
 
 
 def is_attention(module) -> bool:
-    """timm's Attention and torch's nn.MultiheadAttention: the modules whose attention is written
-    out (explicit), and after whose last one Grad-CAM reads a transformer's tokens."""
+    """timm's Attention and torch's nn.MultiheadAttention: the modules after whose last one
+    Grad-CAM reads a transformer's tokens, one a block."""
     return isinstance(module, frameworks.torch().nn.MultiheadAttention) or _is_timm_attention(module)
 
 
@@ -255,18 +254,16 @@ def _is_timm_attention(module) -> bool:
 
 
 @contextmanager
-def explicit(attention: list):
-    """Each attention module computing its matrix as a tensor, out of the operations a
-    TorchFunctionMode sees: nn.MultiheadAttention written out, timm's fused kernel off."""
+def explicit(module):
+    """Each nn.MultiheadAttention in the module written out, so that its matrix is a tensor made
+    of the operations a TorchFunctionMode sees (F.scaled_dot_product_attention, which timm's
+    Attention calls, each mode writes out itself: written_attention)."""
     torch = frameworks.torch()
     with ExitStack() as stack:
-        for module in attention:
-            if isinstance(module, torch.nn.MultiheadAttention):
-                module.forward = _self_attention(module)
-                stack.callback(delattr, module, "forward")
-            else:
-                fused, module.fused_attn = module.fused_attn, False
-                stack.callback(setattr, module, "fused_attn", fused)
+        for inner in module.modules():
+            if isinstance(inner, torch.nn.MultiheadAttention):
+                inner.forward = _self_attention(inner)
+                stack.callback(delattr, inner, "forward")
         yield
 
 

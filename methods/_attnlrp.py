@@ -19,9 +19,9 @@ activation it reaches.
 A bias-free network keeps the logit's relevance whole under these rules, but for AttnLRP's softmax,
 whose rule leaves a share where a bias would. An operation no rule here covers (a division by an
 activation; exp, log, a power or a root of one) makes the method not applicable, named.
-nn.MultiheadAttention and timm's Attention write their matrix out for the rules to reach it
-(methods/_attention.py); other code's F.scaled_dot_product_attention is written out here. The
-shared machinery is methods/_rerouting.py.
+nn.MultiheadAttention is written out for the rules to reach its matrix (methods/_attention.py),
+and F.scaled_dot_product_attention, which timm's Attention and other code call, is written out
+here. The shared machinery is methods/_rerouting.py.
 """
 from __future__ import annotations
 

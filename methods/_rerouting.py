@@ -4,7 +4,8 @@ sends each operation's gradient back by a rule, set up by rerouting (the value f
 linear map of an input backward); which tensors are activations (computed from the input, the
 parameters held constant); and which functions each kind of rule covers.
 
-nn.MultiheadAttention and timm's Attention write their matrix out for the rules to reach it
+nn.MultiheadAttention is written out for the rules to reach its matrix, and each method writes
+out F.scaled_dot_product_attention (timm's Attention calls it) the same way
 (methods/_attention.py).
 """
 from __future__ import annotations
@@ -25,8 +26,7 @@ def ruled_pass(net):
     if net.scripted:
         raise NotApplicable("the rule changes each operation's backward pass, which TorchScript runs in C++ out of "
                             "Python's reach; give the model as Python code")
-    attention_modules = [module for module in net.module.modules() if _attention.is_attention(module)]
-    with constant_parameters(net.module), _attention.explicit(attention_modules):
+    with constant_parameters(net.module), _attention.explicit(net.module):
         yield
 
 
