@@ -94,7 +94,7 @@ perturbation = dict(
     max_fast_fraction=0.5,  # edits that change more of the input than this take full passes
     # the windowed path (convolutional networks) is taken where a window's change costs this many
     # times fewer multiply-adds than a full pass; below, full passes are faster. 0: wherever it applies
-    min_flop_ratio=1.8,
+    min_flop_ratio=1.1,
     # 0: the windowed path is exact. Krypton's approximate mode (opt-in), a fraction in (0, 1]: each
     # convolution and pooling recomputes at most this fraction of its output's side around the
     # change, dropping the rest of it: faster, not exact (bench/windowed.py reports its error)

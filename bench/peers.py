@@ -83,7 +83,9 @@ class Bench:
         rng = np.random.default_rng(0)
         self.pixels = [rng.random((SIDE, SIDE, 3)) for _ in range(16)]
         inputs = np.stack([self.model.preprocess(image) for image in self.pixels]).transpose(0, 3, 1, 2)
-        self.batch = self.torch.tensor(inputs, dtype=self.torch.float32)
+        # contiguous NCHW, as a user's transforms give it (torch.tensor keeps the transposed array's
+        # strides: the peers' inputs were channels-last)
+        self.batch = self.torch.tensor(inputs, dtype=self.torch.float32).contiguous()
         self.tensor = self.batch[:1]
         self.target = int(self.predicted(self.tensor)[0])
 
@@ -168,7 +170,8 @@ class Bench:
         from skimage.transform import resize
 
         image = resize(self.pixels[0], (side, side), order=1, anti_aliasing=False)
-        return self.torch.tensor(self.model.preprocess(image).transpose(2, 0, 1)[None], dtype=self.torch.float32)
+        return self.torch.tensor(self.model.preprocess(image).transpose(2, 0, 1)[None], dtype=self.torch.float32
+                                 ).contiguous()
 
     def occlusion(self, side: int) -> tuple:
         """Occlusion at the window users get (16 x 16 at 224, the same share of other sizes, half of
@@ -258,7 +261,7 @@ class Bench:
 
     def black(self):
         return self.torch.tensor(self.model.preprocess(np.zeros((SIDE, SIDE, 3))).transpose(2, 0, 1)[None],
-                                 dtype=self.torch.float32)
+                                 dtype=self.torch.float32).contiguous()
 
     def zennit(self, composite: str) -> Callable:
         """zennit on the torchvision ResNet, as its documentation composes it."""

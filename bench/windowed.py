@@ -83,7 +83,7 @@ def captum_occlusion(torch, net, image, target, patch, stride):
     """captum's map and seconds at its best perturbations_per_eval."""
     from captum.attr import Occlusion
 
-    tensor = torch.tensor(image.transpose(2, 0, 1)[None], dtype=torch.float32)
+    tensor = torch.tensor(image.transpose(2, 0, 1)[None], dtype=torch.float32).contiguous()  # NCHW, as users have it
     occlusion = Occlusion(lambda batch: torch.softmax(net(batch), dim=1))
     best = None
     for per_eval in (1, 16, 64):

@@ -39,7 +39,8 @@ NEAR_ZERO = 1e-10  # captum's threshold below which the secant becomes the deriv
 
 
 def multipliers(model, images, targets, baseline):
-    """d~ logit / d~ input of each image against the baseline image, (N, C, H, W) as the net takes it."""
+    """(d~ logit / d~ input of each image against the baseline image, (N, C, H, W) as the net takes
+    it; the baseline's logits, a vector)."""
     torch = frameworks.torch()
     net = model.torch
     mode = _mode_class()
@@ -49,7 +50,7 @@ def multipliers(model, images, targets, baseline):
         # gradients, so that what the baseline computes requires one (activated), as on the image's
         # pass, also inside the rules' own arithmetic (attention written out)
         with recorded:
-            net.forward(net.tensor(np.broadcast_to(baseline, images.shape)).requires_grad_())
+            reference = net.forward(net.tensor(np.broadcast_to(baseline, images.shape)).requires_grad_())[0].detach()
         inputs = net.tensor(images).requires_grad_()
         ruled = mode(recorded.kept)
         with ruled:
@@ -57,7 +58,7 @@ def multipliers(model, images, targets, baseline):
     if ruled.count != len(recorded.kept):
         raise _unpaired()
     (found,) = torch.autograd.grad(logits.sum(), inputs)  # each image's logit has its own inputs
-    return found
+    return found, reference
 
 
 def _unpaired() -> NotApplicable:

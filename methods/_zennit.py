@@ -63,6 +63,10 @@ def relevance(model, images, targets, rule, dense=None, first=None):
     canonizers = [_merge_canonizer(z, merges)]
     composite = z.composites.LayerMapComposite(layer_map, canonizers=canonizers) if first is None else \
         z.composites.SpecialFirstLayerMapComposite(layer_map, [first], canonizers=canonizers)
+    # A merged BatchNorm is the identity while the rules hold, and its gradient passes relevance on
+    # whole: no rule (its rule's extra pass, division and product took a tenth of a ResNet-18's call)
+    merged, rule_of = {batch_norm for _, batch_norm in merges}, composite.module_map
+    composite.module_map = lambda ctx, name, module: None if module in merged else rule_of(ctx, name, module)
     inputs = net.tensor(images).requires_grad_()
     rows, targets = torch.arange(len(images)), torch.as_tensor(targets)
     with composite.context(graph) as modified:

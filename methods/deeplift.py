@@ -7,7 +7,8 @@ derivative (the derivative where |z - z0| is below 1e-10, as captum does). Linea
 convolutions, BatchNorm at inference, additions, average pooling) pass their gradient, and max
 pooling shares each window's change between the image's winner and the baseline's (as captum's
 rule does, overlapping windows' shares added), so the attributions sum to logit(x) -
-logit(baseline); each map's gap from that sum is reported (completeness_gap).
+logit(baseline); each map's gap from that sum is reported (completeness_gap), on PyTorch from the
+baseline's logits of the method's own pass.
 
 On PyTorch the baseline goes through the model first and each ruled operation's inputs are kept;
 the image's forward and backward pass then take the rules against them, call by call
@@ -28,6 +29,7 @@ import functools
 import numpy as np
 
 from heatkit.base.rules import PixelValue
+from heatkit.base.run_state import current
 from heatkit.methods import _deeplift_rules, _keras_rules, channel_sum
 from heatkit.methods._entry import GRADIENT_PASSES, Method, Needs, Paper, Setting, Settings, one_image
 
@@ -36,7 +38,8 @@ NEAR_ZERO = _deeplift_rules.NEAR_ZERO
 
 def on_torch_batch(model, images, targets, params):
     baseline = np.full_like(images[0], params["baseline"])
-    found = _deeplift_rules.multipliers(model, images, targets, baseline)
+    found, reference = _deeplift_rules.multipliers(model, images, targets, baseline)
+    current().keep_reference(model, params["baseline"], model.torch.array(reference))
     return channel_sum((images - baseline) * model.torch.array(found).transpose(0, 2, 3, 1))
 
 

@@ -8,7 +8,7 @@ One forward pass per map, through the perturbation engine.
 import numpy as np
 
 from heatkit.methods._entry import Method, Needs, Paper
-from heatkit.methods._layers import AtLayer, cam_method
+from heatkit.methods._layers import AtLayer, bilinear, cam_method
 from heatkit.methods.grad_cam import SETTINGS
 
 SCALE_EPSILON = 1e-8  # pytorch-grad-cam's, under a map's range
@@ -16,12 +16,14 @@ SCALE_EPSILON = 1e-8  # pytorch-grad-cam's, under a map's range
 
 def scorecam(at: AtLayer) -> np.ndarray:
     height, width = at.image.shape[:2]
-    rows, cols = corners_aligned(at.activations.shape[0], height), corners_aligned(at.activations.shape[1], width)
+    rows = bilinear(at.activations.shape[0], height, corners_aligned=True)
+    cols = bilinear(at.activations.shape[1], width, corners_aligned=True)
 
     def masked_logits(start, stop):
-        # (maps, height, width) by two matrix products (numpy's einsum of all three operands at once,
-        # a loop over every index, took a fifth of the call)
-        upsampled = rows @ at.activations[..., start:stop].transpose(2, 0, 1) @ cols.T
+        # (maps, height, width) by two matrix products, the columns' first (half the time of the
+        # other order; numpy's einsum of all three operands at once, a loop over every index, took a
+        # fifth of the call)
+        upsampled = rows @ (at.activations[..., start:stop].transpose(2, 0, 1) @ cols.T)
         low = upsampled.min(axis=(1, 2), keepdims=True)
         masks = (upsampled - low) / (upsampled.max(axis=(1, 2), keepdims=True) - low + SCALE_EPSILON)
         return at.model.logits(masks[..., None] * at.image)[:, at.target]
@@ -29,19 +31,6 @@ def scorecam(at: AtLayer) -> np.ndarray:
     scores = at.model.engine(at.image, at.target).passes(at.activations.shape[-1], masked_logits, "scorecam")
     weights = np.exp(scores - scores.max())
     return at.activations @ (weights / weights.sum())
-
-
-def corners_aligned(size: int, upsampled: int) -> np.ndarray:
-    """(upsampled, size) matrix of bilinear upsampling with the corners aligned (torch's
-    UpsamplingBilinear2d) along one axis."""
-    position = np.linspace(0.0, size - 1, upsampled)
-    below = np.minimum(np.floor(position).astype(int), max(size - 2, 0))
-    above = np.minimum(below + 1, size - 1)
-    fraction = position - below
-    matrix = np.zeros((upsampled, size))
-    np.add.at(matrix, (np.arange(upsampled), below), 1.0 - fraction)
-    np.add.at(matrix, (np.arange(upsampled), above), fraction)
-    return matrix
 
 
 METHOD = Method("scorecam", "Score-CAM", Paper(

@@ -235,10 +235,14 @@ def test_keras_files_are_explained_with_their_saved_weights(tmp_path):
 
 
 @pytest.mark.parametrize("flatten", ["view", "flatten"])
-def test_a_cnn_runs_channels_last_where_it_can_and_gives_autograds_gradient(flatten):
-    """Channels-last memory speeds float32 convolutions up; a module that views its activations as
-    NCHW memory (x.view(n, -1)) raises on it, so it keeps NCHW. Either way the maps are the model's."""
+@pytest.mark.parametrize("groups", [1, 4])
+def test_a_cnn_runs_channels_last_where_it_can_and_gives_autograds_gradient(flatten, groups):
+    """Channels-last memory speeds float32 convolutions up on large batches, and grouped ones on
+    any; a module that views its activations as NCHW memory (x.view(n, -1)) raises on it, so it
+    keeps NCHW. Either way the maps are the model's (and a grouped first convolution's input has
+    its groups times its weight's channels)."""
     import heatkit
+    from heatkit.model.torch_net import CHANNELS_LAST_PIXELS
 
     torch = frameworks.torch()
     nn = torch.nn
@@ -246,7 +250,7 @@ def test_a_cnn_runs_channels_last_where_it_can_and_gives_autograds_gradient(flat
     class Net(nn.Module):
         def __init__(self):
             super().__init__()
-            self.conv, self.fc = nn.Conv2d(3, 4, 3, padding=1), nn.Linear(4 * 8 * 8, 3)
+            self.conv, self.fc = nn.Conv2d(4, 8, 3, padding=1, groups=groups), nn.Linear(8 * 8 * 8, 3)
 
         def forward(self, x):
             hidden = torch.relu(self.conv(x))
@@ -254,10 +258,14 @@ def test_a_cnn_runs_channels_last_where_it_can_and_gives_autograds_gradient(flat
 
     torch.manual_seed(0)
     net = Net().eval()
-    image = np.random.default_rng(2).random((8, 8, 3))
+    image = np.random.default_rng(2).random((8, 8, 4))
     run = heatkit.explain(net, image, ["grad"], target=1, progress=False,
                           settings={"faithfulness.curves": False, "input_size": [8, 8]})
-    assert run.model.torch.channels_last == (flatten == "flatten")
+    takes_it = flatten == "flatten"
+    assert run.model.torch.channels_last == takes_it
+    for images, expected in ((1, takes_it and groups > 1), (CHANNELS_LAST_PIXELS // 64, takes_it)):
+        tensor = run.model.torch.tensor(np.zeros((images, 8, 8, 4)))
+        assert tensor.is_contiguous(memory_format=torch.channels_last) == expected != tensor.is_contiguous()
     inputs = torch.tensor(image.transpose(2, 0, 1)[None], dtype=torch.float32).contiguous().requires_grad_()
     (gradient,) = torch.autograd.grad(net(inputs)[0, 1], inputs)
     np.testing.assert_allclose(run.maps["grad"], gradient[0].sum(0).numpy(), rtol=1e-5, atol=1e-7)

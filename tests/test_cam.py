@@ -286,3 +286,19 @@ def test_cam_of_a_keras_binary_sigmoid_head_weights_the_maps_by_w_and_minus_w(tm
     loaded = Model(tmp_path / "binary.h5")
     for target, sign in ((1, 1.0), (0, -1.0)):
         np.testing.assert_allclose(cam.on_keras(loaded, image, target, {}), sign * by_hand, rtol=1e-5, atol=1e-6)
+
+
+@pytest.mark.parametrize("grid, shape", [((7, 7), (224, 224)), ((14, 9), (227, 100)), ((1, 5), (64, 64)),
+                                         ((3, 4), (2, 3))])
+def test_bilinear_resizing_is_torchs(grid, shape):
+    """A layer's map resized as torch's interpolate resizes it (up or down, a side of one too):
+    pixel centers aligned for the maps, corners aligned for Score-CAM's masks."""
+    torch = frameworks.torch()
+    cam = np.random.default_rng(0).random(grid)
+    for aligned in (False, True):
+        theirs = torch.nn.functional.interpolate(torch.from_numpy(cam)[None, None], size=shape, mode="bilinear",
+                                                 align_corners=aligned)[0, 0].numpy()
+        ours = _layers.bilinear(grid[0], shape[0], aligned) @ cam @ _layers.bilinear(grid[1], shape[1], aligned).T
+        np.testing.assert_allclose(ours, theirs, rtol=0, atol=1e-12)
+        if not aligned:
+            np.testing.assert_allclose(_layers.upsample(cam, shape), theirs, rtol=1e-6, atol=1e-7)  # float32

@@ -275,9 +275,10 @@ class Engine:
         per_pixel = np.repeat(labels.reshape(-1), self.image.shape[-1])  # segment of each input
         fill = np.broadcast_to(fill, self.image.shape).reshape(-1)
         if not self.fast:
-            def composed(a, b):
-                keep = masks[a:b][:, per_pixel]
-                return (keep * self.flat + (1 - keep) * fill).reshape((b - a, *self.image.shape))
+            kept = masks != 0
+
+            def composed(a, b):  # one pass over the batch (the masks' arithmetic took four)
+                return np.where(kept[a:b][:, per_pixel], self.flat, fill).reshape((b - a, *self.image.shape))
             return self.images(len(masks), composed, desc, all_classes=all_classes)
         deltas = self._changes_by_group(fill - self.flat, per_pixel, masks.shape[1])  # each segment set to the fill
         out = np.empty((len(masks), self.model.num_classes) if all_classes else len(masks))

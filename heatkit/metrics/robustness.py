@@ -51,8 +51,10 @@ def gaussian_copies(image: np.ndarray, params: dict) -> list[np.ndarray]:
 def ratios(again: Recomputation, image: np.ndarray, attribution: np.ndarray, params: dict) -> np.ndarray | None:
     """||map(noisy) - map|| / ||map|| per noisy copy; None for a map of zeros, no copies, or a method
     that failed on a copy."""
+    if params["samples"] == 0:
+        return None
     norm = np.linalg.norm(attribution.astype(np.float64))
-    if params["samples"] == 0 or norm == 0:
+    if norm == 0:
         return None
     others = again.maps(noisy_copies(image, params))
     if others is None:

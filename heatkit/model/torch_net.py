@@ -20,6 +20,14 @@ from heatkit.model import weights as weights_file
 from heatkit.model.files import archive_kind, first_line
 
 PROBE_SIZES = (224, 227, 32, 28, 64, 128, 256, 299)  # tried for a conv net's input side
+# A batch of at least this many input pixels (images x height x width: four images of 224 x 224)
+# runs channels-last on a net that takes it; a smaller one runs NCHW, unless the net has grouped
+# convolutions. Measured, channels-last over NCHW time, 2 threads, on torchvision's ResNet-18 and
+# ResNet-50: forward and backward, 1 to 2 images of 224 x 224, 1.01 to 1.38, and 16 of 64 x 64,
+# 1.04 to 1.63; forward, 32 of 64 x 64 (131,072 pixels), 1.01 to 1.05; 4 of 224 x 224, 16 of 112
+# x 112 and 8 of 160 x 160, 0.90 to 1.00; 16 of 224 x 224, 0.81 to 0.90. MobileNetV2 at any
+# size, 0.62 to 0.89; EfficientNet-B0 and ConvNeXt-T, 0.75 to 1.02.
+CHANNELS_LAST_PIXELS = 200_000
 
 
 class TorchNet:
@@ -47,6 +55,8 @@ class TorchNet:
         probes = np.stack([np.zeros(input_shape), np.full(input_shape, 0.5),
                            np.random.default_rng(0).random(input_shape)])
         self.channels_last = False
+        self.submodules = tuple(self.module.modules())  # walked on every pass: listed once
+        self.grouped = any(is_kind(m, self.torch.nn.Conv2d) and _groups(m) > 1 for m in self.submodules)
         with self.evaluating():
             self.head, self.cut = torch_head.find(self.module, self.tensor(probes), output, name)
             self.channels_last = self._runs_channels_last(probes)
@@ -54,7 +64,7 @@ class TorchNet:
     def evaluating(self):
         """The module in eval mode for the block; a caller's module gets its submodules' training
         flags back afterwards, raising or not (its parameters and buffers are never written)."""
-        return contextlib.nullcontext() if self.owned else in_eval_mode(self.module)
+        return contextlib.nullcontext() if self.owned else in_eval_mode(self.module, self.submodules)
 
     @classmethod
     def load_twin(cls, path: Path, card: dict, device: str = "cpu") -> "TorchNet":
@@ -163,20 +173,22 @@ class TorchNet:
 
     def tensor(self, batch: np.ndarray):
         """An NHWC numpy batch as the module's NCHW input, in its float type and on its device: a copy,
-        laid out channels-last in memory where the module runs faster so (see _runs_channels_last)."""
-        if self.channels_last:
-            return self.torch.from_numpy(np.ascontiguousarray(batch)).permute(0, 3, 1, 2).to(self.device, self.dtype,
-                                                                                              copy=True)
-        return self.torch.from_numpy(np.ascontiguousarray(batch.transpose(0, 3, 1, 2))).to(self.device, self.dtype)
+        laid out channels-last in memory where the module takes it (see _runs_channels_last) and
+        runs faster so (CHANNELS_LAST_PIXELS). numpy's copy is the tensor's memory: a batch already
+        laid out as the tensor (one channel) was shared with the caller, and a read-only one
+        (broadcast) made torch warn."""
+        if self.channels_last and (self.grouped or np.prod(batch.shape[:3]) >= CHANNELS_LAST_PIXELS):
+            return self.torch.from_numpy(np.array(batch, order="C")).permute(0, 3, 1, 2).to(self.device, self.dtype)
+        return self.torch.from_numpy(np.array(batch.transpose(0, 3, 1, 2), order="C")).to(self.device, self.dtype)
 
     def _runs_channels_last(self, probes: np.ndarray) -> bool:
         """Whether a float32 convolutional module gives its output on channels-last input too: its
-        convolutions then run faster (a forward pass of torchvision's ResNet-18, ResNet-50, VGG-11,
-        MobileNetV2 and EfficientNet-B0 took 17 to 25% less time, with its backward pass 1 to 33%
-        less). A module that views its input's memory as NCHW (x.view(n, -1)) raises on it, and
-        keeps NCHW."""
+        convolutions then run faster on large batches (a forward pass of 16 images of 224 x 224 on
+        torchvision's ResNet-18, ResNet-50, VGG-11, MobileNetV2 and EfficientNet-B0 took 10 to 33%
+        less time, with its backward pass 12 to 35% less). A module that views its input's memory
+        as NCHW (x.view(n, -1)) raises on it, and keeps NCHW."""
         torch = self.torch
-        if self.dtype != torch.float32 or not any(is_kind(m, torch.nn.Conv2d) for m in self.module.modules()):
+        if self.dtype != torch.float32 or not any(is_kind(m, torch.nn.Conv2d) for m in self.submodules):
             return False
         inputs = self.tensor(probes)
         with torch.no_grad():
@@ -277,10 +289,11 @@ class TorchNet:
 
 
 @contextlib.contextmanager
-def in_eval_mode(module):
+def in_eval_mode(module, submodules=None):
     """The module in eval mode for the block, the submodules that were training put back in training
-    after it (only those: setting every flag twice took 0.7 ms of each pass of a ResNet-18)."""
-    training = [submodule for submodule in module.modules() if submodule.training]
+    after it (only those: setting every flag twice took 0.7 ms of each pass of a ResNet-18).
+    `submodules`: the module's, where the caller has them listed."""
+    training = [submodule for submodule in submodules or module.modules() if submodule.training]
     if training:
         module.eval()
     try:
@@ -303,7 +316,7 @@ def input_shape(module, name: str, size: list[int] | None = None, output=None) -
         channels = 3 if inputs % 3 == 0 and _is_square(inputs // 3) else 1
         sizes = [(side := round((inputs / channels) ** 0.5), side)]
     else:
-        channels, sizes = first.weight.shape[1], [(side, side) for side in PROBE_SIZES]
+        channels, sizes = first.weight.shape[1] * _groups(first), [(side, side) for side in PROBE_SIZES]
     probing = size is None and len(sizes) > 1
     if size is not None:
         sizes = [tuple(size)]
@@ -356,6 +369,12 @@ def build_from_code(source: str):
 def is_kind(module, kind) -> bool:
     """isinstance, for TorchScript modules too (they keep their class's name as `original_name`)."""
     return isinstance(module, kind) or getattr(module, "original_name", None) == kind.__name__
+
+
+def _groups(convolution) -> int:
+    """A convolution's groups: each takes weight.shape[1] of its input channels. A traced module
+    keeps none of its constants, and is read as one group."""
+    return getattr(convolution, "groups", 1)
 
 
 def _is_square(number: int) -> bool:

@@ -142,7 +142,8 @@ def completeness_gaps(model, image: np.ndarray, logit: float, target: int, maps:
                       cfg: dict) -> dict[str, dict[str, float]]:
     """Per map of a method that explains a change from its own reference (IG, DeepLIFT): how far
     its sum is from that change of the target's `logit` at the image, |sum - (f(x) - f(reference))|
-    / |f(x) - f(reference)| (None where the logit does not change). A forward pass a reference."""
+    / |f(x) - f(reference)| (None where the logit does not change). A forward pass a reference
+    that no method passed through the model itself."""
     gaps, references = {}, {}
     for key, attribution in maps.items():
         method = REGISTRY[key.partition("@")[0]]
@@ -150,8 +151,11 @@ def completeness_gaps(model, image: np.ndarray, logit: float, target: int, maps:
             continue
         pixel = cfg[method.settings.name][method.reference]  # 0, 1, "mean": IG's and DeepLIFT's alike share a pass
         if pixel not in references:
-            reference = np.full_like(image, model.input_value(pixel))
-            references[pixel] = model.logits(reference[None])[0, target]
+            value = model.input_value(pixel)
+            logits = current().reference(model, value)
+            if logits is None:
+                logits = model.logits(np.full_like(image, value)[None])[0]
+            references[pixel] = logits[target]
         change = np.float64(logit) - np.float64(references[pixel])
         gap = abs(attribution.astype(np.float64).sum() - change) / abs(change) if change != 0 else None
         gaps[key] = {"completeness_gap": gap}

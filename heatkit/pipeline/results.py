@@ -1,13 +1,13 @@
 """What explaining an image gives: its maps and everything shown or scored beside them."""
 from __future__ import annotations
 
-import copy
 from dataclasses import dataclass, field
 
 import numpy as np
 
 from heatkit.metrics import registry as metrics
 from heatkit.metrics.curves import AREAS
+from heatkit.pipeline import config
 from heatkit.pipeline.scores import center_scores
 
 
@@ -56,7 +56,7 @@ class ImageResult:
             self.model_scores[key] = {**self.model_scores.get(key, {}), **scores}
 
     def __post_init__(self):
-        self.settings = copy.deepcopy(self.settings)
+        self.settings = config.copied(self.settings)
 
     def scores(self) -> dict[str, dict]:
         """Per map key: its center scores (on a model that declares a ground truth), faithfulness
