@@ -24,7 +24,7 @@ sys.path.insert(0, str(ROOT / "examples"))
 
 import heatkit  # noqa: E402
 from heatkit.base import frameworks  # noqa: E402
-from heatkit.pipeline import faithfulness  # noqa: E402
+from heatkit.metrics import curves  # noqa: E402
 
 PARAMS = {"curves": True, "patch": 1, "regions_per_step": 1, "ranking": "signed", "baseline": "constant", "fill": 0.0,
           "blur_sigma": 5.0, "random_draws": 0, "seed": 0}
@@ -40,8 +40,8 @@ def ours(model, image, target, attribution, per_step):
     """Timed on a second map: the first pays the model's one-time costs (its first passes, the
     bytes a pass allocates, counted once)."""
     params = {**PARAMS, "regions_per_step": per_step}
-    faithfulness.score_maps(model, image, target, {"map": -attribution}, params)
-    return timed(lambda: faithfulness.score_maps(model, image, target, {"map": attribution}, params)["map"])
+    curves.score_maps(model, image, target, {"map": -attribution}, params)
+    return timed(lambda: curves.score_maps(model, image, target, {"map": attribution}, params)["map"])
 
 
 def quantus_deletion(net, image, target, attribution, per_step):

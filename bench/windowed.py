@@ -37,7 +37,7 @@ import heatkit  # noqa: E402
 from heatkit.base import frameworks  # noqa: E402
 from heatkit.base.engine import Engine  # noqa: E402
 from heatkit.base.run_state import EngineOptions  # noqa: E402
-from heatkit.methods import _windows  # noqa: E402
+from heatkit.methods import _sliding  # noqa: E402
 
 DIGITS = str(ROOT / "models" / "digits.h5")
 SLICE = 2048  # single pixels evaluated on the ResNets, in the middle rows
@@ -79,17 +79,20 @@ def flop_limit(model, image, windows: list[tuple[int, int]], size: tuple[int, in
     return flops(lambda: model.probabilities(image[None])) / np.mean(windowed)
 
 
-def captum_occlusion(torch, net, image, target, patch, stride):
-    """captum's map and seconds at its best perturbations_per_eval."""
+def captum_occlusion(torch, model, net, image, target, patch, stride):
+    """captum's map and seconds at its best perturbations_per_eval, on the image and the black fill
+    as the model takes them (a torchvision network's, normalised by ImageNet's mean and std)."""
     from captum.attr import Occlusion
 
-    tensor = torch.tensor(image.transpose(2, 0, 1)[None], dtype=torch.float32).contiguous()  # NCHW, as users have it
+    def nchw(pixels):  # contiguous, as users have it
+        return torch.tensor(model.preprocess(pixels).transpose(2, 0, 1)[None], dtype=torch.float32).contiguous()
+    tensor, black = nchw(image), nchw(np.zeros_like(image))
     occlusion = Occlusion(lambda batch: torch.softmax(net(batch), dim=1))
     best = None
     for per_eval in (1, 16, 64):
         with torch.no_grad():
             attribution, seconds = timed(lambda: occlusion.attribute(
-                tensor, sliding_window_shapes=(3, patch, patch), strides=(3, stride, stride), baselines=0.0,
+                tensor, sliding_window_shapes=(3, patch, patch), strides=(3, stride, stride), baselines=black,
                 target=target, perturbations_per_eval=per_eval))
         if best is None or seconds < best[1]:
             best = (attribution[0, 0].numpy(), seconds, per_eval)
@@ -114,12 +117,12 @@ def occlusion_case(torch, name, net, side, patch, stride, captum=True, approxima
     (windowed, evaluations), windowed_seconds = timed(
         lambda: occlusion_map(model, image, patch, stride, True, approximate))
     (full, _), full_seconds = timed(lambda: occlusion_map(model, image, patch, stride, False))
-    rows, cols = _windows.starts(side, patch, stride), _windows.starts(side, patch, stride)
+    rows, cols = _sliding.starts(side, patch, stride), _sliding.starts(side, patch, stride)
     limit = None if approximate else flop_limit(model, image, [(top, left) for top in rows for left in cols],
                                                 (patch, patch))
     scale = np.abs(full).max()
     difference = np.abs(windowed - full).max() / scale
-    reference = captum_occlusion(torch, net, image, target, patch, stride) if captum else None
+    reference = captum_occlusion(torch, model, net, image, target, patch, stride) if captum else None
     if reference is not None:
         difference = max(difference, np.abs(windowed - reference[0]).max() / scale)
     setting = f"{patch}x{patch}/{stride}" + (f", approximate {approximate:g} (r {pearson(windowed, full):.2f})"

@@ -1,5 +1,6 @@
-"""The package's layers: imports point one way, down, and none loops; and the installed package
-is importable from anywhere, under one top-level name, with its console command."""
+"""The package's layers: imports point one way, down, and none loops; the installed package is
+importable from anywhere, under one top-level name, with its console command; and the bench
+scripts import what the package has."""
 import ast
 import subprocess
 import sys
@@ -152,3 +153,34 @@ def test_no_module_runs_past_400_lines():
     long = {module: lines for module, path in MODULES.items()
             if module != "heatkit.defaults" and (lines := len(path.read_text().splitlines())) > 400}
     assert long == {}
+
+
+def test_every_bench_scripts_imports_name_what_the_package_has():
+    """The benchmarks take minutes to an hour and no test runs them: a module renamed under
+    bench/windowed.py had left it failing at its first line."""
+    files = module_files()
+    for script in sorted((ROOT / "bench").glob("*.py")):
+        for node in ast.walk(ast.parse(script.read_text())):
+            if isinstance(node, ast.ImportFrom) and (node.module or "").split(".")[0] == "heatkit":
+                assert node.module in files, (script.name, node.module)
+                defined = top_level_names(files[node.module])
+                for alias in node.names:
+                    assert f"{node.module}.{alias.name}" in files or alias.name in defined, \
+                        (script.name, node.module, alias.name)
+            elif isinstance(node, ast.Import):
+                for alias in node.names:
+                    assert not alias.name.startswith("heatkit.") or alias.name in files, (script.name, alias.name)
+
+
+def top_level_names(path: Path) -> set[str]:
+    """The names a module binds at its top level: its functions, classes, assignments and imports."""
+    names = set()
+    for node in ast.parse(path.read_text()).body:
+        if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)):
+            names.add(node.name)
+        elif isinstance(node, (ast.Assign, ast.AnnAssign)):
+            targets = node.targets if isinstance(node, ast.Assign) else [node.target]
+            names |= {name.id for target in targets for name in ast.walk(target) if isinstance(name, ast.Name)}
+        elif isinstance(node, (ast.Import, ast.ImportFrom)):
+            names |= {(alias.asname or alias.name).split(".")[0] for alias in node.names}
+    return names
