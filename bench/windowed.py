@@ -1,7 +1,7 @@
 """The windowed path on convolutional networks against its limit, our full forward passes and
 captum's Occlusion, in one process (float32, 2 threads):
 
-    .venv/bin/python bench/windowed.py          # about 20 minutes on 2 cores
+    .venv/bin/python bench/windowed.py          # about 20 minutes on 2 cores, after make models
     .venv/bin/python bench/windowed.py --quick  # the 64 x 64 CNN, ResNet-18 at 16/8 and the digits CNN
 
 1. the 64 x 64 CNN (conv 3->16, max pool, conv 16->16, Linear): single-pixel occlusion of all
@@ -173,6 +173,8 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--quick", action="store_true", help="the 64 x 64 CNN, ResNet-18 at 16/8, the digits CNN")
     args = parser.parse_args()
+    if not Path(DIGITS).is_file():  # its rows come last: said before 20 minutes of the others
+        sys.exit(f"bench/windowed.py needs {DIGITS}: run make models first")
     torch = frameworks.torch()
     torch.set_num_threads(2)
     print("| network | setting | evaluations | FLOP limit | windowed | full passes | speed-up | of the limit | "
