@@ -72,6 +72,10 @@ class Method:
     # method makes, from its settings and the model's input, without running it; None where it
     # depends on what only running tells (a layer's channels). The run's cost estimate sums them.
     passes: Callable[[Any, dict], int | None] = gradient_pass
+    # on PyTorch, where the method starts from the run's prediction pass, which keeps its graph when
+    # the method runs first (methods/_recording.py): function(model, params) -> the modules whose
+    # outputs it reads there; None: it makes a pass of its own
+    from_prediction: Callable[[Any, dict], set] | None = None
     # family (of FAMILIES) -> what the method is there: how exact, or REFUSED; empty where it runs
     # the same on every architecture (model-agnostic, or autograd's gradient)
     families: dict[str, str] = field(default_factory=dict)

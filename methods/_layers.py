@@ -19,13 +19,10 @@ from heatkit.base import frameworks
 from heatkit.base.contract import Several
 from heatkit.base.errors import NotApplicable, UsageError
 from heatkit.methods import _attention
-from heatkit.model import torch_head
+from heatkit.methods._recording import graph_pass, run_recording, sequence_of
 from heatkit.model.keras_net import layer_named, named_layers
 from heatkit.model.torch_net import is_kind
 from heatkit.model.twins import layer_modules
-
-NO_HOOKS = ("a layer's activations are read with a forward hook, which a TorchScript module, run in C++, never "
-            "calls (but in a Sequential); give the model as Python code or as a Keras model")
 
 
 def conv_layers(model, framework: str) -> list[str]:
@@ -53,7 +50,7 @@ def target_layers(model, chosen: list[str] | None, framework: str) -> list[str]:
     the token layer before its last attention, on a create_model.py twin its last conv layer, and
     on any other network the output of its last block that still has a spatial grid (block_output)."""
     if framework == "torch" and model.torch.scripted:
-        _sequence_of(model.torch.module)  # NotApplicable unless a Sequential, whose modules can be run one by one
+        sequence_of(model.torch.module)  # NotApplicable unless a Sequential, whose modules can be run one by one
     tokens = _attention.default_layer(model.torch) if framework == "torch" and not chosen else None
     if tokens:
         return [tokens]
@@ -102,6 +99,11 @@ def cam_method(combine: Callable[[AtLayer], np.ndarray], backends: tuple[str, ..
     return {framework: on(framework) for framework in backends}
 
 
+def cam_modules(model, params: dict) -> set:
+    """The modules a CAM method reads on PyTorch, for the run's prediction pass to record."""
+    return {module_named(model, name) for name in target_layers(model, params["layers"], "torch")}
+
+
 def on_keras(model, names: list[str], image: np.ndarray, target: int) -> list[tuple[np.ndarray, np.ndarray]]:
     values = model.keras.once(("layers", *names), lambda: _layer_gradients(model.keras, names))(image[None], target)
     return [(values[i][0], values[len(names) + i][0]) for i in range(len(names))]
@@ -110,11 +112,10 @@ def on_keras(model, names: list[str], image: np.ndarray, target: int) -> list[tu
 def on_torch(model, names: list[str], image: np.ndarray, target: int) -> list[tuple[np.ndarray, np.ndarray]]:
     """The named modules' outputs, and the logit's gradients at them."""
     torch = frameworks.torch()
-    net = model.torch
     wanted = {name: module_named(model, name) for name in names}
-    logits, outputs = run_recording(net, net.tensor(image[None]).requires_grad_(), set(wanted.values()))
-    captured = {name: outputs[module] for name, module in wanted.items()}
-    gradients = torch.autograd.grad(logits[0, target], list(captured.values()))
+    found = graph_pass(model, image[None], set(wanted.values()))
+    captured = {name: found.outputs[module] for name, module in wanted.items()}
+    gradients = torch.autograd.grad(found.logits[0, target], list(captured.values()))
     last = {name: channels_last(wanted[name], captured[name]) for name in names}
     return [(_as_grid(model, captured[name][0], last[name]), _as_grid(model, gradient[0], last[name]))
             for name, gradient in zip(names, gradients)]
@@ -218,40 +219,6 @@ def module_named(model, name: str):
     if "twin" in model.card:
         return layer_modules(model.torch.module, name)[-1]
     return _modules(model)[name]
-
-
-def run_recording(net, inputs, modules: set | None = None):
-    """The logits of `inputs`, and the output of each module in `modules` (all where None), by module,
-    in the order they ran: caught by forward hooks, or, in a TorchScript Sequential, by running its
-    modules one after another."""
-    outputs = {}
-    if not net.scripted:
-        hooks = [module.register_forward_hook(lambda module, _, output: outputs.__setitem__(module, output))
-                 for module in net.module.modules() if modules is None or module in modules]
-        try:
-            return net.forward(inputs), outputs
-        finally:
-            for hook in hooks:
-                hook.remove()
-    hidden = inputs
-    sequence = _sequence_of(net.module)
-    for module in sequence[:-1] if net.cut.kind == "last child" else sequence:  # without the final activation
-        hidden = module(hidden)
-        if modules is None or module in modules:
-            outputs[module] = hidden
-    return torch_head.logits(net.head, hidden), outputs
-
-
-def _sequence_of(module) -> list:
-    """The modules a TorchScript Sequential applies in order, nested Sequentials opened; other
-    TorchScript modules run their forward in C++, where no hook is called."""
-    if not _is_sequential(module) or not list(module.children()):
-        raise NotApplicable(NO_HOOKS)
-    return [leaf for child in module.children() for leaf in (_sequence_of(child) if _is_sequential(child) else [child])]
-
-
-def _is_sequential(module) -> bool:
-    return getattr(module, "original_name", type(module).__name__) == "Sequential"
 
 
 def keras_output(model, name: str):

@@ -12,7 +12,8 @@ import numpy as np
 from heatkit.base import frameworks
 from heatkit.base.errors import NotApplicable
 from heatkit.methods._entry import Method, Needs, Paper
-from heatkit.methods._layers import NO_HOOKS, AtLayer, cam_method, module_named
+from heatkit.methods._layers import AtLayer, cam_method, module_named
+from heatkit.methods._recording import NO_HOOKS
 from heatkit.methods.grad_cam import SETTINGS
 
 

@@ -11,7 +11,7 @@ import numpy as np
 
 from heatkit.base import frameworks
 from heatkit.base.errors import NotApplicable
-from heatkit.methods import _layers
+from heatkit.methods import _layers, _recording
 from heatkit.methods._entry import Method, Needs, Paper
 from heatkit.model.torch_head import binary_logits, logits_graph, tracer
 from heatkit.model.torch_net import is_kind
@@ -130,7 +130,7 @@ def _scripted(model, image, target):
     if linear is None:
         raise NotApplicable(NOT_APPLICABLE.format("has no Linear layer"))
     with torch.no_grad():
-        _, outputs = _layers.run_recording(net, net.tensor(image[None]))
+        _, outputs = _recording.run_recording(net, net.tensor(image[None]))
     ordered = list(outputs.items())
     modules = [module for module, _ in ordered]
     pooled = ordered[modules.index(linear) - 1][1].reshape(1, -1) if linear in modules[1:] else None

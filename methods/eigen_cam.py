@@ -10,7 +10,7 @@ upsampled as the rest of the CAM family (methods/_layers.cam_method).
 import numpy as np
 
 from heatkit.methods._entry import Method, Needs, Paper
-from heatkit.methods._layers import AtLayer, cam_method
+from heatkit.methods._layers import AtLayer, cam_method, cam_modules
 from heatkit.methods.grad_cam import SETTINGS
 
 
@@ -37,8 +37,10 @@ def eigengradcam(at: AtLayer) -> np.ndarray:
 PAPER = Paper("Muhammad & Yeasin 2020", "Eigen-CAM: Class Activation Map using Principal Components",
               "https://arxiv.org/abs/2008.00299")
 METHODS = [
-    Method("eigencam", "Eigen-CAM", PAPER, Needs.CONV_LAYER, cam_method(eigencam), SETTINGS),
+    Method("eigencam", "Eigen-CAM", PAPER, Needs.CONV_LAYER, cam_method(eigencam), SETTINGS,
+        from_prediction=cam_modules),
     Method("eigengradcam", "EigenGrad-CAM", Paper(
         "Gildenblat et al. 2021", "PyTorch library for CAM methods (EigenGradCAM)",
-        "https://github.com/jacobgil/pytorch-grad-cam"), Needs.CONV_LAYER, cam_method(eigengradcam), SETTINGS),
+        "https://github.com/jacobgil/pytorch-grad-cam"), Needs.CONV_LAYER, cam_method(eigengradcam), SETTINGS,
+        from_prediction=cam_modules),
 ]

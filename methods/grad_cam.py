@@ -15,7 +15,7 @@ import numpy as np
 
 from heatkit.base.rules import ListOf, Optional, Text
 from heatkit.methods._entry import Method, Needs, Paper, Setting, Settings
-from heatkit.methods._layers import AtLayer, cam_method
+from heatkit.methods._layers import AtLayer, cam_method, cam_modules
 
 XGRAD_EPSILON = 1e-7  # pytorch-grad-cam's, for a channel whose activations sum to 0
 
@@ -55,17 +55,21 @@ SETTINGS = Settings("gradcam", "gradcam: the conv layers the CAM family explains
     "layers": Setting(None, Optional(ListOf(Text())), 'None: the last conv layer; or a list, e.g. ["conv2", "conv3"]'),
 })
 METHODS = [
-    Method("gradcam", "Grad-CAM", PAPER, Needs.CONV_LAYER, GRAD_CAM, SETTINGS),
+    Method("gradcam", "Grad-CAM", PAPER, Needs.CONV_LAYER, GRAD_CAM, SETTINGS, from_prediction=cam_modules),
     Method("gradcampp", "Grad-CAM++", Paper(
         "Chattopadhyay et al. 2018", "Grad-CAM++: Improved Visual Explanations for Deep Convolutional Networks",
-        "https://arxiv.org/abs/1710.11063"), Needs.CONV_LAYER, cam_method(gradcampp), SETTINGS),
+        "https://arxiv.org/abs/1710.11063"), Needs.CONV_LAYER, cam_method(gradcampp), SETTINGS,
+        from_prediction=cam_modules),
     Method("xgradcam", "XGrad-CAM", Paper(
         "Fu et al. 2020", "Axiom-based Grad-CAM: Towards Accurate Visualization and Explanation of CNNs",
-        "https://arxiv.org/abs/2008.02312"), Needs.CONV_LAYER, cam_method(xgradcam), SETTINGS),
+        "https://arxiv.org/abs/2008.02312"), Needs.CONV_LAYER, cam_method(xgradcam), SETTINGS,
+        from_prediction=cam_modules),
     Method("hirescam", "HiResCAM", Paper(
         "Draelos & Carin 2020", "Use HiResCAM instead of Grad-CAM for faithful explanations of convolutional neural "
-        "networks", "https://arxiv.org/abs/2011.08891"), Needs.CONV_LAYER, cam_method(hirescam), SETTINGS),
+        "networks", "https://arxiv.org/abs/2011.08891"), Needs.CONV_LAYER, cam_method(hirescam), SETTINGS,
+        from_prediction=cam_modules),
     Method("layercam", "Layer-CAM", Paper(
         "Jiang et al. 2021", "LayerCAM: Exploring Hierarchical Class Activation Maps for Localization",
-        "https://doi.org/10.1109/TIP.2021.3089943"), Needs.CONV_LAYER, cam_method(layercam), SETTINGS),
+        "https://doi.org/10.1109/TIP.2021.3089943"), Needs.CONV_LAYER, cam_method(layercam), SETTINGS,
+        from_prediction=cam_modules),
 ]

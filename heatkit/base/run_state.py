@@ -1,9 +1,10 @@
 """What a run keeps while it evaluates a model, apart from the model: the perturbation engine's
 options, the running method's meter, the evaluations counted by path ("full", "fast",
-"windowed"), the notes its methods leave, and the logits of the constant references they passed
-through a model. A run owns one (heatkit/api.py opens it around the run, heatkit/pipeline/maps.py
-one per method within it); the engine reads the one in force. The Model holds none of it, so a
-Model given to one call and then another carries nothing from the first into the second.
+"windowed"), the notes its methods leave, the logits of the constant references they passed
+through a model, and the prediction pass kept for the method that runs next. A run owns one
+(heatkit/api.py opens it around the run, heatkit/pipeline/maps.py one per method within it); the
+engine reads the one in force. The Model holds none of it, so a Model given to one call and then
+another carries nothing from the first into the second.
 
     with running(RunState(EngineOptions(memory_mb=256, progress=False))):
         attribution = occlusion(model, image, target, params)
@@ -15,6 +16,7 @@ from collections import Counter
 from contextlib import contextmanager
 from contextvars import ContextVar
 from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
 
@@ -36,6 +38,17 @@ class EngineOptions:
     output: str = "probability"
 
 
+@dataclass(frozen=True)
+class KeptPass:
+    """A PyTorch forward pass of an NHWC batch with its autograd graph (methods/_recording.py)."""
+
+    model: Any  # the heatkit Model it ran
+    batch: np.ndarray
+    inputs: Any  # the batch as the tensor the pass took, requiring its gradient
+    logits: Any
+    outputs: dict  # module -> its output, for the modules recorded
+
+
 @dataclass
 class RunState:
     options: EngineOptions = EngineOptions()
@@ -44,6 +57,8 @@ class RunState:
     notes: dict[str, None] = field(default_factory=dict)  # what the run's methods said of how they ran, in order
     # (id(model), the reference's value a channel) -> (the model, weakly, the reference image's logits)
     references: dict = field(default_factory=dict)
+    # the run's prediction pass, kept with its graph for the method that runs next, which holds it alone
+    prediction: KeptPass | None = None
 
     @classmethod
     def of(cls, cfg: dict, progress: bool = True) -> "RunState":
@@ -65,6 +80,21 @@ class RunState:
         """The logits kept for `model`'s image filled with `pixels`, or None."""
         owner, logits = self.references.get((id(model), _values(pixels)), (None, None))
         return logits if owner is not None and owner() is model else None
+
+    def hand_over(self) -> KeptPass | None:
+        """The kept prediction pass, for the state of the method that runs next: this one holds it no longer."""
+        kept, self.prediction = self.prediction, None
+        return kept
+
+    def take_pass(self, model, batch: np.ndarray, modules: set) -> KeptPass | None:
+        """The kept prediction pass if it is `model`'s, of these images, with the outputs of
+        `modules`; once, as a backward pass frees its graph."""
+        kept = self.prediction
+        if kept is None or kept.model is not model or kept.batch.shape != batch.shape or \
+                not all(module in kept.outputs for module in modules) or not np.array_equal(kept.batch, batch):
+            return None
+        self.prediction = None
+        return kept
 
     @contextmanager
     def metered(self, options: EngineOptions, count: int, desc: str):

@@ -14,7 +14,7 @@ from heatkit.base.engine import gradient_batch
 from heatkit.base.progress import Meter, say
 from heatkit.base.run_state import RunState, current, running
 from heatkit.base.errors import NotApplicable, UsageError
-from heatkit.methods import _layers
+from heatkit.methods import _layers, _recording
 from heatkit.methods.registry import REGISTRY, Needs
 from heatkit.metrics import localisation
 from heatkit.metrics import registry as metrics
@@ -101,7 +101,9 @@ def image_results(model, images: list[np.ndarray], displays: list[np.ndarray], n
     passes."""
     size = gradient_batch(model)
     spans = [(start, min(len(images), start + size)) for start in range(0, len(images), size)]
-    scored = [model.logits_and_probabilities(np.stack(images[a:b])) for a, b in spans]
+    recorded = _prediction_modules(model, keys, cfg, backend, len(images)) if len(spans) == 1 else None
+    scored = [model.logits_and_probabilities(np.stack(images[a:b])) if recorded is None else
+              _recording.prediction_pass(model, np.stack(images[a:b]), recorded) for a, b in spans]
     logits = np.concatenate([found for found, _ in scored])
     probabilities = np.concatenate([found for _, found in scored])
     targets = np.array([row.argmax() if target is None else target for row, target in zip(probabilities, chosen)])
@@ -110,7 +112,7 @@ def image_results(model, images: list[np.ndarray], displays: list[np.ndarray], n
         for key in keys:
             method = REGISTRY[key]
             framework = method.runs_on(backend, model.frameworks)
-            if framework in method.batched and framework in model.frameworks:
+            if _takes_batches(method, backend, model):
                 say(f"{key}: {len(images)} images at once", current().options.progress)
                 for (a, b) in spans:
                     for index, outcome in enumerate(_batched(model, images[a:b], targets[a:b], key, cfg, framework,
@@ -121,6 +123,25 @@ def image_results(model, images: list[np.ndarray], displays: list[np.ndarray], n
         yield image_result(model, image, display, name, keys, cfg, target, backend, verbose,
                       scored=(image_logits, image_probabilities), ready=prepared,
                       position=f"image {number} of {len(images)} ({name}): " if len(images) > 1 else "")
+
+
+def _prediction_modules(model, keys: list[str], cfg: dict, backend: str, count: int) -> set | None:
+    """The modules whose outputs the prediction pass of `count` images records, where the method
+    that runs first starts from that pass (methods/_recording.py); None where none does."""
+    batched = [key for key in keys if _takes_batches(REGISTRY[key], backend, model)] if count > 1 else keys
+    method = REGISTRY[batched[0]] if batched else None
+    if method is None or method.from_prediction is None or model.evaluator_framework != "torch" or \
+            method.runs_on(backend, model.frameworks) != "torch":
+        return None
+    try:
+        return method.from_prediction(model, method_params(method, cfg, model))
+    except NotApplicable:  # the method says so itself when it runs
+        return None
+
+
+def _takes_batches(method, backend: str, model) -> bool:
+    framework = method.runs_on(backend, model.frameworks)
+    return framework in method.batched and framework in model.frameworks
 
 
 def method_params(method, cfg: dict, model) -> dict:
@@ -206,7 +227,8 @@ def _outcome(model, image, key: str, cfg: dict, target: int, backend: str, verbo
         model.require(framework, key)
         function = method.function(framework)  # imports the method's libraries, outside the timing
         options = current().options
-        state = RunState(options, Meter(key, options.progress, options.warn_seconds, method.cheaper))
+        state = RunState(options, Meter(key, options.progress, options.warn_seconds, method.cheaper),
+                         prediction=current().hand_over())
         start = time.perf_counter()
         try:
             with running(state):
@@ -242,7 +264,8 @@ def _batched(model, images: list[np.ndarray], targets: np.ndarray, key: str, cfg
     try:
         function = method.batched[framework]
         start = time.perf_counter()
-        found = function(model, np.stack(images), targets, params)
+        with running(RunState(current().options, prediction=current().hand_over())):
+            found = function(model, np.stack(images), targets, params)
         seconds = (time.perf_counter() - start) / len(images)
         return [MethodOutcome(framework, contract.check(key, attribution, image.shape[:2])[0], seconds=seconds)
                 for attribution, image in zip(found, images)]
@@ -263,7 +286,7 @@ def _again(model, key: str, images: list[np.ndarray], cfg: dict, target: int, ba
     then undefined)."""
     method = REGISTRY[key.partition("@")[0]]
     framework = method.runs_on(backend, model.frameworks)
-    if framework in method.batched and framework in model.frameworks:
+    if _takes_batches(method, backend, model):
         outcomes = _batched(model, images, np.full(len(images), target), method.key, cfg, framework, verbose)
     else:
         outcomes = [_outcome(model, image, method.key, cfg, target, backend, verbose) for image in images]
