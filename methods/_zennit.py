@@ -19,6 +19,7 @@ import operator
 from heatkit.base import frameworks
 from heatkit.base.errors import NotApplicable
 from heatkit.methods._activations import kinds, name_of
+from heatkit.methods._epsilon_rule import one_pass_epsilon
 from heatkit.model.torch_head import binary_logits, logits_graph, tracer
 from heatkit.model.graph_patterns import is_spatial_mean
 
@@ -92,10 +93,9 @@ def rules(epsilon: float, alpha_beta_bias: str) -> dict:
     """The four LRP rules as zennit rules, by key. LRP-Z divides by z, with a zero z replaced by
     1e-7 (as innvestigate does); alpha-beta puts a layer's bias as alpha_beta_bias says (see lrp.py)."""
     z = zennit()
-    rules_ = z.rules
     return {
-        "z": rules_.Epsilon(epsilon=SAFE),
-        "epsilon": rules_.Epsilon(epsilon=epsilon),
+        "z": one_pass_epsilon(z, SAFE),
+        "epsilon": one_pass_epsilon(z, epsilon),
         "alpha1beta0": _alpha_beta(z, 1.0, 0.0, alpha_beta_bias),
         "alpha2beta1": _alpha_beta(z, 2.0, 1.0, alpha_beta_bias),
     }

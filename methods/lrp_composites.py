@@ -21,6 +21,7 @@ import numpy as np
 from heatkit.base import frameworks
 from heatkit.methods import _zennit, channel_sum, lrp
 from heatkit.methods._entry import Method, Needs, Paper, one_image
+from heatkit.methods._epsilon_rule import one_pass_epsilon
 
 
 def _torch_batch(convolution, first):
@@ -28,7 +29,7 @@ def _torch_batch(convolution, first):
     rule made by `convolution(zennit, params)`, its first layer's (types, rule) by `first(zennit, model)`."""
     def function(model, images, targets, params):
         z = _zennit.zennit()
-        dense = z.rules.Epsilon(epsilon=params["epsilon"])
+        dense = one_pass_epsilon(z, params["epsilon"])
         return channel_sum(_zennit.relevance(model, images, targets, convolution(z, params), dense, first(z, model)))
     return function
 

@@ -124,3 +124,47 @@ def test_epsilon_plus_flat_on_resnet18_equals_zennits_with_its_resnet_canonizer(
     np.testing.assert_allclose(ours, theirs, rtol=0, atol=5e-4 * np.abs(theirs).max())
     epsilon = REGISTRY["lrp.epsilon"].impl["torch"](model, image, TARGET, PARAMS)
     assert np.abs(epsilon - theirs).max() > 0.05 * np.abs(theirs).max()  # the issue's finding: not lrp.epsilon
+
+
+def _shared_output_net():
+    """A convolution whose output two branches read (a residual addition and a second convolution),
+    changed in place by a LeakyReLU written as a function, which no hook sees."""
+    torch = frameworks.torch()
+    nn = torch.nn
+
+    class Shared(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.stem, self.branch = nn.Conv2d(3, 6, 3, padding=1), nn.Conv2d(6, 6, 3, padding=1)
+            self.head = nn.Linear(6, 4)
+
+        def forward(self, x):
+            stem = torch.nn.functional.leaky_relu_(self.stem(x), 0.2)
+            return self.head((stem + self.branch(stem)).mean((2, 3)))
+
+    torch.manual_seed(3)
+    return Shared().eval()
+
+
+@pytest.mark.parametrize("network", ["resnet18", "shared output", "sequential"])
+@pytest.mark.parametrize("epsilon", [1e-7, 0.25, "safe"])
+def test_the_one_pass_epsilon_rule_is_zennits_epsilon(network, epsilon):
+    """The rule divides the relevance before the layer's own backward pass, where zennit's
+    recomputes the layer and takes a second one: the same relevance, on a torchvision ResNet
+    (residual sums, merged BatchNorms, in-place ReLUs), a layer whose output two branches read,
+    and a plain Sequential, for two targets at once."""
+    import torchvision
+
+    from heatkit.methods import _epsilon_rule, _zennit
+
+    torch = frameworks.torch()
+    torch.manual_seed(0)
+    net = {"resnet18": lambda: trained_looking(torchvision.models.resnet18(num_classes=10)).eval(),
+           "shared output": _shared_output_net, "sequential": lambda: sequential_cnn(bias=True)}[network]()
+    model = heatkit.load_model(net, settings={"input_size": [SIDE, SIDE]})
+    images = np.stack([random_image(SIDE, seed=seed) for seed in (1, 2)])
+    z, stabilizer = _zennit.zennit(), _zennit.SAFE if epsilon == "safe" else epsilon
+    ours = _zennit.relevance(model, images, np.array([1, 3]), _epsilon_rule.one_pass_epsilon(z, stabilizer))
+    theirs = _zennit.relevance(model, images, np.array([1, 3]), z.rules.Epsilon(epsilon=stabilizer))
+    assert np.abs(theirs).max() > 0
+    np.testing.assert_allclose(ours, theirs, rtol=1e-6, atol=1e-7 * np.abs(theirs).max())
