@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from heatkit.base.engine import gradient_batch
+from heatkit.base.engine import in_gradient_batches
 
 
 def attribute(model, algorithm: str, batch: np.ndarray, target, **kwargs) -> np.ndarray:
@@ -14,11 +14,8 @@ def attribute(model, algorithm: str, batch: np.ndarray, target, **kwargs) -> np.
 
     net = model.torch
     explainer = getattr(captum.attr, algorithm)(net.forward)
-    size = gradient_batch(model)
-    targets = np.broadcast_to(np.asarray(target), (len(batch),))
-    parts = []
-    for start in range(0, len(batch), size):
-        inputs = net.tensor(batch[start:start + size]).requires_grad_()
-        found = explainer.attribute(inputs, target=[int(t) for t in targets[start:start + size]], **kwargs)
-        parts.append(net.array(found))
-    return np.concatenate(parts).transpose(0, 2, 3, 1)
+
+    def attributions(images, targets):
+        inputs = net.tensor(images).requires_grad_()
+        return net.array(explainer.attribute(inputs, target=[int(t) for t in targets], **kwargs))
+    return in_gradient_batches(model, batch, target, attributions)

@@ -15,7 +15,7 @@ from __future__ import annotations
 import numpy as np
 
 from heatkit.base import frameworks
-from heatkit.base.engine import gradient_batch
+from heatkit.base.engine import in_gradient_batches
 from heatkit.base.errors import NotApplicable
 from heatkit.base.run_state import KeptPass, current
 from heatkit.model import torch_head
@@ -57,16 +57,13 @@ def input_gradients(model, batch: np.ndarray, targets) -> np.ndarray:
     """d logit_target / d input of each image of an NHWC batch, as an NHWC float32 (or float64)
     array, in the engine's batches of gradient passes; `targets` one class, or one per image."""
     torch = frameworks.torch()
-    net = model.torch
-    size = gradient_batch(model)
-    targets = np.array(np.broadcast_to(np.asarray(targets), (len(batch),)))  # writable, as torch takes it
-    parts = []
-    for start in range(0, len(batch), size):
-        found = graph_pass(model, batch[start:start + size])
-        rows = torch.arange(len(found.batch), device=found.logits.device)
-        chosen = found.logits[rows, torch.as_tensor(targets[start:start + size], device=found.logits.device)]
-        parts.append(net.array(torch.autograd.grad(chosen.sum(), found.inputs)[0]))
-    return np.concatenate(parts).transpose(0, 2, 3, 1)
+
+    def gradients(images, chosen):
+        found = graph_pass(model, images)
+        rows = torch.arange(len(images), device=found.logits.device)
+        logits = found.logits[rows, torch.tensor(chosen.tolist(), device=found.logits.device)]
+        return model.torch.array(torch.autograd.grad(logits.sum(), found.inputs)[0])
+    return in_gradient_batches(model, batch, targets, gradients)
 
 
 def run_recording(net, inputs, modules: set | None = None):

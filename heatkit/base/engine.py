@@ -68,6 +68,15 @@ def gradient_batch(model) -> int:
     return max(1, min(GRADIENT_IMAGES, GRADIENT_BYTES // max(1, model.activation_bytes)))
 
 
+def in_gradient_batches(model, batch: np.ndarray, targets, compute) -> np.ndarray:
+    """compute(images, their targets) -> an NCHW array, over each of the model's batches of gradient
+    passes of an NHWC batch (`targets` one class, or one per image), joined as NHWC."""
+    size = gradient_batch(model)
+    targets = np.broadcast_to(np.asarray(targets), (len(batch),))
+    return np.concatenate([compute(batch[start:start + size], targets[start:start + size])
+                           for start in range(0, len(batch), size)]).transpose(0, 2, 3, 1)
+
+
 class Engine:
     """Evaluations of one input's perturbations, for class `target`: its probability, or its logit
     where options.output says so (every path then gives logits: full passes, the windowed path,

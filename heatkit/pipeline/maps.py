@@ -128,8 +128,9 @@ def image_results(model, images: list[np.ndarray], displays: list[np.ndarray], n
 def _prediction_modules(model, keys: list[str], cfg: dict, backend: str, count: int) -> set | None:
     """The modules whose outputs the prediction pass of `count` images records, where the method
     that runs first starts from that pass (methods/_recording.py); None where none does."""
-    batched = [key for key in keys if _takes_batches(REGISTRY[key], backend, model)] if count > 1 else keys
-    method = REGISTRY[batched[0]] if batched else None
+    # several images: the methods that take them at once run before the others
+    first = [key for key in keys if _takes_batches(REGISTRY[key], backend, model)] if count > 1 else keys
+    method = REGISTRY[first[0]] if first else None
     if method is None or method.from_prediction is None or model.evaluator_framework != "torch" or \
             method.runs_on(backend, model.frameworks) != "torch":
         return None
